@@ -1,0 +1,111 @@
+// Command hub is Platform Hub's one binary. Its subcommands are the roles it
+// runs: `manager` (controllers and admission webhooks) and `dev` (the whole
+// hub with a local control plane, for a laptop).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	// The IANA time-zone database, so billing time zones resolve in a
+	// distroless image that has none.
+	_ "time/tzdata"
+
+	"github.com/minimax/platform-hub/internal/dev"
+	"github.com/minimax/platform-hub/internal/operator"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	if err := newRootCommand().Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+func newRootCommand() *cobra.Command {
+	zapOpts := zap.Options{}
+	root := &cobra.Command{
+		Use:           "hub",
+		Short:         "Platform Hub: API keys, usage, spending caps and teams as Kubernetes resources",
+		SilenceUsage:  true,
+		SilenceErrors: false,
+		PersistentPreRun: func(*cobra.Command, []string) {
+			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+		},
+	}
+	goFlags := flag.NewFlagSet("zap", flag.ExitOnError)
+	zapOpts.BindFlags(goFlags)
+	root.PersistentFlags().AddGoFlagSet(goFlags)
+
+	root.AddCommand(newManagerCommand(), newDevCommand(), newVersionCommand())
+	return root
+}
+
+func newManagerCommand() *cobra.Command {
+	opts := operator.Options{}
+	var certDir string
+	var webhookPort int
+	cmd := &cobra.Command{
+		Use:   "manager",
+		Short: "Run the controllers and admission webhooks (in a cluster)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			opts.Webhook = webhook.Options{Port: webhookPort, CertDir: certDir}
+			mgr, err := operator.NewManager(ctrl.GetConfigOrDie(), opts)
+			if err != nil {
+				return err
+			}
+			ctrl.Log.WithName("setup").Info("Starting manager", "version", version)
+			return mgr.Start(ctrl.SetupSignalHandler())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8443", `Address of the metrics endpoint; "0" disables it.`)
+	f.BoolVar(&opts.SecureMetrics, "metrics-secure", true, "Serve metrics over HTTPS behind Kubernetes authentication and authorization.")
+	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one replica to run the controllers.")
+	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election lease (default: the pod's namespace).")
+	f.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving tls.crt and tls.key.")
+	f.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
+	return cmd
+}
+
+func newDevCommand() *cobra.Command {
+	opts := dev.Options{}
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole hub on this machine with a local control plane",
+		Long: `Run etcd, kube-apiserver and kube-controller-manager locally, install the hub's
+CRDs and webhooks, run the manager, and apply the samples on first start.
+State is kept in --state-dir across restarts; Ctrl-C stops everything.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			opts.Out = cmd.OutOrStdout()
+			return dev.Run(ctrl.SetupSignalHandler(), opts)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.StateDir, "state-dir", ".hub", "Directory for the cluster's data, the kubeconfig and logs.")
+	f.StringVar(&opts.BinDir, "bin-dir", "", "Directory holding etcd, kube-apiserver and kube-controller-manager (default: found automatically).")
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", "", "Address of the manager's metrics endpoint (default: a free loopback port).")
+	return cmd
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), version)
+		},
+	}
+}

@@ -1,0 +1,42 @@
+// Package controllers holds one reconciler per hub resource. Each runs inside
+// the `manager` role; envtest suites beside them prove their behaviour against
+// a real kube-apiserver.
+package controllers
+
+import (
+	"fmt"
+
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+)
+
+// fieldOwner is the field manager of every object the hub writes.
+const fieldOwner = "platform-hub"
+
+// Options are the dependencies shared by the reconcilers.
+type Options struct {
+	// Clock tells the time; tests pass a fake one.
+	Clock clock.PassiveClock
+}
+
+// SetupWithManager registers every reconciler with the manager.
+func SetupWithManager(mgr ctrl.Manager, opts Options) error {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if err := (&ProjectReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("project-controller"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the project controller: %w", err)
+	}
+	if err := (&OrganizationReconciler{
+		Client:   mgr.GetClient(),
+		Clock:    opts.Clock,
+		Recorder: mgr.GetEventRecorder("organization-controller"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the organization controller: %w", err)
+	}
+	return nil
+}

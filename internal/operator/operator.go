@@ -1,0 +1,120 @@
+// Package operator assembles the `manager` role: the controller-runtime
+// manager with the hub's reconcilers and admission webhooks. `hub manager`,
+// `hub dev` and the envtest suites all build it here, so they run the same
+// wiring.
+package operator
+
+import (
+	"crypto/tls"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/selection"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/controllers"
+	"github.com/minimax/platform-hub/webhooks"
+)
+
+// Options configure the manager.
+type Options struct {
+	// MetricsAddr is where Prometheus metrics are served; "0" disables them.
+	MetricsAddr string
+	// SecureMetrics serves metrics over HTTPS behind Kubernetes authentication
+	// and authorization (the in-cluster default). Off, they are plain HTTP,
+	// which suits a loopback address on a laptop.
+	SecureMetrics bool
+	// ProbeAddr is where /healthz and /readyz are served; "0" disables them.
+	ProbeAddr string
+	// LeaderElection makes replicas elect one to run the controllers; every
+	// replica serves webhooks.
+	LeaderElection bool
+	// LeaderElectionNamespace holds the lease; empty means the pod's namespace.
+	LeaderElectionNamespace string
+	// Webhook configures the admission webhook server.
+	Webhook webhook.Options
+	// Clock tells the time; tests pass a fake one. Nil means the real clock.
+	Clock clock.PassiveClock
+}
+
+// Scheme returns a scheme with the Kubernetes built-in types and the hub's.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := hubv1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// NewManager builds a manager with every controller and webhook registered.
+func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	// HTTP/2 stays off on the servers we expose: it has had denial-of-service
+	// flaws (CVE-2023-44487, CVE-2023-39325) and the API server does not need it.
+	disableHTTP2 := func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }
+	opts.Webhook.TLSOpts = append(opts.Webhook.TLSOpts, disableHTTP2)
+
+	metricsOpts := metricsserver.Options{BindAddress: opts.MetricsAddr}
+	if opts.SecureMetrics {
+		metricsOpts.SecureServing = true
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		metricsOpts.TLSOpts = []func(*tls.Config){disableHTTP2}
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  Scheme(),
+		Metrics:                 metricsOpts,
+		HealthProbeBindAddress:  opts.ProbeAddr,
+		WebhookServer:           webhook.NewServer(opts.Webhook),
+		LeaderElection:          opts.LeaderElection,
+		LeaderElectionID:        "platform-hub-manager.hub.minimax.io",
+		LeaderElectionNamespace: opts.LeaderElectionNamespace,
+		// Leaving at once on shutdown lets a new leader take over without
+		// waiting for the lease to expire.
+		LeaderElectionReleaseOnCancel: true,
+		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
+			// Only the namespaces the hub created are cached, so memory does
+			// not grow with the cluster's other namespaces.
+			&corev1.Namespace{}: {Label: projectNamespaces()},
+		}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("creating manager: %w", err)
+	}
+
+	if err := controllers.SetupWithManager(mgr, controllers.Options{Clock: opts.Clock}); err != nil {
+		return nil, err
+	}
+	if err := webhooks.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up webhooks: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("webhooks", mgr.GetWebhookServer().StartedChecker()); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}
+
+func projectNamespaces() labels.Selector {
+	req, err := labels.NewRequirement(hubv1.ProjectLabel, selection.Exists, nil)
+	if err != nil {
+		panic(err)
+	}
+	return labels.NewSelector().Add(*req)
+}

@@ -1,0 +1,49 @@
+package webhooks
+
+import (
+	"context"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+)
+
+// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-organization,mutating=false,failurePolicy=fail,sideEffects=None,groups=hub.minimax.io,resources=organizations,verbs=create;update,versions=v1alpha1,name=vorganization.hub.minimax.io,admissionReviewVersions=v1,timeoutSeconds=10
+
+// OrganizationValidator checks what CEL cannot: that the billing time zone is
+// a zone the hub knows (the IANA database is compiled into the binary).
+type OrganizationValidator struct{}
+
+var _ admission.Validator[*hubv1.Organization] = &OrganizationValidator{}
+
+// ValidateCreate validates a new Organization.
+func (v *OrganizationValidator) ValidateCreate(_ context.Context, org *hubv1.Organization) (admission.Warnings, error) {
+	return nil, validateOrganization(org)
+}
+
+// ValidateUpdate validates a changed Organization.
+func (v *OrganizationValidator) ValidateUpdate(_ context.Context, _, org *hubv1.Organization) (admission.Warnings, error) {
+	return nil, validateOrganization(org)
+}
+
+// ValidateDelete allows deletion.
+func (v *OrganizationValidator) ValidateDelete(context.Context, *hubv1.Organization) (admission.Warnings, error) {
+	return nil, nil
+}
+
+func validateOrganization(org *hubv1.Organization) error {
+	var errs field.ErrorList
+	if tz := org.Spec.Billing.TimeZone; tz != "" {
+		if _, err := time.LoadLocation(tz); err != nil {
+			errs = append(errs, field.Invalid(field.NewPath("spec", "billing", "timeZone"), tz,
+				"must be an IANA time zone name such as UTC, Europe/Berlin or Asia/Shanghai"))
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return apierrors.NewInvalid(organizationKind, org.Name, errs)
+}

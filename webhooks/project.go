@@ -1,0 +1,68 @@
+package webhooks
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+)
+
+// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-project,mutating=false,failurePolicy=fail,sideEffects=None,groups=hub.minimax.io,resources=projects,verbs=create;delete,versions=v1alpha1,name=vproject.hub.minimax.io,admissionReviewVersions=v1,timeoutSeconds=10
+
+// ProjectValidator refuses what CEL cannot see on a Project: a name whose
+// namespace already exists (the hub never adopts a namespace it did not
+// create), and deletion without the confirmation annotation.
+type ProjectValidator struct {
+	// Reader reads namespaces directly from the API server. It must not be the
+	// manager's cache, which holds only the namespaces the hub owns.
+	Reader client.Reader
+}
+
+var _ admission.Validator[*hubv1.Project] = &ProjectValidator{}
+
+// ValidateCreate refuses a Project whose namespace already exists.
+func (v *ProjectValidator) ValidateCreate(ctx context.Context, project *hubv1.Project) (admission.Warnings, error) {
+	ns := &corev1.Namespace{}
+	err := v.Reader.Get(ctx, client.ObjectKey{Name: project.Name}, ns)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, apierrors.NewInternalError(fmt.Errorf("checking whether namespace %q exists: %w", project.Name, err))
+	}
+
+	var msg string
+	if ns.DeletionTimestamp != nil {
+		msg = fmt.Sprintf("namespace %q is still being deleted; create the project again once it is gone", project.Name)
+	} else {
+		msg = fmt.Sprintf("namespace %q already exists and was not created for this project; "+
+			"Platform Hub never adopts an existing namespace, so choose another project name", project.Name)
+	}
+	return nil, apierrors.NewInvalid(projectKind, project.Name, field.ErrorList{
+		field.Invalid(field.NewPath("metadata", "name"), project.Name, msg),
+	})
+}
+
+// ValidateUpdate allows every update; CEL rules in the CRD cover the spec.
+func (v *ProjectValidator) ValidateUpdate(context.Context, *hubv1.Project, *hubv1.Project) (admission.Warnings, error) {
+	return nil, nil
+}
+
+// ValidateDelete refuses to delete a Project, and with it its namespace and
+// everything in it, unless the Project carries the confirmation annotation
+// with its own name as the value.
+func (v *ProjectValidator) ValidateDelete(_ context.Context, project *hubv1.Project) (admission.Warnings, error) {
+	if project.Annotations[hubv1.ConfirmDeleteAnnotation] == project.Name {
+		return nil, nil
+	}
+	return nil, apierrors.NewForbidden(projectResource, project.Name, fmt.Errorf(
+		"deleting project %[1]q also deletes namespace %[1]q and everything in it; to confirm, "+
+			"annotate the project first: kubectl annotate project %[1]s %[2]s=%[1]s",
+		project.Name, hubv1.ConfirmDeleteAnnotation))
+}

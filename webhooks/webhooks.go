@@ -1,0 +1,28 @@
+// Package webhooks holds the admission checks that CEL rules in the CRDs
+// cannot express, because they need other objects or the requesting user.
+package webhooks
+
+import (
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+)
+
+var (
+	projectKind      = hubv1.GroupVersion.WithKind("Project").GroupKind()
+	projectResource  = hubv1.GroupVersion.WithResource("projects").GroupResource()
+	organizationKind = hubv1.GroupVersion.WithKind("Organization").GroupKind()
+)
+
+// SetupWithManager registers every admission webhook with the manager's
+// webhook server.
+func SetupWithManager(mgr ctrl.Manager) error {
+	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.Project{}).
+		WithValidator(&ProjectValidator{Reader: mgr.GetAPIReader()}).
+		Complete(); err != nil {
+		return err
+	}
+	return ctrl.NewWebhookManagedBy(mgr, &hubv1.Organization{}).
+		WithValidator(&OrganizationValidator{}).
+		Complete()
+}
