@@ -35,6 +35,10 @@ type Options struct {
 	MetricsAddr string
 	// Out receives the instructions printed for the user.
 	Out io.Writer
+
+	// SkipControllerNameValidation lets a process run the hub more than once
+	// (tests restart it in-process).
+	SkipControllerNameValidation bool
 }
 
 // samplesAppliedFile marks a state directory whose samples were applied, so a
@@ -97,6 +101,8 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 		MetricsAddr: metricsAddr,
 		ProbeAddr:   "0",
 		Webhook:     cluster.WebhookServerOptions(),
+
+		SkipControllerNameValidation: opts.SkipControllerNameValidation,
 	})
 	if err != nil {
 		return err

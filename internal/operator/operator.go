@@ -18,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -47,6 +48,9 @@ type Options struct {
 	Webhook webhook.Options
 	// Clock tells the time; tests pass a fake one. Nil means the real clock.
 	Clock clock.PassiveClock
+	// SkipControllerNameValidation lets a process build more than one manager
+	// (controller names are otherwise unique per process); tests use it.
+	SkipControllerNameValidation bool
 }
 
 // Scheme returns a scheme with the Kubernetes built-in types and the hub's.
@@ -86,6 +90,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		// Leaving at once on shutdown lets a new leader take over without
 		// waiting for the lease to expire.
 		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
 			// Only the namespaces the hub created are cached, so memory does
 			// not grow with the cluster's other namespaces.

@@ -1,0 +1,156 @@
+package dev
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/devcluster"
+	"github.com/minimax/platform-hub/internal/operator"
+)
+
+// TestDev runs `hub dev` as a user would: the samples come up through the
+// kubeconfig it writes, a second run on the same state is refused, stopping
+// leaves no process behind, and a restart keeps the state without applying
+// the samples again.
+func TestDev(t *testing.T) {
+	g := NewWithT(t)
+	logOut := io.Discard
+	if os.Getenv("HUB_TEST_LOG") != "" {
+		logOut = os.Stderr
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(logOut)))
+	stateDir := t.TempDir()
+
+	hub := startDev(t, stateDir)
+	c := clientFromKubeconfig(g, filepath.Join(stateDir, "kubeconfig"))
+	ctx := context.Background()
+
+	project := &hubv1.Project{}
+	g.Eventually(func(g Gomega) {
+		g.Expect(c.Get(ctx, client.ObjectKey{Name: "chatbot"}, project)).To(Succeed())
+		g.Expect(project.Status.Phase).To(Equal(hubv1.ProjectActive))
+	}, time.Minute, 100*time.Millisecond).Should(Succeed())
+	g.Expect(c.Get(ctx, client.ObjectKey{Name: "chatbot"}, &corev1.Namespace{})).To(Succeed())
+	g.Expect(c.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, &hubv1.Organization{})).To(Succeed())
+	g.Expect(hub.out.String()).To(ContainSubstring("kubectl --kubeconfig"))
+
+	// A second hub on the same state directory is refused at once.
+	err := Run(ctx, Options{StateDir: stateDir, Out: &syncBuffer{}})
+	g.Expect(errors.Is(err, devcluster.ErrStateDirInUse)).To(BeTrue(), "got %v", err)
+	g.Expect(err.Error()).To(ContainSubstring("--state-dir"))
+
+	// Delete the sample project, to see that a restart does not recreate it.
+	patch := client.MergeFrom(project.DeepCopy())
+	metav1.SetMetaDataAnnotation(&project.ObjectMeta, hubv1.ConfirmDeleteAnnotation, project.Name)
+	g.Expect(c.Patch(ctx, project, patch)).To(Succeed())
+	g.Expect(c.Delete(ctx, project)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: "chatbot"}, &hubv1.Project{}))
+	}, time.Minute).Should(BeTrue())
+
+	g.Expect(hub.stop()).To(Succeed())
+	if runtime.GOOS == "linux" {
+		g.Expect(processesUsing(stateDir)).To(BeEmpty(), "no process may outlive hub dev")
+	}
+
+	// Restarted, the hub has its data back and the deleted sample stays deleted.
+	hub = startDev(t, stateDir)
+	c = clientFromKubeconfig(g, filepath.Join(stateDir, "kubeconfig"))
+	g.Expect(c.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, &hubv1.Organization{})).To(Succeed())
+	g.Consistently(func() bool {
+		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: "chatbot"}, &hubv1.Project{}))
+	}, 2*time.Second).Should(BeTrue())
+	g.Expect(hub.stop()).To(Succeed())
+}
+
+type runningDev struct {
+	out  *syncBuffer
+	done chan error
+	// stop stops the hub and returns how Run ended; it may be called twice.
+	stop func() error
+}
+
+// startDev runs the hub in the background and waits until it says it runs.
+func startDev(t *testing.T, stateDir string) *runningDev {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &runningDev{out: &syncBuffer{}, done: make(chan error, 1)}
+	d.stop = sync.OnceValue(func() error {
+		cancel()
+		return <-d.done
+	})
+	go func() {
+		d.done <- Run(ctx, Options{StateDir: stateDir, Out: d.out, SkipControllerNameValidation: true})
+	}()
+	t.Cleanup(func() { _ = d.stop() })
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(d.out.String(), "Platform Hub is running") {
+		select {
+		case err := <-d.done:
+			t.Fatalf("hub dev stopped: %v\n%s", err, d.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("hub dev did not come up:\n%s", d.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return d
+}
+
+func clientFromKubeconfig(g Gomega, path string) client.Client {
+	cfg, err := clientcmd.BuildConfigFromFlags("", path)
+	g.Expect(err).NotTo(HaveOccurred())
+	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	g.Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
+// processesUsing lists the command lines of processes that mention dir.
+func processesUsing(dir string) []string {
+	entries, _ := os.ReadDir("/proc")
+	var found []string
+	for _, e := range entries {
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && bytes.Contains(cmdline, []byte(dir)) {
+			found = append(found, string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '})))
+		}
+	}
+	return found
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
