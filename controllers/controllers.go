@@ -31,6 +31,14 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the project controller: %w", err)
 	}
+	if err := (&APIKeyReconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Clock:     opts.Clock,
+		Recorder:  mgr.GetEventRecorder("apikey-controller"),
+	}).SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("setting up the API key controller: %w", err)
+	}
 	if err := (&OrganizationReconciler{
 		Client:   mgr.GetClient(),
 		Clock:    opts.Clock,

@@ -53,9 +53,13 @@ func runSuite(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	esoCRDs, err := externalSecretsCRDs()
+	if err != nil {
+		return 0, err
+	}
 	cluster, err := devcluster.Start(devcluster.Options{
 		Scheme:             operator.Scheme(),
-		CRDs:               crds,
+		CRDs:               append(crds, esoCRDs...),
 		ValidatingWebhooks: hooks,
 	})
 	if err != nil {

@@ -12,6 +12,7 @@ var (
 	projectKind      = hubv1.GroupVersion.WithKind("Project").GroupKind()
 	projectResource  = hubv1.GroupVersion.WithResource("projects").GroupResource()
 	organizationKind = hubv1.GroupVersion.WithKind("Organization").GroupKind()
+	apiKeyKind       = hubv1.GroupVersion.WithKind("APIKey").GroupKind()
 )
 
 // SetupWithManager registers every admission webhook with the manager's
@@ -19,6 +20,11 @@ var (
 func SetupWithManager(mgr ctrl.Manager) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.Project{}).
 		WithValidator(&ProjectValidator{Reader: mgr.GetAPIReader()}).
+		Complete(); err != nil {
+		return err
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.APIKey{}).
+		WithValidator(&APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).
 		Complete(); err != nil {
 		return err
 	}

@@ -16,6 +16,15 @@ const (
 	// NamespaceReadyCondition (positive) is True when a Project's namespace
 	// exists and is owned by the Project.
 	NamespaceReadyCondition = "NamespaceReady"
+
+	// IssuingCondition (abnormal-true) is True while an APIKey needs a new key
+	// that could not be written yet; its reason says why, and the controller
+	// retries with backoff.
+	IssuingCondition = "Issuing"
+
+	// DeliveredCondition (positive) is True when an APIKey's external delivery
+	// (an External Secrets Operator PushSecret) is in place.
+	DeliveredCondition = "Delivered"
 )
 
 // Condition reasons. They double as event reasons.
@@ -46,6 +55,42 @@ const (
 	// InvalidTimeZoneReason: the Organization's billing time zone is not a known
 	// IANA zone on the manager.
 	InvalidTimeZoneReason = "InvalidTimeZone"
+
+	// KeyIssuedReason: the first key of an APIKey was issued.
+	KeyIssuedReason = "Issued"
+
+	// KeyRotatedReason: a new key replaced the previous one, which stays valid
+	// for the overlap window.
+	KeyRotatedReason = "Rotated"
+
+	// PreviousKeyRetiredReason: the previous key's overlap window ended.
+	PreviousKeyRetiredReason = "PreviousKeyRetired"
+
+	// KeyExpiredReason: the key reached its expiry time.
+	KeyExpiredReason = "Expired"
+
+	// KeyRevokedReason: the key was revoked.
+	KeyRevokedReason = "Revoked"
+
+	// ProjectArchivedReason: the key's project is archived.
+	ProjectArchivedReason = "ProjectArchived"
+
+	// CapReachedReason: the key's project reached a hard spending cap.
+	CapReachedReason = "CapReached"
+
+	// NotInProjectReason: the APIKey is not in the namespace of a Project.
+	NotInProjectReason = "NotInProject"
+
+	// SecretConflictReason: the Secret the key should go to exists and is not
+	// owned by the APIKey; the hub never overwrites it.
+	SecretConflictReason = "SecretConflict"
+
+	// IssuanceFailedReason: writing a new key failed; the controller backs off.
+	IssuanceFailedReason = "IssuanceFailed"
+
+	// ExternalSecretsNotInstalledReason: delivery needs the External Secrets
+	// Operator's PushSecret API, which the cluster does not serve.
+	ExternalSecretsNotInstalledReason = "ExternalSecretsNotInstalled"
 )
 
 // Annotations and labels the hub reads or writes.
@@ -59,4 +104,29 @@ const (
 
 	// ProjectFinalizer keeps a Project until its namespace is gone.
 	ProjectFinalizer = "hub.minimax.io/project-namespace"
+
+	// APIKeyLabel names the APIKey whose key a Secret holds. The manager
+	// caches only Secrets with this label.
+	APIKeyLabel = "hub.minimax.io/apikey"
+
+	// KeyIDLabel is the public ID of the key a Secret holds.
+	KeyIDLabel = "hub.minimax.io/key-id"
+
+	// ScopeLabel is the scope of the key a Secret holds.
+	ScopeLabel = "hub.minimax.io/scope"
+
+	// RevisionAnnotation is the revision of the key a Secret holds. A key
+	// minted for revision N+1 is adopted after a crash, never minted twice.
+	RevisionAnnotation = "hub.minimax.io/revision"
+
+	// IssuedAtAnnotation is when the key a Secret holds was issued (RFC 3339).
+	IssuedAtAnnotation = "hub.minimax.io/issued-at"
+)
+
+// Data keys of an API key's Secret.
+const (
+	// SecretKeyCurrent holds the current key.
+	SecretKeyCurrent = "api-key"
+	// SecretKeyPrevious holds the previous key during a rotation's overlap.
+	SecretKeyPrevious = "api-key-previous"
 )

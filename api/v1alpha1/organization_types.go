@@ -252,9 +252,9 @@ type MFAPolicy struct {
 type APIKeyPolicy struct {
 	// maxLifetimeDays is the longest lifetime, in days, an API key may request.
 	// When set, keys that never expire are refused. When absent, any lifetime,
-	// including Never, is allowed.
+	// including Never, is allowed. At least 30, the shortest key lifetime.
 	// +optional
-	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Minimum=30
 	// +kubebuilder:validation:Maximum=3650
 	MaxLifetimeDays *int32 `json:"maxLifetimeDays,omitempty"`
 

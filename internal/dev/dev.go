@@ -15,7 +15,6 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/util/wait"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -146,20 +145,15 @@ func applySamplesOnce(ctx context.Context, mgr ctrl.Manager, stateDir string) er
 	}
 	c := mgr.GetClient()
 	for _, obj := range samples {
+		// Retry while the webhook server comes up, the API server starts to
+		// serve new CRDs, and (for keys) the project's namespace gets ready.
+		var lastErr error
 		err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-			err := c.Create(ctx, obj.DeepCopy(), client.FieldOwner("hub-dev"))
-			if err == nil || apierrors.IsAlreadyExists(err) {
-				return true, nil
-			}
-			// Webhooks refuse connections until the manager serves them, and
-			// the API server needs a moment to serve new CRDs.
-			if apierrors.IsInternalError(err) || apierrors.IsNotFound(err) || meta.IsNoMatchError(err) {
-				return false, nil
-			}
-			return false, err
+			lastErr = c.Create(ctx, obj.DeepCopy(), client.FieldOwner("hub-dev"))
+			return lastErr == nil || apierrors.IsAlreadyExists(lastErr), nil
 		})
 		if err != nil {
-			return fmt.Errorf("applying sample %s %s: %w", obj.GetKind(), obj.GetName(), err)
+			return fmt.Errorf("applying sample %s %s: %w", obj.GetKind(), obj.GetName(), errors.Join(err, lastErr))
 		}
 	}
 	return os.WriteFile(marker, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)

@@ -92,10 +92,14 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionReleaseOnCancel: true,
 		Controller:                    config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
 		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// Only the namespaces the hub created are cached, so memory does
-			// not grow with the cluster's other namespaces.
-			&corev1.Namespace{}: {Label: projectNamespaces()},
+			// Only the namespaces and Secrets the hub created are cached, so
+			// memory does not grow with the cluster's other objects.
+			&corev1.Namespace{}: {Label: hasLabel(hubv1.ProjectLabel)},
+			&corev1.Secret{}:    {Label: hasLabel(hubv1.APIKeyLabel)},
 		}},
+		// PushSecrets are unstructured (see controllers/apikey_delivery.go);
+		// read them from the cache too.
+		Client: client.Options{Cache: &client.CacheOptions{Unstructured: true}},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
@@ -116,8 +120,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	return mgr, nil
 }
 
-func projectNamespaces() labels.Selector {
-	req, err := labels.NewRequirement(hubv1.ProjectLabel, selection.Exists, nil)
+func hasLabel(key string) labels.Selector {
+	req, err := labels.NewRequirement(key, selection.Exists, nil)
 	if err != nil {
 		panic(err)
 	}

@@ -1,0 +1,312 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"math"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/keys"
+)
+
+const (
+	// defaultOverlap is how long the previous key stays valid after a rotation.
+	defaultOverlap = 24 * time.Hour
+	// Issuance retries back off from issuanceBackoffBase, doubling up to
+	// issuanceBackoffMax, counted across restarts through status.
+	issuanceBackoffBase = 5 * time.Second
+	issuanceBackoffMax  = 10 * time.Minute
+)
+
+// readSecret finds the key's Secret. A Secret of that name that the APIKey
+// does not control is a conflict: the hub never overwrites it.
+func (r *APIKeyReconciler) readSecret(ctx context.Context, s *apiKeyScope) error {
+	name := secretName(s.key)
+	s.key.Status.SecretName = name
+	secret := &corev1.Secret{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: s.key.Namespace, Name: name}, secret)
+	if apierrors.IsNotFound(err) {
+		// The cache holds only the hub's Secrets; ask the API server whether
+		// someone else's is in the way.
+		err = r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.key.Namespace, Name: name}, secret)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading Secret %q: %w", name, err)
+	case !metav1.IsControlledBy(secret, s.key):
+		s.setStalled(hubv1.SecretConflictReason, fmt.Sprintf("Secret %q exists and does not belong to this APIKey; "+
+			"the hub never overwrites it: delete it or set spec.secretTemplate.name", name))
+		return nil
+	}
+	s.secret = secret
+	return nil
+}
+
+// reconcileIssuance issues the first key, and a new one on rotation: when
+// spec.rotation.trigger changes, when spec.rotation.renewBefore is reached,
+// or when the Secret was deleted (its key is lost; the old digest keeps
+// working for the overlap window so clients that read it can move on).
+func (r *APIKeyReconciler) reconcileIssuance(ctx context.Context, s *apiKeyScope) error {
+	reason, due := issuanceDue(s)
+	if !due {
+		return nil
+	}
+	if wait := s.backoffRemaining(); wait > 0 {
+		s.requeueIn(wait)
+		return nil
+	}
+
+	next := s.key.Status.Revision + 1
+	if adoptIssuedKey(s, next) {
+		return nil
+	}
+	key, err := keys.New()
+	if err != nil {
+		return err
+	}
+	if err := r.writeKey(ctx, s, key, next); err != nil {
+		s.recordIssuanceFailure(err)
+		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
+			return err // someone wrote meanwhile: read again at once
+		}
+		return nil // retried after the backoff recorded in status
+	}
+	s.recordIssued(key.ID(), key.Digest(), next, s.now, reason)
+	return nil
+}
+
+// issuanceDue says whether a new key is needed now, and why.
+func issuanceDue(s *apiKeyScope) (reason string, due bool) {
+	status := &s.key.Status
+	trigger := ""
+	if s.key.Spec.Rotation != nil {
+		trigger = s.key.Spec.Rotation.Trigger
+	}
+	switch {
+	case status.Revision == 0:
+		return hubv1.KeyIssuedReason, true
+	case trigger != status.ObservedRotationTrigger:
+		return "rotation requested (spec.rotation.trigger changed)", true
+	case s.expired():
+		return "", false
+	case s.secret == nil || s.secret.Annotations[hubv1.RevisionAnnotation] != strconv.FormatInt(status.Revision, 10):
+		return "the key's Secret was deleted or replaced", true
+	case s.renewAt() != nil && !s.now.Before(*s.renewAt()):
+		return "automatic rotation before expiry (spec.rotation.renewBefore)", true
+	}
+	if at := s.renewAt(); at != nil {
+		s.requeueAtTime(*at)
+	}
+	return "", false
+}
+
+// adoptIssuedKey takes over a key already written for revision next: the
+// previous reconcile wrote the Secret and stopped before writing status.
+func adoptIssuedKey(s *apiKeyScope, next int64) bool {
+	if s.secret == nil || s.secret.Annotations[hubv1.RevisionAnnotation] != strconv.FormatInt(next, 10) {
+		return false
+	}
+	key, err := keys.Parse(string(s.secret.Data[hubv1.SecretKeyCurrent]))
+	if err != nil {
+		return false // unusable: a new key is issued over it
+	}
+	issuedAt, err := time.Parse(time.RFC3339, s.secret.Annotations[hubv1.IssuedAtAnnotation])
+	if err != nil {
+		issuedAt = s.now
+	}
+	reason, _ := issuanceDue(s)
+	s.recordIssued(key.ID(), key.Digest(), next, issuedAt, reason)
+	return true
+}
+
+// writeKey writes a new key into the Secret, keeping the current key as the
+// previous one (when the Secret still holds it), in one write.
+func (r *APIKeyReconciler) writeKey(ctx context.Context, s *apiKeyScope, key keys.Key, revision int64) error {
+	secret := s.secret
+	if secret == nil {
+		secret = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName(s.key), Namespace: s.key.Namespace}}
+		if err := controllerutil.SetControllerReference(s.key, secret, r.Scheme()); err != nil {
+			return err
+		}
+	} else {
+		secret = secret.DeepCopy()
+	}
+
+	previous := []byte(nil)
+	if s.secret != nil && s.key.Status.Revision > 0 && !s.expired() &&
+		s.secret.Annotations[hubv1.RevisionAnnotation] == strconv.FormatInt(s.key.Status.Revision, 10) {
+		previous = s.secret.Data[hubv1.SecretKeyCurrent]
+	}
+	secret.Data = map[string][]byte{hubv1.SecretKeyCurrent: []byte(key.Reveal())}
+	if previous != nil {
+		secret.Data[hubv1.SecretKeyPrevious] = previous
+	}
+	applySecretTemplate(s.key, secret, key.ID())
+	secret.Annotations[hubv1.RevisionAnnotation] = strconv.FormatInt(revision, 10)
+	secret.Annotations[hubv1.IssuedAtAnnotation] = s.now.UTC().Format(time.RFC3339)
+
+	var err error
+	if s.secret == nil {
+		err = r.Create(ctx, secret, client.FieldOwner(fieldOwner))
+	} else {
+		// Update carries the resource version read: a concurrent writer makes
+		// it fail rather than be overwritten.
+		err = r.Update(ctx, secret, client.FieldOwner(fieldOwner))
+	}
+	if err != nil {
+		return fmt.Errorf("writing the key into Secret %q: %w", secret.Name, err)
+	}
+	s.secret = secret
+	return nil
+}
+
+// reconcileSecret keeps the Secret's labels, annotations and aliases in line
+// with the template, without touching the keys.
+func (r *APIKeyReconciler) reconcileSecret(ctx context.Context, s *apiKeyScope) error {
+	if s.secret == nil || s.expired() {
+		return nil
+	}
+	desired := s.secret.DeepCopy()
+	applySecretTemplate(s.key, desired, s.key.Status.KeyID)
+	if maps.Equal(desired.Labels, s.secret.Labels) && maps.Equal(desired.Annotations, s.secret.Annotations) &&
+		sameData(desired.Data, s.secret.Data) {
+		return nil
+	}
+	if err := r.Update(ctx, desired, client.FieldOwner(fieldOwner)); err != nil {
+		return fmt.Errorf("updating Secret %q: %w", desired.Name, err)
+	}
+	s.secret = desired
+	return nil
+}
+
+// applySecretTemplate sets the Secret's type, labels, annotations and alias
+// data keys from the APIKey. The hub's own labels win over the template's.
+func applySecretTemplate(key *hubv1.APIKey, secret *corev1.Secret, keyID string) {
+	tmpl := key.Spec.SecretTemplate
+	if tmpl == nil {
+		tmpl = &hubv1.SecretTemplate{}
+	}
+	secret.Type = corev1.SecretTypeOpaque
+	keep := map[string]string{}
+	for _, k := range []string{hubv1.RevisionAnnotation, hubv1.IssuedAtAnnotation} {
+		if v, ok := secret.Annotations[k]; ok {
+			keep[k] = v
+		}
+	}
+	secret.Annotations = maps.Clone(tmpl.Annotations)
+	if secret.Annotations == nil {
+		secret.Annotations = map[string]string{}
+	}
+	maps.Copy(secret.Annotations, keep)
+
+	secret.Labels = maps.Clone(tmpl.Labels)
+	if secret.Labels == nil {
+		secret.Labels = map[string]string{}
+	}
+	maps.Copy(secret.Labels, map[string]string{
+		hubv1.ProjectLabel:             key.Namespace,
+		hubv1.APIKeyLabel:              key.Name,
+		hubv1.KeyIDLabel:               keyID,
+		hubv1.ScopeLabel:               string(key.Spec.Scope),
+		"app.kubernetes.io/managed-by": "platform-hub",
+	})
+
+	data := map[string][]byte{hubv1.SecretKeyCurrent: secret.Data[hubv1.SecretKeyCurrent]}
+	if prev, ok := secret.Data[hubv1.SecretKeyPrevious]; ok {
+		data[hubv1.SecretKeyPrevious] = prev
+	}
+	for _, alias := range tmpl.Aliases {
+		data[alias] = data[hubv1.SecretKeyCurrent]
+	}
+	secret.Data = data
+}
+
+func sameData(a, b map[string][]byte) bool {
+	return maps.EqualFunc(a, b, func(x, y []byte) bool { return string(x) == string(y) })
+}
+
+func secretName(key *hubv1.APIKey) string {
+	if key.Spec.SecretTemplate != nil && key.Spec.SecretTemplate.Name != "" {
+		return key.Spec.SecretTemplate.Name
+	}
+	return key.Name
+}
+
+// recordIssued records a newly issued key in status. The key it replaces, if
+// any and still valid, stays valid for the overlap window.
+func (s *apiKeyScope) recordIssued(keyID, digest string, revision int64, issuedAt time.Time, reason string) {
+	status := &s.key.Status
+	if status.KeyID != "" && status.KeyID != keyID && !s.expired() {
+		// The previous key never outlives its own expiry.
+		validUntil := issuedAt.Add(s.overlap())
+		if status.ExpiresAt != nil && status.ExpiresAt.Before(&metav1.Time{Time: validUntil}) {
+			validUntil = status.ExpiresAt.Time
+		}
+		status.PreviousKey = &hubv1.PreviousKey{KeyID: status.KeyID, Digest: status.Digest, ValidUntil: metav1.NewTime(validUntil)}
+	}
+	status.KeyID, status.Digest, status.Revision = keyID, digest, revision
+	status.CreatedAt = ptrTime(issuedAt)
+	status.ExpiresAt = nil
+	if d, ok := status.Lifetime.Duration(); ok {
+		status.ExpiresAt = ptrTime(issuedAt.Add(d))
+	}
+	if s.key.Spec.Rotation != nil {
+		status.ObservedRotationTrigger = s.key.Spec.Rotation.Trigger
+	} else {
+		status.ObservedRotationTrigger = ""
+	}
+	status.FailedIssuanceAttempts, status.LastFailureTime = 0, nil
+	s.issuedReason = reason
+}
+
+func (s *apiKeyScope) recordIssuanceFailure(err error) {
+	status := &s.key.Status
+	status.FailedIssuanceAttempts++
+	status.LastFailureTime = ptrTime(s.now)
+	s.issuanceError = err
+	s.requeueIn(s.backoffRemaining())
+}
+
+// backoffRemaining is how long to wait before the next issuance attempt.
+func (s *apiKeyScope) backoffRemaining() time.Duration {
+	status := &s.key.Status
+	if status.FailedIssuanceAttempts == 0 || status.LastFailureTime == nil {
+		return 0
+	}
+	exp := math.Min(float64(status.FailedIssuanceAttempts-1), 20)
+	backoff := time.Duration(math.Min(float64(issuanceBackoffBase)*math.Pow(2, exp), float64(issuanceBackoffMax)))
+	return status.LastFailureTime.Add(backoff).Sub(s.now)
+}
+
+func (s *apiKeyScope) overlap() time.Duration {
+	if r := s.key.Spec.Rotation; r != nil && r.Overlap != nil {
+		return r.Overlap.Duration
+	}
+	return defaultOverlap
+}
+
+// renewAt is when automatic rotation is due, or nil when it is off.
+func (s *apiKeyScope) renewAt() *time.Time {
+	r := s.key.Spec.Rotation
+	if r == nil || r.RenewBefore == nil || s.key.Status.ExpiresAt == nil {
+		return nil
+	}
+	at := s.key.Status.ExpiresAt.Add(-r.RenewBefore.Duration)
+	return &at
+}
+
+func ptrTime(t time.Time) *metav1.Time {
+	mt := metav1.NewTime(t)
+	return &mt
+}

@@ -1,0 +1,119 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+)
+
+// reconcileOverlap ends a rotation's overlap: when the previous key's window
+// has passed, or spec.rotation.retirePreviousKeyID names it, the previous key
+// leaves the Secret and then the status. Otherwise it comes back at the end
+// of the window.
+func (r *APIKeyReconciler) reconcileOverlap(ctx context.Context, s *apiKeyScope) error {
+	prev := s.key.Status.PreviousKey
+	if prev != nil {
+		retire := !s.now.Before(prev.ValidUntil.Time) || s.expired() ||
+			(s.key.Spec.Rotation != nil && s.key.Spec.Rotation.RetirePreviousKeyID == prev.KeyID)
+		if !retire {
+			s.requeueAtTime(prev.ValidUntil.Time)
+			return nil
+		}
+	}
+	// The Secret first: a crash in between leaves a status that still lists a
+	// key the Secret no longer holds, which the next reconcile clears.
+	if s.secret != nil {
+		if _, ok := s.secret.Data[hubv1.SecretKeyPrevious]; ok {
+			secret := s.secret.DeepCopy()
+			delete(secret.Data, hubv1.SecretKeyPrevious)
+			if err := r.Update(ctx, secret, client.FieldOwner(fieldOwner)); err != nil {
+				return fmt.Errorf("removing the previous key from Secret %q: %w", secret.Name, err)
+			}
+			s.secret = secret
+		}
+	}
+	if prev != nil {
+		s.key.Status.PreviousKey = nil
+		s.retiredKeyID = prev.KeyID
+	}
+	return nil
+}
+
+// reconcileExpiry stops the key at status.expiresAt exactly: it comes back at
+// that moment and deletes the Secret.
+func (r *APIKeyReconciler) reconcileExpiry(ctx context.Context, s *apiKeyScope) error {
+	expiresAt := s.key.Status.ExpiresAt
+	if expiresAt == nil {
+		return nil
+	}
+	if !s.expired() {
+		s.requeueAtTime(expiresAt.Time)
+		return nil
+	}
+	return r.deleteSecret(ctx, s)
+}
+
+// reconcileRevoked deletes the key's Secret and PushSecret for good. The key
+// ID and digest stay in status for audit.
+func (r *APIKeyReconciler) reconcileRevoked(ctx context.Context, s *apiKeyScope) error {
+	if s.key.Status.RevokedAt == nil {
+		s.key.Status.RevokedAt = ptrTime(s.now)
+	}
+	s.key.Status.PreviousKey = nil
+	if err := r.readSecret(ctx, s); err != nil {
+		return err
+	}
+	if err := r.deleteSecret(ctx, s); err != nil {
+		return err
+	}
+	return r.deletePushSecret(ctx, s)
+}
+
+// deleteSecret deletes the key's Secret if the key owns it.
+func (r *APIKeyReconciler) deleteSecret(ctx context.Context, s *apiKeyScope) error {
+	if s.secret == nil {
+		return nil
+	}
+	err := r.Delete(ctx, s.secret, client.Preconditions{UID: &s.secret.UID})
+	if client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
+		return fmt.Errorf("deleting Secret %q: %w", s.secret.Name, err)
+	}
+	s.secret = nil
+	return nil
+}
+
+// expired reports whether the current key has passed its expiry.
+func (s *apiKeyScope) expired() bool {
+	return s.key.Status.ExpiresAt != nil && !s.now.Before(s.key.Status.ExpiresAt.Time)
+}
+
+// conflict reports whether the reconcile must stop for a person to act.
+func (s *apiKeyScope) conflict() bool { return s.stalledReason != "" }
+
+func (s *apiKeyScope) setStalled(reason, message string) {
+	s.stalledReason, s.stalledMessage = reason, message
+}
+
+// requeueAtTime asks to be called again at t, if t is the earliest moment due.
+func (s *apiKeyScope) requeueAtTime(t time.Time) {
+	if s.requeueAt.IsZero() || t.Before(s.requeueAt) {
+		s.requeueAt = t
+	}
+}
+
+func (s *apiKeyScope) requeueIn(d time.Duration) { s.requeueAt = s.now.Add(d) }
+
+// result turns the earliest due moment into a RequeueAfter. A moment already
+// passed (a clock that moved on) is retried promptly.
+func (s *apiKeyScope) result() ctrl.Result {
+	if s.requeueAt.IsZero() {
+		return ctrl.Result{}
+	}
+	return ctrl.Result{RequeueAfter: max(s.requeueAt.Sub(s.now), time.Second)}
+}

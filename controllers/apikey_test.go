@@ -1,0 +1,466 @@
+package controllers_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/keys"
+)
+
+func newAPIKey(namespace, name string) *hubv1.APIKey {
+	return &hubv1.APIKey{
+		ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name},
+		Spec: hubv1.APIKeySpec{
+			Label: "test key " + name,
+			Owner: "alice@example.com",
+		},
+	}
+}
+
+func TestAPIKeyIssuedIntoSecret(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	activeProject(t, "keys-issue")
+
+	apiKey := newAPIKey("keys-issue", "backend")
+	apiKey.Spec.SecretTemplate = &hubv1.SecretTemplate{
+		Labels:  map[string]string{"authorino.kuadrant.io/managed-by": "authorino"},
+		Aliases: []string{"api_key"},
+	}
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+
+	key := waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+	status := apiKey.Status
+	g.Expect(status.Revision).To(BeEquivalentTo(1))
+	g.Expect(status.Lifetime).To(Equal(hubv1.DefaultKeyLifetime))
+	g.Expect(status.ExpiresAt.Time).To(BeTemporally("==", status.CreatedAt.Add(90*24*time.Hour)))
+	g.Expect(status.Conditions[0].Type).To(Equal(hubv1.ReadyCondition))
+	g.Expect(status.Conditions[0].ObservedGeneration).To(Equal(apiKey.Generation))
+
+	secret := keySecret(g, apiKey)
+	g.Expect(secret.Data).To(HaveKeyWithValue("api_key", []byte(key.Reveal())), "the alias holds the key too")
+	g.Expect(secret.Labels).To(HaveKeyWithValue("authorino.kuadrant.io/managed-by", "authorino"))
+	g.Expect(secret.Labels).To(HaveKeyWithValue(hubv1.ProjectLabel, "keys-issue"))
+	g.Expect(secret.Labels).To(HaveKeyWithValue(hubv1.KeyIDLabel, status.KeyID))
+	g.Expect(secret.Labels).To(HaveKeyWithValue(hubv1.ScopeLabel, "Standard"))
+	g.Expect(metav1.IsControlledBy(secret, apiKey)).To(BeTrue())
+	g.Expect(secret.ManagedFields).To(ContainElement(HaveField("Manager", "platform-hub")))
+
+	// Deleting the APIKey garbage-collects its Secret.
+	g.Expect(k8sClient.Delete(ctx, apiKey)).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(secret), &corev1.Secret{}))
+	}).Should(BeTrue(), "the Secret should be garbage-collected with its APIKey")
+}
+
+func TestAPIKeyExpiry(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	activeProject(t, "keys-expiry")
+	restoreClock(t)
+
+	apiKey := newAPIKey("keys-expiry", "short")
+	apiKey.Spec.ExpiresAfter = ptr.To(hubv1.KeyLifetime30Days)
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+	expiresAt := apiKey.Status.ExpiresAt.Time
+	g.Expect(expiresAt).To(BeTemporally("==", apiKey.Status.CreatedAt.Add(30*24*time.Hour)))
+
+	// One second before expiry the key still works.
+	testClock.SetTime(expiresAt.Add(-time.Second))
+	poke(t, apiKey)
+	g.Consistently(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.Phase).To(Equal(hubv1.KeyActive))
+	}, time.Second).Should(Succeed())
+
+	// At expiresAt exactly it stops, and its Secret goes.
+	testClock.SetTime(expiresAt)
+	poke(t, apiKey)
+	waitForKeyPhase(g, apiKey, hubv1.KeyExpired)
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: "keys-expiry", Name: "short"}, &corev1.Secret{}))
+	}).Should(BeTrue())
+	g.Expect(apiKey.Status.KeyID).NotTo(BeEmpty(), "the key ID stays for audit")
+	g.Eventually(func() []eventsv1.Event { return eventsFor(g, apiKey, hubv1.KeyExpiredReason) }).ShouldNot(BeEmpty())
+
+	// Bumping the rotation trigger issues a fresh key.
+	patch := client.MergeFrom(apiKey.DeepCopy())
+	apiKey.Spec.Rotation = &hubv1.RotationSpec{Trigger: "after-expiry"}
+	g.Expect(k8sClient.Patch(ctx, apiKey, patch)).To(Succeed())
+	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+	g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(2))
+	g.Expect(apiKey.Status.PreviousKey).To(BeNil(), "an expired key is not kept as the previous key")
+	g.Expect(apiKey.Status.ExpiresAt.Time).To(BeTemporally("==", expiresAt.Add(30*24*time.Hour)))
+}
+
+func TestAPIKeyRotation(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	activeProject(t, "keys-rotation")
+	restoreClock(t)
+
+	apiKey := newAPIKey("keys-rotation", "rotating")
+	apiKey.Spec.Rotation = &hubv1.RotationSpec{Trigger: "1", Overlap: &metav1.Duration{Duration: time.Hour}}
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+	first := waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+
+	// A commit bumps the trigger: a new key, and the old one still valid.
+	rotate := func(trigger string) {
+		patch := client.MergeFrom(apiKey.DeepCopy())
+		apiKey.Spec.Rotation.Trigger = trigger
+		g.Expect(k8sClient.Patch(ctx, apiKey, patch)).To(Succeed())
+	}
+	rotate("2")
+	second := waitForKeyPhase(g, apiKey, hubv1.KeyRotating)
+	g.Expect(second.ID()).NotTo(Equal(first.ID()))
+	g.Expect(apiKey.Status.PreviousKey.KeyID).To(Equal(first.ID()))
+	g.Expect(apiKey.Status.PreviousKey.Digest).To(Equal(first.Digest()))
+	g.Expect(apiKey.Status.PreviousKey.ValidUntil.Time).To(BeTemporally("==", apiKey.Status.CreatedAt.Add(time.Hour)))
+	secret := keySecret(g, apiKey)
+	g.Expect(secret.Data).To(HaveKeyWithValue(hubv1.SecretKeyPrevious, []byte(first.Reveal())))
+
+	// At the end of the overlap the previous key goes.
+	testClock.SetTime(apiKey.Status.PreviousKey.ValidUntil.Time)
+	poke(t, apiKey)
+	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+	g.Expect(apiKey.Status.PreviousKey).To(BeNil())
+	g.Expect(keySecret(g, apiKey).Data).NotTo(HaveKey(hubv1.SecretKeyPrevious))
+
+	// Rotating again and retiring the previous key by its ID ends the
+	// overlap at once.
+	rotate("3")
+	third := waitForKeyPhase(g, apiKey, hubv1.KeyRotating)
+	g.Expect(apiKey.Status.PreviousKey.KeyID).To(Equal(second.ID()))
+	patch := client.MergeFrom(apiKey.DeepCopy())
+	apiKey.Spec.Rotation.RetirePreviousKeyID = second.ID()
+	g.Expect(k8sClient.Patch(ctx, apiKey, patch)).To(Succeed())
+	g.Expect(waitForKeyPhase(g, apiKey, hubv1.KeyActive).ID()).To(Equal(third.ID()))
+	g.Expect(keySecret(g, apiKey).Data).NotTo(HaveKey(hubv1.SecretKeyPrevious))
+	g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(3))
+}
+
+func TestAPIKeyAutomaticRotation(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	activeProject(t, "keys-renew")
+	restoreClock(t)
+
+	apiKey := newAPIKey("keys-renew", "renewing")
+	apiKey.Spec.ExpiresAfter = ptr.To(hubv1.KeyLifetime30Days)
+	apiKey.Spec.Rotation = &hubv1.RotationSpec{RenewBefore: &metav1.Duration{Duration: 7 * 24 * time.Hour}}
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+	first := waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+	firstExpiry := apiKey.Status.ExpiresAt.Time
+
+	testClock.SetTime(firstExpiry.Add(-7 * 24 * time.Hour))
+	poke(t, apiKey)
+	waitForKeyPhase(g, apiKey, hubv1.KeyRotating)
+	g.Expect(apiKey.Status.PreviousKey.KeyID).To(Equal(first.ID()))
+	g.Expect(apiKey.Status.ExpiresAt.Time).To(BeTemporally("==", testClock.Now().Add(30*24*time.Hour)))
+}
+
+func TestAPIKeyRevocation(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	activeProject(t, "keys-revoke")
+
+	apiKey := newAPIKey("keys-revoke", "leaked")
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+	key := waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+
+	patch := client.MergeFrom(apiKey.DeepCopy())
+	apiKey.Spec.Revoked = true
+	g.Expect(k8sClient.Patch(ctx, apiKey, patch)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.Phase).To(Equal(hubv1.KeyRevoked))
+	}).Should(Succeed())
+	g.Expect(apiErrNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), &corev1.Secret{}))).To(BeTrue())
+	g.Expect(apiKey.Status.KeyID).To(Equal(key.ID()), "the key ID stays for audit")
+	g.Expect(apiKey.Status.Digest).To(Equal(key.Digest()), "the digest stays for audit")
+	g.Expect(apiKey.Status.RevokedAt).NotTo(BeNil())
+
+	// Revocation is terminal.
+	patch = client.MergeFrom(apiKey.DeepCopy())
+	apiKey.Spec.Revoked = false
+	err := k8sClient.Patch(ctx, apiKey, patch)
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+	g.Expect(err.Error()).To(ContainSubstring("a revoked key stays revoked"))
+}
+
+func TestAPIKeySuspendedWhileProjectArchived(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	project := activeProject(t, "keys-archive")
+
+	apiKey := newAPIKey("keys-archive", "suspendable")
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+	key := waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+
+	setArchived(g, project, true)
+	waitForKeyPhase(g, apiKey, hubv1.KeySuspended)
+	g.Expect(meta.FindStatusCondition(apiKey.Status.Conditions, hubv1.ReadyCondition).Reason).To(Equal(hubv1.ProjectArchivedReason))
+	g.Expect(keySecret(g, apiKey).Data).To(HaveKeyWithValue(hubv1.SecretKeyCurrent, []byte(key.Reveal())), "the Secret stays")
+
+	// No new keys in an archived project.
+	err := k8sClient.Create(ctx, newAPIKey("keys-archive", "another"))
+	g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+	g.Expect(err.Error()).To(ContainSubstring(`project "keys-archive" is archived`))
+
+	setArchived(g, project, false)
+	g.Expect(waitForKeyPhase(g, apiKey, hubv1.KeyActive).ID()).To(Equal(key.ID()), "the same key works again")
+}
+
+func TestAPIKeyAdmission(t *testing.T) {
+	ctx := context.Background()
+	activeProject(t, "keys-admission")
+	g := NewWithT(t)
+
+	// An organization whose policy caps key lifetimes at 90 days.
+	org := &hubv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: hubv1.OrganizationName}}
+	org.Spec.Security.APIKeys = &hubv1.APIKeyPolicy{MaxLifetimeDays: ptr.To[int32](90), DefaultExpiresAfter: hubv1.KeyLifetime30Days}
+	g.Expect(k8sClient.Create(ctx, org)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, org) })
+	g.Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "not-a-project"}})).To(Succeed())
+
+	tests := []struct {
+		name        string
+		key         func() *hubv1.APIKey
+		wantField   string
+		wantMessage string
+	}{
+		{
+			name: "lifetime over the policy",
+			key: func() *hubv1.APIKey {
+				k := newAPIKey("keys-admission", "too-long")
+				k.Spec.ExpiresAfter = ptr.To(hubv1.KeyLifetime180Days)
+				return k
+			},
+			wantField:   "spec.expiresAfter",
+			wantMessage: "longer than the 90 days the organization's policy allows",
+		},
+		{
+			name: "never expiring where the policy forbids it",
+			key: func() *hubv1.APIKey {
+				k := newAPIKey("keys-admission", "forever")
+				k.Spec.ExpiresAfter = ptr.To(hubv1.KeyLifetimeNever)
+				return k
+			},
+			wantField:   "spec.expiresAfter",
+			wantMessage: "requires keys to expire within 90 days",
+		},
+		{
+			name:        "a namespace that is not a project's",
+			key:         func() *hubv1.APIKey { return newAPIKey("not-a-project", "stray") },
+			wantField:   "metadata.namespace",
+			wantMessage: "API keys live in the namespace of a Project",
+		},
+		{
+			name: "owner that is not an email address",
+			key: func() *hubv1.APIKey {
+				k := newAPIKey("keys-admission", "no-owner")
+				k.Spec.Owner = "alice"
+				return k
+			},
+			wantField:   "spec.owner",
+			wantMessage: "must be an email address",
+		},
+		{
+			name: "alias that shadows the key",
+			key: func() *hubv1.APIKey {
+				k := newAPIKey("keys-admission", "shadow")
+				k.Spec.SecretTemplate = &hubv1.SecretTemplate{Aliases: []string{"api-key-previous"}}
+				return k
+			},
+			wantField:   "spec.secretTemplate.aliases",
+			wantMessage: "always present",
+		},
+		{
+			name: "overlap beyond a week",
+			key: func() *hubv1.APIKey {
+				k := newAPIKey("keys-admission", "long-overlap")
+				k.Spec.Rotation = &hubv1.RotationSpec{Overlap: &metav1.Duration{Duration: 200 * time.Hour}}
+				return k
+			},
+			wantField:   "spec.rotation.overlap",
+			wantMessage: "between 5m and 168h",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			g := NewWithT(t)
+			err := k8sClient.Create(ctx, tt.key(), client.DryRunAll)
+			g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+			g.Expect(err.Error()).To(ContainSubstring(tt.wantField))
+			g.Expect(err.Error()).To(ContainSubstring(tt.wantMessage))
+		})
+	}
+
+	t.Run("default lifetime from the policy", func(t *testing.T) {
+		g := NewWithT(t)
+		apiKey := newAPIKey("keys-admission", "defaulted")
+		g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+		waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+		g.Expect(apiKey.Spec.ExpiresAfter).To(BeNil(), "the controller never writes spec")
+		g.Expect(apiKey.Status.Lifetime).To(Equal(hubv1.KeyLifetime30Days))
+		g.Expect(apiKey.Status.ExpiresAt.Time).To(BeTemporally("==", apiKey.Status.CreatedAt.Add(30*24*time.Hour)))
+	})
+
+	t.Run("scope cannot change", func(t *testing.T) {
+		g := NewWithT(t)
+		apiKey := newAPIKey("keys-admission", "scoped")
+		apiKey.Spec.Scope = hubv1.ScopeRead
+		g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+		patch := client.MergeFrom(apiKey.DeepCopy())
+		apiKey.Spec.Scope = hubv1.ScopeAdmin
+		err := k8sClient.Patch(ctx, apiKey, patch)
+		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+		g.Expect(err.Error()).To(ContainSubstring("spec.scope"))
+		g.Expect(err.Error()).To(ContainSubstring("scope cannot change"))
+	})
+}
+
+func TestAPIKeyNeverOverwritesForeignSecret(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	activeProject(t, "keys-conflict")
+	foreign := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "keys-conflict", Name: "taken"},
+		StringData: map[string]string{"password": "hunter2"},
+	}
+	g.Expect(k8sClient.Create(ctx, foreign)).To(Succeed())
+
+	apiKey := newAPIKey("keys-conflict", "taken")
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(apiKey.Status.Conditions, hubv1.StalledCondition)).To(BeTrue())
+		g.Expect(meta.FindStatusCondition(apiKey.Status.Conditions, hubv1.ReadyCondition).Reason).To(Equal(hubv1.SecretConflictReason))
+	}).Should(Succeed())
+	g.Expect(apiKey.Status.Phase).To(Equal(hubv1.KeyPending))
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
+	g.Expect(foreign.Data).To(Equal(map[string][]byte{"password": []byte("hunter2")}), "the foreign Secret is untouched")
+}
+
+func TestAPIKeyDeliveredThroughPushSecret(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	activeProject(t, "keys-eso")
+
+	apiKey := newAPIKey("keys-eso", "vaulted")
+	apiKey.Spec.SecretTemplate = &hubv1.SecretTemplate{Name: "vaulted-key"}
+	apiKey.Spec.Delivery = &hubv1.KeyDelivery{ExternalSecret: &hubv1.ExternalSecretDelivery{
+		SecretStoreRef: hubv1.SecretStoreRef{Name: "vault", Kind: "ClusterSecretStore"},
+		RemoteKey:      "platform/keys/vaulted",
+		Property:       "api-key",
+	}}
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+
+	// The PushSecret was accepted by ESO's real CRD schema.
+	ps := &unstructured.Unstructured{}
+	ps.SetAPIVersion("external-secrets.io/v1alpha1")
+	ps.SetKind("PushSecret")
+	g.Eventually(func() error {
+		return k8sClient.Get(ctx, client.ObjectKey{Namespace: "keys-eso", Name: "vaulted"}, ps)
+	}).Should(Succeed())
+	g.Expect(metav1.IsControlledBy(ps, apiKey)).To(BeTrue())
+	g.Expect(nestedString(ps.Object, "spec", "selector", "secret", "name")).To(Equal("vaulted-key"))
+	g.Expect(nestedString(ps.Object, "spec", "deletionPolicy")).To(Equal("Delete"))
+	data, _, _ := unstructured.NestedSlice(ps.Object, "spec", "data")
+	g.Expect(data).To(HaveLen(1))
+	g.Expect(nestedString(data[0].(map[string]any), "match", "remoteRef", "remoteKey")).To(Equal("platform/keys/vaulted"))
+	g.Expect(meta.IsStatusConditionTrue(apiKey.Status.Conditions, hubv1.DeliveredCondition)).To(BeTrue())
+
+	// Revoking the key removes the PushSecret (and ESO the remote copy).
+	patch := client.MergeFrom(apiKey.DeepCopy())
+	apiKey.Spec.Revoked = true
+	g.Expect(k8sClient.Patch(ctx, apiKey, patch)).To(Succeed())
+	g.Eventually(func() bool {
+		return apiErrNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: "keys-eso", Name: "vaulted"}, ps))
+	}).Should(BeTrue())
+}
+
+// activeProject creates a project, waits until it is Active, and deletes it
+// when the test ends.
+func activeProject(t *testing.T, name string) *hubv1.Project {
+	t.Helper()
+	g := NewWithT(t)
+	project := newProject(name)
+	g.Expect(k8sClient.Create(context.Background(), project)).To(Succeed())
+	t.Cleanup(func() { deleteProject(t, project) })
+	waitForPhase(g, project, hubv1.ProjectActive)
+	return project
+}
+
+// waitForKeyPhase waits for the phase, checks that status and Secret agree,
+// and returns the current key read from the Secret.
+func waitForKeyPhase(g Gomega, apiKey *hubv1.APIKey, phase hubv1.APIKeyPhase) keys.Key {
+	var key keys.Key
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.ObservedGeneration).To(Equal(apiKey.Generation))
+		g.Expect(apiKey.Status.Phase).To(Equal(phase))
+		if phase == hubv1.KeyExpired || phase == hubv1.KeyRevoked {
+			return
+		}
+		secret := keySecret(g, apiKey)
+		var err error
+		key, err = keys.Parse(string(secret.Data[hubv1.SecretKeyCurrent]))
+		g.Expect(err).NotTo(HaveOccurred(), "the Secret holds a well-formed key")
+		g.Expect(key.Digest()).To(Equal(apiKey.Status.Digest), "status describes the key in the Secret")
+		g.Expect(key.ID()).To(Equal(apiKey.Status.KeyID))
+		g.Expect(secret.Annotations).To(HaveKeyWithValue(hubv1.RevisionAnnotation, strconv.FormatInt(apiKey.Status.Revision, 10)))
+	}).Should(Succeed())
+	return key
+}
+
+func keySecret(g Gomega, apiKey *hubv1.APIKey) *corev1.Secret {
+	name := apiKey.Name
+	if apiKey.Spec.SecretTemplate != nil && apiKey.Spec.SecretTemplate.Name != "" {
+		name = apiKey.Spec.SecretTemplate.Name
+	}
+	secret := &corev1.Secret{}
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: apiKey.Namespace, Name: name}, secret)).To(Succeed())
+	return secret
+}
+
+// eventsFor lists the events about an object with the given reason.
+func eventsFor(g Gomega, obj client.Object, reason string) []eventsv1.Event {
+	list := &eventsv1.EventList{}
+	g.Expect(k8sClient.List(context.Background(), list, client.InNamespace(obj.GetNamespace()))).To(Succeed())
+	var found []eventsv1.Event
+	for _, e := range list.Items {
+		if e.Regarding.UID == obj.GetUID() && e.Reason == reason {
+			found = append(found, e)
+		}
+	}
+	return found
+}
+
+// restoreClock puts the suite's clock back when the test ends.
+func restoreClock(t *testing.T) {
+	saved := testClock.Now()
+	t.Cleanup(func() { testClock.SetTime(saved) })
+}
+
+func apiErrNotFound(err error) bool { return apierrors.IsNotFound(err) }
+
+func nestedString(obj map[string]any, fields ...string) string {
+	s, _, _ := unstructured.NestedString(obj, fields...)
+	return s
+}
