@@ -76,10 +76,10 @@ func (r *APIKeyReconciler) reconcileIssuance(ctx context.Context, s *apiKeyScope
 		return err
 	}
 	if err := r.writeKey(ctx, s, key, next); err != nil {
-		s.recordIssuanceFailure(err)
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
-			return err // someone wrote meanwhile: read again at once
+			return err // someone wrote meanwhile: read again and retry now
 		}
+		s.recordIssuanceFailure(err)
 		return nil // retried after the backoff recorded in status
 	}
 	s.recordIssued(key.ID(), key.Digest(), next, s.now, reason)

@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"strconv"
 	"testing"
 	"time"
 
+	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -21,12 +24,22 @@ import (
 
 // The suite runs one real control plane (etcd, kube-apiserver and the
 // controller-manager's namespace and garbage-collector controllers) and one
-// hub manager for every test in the package. Set HUB_TEST_LOG=1 to see the
-// manager's logs.
+// hub manager for every test in the package. Fault tests stop that manager
+// and run others in its place. Set HUB_TEST_LOG=1 to see the manager's logs.
 var (
 	k8sClient client.Client
 	restCfg   *rest.Config
 	testClock = clocktesting.NewFakeClock(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
+
+	cluster *devcluster.Cluster
+	// managerLogs holds everything every manager logged, at full verbosity,
+	// for the key-material leak check.
+	managerLogs = &syncBuffer{}
+	// metricsAddr is where the suite's manager serves Prometheus metrics.
+	metricsAddr string
+	// stopSuiteManager stops the suite's manager; startSuiteManager starts a
+	// new one.
+	stopSuiteManager func()
 )
 
 func TestMain(m *testing.M) {
@@ -39,11 +52,12 @@ func TestMain(m *testing.M) {
 }
 
 func runSuite(m *testing.M) (int, error) {
-	logOut := io.Discard
+	var logOut io.Writer = managerLogs
 	if os.Getenv("HUB_TEST_LOG") != "" {
-		logOut = os.Stderr
+		logOut = io.MultiWriter(managerLogs, os.Stderr)
 	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(logOut), zap.UseDevMode(true)))
+	// The most verbose level, so that the leak check sees every log line.
+	ctrl.SetLogger(zap.New(zap.WriteTo(logOut), zap.Level(zapcore.Level(-10))))
 
 	crds, err := config.CRDs()
 	if err != nil {
@@ -57,7 +71,7 @@ func runSuite(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	cluster, err := devcluster.Start(devcluster.Options{
+	cluster, err = devcluster.Start(devcluster.Options{
 		Scheme:             operator.Scheme(),
 		CRDs:               append(crds, esoCRDs...),
 		ValidatingWebhooks: hooks,
@@ -67,33 +81,63 @@ func runSuite(m *testing.M) (int, error) {
 	}
 	defer func() { _ = cluster.Stop() }()
 	restCfg = cluster.Config
+	if k8sClient, err = client.New(cluster.Config, client.Options{Scheme: operator.Scheme()}); err != nil {
+		return 0, err
+	}
 
-	mgr, err := operator.NewManager(cluster.Config, operator.Options{
-		MetricsAddr: "0",
-		ProbeAddr:   "0",
-		Webhook:     cluster.WebhookServerOptions(),
-		Clock:       testClock,
-	})
+	stopObserver, err := startObserver()
 	if err != nil {
 		return 0, err
+	}
+	if metricsAddr, err = freeAddr(); err != nil {
+		return 0, err
+	}
+	if err := startSuiteManager(nil); err != nil {
+		return 0, err
+	}
+	code := m.Run()
+	stopSuiteManager()
+	stopObserver()
+	if code == 0 {
+		if err := checkNoKeyMaterialLeaked(); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL: key material leaked:", err)
+			code = 1
+		}
+	}
+	return code, nil
+}
+
+// startSuiteManager starts a hub manager against the suite's control plane.
+// faults, when set, intercepts its writes.
+func startSuiteManager(faults *faultInjector) error {
+	opts := operator.Options{
+		MetricsAddr:                  metricsAddr,
+		ProbeAddr:                    "0",
+		Webhook:                      cluster.WebhookServerOptions(),
+		Clock:                        testClock,
+		SkipControllerNameValidation: true,
+	}
+	if faults != nil {
+		opts.NewClient = faults.newClient
+		opts.MetricsAddr = "0"
+	}
+	mgr, err := operator.NewManager(cluster.Config, opts)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
-	defer func() {
+	stopSuiteManager = func() {
 		cancel()
 		if err := <-done; err != nil {
 			fmt.Fprintln(os.Stderr, "manager:", err)
 		}
-	}()
-	if err := waitForWebhookServer(mgr); err != nil {
-		return 0, err
 	}
-
-	if k8sClient, err = client.New(cluster.Config, client.Options{Scheme: operator.Scheme()}); err != nil {
-		return 0, err
+	if faults != nil {
+		faults.crash = cancel
 	}
-	return m.Run(), nil
+	return waitForWebhookServer(mgr)
 }
 
 func waitForWebhookServer(mgr ctrl.Manager) error {
@@ -106,4 +150,13 @@ func waitForWebhookServer(mgr ctrl.Manager) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return nil
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer func() { _ = l.Close() }()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Addr().(*net.TCPAddr).Port)), nil
 }

@@ -5,6 +5,7 @@
 package operator
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 
@@ -20,12 +21,15 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/controllers"
+	hubmetrics "github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/webhooks"
 )
 
@@ -51,6 +55,9 @@ type Options struct {
 	// SkipControllerNameValidation lets a process build more than one manager
 	// (controller names are otherwise unique per process); tests use it.
 	SkipControllerNameValidation bool
+	// NewClient, when set, builds the manager's client; tests wrap the default
+	// one to inject faults.
+	NewClient client.NewClientFunc
 }
 
 // Scheme returns a scheme with the Kubernetes built-in types and the hub's.
@@ -99,7 +106,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		}},
 		// PushSecrets are unstructured (see controllers/apikey_delivery.go);
 		// read them from the cache too.
-		Client: client.Options{Cache: &client.CacheOptions{Unstructured: true}},
+		Client:    client.Options{Cache: &client.CacheOptions{Unstructured: true}},
+		NewClient: opts.NewClient,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating manager: %w", err)
@@ -110,6 +118,19 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	if err := webhooks.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up webhooks: %w", err)
+	}
+	// Key metrics come from the leader only, so that replicas do not export
+	// the same series twice; they are registered while it leads.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		collector := &hubmetrics.KeyCollector{Reader: mgr.GetClient()}
+		if err := ctrlmetrics.Registry.Register(collector); err != nil {
+			return fmt.Errorf("registering API key metrics: %w", err)
+		}
+		<-ctx.Done()
+		ctrlmetrics.Registry.Unregister(collector)
+		return nil
+	})); err != nil {
+		return nil, err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
