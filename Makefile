@@ -10,7 +10,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
 # Test flags; CI may add -v. The race detector needs cgo (gcc).
 TEST_FLAGS ?= -race -count=1
-BENCH_FLAGS ?= -run='^$$' -bench=. -benchmem
+BENCH_FLAGS ?= -run='^$$' -bench=. -benchmem -timeout=30m
 
 # Control-plane versions, read from the module that pins them.
 CONTROLPLANE_MOD := hack/controlplane/go.mod

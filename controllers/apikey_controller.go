@@ -15,7 +15,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -93,7 +96,7 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 	defer func() {
 		computeAPIKeyStatus(s)
 		r.recordTransition(s)
-		retErr = errors.Join(retErr, r.patchStatus(ctx, s))
+		retErr = errors.Join(retErr, r.writeStatus(ctx, s))
 	}()
 
 	if err := r.readContext(ctx, s); err != nil {
@@ -115,7 +118,7 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 		r.reconcileExpiry,
 		r.reconcileDelivery,
 	} {
-		if err := phase(ctx, s); err != nil {
+		if err := phase(ctx, s); err != nil || s.conflict() {
 			return ctrl.Result{}, err
 		}
 	}
@@ -151,20 +154,21 @@ func (r *APIKeyReconciler) readContext(ctx context.Context, s *apiKeyScope) erro
 	return nil
 }
 
-// patchStatus writes the status computed in this reconcile, if it changed,
-// guarded by the resource version so that a concurrent writer is not lost.
-func (r *APIKeyReconciler) patchStatus(ctx context.Context, s *apiKeyScope) error {
+// writeStatus writes the status computed in this reconcile, if it changed.
+// The update carries the resource version read, so a concurrent writer (say,
+// metering setting lastUsedAt) makes it fail and retry rather than be lost.
+// An update costs the API server less than a merge patch of a custom
+// resource, and issuing keys in bulk is bound by the API server.
+func (r *APIKeyReconciler) writeStatus(ctx context.Context, s *apiKeyScope) error {
 	s.key.Status.ObservedGeneration = s.key.Generation
 	if equality.Semantic.DeepEqual(s.statusBefore, s.key.Status) {
 		return nil
 	}
-	base := s.key.DeepCopy()
-	base.Status = s.statusBefore
-	if err := r.Status().Patch(ctx, s.key, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+	if err := r.Status().Update(ctx, s.key); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}
-		return fmt.Errorf("patching status: %w", err)
+		return fmt.Errorf("writing status: %w", err)
 	}
 	return nil
 }
@@ -172,10 +176,18 @@ func (r *APIKeyReconciler) patchStatus(ctx context.Context, s *apiKeyScope) erro
 // SetupWithManager registers the controller. Besides its APIKeys it watches
 // the Secrets it owns (a deleted Secret is re-issued), the Projects (archive
 // suspends keys) and the Organization (the key policy).
-func (r *APIKeyReconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *APIKeyReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error {
 	b := ctrl.NewControllerManagedBy(mgr).
-		For(&hubv1.APIKey{}).
-		Owns(&corev1.Secret{}).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
+		// Status writes (the controller's own, and lastUsedAt from metering)
+		// need no reconcile; spec, label and annotation changes do.
+		For(&hubv1.APIKey{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
+			predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
+		// The controller creates the Secrets itself; their later changes and
+		// deletion by others are what it must see.
+		Owns(&corev1.Secret{}, builder.WithPredicates(predicate.Funcs{
+			CreateFunc: func(event.CreateEvent) bool { return false },
+		})).
 		Watches(&hubv1.Project{}, handler.EnqueueRequestsFromMapFunc(r.keysOfProject),
 			builder.WithPredicates(projectStateChanged())).
 		Watches(&hubv1.Organization{}, handler.EnqueueRequestsFromMapFunc(r.allKeys),

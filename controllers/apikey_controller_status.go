@@ -79,13 +79,12 @@ func (r *APIKeyReconciler) recordTransition(s *apiKeyScope) {
 	event := func(eventType, reason, action, note string, args ...any) {
 		r.Recorder.Eventf(s.key, nil, eventType, reason, action, note, args...)
 	}
-	if s.issuedReason != "" {
-		if status.Revision == 1 {
-			event(corev1.EventTypeNormal, hubv1.KeyIssuedReason, "IssueKey", "Issued key %s into Secret %s", status.KeyID, status.SecretName)
-		} else {
-			event(corev1.EventTypeNormal, hubv1.KeyRotatedReason, "RotateKey", "Issued key %s (revision %d): %s",
-				status.KeyID, status.Revision, s.issuedReason)
-		}
+	// The first key gets no event: status says it all, and keys created by
+	// the thousand through GitOps would double the API server's writes for
+	// nothing more. Every later key is a rotation, which is worth telling.
+	if s.issuedReason != "" && status.Revision > 1 {
+		event(corev1.EventTypeNormal, hubv1.KeyRotatedReason, "RotateKey", "Issued key %s (revision %d): %s",
+			status.KeyID, status.Revision, s.issuedReason)
 	}
 	if s.retiredKeyID != "" {
 		event(corev1.EventTypeNormal, hubv1.PreviousKeyRetiredReason, "RetireKey", "Previous key %s no longer works", s.retiredKeyID)

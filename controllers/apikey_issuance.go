@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -27,30 +28,53 @@ const (
 	issuanceBackoffMax  = 10 * time.Minute
 )
 
-// readSecret finds the key's Secret. A Secret of that name that the APIKey
-// does not control is a conflict: the hub never overwrites it.
+// readSecret finds the key's Secret in the cache, which holds only Secrets
+// the hub labelled. Someone else's Secret of the same name shows up when
+// creating ours fails (see createSecret), so the common path costs no read
+// from the API server.
 func (r *APIKeyReconciler) readSecret(ctx context.Context, s *apiKeyScope) error {
 	name := secretName(s.key)
 	s.key.Status.SecretName = name
 	secret := &corev1.Secret{}
 	err := r.Get(ctx, client.ObjectKey{Namespace: s.key.Namespace, Name: name}, secret)
-	if apierrors.IsNotFound(err) {
-		// The cache holds only the hub's Secrets; ask the API server whether
-		// someone else's is in the way.
-		err = r.APIReader.Get(ctx, client.ObjectKey{Namespace: s.key.Namespace, Name: name}, secret)
-	}
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil
 	case err != nil:
 		return fmt.Errorf("reading Secret %q: %w", name, err)
 	case !metav1.IsControlledBy(secret, s.key):
-		s.setStalled(hubv1.SecretConflictReason, fmt.Sprintf("Secret %q exists and does not belong to this APIKey; "+
-			"the hub never overwrites it: delete it or set spec.secretTemplate.name", name))
+		s.setSecretConflict()
 		return nil
 	}
 	s.secret = secret
 	return nil
+}
+
+// createSecret creates the key's Secret. When the name is taken, it tells a
+// Secret of ours that the cache has not seen yet (retry) from someone
+// else's, which the hub never overwrites (stall).
+func (r *APIKeyReconciler) createSecret(ctx context.Context, s *apiKeyScope, secret *corev1.Secret) error {
+	err := r.Create(ctx, secret, client.FieldOwner(fieldOwner))
+	if !apierrors.IsAlreadyExists(err) {
+		return err
+	}
+	existing := &corev1.Secret{}
+	if getErr := r.APIReader.Get(ctx, client.ObjectKeyFromObject(secret), existing); getErr != nil {
+		return errors.Join(err, getErr)
+	}
+	if !metav1.IsControlledBy(existing, s.key) {
+		s.setSecretConflict()
+		return errSecretConflict
+	}
+	return err
+}
+
+// errSecretConflict stops issuance: the Secret's name is someone else's.
+var errSecretConflict = errors.New("secret name taken")
+
+func (s *apiKeyScope) setSecretConflict() {
+	s.setStalled(hubv1.SecretConflictReason, fmt.Sprintf("Secret %q exists and does not belong to this APIKey; "+
+		"the hub never overwrites it: delete it or set spec.secretTemplate.name", secretName(s.key)))
 }
 
 // reconcileIssuance issues the first key, and a new one on rotation: when
@@ -76,6 +100,9 @@ func (r *APIKeyReconciler) reconcileIssuance(ctx context.Context, s *apiKeyScope
 		return err
 	}
 	if err := r.writeKey(ctx, s, key, next); err != nil {
+		if errors.Is(err, errSecretConflict) {
+			return nil
+		}
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 			return err // someone wrote meanwhile: read again and retry now
 		}
@@ -158,11 +185,14 @@ func (r *APIKeyReconciler) writeKey(ctx context.Context, s *apiKeyScope, key key
 
 	var err error
 	if s.secret == nil {
-		err = r.Create(ctx, secret, client.FieldOwner(fieldOwner))
+		err = r.createSecret(ctx, s, secret)
 	} else {
 		// Update carries the resource version read: a concurrent writer makes
 		// it fail rather than be overwritten.
 		err = r.Update(ctx, secret, client.FieldOwner(fieldOwner))
+	}
+	if errors.Is(err, errSecretConflict) {
+		return err
 	}
 	if err != nil {
 		return fmt.Errorf("writing the key into Secret %q: %w", secret.Name, err)

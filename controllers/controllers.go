@@ -17,12 +17,19 @@ const fieldOwner = "platform-hub"
 type Options struct {
 	// Clock tells the time; tests pass a fake one.
 	Clock clock.PassiveClock
+	// APIKeyWorkers is how many API keys are reconciled at once. Issuing a
+	// key waits on two API-server round trips, so several workers keep the
+	// API server busy. Default 16.
+	APIKeyWorkers int
 }
 
 // SetupWithManager registers every reconciler with the manager.
 func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
+	}
+	if opts.APIKeyWorkers == 0 {
+		opts.APIKeyWorkers = 16
 	}
 	if err := (&ProjectReconciler{
 		Client:    mgr.GetClient(),
@@ -36,7 +43,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		APIReader: mgr.GetAPIReader(),
 		Clock:     opts.Clock,
 		Recorder:  mgr.GetEventRecorder("apikey-controller"),
-	}).SetupWithManager(mgr); err != nil {
+	}).SetupWithManager(mgr, opts.APIKeyWorkers); err != nil {
 		return fmt.Errorf("setting up the API key controller: %w", err)
 	}
 	if err := (&OrganizationReconciler{

@@ -56,6 +56,9 @@ func (f *faultInjector) newClient(cfg *rest.Config, opts client.Options) (client
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
 			return f.write(obj, sub, func() error { return c.SubResource(sub).Patch(ctx, obj, p, opts...) })
 		},
+		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
+			return f.write(obj, sub, func() error { return c.SubResource(sub).Update(ctx, obj, opts...) })
+		},
 	}), nil
 }
 
@@ -216,7 +219,7 @@ func TestAPIKeyConflictsConverge(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	g.Expect(conflicts).To(HaveKeyWithValue("status/*v1alpha1.APIKey", 3), "status patches met conflicts")
+	g.Expect(conflicts).To(HaveKeyWithValue("status/*v1alpha1.APIKey", 3), "status writes met conflicts")
 	g.Expect(conflicts).To(HaveKeyWithValue("create/*v1.Secret", 3), "Secret creation met conflicts")
 	g.Expect(conflicts).To(HaveKeyWithValue("update/*v1.Secret", 3), "Secret updates met conflicts")
 	g.Expect(minted).To(HaveLen(2), "exactly two keys ever reached the Secret")

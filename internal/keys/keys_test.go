@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -192,4 +193,36 @@ func flip(c byte) string {
 		return "b"
 	}
 	return "a"
+}
+
+// BenchmarkNew measures key generation, next to reading the same number of
+// random bytes as the baseline.
+func BenchmarkNew(b *testing.B) {
+	b.Run("keys.New", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := New(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("baseline-rand-read", func(b *testing.B) {
+		buf := make([]byte, IDLength+SecretLength)
+		for b.Loop() {
+			_, _ = rand.Read(buf)
+		}
+	})
+}
+
+// BenchmarkParse measures validating a key (format and checksum) and
+// computing its digest, what a gateway does per request.
+func BenchmarkParse(b *testing.B) {
+	k, _ := New()
+	s := k.Reveal()
+	for b.Loop() {
+		parsed, err := Parse(s)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = parsed.Digest()
+	}
 }

@@ -98,12 +98,17 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		// waiting for the lease to expire.
 		LeaderElectionReleaseOnCancel: true,
 		Controller:                    config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
-		Cache: cache.Options{ByObject: map[client.Object]cache.ByObject{
-			// Only the namespaces and Secrets the hub created are cached, so
-			// memory does not grow with the cluster's other objects.
-			&corev1.Namespace{}: {Label: hasLabel(hubv1.ProjectLabel)},
-			&corev1.Secret{}:    {Label: hasLabel(hubv1.APIKeyLabel)},
-		}},
+		Cache: cache.Options{
+			// The hub never reads managedFields; dropping them from the cache
+			// roughly halves the memory of each cached object.
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				// Only the namespaces and Secrets the hub created are cached, so
+				// memory does not grow with the cluster's other objects.
+				&corev1.Namespace{}: {Label: hasLabel(hubv1.ProjectLabel)},
+				&corev1.Secret{}:    {Label: hasLabel(hubv1.APIKeyLabel)},
+			},
+		},
 		// PushSecrets are unstructured (see controllers/apikey_delivery.go);
 		// read them from the cache too.
 		Client:    client.Options{Cache: &client.CacheOptions{Unstructured: true}},
