@@ -464,3 +464,24 @@ func nestedString(obj map[string]any, fields ...string) string {
 	s, _, _ := unstructured.NestedString(obj, fields...)
 	return s
 }
+
+// TestManagerCachesOnlyHubSecrets: Secrets the hub did not label never enter
+// the manager's cache, so its memory does not grow with the cluster's Secrets.
+func TestManagerCachesOnlyHubSecrets(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	activeProject(t, "keys-cache")
+	apiKey := newAPIKey("keys-cache", "cached")
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "keys-cache", Name: "unrelated"}}
+	g.Expect(k8sClient.Create(ctx, other)).To(Succeed())
+
+	cache := suiteManager.GetCache()
+	g.Eventually(func() error {
+		return cache.Get(ctx, client.ObjectKey{Namespace: "keys-cache", Name: "cached"}, &corev1.Secret{})
+	}).Should(Succeed(), "the key's Secret is cached")
+	g.Consistently(func() bool {
+		return apierrors.IsNotFound(cache.Get(ctx, client.ObjectKeyFromObject(other), &corev1.Secret{}))
+	}, time.Second).Should(BeTrue(), "an unrelated Secret is not cached")
+}

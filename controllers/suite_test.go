@@ -41,6 +41,8 @@ var (
 	// stopSuiteManager stops the suite's manager; startSuiteManager starts a
 	// new one.
 	stopSuiteManager func()
+	// suiteManager is the manager running now.
+	suiteManager ctrl.Manager
 )
 
 func TestMain(m *testing.M) {
@@ -135,6 +137,7 @@ func startSuiteManager(faults *faultInjector) error {
 	if err != nil {
 		return err
 	}
+	suiteManager = mgr
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()
