@@ -51,6 +51,11 @@ type APIKeyReconciler struct {
 	pushSecrets bool
 }
 
+// conflictRetry looks again, now and then, at a Secret name that someone
+// else's Secret holds: that Secret is not in the cache, so its deletion
+// raises no event here.
+var conflictRetry = ctrl.Result{RequeueAfter: time.Minute}
+
 // apiKeyScope is what one reconcile of an APIKey reads and decides.
 type apiKeyScope struct {
 	key          *hubv1.APIKey
@@ -108,8 +113,11 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 	if key.Spec.Revoked {
 		return ctrl.Result{}, r.reconcileRevoked(ctx, s)
 	}
-	if err := r.readSecret(ctx, s); err != nil || s.conflict() {
+	if err := r.readSecret(ctx, s); err != nil {
 		return ctrl.Result{}, err
+	}
+	if s.conflict() {
+		return conflictRetry, nil
 	}
 	for _, phase := range []func(context.Context, *apiKeyScope) error{
 		r.reconcileIssuance,
@@ -118,8 +126,11 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 		r.reconcileExpiry,
 		r.reconcileDelivery,
 	} {
-		if err := phase(ctx, s); err != nil || s.conflict() {
+		if err := phase(ctx, s); err != nil {
 			return ctrl.Result{}, err
+		}
+		if s.conflict() {
+			return conflictRetry, nil
 		}
 	}
 	return s.result(), nil

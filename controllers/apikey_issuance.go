@@ -74,7 +74,7 @@ var errSecretConflict = errors.New("secret name taken")
 
 func (s *apiKeyScope) setSecretConflict() {
 	s.setStalled(hubv1.SecretConflictReason, fmt.Sprintf("Secret %q exists and does not belong to this APIKey; "+
-		"the hub never overwrites it: delete it or set spec.secretTemplate.name", secretName(s.key)))
+		"the hub never overwrites it: delete that Secret, or recreate this APIKey with another spec.secretTemplate.name", secretName(s.key)))
 }
 
 // reconcileIssuance issues the first key, and a new one on rotation: when

@@ -320,6 +320,17 @@ func TestAPIKeyAdmission(t *testing.T) {
 		g.Expect(apiKey.Status.ExpiresAt.Time).To(BeTemporally("==", apiKey.Status.CreatedAt.Add(30*24*time.Hour)))
 	})
 
+	t.Run("Secret name cannot change", func(t *testing.T) {
+		g := NewWithT(t)
+		apiKey := newAPIKey("keys-admission", "named")
+		g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+		patch := client.MergeFrom(apiKey.DeepCopy())
+		apiKey.Spec.SecretTemplate = &hubv1.SecretTemplate{Name: "renamed"}
+		err := k8sClient.Patch(ctx, apiKey, patch)
+		g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
+		g.Expect(err.Error()).To(ContainSubstring("secretTemplate.name cannot change"))
+	})
+
 	t.Run("scope cannot change", func(t *testing.T) {
 		g := NewWithT(t)
 		apiKey := newAPIKey("keys-admission", "scoped")
@@ -354,6 +365,13 @@ func TestAPIKeyNeverOverwritesForeignSecret(t *testing.T) {
 	g.Expect(apiKey.Status.Phase).To(Equal(hubv1.KeyPending))
 	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(foreign), foreign)).To(Succeed())
 	g.Expect(foreign.Data).To(Equal(map[string][]byte{"password": []byte("hunter2")}), "the foreign Secret is untouched")
+
+	// Once the name is free, the key is issued (the controller looks again
+	// every minute; the poke saves the wait).
+	g.Expect(k8sClient.Delete(ctx, foreign)).To(Succeed())
+	poke(t, apiKey)
+	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+	g.Expect(meta.FindStatusCondition(apiKey.Status.Conditions, hubv1.StalledCondition)).To(BeNil())
 }
 
 func TestAPIKeyDeliveredThroughPushSecret(t *testing.T) {

@@ -22,6 +22,7 @@ const (
 
 // APIKeySpec is what a developer declares about an API key.
 // +kubebuilder:validation:XValidation:rule="!(has(oldSelf.revoked) && oldSelf.revoked) || (has(self.revoked) && self.revoked)",message="a revoked key stays revoked; create a new APIKey instead"
+// +kubebuilder:validation:XValidation:rule="(has(self.secretTemplate) && has(self.secretTemplate.name) ? self.secretTemplate.name : '-') == (has(oldSelf.secretTemplate) && has(oldSelf.secretTemplate.name) ? oldSelf.secretTemplate.name : '-')",message="secretTemplate.name cannot change once set; create a new APIKey for a Secret of another name"
 type APIKeySpec struct {
 	// label says what the key is for, as people read it.
 	// +optional
