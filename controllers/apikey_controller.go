@@ -51,10 +51,10 @@ type APIKeyReconciler struct {
 	pushSecrets bool
 }
 
-// conflictRetry looks again, now and then, at a Secret name that someone
+// conflictRetry is how often a key looks again at a Secret name that someone
 // else's Secret holds: that Secret is not in the cache, so its deletion
 // raises no event here.
-var conflictRetry = ctrl.Result{RequeueAfter: time.Minute}
+const conflictRetry = time.Minute
 
 // apiKeyScope is what one reconcile of an APIKey reads and decides.
 type apiKeyScope struct {
@@ -66,6 +66,8 @@ type apiKeyScope struct {
 	project *hubv1.Project
 	// policy is the organization's key policy; nil when there is none.
 	policy *hubv1.APIKeyPolicy
+	// lifetime is the lifetime a key issued now gets (spec, else policy).
+	lifetime hubv1.KeyLifetime
 	// secret is the key's Secret when it exists and belongs to the key.
 	secret *corev1.Secret
 
@@ -100,28 +102,36 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 	s := &apiKeyScope{key: key, statusBefore: *key.Status.DeepCopy(), now: r.Clock.Now().Truncate(time.Second)}
 	defer func() {
 		computeAPIKeyStatus(s)
-		r.recordTransition(s)
-		retErr = errors.Join(retErr, r.writeStatus(ctx, s))
+		err := r.writeStatus(ctx, s)
+		if err == nil {
+			// Only what was recorded is told, and only once: a failed status
+			// write is retried, and would otherwise repeat the events.
+			r.recordTransition(s)
+		}
+		retErr = errors.Join(retErr, err)
 	}()
 
 	if err := r.readContext(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
-	if s.project == nil {
-		return ctrl.Result{}, nil
-	}
 	if key.Spec.Revoked {
 		return ctrl.Result{}, r.reconcileRevoked(ctx, s)
+	}
+	if s.project == nil {
+		s.setStalled(hubv1.NotInProjectReason, fmt.Sprintf("namespace %q is not the namespace of a Project; "+
+			"API keys are issued only in project namespaces", s.key.Namespace))
+		return ctrl.Result{}, nil
 	}
 	if err := r.readSecret(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
-	if s.conflict() {
-		return conflictRetry, nil
-	}
+	// With the Secret's name taken by someone else, the phases that write the
+	// Secret stand back, and the ones that only decide from status (the end
+	// of an overlap, expiry) still run, so a key never outlives its time.
 	for _, phase := range []func(context.Context, *apiKeyScope) error{
 		r.reconcileIssuance,
 		r.reconcileSecret,
+		r.reconcileLifetime,
 		r.reconcileOverlap,
 		r.reconcileExpiry,
 		r.reconcileDelivery,
@@ -129,9 +139,9 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 		if err := phase(ctx, s); err != nil {
 			return ctrl.Result{}, err
 		}
-		if s.conflict() {
-			return conflictRetry, nil
-		}
+	}
+	if s.conflict() {
+		s.requeueIn(conflictRetry)
 	}
 	return s.result(), nil
 }
@@ -147,11 +157,6 @@ func (r *APIKeyReconciler) readContext(ctx context.Context, s *apiKeyScope) erro
 	case project.Status.Namespace == s.key.Namespace:
 		s.project = project
 	}
-	if s.project == nil {
-		s.setStalled(hubv1.NotInProjectReason, fmt.Sprintf("namespace %q is not the namespace of a Project; "+
-			"API keys are issued only in project namespaces", s.key.Namespace))
-	}
-
 	org := &hubv1.Organization{}
 	err = r.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org)
 	switch {
@@ -161,7 +166,7 @@ func (r *APIKeyReconciler) readContext(ctx context.Context, s *apiKeyScope) erro
 	default:
 		s.policy = org.Spec.Security.APIKeys
 	}
-	s.key.Status.Lifetime = s.policy.EffectiveLifetime(s.key.Spec.ExpiresAfter)
+	s.lifetime = s.policy.EffectiveLifetime(s.key.Spec.ExpiresAfter)
 	return nil
 }
 

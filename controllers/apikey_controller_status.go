@@ -18,12 +18,8 @@ func computeAPIKeyStatus(s *apiKeyScope) {
 	ready := func(st metav1.ConditionStatus, reason, msg string) {
 		setCondition(&status.Conditions, s.key.Generation, hubv1.ReadyCondition, st, reason, msg)
 	}
+	// Revoked and Expired come first: they hold whatever else is wrong.
 	switch {
-	case s.stalledReason != "":
-		if status.Revision == 0 {
-			status.Phase = hubv1.KeyPending
-		}
-		ready(metav1.ConditionFalse, s.stalledReason, s.stalledMessage)
 	case s.key.Spec.Revoked:
 		status.Phase = hubv1.KeyRevoked
 		ready(metav1.ConditionFalse, hubv1.KeyRevokedReason,
@@ -33,6 +29,9 @@ func computeAPIKeyStatus(s *apiKeyScope) {
 		ready(metav1.ConditionFalse, hubv1.KeyExpiredReason,
 			fmt.Sprintf("key %s expired at %s; its Secret is deleted. Change spec.rotation.trigger to issue a new key",
 				status.KeyID, formatTime(status.ExpiresAt)))
+	case s.stalledReason != "":
+		status.Phase = hubv1.KeyPending
+		ready(metav1.ConditionFalse, s.stalledReason, s.stalledMessage)
 	case status.Revision == 0:
 		status.Phase = hubv1.KeyPending
 		if s.issuanceError != nil {
@@ -101,7 +100,7 @@ func (r *APIKeyReconciler) recordTransition(s *apiKeyScope) {
 		event(corev1.EventTypeWarning, ready.Reason, "UpdatePhase", "%s", ready.Message)
 	case hubv1.KeyRevoked:
 		event(corev1.EventTypeNormal, ready.Reason, "RevokeKey", "%s", ready.Message)
-	case hubv1.KeyActive:
+	case hubv1.KeyActive, hubv1.KeyRotating:
 		if before.Phase == hubv1.KeySuspended {
 			event(corev1.EventTypeNormal, "Resumed", "UpdatePhase", "Key %s works again", status.KeyID)
 		}

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +22,9 @@ import (
 // package does not compile against this controller-runtime, so the hub writes
 // it as unstructured; the tests validate it against ESO's real CRD.
 var pushSecretGVK = schema.GroupVersionKind{Group: "external-secrets.io", Version: "v1alpha1", Kind: "PushSecret"}
+
+// deliveryRetry is how soon a failed PushSecret write is tried again.
+const deliveryRetry = 30 * time.Second
 
 func newPushSecret() *unstructured.Unstructured {
 	u := &unstructured.Unstructured{}
@@ -51,6 +55,9 @@ func (r *APIKeyReconciler) reconcileDelivery(ctx context.Context, s *apiKeyScope
 	if d := s.key.Spec.Delivery; d != nil {
 		ext = d.ExternalSecret
 	}
+	if s.conflict() {
+		return nil
+	}
 	if ext == nil || s.secret == nil {
 		meta.RemoveStatusCondition(&s.key.Status.Conditions, hubv1.DeliveredCondition)
 		return r.deletePushSecret(ctx, s)
@@ -73,7 +80,13 @@ func (r *APIKeyReconciler) reconcileDelivery(ctx context.Context, s *apiKeyScope
 		return controllerutil.SetControllerReference(s.key, ps, r.Scheme())
 	})
 	if err != nil {
-		return fmt.Errorf("writing PushSecret %q: %w", ps.GetName(), err)
+		// Reported, and retried soon, without failing the reconcile: a
+		// returned error would delay the key's own deadlines (expiry, the
+		// end of an overlap) to the rate limiter's backoff.
+		setCondition(&s.key.Status.Conditions, s.key.Generation, hubv1.DeliveredCondition, metav1.ConditionFalse,
+			hubv1.DeliveryFailedReason, fmt.Sprintf("writing PushSecret %q: %v", ps.GetName(), err))
+		s.requeueIn(deliveryRetry)
+		return nil
 	}
 	if op != controllerutil.OperationResultNone {
 		ctrl.LoggerFrom(ctx).V(1).Info("Wrote PushSecret", "pushSecret", ps.GetName(), "operation", op)

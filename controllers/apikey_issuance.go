@@ -82,6 +82,15 @@ func (s *apiKeyScope) setSecretConflict() {
 // or when the Secret was deleted (its key is lost; the old digest keeps
 // working for the overlap window so clients that read it can move on).
 func (r *APIKeyReconciler) reconcileIssuance(ctx context.Context, s *apiKeyScope) error {
+	if s.conflict() {
+		return nil
+	}
+	// A key already written for the next revision is adopted first, whatever
+	// else is due: it may have reached clients, and must not be lost.
+	next := s.key.Status.Revision + 1
+	if adoptIssuedKey(s, next) {
+		return nil
+	}
 	reason, due := issuanceDue(s)
 	if !due {
 		return nil
@@ -91,10 +100,6 @@ func (r *APIKeyReconciler) reconcileIssuance(ctx context.Context, s *apiKeyScope
 		return nil
 	}
 
-	next := s.key.Status.Revision + 1
-	if adoptIssuedKey(s, next) {
-		return nil
-	}
 	key, err := keys.New()
 	if err != nil {
 		return err
@@ -106,7 +111,9 @@ func (r *APIKeyReconciler) reconcileIssuance(ctx context.Context, s *apiKeyScope
 		if apierrors.IsConflict(err) || apierrors.IsAlreadyExists(err) {
 			return err // someone wrote meanwhile: read again and retry now
 		}
-		s.recordIssuanceFailure(err)
+		// The error may quote what was sent (an admission webhook might);
+		// it goes to status and events only with keys redacted.
+		s.recordIssuanceFailure(errors.New(keys.Redact(err.Error())))
 		return nil // retried after the backoff recorded in status
 	}
 	s.recordIssued(key.ID(), key.Digest(), next, s.now, reason)
@@ -148,12 +155,16 @@ func adoptIssuedKey(s *apiKeyScope, next int64) bool {
 	if err != nil {
 		return false // unusable: a new key is issued over it
 	}
+	// The issue time comes from an annotation anyone with access to the
+	// Secret could edit; it is kept between the current key's and now.
 	issuedAt, err := time.Parse(time.RFC3339, s.secret.Annotations[hubv1.IssuedAtAnnotation])
-	if err != nil {
+	if err != nil || issuedAt.After(s.now) {
 		issuedAt = s.now
 	}
-	reason, _ := issuanceDue(s)
-	s.recordIssued(key.ID(), key.Digest(), next, issuedAt, reason)
+	if created := s.key.Status.CreatedAt; created != nil && issuedAt.Before(created.Time) {
+		issuedAt = created.Time
+	}
+	s.recordIssued(key.ID(), key.Digest(), next, issuedAt, "a key written before a restart was adopted")
 	return true
 }
 
@@ -204,7 +215,7 @@ func (r *APIKeyReconciler) writeKey(ctx context.Context, s *apiKeyScope, key key
 // reconcileSecret keeps the Secret's labels, annotations and aliases in line
 // with the template, without touching the keys.
 func (r *APIKeyReconciler) reconcileSecret(ctx context.Context, s *apiKeyScope) error {
-	if s.secret == nil || s.expired() {
+	if s.secret == nil || s.expired() || s.conflict() {
 		return nil
 	}
 	desired := s.secret.DeepCopy()
@@ -277,6 +288,12 @@ func secretName(key *hubv1.APIKey) string {
 // any and still valid, stays valid for the overlap window.
 func (s *apiKeyScope) recordIssued(keyID, digest string, revision int64, issuedAt time.Time, reason string) {
 	status := &s.key.Status
+	if status.PreviousKey != nil {
+		// A rotation during an overlap: the older previous key stops now,
+		// the one being replaced takes its place.
+		s.retiredKeyID = status.PreviousKey.KeyID
+		status.PreviousKey = nil
+	}
 	if status.KeyID != "" && status.KeyID != keyID && !s.expired() {
 		// The previous key never outlives its own expiry.
 		validUntil := issuedAt.Add(s.overlap())
@@ -287,10 +304,8 @@ func (s *apiKeyScope) recordIssued(keyID, digest string, revision int64, issuedA
 	}
 	status.KeyID, status.Digest, status.Revision = keyID, digest, revision
 	status.CreatedAt = ptrTime(issuedAt)
-	status.ExpiresAt = nil
-	if d, ok := status.Lifetime.Duration(); ok {
-		status.ExpiresAt = ptrTime(issuedAt.Add(d))
-	}
+	status.Lifetime = s.lifetime
+	status.ExpiresAt = expiryOf(status)
 	if s.key.Spec.Rotation != nil {
 		status.ObservedRotationTrigger = s.key.Spec.Rotation.Trigger
 	} else {
@@ -326,14 +341,49 @@ func (s *apiKeyScope) overlap() time.Duration {
 	return defaultOverlap
 }
 
-// renewAt is when automatic rotation is due, or nil when it is off.
+// renewAt is when automatic rotation is due, or nil when it is off. A
+// renewBefore as long as the key's lifetime or longer would rotate the key
+// at once, forever; such keys are renewed when a third of their lifetime is
+// left, as cert-manager does.
 func (s *apiKeyScope) renewAt() *time.Time {
-	r := s.key.Spec.Rotation
-	if r == nil || r.RenewBefore == nil || s.key.Status.ExpiresAt == nil {
+	r, status := s.key.Spec.Rotation, &s.key.Status
+	if r == nil || r.RenewBefore == nil || status.ExpiresAt == nil || status.CreatedAt == nil {
 		return nil
 	}
-	at := s.key.Status.ExpiresAt.Add(-r.RenewBefore.Duration)
+	before := r.RenewBefore.Duration
+	if lifetime := status.ExpiresAt.Sub(status.CreatedAt.Time); before >= lifetime {
+		before = lifetime / 3
+	}
+	at := status.ExpiresAt.Add(-before)
 	return &at
+}
+
+// reconcileLifetime applies a changed spec.expiresAfter to the current key:
+// its expiry moves to its issue time plus the new lifetime. (A changed policy
+// default applies from the next key on.)
+func (r *APIKeyReconciler) reconcileLifetime(_ context.Context, s *apiKeyScope) error {
+	status := &s.key.Status
+	if status.Revision == 0 || status.CreatedAt == nil {
+		return nil
+	}
+	if requested := s.key.Spec.ExpiresAfter; requested != nil && *requested != status.Lifetime {
+		status.Lifetime = *requested
+	}
+	if status.Lifetime == "" {
+		status.Lifetime = s.lifetime
+	}
+	status.ExpiresAt = expiryOf(status)
+	return nil
+}
+
+// expiryOf is when a key issued at status.createdAt with status.lifetime
+// expires; nil for keys that never expire.
+func expiryOf(status *hubv1.APIKeyStatus) *metav1.Time {
+	d, ok := status.Lifetime.Duration()
+	if !ok || status.CreatedAt == nil {
+		return nil
+	}
+	return ptrTime(status.CreatedAt.Add(d))
 }
 
 func ptrTime(t time.Time) *metav1.Time {

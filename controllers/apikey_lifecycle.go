@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -28,7 +29,7 @@ func (r *APIKeyReconciler) reconcileOverlap(ctx context.Context, s *apiKeyScope)
 	}
 	// The Secret first: a crash in between leaves a status that still lists a
 	// key the Secret no longer holds, which the next reconcile clears.
-	if s.secret != nil {
+	if s.secret != nil && s.secret.Annotations[hubv1.RevisionAnnotation] == strconv.FormatInt(s.key.Status.Revision, 10) {
 		if _, ok := s.secret.Data[hubv1.SecretKeyPrevious]; ok {
 			secret := s.secret.DeepCopy()
 			delete(secret.Data, hubv1.SecretKeyPrevious)
@@ -69,6 +70,9 @@ func (r *APIKeyReconciler) reconcileRevoked(ctx context.Context, s *apiKeyScope)
 	if err := r.readSecret(ctx, s); err != nil {
 		return err
 	}
+	// Someone else's Secret under the name is not ours to delete, and no
+	// reason to hold the revocation.
+	s.stalledReason, s.stalledMessage = "", ""
 	if err := r.deleteSecret(ctx, s); err != nil {
 		return err
 	}
@@ -80,7 +84,9 @@ func (r *APIKeyReconciler) deleteSecret(ctx context.Context, s *apiKeyScope) err
 	if s.secret == nil {
 		return nil
 	}
-	err := r.Delete(ctx, s.secret, client.Preconditions{UID: &s.secret.UID})
+	// The preconditions make sure the Secret deleted is the one read: a key
+	// written meanwhile (a newer revision) is not thrown away unseen.
+	err := r.Delete(ctx, s.secret, client.Preconditions{UID: &s.secret.UID, ResourceVersion: &s.secret.ResourceVersion})
 	if client.IgnoreNotFound(err) != nil && !apierrors.IsConflict(err) {
 		return fmt.Errorf("deleting Secret %q: %w", s.secret.Name, err)
 	}
@@ -107,7 +113,7 @@ func (s *apiKeyScope) requeueAtTime(t time.Time) {
 	}
 }
 
-func (s *apiKeyScope) requeueIn(d time.Duration) { s.requeueAt = s.now.Add(d) }
+func (s *apiKeyScope) requeueIn(d time.Duration) { s.requeueAtTime(s.now.Add(d)) }
 
 // result turns the earliest due moment into a RequeueAfter. A moment already
 // passed (a clock that moved on) is retried promptly.

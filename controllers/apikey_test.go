@@ -503,3 +503,66 @@ func TestManagerCachesOnlyHubSecrets(t *testing.T) {
 		return apierrors.IsNotFound(cache.Get(ctx, client.ObjectKeyFromObject(other), &corev1.Secret{}))
 	}, time.Second).Should(BeTrue(), "an unrelated Secret is not cached")
 }
+
+// TestAPIKeyRenewBeforeLongerThanLifetime: a renewBefore as long as the
+// lifetime would rotate forever; such a key renews when a third is left.
+func TestAPIKeyRenewBeforeLongerThanLifetime(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	activeProject(t, "keys-renew-long")
+	restoreClock(t)
+
+	apiKey := newAPIKey("keys-renew-long", "eager")
+	apiKey.Spec.ExpiresAfter = ptr.To(hubv1.KeyLifetime30Days)
+	apiKey.Spec.Rotation = &hubv1.RotationSpec{RenewBefore: &metav1.Duration{Duration: 720 * time.Hour}}
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+	created := apiKey.Status.CreatedAt.Time
+	g.Consistently(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(1))
+	}, 2*time.Second).Should(Succeed(), "the key must not rotate at once, over and over")
+
+	testClock.SetTime(created.Add(20*24*time.Hour - time.Second))
+	poke(t, apiKey)
+	g.Consistently(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(1))
+	}, time.Second).Should(Succeed())
+	testClock.SetTime(created.Add(20 * 24 * time.Hour))
+	poke(t, apiKey)
+	waitForKeyPhase(g, apiKey, hubv1.KeyRotating)
+	g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(2))
+}
+
+// TestAPIKeyLifetimeChangeMovesExpiry: shortening expiresAfter moves the
+// current key's expiry; the key is not reissued.
+func TestAPIKeyLifetimeChangeMovesExpiry(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	activeProject(t, "keys-lifetime")
+
+	apiKey := newAPIKey("keys-lifetime", "shortened")
+	apiKey.Spec.ExpiresAfter = ptr.To(hubv1.KeyLifetime180Days)
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+	key := waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+	created := apiKey.Status.CreatedAt.Time
+
+	patch := client.MergeFrom(apiKey.DeepCopy())
+	apiKey.Spec.ExpiresAfter = ptr.To(hubv1.KeyLifetime30Days)
+	g.Expect(k8sClient.Patch(ctx, apiKey, patch)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.Lifetime).To(Equal(hubv1.KeyLifetime30Days))
+		g.Expect(apiKey.Status.ExpiresAt.Time).To(BeTemporally("==", created.Add(30*24*time.Hour)))
+	}).Should(Succeed())
+	g.Expect(waitForKeyPhase(g, apiKey, hubv1.KeyActive).ID()).To(Equal(key.ID()), "the same key, with a new expiry")
+
+	patch = client.MergeFrom(apiKey.DeepCopy())
+	apiKey.Spec.ExpiresAfter = ptr.To(hubv1.KeyLifetimeNever)
+	g.Expect(k8sClient.Patch(ctx, apiKey, patch)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.ExpiresAt).To(BeNil())
+	}).Should(Succeed())
+}

@@ -95,14 +95,14 @@ func runSuite(m *testing.M) (int, error) {
 		return 0, err
 	}
 
+	if metricsAddr, err = freeAddr(); err != nil {
+		return 0, err
+	}
 	stopObserver := func() {}
 	if !benchmarking {
 		if stopObserver, err = startObserver(); err != nil {
 			return 0, err
 		}
-	}
-	if metricsAddr, err = freeAddr(); err != nil {
-		return 0, err
 	}
 	if err := startSuiteManager(nil); err != nil {
 		return 0, err

@@ -88,6 +88,9 @@ const (
 	// IssuanceFailedReason: writing a new key failed; the controller backs off.
 	IssuanceFailedReason = "IssuanceFailed"
 
+	// DeliveryFailedReason: writing the PushSecret failed; it is retried.
+	DeliveryFailedReason = "DeliveryFailed"
+
 	// ExternalSecretsNotInstalledReason: delivery needs the External Secrets
 	// Operator's PushSecret API, which the cluster does not serve.
 	ExternalSecretsNotInstalledReason = "ExternalSecretsNotInstalled"

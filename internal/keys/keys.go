@@ -59,9 +59,17 @@ const Pattern = `\bmhub_[0-9A-Za-z]{10}_[0-9A-Za-z]{38}\b`
 const IDPattern = `^[0-9A-Za-z]{10}$`
 
 var (
-	keyRegexp = regexp.MustCompile("^" + strings.TrimPrefix(strings.TrimSuffix(Pattern, `\b`), `\b`) + "$")
-	idRegexp  = regexp.MustCompile(IDPattern)
+	keyRegexp      = regexp.MustCompile("^" + strings.TrimPrefix(strings.TrimSuffix(Pattern, `\b`), `\b`) + "$")
+	idRegexp       = regexp.MustCompile(IDPattern)
+	anywhereRegexp = regexp.MustCompile(`mhub_([0-9A-Za-z]{10})_[0-9A-Za-z]{38}`)
 )
+
+// Redact replaces every key in a text with its redacted form, keeping the
+// public key ID. Use it on text that may quote what was sent to another
+// system (an error from an admission webhook, say) before logging or storing.
+func Redact(text string) string {
+	return anywhereRegexp.ReplaceAllString(text, Prefix+"${1}_[redacted]")
+}
 
 // ErrMalformed is returned for a string that is not a well-formed key. Errors
 // never contain the string itself, which may be a real key with a typo.

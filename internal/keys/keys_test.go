@@ -226,3 +226,26 @@ func BenchmarkParse(b *testing.B) {
 		_ = parsed.Digest()
 	}
 }
+
+func TestRedact(t *testing.T) {
+	k, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := fmt.Sprintf(`admission webhook "x" denied: data.api-key=%s; again:%s.`, k.Reveal(), k.Reveal())
+	got := Redact(text)
+	if strings.Contains(got, secretOf(k)) {
+		t.Fatalf("Redact left the secret in %q", got)
+	}
+	want := fmt.Sprintf(`admission webhook "x" denied: data.api-key=%s; again:%s.`, k, k)
+	if got != want {
+		t.Fatalf("Redact = %q, want %q", got, want)
+	}
+	if plain := "no keys here, mhub_ alone"; Redact(plain) != plain {
+		t.Fatalf("Redact changed a text without keys")
+	}
+}
+
+func secretOf(k Key) string {
+	return k.Reveal()[len(Prefix)+IDLength+1:]
+}
