@@ -1,0 +1,94 @@
+package usage
+
+import (
+	"context"
+	"time"
+)
+
+// Store keeps usage events and their rollups. Implementations are safe for
+// concurrent use.
+type Store interface {
+	// Insert stores the events whose IDs it has not stored before and adds
+	// them to the rollups, all in one transaction: either the whole batch is
+	// stored or none of it. It returns how many events were new.
+	Insert(ctx context.Context, events []Event) (int, error)
+
+	// Aggregate sums usage over [q.From, q.To) per time bucket and group.
+	Aggregate(ctx context.Context, q Query) ([]Bucket, error)
+
+	// Events calls fn for every stored event that matches f, in time order,
+	// streaming (memory does not grow with the number of events).
+	Events(ctx context.Context, f EventFilter, fn func(Event) error) error
+
+	// Prune deletes raw events before eventsBefore and rollups before
+	// rollupsBefore (retention).
+	Prune(ctx context.Context, eventsBefore, rollupsBefore time.Time) error
+
+	// Close releases the store's connections.
+	Close() error
+}
+
+// Granularity is the size of an aggregation bucket.
+type Granularity string
+
+// Granularities. Day and month buckets start at midnight in Query.Location.
+const (
+	Hour  Granularity = "hour"
+	Day   Granularity = "day"
+	Month Granularity = "month"
+)
+
+// Dimension is something usage can be grouped by.
+type Dimension string
+
+// Dimensions.
+const (
+	ByProject  Dimension = "project"
+	ByKeyID    Dimension = "keyID"
+	ByService  Dimension = "service"
+	ByModel    Dimension = "model"
+	ByEndpoint Dimension = "endpoint"
+)
+
+// Filter narrows usage to matching values; empty fields match everything.
+type Filter struct {
+	Project  string
+	KeyID    string
+	Service  string
+	Model    string
+	Endpoint string
+}
+
+// Query asks for aggregated usage.
+type Query struct {
+	// From and To bound the time range [From, To). Rollups have whole hours:
+	// the range is widened to whole hours.
+	From, To time.Time
+	// Granularity is the bucket size; empty means one bucket for the range.
+	Granularity Granularity
+	// Location is where day and month buckets start (the organization's
+	// billing time zone); nil means UTC. Zones whose offset is not a whole
+	// number of hours are bucketed by the hour that contains their midnight.
+	Location *time.Location
+	// GroupBy splits each bucket by these dimensions.
+	GroupBy []Dimension
+	Filter
+}
+
+// Bucket is usage of one group in one time bucket.
+type Bucket struct {
+	// Start is the first instant of the bucket (the query's From when there
+	// is no granularity).
+	Start time.Time `json:"start"`
+	// Group holds the value of each grouped dimension.
+	Group map[Dimension]string `json:"group,omitempty"`
+	Totals
+}
+
+// EventFilter selects raw events.
+type EventFilter struct {
+	From, To time.Time
+	Filter
+	// Limit caps the number of events; zero means no cap.
+	Limit int
+}

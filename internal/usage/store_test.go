@@ -1,0 +1,284 @@
+package usage_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/testpg"
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// pg is one PostgreSQL server for the package; each test gets a database.
+var pg *testpg.Server
+
+func TestMain(m *testing.M) {
+	var err error
+	if pg, err = testpg.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "starting PostgreSQL for the usage store tests:", err)
+		os.Exit(1)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err = pg.WaitReady(ctx)
+	cancel()
+	code := 1
+	if err == nil {
+		code = m.Run()
+	} else {
+		fmt.Fprintln(os.Stderr, "PostgreSQL did not come up:", err)
+	}
+	if err := pg.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	os.Exit(code)
+}
+
+// backends opens a fresh store of each implementation.
+var backends = map[string]func(t *testing.T) usage.Store{
+	"sqlite": func(t *testing.T) usage.Store {
+		s, err := usage.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "usage.db"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	},
+	"postgres": func(t *testing.T) usage.Store {
+		ctx := context.Background()
+		dsn, err := pg.NewDatabase(ctx, fmt.Sprintf("t%d", time.Now().UnixNano()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := usage.OpenPostgres(ctx, dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	},
+}
+
+// TestStore runs the same suite against every implementation.
+func TestStore(t *testing.T) {
+	for name, open := range backends {
+		t.Run(name, func(t *testing.T) {
+			for _, tc := range storeSuite {
+				t.Run(tc.name, func(t *testing.T) { tc.run(t, open(t)) })
+			}
+		})
+	}
+}
+
+var t0 = time.Date(2026, 11, 27, 10, 15, 0, 0, time.UTC)
+
+func event(id string, at time.Time, project, key, model string, in, out int64) usage.Event {
+	return usage.Event{ID: id, Time: at, Project: project, KeyID: key, Service: pricing.Chat,
+		Endpoint: "/v1/chat/completions", Model: model, InputTokens: in, OutputTokens: out, StatusCode: 200}
+}
+
+func total(g Gomega, s usage.Store) usage.Totals {
+	buckets, err := s.Aggregate(context.Background(), usage.Query{From: t0.Add(-365 * 24 * time.Hour), To: t0.Add(365 * 24 * time.Hour)})
+	g.Expect(err).NotTo(HaveOccurred())
+	var t usage.Totals
+	for _, b := range buckets {
+		t.Add(b.Totals)
+	}
+	return t
+}
+
+var storeSuite = []struct {
+	name string
+	run  func(t *testing.T, s usage.Store)
+}{
+	{"an event delivered twice counts once", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		n, err := s.Insert(ctx, []usage.Event{
+			event("a", t0, "p1", "k1", "m", 10, 5),
+			event("b", t0, "p1", "k1", "m", 20, 5),
+			event("b", t0, "p1", "k1", "m", 20, 5), // twice in one batch
+		})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(n).To(Equal(2))
+		n, err = s.Insert(ctx, []usage.Event{event("b", t0, "p1", "k1", "m", 20, 5), event("c", t0, "p1", "k1", "m", 1, 1)})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(n).To(Equal(1), "only c is new")
+		g.Expect(total(g, s)).To(Equal(usage.Totals{Calls: 3, InputTokens: 31, OutputTokens: 11}))
+	}},
+	{"a batch with a bad event stores nothing", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		bad := event("y", t0, "p1", "k1", "m", -1, 0)
+		_, err := s.Insert(context.Background(), []usage.Event{event("x", t0, "p1", "k1", "m", 1, 1), bad})
+		g.Expect(errors.Is(err, usage.ErrInvalidEvent)).To(BeTrue(), "got %v", err)
+		g.Expect(err.Error()).To(ContainSubstring("event 1"))
+		g.Expect(total(g, s)).To(Equal(usage.Totals{}))
+	}},
+	{"aggregates by hour, day and month in a time zone, grouped and filtered", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		shanghai, _ := time.LoadLocation("Asia/Shanghai")
+		// 2026-11-27 15:30 UTC is 23:30 in Shanghai; 16:30 UTC is already
+		// 28 November there.
+		_, err := s.Insert(ctx, []usage.Event{
+			event("1", time.Date(2026, 11, 27, 15, 30, 0, 0, time.UTC), "p1", "k1", "m1", 100, 10),
+			event("2", time.Date(2026, 11, 27, 15, 45, 0, 0, time.UTC), "p1", "k2", "m2", 200, 20),
+			event("3", time.Date(2026, 11, 27, 16, 30, 0, 0, time.UTC), "p1", "k1", "m1", 300, 30),
+			event("4", time.Date(2026, 11, 27, 16, 40, 0, 0, time.UTC), "p2", "k3", "m1", 400, 40),
+			event("5", time.Date(2026, 12, 1, 1, 0, 0, 0, time.UTC), "p1", "k1", "m1", 500, 50),
+		})
+		g.Expect(err).NotTo(HaveOccurred())
+		from, to := time.Date(2026, 11, 1, 0, 0, 0, 0, shanghai), time.Date(2027, 1, 1, 0, 0, 0, 0, shanghai)
+
+		days, err := s.Aggregate(ctx, usage.Query{From: from, To: to, Granularity: usage.Day, Location: shanghai,
+			GroupBy: []usage.Dimension{usage.ByProject}})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(days).To(HaveLen(4))
+		g.Expect(days[0].Start).To(BeTemporally("==", time.Date(2026, 11, 27, 0, 0, 0, 0, shanghai)))
+		g.Expect(days[0].Group).To(Equal(map[usage.Dimension]string{usage.ByProject: "p1"}))
+		g.Expect(days[0].Totals).To(Equal(usage.Totals{Calls: 2, InputTokens: 300, OutputTokens: 30}))
+		g.Expect(days[1].Start).To(BeTemporally("==", time.Date(2026, 11, 28, 0, 0, 0, 0, shanghai)))
+		g.Expect(days[1].Group[usage.ByProject]).To(Equal("p1"))
+		g.Expect(days[1].Calls).To(BeEquivalentTo(1))
+		g.Expect(days[2].Group[usage.ByProject]).To(Equal("p2"))
+		g.Expect(days[3].Start).To(BeTemporally("==", time.Date(2026, 12, 1, 0, 0, 0, 0, shanghai)))
+
+		months, err := s.Aggregate(ctx, usage.Query{From: from, To: to, Granularity: usage.Month, Location: shanghai,
+			Filter: usage.Filter{Project: "p1"}})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(months).To(HaveLen(2))
+		g.Expect(months[0].Totals).To(Equal(usage.Totals{Calls: 3, InputTokens: 600, OutputTokens: 60}))
+		g.Expect(months[1].Totals).To(Equal(usage.Totals{Calls: 1, InputTokens: 500, OutputTokens: 50}))
+
+		hours, err := s.Aggregate(ctx, usage.Query{From: from, To: to, Granularity: usage.Hour,
+			GroupBy: []usage.Dimension{usage.ByKeyID, usage.ByModel}, Filter: usage.Filter{Model: "m1"}})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(hours).To(HaveLen(4))
+		g.Expect(hours[0].Start).To(Equal(time.Date(2026, 11, 27, 15, 0, 0, 0, time.UTC)))
+		g.Expect(hours[0].Group).To(Equal(map[usage.Dimension]string{usage.ByKeyID: "k1", usage.ByModel: "m1"}))
+	}},
+	{"drills down from a bucket to its events", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		_, err := s.Insert(ctx, []usage.Event{
+			event("late", t0.Add(30*time.Minute), "p1", "k1", "m", 1, 0),
+			event("early", t0, "p1", "k1", "m", 2, 0),
+			event("other-key", t0, "p1", "k2", "m", 3, 0),
+			event("next-hour", t0.Add(time.Hour), "p1", "k1", "m", 4, 0),
+		})
+		g.Expect(err).NotTo(HaveOccurred())
+		hour := t0.Truncate(time.Hour)
+		var ids []string
+		g.Expect(s.Events(ctx, usage.EventFilter{From: hour, To: hour.Add(time.Hour), Filter: usage.Filter{KeyID: "k1"}},
+			func(e usage.Event) error {
+				ids = append(ids, e.ID)
+				return nil
+			})).To(Succeed())
+		g.Expect(ids).To(Equal([]string{"early", "late"}), "in time order")
+
+		var first usage.Event
+		g.Expect(s.Events(ctx, usage.EventFilter{From: hour, To: hour.Add(2 * time.Hour), Limit: 1},
+			func(e usage.Event) error { first = e; return nil })).To(Succeed())
+		g.Expect(first).To(Equal(event("early", t0, "p1", "k1", "m", 2, 0)), "events come back as stored")
+	}},
+	{"compares a period with the one before and the same one last month", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		_, err := s.Insert(ctx, []usage.Event{
+			event("now", time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC), "p1", "k1", "m", 10, 0),
+			event("week-before", time.Date(2026, 11, 13, 12, 0, 0, 0, time.UTC), "p1", "k1", "m", 20, 0),
+			event("month-before", time.Date(2026, 10, 20, 12, 0, 0, 0, time.UTC), "p1", "k1", "m", 40, 0),
+		})
+		g.Expect(err).NotTo(HaveOccurred())
+		c, err := usage.Compare(ctx, s, time.Date(2026, 11, 17, 0, 0, 0, 0, time.UTC), time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC), nil, usage.Filter{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(c.Current.InputTokens).To(BeEquivalentTo(10))
+		g.Expect(c.Previous.InputTokens).To(BeEquivalentTo(20))
+		g.Expect(c.SameLastMonth.InputTokens).To(BeEquivalentTo(40))
+	}},
+	{"exports events and aggregates as RFC 4180 CSV", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		e := event("q", t0, "p1", "k1", `model "x", v2`, 7, 3)
+		_, err := s.Insert(ctx, []usage.Event{e})
+		g.Expect(err).NotTo(HaveOccurred())
+		var buf bytes.Buffer
+		g.Expect(usage.WriteEventsCSV(ctx, &buf, s, usage.EventFilter{From: t0.Add(-time.Hour), To: t0.Add(time.Hour)})).To(Succeed())
+		records, err := csv.NewReader(&buf).ReadAll()
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(records).To(HaveLen(2))
+		g.Expect(records[1][6]).To(Equal(`model "x", v2`), "quotes and commas survive")
+		g.Expect(records[1][1]).To(Equal("2026-11-27T10:15:00Z"))
+
+		q := usage.Query{From: t0.Add(-time.Hour), To: t0.Add(time.Hour), Granularity: usage.Hour, GroupBy: []usage.Dimension{usage.ByModel}}
+		buckets, err := s.Aggregate(ctx, q)
+		g.Expect(err).NotTo(HaveOccurred())
+		buf.Reset()
+		g.Expect(usage.WriteBucketsCSV(&buf, q, buckets)).To(Succeed())
+		records, err = csv.NewReader(&buf).ReadAll()
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(records).To(Equal([][]string{
+			{"start", "model", "calls", "input_tokens", "output_tokens", "video_seconds", "storage_byte_hours"},
+			{"2026-11-27T10:00:00Z", `model "x", v2`, "1", "7", "3", "0", "0"},
+		}))
+	}},
+	{"prunes raw events and rollups on separate windows", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		old := t0.AddDate(0, -2, 0)
+		_, err := s.Insert(ctx, []usage.Event{event("old", old, "p1", "k1", "m", 1, 0), event("new", t0, "p1", "k1", "m", 2, 0)})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(s.Prune(ctx, t0.AddDate(0, -1, 0), t0.AddDate(-1, -1, 0))).To(Succeed())
+		var ids []string
+		g.Expect(s.Events(ctx, usage.EventFilter{From: old.Add(-time.Hour), To: t0.Add(time.Hour)}, func(e usage.Event) error {
+			ids = append(ids, e.ID)
+			return nil
+		})).To(Succeed())
+		g.Expect(ids).To(Equal([]string{"new"}), "the old raw event is pruned")
+		g.Expect(total(g, s).InputTokens).To(BeEquivalentTo(3), "rollups are kept longer")
+	}},
+	{"concurrent writers with overlapping batches count each event once", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		const writers, perWriter = 6, 300
+		var wg sync.WaitGroup
+		errs := make(chan error, writers)
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Each writer sends its own events and half of its
+				// neighbour's, as retries after a timeout would.
+				batch := make([]usage.Event, 0, perWriter+perWriter/2)
+				for i := range perWriter {
+					batch = append(batch, event(fmt.Sprintf("w%d-%d", w, i), t0.Add(time.Duration(i)*time.Minute), "p1", fmt.Sprintf("k%d", i%7), "m", 1, 2))
+				}
+				for i := range perWriter / 2 {
+					n := (w + 1) % writers
+					batch = append(batch, event(fmt.Sprintf("w%d-%d", n, i), t0.Add(time.Duration(i)*time.Minute), "p1", fmt.Sprintf("k%d", i%7), "m", 1, 2))
+				}
+				for _, chunk := range [][]usage.Event{batch[:200], batch[200:]} {
+					if _, err := s.Insert(ctx, chunk); err != nil {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			g.Expect(err).NotTo(HaveOccurred())
+		}
+		g.Expect(total(g, s)).To(Equal(usage.Totals{Calls: writers * perWriter, InputTokens: writers * perWriter, OutputTokens: 2 * writers * perWriter}))
+	}},
+}
