@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -122,7 +123,7 @@ func BenchmarkAggregate30Days(b *testing.B) {
 	ingest := time.Since(ingestStart)
 
 	q := usage.Query{From: start, To: start.AddDate(0, 0, 30), Granularity: usage.Day, GroupBy: []usage.Dimension{usage.ByProject}}
-	var elapsed []time.Duration
+	elapsed := make([]time.Duration, 0, 10)
 	var buckets []usage.Bucket
 	for range 10 {
 		t := time.Now()
@@ -162,13 +163,7 @@ func BenchmarkAggregate30Days(b *testing.B) {
 }
 
 func medianOf(ds []time.Duration) time.Duration {
-	sorted := append([]time.Duration(nil), ds...)
-	for i := range sorted {
-		for j := i + 1; j < len(sorted); j++ {
-			if sorted[j] < sorted[i] {
-				sorted[i], sorted[j] = sorted[j], sorted[i]
-			}
-		}
-	}
+	sorted := slices.Clone(ds)
+	slices.Sort(sorted)
 	return sorted[len(sorted)/2]
 }
