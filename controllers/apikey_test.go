@@ -440,6 +440,7 @@ func waitForKeyPhase(g Gomega, apiKey *hubv1.APIKey, phase hubv1.APIKeyPhase) ke
 		var err error
 		key, err = keys.Parse(string(secret.Data[hubv1.SecretKeyCurrent]))
 		g.Expect(err).NotTo(HaveOccurred(), "the Secret holds a well-formed key")
+		keysSeenByTests.Add(1)
 		g.Expect(key.Digest()).To(Equal(apiKey.Status.Digest), "status describes the key in the Secret")
 		g.Expect(key.ID()).To(Equal(apiKey.Status.KeyID))
 		g.Expect(secret.Annotations).To(HaveKeyWithValue(hubv1.RevisionAnnotation, strconv.FormatInt(apiKey.Status.Revision, 10)))

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -22,6 +23,7 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/billing"
+	"github.com/minimax/platform-hub/internal/pricing"
 )
 
 // OrganizationReconciler keeps the Organization's status current: the billing
@@ -30,6 +32,8 @@ import (
 // It sets these conditions on the Organization:
 //   - Ready: True when the status is current; False with InvalidTimeZone when
 //     the billing time zone is unknown to the manager.
+//   - PricingIncomplete: True with NoDefaultPrice when a service has no
+//     default price, so unlisted models of it cannot be priced.
 //   - Stalled: True with InvalidTimeZone, which only a spec change resolves.
 type OrganizationReconciler struct {
 	client.Client
@@ -55,7 +59,32 @@ func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 	if err := r.reconcileCounts(ctx, org); err != nil {
 		return ctrl.Result{}, err
 	}
+	reconcilePricing(org)
 	return r.reconcileCycle(org, statusBefore), nil
+}
+
+// reconcilePricing reports, with PricingIncomplete, the services whose
+// unlisted models cannot be priced because the service has no default price:
+// their usage is reported as unpriced, never as free.
+func reconcilePricing(org *hubv1.Organization) {
+	conds := &org.Status.Conditions
+	prices, err := pricing.New(org.Spec.Pricing)
+	if err != nil {
+		setCondition(conds, org.Generation, hubv1.PricingIncompleteCondition, metav1.ConditionTrue, hubv1.InvalidPriceReason, err.Error())
+		return
+	}
+	missing := prices.Incomplete()
+	if len(missing) == 0 {
+		meta.RemoveStatusCondition(conds, hubv1.PricingIncompleteCondition)
+		return
+	}
+	names := make([]string, len(missing))
+	for i, m := range missing {
+		names[i] = string(m)
+	}
+	setCondition(conds, org.Generation, hubv1.PricingIncompleteCondition, metav1.ConditionTrue, hubv1.NoDefaultPriceReason,
+		fmt.Sprintf("no default price for %s: usage of models without a price of their own is reported as unpriced; "+
+			"set a default under spec.pricing", strings.Join(names, ", ")))
 }
 
 // reconcileCycle records the current billing cycle and asks to be called again

@@ -231,6 +231,20 @@ func TestOrganizationStatus(t *testing.T) {
 		g.Expect(org.Status.CurrentCycle.End.Time).To(BeTemporally("==", time.Date(2026, 12, 1, 0, 0, 0, 0, shanghai)))
 	}).Should(Succeed())
 
+	// The sample price list has defaults for chat, video and fine-tuning;
+	// storage has one price. Nothing is incomplete.
+	g.Expect(meta.FindStatusCondition(org.Status.Conditions, hubv1.PricingIncompleteCondition)).To(BeNil())
+	patch := client.MergeFrom(org.DeepCopy())
+	org.Spec.Pricing.Video.DefaultPerMinute = nil
+	g.Expect(k8sClient.Patch(ctx, org, patch)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
+		cond := meta.FindStatusCondition(org.Status.Conditions, hubv1.PricingIncompleteCondition)
+		g.Expect(cond).NotTo(BeNil())
+		g.Expect(cond.Reason).To(Equal(hubv1.NoDefaultPriceReason))
+		g.Expect(cond.Message).To(ContainSubstring("no default price for video"))
+	}).Should(Succeed())
+
 	// Counts follow the projects.
 	project := newProject("org-counts")
 	project.Spec.Archived = true

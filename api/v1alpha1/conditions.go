@@ -22,6 +22,11 @@ const (
 	// retries with backoff.
 	IssuingCondition = "Issuing"
 
+	// PricingIncompleteCondition (abnormal-true) is True when the
+	// Organization's price list cannot price every usage: a service has no
+	// default price for models it does not list.
+	PricingIncompleteCondition = "PricingIncomplete"
+
 	// DeliveredCondition (positive) is True when an APIKey's external delivery
 	// (an External Secrets Operator PushSecret) is in place.
 	DeliveredCondition = "Delivered"
@@ -55,6 +60,12 @@ const (
 	// InvalidTimeZoneReason: the Organization's billing time zone is not a known
 	// IANA zone on the manager.
 	InvalidTimeZoneReason = "InvalidTimeZone"
+
+	// NoDefaultPriceReason: a service has no default price.
+	NoDefaultPriceReason = "NoDefaultPrice"
+
+	// InvalidPriceReason: a price cannot be read (the API normally refuses it).
+	InvalidPriceReason = "InvalidPrice"
 
 	// KeyIssuedReason: the first key of an APIKey was issued.
 	KeyIssuedReason = "Issued"
