@@ -52,6 +52,7 @@ generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods for the API types.
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration into config/.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... paths=./webhooks/... output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=server-role paths=./internal/server/... output:rbac:artifacts:config=config/server/rbac
 	$(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook
 
 .PHONY: fmt
@@ -78,8 +79,12 @@ verify: generate manifests ## Fail when generated code, manifests or go.mod file
 	fi
 
 .PHONY: test
-test: envtest-assets ## Run all tests, envtest suites included, against the control plane in bin/.
+test: envtest-assets test-deps ## Run all tests, envtest suites included, against the control plane in bin/.
 	$(GO) test $(TEST_FLAGS) ./...
+
+.PHONY: test-deps
+test-deps: ## Install PostgreSQL and Prometheus from Debian packages if missing (the tests run them).
+	hack/install-test-deps.sh
 
 .PHONY: bench
 bench: envtest-assets ## Run the benchmarks.

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/minimax/platform-hub/internal/dev"
 	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/server"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -45,7 +47,7 @@ func newRootCommand() *cobra.Command {
 	zapOpts.BindFlags(goFlags)
 	root.PersistentFlags().AddGoFlagSet(goFlags)
 
-	root.AddCommand(newManagerCommand(), newDevCommand(), newVersionCommand())
+	root.AddCommand(newManagerCommand(), newServerCommand(), newDevCommand(), newVersionCommand())
 	return root
 }
 
@@ -75,6 +77,37 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election lease (default: the pod's namespace).")
 	f.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving tls.crt and tls.key.")
 	f.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
+	return cmd
+}
+
+func newServerCommand() *cobra.Command {
+	opts := server.Options{}
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the usage server: ingest from gateways, the usage store, usage metrics (in a cluster)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ctx := ctrl.SetupSignalHandler()
+			mgr, store, err := server.NewManager(ctx, ctrl.GetConfigOrDie(), opts)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = store.Close() }()
+			ctrl.Log.WithName("setup").Info("Starting server", "version", version)
+			return mgr.Start(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.StoreURL, "store", "sqlite:/var/lib/hub/usage.db", "Usage store: sqlite:<path> (one replica) or a postgres:// URL (several).")
+	f.StringVar(&opts.ListenAddr, "listen-address", ":8443", "Address of the usage API (ingest).")
+	f.StringVar(&opts.CertDir, "tls-cert-dir", "/tmp/hub-server/serving-certs", `Directory with tls.crt and tls.key for the usage API; "" serves plain HTTP.`)
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8444", `Address of the metrics endpoint; "0" disables it.`)
+	f.BoolVar(&opts.SecureMetrics, "metrics-secure", true, "Serve metrics over HTTPS behind Kubernetes authentication and authorization.")
+	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	f.DurationVar(&opts.EventRetention, "event-retention", 90*24*time.Hour, "How long raw usage events are kept.")
+	f.DurationVar(&opts.RollupRetention, "rollup-retention", 400*24*time.Hour, "How long hourly usage rollups are kept (at least 13 months for year-on-year reports).")
+	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one replica for work done once (retention).")
+	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election lease (default: the pod's namespace).")
 	return cmd
 }
 

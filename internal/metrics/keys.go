@@ -12,14 +12,17 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 )
 
+// projectLabel names a project on every hub metric.
+const projectLabel = "project"
+
 var (
 	apiKeysDesc = prometheus.NewDesc("hub_apikeys",
 		"Number of API keys by project, phase and scope.",
-		[]string{"project", "phase", "scope"}, nil)
+		[]string{projectLabel, "phase", "scope"}, nil)
 	apiKeyExpiryDesc = prometheus.NewDesc("hub_apikey_expiration_timestamp_seconds",
 		"When each API key expires, as a Unix timestamp; keys that never expire are absent. "+
 			"Alert on (hub_apikey_expiration_timestamp_seconds - time()) < 7*86400.",
-		[]string{"namespace", "name", "key_id", "project"}, nil)
+		[]string{"namespace", "name", "key_id", projectLabel}, nil)
 )
 
 // KeyCollector exports API key metrics, computed from the manager's informer

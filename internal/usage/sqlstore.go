@@ -99,25 +99,26 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 const eventColumns = "id, ts, project, key_id, service, endpoint, model, input_tokens, output_tokens, video_seconds, storage_byte_hours, status_code"
 
 // Insert implements Store.
-func (s *sqlStore) Insert(ctx context.Context, events []Event) (int, error) {
+func (s *sqlStore) Insert(ctx context.Context, events []Event) ([]Event, error) {
 	if len(events) == 0 {
-		return 0, nil
+		return nil, nil
 	}
 	for i := range events {
 		if err := events[i].Validate(); err != nil {
-			return 0, fmt.Errorf("event %d: %w", i, err)
+			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("starting a transaction: %w", err)
+		return nil, fmt.Errorf("starting a transaction: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 
 	isNew := make(map[string]bool, len(events))
 	if err := s.insertEvents(ctx, tx, events, isNew); err != nil {
-		return 0, err
+		return nil, err
 	}
+	var stored []Event
 	rollups := map[rollupKey]Totals{}
 	for i := range events {
 		e := &events[i]
@@ -125,23 +126,20 @@ func (s *sqlStore) Insert(ctx context.Context, events []Event) (int, error) {
 			continue
 		}
 		delete(isNew, e.ID) // an ID twice in one batch counts once
+		stored = append(stored, *e)
 		k := rollupKey{hour: e.Time.UTC().Truncate(time.Hour).Unix(), project: e.Project, keyID: e.KeyID,
 			service: string(e.Service), model: e.Model, endpoint: e.Endpoint}
 		t := rollups[k]
 		t.Add(e.totals())
 		rollups[k] = t
 	}
-	inserted := 0
-	for _, t := range rollups {
-		inserted += int(t.Calls)
-	}
 	if err := s.upsertRollups(ctx, tx, rollups); err != nil {
-		return 0, err
+		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("committing usage: %w", err)
+		return nil, fmt.Errorf("committing usage: %w", err)
 	}
-	return inserted, nil
+	return stored, nil
 }
 
 func (s *sqlStore) insertEvents(ctx context.Context, tx *sql.Tx, events []Event, isNew map[string]bool) error {

@@ -10,8 +10,9 @@ import (
 type Store interface {
 	// Insert stores the events whose IDs it has not stored before and adds
 	// them to the rollups, all in one transaction: either the whole batch is
-	// stored or none of it. It returns how many events were new.
-	Insert(ctx context.Context, events []Event) (int, error)
+	// stored or none of it. It returns the events that were new, in batch
+	// order (an ID repeated within the batch counts once).
+	Insert(ctx context.Context, events []Event) ([]Event, error)
 
 	// Aggregate sums usage over [q.From, q.To) per time bucket and group.
 	Aggregate(ctx context.Context, q Query) ([]Bucket, error)

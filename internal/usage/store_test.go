@@ -103,16 +103,16 @@ var storeSuite = []struct {
 	{"an event delivered twice counts once", func(t *testing.T, s usage.Store) {
 		g := NewWithT(t)
 		ctx := context.Background()
-		n, err := s.Insert(ctx, []usage.Event{
+		stored, err := s.Insert(ctx, []usage.Event{
 			event("a", t0, "p1", "k1", "m", 10, 5),
 			event("b", t0, "p1", "k1", "m", 20, 5),
 			event("b", t0, "p1", "k1", "m", 20, 5), // twice in one batch
 		})
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(n).To(Equal(2))
-		n, err = s.Insert(ctx, []usage.Event{event("b", t0, "p1", "k1", "m", 20, 5), event("c", t0, "p1", "k1", "m", 1, 1)})
+		g.Expect(stored).To(HaveLen(2))
+		stored, err = s.Insert(ctx, []usage.Event{event("b", t0, "p1", "k1", "m", 20, 5), event("c", t0, "p1", "k1", "m", 1, 1)})
 		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(n).To(Equal(1), "only c is new")
+		g.Expect(stored).To(Equal([]usage.Event{event("c", t0, "p1", "k1", "m", 1, 1)}), "only c is new")
 		g.Expect(total(g, s)).To(Equal(usage.Totals{Calls: 3, InputTokens: 31, OutputTokens: 11}))
 	}},
 	{"a batch with a bad event stores nothing", func(t *testing.T, s usage.Store) {

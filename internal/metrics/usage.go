@@ -1,0 +1,82 @@
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/shopspring/decimal"
+
+	"github.com/minimax/platform-hub/internal/pricing"
+)
+
+// UsageMetrics count the usage the server stored, by project, service, model
+// and endpoint (never by key: key IDs would make the series unbounded).
+// Only events stored for the first time count, so a batch delivered twice
+// counts once. They are counters of this process: sum them over replicas and
+// use rate() or increase(); the store keeps the exact totals.
+type UsageMetrics struct {
+	requests     *prometheus.CounterVec
+	tokens       *prometheus.CounterVec
+	videoSeconds *prometheus.CounterVec
+	storage      *prometheus.CounterVec
+	spend        *prometheus.CounterVec
+	unpriced     *prometheus.CounterVec
+}
+
+// NewUsageMetrics creates the counters and registers them with reg.
+func NewUsageMetrics(reg prometheus.Registerer) *UsageMetrics {
+	labels := []string{projectLabel, "service", "model", "endpoint"}
+	m := &UsageMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hub_usage_requests_total", Help: "API calls stored in the usage store.",
+		}, labels),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hub_usage_tokens_total", Help: "Tokens used, by direction (input or output).",
+		}, append(labels, "direction")),
+		videoSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hub_usage_video_seconds_total", Help: "Seconds of generated video.",
+		}, labels),
+		storage: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hub_usage_storage_byte_hours_total", Help: "Storage used, in byte-hours.",
+		}, labels),
+		spend: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hub_usage_spend_total", Help: "Spend, in the organization's currency (exact figures are in the usage store).",
+		}, append(labels, "currency")),
+		unpriced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hub_usage_unpriced_requests_total", Help: "API calls of models that have no price (see the Organization's PricingIncomplete condition).",
+		}, labels),
+	}
+	reg.MustRegister(m.requests, m.tokens, m.videoSeconds, m.storage, m.spend, m.unpriced)
+	return m
+}
+
+// Usage is what one stored event adds to the counters.
+type Usage struct {
+	Project, Endpoint string
+	pricing.Usage
+	Cost     pricing.Cost
+	Currency string
+}
+
+// Add counts one stored event.
+func (m *UsageMetrics) Add(u Usage) {
+	lv := []string{u.Project, string(u.Service), u.Model, u.Endpoint}
+	m.requests.WithLabelValues(lv...).Inc()
+	if u.InputTokens != 0 {
+		m.tokens.WithLabelValues(append(lv, "input")...).Add(float64(u.InputTokens))
+	}
+	if u.OutputTokens != 0 {
+		m.tokens.WithLabelValues(append(lv, "output")...).Add(float64(u.OutputTokens))
+	}
+	if u.VideoSeconds != 0 {
+		m.videoSeconds.WithLabelValues(lv...).Add(float64(u.VideoSeconds))
+	}
+	if u.StorageByteHours != 0 {
+		m.storage.WithLabelValues(lv...).Add(float64(u.StorageByteHours))
+	}
+	if u.Cost.Unpriced {
+		m.unpriced.WithLabelValues(lv...).Inc()
+		return
+	}
+	if !u.Cost.Amount.Equal(decimal.Zero) {
+		m.spend.WithLabelValues(append(lv, u.Currency)...).Add(u.Cost.Amount.InexactFloat64())
+	}
+}

@@ -1,0 +1,118 @@
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+)
+
+// Authorizer admits a request when its bearer token is a Kubernetes token
+// (TokenReview) whose user may perform the verb on a virtual resource of the
+// hub.minimax.io group (SubjectAccessReview). The gateway's ServiceAccount,
+// for example, is granted "create" on "usageevents".
+type Authorizer struct {
+	Client client.Client
+	Clock  clock.PassiveClock
+	// TTL is how long a decision is cached, by token digest: a revoked
+	// token or binding takes effect within it. Default 10s.
+	TTL time.Duration
+
+	mu    sync.Mutex
+	cache map[[32]byte]decision
+}
+
+type decision struct {
+	user    string
+	allowed bool
+	reason  string
+	expires time.Time
+}
+
+// Require wraps a handler so that only callers allowed verb on resource reach
+// it. Refusals are JSON: 401 without a valid token, 403 without permission.
+func (a *Authorizer) Require(verb, resource string, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || token == "" {
+			writeError(w, http.StatusUnauthorized, errorBody{Message: "a Kubernetes bearer token is required (Authorization: Bearer <token>)"})
+			return
+		}
+		d, err := a.decide(r.Context(), token, verb, resource)
+		switch {
+		case err != nil:
+			writeError(w, http.StatusServiceUnavailable, errorBody{Message: "cannot check the token with the Kubernetes API: " + err.Error()})
+		case d.user == "":
+			writeError(w, http.StatusUnauthorized, errorBody{Message: "the bearer token is not valid: " + d.reason})
+		case !d.allowed:
+			writeError(w, http.StatusForbidden, errorBody{Message: fmt.Sprintf(
+				"%s may not %s %s.%s: grant it with RBAC (%s)", d.user, verb, resource, hubv1.GroupVersion.Group, d.reason)})
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+func (a *Authorizer) decide(ctx context.Context, token, verb, resource string) (decision, error) {
+	now := a.Clock.Now()
+	key := sha256.Sum256([]byte(verb + "\x00" + resource + "\x00" + token))
+	a.mu.Lock()
+	if d, ok := a.cache[key]; ok && now.Before(d.expires) {
+		a.mu.Unlock()
+		return d, nil
+	}
+	a.mu.Unlock()
+
+	review := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}
+	if err := a.Client.Create(ctx, review); err != nil {
+		return decision{}, err
+	}
+	d := decision{reason: review.Status.Error}
+	if review.Status.Authenticated {
+		u := review.Status.User
+		d.user = u.Username
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: u.Username, Groups: u.Groups, UID: u.UID, Extra: convertExtra(u.Extra),
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Group: hubv1.GroupVersion.Group, Version: hubv1.GroupVersion.Version, Resource: resource, Verb: verb,
+			},
+		}}
+		if err := a.Client.Create(ctx, sar); err != nil {
+			return decision{}, err
+		}
+		d.allowed, d.reason = sar.Status.Allowed, sar.Status.Reason
+	}
+	ttl := a.TTL
+	if ttl == 0 {
+		ttl = 10 * time.Second
+	}
+	d.expires = now.Add(ttl)
+	a.mu.Lock()
+	if a.cache == nil || len(a.cache) > 10000 {
+		a.cache = map[[32]byte]decision{}
+	}
+	a.cache[key] = d
+	a.mu.Unlock()
+	return d, nil
+}
+
+func convertExtra(in map[string]authenticationv1.ExtraValue) map[string]authorizationv1.ExtraValue {
+	if in == nil {
+		return nil
+	}
+	out := make(map[string]authorizationv1.ExtraValue, len(in))
+	for k, v := range in {
+		out[k] = authorizationv1.ExtraValue(v)
+	}
+	return out
+}

@@ -1,0 +1,233 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/metrics"
+	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// Options configure the server role.
+type Options struct {
+	// StoreURL is "sqlite:<path>" or a postgres:// URL.
+	StoreURL string
+	// ListenAddr serves the API (ingest).
+	ListenAddr string
+	// CertDir, when set, holds tls.crt and tls.key and the API is served
+	// over TLS; empty serves plain HTTP (loopback, tests, `hub dev`).
+	CertDir string
+	// MetricsAddr serves Prometheus metrics; "0" disables them.
+	MetricsAddr string
+	// SecureMetrics serves metrics over HTTPS behind Kubernetes
+	// authentication and authorization (the in-cluster default).
+	SecureMetrics bool
+	// ProbeAddr serves /healthz and /readyz; "0" disables them.
+	ProbeAddr string
+	// EventRetention and RollupRetention bound how long raw events and
+	// hourly rollups are kept.
+	EventRetention, RollupRetention time.Duration
+	// LeaderElection elects one replica for the work done once (retention,
+	// and the controllers of the server role to come).
+	LeaderElection          bool
+	LeaderElectionNamespace string
+}
+
+// OpenStore opens the store a URL names: "sqlite:<path>" or postgres://.
+func OpenStore(ctx context.Context, url string) (usage.Store, error) {
+	switch {
+	case strings.HasPrefix(url, "sqlite:"):
+		path := strings.TrimPrefix(url, "sqlite:")
+		if path == "" {
+			return nil, errors.New(`--store sqlite: needs a file path, such as sqlite:/var/lib/hub/usage.db`)
+		}
+		return usage.OpenSQLite(ctx, filepath.Clean(path))
+	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
+		return usage.OpenPostgres(ctx, url)
+	}
+	return nil, fmt.Errorf("--store must be sqlite:<path> or a postgres:// URL, not %q", url)
+}
+
+// NewManager builds the server role's manager: the HTTP API as a runnable on
+// every replica, the Organization watched for prices, and retention.
+func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, usage.Store, error) {
+	store, err := OpenStore(ctx, opts.StoreURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                        operator.Scheme(),
+		Metrics:                       metricsOptions(opts),
+		HealthProbeBindAddress:        opts.ProbeAddr,
+		LeaderElection:                opts.LeaderElection,
+		LeaderElectionID:              "platform-hub-server.hub.minimax.io",
+		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		_ = store.Close()
+		return nil, nil, err
+	}
+	s := &Server{
+		Store:   store,
+		Auth:    &Authorizer{Client: mgr.GetClient(), Clock: clock.RealClock{}},
+		Metrics: metrics.NewUsageMetrics(ctrlmetrics.Registry),
+		Log:     ctrl.Log.WithName("server"),
+	}
+	prices := &pricesReconciler{Client: mgr.GetClient(), server: s}
+	if err := prices.setup(mgr); err != nil {
+		return nil, nil, err
+	}
+	if err := mgr.Add(&httpRunnable{server: s, addr: opts.ListenAddr, certDir: opts.CertDir, prices: prices}); err != nil {
+		return nil, nil, err
+	}
+	if err := mgr.Add(&retention{store: store, events: opts.EventRetention, rollups: opts.RollupRetention}); err != nil {
+		return nil, nil, err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, nil, err
+	}
+	return mgr, store, nil
+}
+
+func metricsOptions(opts Options) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: opts.MetricsAddr}
+	if opts.SecureMetrics {
+		o.SecureServing = true
+		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+		o.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+	}
+	return o
+}
+
+// pricesReconciler keeps the server's price list in line with the
+// Organization.
+type pricesReconciler struct {
+	client.Client
+	server *Server
+}
+
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=organizations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+func (r *pricesReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
+	org := &hubv1.Organization{}
+	if err := r.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err != nil {
+		if client.IgnoreNotFound(err) == nil {
+			r.server.SetPrices(&Prices{List: emptyPrices})
+		}
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	list, err := pricing.New(org.Spec.Pricing)
+	if err != nil {
+		// The Organization reports it; the last good list stays.
+		ctrl.LoggerFrom(ctx).Error(err, "Reading the price list")
+		return reconcile.Result{}, nil
+	}
+	r.server.SetPrices(&Prices{List: list, Currency: org.Spec.Billing.Currency})
+	return reconcile.Result{}, nil
+}
+
+func (r *pricesReconciler) setup(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&hubv1.Organization{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Named("server-prices").
+		// Every replica needs the prices, not only the leader.
+		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
+		Complete(r)
+}
+
+// httpRunnable serves the API on every replica until the manager stops.
+type httpRunnable struct {
+	server  *Server
+	addr    string
+	certDir string
+	prices  *pricesReconciler
+}
+
+func (h *httpRunnable) NeedLeaderElection() bool { return false }
+
+func (h *httpRunnable) Start(ctx context.Context) error {
+	// Events are priced as they are stored: load the prices before taking
+	// any (the caches are synced when runnables start).
+	if _, err := h.prices.Reconcile(ctx, reconcile.Request{}); err != nil {
+		return fmt.Errorf("loading the price list: %w", err)
+	}
+	l, err := net.Listen("tcp", h.addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", h.addr, err)
+	}
+	srv := &http.Server{Handler: h.server.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		// HTTP/2 off, as on the manager's servers.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
+	errs := make(chan error, 1)
+	go func() {
+		if h.certDir != "" {
+			errs <- srv.ServeTLS(l, filepath.Join(h.certDir, "tls.crt"), filepath.Join(h.certDir, "tls.key"))
+		} else {
+			errs <- srv.Serve(l)
+		}
+	}()
+	h.server.Log.Info("Serving the usage API", "address", l.Addr().String(), "tls", h.certDir != "")
+	select {
+	case err := <-errs:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
+}
+
+// retention prunes the store hourly, on the leader only.
+type retention struct {
+	store           usage.Store
+	events, rollups time.Duration
+}
+
+func (r *retention) NeedLeaderElection() bool { return true }
+
+func (r *retention) Start(ctx context.Context) error {
+	log := ctrl.Log.WithName("retention")
+	ticker := time.NewTicker(time.Hour)
+	defer ticker.Stop()
+	for {
+		now := time.Now()
+		if err := r.store.Prune(ctx, now.Add(-r.events), now.Add(-r.rollups)); err != nil && ctx.Err() == nil {
+			log.Error(err, "Pruning usage")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+var _ manager.LeaderElectionRunnable = &retention{}
