@@ -1,0 +1,179 @@
+package gateway
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/minimax/platform-hub/internal/operator"
+)
+
+// Options configure the gateway role.
+type Options struct {
+	// ListenAddr serves the OpenAI-compatible API.
+	ListenAddr string
+	// Upstream is the model API's base URL.
+	Upstream string
+	// UpstreamKeyFile holds the platform's own key for the upstream.
+	UpstreamKeyFile string
+	// ServerURL is the usage server's base URL (https://hub-server.hub-system.svc).
+	ServerURL string
+	// ServerCAFile verifies the usage server's certificate; empty uses the
+	// system roots.
+	ServerCAFile string
+	// TokenFile is the ServiceAccount token the gateway shows the server.
+	TokenFile string
+	// Token, when set, is used instead of TokenFile (tests, `hub dev`).
+	Token func() (string, error)
+	// SpoolDir keeps usage events while the server is unreachable.
+	SpoolDir string
+	// MetricsAddr serves metrics; "0" disables them.
+	MetricsAddr string
+	// ProbeAddr serves /healthz and /readyz; "0" disables them.
+	ProbeAddr string
+	// TrustForwardedFor takes client addresses from X-Forwarded-For.
+	TrustForwardedFor bool
+	// Clock tells the time; nil means the real clock.
+	Clock clock.PassiveClock
+	// FlushInterval bounds how long a usage event waits to be sent.
+	FlushInterval time.Duration
+}
+
+// NewManager builds the gateway role: a cache of APIKeys (indexed by
+// digest), Projects and the Organization, the proxy, and the usage shipper.
+// Every replica serves; none needs to be elected.
+func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, *Shipper, error) {
+	upstream, err := url.Parse(opts.Upstream)
+	if err != nil || upstream.Scheme == "" || upstream.Host == "" {
+		return nil, nil, fmt.Errorf("--upstream must be an absolute URL such as https://api.minimax.io, not %q", opts.Upstream)
+	}
+	upstreamKey := ""
+	if opts.UpstreamKeyFile != "" {
+		raw, err := os.ReadFile(opts.UpstreamKeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("reading the upstream key: %w", err)
+		}
+		upstreamKey = strings.TrimSpace(string(raw))
+	}
+	serverClient, err := httpClient(opts.ServerCAFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	token := opts.Token
+	if token == nil {
+		token = fileToken(opts.TokenFile)
+	}
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                 operator.Scheme(),
+		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress: opts.ProbeAddr,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := IndexDigests(ctx, mgr.GetCache()); err != nil {
+		return nil, nil, err
+	}
+	shipper := &Shipper{
+		URL: strings.TrimSuffix(opts.ServerURL, "/") + "/v1/usage/events", Client: serverClient, Token: token,
+		SpoolDir: opts.SpoolDir, FlushInterval: opts.FlushInterval, Log: ctrl.Log.WithName("usage-shipper"),
+	}
+	shipper.RegisterMetrics(ctrlmetrics.Registry)
+	g := &Gateway{
+		Cache: mgr.GetCache(), Upstream: upstream, UpstreamKey: upstreamKey, Recorder: shipper,
+		Clock: opts.Clock, Metrics: NewMetrics(ctrlmetrics.Registry), TrustForwardedFor: opts.TrustForwardedFor,
+	}
+	g.Init()
+	if err := mgr.Add(runnable(shipper.Run)); err != nil {
+		return nil, nil, err
+	}
+	if err := mgr.Add(runnable(func(ctx context.Context) error { return serve(ctx, opts.ListenAddr, g) })); err != nil {
+		return nil, nil, err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, nil, err
+	}
+	return mgr, shipper, nil
+}
+
+// runnable runs on every replica, not only an elected one.
+type runnable func(context.Context) error
+
+func (r runnable) Start(ctx context.Context) error { return r(ctx) }
+func (r runnable) NeedLeaderElection() bool        { return false }
+
+func serve(ctx context.Context, addr string, h http.Handler) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	errs := make(chan error, 1)
+	go func() { errs <- srv.Serve(l) }()
+	ctrl.Log.WithName("gateway").Info("Serving the API", "address", l.Addr().String())
+	select {
+	case err := <-errs:
+		return err
+	case <-ctx.Done():
+	}
+	// Streams in flight get time to finish, and their usage to be recorded.
+	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return nil
+}
+
+func httpClient(caFile string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading the server CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in %s", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
+}
+
+// fileToken reads a projected ServiceAccount token, which the kubelet
+// rotates, at most once a minute.
+func fileToken(path string) func() (string, error) {
+	var cached string
+	var readAt time.Time
+	return func() (string, error) {
+		if cached != "" && time.Since(readAt) < time.Minute {
+			return cached, nil
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			return "", err
+		}
+		cached, readAt = strings.TrimSpace(string(raw)), time.Now()
+		return cached, nil
+	}
+}

@@ -1,0 +1,343 @@
+package gateway
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// Shipper sends usage events to the server's ingest API in batches. Delivery
+// is at least once; the server deduplicates by event ID. While the server is
+// unreachable, events wait in memory and, beyond MemoryEvents, on disk in
+// SpoolDir, and go out when it is back. An event is dropped only when the
+// server refuses it as invalid (which retrying cannot fix), and counted.
+type Shipper struct {
+	// URL is the ingest endpoint, https://<server>/v1/usage/events.
+	URL    string
+	Client *http.Client
+	// Token returns the bearer token to send (the projected ServiceAccount
+	// token, re-read as the kubelet rotates it).
+	Token func() (string, error)
+	// SpoolDir keeps events the server could not take yet.
+	SpoolDir string
+	// BatchEvents and FlushInterval bound how long an event waits before
+	// it is sent: whichever comes first. Defaults 1000 and 1s.
+	BatchEvents   int
+	FlushInterval time.Duration
+	// MemoryEvents is how many events may wait in memory; more go to disk.
+	// Default 100,000.
+	MemoryEvents int
+	Log          logr.Logger
+
+	once    sync.Once
+	in      chan usage.Event
+	spoolMu sync.Mutex
+	metrics shipperMetrics
+}
+
+type shipperMetrics struct {
+	shipped, dropped, spilled prometheus.Counter
+}
+
+// RegisterMetrics registers the shipper's metrics.
+func (s *Shipper) RegisterMetrics(reg prometheus.Registerer) {
+	s.init()
+	reg.MustRegister(s.metrics.shipped, s.metrics.dropped, s.metrics.spilled)
+}
+
+func (s *Shipper) init() {
+	s.once.Do(func() {
+		if s.BatchEvents == 0 {
+			s.BatchEvents = 1000
+		}
+		if s.FlushInterval == 0 {
+			s.FlushInterval = time.Second
+		}
+		if s.MemoryEvents == 0 {
+			s.MemoryEvents = 100_000
+		}
+		s.in = make(chan usage.Event, s.MemoryEvents)
+		s.metrics = shipperMetrics{
+			shipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "hub_gateway_usage_shipped_total", Help: "Usage events the server accepted."}),
+			dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "hub_gateway_usage_dropped_total", Help: "Usage events the server refused as invalid."}),
+			spilled: prometheus.NewCounter(prometheus.CounterOpts{Name: "hub_gateway_usage_spilled_total", Help: "Usage events written to disk to wait for the server."}),
+		}
+	})
+}
+
+// Record queues an event. It never blocks a request: when memory is full,
+// the event goes to disk at once.
+func (s *Shipper) Record(e usage.Event) {
+	s.init()
+	select {
+	case s.in <- e:
+	default:
+		if err := s.spill([]usage.Event{e}); err != nil {
+			s.Log.Error(err, "Could not keep a usage event: memory and disk are full", "event", e.ID)
+		}
+	}
+}
+
+// Run sends events until ctx ends, then flushes what is left, to the server
+// if it answers within a few seconds, else to disk.
+func (s *Shipper) Run(ctx context.Context) error {
+	s.init()
+	if err := os.MkdirAll(s.SpoolDir, 0o700); err != nil {
+		return fmt.Errorf("creating the usage spool directory: %w", err)
+	}
+	ticker := time.NewTicker(s.FlushInterval)
+	defer ticker.Stop()
+	batch := make([]usage.Event, 0, s.BatchEvents)
+	backoff := time.Duration(0)
+	for {
+		select {
+		case e := <-s.in:
+			batch = append(batch, e)
+			if len(batch) < s.BatchEvents {
+				continue
+			}
+		case <-ticker.C:
+		case <-ctx.Done():
+			s.shutdown(append(batch, s.drainMemory()...))
+			return nil
+		}
+		if len(batch) > 0 {
+			if err := s.send(ctx, batch); err != nil {
+				s.Log.V(1).Info("Usage server unreachable; keeping events on disk", "events", len(batch), "error", err.Error())
+				if err := s.spill(batch); err != nil {
+					s.Log.Error(err, "Spilling usage events")
+					continue // keep the batch in memory and try again
+				}
+				backoff = nextBackoff(backoff)
+			} else {
+				backoff = 0
+			}
+			batch = batch[:0]
+		}
+		if backoff == 0 {
+			if err := s.drainSpool(ctx); err != nil {
+				backoff = nextBackoff(backoff)
+			}
+		}
+		if backoff > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+				backoff = 0 // try the spool again
+			}
+		}
+	}
+}
+
+func nextBackoff(d time.Duration) time.Duration {
+	d = max(2*d, 200*time.Millisecond)
+	d = min(d, 30*time.Second)
+	return d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+}
+
+func (s *Shipper) drainMemory() []usage.Event {
+	var out []usage.Event
+	for {
+		select {
+		case e := <-s.in:
+			out = append(out, e)
+		default:
+			return out
+		}
+	}
+}
+
+func (s *Shipper) shutdown(events []usage.Event) {
+	if len(events) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.send(ctx, events); err == nil {
+		return
+	}
+	if err := s.spill(events); err != nil {
+		s.Log.Error(err, "Could not keep usage events at shutdown", "events", len(events))
+	}
+}
+
+// send posts a batch. When the server refuses one event as invalid, that
+// event is dropped (and counted) and the rest is sent again.
+func (s *Shipper) send(ctx context.Context, events []usage.Event) error {
+	for len(events) > 0 {
+		bad, err := s.post(ctx, events)
+		if err != nil {
+			return err
+		}
+		if bad < 0 {
+			s.metrics.shipped.Add(float64(len(events)))
+			return nil
+		}
+		s.metrics.dropped.Inc()
+		s.Log.Error(errors.New("invalid usage event"), "The server refused a usage event; dropping it", "event", events[bad].ID)
+		events = append(events[:bad:bad], events[bad+1:]...)
+	}
+	return nil
+}
+
+// post sends one request; it returns the index of an invalid event, or -1.
+func (s *Shipper) post(ctx context.Context, events []usage.Event) (int, error) {
+	body, err := json.Marshal(map[string][]usage.Event{"events": events})
+	if err != nil {
+		return -1, err
+	}
+	token, err := s.Token()
+	if err != nil {
+		return -1, fmt.Errorf("reading the ServiceAccount token: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(body))
+	if err != nil {
+		return -1, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		return -1, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	var answer struct {
+		Error *struct {
+			Message string `json:"message"`
+			Index   *int   `json:"index"`
+		} `json:"error"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&answer)
+	switch {
+	case resp.StatusCode == http.StatusOK:
+		return -1, nil
+	case resp.StatusCode == http.StatusBadRequest && answer.Error != nil && answer.Error.Index != nil &&
+		*answer.Error.Index >= 0 && *answer.Error.Index < len(events):
+		return *answer.Error.Index, nil
+	}
+	msg := ""
+	if answer.Error != nil {
+		msg = answer.Error.Message
+	}
+	return -1, fmt.Errorf("the usage server answered %s: %s", resp.Status, msg)
+}
+
+// spill appends events to a new spool file, written whole then renamed, so
+// that a crash never leaves half a file to read.
+func (s *Shipper) spill(events []usage.Event) error {
+	s.spoolMu.Lock()
+	defer s.spoolMu.Unlock()
+	name := filepath.Join(s.SpoolDir, fmt.Sprintf("usage-%020d.jsonl", time.Now().UnixNano()))
+	tmp := name + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for i := range events {
+		if err := enc.Encode(&events[i]); err != nil {
+			_ = f.Close()
+			return err
+		}
+	}
+	if err := errors.Join(w.Flush(), f.Sync(), f.Close()); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, name); err != nil {
+		return err
+	}
+	s.metrics.spilled.Add(float64(len(events)))
+	return nil
+}
+
+// drainSpool sends spooled events, oldest file first, deleting each file once
+// the server has taken it.
+func (s *Shipper) drainSpool(ctx context.Context) error {
+	files, err := s.spoolFiles()
+	if err != nil || len(files) == 0 {
+		return err
+	}
+	for _, name := range files {
+		events, err := readSpool(name)
+		if err != nil {
+			s.Log.Error(err, "Unreadable usage spool file; setting it aside", "file", name)
+			_ = os.Rename(name, name+".bad")
+			continue
+		}
+		for start := 0; start < len(events); start += s.BatchEvents {
+			if err := s.send(ctx, events[start:min(start+s.BatchEvents, len(events))]); err != nil {
+				return err // the file stays; what was sent is deduplicated later
+			}
+		}
+		if err := os.Remove(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Shipper) spoolFiles() ([]string, error) {
+	s.spoolMu.Lock()
+	defer s.spoolMu.Unlock()
+	entries, err := os.ReadDir(s.SpoolDir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".jsonl") {
+			names = append(names, filepath.Join(s.SpoolDir, e.Name()))
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func readSpool(name string) ([]usage.Event, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	var events []usage.Event
+	dec := json.NewDecoder(f)
+	for {
+		var e usage.Event
+		if err := dec.Decode(&e); errors.Is(err, io.EOF) {
+			return events, nil
+		} else if err != nil {
+			return nil, err
+		}
+		events = append(events, e)
+	}
+}
+
+// Pending is the number of events waiting in memory and on disk.
+func (s *Shipper) Pending() int {
+	s.init()
+	n := len(s.in)
+	files, _ := s.spoolFiles()
+	for _, f := range files {
+		events, _ := readSpool(f)
+		n += len(events)
+	}
+	return n
+}
