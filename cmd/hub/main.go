@@ -19,6 +19,7 @@ import (
 	_ "time/tzdata"
 
 	"github.com/minimax/platform-hub/internal/dev"
+	"github.com/minimax/platform-hub/internal/gateway"
 	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/server"
 )
@@ -47,7 +48,7 @@ func newRootCommand() *cobra.Command {
 	zapOpts.BindFlags(goFlags)
 	root.PersistentFlags().AddGoFlagSet(goFlags)
 
-	root.AddCommand(newManagerCommand(), newServerCommand(), newDevCommand(), newVersionCommand())
+	root.AddCommand(newManagerCommand(), newServerCommand(), newGatewayCommand(), newDevCommand(), newVersionCommand())
 	return root
 }
 
@@ -111,6 +112,36 @@ func newServerCommand() *cobra.Command {
 	return cmd
 }
 
+func newGatewayCommand() *cobra.Command {
+	opts := gateway.Options{}
+	cmd := &cobra.Command{
+		Use:   "gateway",
+		Short: "Run the reference gateway: key auth, scope, IP allowlist, caps, metering (in a cluster)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			ctx := ctrl.SetupSignalHandler()
+			mgr, _, err := gateway.NewManager(ctx, ctrl.GetConfigOrDie(), opts)
+			if err != nil {
+				return err
+			}
+			ctrl.Log.WithName("setup").Info("Starting gateway", "version", version, "upstream", opts.Upstream)
+			return mgr.Start(ctx)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.ListenAddr, "listen-address", ":8080", "Address of the OpenAI-compatible API.")
+	f.StringVar(&opts.Upstream, "upstream", "https://api.minimax.io", "Base URL of the upstream model API.")
+	f.StringVar(&opts.UpstreamKeyFile, "upstream-key-file", "", "File with the platform's key for the upstream (sent instead of callers' keys).")
+	f.StringVar(&opts.ServerURL, "server-url", "https://hub-server.hub-system.svc", "Base URL of the usage server.")
+	f.StringVar(&opts.ServerCAFile, "server-ca-file", "/etc/hub/server-ca/ca.crt", `CA that signed the usage server's certificate; "" uses the system roots.`)
+	f.StringVar(&opts.TokenFile, "token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "ServiceAccount token shown to the usage server.")
+	f.StringVar(&opts.SpoolDir, "spool-dir", "/var/lib/hub-gateway/spool", "Directory for usage events waiting for the usage server.")
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8082", `Address of the metrics endpoint; "0" disables it.`)
+	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
+	f.BoolVar(&opts.TrustForwardedFor, "trust-forwarded-for", false, "Take client addresses from X-Forwarded-For (only behind a proxy that sets it).")
+	return cmd
+}
+
 func newDevCommand() *cobra.Command {
 	opts := dev.Options{}
 	cmd := &cobra.Command{
@@ -128,7 +159,8 @@ State is kept in --state-dir across restarts; Ctrl-C stops everything.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.StateDir, "state-dir", ".hub", "Directory for the cluster's data, the kubeconfig and logs.")
 	f.StringVar(&opts.BinDir, "bin-dir", "", "Directory holding etcd, kube-apiserver and kube-controller-manager (default: found automatically).")
-	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", "", "Address of the manager's metrics endpoint (default: a free loopback port).")
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", "", "Address of the metrics endpoint (default: a free loopback port).")
+	f.StringVar(&opts.GatewayAddr, "gateway-address", "127.0.0.1:8080", "Address of the gateway (the OpenAI-compatible API, in front of the demo model).")
 	return cmd
 }
 

@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -20,8 +22,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/minimax/platform-hub/config"
+	"github.com/minimax/platform-hub/internal/demomodel"
 	"github.com/minimax/platform-hub/internal/devcluster"
+	"github.com/minimax/platform-hub/internal/gateway"
 	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/server"
 )
 
 // Options configure `hub dev`.
@@ -32,6 +37,8 @@ type Options struct {
 	BinDir string
 	// MetricsAddr serves the manager's metrics; empty picks a free loopback port.
 	MetricsAddr string
+	// GatewayAddr is where the gateway listens.
+	GatewayAddr string
 	// Out receives the instructions printed for the user.
 	Out io.Writer
 
@@ -53,33 +60,11 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 	if err != nil {
 		return err
 	}
-	logPath := filepath.Join(stateDir, "controlplane.log")
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return fmt.Errorf("opening control-plane log: %w", err)
-	}
-	defer func() { _ = logFile.Close() }()
-
-	crds, err := config.CRDs()
+	cluster, closeLog, err := startControlPlane(stateDir, opts)
 	if err != nil {
 		return err
 	}
-	hooks, err := config.ValidatingWebhooks()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(opts.Out, "Starting etcd, kube-apiserver and kube-controller-manager (logs in %s)\n", logPath)
-	cluster, err := devcluster.Start(devcluster.Options{
-		BinDir:             opts.BinDir,
-		StateDir:           stateDir,
-		Scheme:             operator.Scheme(),
-		CRDs:               crds,
-		ValidatingWebhooks: hooks,
-		Output:             logFile,
-	})
-	if err != nil {
-		return err
-	}
+	defer closeLog()
 	defer func() {
 		fmt.Fprintln(opts.Out, "Stopping the control plane")
 		retErr = errors.Join(retErr, cluster.Stop())
@@ -106,30 +91,127 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 	if err != nil {
 		return err
 	}
-	mgrCtx, cancelManager := context.WithCancel(ctx)
-	var mgrErr error
-	mgrStopped := make(chan struct{})
-	go func() {
-		mgrErr = mgr.Start(mgrCtx)
-		close(mgrStopped)
-	}()
-	defer func() {
-		cancelManager()
-		<-mgrStopped
-		retErr = errors.Join(retErr, mgrErr)
-	}()
 
+	// Every role runs until ctx ends; one that stops early stops them all.
+	rolesCtx, cancelRoles := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	failed := make(chan error, 4)
+	start := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := run(rolesCtx)
+			if rolesCtx.Err() == nil {
+				failed <- fmt.Errorf("the %s stopped unexpectedly: %w", name, err)
+			}
+		}()
+	}
+	defer func() {
+		cancelRoles()
+		wg.Wait()
+	}()
+	start("manager", mgr.Start)
 	if err := applySamplesOnce(ctx, mgr, stateDir); err != nil {
 		return err
 	}
-	printNextSteps(opts.Out, opts.StateDir, kubeconfig, metricsAddr)
+
+	gatewayAddr, err := startUsagePath(rolesCtx, start, cluster, stateDir, opts)
+	if err != nil {
+		return err
+	}
+	printNextSteps(opts.Out, opts.StateDir, kubeconfig, metricsAddr, gatewayAddr)
 
 	select {
 	case <-ctx.Done():
 		return nil
-	case <-mgrStopped:
-		return errors.New("the manager stopped unexpectedly")
+	case err := <-failed:
+		return err
 	}
+}
+
+// startControlPlane starts etcd, kube-apiserver and kube-controller-manager
+// with their logs in the state directory, and the hub's CRDs and webhooks.
+func startControlPlane(stateDir string, opts Options) (*devcluster.Cluster, func(), error) {
+	logPath := filepath.Join(stateDir, "controlplane.log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening control-plane log: %w", err)
+	}
+	closeLog := func() { _ = logFile.Close() }
+	crds, err := config.CRDs()
+	if err != nil {
+		closeLog()
+		return nil, nil, err
+	}
+	hooks, err := config.ValidatingWebhooks()
+	if err != nil {
+		closeLog()
+		return nil, nil, err
+	}
+	fmt.Fprintf(opts.Out, "Starting etcd, kube-apiserver and kube-controller-manager (logs in %s)\n", logPath)
+	cluster, err := devcluster.Start(devcluster.Options{
+		BinDir:             opts.BinDir,
+		StateDir:           stateDir,
+		Scheme:             operator.Scheme(),
+		CRDs:               crds,
+		ValidatingWebhooks: hooks,
+		Output:             logFile,
+	})
+	if err != nil {
+		closeLog()
+		return nil, nil, err
+	}
+	return cluster, closeLog, nil
+}
+
+// startUsagePath starts the demo model, the usage server (SQLite in the
+// state directory) and the gateway in front of the demo model, and returns
+// the gateway's address.
+func startUsagePath(ctx context.Context, start func(string, func(context.Context) error), cluster *devcluster.Cluster,
+	stateDir string, opts Options) (string, error) {
+	model, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	modelServer := &http.Server{Handler: demomodel.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	start("demo model", func(ctx context.Context) error {
+		go func() {
+			<-ctx.Done()
+			_ = modelServer.Close()
+		}()
+		return modelServer.Serve(model)
+	})
+
+	serverAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return "", err
+	}
+	serverMgr, store, err := server.NewManager(ctx, cluster.Config, server.Options{
+		StoreURL: "sqlite:" + filepath.Join(stateDir, "usage.db"), ListenAddr: serverAddr,
+		MetricsAddr: "0", ProbeAddr: "0", EventRetention: 90 * 24 * time.Hour, RollupRetention: 400 * 24 * time.Hour,
+		SkipControllerNameValidation: opts.SkipControllerNameValidation,
+	})
+	if err != nil {
+		return "", err
+	}
+	start("usage server", func(ctx context.Context) error {
+		defer func() { _ = store.Close() }()
+		return serverMgr.Start(ctx)
+	})
+
+	token, err := gatewayToken(ctx, cluster)
+	if err != nil {
+		return "", err
+	}
+	gatewayMgr, _, err := gateway.NewManager(ctx, cluster.Config, gateway.Options{
+		ListenAddr: opts.GatewayAddr, Upstream: "http://" + model.Addr().String(), ServerURL: "http://" + serverAddr,
+		Token: token, SpoolDir: filepath.Join(stateDir, "spool"), MetricsAddr: "0", ProbeAddr: "0",
+	})
+	if err != nil {
+		return "", err
+	}
+	start("gateway", gatewayMgr.Start)
+	return opts.GatewayAddr, nil
 }
 
 // applySamplesOnce creates the sample resources on the first start of a state
@@ -159,7 +241,7 @@ func applySamplesOnce(ctx context.Context, mgr ctrl.Manager, stateDir string) er
 	return os.WriteFile(marker, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
 }
 
-func printNextSteps(out io.Writer, stateDir, kubeconfig, metricsAddr string) {
+func printNextSteps(out io.Writer, stateDir, kubeconfig, metricsAddr, gatewayAddr string) {
 	rel := kubeconfig
 	if r, err := filepath.Rel(mustGetwd(), kubeconfig); err == nil && !filepath.IsAbs(r) && len(r) < len(kubeconfig) {
 		rel = r
@@ -169,12 +251,19 @@ Platform Hub is running. In another terminal:
 
   kubectl --kubeconfig %[1]s get organizations
   kubectl --kubeconfig %[1]s get projects
-  kubectl --kubeconfig %[1]s get namespace chatbot
+  kubectl --kubeconfig %[1]s get apikeys -n chatbot
 
-or export KUBECONFIG=%[2]s once. Manager metrics: http://%[3]s/metrics
+Spend tokens with the sample key, through the gateway, on the demo model:
+
+  KEY=$(kubectl --kubeconfig %[1]s -n chatbot get secret support-bot -o jsonpath='{.data.api-key}' | base64 -d)
+  curl -s http://%[5]s/v1/chat/completions -H "Authorization: Bearer $KEY" \
+    -H 'Content-Type: application/json' \
+    -d '{"model":"MiniMax-M2","messages":[{"role":"user","content":"Hello, hub"}]}'
+
+or export KUBECONFIG=%[2]s once. Metrics: http://%[3]s/metrics
 
 State is kept in %[4]s across restarts (delete it to start over). Press Ctrl-C to stop.
-`, rel, kubeconfig, metricsAddr, stateDir)
+`, rel, kubeconfig, metricsAddr, stateDir, gatewayAddr)
 }
 
 func mustGetwd() string {

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -53,6 +55,24 @@ func TestDev(t *testing.T) {
 	g.Expect(c.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, &hubv1.Organization{})).To(Succeed())
 	g.Expect(hub.out.String()).To(ContainSubstring("kubectl --kubeconfig"))
 
+	// The sample key works through the gateway, on the demo model.
+	secret := &corev1.Secret{}
+	g.Eventually(func() error {
+		return c.Get(ctx, client.ObjectKey{Namespace: "chatbot", Name: "support-bot"}, secret)
+	}, time.Minute).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+hub.gatewayAddr+"/v1/chat/completions",
+			strings.NewReader(`{"model":"MiniMax-M2","messages":[{"role":"user","content":"Hello, hub"}]}`))
+		req.Header.Set("Authorization", "Bearer "+string(secret.Data["api-key"]))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		defer func() { _ = resp.Body.Close() }()
+		body, _ := io.ReadAll(resp.Body)
+		g.Expect(resp.StatusCode).To(Equal(http.StatusOK), string(body))
+		g.Expect(string(body)).To(ContainSubstring("demo model"))
+	}, 30*time.Second).Should(Succeed())
+
 	// A second hub on the same state directory is refused at once.
 	err := Run(ctx, Options{StateDir: stateDir, Out: &syncBuffer{}})
 	g.Expect(errors.Is(err, devcluster.ErrStateDirInUse)).To(BeTrue(), "got %v", err)
@@ -83,8 +103,9 @@ func TestDev(t *testing.T) {
 }
 
 type runningDev struct {
-	out  *syncBuffer
-	done chan error
+	out         *syncBuffer
+	gatewayAddr string
+	done        chan error
 	// stop stops the hub and returns how Run ended; it may be called twice.
 	stop func() error
 }
@@ -93,19 +114,20 @@ type runningDev struct {
 func startDev(t *testing.T, stateDir string) *runningDev {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &runningDev{out: &syncBuffer{}, done: make(chan error, 1)}
+	d := &runningDev{out: &syncBuffer{}, done: make(chan error, 1), gatewayAddr: freeAddr(t)}
 	d.stop = sync.OnceValue(func() error {
 		cancel()
 		return <-d.done
 	})
 	go func() {
-		d.done <- Run(ctx, Options{StateDir: stateDir, Out: d.out, SkipControllerNameValidation: true})
+		d.done <- Run(ctx, Options{StateDir: stateDir, Out: d.out, SkipControllerNameValidation: true, GatewayAddr: d.gatewayAddr})
 	}()
 	t.Cleanup(func() { _ = d.stop() })
 	deadline := time.Now().Add(2 * time.Minute)
 	for !strings.Contains(d.out.String(), "Platform Hub is running") {
 		select {
 		case err := <-d.done:
+			d.done <- err // for stop, in the cleanup
 			t.Fatalf("hub dev stopped: %v\n%s", err, d.out.String())
 		default:
 		}
@@ -123,6 +145,15 @@ func clientFromKubeconfig(g Gomega, path string) client.Client {
 	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
 	g.Expect(err).NotTo(HaveOccurred())
 	return c
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
 }
 
 // processesUsing lists the command lines of processes that mention dir.

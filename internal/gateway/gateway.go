@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/usage"
 )
@@ -259,6 +260,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "hub_gateway_upstream_errors_total", Help: "Requests that could not reach the upstream.",
 		}),
 	}
-	reg.MustRegister(m.requests, m.rejections, m.upstreamLatency, m.upstreamErrors)
+	m.requests, m.rejections = metrics.Register(reg, m.requests), metrics.Register(reg, m.rejections)
+	m.upstreamLatency, m.upstreamErrors = metrics.Register(reg, m.upstreamLatency), metrics.Register(reg, m.upstreamErrors)
 	return m
 }

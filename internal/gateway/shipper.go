@@ -20,6 +20,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -59,7 +60,9 @@ type shipperMetrics struct {
 // RegisterMetrics registers the shipper's metrics.
 func (s *Shipper) RegisterMetrics(reg prometheus.Registerer) {
 	s.init()
-	reg.MustRegister(s.metrics.shipped, s.metrics.dropped, s.metrics.spilled)
+	s.metrics.shipped = metrics.Register(reg, s.metrics.shipped)
+	s.metrics.dropped = metrics.Register(reg, s.metrics.dropped)
+	s.metrics.spilled = metrics.Register(reg, s.metrics.spilled)
 }
 
 func (s *Shipper) init() {

@@ -44,7 +44,8 @@ func NewUsageMetrics(reg prometheus.Registerer) *UsageMetrics {
 			Name: "hub_usage_unpriced_requests_total", Help: "API calls of models that have no price (see the Organization's PricingIncomplete condition).",
 		}, labels),
 	}
-	reg.MustRegister(m.requests, m.tokens, m.videoSeconds, m.storage, m.spend, m.unpriced)
+	m.requests, m.tokens, m.videoSeconds = Register(reg, m.requests), Register(reg, m.tokens), Register(reg, m.videoSeconds)
+	m.storage, m.spend, m.unpriced = Register(reg, m.storage), Register(reg, m.spend), Register(reg, m.unpriced)
 	return m
 }
 

@@ -17,6 +17,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -56,6 +57,9 @@ type Options struct {
 	// and the controllers of the server role to come).
 	LeaderElection          bool
 	LeaderElectionNamespace string
+	// SkipControllerNameValidation lets a process build the role more than
+	// once (tests restart `hub dev` in-process).
+	SkipControllerNameValidation bool
 }
 
 // OpenStore opens the store a URL names: "sqlite:<path>" or postgres://.
@@ -88,6 +92,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		LeaderElectionID:              "platform-hub-server.hub.minimax.io",
 		LeaderElectionNamespace:       opts.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
 	})
 	if err != nil {
 		_ = store.Close()

@@ -1,0 +1,74 @@
+package dev
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/devcluster"
+	"github.com/minimax/platform-hub/internal/operator"
+)
+
+// hubNamespace is where `hub dev` puts the hub's own objects, as an
+// install does.
+const hubNamespace = "hub-system"
+
+// gatewayToken sets up the gateway's ServiceAccount with the right to post
+// usage (as config/gateway does in a cluster) and returns a token source
+// that asks for a fresh token before the last one expires.
+func gatewayToken(ctx context.Context, cluster *devcluster.Cluster) (func() (string, error), error) {
+	c, err := client.New(cluster.Config, client.Options{Scheme: operator.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(cluster.Config)
+	if err != nil {
+		return nil, err
+	}
+	objs := []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNamespace}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: hubNamespace, Name: "hub-gateway"}},
+		&rbacv1.ClusterRole{
+			ObjectMeta: metav1.ObjectMeta{Name: "hub-usage-ingest"},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usageevents"}, Verbs: []string{"create"}}},
+		},
+		&rbacv1.ClusterRoleBinding{
+			ObjectMeta: metav1.ObjectMeta{Name: "hub-gateway-usage-ingest"},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "hub-usage-ingest"},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: hubNamespace, Name: "hub-gateway"}},
+		},
+	}
+	for _, obj := range objs {
+		if err := c.Create(ctx, obj); err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, err
+		}
+	}
+	var mu sync.Mutex
+	var token string
+	var expires time.Time
+	return func() (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if token != "" && time.Until(expires) > 10*time.Minute {
+			return token, nil
+		}
+		tr, err := cs.CoreV1().ServiceAccounts(hubNamespace).CreateToken(ctx, "hub-gateway",
+			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}},
+			metav1.CreateOptions{})
+		if err != nil {
+			return "", err
+		}
+		token, expires = tr.Status.Token, tr.Status.ExpirationTimestamp.Time
+		return token, nil
+	}, nil
+}
