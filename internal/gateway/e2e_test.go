@@ -42,6 +42,8 @@ var (
 	testClock  = clocktesting.NewFakeClock(time.Now().UTC().Truncate(time.Second))
 	gatewayURL string
 	store      usage.Store
+	// upstreamURL is the demo model's address.
+	upstreamURL string
 )
 
 func TestMain(m *testing.M) {
@@ -70,6 +72,7 @@ func runSuite(m *testing.M) (int, error) {
 
 	model := httptest.NewServer(demomodel.Handler())
 	defer model.Close()
+	upstreamURL = model.URL
 
 	serverAddr := freeAddr()
 	serverMgr, s, err := server.NewManager(ctx, env.Cluster.Config, server.Options{
@@ -364,3 +367,5 @@ func issueKeyIn(g Gomega, project, name string, mutate func(*hubv1.APIKey)) (*hu
 }
 
 func ptrLifetime(l hubv1.KeyLifetime) *hubv1.KeyLifetime { return &l }
+
+func stringsReader(s string) io.Reader { return strings.NewReader(s) }

@@ -52,6 +52,9 @@ type Options struct {
 	Clock clock.PassiveClock
 	// FlushInterval bounds how long a usage event waits to be sent.
 	FlushInterval time.Duration
+	// MemoryEvents is how many usage events wait in memory before they go
+	// to disk; zero means the shipper's default.
+	MemoryEvents int
 }
 
 // NewManager builds the gateway role: a cache of APIKeys (indexed by
@@ -95,7 +98,8 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	}
 	shipper := &Shipper{
 		URL: strings.TrimSuffix(opts.ServerURL, "/") + "/v1/usage/events", Client: serverClient, Token: token,
-		SpoolDir: opts.SpoolDir, FlushInterval: opts.FlushInterval, Log: ctrl.Log.WithName("usage-shipper"),
+		SpoolDir: opts.SpoolDir, FlushInterval: opts.FlushInterval, MemoryEvents: opts.MemoryEvents,
+		Log: ctrl.Log.WithName("usage-shipper"),
 	}
 	shipper.RegisterMetrics(ctrlmetrics.Registry)
 	g := &Gateway{
