@@ -33,6 +33,14 @@ func (v *APIKeyValidator) ValidateCreate(ctx context.Context, key *hubv1.APIKey)
 	if err != nil {
 		return nil, err
 	}
+	if project != nil && project.Status.Namespace != key.Namespace {
+		// The cache may lag the API server by a moment: a client that saw the
+		// project turn Active must not be refused on the cache's older copy.
+		project, err = v.projectFrom(ctx, v.APIReader.Get, key.Namespace)
+		if err != nil {
+			return nil, err
+		}
+	}
 	var errs field.ErrorList
 	ns := field.NewPath("metadata", "namespace")
 	switch {
@@ -83,8 +91,13 @@ func (v *APIKeyValidator) checkLifetime(ctx context.Context, key *hubv1.APIKey) 
 // project returns the Project whose namespace is ns, or nil. A project's
 // namespace has the project's name.
 func (v *APIKeyValidator) project(ctx context.Context, ns string) (*hubv1.Project, error) {
+	return v.projectFrom(ctx, v.get, ns)
+}
+
+// projectFrom is project with a chosen reader.
+func (v *APIKeyValidator) projectFrom(ctx context.Context, get getFunc, ns string) (*hubv1.Project, error) {
 	project := &hubv1.Project{}
-	err := v.get(ctx, client.ObjectKey{Name: ns}, project)
+	err := get(ctx, client.ObjectKey{Name: ns}, project)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil, nil
@@ -94,8 +107,11 @@ func (v *APIKeyValidator) project(ctx context.Context, ns string) (*hubv1.Projec
 	return project, nil
 }
 
+// getFunc is the shape of client.Reader.Get.
+type getFunc func(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error
+
 // get reads from the cache, then from the API server on a miss.
-func (v *APIKeyValidator) get(ctx context.Context, key client.ObjectKey, obj client.Object) error {
+func (v *APIKeyValidator) get(ctx context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
 	err := v.Cache.Get(ctx, key, obj)
 	if apierrors.IsNotFound(err) {
 		err = v.APIReader.Get(ctx, key, obj)

@@ -249,6 +249,11 @@ type APIKeyStatus struct {
 	// +optional
 	LastUsedAt *metav1.Time `json:"lastUsedAt,omitempty"`
 
+	// usage is the key's usage and spend in the current billing cycle,
+	// written by the usage server.
+	// +optional
+	Usage *UsageSummary `json:"usage,omitempty"`
+
 	// secretName is the Secret holding the key.
 	// +optional
 	SecretName string `json:"secretName,omitempty"`

@@ -105,6 +105,10 @@ type ProjectStatus struct {
 	// spending caps and notification channels of the project live there.
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
+
+	// usage is the project's usage and spend in the current billing cycle.
+	// +optional
+	Usage *UsageSummary `json:"usage,omitempty"`
 }
 
 // Project groups API keys, spending caps and people around one piece of work.
@@ -116,6 +120,7 @@ type ProjectStatus struct {
 // +kubebuilder:printcolumn:name="Display Name",type=string,JSONPath=`.spec.displayName`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
 // +kubebuilder:printcolumn:name="Namespace",type=string,JSONPath=`.status.namespace`
+// +kubebuilder:printcolumn:name="Spend",type=string,JSONPath=`.status.usage.spend`
 // +kubebuilder:printcolumn:name="Cost Center",type=string,JSONPath=`.spec.costCenter`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="a project's name becomes its namespace's name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"

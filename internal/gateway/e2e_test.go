@@ -47,7 +47,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	logOut := io.Discard
+	if os.Getenv("HUB_TEST_LOG") != "" {
+		logOut = os.Stderr
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(logOut)))
 	code, err := runSuite(m)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -77,7 +81,7 @@ func runSuite(m *testing.M) (int, error) {
 	serverAddr := freeAddr()
 	serverMgr, s, err := server.NewManager(ctx, env.Cluster.Config, server.Options{
 		StoreURL: "sqlite:" + filepath.Join(dir, "usage.db"), ListenAddr: serverAddr, MetricsAddr: "0", ProbeAddr: "0",
-		EventRetention: 24 * time.Hour, RollupRetention: 24 * time.Hour,
+		EventRetention: 24 * time.Hour, RollupRetention: 24 * time.Hour, StatusInterval: 300 * time.Millisecond,
 	})
 	if err != nil {
 		return 0, err
@@ -248,6 +252,23 @@ func TestGatewayMetersJSONAndStreamedCalls(t *testing.T) {
 	g.Eventually(func() usage.Totals { return usageOf(g, "gw-metering") }, 20*time.Second).Should(Equal(usage.Totals{
 		Calls: 3, InputTokens: 5 + 5 + 3, OutputTokens: 2 * replyWords,
 	}))
+
+	// The usage server puts the cycle's usage on the Project and the APIKey,
+	// and when the key was last used.
+	g.Eventually(func(g Gomega) {
+		p := &hubv1.Project{}
+		g.Expect(env.Client.Get(context.Background(), client.ObjectKey{Name: "gw-metering"}, p)).To(Succeed())
+		g.Expect(p.Status.Usage).NotTo(BeNil())
+		g.Expect(p.Status.Usage.Calls).To(BeEquivalentTo(3))
+		g.Expect(p.Status.Usage.InputTokens).To(BeEquivalentTo(13))
+		g.Expect(p.Status.Usage.ByService).To(HaveLen(1))
+		g.Expect(p.Status.Phase).To(Equal(hubv1.ProjectActive), "the manager's status fields are untouched")
+		g.Expect(env.Client.Get(context.Background(), client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.LastUsedAt).NotTo(BeNil())
+		g.Expect(apiKey.Status.Usage).NotTo(BeNil())
+		g.Expect(apiKey.Status.Usage.Calls).To(BeEquivalentTo(3))
+		g.Expect(apiKey.Status.Phase).To(Equal(hubv1.KeyActive))
+	}, 20*time.Second).Should(Succeed())
 
 	// The events carry the key's public ID, never the key.
 	var events []usage.Event

@@ -60,6 +60,11 @@ type Options struct {
 	// SkipControllerNameValidation lets a process build the role more than
 	// once (tests restart `hub dev` in-process).
 	SkipControllerNameValidation bool
+	// StatusInterval is how often usage goes to Project and APIKey status;
+	// default 10s.
+	StatusInterval time.Duration
+	// StatusWritesPerSecond bounds those writes; default 5.
+	StatusWritesPerSecond int
 }
 
 // OpenStore opens the store a URL names: "sqlite:<path>" or postgres://.
@@ -114,6 +119,12 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	if err := mgr.Add(&retention{store: store, events: opts.EventRetention, rollups: opts.RollupRetention}); err != nil {
 		return nil, nil, err
 	}
+	if err := mgr.Add(&StatusWriter{
+		Client: mgr.GetClient(), Store: store, Prices: s.prices.Load, Clock: clock.RealClock{},
+		Log: ctrl.Log.WithName("usage-status"), Interval: opts.StatusInterval, MaxWritesPerSecond: opts.StatusWritesPerSecond,
+	}); err != nil {
+		return nil, nil, err
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, nil, err
 	}
@@ -138,6 +149,8 @@ type pricesReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=organizations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=apikeys,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=projects/status;apikeys/status,verbs=patch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
 

@@ -17,7 +17,7 @@ import (
 // rather than fail on upgrading a read lock.
 func OpenSQLite(ctx context.Context, path string) (Store, error) {
 	q := url.Values{}
-	for _, pragma := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)", "foreign_keys(ON)"} {
+	for _, pragma := range []string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)", "foreign_keys(ON)", "cache_size(-65536)"} {
 		q.Add("_pragma", pragma)
 	}
 	q.Set("_txlock", "immediate")

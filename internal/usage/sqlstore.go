@@ -19,14 +19,20 @@ type dialect struct {
 	name string
 	// placeholder returns the placeholder of the i-th argument (from 1).
 	placeholder func(i int) string
+	// greatest is the two-argument maximum function.
+	greatest string
+	// tableOptions ends the CREATE TABLE statements. SQLite stores tables
+	// by their primary key WITHOUT ROWID, so a table with a text key is one
+	// B-tree instead of two (measured: a tenth faster ingest).
+	tableOptions string
 	// migrationLock, when set, runs first in the schema transaction so that
 	// replicas starting together do not race to create the same tables.
 	migrationLock string
 }
 
 var (
-	sqliteDialect   = dialect{name: "sqlite", placeholder: func(int) string { return "?" }}
-	postgresDialect = dialect{name: "postgres", placeholder: func(i int) string { return fmt.Sprintf("$%d", i) },
+	sqliteDialect   = dialect{name: "sqlite", placeholder: func(int) string { return "?" }, greatest: "max", tableOptions: " WITHOUT ROWID"}
+	postgresDialect = dialect{name: "postgres", placeholder: func(i int) string { return fmt.Sprintf("$%d", i) }, greatest: "GREATEST",
 		migrationLock: "SELECT pg_advisory_xact_lock(7486375001)"}
 )
 
@@ -46,7 +52,7 @@ var schema = []string{
 		output_tokens BIGINT NOT NULL,
 		video_seconds BIGINT NOT NULL,
 		storage_byte_hours BIGINT NOT NULL,
-		status_code INTEGER NOT NULL)`,
+		status_code INTEGER NOT NULL)` + "%TABLE_OPTIONS%",
 	// One index besides the primary key: every extra index on the events
 	// table halves ingest (measured). Drill-downs and exports read a time
 	// range and filter it; per-key and per-project questions over long
@@ -64,10 +70,21 @@ var schema = []string{
 		output_tokens BIGINT NOT NULL,
 		video_seconds BIGINT NOT NULL,
 		storage_byte_hours BIGINT NOT NULL,
-		PRIMARY KEY (hour, project, key_id, service, model, endpoint))`,
+		PRIMARY KEY (hour, project, key_id, service, model, endpoint))` + "%TABLE_OPTIONS%",
 	// Per-project questions (dashboards, caps) are the common filter;
 	// anything else scans the hours of the range.
 	`CREATE INDEX IF NOT EXISTS usage_hourly_project_hour ON usage_hourly (project, hour)`,
+	// One row per key: when it was last used (event time) and when usage of
+	// it was last stored (store time). Which keys were used recently is asked
+	// by store time, so events delivered late, after an outage, count too.
+	// The table is as small as the number of keys and has no other index: a
+	// full scan every few seconds is cheaper than an index on every write.
+	`CREATE TABLE IF NOT EXISTS usage_key_activity (
+		project TEXT NOT NULL,
+		key_id TEXT NOT NULL,
+		last_ts BIGINT NOT NULL,
+		updated BIGINT NOT NULL,
+		PRIMARY KEY (project, key_id))` + "%TABLE_OPTIONS%",
 }
 
 // sqlStore implements Store on database/sql for SQLite and PostgreSQL.
@@ -89,6 +106,7 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 		stmts = append([]string{s.d.migrationLock}, schema...)
 	}
 	for _, stmt := range stmts {
+		stmt = strings.ReplaceAll(stmt, "%TABLE_OPTIONS%", s.d.tableOptions)
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("creating the %s usage schema: %w", s.d.name, err)
 		}
@@ -99,6 +117,12 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 const eventColumns = "id, ts, project, key_id, service, endpoint, model, input_tokens, output_tokens, video_seconds, storage_byte_hours, status_code"
 
 // Insert implements Store.
+//
+// Duplicates are rare (a batch sent again after a lost answer), so the batch
+// is first written with plain inserts that skip known IDs and count what
+// they wrote. Only when the count falls short is the transaction rolled back
+// and written again, asking the database which IDs were new. The fast path
+// saves reading an answer row per event (measured: a fifth of ingest).
 func (s *sqlStore) Insert(ctx context.Context, events []Event) ([]Event, error) {
 	if len(events) == 0 {
 		return nil, nil
@@ -108,32 +132,61 @@ func (s *sqlStore) Insert(ctx context.Context, events []Event) ([]Event, error) 
 			return nil, fmt.Errorf("event %d: %w", i, err)
 		}
 	}
+	stored, err := s.insert(ctx, events, false)
+	if errors.Is(err, errDuplicates) {
+		stored, err = s.insert(ctx, events, true)
+	}
+	return stored, err
+}
+
+// errDuplicates says a batch held IDs already stored (or an ID twice).
+var errDuplicates = errors.New("the batch holds duplicate event IDs")
+
+// insert writes a batch and its rollups in one transaction. With
+// findDuplicates false it fails with errDuplicates, writing nothing, when
+// any event of the batch is not new.
+func (s *sqlStore) insert(ctx context.Context, events []Event, findDuplicates bool) ([]Event, error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("starting a transaction: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 
-	isNew := make(map[string]bool, len(events))
+	var isNew map[string]bool // nil: all new
+	if findDuplicates {
+		isNew = make(map[string]bool, len(events))
+	}
 	if err := s.insertEvents(ctx, tx, events, isNew); err != nil {
 		return nil, err
 	}
-	var stored []Event
+	stored := events
+	if isNew != nil {
+		stored = make([]Event, 0, len(isNew))
+	}
 	rollups := map[rollupKey]Totals{}
+	activity := map[[2]string]time.Time{}
 	for i := range events {
 		e := &events[i]
-		if !isNew[e.ID] {
-			continue
+		if isNew != nil {
+			if !isNew[e.ID] {
+				continue
+			}
+			delete(isNew, e.ID) // an ID twice in one batch counts once
+			stored = append(stored, *e)
 		}
-		delete(isNew, e.ID) // an ID twice in one batch counts once
-		stored = append(stored, *e)
 		k := rollupKey{hour: e.Time.UTC().Truncate(time.Hour).Unix(), project: e.Project, keyID: e.KeyID,
 			service: string(e.Service), model: e.Model, endpoint: e.Endpoint}
 		t := rollups[k]
 		t.Add(e.totals())
 		rollups[k] = t
+		if a := [2]string{e.Project, e.KeyID}; e.Time.After(activity[a]) {
+			activity[a] = e.Time
+		}
 	}
 	if err := s.upsertRollups(ctx, tx, rollups); err != nil {
+		return nil, err
+	}
+	if err := s.upsertActivity(ctx, tx, activity); err != nil {
 		return nil, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -142,9 +195,16 @@ func (s *sqlStore) Insert(ctx context.Context, events []Event) ([]Event, error) 
 	return stored, nil
 }
 
+// insertEvents inserts the events, skipping IDs already stored. With isNew
+// nil it fails with errDuplicates as soon as one was skipped; otherwise it
+// records the IDs it inserted in isNew.
 func (s *sqlStore) insertEvents(ctx context.Context, tx *sql.Tx, events []Event, isNew map[string]bool) error {
+	kind, build := "events", insertEventsSQL(false)
+	if isNew != nil {
+		kind, build = "events-returning", insertEventsSQL(true)
+	}
 	for _, chunk := range splitBatch(events) {
-		stmt, err := s.prepared(ctx, "events", len(chunk), insertEventsSQL)
+		stmt, err := s.prepared(ctx, kind, len(chunk), build)
 		if err != nil {
 			return err
 		}
@@ -154,8 +214,18 @@ func (s *sqlStore) insertEvents(ctx context.Context, tx *sql.Tx, events []Event,
 			args = append(args, e.ID, e.Time.UnixMicro(), e.Project, e.KeyID, string(e.Service), e.Endpoint, e.Model,
 				e.InputTokens, e.OutputTokens, e.VideoSeconds, e.StorageByteHours, e.StatusCode)
 		}
-		if err := scanIDs(tx.StmtContext(ctx, stmt).QueryContext(ctx, args...))(isNew); err != nil {
+		if isNew != nil {
+			if err := scanIDs(tx.StmtContext(ctx, stmt).QueryContext(ctx, args...))(isNew); err != nil {
+				return fmt.Errorf("inserting usage events: %w", err)
+			}
+			continue
+		}
+		res, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...)
+		if err != nil {
 			return fmt.Errorf("inserting usage events: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != int64(len(chunk)) {
+			return errDuplicates
 		}
 	}
 	return nil
@@ -179,17 +249,24 @@ func scanIDs(rows *sql.Rows, err error) func(map[string]bool) error {
 	}
 }
 
-func insertEventsSQL(s *sqlStore, rows int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO usage_events (" + eventColumns + ") VALUES ")
-	for i := range rows {
-		if i > 0 {
-			b.WriteString(",")
+// insertEventsSQL builds the multi-row insert of events, which answers with
+// the IDs it inserted when returning is set.
+func insertEventsSQL(returning bool) func(s *sqlStore, rows int) string {
+	return func(s *sqlStore, rows int) string {
+		var b strings.Builder
+		b.WriteString("INSERT INTO usage_events (" + eventColumns + ") VALUES ")
+		for i := range rows {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			s.values(&b, i*12, 12)
 		}
-		s.values(&b, i*12, 12)
+		b.WriteString(" ON CONFLICT (id) DO NOTHING")
+		if returning {
+			b.WriteString(" RETURNING id")
+		}
+		return b.String()
 	}
-	b.WriteString(" ON CONFLICT (id) DO NOTHING RETURNING id")
-	return b.String()
 }
 
 type rollupKey struct {
@@ -216,7 +293,7 @@ func (s *sqlStore) upsertRollups(ctx context.Context, tx *sql.Tx, rollups map[ro
 		if err != nil {
 			return err
 		}
-		args := make([]any, 0, len(chunk)*11)
+		args := make([]any, 0, len(chunk)*rollupColumns)
 		for _, k := range chunk {
 			t := rollups[k]
 			args = append(args, k.hour, k.project, k.keyID, k.service, k.model, k.endpoint,
@@ -229,6 +306,24 @@ func (s *sqlStore) upsertRollups(ctx context.Context, tx *sql.Tx, rollups map[ro
 	return nil
 }
 
+// rollupColumns is the number of columns an upsert of rollups writes.
+const rollupColumns = 11
+
+func upsertActivitySQL(s *sqlStore, rows int) string {
+	var b strings.Builder
+	b.WriteString("INSERT INTO usage_key_activity (project, key_id, last_ts, updated) VALUES ")
+	for i := range rows {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		s.values(&b, i*4, 4)
+	}
+	b.WriteString(` ON CONFLICT (project, key_id) DO UPDATE SET
+		last_ts = ` + s.d.greatest + `(usage_key_activity.last_ts, excluded.last_ts),
+		updated = excluded.updated`)
+	return b.String()
+}
+
 func upsertRollupsSQL(s *sqlStore, rows int) string {
 	var b strings.Builder
 	b.WriteString("INSERT INTO usage_hourly (hour, project, key_id, service, model, endpoint, calls, input_tokens, " +
@@ -237,7 +332,7 @@ func upsertRollupsSQL(s *sqlStore, rows int) string {
 		if i > 0 {
 			b.WriteString(",")
 		}
-		s.values(&b, i*11, 11)
+		s.values(&b, i*rollupColumns, rollupColumns)
 	}
 	b.WriteString(` ON CONFLICT (hour, project, key_id, service, model, endpoint) DO UPDATE SET
 		calls = usage_hourly.calls + excluded.calls,
@@ -246,6 +341,31 @@ func upsertRollupsSQL(s *sqlStore, rows int) string {
 		video_seconds = usage_hourly.video_seconds + excluded.video_seconds,
 		storage_byte_hours = usage_hourly.storage_byte_hours + excluded.storage_byte_hours`)
 	return b.String()
+}
+
+// upsertActivity records when each key of the batch was used and stored,
+// in key order (no deadlocks between replicas).
+func (s *sqlStore) upsertActivity(ctx context.Context, tx *sql.Tx, activity map[[2]string]time.Time) error {
+	keys := make([][2]string, 0, len(activity))
+	for k := range activity {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b [2]string) int { return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1])) })
+	now := time.Now().UnixMicro()
+	for _, chunk := range splitBatch(keys) {
+		stmt, err := s.prepared(ctx, "activity", len(chunk), upsertActivitySQL)
+		if err != nil {
+			return err
+		}
+		args := make([]any, 0, len(chunk)*4)
+		for _, k := range chunk {
+			args = append(args, k[0], k[1], activity[k].UnixMicro(), now)
+		}
+		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("updating key activity: %w", err)
+		}
+	}
+	return nil
 }
 
 // batchRows are the row counts of the multi-row statements the store
@@ -445,6 +565,27 @@ func (s *sqlStore) Events(ctx context.Context, f EventFilter, fn func(Event) err
 		}
 	}
 	return rows.Err()
+}
+
+// LastUsed implements Store.
+func (s *sqlStore) LastUsed(ctx context.Context, since time.Time) ([]KeyActivity, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT project, key_id, last_ts, updated FROM usage_key_activity WHERE updated >= "+
+		s.d.placeholder(1), since.UnixMicro())
+	if err != nil {
+		return nil, fmt.Errorf("reading key activity: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []KeyActivity
+	for rows.Next() {
+		var a KeyActivity
+		var ts, updated int64
+		if err := rows.Scan(&a.Project, &a.KeyID, &ts, &updated); err != nil {
+			return nil, err
+		}
+		a.Last, a.Stored = time.UnixMicro(ts).UTC(), time.UnixMicro(updated).UTC()
+		out = append(out, a)
+	}
+	return out, rows.Err()
 }
 
 // Prune implements Store.

@@ -11,7 +11,8 @@ type Store interface {
 	// Insert stores the events whose IDs it has not stored before and adds
 	// them to the rollups, all in one transaction: either the whole batch is
 	// stored or none of it. It returns the events that were new, in batch
-	// order (an ID repeated within the batch counts once).
+	// order (an ID repeated within the batch counts once); when all were
+	// new, that is the events slice itself.
 	Insert(ctx context.Context, events []Event) ([]Event, error)
 
 	// Aggregate sums usage over [q.From, q.To) per time bucket and group.
@@ -20,6 +21,11 @@ type Store interface {
 	// Events calls fn for every stored event that matches f, in time order,
 	// streaming (memory does not grow with the number of events).
 	Events(ctx context.Context, f EventFilter, fn func(Event) error) error
+
+	// LastUsed returns every key with events stored at or after since (by
+	// the store's clock, so events delivered late count), with its project,
+	// the time of its latest event among them, and when they were stored.
+	LastUsed(ctx context.Context, since time.Time) ([]KeyActivity, error)
 
 	// Prune deletes raw events before eventsBefore and rollups before
 	// rollupsBefore (retention).
@@ -92,4 +98,14 @@ type EventFilter struct {
 	Filter
 	// Limit caps the number of events; zero means no cap.
 	Limit int
+}
+
+// KeyActivity is when a key was last used.
+type KeyActivity struct {
+	Project string
+	KeyID   string
+	// Last is the time of the key's latest event (by the caller's clock).
+	Last time.Time
+	// Stored is when its latest events were stored (by the store's clock).
+	Stored time.Time
 }

@@ -231,6 +231,27 @@ var storeSuite = []struct {
 			{"2026-11-27T10:00:00Z", `model "x", v2`, "1", "7", "3", "0", "0"},
 		}))
 	}},
+	{"tells which keys were used, by when their events were stored", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		_, err := s.Insert(ctx, []usage.Event{event("3", t0.Add(-time.Hour), "p2", "k2", "m", 1, 0)})
+		g.Expect(err).NotTo(HaveOccurred())
+		time.Sleep(10 * time.Millisecond)
+		since := time.Now()
+		// Late events (old event times) stored after since count.
+		_, err = s.Insert(ctx, []usage.Event{
+			event("1", t0.AddDate(0, 0, -2), "p1", "k1", "m", 1, 0),
+			event("2", t0.AddDate(0, 0, -2).Add(time.Minute), "p1", "k1", "m", 1, 0),
+		})
+		g.Expect(err).NotTo(HaveOccurred())
+		active, err := s.LastUsed(ctx, since)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(active).To(HaveLen(1))
+		g.Expect(active[0].Project).To(Equal("p1"))
+		g.Expect(active[0].KeyID).To(Equal("k1"))
+		g.Expect(active[0].Last).To(Equal(t0.AddDate(0, 0, -2).Add(time.Minute)))
+		g.Expect(active[0].Stored).To(BeTemporally(">=", since.Truncate(time.Microsecond)))
+	}},
 	{"prunes raw events and rollups on separate windows", func(t *testing.T, s usage.Store) {
 		g := NewWithT(t)
 		ctx := context.Background()
