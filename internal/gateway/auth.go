@@ -130,11 +130,12 @@ func checkKey(k *hubv1.APIKey, digest string, now time.Time) verdict {
 func (g *Gateway) checkContext(ctx context.Context, v verdict, r *http.Request, now time.Time) verdict {
 	k := v.key
 	project := &hubv1.Project{}
-	if err := g.Cache.Get(ctx, client.ObjectKey{Name: k.Namespace}, project); err != nil {
+	// The cache's objects are read, never changed, so they are not copied.
+	if err := g.Cache.Get(ctx, client.ObjectKey{Name: k.Namespace}, project, client.UnsafeDisableDeepCopy); err != nil {
 		return refuse(http.StatusUnauthorized, reasonUnknownKey, "invalid_request_error", "This API key's project does not exist.")
 	}
 	org := &hubv1.Organization{}
-	hasOrg := g.Cache.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org) == nil
+	hasOrg := g.Cache.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org, client.UnsafeDisableDeepCopy) == nil
 	switch {
 	case project.Spec.Archived:
 		return refuse(http.StatusForbidden, reasonArchived, "permission_error",

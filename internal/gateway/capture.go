@@ -119,17 +119,8 @@ func (c *capture) result() (u *tokenUsage, model string) {
 
 // lastObject decodes the value after the last occurrence of key in b.
 func lastObject[T any](b []byte, key string) *T {
-	i := bytes.LastIndex(b, []byte(key))
-	if i < 0 {
-		return nil
-	}
-	rest := bytes.TrimLeft(b[i+len(key):], " \t\r\n")
-	rest, ok := bytes.CutPrefix(rest, []byte(":"))
-	if !ok {
-		return nil
-	}
 	var v T
-	if json.NewDecoder(bytes.NewReader(rest)).Decode(&v) != nil {
+	if !decodeAfter(b, bytes.LastIndex(b, []byte(key)), len(key), &v) {
 		return nil
 	}
 	return &v
@@ -137,20 +128,69 @@ func lastObject[T any](b []byte, key string) *T {
 
 // firstString decodes the string after the first occurrence of key in b.
 func firstString(b []byte, key string) string {
-	i := bytes.Index(b, []byte(key))
+	var s string
+	decodeAfter(b, bytes.Index(b, []byte(key)), len(key), &s)
+	return s
+}
+
+// decodeAfter decodes into v the JSON value that follows the key found at
+// b[i:i+n] and a colon.
+func decodeAfter(b []byte, i, n int, v any) bool {
 	if i < 0 {
-		return ""
+		return false
 	}
-	rest := bytes.TrimLeft(b[i+len(key):], " \t\r\n")
+	rest := bytes.TrimLeft(b[i+n:], " \t\r\n")
 	rest, ok := bytes.CutPrefix(rest, []byte(":"))
 	if !ok {
-		return ""
+		return false
 	}
-	var s string
-	if json.NewDecoder(bytes.NewReader(rest)).Decode(&s) != nil {
-		return ""
+	rest = bytes.TrimLeft(rest, " \t\r\n")
+	end := valueEnd(rest)
+	return end > 0 && json.Unmarshal(rest[:end], v) == nil
+}
+
+// valueEnd returns the length of the JSON value at the start of b (which is
+// followed by more of the document), or -1 if b ends inside it. It only
+// finds the value's end; json.Unmarshal checks it.
+func valueEnd(b []byte) int {
+	depth, inString := 0, false
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+				if depth == 0 {
+					return i + 1
+				}
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // a number, true, false or null ended by its container
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
 	}
-	return s
+	if depth == 0 && !inString {
+		return len(b)
+	}
+	return -1
 }
 
 // meteredBody passes a response body through to the client and calls done,

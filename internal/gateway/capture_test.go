@@ -89,3 +89,19 @@ func TestMeteredBodyReportsOnce(t *testing.T) {
 		t.Fatalf("done called %d times, want 1", calls)
 	}
 }
+
+func TestValueEnd(t *testing.T) {
+	for in, want := range map[string]int{
+		`{"a":{"b":[1,2]},"c":"}"},"next":1}`: 25,
+		`"a \"quoted\" } string", "x"`:        23,
+		`12, "x"`:                             2,
+		`null}`:                               4,
+		`true`:                                4,
+		`{"open": [1, 2`:                      -1,
+		`"unterminated`:                       -1,
+	} {
+		if got := valueEnd([]byte(in)); got != want {
+			t.Errorf("valueEnd(%s) = %d, want %d", in, got, want)
+		}
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"math"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -87,9 +89,31 @@ func (g *Gateway) Init() {
 			g.Metrics.upstreamErrors.Inc()
 			writeOpenAIError(w, http.StatusBadGateway, "api_error", "The upstream model API is unreachable; retry later.", 0)
 		},
-		// Server-sent events reach the client as they come.
-		FlushInterval: -1,
+		// FlushInterval stays 0: the proxy flushes server-sent events and
+		// bodies of unknown length as they come, and buffers the rest.
+		Transport:  UpstreamTransport(),
+		BufferPool: bufferPool{},
 	}
+}
+
+// bufferPool lends the proxy its copy buffers, which it would otherwise
+// allocate (32 KiB) for every response.
+type bufferPool struct{}
+
+var copyBuffers = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+func (bufferPool) Get() []byte  { return copyBuffers.Get().(*[32 << 10]byte)[:] }
+func (bufferPool) Put(b []byte) { copyBuffers.Put((*[32 << 10]byte)(b)) }
+
+// UpstreamTransport is the transport to the upstream model API. All of the
+// gateway's traffic goes to that one host, so it keeps many idle
+// connections to it: with the default of 2, a busy gateway would open and
+// close a connection for most calls.
+func UpstreamTransport() *http.Transport {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 1024
+	tr.MaxIdleConnsPerHost = 1024
+	return tr
 }
 
 // ServeHTTP authenticates, forwards and meters one request.
@@ -164,7 +188,7 @@ func prepareBody(r *http.Request, c *call) error {
 	if r.Body == nil || r.Method != http.MethodPost || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
 		return nil
 	}
-	raw, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
+	raw, err := readBody(r)
 	_ = r.Body.Close()
 	if err != nil {
 		return err
@@ -172,13 +196,9 @@ func prepareBody(r *http.Request, c *call) error {
 	if len(raw) > maxRequestBody {
 		return errTooLarge
 	}
-	var body map[string]any
-	if json.Unmarshal(raw, &body) == nil {
-		readMetering(body, c)
-		if askForStreamUsage(body, r.URL.Path) {
-			if rewritten, err := json.Marshal(body); err == nil {
-				raw = rewritten
-			}
+	if m, ok := readMetering(raw, c); ok && m.needsStreamUsage(r.URL.Path) {
+		if rewritten, err := withStreamUsage(raw); err == nil {
+			raw = rewritten
 		}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(raw))
@@ -187,34 +207,78 @@ func prepareBody(r *http.Request, c *call) error {
 	return nil
 }
 
-// readMetering takes the model and, for video, the duration from a request.
-func readMetering(body map[string]any, c *call) {
-	c.model, _ = body["model"].(string)
-	if c.service != pricing.Video {
-		return
+// readBody reads a request body of at most maxRequestBody+1 bytes, in one
+// allocation when the client said how long it is.
+func readBody(r *http.Request) ([]byte, error) {
+	limited := io.LimitReader(r.Body, maxRequestBody+1)
+	if r.ContentLength <= 0 || r.ContentLength > maxRequestBody {
+		return io.ReadAll(limited)
 	}
-	c.seconds = 6 // the API's default duration
-	if d, ok := body["duration"].(float64); ok && d > 0 && d < math.MaxInt32 {
-		c.seconds = int64(d)
-	}
+	buf := bytes.NewBuffer(make([]byte, 0, r.ContentLength+1))
+	_, err := buf.ReadFrom(limited)
+	return buf.Bytes(), err
 }
 
-// askForStreamUsage sets stream_options.include_usage on a streamed chat
-// completion request that lacks it, and reports whether it did.
-func askForStreamUsage(body map[string]any, path string) bool {
-	if stream, _ := body["stream"].(bool); !stream || !strings.HasSuffix(path, "/chat/completions") {
-		return false
+// requestMeta is what the gateway reads from a request body. Decoding into
+// it, rather than into a generic map, allocates nothing for the messages.
+type requestMeta struct {
+	Model         string   `json:"model"`
+	Stream        bool     `json:"stream"`
+	Duration      *float64 `json:"duration"`
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+}
+
+// readMetering takes the model and, for video, the duration from a request
+// body. A field of an unexpected type is left out; a body that is not JSON
+// is not metered from the request (the response still is).
+func readMetering(raw []byte, c *call) (requestMeta, bool) {
+	var m requestMeta
+	if err := json.Unmarshal(raw, &m); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if !errors.As(err, &typeErr) {
+			return m, false
+		}
 	}
-	opts, _ := body["stream_options"].(map[string]any)
-	if opts == nil {
-		opts = map[string]any{}
+	c.model = m.Model
+	if c.service == pricing.Video {
+		c.seconds = 6 // the API's default duration
+		if d := m.Duration; d != nil && *d > 0 && *d < math.MaxInt32 {
+			c.seconds = int64(*d)
+		}
 	}
-	if include, _ := opts["include_usage"].(bool); include {
-		return false
+	return m, true
+}
+
+// needsStreamUsage tells whether a request is a streamed chat completion
+// that does not ask for usage in its last chunk.
+func (m requestMeta) needsStreamUsage(path string) bool {
+	return m.Stream && strings.HasSuffix(path, "/chat/completions") && (m.StreamOptions == nil || !m.StreamOptions.IncludeUsage)
+}
+
+// withStreamUsage sets stream_options.include_usage in a request body,
+// keeping every other field as it was.
+func withStreamUsage(raw []byte) ([]byte, error) {
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &body); err != nil {
+		return nil, err
 	}
-	opts["include_usage"] = true
-	body["stream_options"] = opts
-	return true
+	opts := map[string]json.RawMessage{}
+	if existing, ok := body["stream_options"]; ok {
+		// Not an object (null, say): replaced by one.
+		_ = json.Unmarshal(existing, &opts)
+		if opts == nil {
+			opts = map[string]json.RawMessage{}
+		}
+	}
+	opts["include_usage"] = json.RawMessage("true")
+	encoded, err := json.Marshal(opts)
+	if err != nil {
+		return nil, err
+	}
+	body["stream_options"] = encoded
+	return json.Marshal(body)
 }
 
 var errTooLarge = &requestError{"the request body is larger than 16 MiB"}
