@@ -8,13 +8,17 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -47,6 +51,9 @@ type projectScope struct {
 	statusBefore hubv1.ProjectStatus
 	// namespace is the project's namespace when it exists and is owned.
 	namespace *corev1.Namespace
+	// capReached is the CapReached condition of the project or, failing
+	// that, of the organization, when one is True.
+	capReached *metav1.Condition
 }
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=projects,verbs=get;list;watch;patch
@@ -73,6 +80,9 @@ func (r *ProjectReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		return ctrl.Result{}, err
 	}
 	if err := r.reconcileNamespace(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.readCapReached(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
 	computeProjectStatus(s)
@@ -175,6 +185,23 @@ func (r *ProjectReconciler) reconcileDelete(ctx context.Context, s *projectScope
 	return nil
 }
 
+// readCapReached finds whether a Hard spending cap stops the project: its
+// own CapReached condition, or the organization's.
+func (r *ProjectReconciler) readCapReached(ctx context.Context, s *projectScope) error {
+	if c := meta.FindStatusCondition(s.project.Status.Conditions, hubv1.CapReachedCondition); c != nil && c.Status == metav1.ConditionTrue {
+		s.capReached = c
+		return nil
+	}
+	org := &hubv1.Organization{}
+	if err := r.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	if c := meta.FindStatusCondition(org.Status.Conditions, hubv1.CapReachedCondition); c != nil && c.Status == metav1.ConditionTrue {
+		s.capReached = c
+	}
+	return nil
+}
+
 // getNamespace returns the named namespace, or nil when it does not exist.
 // The cache holds only project namespaces, so a miss is confirmed against the
 // API server: a foreign namespace, or one created moments ago, is not lost.
@@ -214,13 +241,43 @@ func (r *ProjectReconciler) patchStatus(ctx context.Context, s *projectScope) er
 
 // SetupWithManager registers the controller. Namespaces are watched through
 // their project label, so that the deletion of a namespace (ours, or one left
-// by an earlier project of the same name) wakes the right Project.
+// by an earlier project of the same name) wakes the right Project. The
+// Organization is watched for an organization-wide cap that stops, or stops
+// stopping, every project.
 func (r *ProjectReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&hubv1.Project{}).
 		Watches(&corev1.Namespace{}, handler.EnqueueRequestsFromMapFunc(projectForNamespace)).
+		Watches(&hubv1.Organization{}, handler.EnqueueRequestsFromMapFunc(r.allProjects),
+			builder.WithPredicates(capReachedChanged())).
 		Named("project").
 		Complete(r)
+}
+
+func (r *ProjectReconciler) allProjects(ctx context.Context, _ client.Object) []reconcile.Request {
+	projects := &hubv1.ProjectList{}
+	if err := r.List(ctx, projects); err != nil {
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(projects.Items))
+	for i := range projects.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: types.NamespacedName{Name: projects.Items[i].Name}})
+	}
+	return reqs
+}
+
+// capReachedChanged passes changes of an object's CapReached condition.
+func capReachedChanged() predicate.Predicate {
+	reached := func(obj client.Object) bool {
+		org, ok := obj.(*hubv1.Organization)
+		return ok && meta.IsStatusConditionTrue(org.Status.Conditions, hubv1.CapReachedCondition)
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return reached(e.Object) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return reached(e.Object) },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return reached(e.ObjectOld) != reached(e.ObjectNew) },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
 }
 
 func projectForNamespace(_ context.Context, obj client.Object) []reconcile.Request {

@@ -29,6 +29,12 @@ func computeProjectStatus(s *projectScope) {
 		status.Namespace = s.namespace.Name
 		s.setCondition(hubv1.ReadyCondition, metav1.ConditionTrue, hubv1.ArchivedReason,
 			"the project is archived: its API keys are suspended and no new keys can be created")
+	case s.capReached != nil:
+		// The usage server marks the project (or the organization) when a
+		// Hard cap is exhausted; the phase follows, and the keys with it.
+		status.Phase = hubv1.ProjectCapReached
+		status.Namespace = s.namespace.Name
+		s.setCondition(hubv1.ReadyCondition, metav1.ConditionTrue, hubv1.CapReachedReason, s.capReached.Message)
 	default:
 		status.Phase = hubv1.ProjectActive
 		status.Namespace = s.namespace.Name

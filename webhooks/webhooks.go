@@ -13,11 +13,12 @@ var (
 	projectResource  = hubv1.GroupVersion.WithResource("projects").GroupResource()
 	organizationKind = hubv1.GroupVersion.WithKind("Organization").GroupKind()
 	apiKeyKind       = hubv1.GroupVersion.WithKind("APIKey").GroupKind()
+	spendingCapKind  = hubv1.GroupVersion.WithKind("SpendingCap").GroupKind()
 )
 
 // SetupWithManager registers every admission webhook with the manager's
-// webhook server.
-func SetupWithManager(mgr ctrl.Manager) error {
+// webhook server. hubNamespace is the hub's own namespace.
+func SetupWithManager(mgr ctrl.Manager, hubNamespace string) error {
 	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.Project{}).
 		WithValidator(&ProjectValidator{Reader: mgr.GetAPIReader()}).
 		Complete(); err != nil {
@@ -25,6 +26,14 @@ func SetupWithManager(mgr ctrl.Manager) error {
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.APIKey{}).
 		WithValidator(&APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).
+		Complete(); err != nil {
+		return err
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.SpendingCap{}).
+		WithValidator(&SpendingCapValidator{
+			Projects:     &APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
+			HubNamespace: hubNamespace,
+		}).
 		Complete(); err != nil {
 		return err
 	}

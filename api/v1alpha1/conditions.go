@@ -27,6 +27,12 @@ const (
 	// default price for models it does not list.
 	PricingIncompleteCondition = "PricingIncomplete"
 
+	// CapReachedCondition (abnormal-true) is True on a Project (its Hard
+	// spending cap is exhausted), on the Organization (an organization-wide
+	// Hard cap is) and on the SpendingCap itself, while the gateway refuses
+	// the traffic it covers. The usage server sets and clears it.
+	CapReachedCondition = "CapReached"
+
 	// DeliveredCondition (positive) is True when an APIKey's external delivery
 	// (an External Secrets Operator PushSecret) is in place.
 	DeliveredCondition = "Delivered"

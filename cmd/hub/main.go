@@ -76,6 +76,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one replica to run the controllers.")
 	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election lease (default: the pod's namespace).")
+	f.StringVar(&opts.HubNamespace, "hub-namespace", operator.DefaultHubNamespace, "The hub's own namespace: SpendingCaps there cap the whole organization.")
 	f.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving tls.crt and tls.key.")
 	f.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	return cmd
@@ -107,6 +108,7 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	f.DurationVar(&opts.EventRetention, "event-retention", 90*24*time.Hour, "How long raw usage events are kept.")
 	f.DurationVar(&opts.RollupRetention, "rollup-retention", 400*24*time.Hour, "How long hourly usage rollups are kept (at least 13 months for year-on-year reports).")
+	f.StringVar(&opts.HubNamespace, "hub-namespace", server.DefaultHubNamespace, "The hub's own namespace: its SpendingCaps cap the whole organization.")
 	f.DurationVar(&opts.StatusInterval, "status-interval", 10*time.Second, "How often usage goes to Project and APIKey status.")
 	f.IntVar(&opts.StatusWritesPerSecond, "status-writes-per-second", 5, "Average bound on those status writes, over all projects and keys.")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one replica for work done once (retention, usage on status).")

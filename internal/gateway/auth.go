@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -140,10 +141,16 @@ func (g *Gateway) checkContext(ctx context.Context, v verdict, r *http.Request, 
 	case project.Spec.Archived:
 		return refuse(http.StatusForbidden, reasonArchived, "permission_error",
 			fmt.Sprintf("Project %q is archived; its API keys are suspended.", project.Name))
-	case project.Status.Phase == hubv1.ProjectCapReached:
+	case capReached(project, org, hasOrg):
+		// The usage server's mark is read directly, not through the phase
+		// the manager derives from it: one hop less to the first 429.
 		out := refuse(http.StatusTooManyRequests, reasonCapReached, "insufficient_quota",
 			fmt.Sprintf("Project %q has reached its spending cap for this billing cycle.", project.Name))
-		if hasOrg && org.Status.CurrentCycle != nil {
+		// Retry at the next cycle: the organization's, or the next calendar
+		// month (UTC) while there is no organization, as the caps count it.
+		u := now.UTC()
+		out.retryAfter = time.Date(u.Year(), u.Month()+1, 1, 0, 0, 0, 0, time.UTC).Sub(now)
+		if hasOrg && org.Status.CurrentCycle != nil && org.Status.CurrentCycle.End.After(now) {
 			out.retryAfter = org.Status.CurrentCycle.End.Sub(now)
 		}
 		return out
@@ -157,6 +164,14 @@ func (g *Gateway) checkContext(ctx context.Context, v verdict, r *http.Request, 
 			fmt.Sprintf("This API key has the %s scope, which cannot call %s %s; use a Standard key.", k.Spec.Scope, r.Method, r.URL.Path))
 	}
 	return v
+}
+
+// capReached tells whether a Hard cap of the project or of the organization
+// is exhausted.
+func capReached(project *hubv1.Project, org *hubv1.Organization, hasOrg bool) bool {
+	return project.Status.Phase == hubv1.ProjectCapReached ||
+		meta.IsStatusConditionTrue(project.Status.Conditions, hubv1.CapReachedCondition) ||
+		(hasOrg && meta.IsStatusConditionTrue(org.Status.Conditions, hubv1.CapReachedCondition))
 }
 
 // scopeAllows: Read keys may only read (GET, HEAD); Standard and Admin keys

@@ -39,7 +39,9 @@ type Shipper struct {
 	// SpoolDir keeps events the server could not take yet.
 	SpoolDir string
 	// BatchEvents and FlushInterval bound how long an event waits before
-	// it is sent: whichever comes first. Defaults 1000 and 1s.
+	// it is sent: whichever comes first. Defaults 1000 and 250ms: a call
+	// that exhausts a Hard spending cap reaches the cap's evaluation in a
+	// quarter of a second.
 	BatchEvents   int
 	FlushInterval time.Duration
 	// MemoryEvents is how many events may wait in memory; more go to disk.
@@ -71,7 +73,7 @@ func (s *Shipper) init() {
 			s.BatchEvents = 1000
 		}
 		if s.FlushInterval == 0 {
-			s.FlushInterval = time.Second
+			s.FlushInterval = 250 * time.Millisecond
 		}
 		if s.MemoryEvents == 0 {
 			s.MemoryEvents = 100_000

@@ -52,6 +52,9 @@ type Options struct {
 	Webhook webhook.Options
 	// Clock tells the time; tests pass a fake one. Nil means the real clock.
 	Clock clock.PassiveClock
+	// HubNamespace is the hub's own namespace, where SpendingCaps cap the
+	// whole organization; default DefaultHubNamespace.
+	HubNamespace string
 	// SkipControllerNameValidation lets a process build more than one manager
 	// (controller names are otherwise unique per process); tests use it.
 	SkipControllerNameValidation bool
@@ -59,6 +62,9 @@ type Options struct {
 	// one to inject faults.
 	NewClient client.NewClientFunc
 }
+
+// DefaultHubNamespace is the namespace the hub is installed in.
+const DefaultHubNamespace = "hub-system"
 
 // Scheme returns a scheme with the Kubernetes built-in types and the hub's.
 func Scheme() *runtime.Scheme {
@@ -121,7 +127,11 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err := controllers.SetupWithManager(mgr, controllers.Options{Clock: opts.Clock}); err != nil {
 		return nil, err
 	}
-	if err := webhooks.SetupWithManager(mgr); err != nil {
+	hubNamespace := opts.HubNamespace
+	if hubNamespace == "" {
+		hubNamespace = DefaultHubNamespace
+	}
+	if err := webhooks.SetupWithManager(mgr, hubNamespace); err != nil {
 		return nil, fmt.Errorf("setting up webhooks: %w", err)
 	}
 	// Key metrics come from the leader only, so that replicas do not export

@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/caps"
 	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/pricing"
@@ -65,7 +66,18 @@ type Options struct {
 	StatusInterval time.Duration
 	// StatusWritesPerSecond bounds those writes; default 5.
 	StatusWritesPerSecond int
+	// HubNamespace is the hub's own namespace, whose SpendingCaps cap the
+	// whole organization; default hub-system.
+	HubNamespace string
+	// Clock tells the time to the cap evaluation; nil means the real clock.
+	Clock clock.PassiveClock
+	// CapResync is the longest a SpendingCap goes without evaluation;
+	// default 1m.
+	CapResync time.Duration
 }
+
+// DefaultHubNamespace is the namespace the hub is installed in.
+const DefaultHubNamespace = operator.DefaultHubNamespace
 
 // OpenStore opens the store a URL names: "sqlite:<path>" or postgres://.
 func OpenStore(ctx context.Context, url string) (usage.Store, error) {
@@ -125,10 +137,38 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	}); err != nil {
 		return nil, nil, err
 	}
+	if err := setupCaps(mgr, s, opts); err != nil {
+		return nil, nil, err
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, nil, err
 	}
 	return mgr, store, nil
+}
+
+// setupCaps runs the SpendingCap evaluation, driven by the server's ingest.
+func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
+	if opts.HubNamespace == "" {
+		opts.HubNamespace = DefaultHubNamespace
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	r := &caps.Reconciler{
+		Client: mgr.GetClient(), Store: s.Store, Clock: opts.Clock, HubNamespace: opts.HubNamespace,
+		Log: ctrl.Log.WithName("spendingcap"), Resync: opts.CapResync,
+		Prices: func() *pricing.PriceList {
+			if p := s.prices.Load(); p != nil && p.List != nil {
+				return p.List
+			}
+			return emptyPrices
+		},
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return err
+	}
+	s.OnIngest = r.Ingested
+	return nil
 }
 
 func metricsOptions(opts Options) metricsserver.Options {

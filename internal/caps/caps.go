@@ -1,0 +1,332 @@
+// Package caps evaluates SpendingCaps in the server role, next to the usage
+// store: it turns a cap's usage in the current billing cycle into spend,
+// writes the cap's status, and at 100% of a Hard cap marks the project (or
+// the organization) CapReached, which the gateway enforces.
+//
+// Evaluation is driven by ingest: a stored batch that touches a project
+// queues that project's caps and the organization's. It also runs when a cap
+// or the Organization changes (a raised limit, a new cycle), and at least
+// every minute.
+package caps
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/shopspring/decimal"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// Reconciler evaluates SpendingCaps.
+//
+// It sets these conditions on a SpendingCap:
+//   - Ready: True when the cap was evaluated against the store.
+//   - CapReached: True while a Hard cap is exhausted and its traffic is
+//     refused; absent otherwise.
+//
+// and CapReached on the Project (a project cap) or the Organization (a cap
+// in the hub's namespace) while any of their Hard caps is exhausted.
+type Reconciler struct {
+	client.Client
+	Store usage.Store
+	// Prices returns the organization's price list.
+	Prices func() *pricing.PriceList
+	Clock  clock.PassiveClock
+	// HubNamespace holds the organization's caps.
+	HubNamespace string
+	Log          logr.Logger
+	// StatusInterval bounds how often a cap's figures are written when only
+	// they change (default 10s); a change of state is written at once.
+	StatusInterval time.Duration
+	// Resync is the longest a cap goes without evaluation (default 1m); at
+	// the latest then, a new cycle lifts a stop.
+	Resync time.Duration
+
+	ingested chan event.GenericEvent
+	mu       sync.Mutex
+	written  map[types.UID]time.Time
+}
+
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=spendingcaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=spendingcaps/status;organizations/status,verbs=get;patch
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=projects,verbs=get;list;watch
+
+// Ingested queues the caps that cover the given projects. It never blocks
+// ingest: the queue collapses repeated requests for the same cap.
+func (r *Reconciler) Ingested(projects []string) {
+	caps := &hubv1.SpendingCapList{}
+	if err := r.List(context.Background(), caps); err != nil {
+		r.Log.Error(err, "Listing spending caps after ingest")
+		return
+	}
+	touched := map[string]bool{}
+	for _, p := range projects {
+		touched[p] = true
+	}
+	for i := range caps.Items {
+		c := &caps.Items[i]
+		if c.Namespace == r.HubNamespace || touched[c.Namespace] {
+			select {
+			case r.ingested <- event.GenericEvent{Object: c}:
+			default: // the queue is full: the resync comes soon
+			}
+		}
+	}
+}
+
+// Reconcile evaluates one cap.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	org := &hubv1.Organization{}
+	if err := r.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); client.IgnoreNotFound(err) != nil {
+		return ctrl.Result{}, err
+	}
+	capObj := &hubv1.SpendingCap{}
+	if err := r.Get(ctx, req.NamespacedName, capObj); apierrors.IsNotFound(err) {
+		// A deleted cap stops nothing any more: the mark of what it
+		// covered is recomputed from the caps that remain.
+		return ctrl.Result{}, r.markCovered(ctx, req.Namespace, nil, org)
+	} else if err != nil {
+		return ctrl.Result{}, err
+	}
+	now := r.Clock.Now()
+	cycle := cycleOf(org, now)
+	scope := hubv1.CapScopeProject
+	project := capObj.Namespace
+	if capObj.Namespace == r.HubNamespace {
+		scope, project = hubv1.CapScopeOrganization, ""
+	}
+	e, err := r.evaluate(ctx, capObj, project, cycle, now)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	status := e.status(capObj, scope, project, cycle, now)
+	if err := r.writeStatus(ctx, capObj, status, now); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.markCovered(ctx, capObj.Namespace, capObj, org); err != nil {
+		return ctrl.Result{}, err
+	}
+	resync := r.Resync
+	if resync == 0 {
+		resync = time.Minute
+	}
+	return ctrl.Result{RequeueAfter: min(resync, max(cycle.end.Sub(now), time.Second))}, nil
+}
+
+// writeStatus writes the cap's status when its state changed, or when only
+// its figures did and the last write is StatusInterval old.
+func (r *Reconciler) writeStatus(ctx context.Context, capObj *hubv1.SpendingCap, status hubv1.SpendingCapStatus, now time.Time) error {
+	old := capObj.Status
+	if equality.Semantic.DeepEqual(withoutFigures(old), withoutFigures(status)) {
+		r.mu.Lock()
+		last := r.written[capObj.UID]
+		r.mu.Unlock()
+		if equality.Semantic.DeepEqual(withoutTime(old), withoutTime(status)) || now.Sub(last) < r.statusInterval() {
+			return nil
+		}
+	}
+	before := capObj.DeepCopy()
+	capObj.Status = status
+	if err := r.Status().Patch(ctx, capObj, client.MergeFrom(before)); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	r.mu.Lock()
+	r.written[capObj.UID] = now
+	r.mu.Unlock()
+	return nil
+}
+
+func (r *Reconciler) statusInterval() time.Duration {
+	if r.StatusInterval == 0 {
+		return 10 * time.Second
+	}
+	return r.StatusInterval
+}
+
+// withoutFigures keeps what a change of must be written at once.
+func withoutFigures(s hubv1.SpendingCapStatus) hubv1.SpendingCapStatus {
+	s.Spent, s.Tokens, s.Percent, s.BurnRate, s.ProjectedExhaustion, s.EvaluatedAt = "", 0, 0, nil, nil, nil
+	s.Conditions = append([]metav1.Condition(nil), s.Conditions...) // a copy: the caller's stay as they are
+	for i := range s.Conditions {
+		s.Conditions[i].LastTransitionTime = metav1.Time{}
+	}
+	return s
+}
+
+// withoutTime drops the evaluation time, so unchanged figures are not
+// written again.
+func withoutTime(s hubv1.SpendingCapStatus) hubv1.SpendingCapStatus {
+	s.EvaluatedAt = nil
+	return s
+}
+
+// markCovered sets or clears CapReached on what the caps of a namespace
+// cover: the project, or the organization. It is True while any Hard cap of
+// theirs is exhausted, so one cap that resumes does not lift another's stop.
+// evaluated, when set, is a cap of the namespace with its status just
+// computed.
+func (r *Reconciler) markCovered(ctx context.Context, namespace string, evaluated *hubv1.SpendingCap, org *hubv1.Organization) error {
+	caps := &hubv1.SpendingCapList{}
+	if err := r.List(ctx, caps, client.InNamespace(namespace)); err != nil {
+		return err
+	}
+	var reached []string
+	for i := range caps.Items {
+		c := &caps.Items[i]
+		if evaluated != nil && c.UID == evaluated.UID {
+			c = evaluated
+		}
+		if c.DeletionTimestamp.IsZero() && meta.IsStatusConditionTrue(c.Status.Conditions, hubv1.CapReachedCondition) {
+			reached = append(reached, c.Name)
+		}
+	}
+	if namespace == r.HubNamespace {
+		if org.Name == "" {
+			return nil
+		}
+		return r.setCapReached(ctx, org, &org.Status.Conditions, reached, "the organization")
+	}
+	project := &hubv1.Project{}
+	if err := r.Get(ctx, client.ObjectKey{Name: namespace}, project); err != nil {
+		return client.IgnoreNotFound(err)
+	}
+	return r.setCapReached(ctx, project, &project.Status.Conditions, reached, fmt.Sprintf("project %q", project.Name))
+}
+
+// setCapReached patches the CapReached condition of obj, whose conditions
+// are at conds, guarded by its resource version so that a concurrent status
+// writer's conditions are never lost.
+func (r *Reconciler) setCapReached(ctx context.Context, obj client.Object, conds *[]metav1.Condition, reached []string, what string) error {
+	before := obj.DeepCopyObject().(client.Object)
+	if len(reached) == 0 {
+		if !meta.RemoveStatusCondition(conds, hubv1.CapReachedCondition) {
+			return nil
+		}
+	} else if !meta.SetStatusCondition(conds, metav1.Condition{
+		Type: hubv1.CapReachedCondition, Status: metav1.ConditionTrue, Reason: hubv1.CapReachedReason,
+		ObservedGeneration: obj.GetGeneration(),
+		Message: fmt.Sprintf("%s reached its Hard spending cap %v for this billing cycle: API calls are refused "+
+			"until the cap is raised or the next cycle starts", what, reached),
+	}) {
+		return nil
+	}
+	err := r.Status().Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	if apierrors.IsConflict(err) {
+		return fmt.Errorf("marking %s: %w (retrying)", what, err)
+	}
+	return client.IgnoreNotFound(err)
+}
+
+// SetupWithManager registers the controller. Every replica of the server
+// evaluates the caps its ingest touches; the results are the same whoever
+// writes them.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.ingested = make(chan event.GenericEvent, 1024)
+	r.written = map[types.UID]time.Time{}
+	allCaps := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		caps := &hubv1.SpendingCapList{}
+		if err := r.List(ctx, caps); err != nil {
+			return nil
+		}
+		reqs := make([]reconcile.Request, 0, len(caps.Items))
+		for i := range caps.Items {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&caps.Items[i])})
+		}
+		return reqs
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("spendingcap").
+		For(&hubv1.SpendingCap{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&hubv1.Organization{}, allCaps, builder.WithPredicates(orgCycleOrPricesChanged())).
+		WatchesRawSource(source.Channel(r.ingested, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4, NeedLeaderElection: ptr.To(false)}).
+		Complete(r)
+}
+
+// orgCycleOrPricesChanged passes Organization updates that change the
+// billing cycle or the price list.
+func orgCycleOrPricesChanged() predicate.Predicate {
+	return predicate.Funcs{
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			o, n := e.ObjectOld.(*hubv1.Organization), e.ObjectNew.(*hubv1.Organization)
+			return !equality.Semantic.DeepEqual(o.Status.CurrentCycle, n.Status.CurrentCycle) ||
+				!equality.Semantic.DeepEqual(o.Spec.Pricing, n.Spec.Pricing)
+		},
+	}
+}
+
+// cycle is a billing cycle.
+type cycle struct{ start, end time.Time }
+
+// cycleOf is the organization's current billing cycle, or the calendar month
+// (UTC) when there is no organization yet.
+func cycleOf(org *hubv1.Organization, now time.Time) cycle {
+	if c := org.Status.CurrentCycle; c != nil && !now.Before(c.Start.Time) && now.Before(c.End.Time) {
+		return cycle{start: c.Start.Time, end: c.End.Time}
+	}
+	if c := org.Status.CurrentCycle; c != nil && !now.Before(c.End.Time) {
+		// The organization controller has not rolled the cycle yet: the
+		// old one is over, and nothing of the new one is counted twice.
+		return cycle{start: c.End.Time, end: c.End.AddDate(0, 1, 0)}
+	}
+	u := now.UTC()
+	start := time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC)
+	return cycle{start: start, end: start.AddDate(0, 1, 0)}
+}
+
+// evaluation is a cap's usage in the cycle.
+type evaluation struct {
+	spent, recentSpend   decimal.Decimal
+	tokens, recentTokens int64
+	recent               time.Duration
+}
+
+// evaluate sums the cycle's usage of the project ("" for all) from the
+// store, and that of the last 24 hours for the burn rate.
+func (r *Reconciler) evaluate(ctx context.Context, capObj *hubv1.SpendingCap, project string, c cycle, now time.Time) (evaluation, error) {
+	var e evaluation
+	prices := r.Prices()
+	recentFrom := now.Add(-24 * time.Hour).Truncate(time.Hour)
+	if recentFrom.Before(c.start) {
+		recentFrom = c.start
+	}
+	e.recent = now.Sub(recentFrom)
+	buckets, err := r.Store.Aggregate(ctx, usage.Query{From: c.start, To: now.Add(time.Hour),
+		GroupBy: []usage.Dimension{usage.ByService, usage.ByModel}, Granularity: usage.Hour, Filter: usage.Filter{Project: project}})
+	if err != nil {
+		return e, fmt.Errorf("reading the usage of cap %s/%s: %w", capObj.Namespace, capObj.Name, err)
+	}
+	for _, b := range buckets {
+		cost := prices.Cost(pricing.Usage{Service: pricing.Service(b.Group[usage.ByService]), Model: b.Group[usage.ByModel],
+			InputTokens: b.InputTokens, OutputTokens: b.OutputTokens, VideoSeconds: b.VideoSeconds, StorageByteHours: b.StorageByteHours})
+		e.spent = e.spent.Add(cost.Amount)
+		e.tokens += b.Tokens()
+		if !b.Start.Before(recentFrom) {
+			e.recentSpend = e.recentSpend.Add(cost.Amount)
+			e.recentTokens += b.Tokens()
+		}
+	}
+	return e, nil
+}

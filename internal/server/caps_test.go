@@ -1,0 +1,213 @@
+package server_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/caps"
+	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// capsEnv runs the cap evaluation on the real API server, with a fake clock
+// and a store the test writes to directly.
+type capsEnv struct {
+	clock *clocktesting.FakeClock
+	store usage.Store
+	caps  *caps.Reconciler
+	sent  int
+}
+
+func startCaps(t *testing.T, g Gomega, hubNamespace string) *capsEnv {
+	ctx, cancel := context.WithCancel(context.Background())
+	store, err := usage.OpenSQLite(ctx, filepath.Join(t.TempDir(), "usage.db"))
+	g.Expect(err).NotTo(HaveOccurred())
+	prices, err := pricing.New(&hubv1.PriceList{Chat: &hubv1.TokenPricing{Default: &hubv1.TokenPrice{
+		InputPer1MTokens: "1.00", OutputPer1MTokens: "1.00"}}})
+	g.Expect(err).NotTo(HaveOccurred())
+	mgr, err := ctrl.NewManager(cluster.Config, ctrl.Options{Scheme: operator.Scheme(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	g.Expect(err).NotTo(HaveOccurred())
+	e := &capsEnv{clock: clocktesting.NewFakeClock(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)), store: store}
+	e.caps = &caps.Reconciler{Client: mgr.GetClient(), Store: store, Clock: e.clock, HubNamespace: hubNamespace,
+		Log: ctrl.Log, Resync: 200 * time.Millisecond, Prices: func() *pricing.PriceList { return prices }}
+	g.Expect(e.caps.SetupWithManager(mgr)).To(Succeed())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = mgr.Start(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = store.Close()
+	})
+	return e
+}
+
+// spend stores calls of a project with the given tokens (1 money unit per
+// million tokens) and tells the evaluation, as ingest does.
+func (e *capsEnv) spend(g Gomega, project string, calls int, tokens int64) {
+	events := make([]usage.Event, calls)
+	for i := range events {
+		e.sent++
+		events[i] = usage.Event{ID: fmt.Sprintf("%s-%d", project, e.sent), Time: e.clock.Now(),
+			Project: project, KeyID: "AbCdEf0123", Service: pricing.Chat, Endpoint: "/v1/chat/completions",
+			Model: "m", InputTokens: tokens, StatusCode: 200}
+	}
+	_, err := e.store.Insert(context.Background(), events)
+	g.Expect(err).NotTo(HaveOccurred())
+	e.caps.Ingested([]string{project})
+}
+
+func projectWithNamespace(g Gomega, name string) {
+	ctx := context.Background()
+	g.Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+	g.Expect(k8sClient.Create(ctx, &hubv1.Project{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+}
+
+func projectCapReached(g Gomega, name string) bool {
+	p := &hubv1.Project{}
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Name: name}, p)).To(Succeed())
+	return meta.IsStatusConditionTrue(p.Status.Conditions, hubv1.CapReachedCondition)
+}
+
+func getCap(g Gomega, c *hubv1.SpendingCap) *hubv1.SpendingCap {
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKeyFromObject(c), c)).To(Succeed())
+	return c
+}
+
+// TestMoneyCapStopsAndNewCycleResumes: a Hard money cap reaches Warning at
+// its first threshold, then Exceeded at 100%, which marks the project
+// CapReached; the next billing cycle lifts it without anyone acting.
+func TestMoneyCapStopsAndNewCycleResumes(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	e := startCaps(t, g, "caps-hub-a")
+	projectWithNamespace(g, "caps-money")
+	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "caps-money", Name: "budget"},
+		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("10")), Enforcement: hubv1.CapHard}}
+	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
+
+	e.spend(g, "caps-money", 6, 1_000_000) // 6.00 of 10: past the 50% threshold
+	g.Eventually(func(g Gomega) {
+		s := getCap(g, c).Status
+		g.Expect(s.State).To(Equal(hubv1.CapWarning))
+		g.Expect(s.Spent).To(BeEquivalentTo("6"))
+		g.Expect(s.Percent).To(BeEquivalentTo(60))
+		g.Expect(s.Scope).To(Equal(hubv1.CapScopeProject))
+		g.Expect(s.CycleStart.Time).To(BeTemporally("==", time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)))
+		g.Expect(s.CycleEnd.Time).To(BeTemporally("==", time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)))
+		g.Expect(s.BurnRate).NotTo(BeNil())
+		g.Expect(s.ProjectedExhaustion).NotTo(BeNil(), "at the rate of the last 12 hours, 10 is reached before December")
+	}, 10*time.Second).Should(Succeed())
+	g.Expect(projectCapReached(g, "caps-money")).To(BeFalse())
+
+	e.spend(g, "caps-money", 4, 1_000_000) // 10.00 of 10
+	g.Eventually(func(g Gomega) {
+		s := getCap(g, c).Status
+		g.Expect(s.State).To(Equal(hubv1.CapExceeded))
+		g.Expect(meta.IsStatusConditionTrue(s.Conditions, hubv1.CapReachedCondition)).To(BeTrue())
+		g.Expect(projectCapReached(g, "caps-money")).To(BeTrue())
+	}, 10*time.Second).Should(Succeed())
+
+	// The cycle ends (no Organization: the calendar month, UTC).
+	e.clock.SetTime(time.Date(2026, 12, 1, 0, 0, 1, 0, time.UTC))
+	g.Eventually(func(g Gomega) {
+		s := getCap(g, c).Status
+		g.Expect(s.State).To(Equal(hubv1.CapOK))
+		g.Expect(s.Spent).To(BeEquivalentTo("0"))
+		g.Expect(s.CycleStart.Time).To(BeTemporally("==", time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)))
+		g.Expect(projectCapReached(g, "caps-money")).To(BeFalse())
+	}, 10*time.Second).Should(Succeed())
+}
+
+// TestAlertOnlyCapNeverStops: an AlertOnly cap past 100% is Exceeded but
+// stops nothing.
+func TestAlertOnlyCapNeverStops(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	e := startCaps(t, g, "caps-hub-b")
+	projectWithNamespace(g, "caps-alertonly")
+	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "caps-alertonly", Name: "watch"},
+		Spec: hubv1.SpendingCapSpec{TokenLimit: ptr.To[int64](1000)}}
+	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
+	e.spend(g, "caps-alertonly", 3, 500)
+	g.Eventually(func(g Gomega) {
+		s := getCap(g, c).Status
+		g.Expect(s.State).To(Equal(hubv1.CapExceeded))
+		g.Expect(s.Percent).To(BeEquivalentTo(150))
+		g.Expect(s.Tokens).To(BeEquivalentTo(1500))
+	}, 10*time.Second).Should(Succeed())
+	g.Expect(meta.FindStatusCondition(getCap(g, c).Status.Conditions, hubv1.CapReachedCondition)).To(BeNil())
+	g.Consistently(func() bool { return projectCapReached(g, "caps-alertonly") }, time.Second).Should(BeFalse())
+}
+
+// TestOrganizationCapStopsEveryProject: a Hard cap in the hub's namespace
+// counts every project's usage and marks the Organization.
+func TestOrganizationCapStopsEveryProject(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	const hubNS = "caps-hub-c"
+	e := startCaps(t, g, hubNS)
+	g.Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})).To(Succeed())
+	org := &hubv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: hubv1.OrganizationName}}
+	g.Expect(k8sClient.Create(ctx, org)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), org) })
+	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: "org"},
+		Spec: hubv1.SpendingCapSpec{TokenLimit: ptr.To[int64](1000), Enforcement: hubv1.CapHard}}
+	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
+
+	e.spend(g, "caps-org-a", 1, 600)
+	e.spend(g, "caps-org-b", 1, 400)
+	g.Eventually(func(g Gomega) {
+		s := getCap(g, c).Status
+		g.Expect(s.Scope).To(Equal(hubv1.CapScopeOrganization))
+		g.Expect(s.Tokens).To(BeEquivalentTo(1000))
+		g.Expect(s.State).To(Equal(hubv1.CapExceeded))
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(org.Status.Conditions, hubv1.CapReachedCondition)).To(BeTrue())
+	}, 10*time.Second).Should(Succeed())
+
+	// Raising it lifts the stop.
+	patch := client.MergeFrom(c.DeepCopy())
+	c.Spec.TokenLimit = ptr.To[int64](5000)
+	g.Expect(k8sClient.Patch(ctx, c, patch)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
+		g.Expect(meta.FindStatusCondition(org.Status.Conditions, hubv1.CapReachedCondition)).To(BeNil())
+		g.Expect(getCap(g, c).Status.Percent).To(BeEquivalentTo(20))
+	}, 10*time.Second).Should(Succeed())
+}
+
+// TestDeletedCapStopsNothing: deleting an exhausted Hard cap lifts the stop
+// it put on its project.
+func TestDeletedCapStopsNothing(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	e := startCaps(t, g, "caps-hub-d")
+	projectWithNamespace(g, "caps-deleted")
+	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "caps-deleted", Name: "tiny"},
+		Spec: hubv1.SpendingCapSpec{TokenLimit: ptr.To[int64](10), Enforcement: hubv1.CapHard}}
+	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
+	e.spend(g, "caps-deleted", 1, 20)
+	g.Eventually(func() bool { return projectCapReached(g, "caps-deleted") }, 10*time.Second).Should(BeTrue())
+	g.Expect(k8sClient.Delete(ctx, c)).To(Succeed())
+	g.Eventually(func() bool { return projectCapReached(g, "caps-deleted") }, 10*time.Second).Should(BeFalse())
+}
