@@ -14,11 +14,15 @@ var (
 	organizationKind = hubv1.GroupVersion.WithKind("Organization").GroupKind()
 	apiKeyKind       = hubv1.GroupVersion.WithKind("APIKey").GroupKind()
 	spendingCapKind  = hubv1.GroupVersion.WithKind("SpendingCap").GroupKind()
+
+	notificationChannelKind = hubv1.GroupVersion.WithKind("NotificationChannel").GroupKind()
 )
 
 // SetupWithManager registers every admission webhook with the manager's
-// webhook server. hubNamespace is the hub's own namespace.
-func SetupWithManager(mgr ctrl.Manager, hubNamespace string) error {
+// webhook server. hubNamespace is the hub's own namespace; devMode accepts
+// plain http webhook URLs.
+func SetupWithManager(mgr ctrl.Manager, hubNamespace string, devMode bool) error {
+	projects := &APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
 	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.Project{}).
 		WithValidator(&ProjectValidator{Reader: mgr.GetAPIReader()}).
 		Complete(); err != nil {
@@ -30,10 +34,12 @@ func SetupWithManager(mgr ctrl.Manager, hubNamespace string) error {
 		return err
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.SpendingCap{}).
-		WithValidator(&SpendingCapValidator{
-			Projects:     &APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader()},
-			HubNamespace: hubNamespace,
-		}).
+		WithValidator(&SpendingCapValidator{Projects: projects, HubNamespace: hubNamespace}).
+		Complete(); err != nil {
+		return err
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.NotificationChannel{}).
+		WithValidator(&NotificationChannelValidator{Projects: projects, HubNamespace: hubNamespace, AllowHTTP: devMode}).
 		Complete(); err != nil {
 		return err
 	}

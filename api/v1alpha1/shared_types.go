@@ -37,7 +37,8 @@ const (
 	KeyLifetimeNever   KeyLifetime = "Never"
 )
 
-// SecretKeyRef names one key of a Secret in the hub's own namespace.
+// SecretKeyRef names one key of a Secret; the field that holds it says in
+// which namespace (the hub's own, or the referring object's).
 type SecretKeyRef struct {
 	// name is the name of the Secret.
 	// +required

@@ -85,6 +85,7 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 		MetricsAddr: metricsAddr,
 		ProbeAddr:   "0",
 		Webhook:     cluster.WebhookServerOptions(),
+		DevMode:     true,
 
 		SkipControllerNameValidation: opts.SkipControllerNameValidation,
 	})

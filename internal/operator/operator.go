@@ -55,6 +55,9 @@ type Options struct {
 	// HubNamespace is the hub's own namespace, where SpendingCaps cap the
 	// whole organization; default DefaultHubNamespace.
 	HubNamespace string
+	// DevMode relaxes checks meant for production that a laptop cannot
+	// meet: NotificationChannel webhooks may use plain http.
+	DevMode bool
 	// SkipControllerNameValidation lets a process build more than one manager
 	// (controller names are otherwise unique per process); tests use it.
 	SkipControllerNameValidation bool
@@ -131,7 +134,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if hubNamespace == "" {
 		hubNamespace = DefaultHubNamespace
 	}
-	if err := webhooks.SetupWithManager(mgr, hubNamespace); err != nil {
+	if err := webhooks.SetupWithManager(mgr, hubNamespace, opts.DevMode); err != nil {
 		return nil, fmt.Errorf("setting up webhooks: %w", err)
 	}
 	// Key metrics come from the leader only, so that replicas do not export
