@@ -319,8 +319,7 @@ func (r *Reconciler) evaluate(ctx context.Context, capObj *hubv1.SpendingCap, pr
 		return e, fmt.Errorf("reading the usage of cap %s/%s: %w", capObj.Namespace, capObj.Name, err)
 	}
 	for _, b := range buckets {
-		cost := prices.Cost(pricing.Usage{Service: pricing.Service(b.Group[usage.ByService]), Model: b.Group[usage.ByModel],
-			InputTokens: b.InputTokens, OutputTokens: b.OutputTokens, VideoSeconds: b.VideoSeconds, StorageByteHours: b.StorageByteHours})
+		cost := prices.Cost(b.PricingUsage())
 		e.spent = e.spent.Add(cost.Amount)
 		e.tokens += b.Tokens()
 		if !b.Start.Before(recentFrom) {

@@ -254,8 +254,7 @@ func (w *StatusWriter) summarize(ctx context.Context, project string, now time.T
 	projectSum := newSummary(cycleStart, now)
 	keySums := map[string]*summary{}
 	for _, b := range buckets {
-		cost := prices.Cost(pricing.Usage{Service: pricing.Service(b.Group[usage.ByService]), Model: b.Group[usage.ByModel],
-			InputTokens: b.InputTokens, OutputTokens: b.OutputTokens, VideoSeconds: b.VideoSeconds, StorageByteHours: b.StorageByteHours})
+		cost := prices.Cost(b.PricingUsage())
 		projectSum.add(b, cost)
 		k := b.Group[usage.ByKeyID]
 		if keySums[k] == nil {

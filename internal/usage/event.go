@@ -116,3 +116,10 @@ func (e *Event) totals() Totals {
 	return Totals{Calls: 1, InputTokens: e.InputTokens, OutputTokens: e.OutputTokens,
 		VideoSeconds: e.VideoSeconds, StorageByteHours: e.StorageByteHours}
 }
+
+// PricingUsage is the usage of a bucket grouped by service and model, as
+// the price list takes it.
+func (b *Bucket) PricingUsage() pricing.Usage {
+	return pricing.Usage{Service: pricing.Service(b.Group[ByService]), Model: b.Group[ByModel],
+		InputTokens: b.InputTokens, OutputTokens: b.OutputTokens, VideoSeconds: b.VideoSeconds, StorageByteHours: b.StorageByteHours}
+}
