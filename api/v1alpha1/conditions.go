@@ -36,6 +36,16 @@ const (
 	// DeliveredCondition (positive) is True when an APIKey's external delivery
 	// (an External Secrets Operator PushSecret) is in place.
 	DeliveredCondition = "Delivered"
+
+	// DisabledCondition (abnormal-true) is True on a NotificationChannel
+	// whose webhook answered 410 Gone: nothing is sent to it until its spec
+	// changes.
+	DisabledCondition = "Disabled"
+
+	// DeadLetteredCondition (abnormal-true) is True on a NotificationChannel
+	// when an alert to it failed for the whole retry period and was given
+	// up; the next successful delivery sets it False.
+	DeadLetteredCondition = "DeadLettered"
 )
 
 // Condition reasons. They double as event reasons.
@@ -107,6 +117,19 @@ const (
 
 	// DeliveryFailedReason: writing the PushSecret failed; it is retried.
 	DeliveryFailedReason = "DeliveryFailed"
+
+	// AlertDeliveredReason: a NotificationChannel accepted an alert.
+	AlertDeliveredReason = "AlertDelivered"
+
+	// AlertDeliveryFailingReason: a NotificationChannel refused or could not
+	// be reached; the alert is retried with backoff.
+	AlertDeliveryFailingReason = "AlertDeliveryFailing"
+
+	// GoneReason: a webhook answered 410 Gone.
+	GoneReason = "Gone"
+
+	// DeadLetterReason: an alert was given up after the retry period.
+	DeadLetterReason = "DeadLetter"
 
 	// ExternalSecretsNotInstalledReason: delivery needs the External Secrets
 	// Operator's PushSecret API, which the cluster does not serve.

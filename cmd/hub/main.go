@@ -20,6 +20,7 @@ import (
 
 	"github.com/minimax/platform-hub/internal/dev"
 	"github.com/minimax/platform-hub/internal/gateway"
+	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/server"
 )
@@ -111,7 +112,11 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&opts.HubNamespace, "hub-namespace", server.DefaultHubNamespace, "The hub's own namespace: its SpendingCaps cap the whole organization.")
 	f.DurationVar(&opts.StatusInterval, "status-interval", 10*time.Second, "How often usage goes to Project and APIKey status.")
 	f.IntVar(&opts.StatusWritesPerSecond, "status-writes-per-second", 5, "Average bound on those status writes, over all projects and keys.")
-	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one replica for work done once (retention, usage on status).")
+	f.StringVar(&opts.ConfigSecret, "config-secret", notify.ConfigSecretName, "Name of the hub's configuration Secret (SMTP server, SMS provider) in --hub-namespace.")
+	f.StringVar(&opts.DashboardURL, "dashboard-url", "", "Base URL of the dashboard, for the links in alerts (none when empty).")
+	f.DurationVar(&opts.AlertRetention, "alert-retention", server.DefaultAlertRetention, "How long alert history is kept.")
+	f.DurationVar(&opts.AlertRetryFor, "alert-retry-for", notify.DefaultRetryFor, "How long a failing alert delivery is retried before it is dead-lettered.")
+	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one replica for work done once (retention, usage on status, alert delivery).")
 	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election lease (default: the pod's namespace).")
 	return cmd
 }

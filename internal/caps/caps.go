@@ -35,6 +35,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/billing"
+	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/usage"
 )
@@ -63,6 +65,10 @@ type Reconciler struct {
 	// Resync is the longest a cap goes without evaluation (default 1m); at
 	// the latest then, a new cycle lifts a stop.
 	Resync time.Duration
+	// Outbox records threshold alerts; nil fires none.
+	Outbox *notify.Outbox
+	// DashboardURL is the dashboard's base URL, for the links in alerts.
+	DashboardURL string
 
 	ingested chan event.GenericEvent
 	mu       sync.Mutex
@@ -122,6 +128,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	status := e.status(capObj, scope, project, cycle, now)
+	if r.Outbox != nil {
+		if status.AlertsFired, err = r.fireThresholds(ctx, capObj, &status, cycle, now, org); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
 	if err := r.writeStatus(ctx, capObj, status, now); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -272,6 +283,7 @@ func orgCycleOrPricesChanged() predicate.Predicate {
 		UpdateFunc: func(e event.UpdateEvent) bool {
 			o, n := e.ObjectOld.(*hubv1.Organization), e.ObjectNew.(*hubv1.Organization)
 			return !equality.Semantic.DeepEqual(o.Status.CurrentCycle, n.Status.CurrentCycle) ||
+				!equality.Semantic.DeepEqual(o.Spec.Billing, n.Spec.Billing) ||
 				!equality.Semantic.DeepEqual(o.Spec.Pricing, n.Spec.Pricing)
 		},
 	}
@@ -280,16 +292,16 @@ func orgCycleOrPricesChanged() predicate.Predicate {
 // cycle is a billing cycle.
 type cycle struct{ start, end time.Time }
 
-// cycleOf is the organization's current billing cycle, or the calendar month
-// (UTC) when there is no organization yet.
+// cycleOf is the organization's billing cycle at now, computed from its
+// cycle day and time zone (so a cycle turns at midnight there, whether or not
+// the Organization's status has rolled yet), or the calendar month (UTC)
+// when there is no organization.
 func cycleOf(org *hubv1.Organization, now time.Time) cycle {
-	if c := org.Status.CurrentCycle; c != nil && !now.Before(c.Start.Time) && now.Before(c.End.Time) {
-		return cycle{start: c.Start.Time, end: c.End.Time}
-	}
-	if c := org.Status.CurrentCycle; c != nil && !now.Before(c.End.Time) {
-		// The organization controller has not rolled the cycle yet: the
-		// old one is over, and nothing of the new one is counted twice.
-		return cycle{start: c.End.Time, end: c.End.AddDate(0, 1, 0)}
+	if org.Name != "" {
+		if loc, err := time.LoadLocation(org.Spec.Billing.TimeZone); err == nil && org.Spec.Billing.CycleStartDay >= 1 {
+			c := billing.CycleAt(now, int(org.Spec.Billing.CycleStartDay), loc)
+			return cycle{start: c.Start, end: c.End}
+		}
 	}
 	u := now.UTC()
 	start := time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC)

@@ -19,7 +19,6 @@ func (e evaluation) status(capObj *hubv1.SpendingCap, scope hubv1.CapScope, proj
 		CycleStart: &metav1.Time{Time: c.start}, CycleEnd: &metav1.Time{Time: c.end},
 		Spent: amount(e.spent), Tokens: e.tokens, EvaluatedAt: &metav1.Time{Time: now.Truncate(time.Second)},
 		ObservedGeneration: capObj.Generation,
-		AlertsFired:        capObj.Status.AlertsFired,
 		Conditions:         append([]metav1.Condition(nil), capObj.Status.Conditions...),
 	}
 	fraction := e.used(spec)

@@ -20,45 +20,89 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/caps"
+	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
 // capsEnv runs the cap evaluation on the real API server, with a fake clock
-// and a store the test writes to directly.
+// and a store the test writes to directly. It can be stopped and started
+// again on the same store and clock, as a manager restarts.
 type capsEnv struct {
-	clock *clocktesting.FakeClock
-	store usage.Store
-	caps  *caps.Reconciler
-	sent  int
+	hubNamespace string
+	clock        *clocktesting.FakeClock
+	store        usage.Store
+	prices       *pricing.PriceList
+	caps         *caps.Reconciler
+	sent         int
+	stop         func()
 }
 
 func startCaps(t *testing.T, g Gomega, hubNamespace string) *capsEnv {
-	ctx, cancel := context.WithCancel(context.Background())
-	store, err := usage.OpenSQLite(ctx, filepath.Join(t.TempDir(), "usage.db"))
+	e := newCapsEnv(t, g, hubNamespace)
+	e.start(g, nil)
+	return e
+}
+
+func newCapsEnv(t *testing.T, g Gomega, hubNamespace string) *capsEnv {
+	store, err := usage.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "usage.db"))
 	g.Expect(err).NotTo(HaveOccurred())
 	prices, err := pricing.New(&hubv1.PriceList{Chat: &hubv1.TokenPricing{Default: &hubv1.TokenPrice{
 		InputPer1MTokens: "1.00", OutputPer1MTokens: "1.00"}}})
 	g.Expect(err).NotTo(HaveOccurred())
+	e := &capsEnv{hubNamespace: hubNamespace, store: store, prices: prices,
+		clock: clocktesting.NewFakeClock(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC))}
+	t.Cleanup(func() {
+		if e.stop != nil {
+			e.stop()
+		}
+		_ = store.Close()
+	})
+	return e
+}
+
+// alerting configures the alert side of a started env; nil runs none.
+type alerting struct {
+	sender *notify.Sender
+	// noDispatch records alerts without delivering them, as a manager that
+	// stops between the two.
+	noDispatch bool
+}
+
+// start runs a manager with the cap evaluation and, when a is set, the
+// alert outbox, its dispatcher and the key expiry warnings.
+func (e *capsEnv) start(g Gomega, a *alerting) {
+	ctx, cancel := context.WithCancel(context.Background())
 	mgr, err := ctrl.NewManager(cluster.Config, ctrl.Options{Scheme: operator.Scheme(),
 		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
 	g.Expect(err).NotTo(HaveOccurred())
-	e := &capsEnv{clock: clocktesting.NewFakeClock(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC)), store: store}
-	e.caps = &caps.Reconciler{Client: mgr.GetClient(), Store: store, Clock: e.clock, HubNamespace: hubNamespace,
-		Log: ctrl.Log, Resync: 200 * time.Millisecond, Prices: func() *pricing.PriceList { return prices }}
+	e.caps = &caps.Reconciler{Client: mgr.GetClient(), Store: e.store, Clock: e.clock, HubNamespace: e.hubNamespace,
+		Log: ctrl.Log, Resync: 200 * time.Millisecond, Prices: func() *pricing.PriceList { return e.prices }}
+	if a != nil {
+		outbox := &notify.Outbox{Client: mgr.GetClient(), Store: e.store, HubNamespace: e.hubNamespace}
+		if !a.noDispatch {
+			d := &notify.Dispatcher{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: e.store, Sender: a.sender,
+				Clock: e.clock, Log: ctrl.Log.WithName("alerts"), Poll: 50 * time.Millisecond, MinBackoff: time.Minute}
+			g.Expect(mgr.Add(d)).To(Succeed())
+			outbox.Wake = d.Wake
+		}
+		e.caps.Outbox, e.caps.DashboardURL = outbox, "https://hub.example.com"
+		warner := &notify.ExpiryWarner{Client: mgr.GetClient(), Outbox: outbox, Clock: e.clock,
+			DashboardURL: "https://hub.example.com", Resync: 100 * time.Millisecond}
+		g.Expect(warner.SetupWithManager(mgr)).To(Succeed())
+	}
 	g.Expect(e.caps.SetupWithManager(mgr)).To(Succeed())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = mgr.Start(ctx)
 	}()
-	t.Cleanup(func() {
+	e.stop = func() {
 		cancel()
 		<-done
-		_ = store.Close()
-	})
-	return e
+		e.stop = nil
+	}
 }
 
 // spend stores calls of a project with the given tokens (1 money unit per

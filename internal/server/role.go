@@ -30,6 +30,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/caps"
 	"github.com/minimax/platform-hub/internal/metrics"
+	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/usage"
@@ -74,7 +75,26 @@ type Options struct {
 	// CapResync is the longest a SpendingCap goes without evaluation;
 	// default 1m.
 	CapResync time.Duration
+	// ConfigSecret is the name of the hub's configuration Secret (SMTP and
+	// SMS settings) in HubNamespace; default hub-config.
+	ConfigSecret string
+	// DashboardURL is the dashboard's base URL, for the links in alerts.
+	DashboardURL string
+	// AlertRetention is how long alert history is kept; default 12 months.
+	AlertRetention time.Duration
+	// AlertPoll is how often the alert outbox is read for due retries;
+	// default 1s.
+	AlertPoll time.Duration
+	// AlertRetryFor is how long a failing alert delivery is retried before
+	// it is dead-lettered; default 24h.
+	AlertRetryFor time.Duration
+	// AlertMinBackoff is the first wait between delivery attempts; default
+	// 10s, doubling up to an hour.
+	AlertMinBackoff time.Duration
 }
+
+// DefaultAlertRetention keeps alert history for 12 months.
+const DefaultAlertRetention = 366 * 24 * time.Hour
 
 // DefaultHubNamespace is the namespace the hub is installed in.
 const DefaultHubNamespace = operator.DefaultHubNamespace
@@ -128,7 +148,10 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	if err := mgr.Add(&httpRunnable{server: s, addr: opts.ListenAddr, certDir: opts.CertDir, prices: prices}); err != nil {
 		return nil, nil, err
 	}
-	if err := mgr.Add(&retention{store: store, events: opts.EventRetention, rollups: opts.RollupRetention}); err != nil {
+	if opts.AlertRetention == 0 {
+		opts.AlertRetention = DefaultAlertRetention
+	}
+	if err := mgr.Add(&retention{store: store, events: opts.EventRetention, rollups: opts.RollupRetention, alerts: opts.AlertRetention}); err != nil {
 		return nil, nil, err
 	}
 	if err := mgr.Add(&StatusWriter{
@@ -146,17 +169,37 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	return mgr, store, nil
 }
 
-// setupCaps runs the SpendingCap evaluation, driven by the server's ingest.
+// setupCaps runs the SpendingCap evaluation, driven by the server's ingest,
+// and the alerts: the outbox, its dispatcher and the key expiry warnings.
 func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 	if opts.HubNamespace == "" {
 		opts.HubNamespace = DefaultHubNamespace
 	}
+	if opts.ConfigSecret == "" {
+		opts.ConfigSecret = notify.ConfigSecretName
+	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
+	}
+	dispatcher := &notify.Dispatcher{
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: s.Store, Clock: opts.Clock,
+		Log:  ctrl.Log.WithName("alerts"),
+		Poll: opts.AlertPoll, RetryFor: opts.AlertRetryFor, MinBackoff: opts.AlertMinBackoff,
+		Sender: &notify.Sender{Reader: mgr.GetAPIReader(),
+			ConfigSecret: client.ObjectKey{Namespace: opts.HubNamespace, Name: opts.ConfigSecret}},
+	}
+	if err := mgr.Add(dispatcher); err != nil {
+		return err
+	}
+	outbox := &notify.Outbox{Client: mgr.GetClient(), Store: s.Store, HubNamespace: opts.HubNamespace, Wake: dispatcher.Wake}
+	warner := &notify.ExpiryWarner{Client: mgr.GetClient(), Outbox: outbox, Clock: opts.Clock, DashboardURL: opts.DashboardURL}
+	if err := warner.SetupWithManager(mgr); err != nil {
+		return err
 	}
 	r := &caps.Reconciler{
 		Client: mgr.GetClient(), Store: s.Store, Clock: opts.Clock, HubNamespace: opts.HubNamespace,
 		Log: ctrl.Log.WithName("spendingcap"), Resync: opts.CapResync,
+		Outbox: outbox, DashboardURL: opts.DashboardURL,
 		Prices: func() *pricing.PriceList {
 			if p := s.prices.Load(); p != nil && p.List != nil {
 				return p.List
@@ -265,8 +308,8 @@ func (h *httpRunnable) Start(ctx context.Context) error {
 
 // retention prunes the store hourly, on the leader only.
 type retention struct {
-	store           usage.Store
-	events, rollups time.Duration
+	store                   usage.Store
+	events, rollups, alerts time.Duration
 }
 
 func (r *retention) NeedLeaderElection() bool { return true }
@@ -279,6 +322,9 @@ func (r *retention) Start(ctx context.Context) error {
 		now := time.Now()
 		if err := r.store.Prune(ctx, now.Add(-r.events), now.Add(-r.rollups)); err != nil && ctx.Err() == nil {
 			log.Error(err, "Pruning usage")
+		}
+		if err := r.store.PruneAlerts(ctx, now.Add(-r.alerts)); err != nil && ctx.Err() == nil {
+			log.Error(err, "Pruning alert history")
 		}
 		select {
 		case <-ctx.Done():

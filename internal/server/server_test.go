@@ -74,16 +74,23 @@ func TestMain(m *testing.M) {
 // serviceAccountToken creates a ServiceAccount and returns a token for it;
 // with allowed, RBAC lets it post usage events.
 func serviceAccountToken(g Gomega, name string, allowed bool) string {
+	if !allowed {
+		return serviceAccountTokenWith(g, name)
+	}
+	return serviceAccountTokenWith(g, name, rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group},
+		Resources: []string{"usageevents"}, Verbs: []string{"create"}})
+}
+
+// serviceAccountTokenWith creates a ServiceAccount that RBAC grants rules,
+// and returns a token for it.
+func serviceAccountTokenWith(g Gomega, name string, rules ...rbacv1.PolicyRule) string {
 	ctx := context.Background()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "hub-"}}
 	g.Expect(k8sClient.Create(ctx, ns)).To(Succeed())
 	sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: name}}
 	g.Expect(k8sClient.Create(ctx, sa)).To(Succeed())
-	if allowed {
-		role := &rbacv1.ClusterRole{
-			ObjectMeta: metav1.ObjectMeta{Name: "ingest-" + ns.Name},
-			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usageevents"}, Verbs: []string{"create"}}},
-		}
+	if len(rules) > 0 {
+		role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "ingest-" + ns.Name}, Rules: rules}
 		g.Expect(k8sClient.Create(ctx, role)).To(Succeed())
 		binding := &rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: "ingest-" + ns.Name},

@@ -101,9 +101,9 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	stmts := schema
+	stmts := slices.Concat(schema, alertSchema)
 	if s.d.migrationLock != "" {
-		stmts = append([]string{s.d.migrationLock}, schema...)
+		stmts = append([]string{s.d.migrationLock}, stmts...)
 	}
 	for _, stmt := range stmts {
 		stmt = strings.ReplaceAll(stmt, "%TABLE_OPTIONS%", s.d.tableOptions)

@@ -31,6 +31,9 @@ type Store interface {
 	// rollupsBefore (retention).
 	Prune(ctx context.Context, eventsBefore, rollupsBefore time.Time) error
 
+	// AlertStore is the alert outbox and history.
+	AlertStore
+
 	// Close releases the store's connections.
 	Close() error
 }

@@ -96,10 +96,13 @@ func total(g Gomega, s usage.Store) usage.Totals {
 	return t
 }
 
-var storeSuite = []struct {
+// storeCase is one test of the suite every implementation passes.
+type storeCase struct {
 	name string
 	run  func(t *testing.T, s usage.Store)
-}{
+}
+
+var storeSuite = []storeCase{
 	{"an event delivered twice counts once", func(t *testing.T, s usage.Store) {
 		g := NewWithT(t)
 		ctx := context.Background()

@@ -1,0 +1,236 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+	"github.com/wneessen/go-mail"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+)
+
+// ErrGone marks a delivery the channel refuses for good: a webhook that
+// answered 410 Gone. The channel is disabled and not tried again.
+var ErrGone = errors.New("the endpoint answered 410 Gone")
+
+// Sender delivers a rendered alert to one channel.
+type Sender struct {
+	// Reader reads Secrets (the configuration, webhook signing secrets)
+	// when they are needed, without caching Secrets.
+	Reader client.Reader
+	// ConfigSecret is the hub's configuration Secret.
+	ConfigSecret types.NamespacedName
+	// HTTP posts webhooks and SMS; nil means a client with a 15 s timeout.
+	// Its redirect policy is always replaced by one that stays on the host.
+	HTTP *http.Client
+	// Now is the time written into webhook-timestamp; nil means time.Now.
+	// It is the real time of sending, never a test's fake clock, since
+	// receivers check it against their own.
+	Now func() time.Time
+}
+
+// Send delivers m to ch. A nil error means the channel accepted it.
+func (s *Sender) Send(ctx context.Context, ch *hubv1.NotificationChannel, m Message) error {
+	switch {
+	case ch.Spec.Webhook != nil:
+		return s.sendWebhook(ctx, ch, m)
+	case ch.Spec.Email != nil:
+		cfg, err := s.config(ctx)
+		if err != nil {
+			return err
+		}
+		if cfg.SMTP == nil {
+			return fmt.Errorf("email is not configured: set %s and %s in Secret %s", KeySMTPHost, KeySMTPFrom, s.ConfigSecret)
+		}
+		return sendEmail(ctx, cfg.SMTP, ch.Spec.Email.To, m)
+	case ch.Spec.SMS != nil:
+		cfg, err := s.config(ctx)
+		if err != nil {
+			return err
+		}
+		if cfg.SMS == nil {
+			return fmt.Errorf("SMS is not configured: set %s, %s and %s in Secret %s",
+				KeySMSAccountSID, KeySMSAuthToken, KeySMSFrom, s.ConfigSecret)
+		}
+		return s.sendSMS(ctx, cfg.SMS, ch.Spec.SMS.To, m)
+	}
+	return errors.New("the channel names no destination")
+}
+
+func (s *Sender) config(ctx context.Context) (Config, error) {
+	secret := &corev1.Secret{}
+	if err := s.Reader.Get(ctx, s.ConfigSecret, secret); err != nil {
+		return Config{}, fmt.Errorf("reading the hub configuration Secret %s: %w", s.ConfigSecret, err)
+	}
+	cfg, err := ParseConfig(secret.Data)
+	if err != nil {
+		return Config{}, fmt.Errorf("the hub configuration Secret %s: %w", s.ConfigSecret, err)
+	}
+	return cfg, nil
+}
+
+// httpClient is the client for webhooks and SMS: it follows a redirect only
+// to the same scheme and host, and only when the POST stays a POST (307,
+// 308), so an alert never ends up somewhere its channel does not name.
+func (s *Sender) httpClient() *http.Client {
+	c := &http.Client{Timeout: 15 * time.Second}
+	if s.HTTP != nil {
+		copied := *s.HTTP
+		c = &copied
+	}
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		first := via[0].URL
+		switch {
+		case len(via) >= 5:
+			return errors.New("stopped after 5 redirects")
+		case req.URL.Scheme != first.Scheme || req.URL.Host != first.Host:
+			return fmt.Errorf("refused a redirect to another host (%s://%s)", req.URL.Scheme, req.URL.Host)
+		case req.Method != http.MethodPost:
+			return errors.New("refused a redirect that turns the POST into a " + req.Method)
+		}
+		return nil
+	}
+	return c
+}
+
+func (s *Sender) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+// sendWebhook posts the alert signed as Standard Webhooks define: an HMAC-
+// SHA256 over "id.timestamp.body" with the channel's secret, in the
+// webhook-id, webhook-timestamp and webhook-signature headers. Every attempt
+// carries the same ID and body, so receivers can drop repeats.
+func (s *Sender) sendWebhook(ctx context.Context, ch *hubv1.NotificationChannel, m Message) error {
+	ref := ch.Spec.Webhook.SigningSecretRef
+	secret := &corev1.Secret{}
+	if err := s.Reader.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: ref.Name}, secret); err != nil {
+		return fmt.Errorf("reading the signing Secret %s: %w", ref.Name, err)
+	}
+	value := strings.TrimSpace(string(secret.Data[ref.Key]))
+	if !strings.HasPrefix(value, "whsec_") {
+		return fmt.Errorf("key %s of Secret %s must hold a signing secret of the form whsec_<base64>", ref.Key, ref.Name)
+	}
+	signer, err := standardwebhooks.NewWebhook(value)
+	if err != nil {
+		// The library's error quotes nothing of the secret.
+		return fmt.Errorf("key %s of Secret %s is not whsec_ followed by base64", ref.Key, ref.Name)
+	}
+	ts := s.now()
+	signature, err := signer.Sign(m.ID, ts, m.Body)
+	if err != nil {
+		return fmt.Errorf("signing: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, ch.Spec.Webhook.URL, bytes.NewReader(m.Body))
+	if err != nil {
+		return fmt.Errorf("building the request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "platform-hub")
+	req.Header.Set(standardwebhooks.HeaderWebhookID, m.ID)
+	req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, fmt.Sprint(ts.Unix()))
+	req.Header.Set(standardwebhooks.HeaderWebhookSignature, signature)
+	return s.do(req)
+}
+
+// do sends req and turns anything but 2xx into an error.
+func (s *Sender) do(req *http.Request) error {
+	resp, err := s.httpClient().Do(req)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // the URL is the channel's; the cause is what to show
+		}
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	// Read a little of the answer, for the failure message and to reuse
+	// the connection.
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode == http.StatusGone:
+		return ErrGone
+	}
+	msg := resp.Status
+	if s := strings.TrimSpace(string(snippet)); s != "" {
+		msg += ": " + strings.ToValidUTF8(s, "?")
+	}
+	return errors.New(msg)
+}
+
+// sendSMS sends one text per number through a provider with Twilio's
+// Messages API shape: a form POST with To, From and Body, under basic
+// authentication with the account SID and auth token.
+func (s *Sender) sendSMS(ctx context.Context, cfg *SMSConfig, to []string, m Message) error {
+	endpoint := fmt.Sprintf("%s/2010-04-01/Accounts/%s/Messages.json", cfg.URL, url.PathEscape(cfg.AccountSID))
+	var errs []error
+	for _, number := range to {
+		form := url.Values{"To": {number}, "From": {cfg.From}, "Body": {m.Short}}
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
+		if err != nil {
+			return fmt.Errorf("building the SMS request: %w", err)
+		}
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.SetBasicAuth(cfg.AccountSID, cfg.AuthToken)
+		if err := s.do(req); err != nil {
+			errs = append(errs, fmt.Errorf("to %s: %w", number, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sendEmail sends one message to all recipients.
+func sendEmail(ctx context.Context, cfg *SMTPConfig, to []string, m Message) error {
+	msg := mail.NewMsg()
+	if err := msg.From(cfg.From); err != nil {
+		return fmt.Errorf("%s %q: %w", KeySMTPFrom, cfg.From, err)
+	}
+	if err := msg.To(to...); err != nil {
+		return fmt.Errorf("recipients: %w", err)
+	}
+	msg.Subject(m.Subject)
+	msg.SetMessageIDWithValue(m.ID + "@platform-hub")
+	msg.SetDate()
+	msg.SetBodyString(mail.TypeTextPlain, m.Text)
+
+	opts := []mail.Option{mail.WithPort(cfg.Port), mail.WithTimeout(15 * time.Second)}
+	switch cfg.TLS {
+	case TLSImplicit:
+		opts = append(opts, mail.WithSSL())
+	case TLSNone:
+		opts = append(opts, mail.WithTLSPolicy(mail.NoTLS))
+	default:
+		opts = append(opts, mail.WithTLSPolicy(mail.TLSMandatory))
+	}
+	if cfg.RootCAs != nil {
+		opts = append(opts, mail.WithTLSConfig(&tls.Config{ServerName: cfg.Host, RootCAs: cfg.RootCAs, MinVersion: tls.VersionTLS12}))
+	}
+	if cfg.Username != "" {
+		opts = append(opts, mail.WithSMTPAuth(mail.SMTPAuthPlain), mail.WithUsername(cfg.Username), mail.WithPassword(cfg.Password))
+	}
+	c, err := mail.NewClient(cfg.Host, opts...)
+	if err != nil {
+		return fmt.Errorf("SMTP settings: %w", err)
+	}
+	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
+		return fmt.Errorf("sending through %s:%d: %w", cfg.Host, cfg.Port, err)
+	}
+	return nil
+}
