@@ -203,6 +203,36 @@ func TestAlertOnlyCapNeverStops(t *testing.T) {
 	g.Consistently(func() bool { return projectCapReached(g, "caps-alertonly") }, time.Second).Should(BeFalse())
 }
 
+// TestTokenCapStopsAndRaisedCapResumes: a Hard token cap stops its project
+// at 100% of its tokens like a money cap, and raising it resumes traffic
+// within the same cycle.
+func TestTokenCapStopsAndRaisedCapResumes(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	e := startCaps(t, g, "caps-hub-f")
+	projectWithNamespace(g, "caps-tokens")
+	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "caps-tokens", Name: "tokens"},
+		Spec: hubv1.SpendingCapSpec{TokenLimit: ptr.To[int64](1000), Enforcement: hubv1.CapHard}}
+	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
+	e.spend(g, "caps-tokens", 9, 100) // 90%
+	g.Eventually(func(g Gomega) { g.Expect(getCap(g, c).Status.State).To(Equal(hubv1.CapWarning)) }, 10*time.Second).Should(Succeed())
+	g.Expect(projectCapReached(g, "caps-tokens")).To(BeFalse())
+	e.spend(g, "caps-tokens", 1, 100) // 100%
+	g.Eventually(func(g Gomega) {
+		g.Expect(getCap(g, c).Status.State).To(Equal(hubv1.CapExceeded))
+		g.Expect(projectCapReached(g, "caps-tokens")).To(BeTrue())
+	}, 10*time.Second).Should(Succeed())
+
+	getCap(g, c).Spec.TokenLimit = ptr.To[int64](2000)
+	g.Expect(k8sClient.Update(ctx, c)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		s := getCap(g, c).Status
+		g.Expect(s.Percent).To(BeEquivalentTo(50))
+		g.Expect(s.State).To(Equal(hubv1.CapWarning))
+		g.Expect(projectCapReached(g, "caps-tokens")).To(BeFalse())
+	}, 10*time.Second).Should(Succeed())
+}
+
 // TestOrganizationCapStopsEveryProject: a Hard cap in the hub's namespace
 // counts every project's usage and marks the Organization.
 func TestOrganizationCapStopsEveryProject(t *testing.T) {
