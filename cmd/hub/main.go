@@ -141,6 +141,7 @@ func newGatewayCommand() *cobra.Command {
 	f.StringVar(&opts.ListenAddr, "listen-address", ":8080", "Address of the OpenAI-compatible API.")
 	f.StringVar(&opts.Upstream, "upstream", "https://api.minimax.io", "Base URL of the upstream model API.")
 	f.StringVar(&opts.UpstreamKeyFile, "upstream-key-file", "", "File with the platform's key for the upstream (sent instead of callers' keys).")
+	f.StringVar(&opts.HubNamespace, "hub-namespace", operator.DefaultHubNamespace, "The hub's own namespace: its SpendingCaps cap the whole organization.")
 	f.StringVar(&opts.ServerURL, "server-url", "https://hub-server.hub-system.svc", "Base URL of the usage server.")
 	f.StringVar(&opts.ServerCAFile, "server-ca-file", "/etc/hub/server-ca/ca.crt", `CA that signed the usage server's certificate; "" uses the system roots.`)
 	f.StringVar(&opts.TokenFile, "token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "ServiceAccount token shown to the usage server.")

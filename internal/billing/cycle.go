@@ -27,3 +27,18 @@ func CycleAt(now time.Time, startDay int, loc *time.Location) Cycle {
 	end := time.Date(start.Year(), start.Month()+1, startDay, 0, 0, 0, 0, loc)
 	return Cycle{Start: start, End: end}
 }
+
+// OrganizationCycle is the billing cycle at now of an organization whose
+// cycles start on startDay at midnight in the IANA zone timeZone; when the
+// zone is unknown or startDay is unset (no organization yet), it is the
+// calendar month in UTC. Caps, their enforcement in the gateway and the
+// Retry-After of a refused call all count cycles this way, so they agree
+// at the boundary whether or not the Organization's status has rolled yet.
+func OrganizationCycle(startDay int32, timeZone string, now time.Time) Cycle {
+	if startDay >= 1 {
+		if loc, err := time.LoadLocation(timeZone); err == nil {
+			return CycleAt(now, int(startDay), loc)
+		}
+	}
+	return CycleAt(now, 1, time.UTC)
+}

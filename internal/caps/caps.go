@@ -102,6 +102,45 @@ func (r *Reconciler) Ingested(projects []string) {
 	}
 }
 
+// HardCapTotals returns the usage in the current cycle of every Hard cap
+// that covers one of projects: their own caps and the organization's. The
+// server answers each ingest batch with it, so that gateways stop traffic
+// at the cap without waiting for the next evaluation.
+func (r *Reconciler) HardCapTotals(ctx context.Context, projects []string) ([]usage.CapTotals, error) {
+	caps := &hubv1.SpendingCapList{}
+	if err := r.List(ctx, caps); err != nil {
+		return nil, err
+	}
+	touched := map[string]bool{}
+	for _, p := range projects {
+		touched[p] = true
+	}
+	org := &hubv1.Organization{}
+	if err := r.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); client.IgnoreNotFound(err) != nil {
+		return nil, err
+	}
+	now := r.Clock.Now()
+	c := cycleOf(org, now)
+	var out []usage.CapTotals
+	for i := range caps.Items {
+		capObj := &caps.Items[i]
+		covers := capObj.Namespace == r.HubNamespace || touched[capObj.Namespace]
+		if capObj.Spec.Enforcement != hubv1.CapHard || !covers {
+			continue
+		}
+		project := capObj.Namespace
+		if project == r.HubNamespace {
+			project = ""
+		}
+		e, err := r.evaluate(ctx, capObj, project, c, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, usage.CapTotals{UID: string(capObj.UID), CycleStart: c.start, Spent: string(amount(e.spent)), Tokens: e.tokens})
+	}
+	return out, nil
+}
+
 // Reconcile evaluates one cap.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	org := &hubv1.Organization{}
@@ -292,20 +331,11 @@ func orgCycleOrPricesChanged() predicate.Predicate {
 // cycle is a billing cycle.
 type cycle struct{ start, end time.Time }
 
-// cycleOf is the organization's billing cycle at now, computed from its
-// cycle day and time zone (so a cycle turns at midnight there, whether or not
-// the Organization's status has rolled yet), or the calendar month (UTC)
-// when there is no organization.
+// cycleOf is the organization's billing cycle at now (the calendar month in
+// UTC while there is none).
 func cycleOf(org *hubv1.Organization, now time.Time) cycle {
-	if org.Name != "" {
-		if loc, err := time.LoadLocation(org.Spec.Billing.TimeZone); err == nil && org.Spec.Billing.CycleStartDay >= 1 {
-			c := billing.CycleAt(now, int(org.Spec.Billing.CycleStartDay), loc)
-			return cycle{start: c.Start, end: c.End}
-		}
-	}
-	u := now.UTC()
-	start := time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC)
-	return cycle{start: start, end: start.AddDate(0, 1, 0)}
+	c := billing.OrganizationCycle(org.Spec.Billing.CycleStartDay, org.Spec.Billing.TimeZone, now)
+	return cycle{start: c.Start, end: c.End}
 }
 
 // evaluation is a cap's usage in the cycle.

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/billing"
 	"github.com/minimax/platform-hub/internal/keys"
 )
 
@@ -144,16 +145,11 @@ func (g *Gateway) checkContext(ctx context.Context, v verdict, r *http.Request, 
 	case capReached(project, org, hasOrg):
 		// The usage server's mark is read directly, not through the phase
 		// the manager derives from it: one hop less to the first 429.
-		out := refuse(http.StatusTooManyRequests, reasonCapReached, "insufficient_quota",
-			fmt.Sprintf("Project %q has reached its spending cap for this billing cycle.", project.Name))
-		// Retry at the next cycle: the organization's, or the next calendar
-		// month (UTC) while there is no organization, as the caps count it.
-		u := now.UTC()
-		out.retryAfter = time.Date(u.Year(), u.Month()+1, 1, 0, 0, 0, 0, time.UTC).Sub(now)
-		if hasOrg && org.Status.CurrentCycle != nil && org.Status.CurrentCycle.End.After(now) {
-			out.retryAfter = org.Status.CurrentCycle.End.Sub(now)
-		}
-		return out
+		return capRefusal(project.Name, org, hasOrg, now)
+	case g.Budgets != nil && g.Budgets.Exhausted(project.Name, orgOrNil(org, hasOrg), now):
+		// What this gateway metered since the server's last report reaches
+		// the cap: stopped before the server's mark arrives.
+		return capRefusal(project.Name, org, hasOrg, now)
 	}
 	if hasOrg && len(org.Spec.Security.IPAllowlist) > 0 && !allowedIP(g.clientIP(r), org.Spec.Security.IPAllowlist) {
 		return refuse(http.StatusForbidden, reasonIPNotAllowed, "permission_error",
@@ -164,6 +160,27 @@ func (g *Gateway) checkContext(ctx context.Context, v verdict, r *http.Request, 
 			fmt.Sprintf("This API key has the %s scope, which cannot call %s %s; use a Standard key.", k.Spec.Scope, r.Method, r.URL.Path))
 	}
 	return v
+}
+
+// capRefusal answers 429 until the next billing cycle: the organization's,
+// or the next calendar month (UTC) while there is no organization, as the
+// caps count it.
+func capRefusal(project string, org *hubv1.Organization, hasOrg bool, now time.Time) verdict {
+	out := refuse(http.StatusTooManyRequests, reasonCapReached, "insufficient_quota",
+		fmt.Sprintf("Project %q has reached its spending cap for this billing cycle.", project))
+	c := billing.OrganizationCycle(0, "", now)
+	if hasOrg {
+		c = billing.OrganizationCycle(org.Spec.Billing.CycleStartDay, org.Spec.Billing.TimeZone, now)
+	}
+	out.retryAfter = c.End.Sub(now)
+	return out
+}
+
+func orgOrNil(org *hubv1.Organization, hasOrg bool) *hubv1.Organization {
+	if hasOrg {
+		return org
+	}
+	return nil
 }
 
 // capReached tells whether a Hard cap of the project or of the organization

@@ -55,6 +55,9 @@ type Gateway struct {
 	Metrics     *Metrics
 	// TrustForwardedFor takes the client address from X-Forwarded-For.
 	TrustForwardedFor bool
+	// Budgets, when set, enforces Hard spending caps from this gateway's
+	// own metering, ahead of the usage server's mark.
+	Budgets *Budgets
 
 	proxy *httputil.ReverseProxy
 }
@@ -164,7 +167,19 @@ func (g *Gateway) record(c *call, status int, cap *capture) {
 	if c.service == pricing.Video && status < 300 {
 		e.VideoSeconds = c.seconds
 	}
+	if g.Budgets != nil {
+		g.Budgets.Metered(&e, g.organization)
+	}
 	g.Recorder.Record(e)
+}
+
+// organization is the Organization from the cache, or nil.
+func (g *Gateway) organization() *hubv1.Organization {
+	org := &hubv1.Organization{}
+	if g.Cache.Get(context.Background(), client.ObjectKey{Name: hubv1.OrganizationName}, org, client.UnsafeDisableDeepCopy) != nil {
+		return nil
+	}
+	return org
 }
 
 // serviceOf maps an API path to the service it is billed under.

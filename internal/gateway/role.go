@@ -55,6 +55,9 @@ type Options struct {
 	// MemoryEvents is how many usage events wait in memory before they go
 	// to disk; zero means the shipper's default.
 	MemoryEvents int
+	// HubNamespace holds the organization's SpendingCaps; default
+	// hub-system.
+	HubNamespace string
 }
 
 // NewManager builds the gateway role: a cache of APIKeys (indexed by
@@ -96,15 +99,20 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	if err := IndexDigests(ctx, mgr.GetCache()); err != nil {
 		return nil, nil, err
 	}
+	budgets, err := newBudgets(ctx, mgr, opts.HubNamespace)
+	if err != nil {
+		return nil, nil, err
+	}
 	shipper := &Shipper{
 		URL: strings.TrimSuffix(opts.ServerURL, "/") + "/v1/usage/events", Client: serverClient, Token: token,
 		SpoolDir: opts.SpoolDir, FlushInterval: opts.FlushInterval, MemoryEvents: opts.MemoryEvents,
-		Log: ctrl.Log.WithName("usage-shipper"),
+		Log: ctrl.Log.WithName("usage-shipper"), OnAck: budgets.Acknowledged,
 	}
 	shipper.RegisterMetrics(ctrlmetrics.Registry)
 	g := &Gateway{
 		Cache: mgr.GetCache(), Upstream: upstream, UpstreamKey: upstreamKey, Recorder: shipper,
 		Clock: opts.Clock, Metrics: NewMetrics(ctrlmetrics.Registry), TrustForwardedFor: opts.TrustForwardedFor,
+		Budgets: budgets,
 	}
 	g.Init()
 	if err := mgr.Add(runnable(shipper.Run)); err != nil {
@@ -117,6 +125,16 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		return nil, nil, err
 	}
 	return mgr, shipper, nil
+}
+
+// newBudgets enforces Hard caps from the gateway's own metering, keeping
+// the Hard caps from their informer, which starts with the others.
+func newBudgets(ctx context.Context, mgr ctrl.Manager, hubNamespace string) (*Budgets, error) {
+	if hubNamespace == "" {
+		hubNamespace = operator.DefaultHubNamespace
+	}
+	b := &Budgets{HubNamespace: hubNamespace}
+	return b, b.Watch(ctx, mgr.GetCache())
 }
 
 // runnable runs on every replica, not only an elected one.

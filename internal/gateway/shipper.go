@@ -48,6 +48,9 @@ type Shipper struct {
 	// Default 100,000.
 	MemoryEvents int
 	Log          logr.Logger
+	// OnAck, when set, is told of every batch the server stored, with the
+	// Hard cap totals of its answer.
+	OnAck func(events []usage.Event, caps []usage.CapTotals)
 
 	once    sync.Once
 	in      chan usage.Event
@@ -187,43 +190,51 @@ func (s *Shipper) shutdown(events []usage.Event) {
 // event is dropped (and counted) and the rest is sent again.
 func (s *Shipper) send(ctx context.Context, events []usage.Event) error {
 	for len(events) > 0 {
-		bad, err := s.post(ctx, events)
+		bad, caps, err := s.post(ctx, events)
 		if err != nil {
 			return err
 		}
 		if bad < 0 {
 			s.metrics.shipped.Add(float64(len(events)))
+			if s.OnAck != nil {
+				s.OnAck(events, caps)
+			}
 			return nil
 		}
 		s.metrics.dropped.Inc()
 		s.Log.Error(errors.New("invalid usage event"), "The server refused a usage event; dropping it", "event", events[bad].ID)
+		if s.OnAck != nil {
+			s.OnAck(events[bad:bad+1], nil) // never to be stored: no longer pending
+		}
 		events = append(events[:bad:bad], events[bad+1:]...)
 	}
 	return nil
 }
 
-// post sends one request; it returns the index of an invalid event, or -1.
-func (s *Shipper) post(ctx context.Context, events []usage.Event) (int, error) {
+// post sends one request; it returns the index of an invalid event, or -1,
+// and the Hard cap totals of the server's answer.
+func (s *Shipper) post(ctx context.Context, events []usage.Event) (int, []usage.CapTotals, error) {
 	body, err := json.Marshal(map[string][]usage.Event{"events": events})
 	if err != nil {
-		return -1, err
+		return -1, nil, err
 	}
 	token, err := s.Token()
 	if err != nil {
-		return -1, fmt.Errorf("reading the ServiceAccount token: %w", err)
+		return -1, nil, fmt.Errorf("reading the ServiceAccount token: %w", err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(body))
 	if err != nil {
-		return -1, err
+		return -1, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := s.Client.Do(req)
 	if err != nil {
-		return -1, err
+		return -1, nil, err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	var answer struct {
+		Caps  []usage.CapTotals `json:"caps"`
 		Error *struct {
 			Message string `json:"message"`
 			Index   *int   `json:"index"`
@@ -232,16 +243,16 @@ func (s *Shipper) post(ctx context.Context, events []usage.Event) (int, error) {
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&answer)
 	switch {
 	case resp.StatusCode == http.StatusOK:
-		return -1, nil
+		return -1, answer.Caps, nil
 	case resp.StatusCode == http.StatusBadRequest && answer.Error != nil && answer.Error.Index != nil &&
 		*answer.Error.Index >= 0 && *answer.Error.Index < len(events):
-		return *answer.Error.Index, nil
+		return *answer.Error.Index, nil, nil
 	}
 	msg := ""
 	if answer.Error != nil {
 		msg = answer.Error.Message
 	}
-	return -1, fmt.Errorf("the usage server answered %s: %s", resp.Status, msg)
+	return -1, nil, fmt.Errorf("the usage server answered %s: %s", resp.Status, msg)
 }
 
 // spill appends events to a new spool file, written whole then renamed, so

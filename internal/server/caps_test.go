@@ -285,3 +285,42 @@ func TestDeletedCapStopsNothing(t *testing.T) {
 	g.Expect(k8sClient.Delete(ctx, c)).To(Succeed())
 	g.Eventually(func() bool { return projectCapReached(g, "caps-deleted") }, 10*time.Second).Should(BeFalse())
 }
+
+// TestHardCapTotals: the totals the server returns with each ingest answer
+// cover the Hard caps of the batch's projects and of the organization, not
+// AlertOnly caps or other projects' caps.
+func TestHardCapTotals(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	const hubNS = "caps-hub-g"
+	g.Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})).To(Succeed())
+	e := startCaps(t, g, hubNS)
+	projectWithNamespace(g, "caps-totals-a")
+	projectWithNamespace(g, "caps-totals-b")
+	hard := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "caps-totals-a", Name: "hard"},
+		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("100")), Enforcement: hubv1.CapHard}}
+	soft := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "caps-totals-a", Name: "soft"},
+		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("100"))}}
+	other := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "caps-totals-b", Name: "hard"},
+		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("100")), Enforcement: hubv1.CapHard}}
+	org := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: "org"},
+		Spec: hubv1.SpendingCapSpec{TokenLimit: ptr.To[int64](1 << 40), Enforcement: hubv1.CapHard}}
+	for _, c := range []*hubv1.SpendingCap{hard, soft, other, org} {
+		g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
+	}
+	e.spend(g, "caps-totals-a", 3, 1_000_000)
+	e.spend(g, "caps-totals-b", 1, 1_000_000)
+	g.Eventually(func(g Gomega) {
+		totals, err := e.caps.HardCapTotals(ctx, []string{"caps-totals-a"})
+		g.Expect(err).NotTo(HaveOccurred())
+		byUID := map[string]usage.CapTotals{}
+		for _, tt := range totals {
+			byUID[tt.UID] = tt
+		}
+		g.Expect(byUID).To(HaveLen(2), "the project's Hard cap and the organization's")
+		g.Expect(byUID[string(hard.UID)].Spent).To(Equal("3"))
+		g.Expect(byUID[string(hard.UID)].Tokens).To(BeEquivalentTo(3_000_000))
+		g.Expect(byUID[string(hard.UID)].CycleStart).To(BeTemporally("==", time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)))
+		g.Expect(byUID[string(org.UID)].Tokens).To(BeEquivalentTo(4_000_000), "every project counts")
+	}, 10*time.Second).Should(Succeed())
+}

@@ -211,6 +211,7 @@ func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 		return err
 	}
 	s.OnIngest = r.Ingested
+	s.CapTotals = r.HardCapTotals
 	return nil
 }
 

@@ -5,6 +5,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,10 @@ type Server struct {
 	// OnIngest, when set, is told the projects a stored batch touched, so
 	// that spending caps are evaluated from ingest rather than by polling.
 	OnIngest func(projects []string)
+
+	// CapTotals, when set, gives the usage of the Hard caps covering the
+	// projects of a batch, returned in the ingest answer.
+	CapTotals func(ctx context.Context, projects []string) ([]usage.CapTotals, error)
 }
 
 // SetPrices replaces the price list used for spend metrics.
@@ -72,6 +77,9 @@ type IngestResponse struct {
 	Received int `json:"received"`
 	// Stored is how many of them were new; the rest had been stored before.
 	Stored int `json:"stored"`
+	// Caps are the cycle totals of the Hard spending caps covering the
+	// batch's projects, after the batch was stored.
+	Caps []usage.CapTotals `json:"caps,omitempty"`
 }
 
 // errorBody is the JSON body of every refusal.
@@ -117,7 +125,15 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.count(stored)
-	writeJSON(w, http.StatusOK, IngestResponse{Received: len(req.Events), Stored: len(stored)})
+	answer := IngestResponse{Received: len(req.Events), Stored: len(stored)}
+	if s.CapTotals != nil {
+		// The batch is stored: a failure here only delays the gateway's
+		// stop to the server's own mark, so it fails nothing.
+		if answer.Caps, err = s.CapTotals(r.Context(), projectsOf(req.Events)); err != nil {
+			s.Log.Error(err, "Reading the totals of Hard spending caps")
+		}
+	}
+	writeJSON(w, http.StatusOK, answer)
 }
 
 // count adds newly stored events to the metrics and reports the projects
@@ -145,6 +161,19 @@ func (s *Server) count(stored []usage.Event) {
 		}
 		s.OnIngest(list)
 	}
+}
+
+// projectsOf lists the projects of events, each once.
+func projectsOf(events []usage.Event) []string {
+	seen := map[string]bool{}
+	var out []string
+	for i := range events {
+		if p := events[i].Project; !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 var emptyPrices, _ = pricing.New(nil)

@@ -123,3 +123,18 @@ func (b *Bucket) PricingUsage() pricing.Usage {
 	return pricing.Usage{Service: pricing.Service(b.Group[ByService]), Model: b.Group[ByModel],
 		InputTokens: b.InputTokens, OutputTokens: b.OutputTokens, VideoSeconds: b.VideoSeconds, StorageByteHours: b.StorageByteHours}
 }
+
+// CapTotals is a Hard spending cap's usage in its billing cycle, as the
+// server knows it right after storing a batch. The server answers each
+// ingest batch with the totals of the Hard caps covering its projects, and
+// gateways enforce those caps from it plus what they metered since.
+type CapTotals struct {
+	// UID is the SpendingCap's UID.
+	UID string `json:"uid"`
+	// CycleStart is the start of the billing cycle the totals are for.
+	CycleStart time.Time `json:"cycleStart"`
+	// Spent is money spent in the cycle, a decimal string.
+	Spent string `json:"spent"`
+	// Tokens is input plus output tokens used in the cycle.
+	Tokens int64 `json:"tokens"`
+}

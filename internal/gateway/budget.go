@@ -1,0 +1,282 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"k8s.io/apimachinery/pkg/types"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/billing"
+	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// Budgets enforces Hard spending caps in the gateway itself, so that the call
+// that reaches a cap is the last one let through: the calls already in flight
+// when it completes are the only overshoot.
+//
+// A cap's use is what the usage server last reported for it plus what this
+// gateway metered since. The server answers every ingest batch with the
+// cycle totals of the Hard caps covering the batch's projects (after storing
+// it); until the first answer, the cap's status figures stand in. Usage this
+// gateway metered is "pending" from the moment it is recorded until the
+// server acknowledges the batch that carries it, by event ID, so that an event
+// is never counted twice nor missed between the two.
+//
+// With several gateway replicas, each sees the others' usage only once the
+// server has stored it: the overshoot can then also include what the other
+// replicas served in their last flush interval (250 ms). The server's own
+// CapReached mark stops every replica in any case.
+type Budgets struct {
+	// HubNamespace holds the organization's caps.
+	HubNamespace string
+
+	// capsMu guards hardCaps: the Hard caps by namespace, kept from the
+	// informer's events so that a call to a project without caps costs a
+	// map lookup, not a cache listing.
+	capsMu   sync.RWMutex
+	hardCaps map[string]map[types.UID]*hubv1.SpendingCap
+
+	mu sync.Mutex
+	// pending holds what each unacknowledged event added, by event ID, and
+	// the sums by project and overall.
+	pending    map[string]pendingEvent
+	byProject  map[string]amounts
+	allPending amounts
+	// reported is the server's last report of each cap.
+	reported map[types.UID]usage.CapTotals
+	// limits caches parsed money limits by cap UID and generation.
+	limits map[types.UID]parsedLimit
+	prices struct {
+		version string
+		list    *pricing.PriceList
+	}
+}
+
+// amounts is usage in tokens and money (in billionths of the currency, the
+// precision of every Amount).
+type amounts struct{ tokens, nanos int64 }
+
+func (a amounts) plus(b amounts) amounts  { return amounts{a.tokens + b.tokens, a.nanos + b.nanos} }
+func (a amounts) minus(b amounts) amounts { return amounts{a.tokens - b.tokens, a.nanos - b.nanos} }
+
+type pendingEvent struct {
+	project string
+	amounts
+}
+
+type parsedLimit struct {
+	generation int64
+	nanos      int64 // -1: no money limit
+}
+
+var billion = decimal.NewFromInt(1_000_000_000)
+
+func toNanos(d decimal.Decimal) int64 { return d.Mul(billion).IntPart() }
+
+func (b *Budgets) init() {
+	if b.pending == nil {
+		b.pending = map[string]pendingEvent{}
+		b.byProject = map[string]amounts{}
+		b.reported = map[types.UID]usage.CapTotals{}
+		b.limits = map[types.UID]parsedLimit{}
+	}
+}
+
+// Watch keeps the Hard caps from the SpendingCap informer of informers.
+func (b *Budgets) Watch(ctx context.Context, informers cache.Informers) error {
+	inf, err := informers.GetInformer(ctx, &hubv1.SpendingCap{})
+	if err != nil {
+		return err
+	}
+	set := func(obj any) {
+		if c, ok := obj.(*hubv1.SpendingCap); ok {
+			b.setCap(c)
+		}
+	}
+	_, err = inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    set,
+		UpdateFunc: func(_, obj any) { set(obj) },
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			if c, ok := obj.(*hubv1.SpendingCap); ok {
+				b.capsMu.Lock()
+				delete(b.hardCaps[c.Namespace], c.UID)
+				b.capsMu.Unlock()
+			}
+		},
+	})
+	return err
+}
+
+// setCap records a cap as it is now: kept if Hard, dropped otherwise.
+func (b *Budgets) setCap(c *hubv1.SpendingCap) {
+	b.capsMu.Lock()
+	defer b.capsMu.Unlock()
+	if b.hardCaps == nil {
+		b.hardCaps = map[string]map[types.UID]*hubv1.SpendingCap{}
+	}
+	if c.Spec.Enforcement != hubv1.CapHard || !c.DeletionTimestamp.IsZero() {
+		delete(b.hardCaps[c.Namespace], c.UID)
+		return
+	}
+	if b.hardCaps[c.Namespace] == nil {
+		b.hardCaps[c.Namespace] = map[types.UID]*hubv1.SpendingCap{}
+	}
+	b.hardCaps[c.Namespace][c.UID] = c
+}
+
+// covering lists the Hard caps covering project: its own, then the
+// organization's (from index orgFrom on).
+func (b *Budgets) covering(project string) (caps []*hubv1.SpendingCap, orgFrom int) {
+	b.capsMu.RLock()
+	defer b.capsMu.RUnlock()
+	own, org := b.hardCaps[project], b.hardCaps[b.HubNamespace]
+	if len(own)+len(org) == 0 {
+		return nil, 0
+	}
+	caps = make([]*hubv1.SpendingCap, 0, len(own)+len(org))
+	for _, c := range own {
+		caps = append(caps, c)
+	}
+	orgFrom = len(caps)
+	for _, c := range org {
+		caps = append(caps, c)
+	}
+	return caps, orgFrom
+}
+
+// Metered counts an event this gateway recorded. Its cost is worked out (by
+// the price list of the Organization org returns) only while a Hard money
+// cap covers its project: pricing every call would cost every call.
+func (b *Budgets) Metered(e *usage.Event, org func() *hubv1.Organization) {
+	a := amounts{tokens: e.InputTokens + e.OutputTokens}
+	caps, _ := b.covering(e.Project)
+	money := false
+	for _, c := range caps {
+		money = money || c.Spec.Limit != nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.init()
+	if !money {
+		// No money cap to count towards.
+	} else if list := b.priceList(org()); list != nil {
+		a.nanos = toNanos(list.Cost(pricing.Usage{Service: e.Service, Model: e.Model, InputTokens: e.InputTokens,
+			OutputTokens: e.OutputTokens, VideoSeconds: e.VideoSeconds, StorageByteHours: e.StorageByteHours}).Amount)
+	}
+	if a == (amounts{}) {
+		return
+	}
+	b.pending[e.ID] = pendingEvent{project: e.Project, amounts: a}
+	b.byProject[e.Project] = b.byProject[e.Project].plus(a)
+	b.allPending = b.allPending.plus(a)
+}
+
+// priceList is org's price list, built once per Organization version.
+func (b *Budgets) priceList(org *hubv1.Organization) *pricing.PriceList {
+	if org == nil {
+		return nil
+	}
+	if b.prices.version != org.ResourceVersion {
+		list, err := pricing.New(org.Spec.Pricing)
+		if err != nil {
+			list = nil // the server reports it; tokens are still counted
+		}
+		b.prices.version, b.prices.list = org.ResourceVersion, list
+	}
+	return b.prices.list
+}
+
+// Acknowledged takes the server's answer to a batch: its events are no
+// longer pending, and the caps' totals (which include them) are the new
+// reports. Events this process did not meter (spooled by an earlier one)
+// are ignored.
+func (b *Budgets) Acknowledged(events []usage.Event, totals []usage.CapTotals) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.init()
+	for i := range events {
+		p, ok := b.pending[events[i].ID]
+		if !ok {
+			continue
+		}
+		delete(b.pending, events[i].ID)
+		b.byProject[p.project] = b.byProject[p.project].minus(p.amounts)
+		if b.byProject[p.project] == (amounts{}) {
+			delete(b.byProject, p.project)
+		}
+		b.allPending = b.allPending.minus(p.amounts)
+	}
+	for _, t := range totals {
+		b.reported[types.UID(t.UID)] = t
+	}
+}
+
+// Exhausted tells whether a Hard cap covering project (its own, or the
+// organization's) is used up, counting what this gateway metered since the
+// server's last report.
+func (b *Budgets) Exhausted(project string, org *hubv1.Organization, now time.Time) bool {
+	caps, orgFrom := b.covering(project)
+	if len(caps) == 0 {
+		return false
+	}
+	var cycleStart time.Time
+	if org != nil {
+		cycleStart = billing.OrganizationCycle(org.Spec.Billing.CycleStartDay, org.Spec.Billing.TimeZone, now).Start
+	} else {
+		cycleStart = billing.OrganizationCycle(0, "", now).Start
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.init()
+	for i, c := range caps {
+		pending := b.byProject[project]
+		if i >= orgFrom {
+			pending = b.allPending
+		}
+		if b.over(c, b.base(c, cycleStart).plus(pending)) {
+			return true
+		}
+	}
+	return false
+}
+
+// base is a cap's use as the server last reported it in this cycle: from an
+// ingest answer, else from the cap's status.
+func (b *Budgets) base(c *hubv1.SpendingCap, cycleStart time.Time) amounts {
+	if t, ok := b.reported[c.UID]; ok && t.CycleStart.Equal(cycleStart) {
+		spent, _ := decimal.NewFromString(t.Spent)
+		return amounts{tokens: t.Tokens, nanos: toNanos(spent)}
+	}
+	if s := c.Status; s.CycleStart != nil && s.CycleStart.Time.Equal(cycleStart) {
+		spent, _ := decimal.NewFromString(string(s.Spent))
+		return amounts{tokens: s.Tokens, nanos: toNanos(spent)}
+	}
+	return amounts{}
+}
+
+// over tells whether used reaches the cap's money or token limit.
+func (b *Budgets) over(c *hubv1.SpendingCap, used amounts) bool {
+	if c.Spec.TokenLimit != nil && used.tokens >= *c.Spec.TokenLimit {
+		return true
+	}
+	l, ok := b.limits[c.UID]
+	if !ok || l.generation != c.Generation {
+		l = parsedLimit{generation: c.Generation, nanos: -1}
+		if c.Spec.Limit != nil {
+			if d, err := decimal.NewFromString(string(*c.Spec.Limit)); err == nil {
+				l.nanos = toNanos(d)
+			}
+		}
+		b.limits[c.UID] = l
+	}
+	return l.nanos >= 0 && used.nanos >= l.nanos
+}
