@@ -73,6 +73,7 @@ type Reconciler struct {
 	ingested chan event.GenericEvent
 	mu       sync.Mutex
 	written  map[types.UID]time.Time
+	totals   totals
 }
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=spendingcaps,verbs=get;list;watch
@@ -102,45 +103,6 @@ func (r *Reconciler) Ingested(projects []string) {
 	}
 }
 
-// HardCapTotals returns the usage in the current cycle of every Hard cap
-// that covers one of projects: their own caps and the organization's. The
-// server answers each ingest batch with it, so that gateways stop traffic
-// at the cap without waiting for the next evaluation.
-func (r *Reconciler) HardCapTotals(ctx context.Context, projects []string) ([]usage.CapTotals, error) {
-	caps := &hubv1.SpendingCapList{}
-	if err := r.List(ctx, caps); err != nil {
-		return nil, err
-	}
-	touched := map[string]bool{}
-	for _, p := range projects {
-		touched[p] = true
-	}
-	org := &hubv1.Organization{}
-	if err := r.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); client.IgnoreNotFound(err) != nil {
-		return nil, err
-	}
-	now := r.Clock.Now()
-	c := cycleOf(org, now)
-	var out []usage.CapTotals
-	for i := range caps.Items {
-		capObj := &caps.Items[i]
-		covers := capObj.Namespace == r.HubNamespace || touched[capObj.Namespace]
-		if capObj.Spec.Enforcement != hubv1.CapHard || !covers {
-			continue
-		}
-		project := capObj.Namespace
-		if project == r.HubNamespace {
-			project = ""
-		}
-		e, err := r.evaluate(ctx, capObj, project, c, now)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, usage.CapTotals{UID: string(capObj.UID), CycleStart: c.start, Spent: string(amount(e.spent)), Tokens: e.tokens})
-	}
-	return out, nil
-}
-
 // Reconcile evaluates one cap.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	org := &hubv1.Organization{}
@@ -167,9 +129,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	status := e.status(capObj, scope, project, cycle, now)
+	// Alerts come after the stop: a store or channel failure while
+	// recording them must not keep the cap from being marked. Their error
+	// requeues the cap once status and mark are written.
+	var alertErr error
 	if r.Outbox != nil {
-		if status.AlertsFired, err = r.fireThresholds(ctx, capObj, &status, cycle, now, org); err != nil {
-			return ctrl.Result{}, err
+		fired, err := r.fireThresholds(ctx, capObj, &status, cycle, now, org)
+		switch {
+		case err == nil:
+			status.AlertsFired = fired
+		case capObj.Status.CycleStart != nil && capObj.Status.CycleStart.Equal(&metav1.Time{Time: cycle.start}):
+			status.AlertsFired = capObj.Status.AlertsFired
+		}
+		if err != nil {
+			alertErr = fmt.Errorf("recording the alerts of cap %s/%s: %w", capObj.Namespace, capObj.Name, err)
 		}
 	}
 	if err := r.writeStatus(ctx, capObj, status, now); err != nil {
@@ -177,6 +150,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if err := r.markCovered(ctx, capObj.Namespace, capObj, org); err != nil {
 		return ctrl.Result{}, err
+	}
+	if alertErr != nil {
+		return ctrl.Result{}, alertErr
 	}
 	resync := r.Resync
 	if resync == 0 {

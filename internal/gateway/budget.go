@@ -44,10 +44,12 @@ type Budgets struct {
 
 	mu sync.Mutex
 	// pending holds what each unacknowledged event added, by event ID, and
-	// the sums by project and overall.
+	// the sums by project and overall of those in the billing cycle that
+	// starts at cycleStart.
 	pending    map[string]pendingEvent
 	byProject  map[string]amounts
 	allPending amounts
+	cycleStart time.Time
 	// reported is the server's last report of each cap.
 	reported map[types.UID]usage.CapTotals
 	// limits caches parsed money limits by cap UID and generation.
@@ -62,11 +64,11 @@ type Budgets struct {
 // precision of every Amount).
 type amounts struct{ tokens, nanos int64 }
 
-func (a amounts) plus(b amounts) amounts  { return amounts{a.tokens + b.tokens, a.nanos + b.nanos} }
-func (a amounts) minus(b amounts) amounts { return amounts{a.tokens - b.tokens, a.nanos - b.nanos} }
+func (a amounts) plus(b amounts) amounts { return amounts{a.tokens + b.tokens, a.nanos + b.nanos} }
 
 type pendingEvent struct {
 	project string
+	at      time.Time
 	amounts
 }
 
@@ -175,9 +177,39 @@ func (b *Budgets) Metered(e *usage.Event, org func() *hubv1.Organization) {
 	if a == (amounts{}) {
 		return
 	}
-	b.pending[e.ID] = pendingEvent{project: e.Project, amounts: a}
-	b.byProject[e.Project] = b.byProject[e.Project].plus(a)
-	b.allPending = b.allPending.plus(a)
+	p := pendingEvent{project: e.Project, at: e.Time, amounts: a}
+	b.pending[e.ID] = p
+	b.add(p, 1)
+}
+
+// add adds (sign 1) or removes (-1) a pending event from the sums, if it is
+// in the cycle they are for.
+func (b *Budgets) add(p pendingEvent, sign int64) {
+	if p.at.Before(b.cycleStart) {
+		return
+	}
+	d := amounts{p.tokens * sign, p.nanos * sign}
+	if sum := b.byProject[p.project].plus(d); sum == (amounts{}) {
+		delete(b.byProject, p.project)
+	} else {
+		b.byProject[p.project] = sum
+	}
+	b.allPending = b.allPending.plus(d)
+}
+
+// recount makes the sums those of the cycle starting at cycleStart. Events
+// of earlier cycles no longer count, and are forgotten: a cap of the new
+// cycle owes them nothing, whether or not the server ever acknowledges them.
+func (b *Budgets) recount(cycleStart time.Time) {
+	b.cycleStart = cycleStart
+	b.byProject, b.allPending = map[string]amounts{}, amounts{}
+	for id, p := range b.pending {
+		if p.at.Before(cycleStart) {
+			delete(b.pending, id)
+			continue
+		}
+		b.add(p, 1)
+	}
 }
 
 // priceList is org's price list, built once per Organization version.
@@ -209,11 +241,7 @@ func (b *Budgets) Acknowledged(events []usage.Event, totals []usage.CapTotals) {
 			continue
 		}
 		delete(b.pending, events[i].ID)
-		b.byProject[p.project] = b.byProject[p.project].minus(p.amounts)
-		if b.byProject[p.project] == (amounts{}) {
-			delete(b.byProject, p.project)
-		}
-		b.allPending = b.allPending.minus(p.amounts)
+		b.add(p, -1)
 	}
 	for _, t := range totals {
 		b.reported[types.UID(t.UID)] = t
@@ -237,6 +265,9 @@ func (b *Budgets) Exhausted(project string, org *hubv1.Organization, now time.Ti
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.init()
+	if !cycleStart.Equal(b.cycleStart) {
+		b.recount(cycleStart)
+	}
 	for i, c := range caps {
 		pending := b.byProject[project]
 		if i >= orgFrom {
@@ -249,18 +280,20 @@ func (b *Budgets) Exhausted(project string, org *hubv1.Organization, now time.Ti
 	return false
 }
 
-// base is a cap's use as the server last reported it in this cycle: from an
-// ingest answer, else from the cap's status.
+// base is a cap's use in this cycle as the server last told it: the larger
+// of its last ingest answer and the cap's status (which other replicas'
+// usage reaches first). Both only grow within a cycle.
 func (b *Budgets) base(c *hubv1.SpendingCap, cycleStart time.Time) amounts {
+	var out amounts
 	if t, ok := b.reported[c.UID]; ok && t.CycleStart.Equal(cycleStart) {
 		spent, _ := decimal.NewFromString(t.Spent)
-		return amounts{tokens: t.Tokens, nanos: toNanos(spent)}
+		out = amounts{tokens: t.Tokens, nanos: toNanos(spent)}
 	}
 	if s := c.Status; s.CycleStart != nil && s.CycleStart.Time.Equal(cycleStart) {
 		spent, _ := decimal.NewFromString(string(s.Spent))
-		return amounts{tokens: s.Tokens, nanos: toNanos(spent)}
+		out = amounts{tokens: max(out.tokens, s.Tokens), nanos: max(out.nanos, toNanos(spent))}
 	}
-	return amounts{}
+	return out
 }
 
 // over tells whether used reaches the cap's money or token limit.

@@ -55,7 +55,7 @@ func TestBudgetsCountWhatTheServerHasNotReported(t *testing.T) {
 		return func() bool { return b.Exhausted(project, org, now) }
 	}
 	ev := func(id, project string, in int64) usage.Event {
-		return usage.Event{ID: id, Project: project, Service: pricing.Chat, Model: "m", InputTokens: in, StatusCode: 200}
+		return usage.Event{ID: id, Time: now, Project: project, Service: pricing.Chat, Model: "m", InputTokens: in, StatusCode: 200}
 	}
 
 	e1, e2 := ev("e1", "budget-a", 50), ev("e2", "budget-a", 49)
@@ -81,9 +81,14 @@ func TestBudgetsCountWhatTheServerHasNotReported(t *testing.T) {
 	g.Expect(env.Client.Patch(ctx, tokens, patch)).To(Succeed())
 	g.Eventually(exhausted("budget-a"), 5*time.Second).Should(BeFalse())
 
-	// A report of the previous cycle counts nothing in this one.
+	// A report of the previous cycle counts nothing in this one, and
+	// neither does usage still pending from it.
 	b.Acknowledged(nil, []usage.CapTotals{{UID: string(tokens.UID), CycleStart: cycle.AddDate(0, -1, 0), Tokens: 500}})
 	g.Expect(b.Exhausted("budget-a", org, now)).To(BeFalse())
+	old := ev("old", "budget-a", 150)
+	old.Time = cycle.Add(-time.Second)
+	b.Metered(&old, orgFn)
+	g.Expect(b.Exhausted("budget-a", org, now)).To(BeFalse(), "last cycle's usage")
 
 	// An organization money cap counts every project's pending usage,
 	// priced (1.00 per input token here).

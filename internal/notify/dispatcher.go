@@ -64,6 +64,11 @@ type Dispatcher struct {
 
 	once sync.Once
 	wake chan struct{}
+	// busy holds the channels being delivered to: each has one worker at
+	// a time, so a slow endpoint holds up only its own alerts.
+	mu      sync.Mutex
+	busy    map[string]bool
+	workers sync.WaitGroup
 }
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=notificationchannels,verbs=get;list;watch
@@ -77,7 +82,10 @@ var _ manager.LeaderElectionRunnable = &Dispatcher{}
 func (d *Dispatcher) NeedLeaderElection() bool { return true }
 
 func (d *Dispatcher) init() {
-	d.once.Do(func() { d.wake = make(chan struct{}, 1) })
+	d.once.Do(func() {
+		d.wake = make(chan struct{}, 1)
+		d.busy = map[string]bool{}
+	})
 }
 
 // Wake makes the dispatcher read the outbox now, after alerts were recorded.
@@ -90,9 +98,10 @@ func (d *Dispatcher) Wake() {
 	}
 }
 
-// Start delivers until ctx ends.
+// Start delivers until ctx ends, then waits for the attempts under way.
 func (d *Dispatcher) Start(ctx context.Context) error {
 	d.init()
+	defer d.workers.Wait()
 	poll := cmpOr(d.Poll, DefaultPoll)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
@@ -110,9 +119,11 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 	}
 }
 
-// Dispatch makes one pass over the outbox: every channel whose oldest
-// pending alert is due gets its due alerts, in order, until one fails.
+// Dispatch makes one pass over the outbox: every channel that has no
+// worker yet and whose oldest pending alert is due gets one, which delivers
+// its due alerts in order until one fails. It does not wait for them.
 func (d *Dispatcher) Dispatch(ctx context.Context) error {
+	d.init()
 	pending, err := d.Store.PendingDeliveries(ctx)
 	if err != nil {
 		return err
@@ -125,19 +136,31 @@ func (d *Dispatcher) Dispatch(ctx context.Context) error {
 		}
 		byChannel[p.Channel] = append(byChannel[p.Channel], p)
 	}
-	var wg sync.WaitGroup
-	errs := make([]error, len(order))
-	sem := make(chan struct{}, 8) // a slow endpoint holds up only its own channel
-	for i, channel := range order {
-		wg.Add(1)
-		sem <- struct{}{}
+	now := d.Clock.Now()
+	for _, channel := range order {
+		queue := byChannel[channel]
+		d.mu.Lock()
+		if d.busy[channel] || queue[0].NextAttempt.After(now) {
+			d.mu.Unlock()
+			continue
+		}
+		d.busy[channel] = true
+		d.mu.Unlock()
+		d.workers.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			errs[i] = d.drain(ctx, byChannel[channel])
+			defer d.workers.Done()
+			defer func() {
+				d.mu.Lock()
+				delete(d.busy, channel)
+				d.mu.Unlock()
+				d.Wake() // alerts may have been recorded for it meanwhile
+			}()
+			if err := d.drain(ctx, queue); err != nil && ctx.Err() == nil {
+				d.Log.Error(err, "Delivering alerts", "channel", channel)
+			}
 		}()
 	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return nil
 }
 
 // drain delivers a channel's due alerts in order, stopping at the first
@@ -169,14 +192,16 @@ func (d *Dispatcher) deliver(ctx context.Context, p usage.PendingDelivery) (ok b
 		ch = nil
 	case err != nil:
 		return false, err
-	case disabled(ch):
+	case disabled(ch) && d.stillDisabled(ctx, key):
 		return true, d.giveUp(ctx, p, nil, "the channel is disabled: its webhook answered 410 Gone")
 	default:
 		msg, err := Render(p.Alert)
 		if err != nil {
 			return true, d.giveUp(ctx, p, ch, err.Error())
 		}
-		sendErr = d.Sender.Send(ctx, ch, msg)
+		var served []string
+		served, sendErr = d.Sender.Send(ctx, ch, msg, p.Done)
+		p.Done = append(p.Done, served...)
 	}
 	if err := ctx.Err(); err != nil {
 		return false, err // stopping: the attempt does not count
@@ -191,10 +216,10 @@ func (d *Dispatcher) deliver(ctx context.Context, p usage.PendingDelivery) (ok b
 			return false, err
 		}
 		log.V(1).Info("Delivered alert")
-		return true, d.delivered(ctx, key, p, now)
+		return true, d.delivered(ctx, ch, p, now)
 	case errors.Is(sendErr, ErrGone):
 		log.Info("Channel answered 410 Gone: disabling it")
-		return true, d.gone(ctx, key, p, now)
+		return true, d.gone(ctx, ch, p, now)
 	case now.Sub(p.Alert.Time) >= cmpOr(d.RetryFor, DefaultRetryFor):
 		log.Info("Giving up an alert", "error", sendErr.Error())
 		return true, d.giveUp(ctx, p, ch, sendErr.Error())
@@ -208,7 +233,7 @@ func (d *Dispatcher) deliver(ctx context.Context, p usage.PendingDelivery) (ok b
 	if ch == nil {
 		return false, nil
 	}
-	return false, d.updateChannel(ctx, key, func(s *hubv1.NotificationChannelStatus, gen int64) {
+	return false, d.updateChannel(ctx, ch, func(s *hubv1.NotificationChannelStatus, gen int64) {
 		s.Failures++
 		s.LastFailureTime, s.LastFailure = &metav1.Time{Time: now}, p.LastError
 		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: hubv1.ReadyCondition, Status: metav1.ConditionFalse,
@@ -230,8 +255,8 @@ func (d *Dispatcher) backoff(n int) time.Duration {
 	return time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64())) //nolint:gosec // jitter, not a secret
 }
 
-func (d *Dispatcher) delivered(ctx context.Context, key client.ObjectKey, p usage.PendingDelivery, now time.Time) error {
-	return d.updateChannel(ctx, key, func(s *hubv1.NotificationChannelStatus, gen int64) {
+func (d *Dispatcher) delivered(ctx context.Context, ch *hubv1.NotificationChannel, p usage.PendingDelivery, now time.Time) error {
+	return d.updateChannel(ctx, ch, func(s *hubv1.NotificationChannelStatus, gen int64) {
 		s.LastDeliveryTime = &metav1.Time{Time: now}
 		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: hubv1.ReadyCondition, Status: metav1.ConditionTrue,
 			Reason: hubv1.AlertDeliveredReason, ObservedGeneration: gen, Message: fmt.Sprintf("alert %s was delivered", p.AlertID)})
@@ -244,12 +269,12 @@ func (d *Dispatcher) delivered(ctx context.Context, key client.ObjectKey, p usag
 	})
 }
 
-func (d *Dispatcher) gone(ctx context.Context, key client.ObjectKey, p usage.PendingDelivery, now time.Time) error {
+func (d *Dispatcher) gone(ctx context.Context, ch *hubv1.NotificationChannel, p usage.PendingDelivery, now time.Time) error {
 	p.State, p.LastError, p.NextAttempt = usage.DeliveryDead, ErrGone.Error(), time.Time{}
 	if err := d.Store.UpdateDelivery(ctx, p.Delivery); err != nil {
 		return err
 	}
-	return d.updateChannel(ctx, key, func(s *hubv1.NotificationChannelStatus, gen int64) {
+	return d.updateChannel(ctx, ch, func(s *hubv1.NotificationChannelStatus, gen int64) {
 		s.Failures++
 		s.LastFailureTime, s.LastFailure = &metav1.Time{Time: now}, p.LastError
 		msg := "the webhook answered 410 Gone: nothing more is sent to it; change the channel's spec (a new URL) to enable it again"
@@ -271,24 +296,32 @@ func (d *Dispatcher) giveUp(ctx context.Context, p usage.PendingDelivery, ch *hu
 	if ch == nil {
 		return nil
 	}
-	return d.updateChannel(ctx, client.ObjectKeyFromObject(ch), func(s *hubv1.NotificationChannelStatus, gen int64) {
+	return d.updateChannel(ctx, ch, func(s *hubv1.NotificationChannelStatus, gen int64) {
 		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: hubv1.DeadLetteredCondition, Status: metav1.ConditionTrue,
 			Reason: hubv1.DeadLetterReason, ObservedGeneration: gen,
 			Message: truncate(fmt.Sprintf("alert %s (fired %s) was given up: %s", p.AlertID, p.Alert.Time.UTC().Format(time.RFC3339), p.LastError))})
 	})
 }
 
-// updateChannel patches a channel's status, read fresh and guarded by its
-// resource version.
-func (d *Dispatcher) updateChannel(ctx context.Context, key client.ObjectKey, mutate func(*hubv1.NotificationChannelStatus, int64)) error {
+// updateChannel patches the status of the channel an attempt used, read
+// fresh and guarded by its resource version. When the channel's spec changed
+// since (a new URL), the outcome is about a destination that is gone, and
+// nothing is written: the next attempt, to the new one, tells.
+func (d *Dispatcher) updateChannel(ctx context.Context, used *hubv1.NotificationChannel, mutate func(*hubv1.NotificationChannelStatus, int64)) error {
+	if used == nil {
+		return nil
+	}
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		reader := d.APIReader
 		if reader == nil {
 			reader = d.Client
 		}
 		ch := &hubv1.NotificationChannel{}
-		if err := reader.Get(ctx, key, ch); err != nil {
+		if err := reader.Get(ctx, client.ObjectKeyFromObject(used), ch); err != nil {
 			return err
+		}
+		if ch.Generation != used.Generation {
+			return nil
 		}
 		before := ch.DeepCopy()
 		mutate(&ch.Status, ch.Generation)
@@ -296,6 +329,16 @@ func (d *Dispatcher) updateChannel(ctx context.Context, key client.ObjectKey, mu
 		return d.Client.Status().Patch(ctx, ch, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 	})
 	return client.IgnoreNotFound(err)
+}
+
+// stillDisabled reads the channel afresh: the cache may not have seen an
+// edit that enables it again.
+func (d *Dispatcher) stillDisabled(ctx context.Context, key client.ObjectKey) bool {
+	if d.APIReader == nil {
+		return true
+	}
+	ch := &hubv1.NotificationChannel{}
+	return d.APIReader.Get(ctx, key, ch) != nil || disabled(ch)
 }
 
 // disabled says whether a 410 disabled the channel at its current spec.

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -41,32 +42,35 @@ type Sender struct {
 	Now func() time.Time
 }
 
-// Send delivers m to ch. A nil error means the channel accepted it.
-func (s *Sender) Send(ctx context.Context, ch *hubv1.NotificationChannel, m Message) error {
+// Send delivers m to ch, skipping the recipients in done (served by an
+// earlier attempt). A nil error means the channel accepted it. served lists
+// the recipients this attempt reached, for channels that send to each of
+// several (SMS), so that a retry does not text them again.
+func (s *Sender) Send(ctx context.Context, ch *hubv1.NotificationChannel, m Message, done []string) (served []string, err error) {
 	switch {
 	case ch.Spec.Webhook != nil:
-		return s.sendWebhook(ctx, ch, m)
+		return nil, s.sendWebhook(ctx, ch, m)
 	case ch.Spec.Email != nil:
 		cfg, err := s.config(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if cfg.SMTP == nil {
-			return fmt.Errorf("email is not configured: set %s and %s in Secret %s", KeySMTPHost, KeySMTPFrom, s.ConfigSecret)
+			return nil, fmt.Errorf("email is not configured: set %s and %s in Secret %s", KeySMTPHost, KeySMTPFrom, s.ConfigSecret)
 		}
-		return sendEmail(ctx, cfg.SMTP, ch.Spec.Email.To, m)
+		return nil, sendEmail(ctx, cfg.SMTP, ch.Spec.Email.To, m)
 	case ch.Spec.SMS != nil:
 		cfg, err := s.config(ctx)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if cfg.SMS == nil {
-			return fmt.Errorf("SMS is not configured: set %s, %s and %s in Secret %s",
+			return nil, fmt.Errorf("SMS is not configured: set %s, %s and %s in Secret %s",
 				KeySMSAccountSID, KeySMSAuthToken, KeySMSFrom, s.ConfigSecret)
 		}
-		return s.sendSMS(ctx, cfg.SMS, ch.Spec.SMS.To, m)
+		return s.sendSMS(ctx, cfg.SMS, ch.Spec.SMS.To, m, done)
 	}
-	return errors.New("the channel names no destination")
+	return nil, errors.New("the channel names no destination")
 }
 
 func (s *Sender) config(ctx context.Context) (Config, error) {
@@ -145,8 +149,22 @@ func (s *Sender) sendWebhook(ctx context.Context, ch *hubv1.NotificationChannel,
 	req.Header.Set(standardwebhooks.HeaderWebhookID, m.ID)
 	req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, fmt.Sprint(ts.Unix()))
 	req.Header.Set(standardwebhooks.HeaderWebhookSignature, signature)
-	return s.do(req)
+	err = s.do(req)
+	var status *statusError
+	if errors.As(err, &status) && status.code == http.StatusGone {
+		return ErrGone
+	}
+	return err
 }
+
+// statusError is an answer other than 2xx. Only the status is kept: the
+// body is the endpoint's, and status and history are readable by tenants.
+type statusError struct {
+	code   int
+	status string
+}
+
+func (e *statusError) Error() string { return "the endpoint answered " + e.status }
 
 // do sends req and turns anything but 2xx into an error.
 func (s *Sender) do(req *http.Request) error {
@@ -159,41 +177,39 @@ func (s *Sender) do(req *http.Request) error {
 		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	// Read a little of the answer, for the failure message and to reuse
-	// the connection.
-	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
-	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+	// Drain a little of the answer so that the connection can be reused.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return nil
-	case resp.StatusCode == http.StatusGone:
-		return ErrGone
 	}
-	msg := resp.Status
-	if s := strings.TrimSpace(string(snippet)); s != "" {
-		msg += ": " + strings.ToValidUTF8(s, "?")
-	}
-	return errors.New(msg)
+	return &statusError{code: resp.StatusCode, status: resp.Status}
 }
 
 // sendSMS sends one text per number through a provider with Twilio's
 // Messages API shape: a form POST with To, From and Body, under basic
 // authentication with the account SID and auth token.
-func (s *Sender) sendSMS(ctx context.Context, cfg *SMSConfig, to []string, m Message) error {
+func (s *Sender) sendSMS(ctx context.Context, cfg *SMSConfig, to []string, m Message, done []string) ([]string, error) {
 	endpoint := fmt.Sprintf("%s/2010-04-01/Accounts/%s/Messages.json", cfg.URL, url.PathEscape(cfg.AccountSID))
 	var errs []error
+	var served []string
 	for _, number := range to {
+		if slices.Contains(done, number) {
+			continue
+		}
 		form := url.Values{"To": {number}, "From": {cfg.From}, "Body": {m.Short}}
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, strings.NewReader(form.Encode()))
 		if err != nil {
-			return fmt.Errorf("building the SMS request: %w", err)
+			return served, fmt.Errorf("building the SMS request: %w", err)
 		}
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.SetBasicAuth(cfg.AccountSID, cfg.AuthToken)
 		if err := s.do(req); err != nil {
 			errs = append(errs, fmt.Errorf("to %s: %w", number, err))
+		} else {
+			served = append(served, number)
 		}
 	}
-	return errors.Join(errs...)
+	return served, errors.Join(errs...)
 }
 
 // sendEmail sends one message to all recipients.

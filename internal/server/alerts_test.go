@@ -229,12 +229,17 @@ func TestUnreachableReceivers(t *testing.T) {
 		"alerts-down/down": usage.DeliveryDead, "alerts-down/gone": usage.DeliveryDead}))
 }
 
+// send delivers one message with s, as the dispatcher's first attempt does.
+func send(s *notify.Sender, ch *hubv1.NotificationChannel, m notify.Message) error {
+	_, err := s.Send(context.Background(), ch, m, nil)
+	return err
+}
+
 // TestWebhookSignatures: what the hub sends passes the reference
 // verification; the same request sent again is recognised by its
 // webhook-id, and a stale or re-stamped one is refused.
 func TestWebhookSignatures(t *testing.T) {
 	g := NewWithT(t)
-	ctx := context.Background()
 	projectWithNamespace(g, "alerts-sign")
 	rcv := newWebhookReceiver(t)
 	ch := webhookChannel(g, "alerts-sign", "hook", rcv)
@@ -244,7 +249,7 @@ func TestWebhookSignatures(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 
 	sender := &notify.Sender{Reader: k8sClient, HTTP: rcv.Client()}
-	g.Expect(sender.Send(ctx, ch, msg)).To(Succeed())
+	g.Expect(send(sender, ch, msg)).To(Succeed())
 	accepted, _, _, _ := rcv.snapshot()
 	g.Expect(accepted).To(HaveLen(1))
 	g.Expect(accepted[0].Body).To(Equal(msg.Body))
@@ -268,7 +273,7 @@ func TestWebhookSignatures(t *testing.T) {
 	g.Expect(replay(func(h http.Header) { h.Set("webhook-timestamp", fmt.Sprint(time.Now().Unix()+60)) })).To(Equal(http.StatusBadRequest))
 	// Signed ten minutes ago: stale.
 	stale := &notify.Sender{Reader: k8sClient, HTTP: rcv.Client(), Now: func() time.Time { return time.Now().Add(-10 * time.Minute) }}
-	err = stale.Send(ctx, ch, notify.Message{ID: "cap_test_2", Body: msg.Body})
+	err = send(stale, ch, notify.Message{ID: "cap_test_2", Body: msg.Body})
 	g.Expect(err).To(MatchError(ContainSubstring("400")))
 	_, _, _, rejected := rcv.snapshot()
 	g.Expect(rejected).To(HaveLen(2))
@@ -294,15 +299,15 @@ func TestWebhookSignatures(t *testing.T) {
 	defer redirecting.Close()
 	redirect := ch.DeepCopy()
 	redirect.Spec.Webhook.URL = redirecting.URL + "/start"
-	g.Expect(sender.Send(ctx, redirect, msg)).To(Succeed(), "a same-host 308 keeps the POST and is followed")
+	g.Expect(send(sender, redirect, msg)).To(Succeed(), "a same-host 308 keeps the POST and is followed")
 	redirect.Spec.Webhook.URL = redirecting.URL + "/elsewhere"
-	g.Expect(sender.Send(ctx, redirect, msg)).To(MatchError(ContainSubstring("refused a redirect to another host")))
+	g.Expect(send(sender, redirect, msg)).To(MatchError(ContainSubstring("refused a redirect to another host")))
 	_, otherAttempts, _, _ := other.snapshot()
 	g.Expect(otherAttempts).To(BeZero())
 
 	// 410 Gone is its own error: the dispatcher disables the channel.
 	rcv.setAnswer(http.StatusGone)
-	g.Expect(sender.Send(ctx, ch, msg)).To(MatchError(notify.ErrGone))
+	g.Expect(send(sender, ch, msg)).To(MatchError(notify.ErrGone))
 }
 
 // TestEmailAndSMSAlerts: an organization default email channel and a
@@ -327,7 +332,11 @@ func TestEmailAndSMSAlerts(t *testing.T) {
 	g.Expect(k8sClient.Create(ctx, &hubv1.NotificationChannel{ObjectMeta: metav1.ObjectMeta{Namespace: hub, Name: "finance"},
 		Spec: hubv1.NotificationChannelSpec{Default: true, Email: &hubv1.EmailChannel{To: []string{"finance@example.com", "cto@example.com"}}}})).To(Succeed())
 	g.Expect(k8sClient.Create(ctx, &hubv1.NotificationChannel{ObjectMeta: metav1.ObjectMeta{Namespace: "alerts-mail", Name: "phones"},
-		Spec: hubv1.NotificationChannelSpec{SMS: &hubv1.SMSChannel{To: []string{"+8613800138000"}}}})).To(Succeed())
+		Spec: hubv1.NotificationChannelSpec{SMS: &hubv1.SMSChannel{To: []string{"+8613800138000", "+8613900139000"}}}})).To(Succeed())
+	// The provider refuses the second number at first, with a 410 at that:
+	// an SMS channel is not disabled by it, and the retry texts only the
+	// number that did not get the alert.
+	sms.refuse("+8613900139000", http.StatusGone)
 	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "alerts-mail", Name: "budget"},
 		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("10")), Thresholds: []int32{50}, Channels: []string{"phones"}}}
 	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
@@ -347,14 +356,22 @@ func TestEmailAndSMSAlerts(t *testing.T) {
 	g.Expect(m.Body).To(ContainSubstring("reaches 100% at"))
 	g.Expect(m.Body).To(ContainSubstring("https://hub.example.com/projects/alerts-mail/usage"))
 
-	g.Eventually(func() int { sms.mu.Lock(); defer sms.mu.Unlock(); return len(sms.messages) }, 10*time.Second).Should(Equal(1))
-	sms.mu.Lock()
-	defer sms.mu.Unlock()
-	g.Expect(sms.paths[0]).To(Equal("POST /2010-04-01/Accounts/AC0123/Messages.json"))
-	g.Expect(sms.auth[0]).To(Equal("AC0123:sms-token"))
-	g.Expect(sms.messages[0].Get("To")).To(Equal("+8613800138000"))
-	g.Expect(sms.messages[0].Get("From")).To(Equal("+15005550006"))
-	g.Expect(sms.messages[0].Get("Body")).To(ContainSubstring("Project alerts-mail at 70% of spending cap budget (7 of 10)"))
+	g.Eventually(func() int { return len(sms.received()) }, 10*time.Second).Should(Equal(1))
+	first := sms.received()[0]
+	g.Expect(first.path).To(Equal("POST /2010-04-01/Accounts/AC0123/Messages.json"))
+	g.Expect(first.auth).To(Equal("AC0123:sms-token"))
+	g.Expect(first.form.Get("To")).To(Equal("+8613800138000"))
+	g.Expect(first.form.Get("From")).To(Equal("+15005550006"))
+	g.Expect(first.form.Get("Body")).To(ContainSubstring("Project alerts-mail at 70% of spending cap budget (7 of 10)"))
+	phones := &hubv1.NotificationChannel{ObjectMeta: metav1.ObjectMeta{Namespace: "alerts-mail", Name: "phones"}}
+	g.Eventually(func() string { return getChannel(g, phones).Status.LastFailure }, 10*time.Second).Should(ContainSubstring("410"))
+	g.Expect(meta.FindStatusCondition(getChannel(g, phones).Status.Conditions, hubv1.DisabledCondition)).To(BeNil())
+
+	sms.refuse("+8613900139000", 0)
+	e.clock.Step(5 * time.Minute)
+	g.Eventually(func() int { return len(sms.received()) }, 10*time.Second).Should(Equal(2))
+	g.Consistently(func() int { return len(sms.received()) }, 500*time.Millisecond).Should(Equal(2))
+	g.Expect(sms.received()[1].form.Get("To")).To(Equal("+8613900139000"))
 }
 
 // TestCycleBoundaryInOrganizationTimeZone: thresholds reset when a cycle

@@ -323,4 +323,25 @@ func TestHardCapTotals(t *testing.T) {
 		g.Expect(byUID[string(hard.UID)].CycleStart).To(BeTemporally("==", time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)))
 		g.Expect(byUID[string(org.UID)].Tokens).To(BeEquivalentTo(4_000_000), "every project counts")
 	}, 10*time.Second).Should(Succeed())
+
+	// Later batches are added to the running totals as they are stored,
+	// not summed from the store again; a repeated event counts once.
+	batch := []usage.Event{{ID: "late-1", Time: e.clock.Now(), Project: "caps-totals-a", KeyID: "AbCdEf0123",
+		Service: pricing.Chat, Endpoint: "/v1/chat/completions", Model: "m", InputTokens: 500_000, StatusCode: 200}}
+	for range 2 {
+		done := e.caps.BeginIngest()
+		stored, err := e.store.Insert(ctx, batch)
+		g.Expect(err).NotTo(HaveOccurred())
+		done(stored)
+	}
+	totals, err := e.caps.HardCapTotals(ctx, []string{"caps-totals-a"})
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, tt := range totals {
+		switch tt.UID {
+		case string(hard.UID):
+			g.Expect(tt.Spent).To(Equal("3.5"))
+		case string(org.UID):
+			g.Expect(tt.Tokens).To(BeEquivalentTo(4_500_000))
+		}
+	}
 }

@@ -208,17 +208,22 @@ func (s *smtpSession) Data(r io.Reader) error {
 func (s *smtpSession) Reset()        { s.from, s.to = "", nil }
 func (s *smtpSession) Logout() error { return nil }
 
-// smsProvider answers like Twilio's Messages API.
+// smsProvider answers like Twilio's Messages API. It can be told to refuse
+// a number, with a status code.
 type smsProvider struct {
 	*httptest.Server
 	mu       sync.Mutex
-	messages []url.Values
-	auth     []string
-	paths    []string
+	accepted []smsRequest
+	refused  map[string]int
+}
+
+type smsRequest struct {
+	path, auth string
+	form       url.Values
 }
 
 func newSMSProvider(t *testing.T) *smsProvider {
-	p := &smsProvider{}
+	p := &smsProvider{refused: map[string]int{}}
 	p.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		user, pass, _ := r.BasicAuth()
 		if err := r.ParseForm(); err != nil {
@@ -226,14 +231,29 @@ func newSMSProvider(t *testing.T) *smsProvider {
 			return
 		}
 		p.mu.Lock()
-		p.messages = append(p.messages, r.PostForm)
-		p.auth = append(p.auth, user+":"+pass)
-		p.paths = append(p.paths, r.Method+" "+r.URL.Path)
-		p.mu.Unlock()
+		defer p.mu.Unlock()
+		if code := p.refused[r.PostForm.Get("To")]; code != 0 {
+			w.WriteHeader(code)
+			return
+		}
+		p.accepted = append(p.accepted, smsRequest{path: r.Method + " " + r.URL.Path, auth: user + ":" + pass, form: r.PostForm})
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		_, _ = io.WriteString(w, `{"sid": "SM00000000000000000000000000000000", "status": "queued"}`)
 	}))
 	t.Cleanup(p.Close)
 	return p
+}
+
+// refuse makes the provider answer code for number (0: accept again).
+func (p *smsProvider) refuse(number string, code int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refused[number] = code
+}
+
+func (p *smsProvider) received() []smsRequest {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]smsRequest(nil), p.accepted...)
 }

@@ -151,6 +151,13 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	if opts.AlertRetention == 0 {
 		opts.AlertRetention = DefaultAlertRetention
 	}
+	// Thresholds fire once per cycle because the cycle's alerts are still
+	// in the store; pending deliveries need theirs until given up.
+	if least := max(31*24*time.Hour, opts.AlertRetryFor); opts.AlertRetention < least {
+		_ = store.Close()
+		return nil, nil, fmt.Errorf("--alert-retention must be at least %v (a billing cycle, and --alert-retry-for), not %v",
+			least, opts.AlertRetention)
+	}
 	if err := mgr.Add(&retention{store: store, events: opts.EventRetention, rollups: opts.RollupRetention, alerts: opts.AlertRetention}); err != nil {
 		return nil, nil, err
 	}
@@ -211,7 +218,7 @@ func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 		return err
 	}
 	s.OnIngest = r.Ingested
-	s.CapTotals = r.HardCapTotals
+	s.CapTotals, s.BeginIngest = r.HardCapTotals, r.BeginIngest
 	return nil
 }
 

@@ -53,6 +53,10 @@ type Server struct {
 	// CapTotals, when set, gives the usage of the Hard caps covering the
 	// projects of a batch, returned in the ingest answer.
 	CapTotals func(ctx context.Context, projects []string) ([]usage.CapTotals, error)
+	// BeginIngest, when set, is called before a batch is stored, and what
+	// it returns after, with the events that were new, so that the running
+	// cap totals count them.
+	BeginIngest func() func(stored []usage.Event)
 }
 
 // SetPrices replaces the price list used for spend metrics.
@@ -118,7 +122,12 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	done := func([]usage.Event) {}
+	if s.BeginIngest != nil {
+		done = s.BeginIngest()
+	}
 	stored, err := s.Store.Insert(r.Context(), req.Events)
+	done(stored)
 	if err != nil {
 		s.Log.Error(err, "Storing usage events", "events", len(req.Events))
 		writeError(w, http.StatusServiceUnavailable, errorBody{Message: "the usage store is unavailable; retry the batch"})

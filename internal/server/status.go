@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/billing"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/usage"
 )
@@ -301,13 +302,14 @@ func replacing(s hubv1.UsageSummary) map[string]any {
 
 // cycleStart is the start of the organization's current billing cycle, or of
 // the calendar month (UTC) when there is no organization.
+// Caps count cycles the same way, so a project's spend and its cap agree at
+// the boundary.
 func (w *StatusWriter) cycleStart(ctx context.Context, now time.Time) time.Time {
 	org := &hubv1.Organization{}
-	if err := w.Client.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err == nil && org.Status.CurrentCycle != nil {
-		return org.Status.CurrentCycle.Start.Time
+	if err := w.Client.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err != nil {
+		return billing.OrganizationCycle(0, "", now).Start
 	}
-	u := now.UTC()
-	return time.Date(u.Year(), u.Month(), 1, 0, 0, 0, 0, time.UTC)
+	return billing.OrganizationCycle(org.Spec.Billing.CycleStartDay, org.Spec.Billing.TimeZone, now).Start
 }
 
 func (w *StatusWriter) prices() *pricing.PriceList {

@@ -79,6 +79,9 @@ type Delivery struct {
 	NextAttempt time.Time `json:"nextAttempt,omitzero"`
 	// LastError says why the last attempt failed.
 	LastError string `json:"lastError,omitempty"`
+	// Done lists the recipients already served, for a channel that sends
+	// to each of several (SMS): a retry goes only to the others.
+	Done []string `json:"done,omitempty"`
 	// Updated is when the delivery last changed.
 	Updated time.Time `json:"updated"`
 }
@@ -117,7 +120,9 @@ type AlertStore interface {
 	// channel and then in the order the alerts fired.
 	PendingDeliveries(ctx context.Context) ([]PendingDelivery, error)
 
-	// UpdateDelivery records the outcome of an attempt.
+	// UpdateDelivery records the outcome of an attempt on a pending
+	// delivery. It fails with ErrDeliveryMoved when the delivery is no
+	// longer pending (another dispatcher recorded it).
 	UpdateDelivery(ctx context.Context, d Delivery) error
 
 	// PruneAlerts deletes alerts that fired before before, with their
@@ -147,10 +152,13 @@ var alertSchema = []string{
 		attempts INTEGER NOT NULL,
 		next_attempt BIGINT NOT NULL,
 		last_error TEXT NOT NULL,
+		done TEXT NOT NULL,
 		updated BIGINT NOT NULL,
 		PRIMARY KEY (alert_id, channel))` + "%TABLE_OPTIONS%",
 	`CREATE INDEX IF NOT EXISTS alert_deliveries_state ON alert_deliveries (state, channel)`,
 }
+
+const deliveryColumns = "d.alert_id, d.channel, d.state, d.attempts, d.next_attempt, d.last_error, d.done, d.updated"
 
 const alertColumns = "a.id, a.ts, a.kind, a.namespace, a.name, a.source_uid, a.project, a.cycle_start, a.threshold, a.payload"
 
@@ -168,8 +176,8 @@ func (s *sqlStore) RecordAlerts(ctx context.Context, alerts []Alert) ([]Alert, e
 	insertAlert := fmt.Sprintf(`INSERT INTO alerts (id, ts, kind, namespace, name, source_uid, project, cycle_start, threshold, payload)
 		VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING`,
 		p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10))
-	insertDelivery := fmt.Sprintf(`INSERT INTO alert_deliveries (alert_id, channel, state, attempts, next_attempt, last_error, updated)
-		VALUES (%s, %s, %s, 0, %s, '', %s) ON CONFLICT (alert_id, channel) DO NOTHING`, p(1), p(2), p(3), p(4), p(5))
+	insertDelivery := fmt.Sprintf(`INSERT INTO alert_deliveries (alert_id, channel, state, attempts, next_attempt, last_error, done, updated)
+		VALUES (%s, %s, %s, 0, %s, '', '', %s) ON CONFLICT (alert_id, channel) DO NOTHING`, p(1), p(2), p(3), p(4), p(5))
 	var recorded []Alert
 	for _, a := range alerts {
 		res, err := tx.ExecContext(ctx, insertAlert, a.ID, a.Time.UnixMicro(), string(a.Kind), a.Namespace, a.Name,
@@ -213,12 +221,12 @@ func timeOrZero(us int64) time.Time {
 // Alerts implements AlertStore.
 func (s *sqlStore) Alerts(ctx context.Context, f AlertFilter) ([]Alert, error) {
 	where, args := s.alertWhere(f)
-	q := "SELECT " + alertColumns + " FROM alerts a" + where + " ORDER BY a.ts DESC, a.threshold DESC"
+	newest := " FROM alerts a" + where + " ORDER BY a.ts DESC, a.threshold DESC"
 	if f.Limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+		newest += fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
 	// The newest are kept under a limit; the answer is oldest first.
-	q = "SELECT * FROM (" + q + ") a ORDER BY a.ts, a.threshold"
+	q := "SELECT * FROM (SELECT " + alertColumns + newest + ") a ORDER BY a.ts, a.threshold"
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing alerts: %w", err)
@@ -238,7 +246,7 @@ func (s *sqlStore) Alerts(ctx context.Context, f AlertFilter) ([]Alert, error) {
 	if len(alerts) == 0 {
 		return alerts, nil
 	}
-	return alerts, s.attachDeliveries(ctx, alerts, where, args)
+	return alerts, s.attachDeliveries(ctx, alerts, "SELECT a.id"+newest, args)
 }
 
 // alertWhere turns a filter into a WHERE clause over alerts aliased a.
@@ -273,15 +281,15 @@ func (s *sqlStore) alertWhere(f AlertFilter) (string, []any) {
 	return " WHERE " + strings.Join(where, " AND "), args
 }
 
-// attachDeliveries reads the deliveries of the alerts the same filter
-// selected, in one query.
-func (s *sqlStore) attachDeliveries(ctx context.Context, alerts []Alert, where string, args []any) error {
+// attachDeliveries reads the deliveries of alerts, which the query selected
+// (of alert IDs) picks, in one query.
+func (s *sqlStore) attachDeliveries(ctx context.Context, alerts []Alert, selected string, args []any) error {
 	index := make(map[string]int, len(alerts))
 	for i := range alerts {
 		index[alerts[i].ID] = i
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT d.alert_id, d.channel, d.state, d.attempts, d.next_attempt, d.last_error, d.updated"+
-		" FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id"+where+" ORDER BY d.channel", args...)
+	rows, err := s.db.QueryContext(ctx, "SELECT "+deliveryColumns+
+		" FROM alert_deliveries d WHERE d.alert_id IN ("+selected+") ORDER BY d.channel", args...)
 	if err != nil {
 		return fmt.Errorf("listing alert deliveries: %w", err)
 	}
@@ -311,21 +319,28 @@ func scanAlert(rows *sql.Rows) (Alert, error) {
 
 func scanDelivery(rows *sql.Rows) (Delivery, error) {
 	var d Delivery
-	var state string
+	var state, done string
 	var next, updated int64
-	if err := rows.Scan(&d.AlertID, &d.Channel, &state, &d.Attempts, &next, &d.LastError, &updated); err != nil {
+	if err := rows.Scan(&d.AlertID, &d.Channel, &state, &d.Attempts, &next, &d.LastError, &done, &updated); err != nil {
 		return d, fmt.Errorf("reading an alert delivery: %w", err)
 	}
-	d.State, d.Updated = DeliveryState(state), time.UnixMicro(updated).UTC()
+	d.State, d.Updated, d.Done = DeliveryState(state), time.UnixMicro(updated).UTC(), splitDone(done)
 	if d.State == DeliveryPending {
 		d.NextAttempt = time.UnixMicro(next).UTC()
 	}
 	return d, nil
 }
 
+func splitDone(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
 // PendingDeliveries implements AlertStore.
 func (s *sqlStore) PendingDeliveries(ctx context.Context) ([]PendingDelivery, error) {
-	q := "SELECT d.alert_id, d.channel, d.state, d.attempts, d.next_attempt, d.last_error, d.updated, " + alertColumns +
+	q := "SELECT " + deliveryColumns + ", " + alertColumns +
 		" FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id WHERE d.state = " + s.d.placeholder(1) +
 		" ORDER BY d.channel, a.ts, a.threshold"
 	rows, err := s.db.QueryContext(ctx, q, string(DeliveryPending))
@@ -336,14 +351,15 @@ func (s *sqlStore) PendingDeliveries(ctx context.Context) ([]PendingDelivery, er
 	var out []PendingDelivery
 	for rows.Next() {
 		var p PendingDelivery
-		var state, kind, payload string
+		var state, done, kind, payload string
 		var next, updated, ts, cycle int64
-		if err := rows.Scan(&p.AlertID, &p.Channel, &state, &p.Attempts, &next, &p.LastError, &updated,
+		if err := rows.Scan(&p.AlertID, &p.Channel, &state, &p.Attempts, &next, &p.LastError, &done, &updated,
 			&p.Alert.ID, &ts, &kind, &p.Alert.Namespace, &p.Alert.Name, &p.Alert.SourceUID, &p.Alert.Project,
 			&cycle, &p.Alert.Threshold, &payload); err != nil {
 			return nil, fmt.Errorf("reading a pending alert delivery: %w", err)
 		}
 		p.State, p.NextAttempt, p.Updated = DeliveryState(state), time.UnixMicro(next).UTC(), time.UnixMicro(updated).UTC()
+		p.Done = splitDone(done)
 		p.Alert.Time, p.Alert.CycleStart = time.UnixMicro(ts).UTC(), timeOrZero(cycle)
 		p.Alert.Kind, p.Alert.Payload = AlertKind(kind), json.RawMessage(payload)
 		out = append(out, p)
@@ -354,14 +370,26 @@ func (s *sqlStore) PendingDeliveries(ctx context.Context) ([]PendingDelivery, er
 // UpdateDelivery implements AlertStore.
 func (s *sqlStore) UpdateDelivery(ctx context.Context, d Delivery) error {
 	p := s.d.placeholder
-	_, err := s.db.ExecContext(ctx, fmt.Sprintf(`UPDATE alert_deliveries SET state = %s, attempts = %s, next_attempt = %s,
-		last_error = %s, updated = %s WHERE alert_id = %s AND channel = %s`, p(1), p(2), p(3), p(4), p(5), p(6), p(7)),
-		string(d.State), d.Attempts, unixMicroOrZero(d.NextAttempt), d.LastError, d.Updated.UnixMicro(), d.AlertID, d.Channel)
+	// Only a pending delivery at the attempt count before this attempt is
+	// updated: a dispatcher that lost the lease mid-attempt cannot turn a
+	// delivery someone else finished back into a pending one.
+	res, err := s.db.ExecContext(ctx, fmt.Sprintf(`UPDATE alert_deliveries SET state = %s, attempts = %s, next_attempt = %s,
+		last_error = %s, done = %s, updated = %s WHERE alert_id = %s AND channel = %s AND state = %s AND attempts <= %s`,
+		p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10)),
+		string(d.State), d.Attempts, unixMicroOrZero(d.NextAttempt), d.LastError, strings.Join(d.Done, ","), d.Updated.UnixMicro(),
+		d.AlertID, d.Channel, string(DeliveryPending), d.Attempts)
 	if err != nil {
 		return fmt.Errorf("recording the delivery of alert %s to %s: %w", d.AlertID, d.Channel, err)
 	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("recording the delivery of alert %s to %s: %w", d.AlertID, d.Channel, ErrDeliveryMoved)
+	}
 	return nil
 }
+
+// ErrDeliveryMoved means a delivery was no longer pending at the attempt
+// count an update expected: another dispatcher recorded it.
+var ErrDeliveryMoved = errors.New("the delivery was updated by someone else")
 
 // PruneAlerts implements AlertStore.
 func (s *sqlStore) PruneAlerts(ctx context.Context, before time.Time) error {

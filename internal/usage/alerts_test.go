@@ -70,7 +70,8 @@ var alertSuite = []storeCase{
 			pending[2].Channel + " " + pending[2].Alert.ID}).To(Equal([]string{"p1/hook a50", "p1/hook a80", "p1/mail a50"}))
 		g.Expect(pending[0].NextAttempt).To(BeTemporally("==", t0))
 
-		d := pending[0].Delivery
+		delivered := pending[0].Delivery
+		d := delivered
 		d.State, d.Attempts, d.Updated = usage.DeliveryDelivered, 1, t0.Add(time.Minute)
 		g.Expect(s.UpdateDelivery(ctx, d)).To(Succeed())
 		d = pending[1].Delivery
@@ -86,6 +87,21 @@ var alertSuite = []storeCase{
 		listed, err := s.Alerts(ctx, usage.AlertFilter{})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(listed[0].Deliveries[0].State).To(Equal(usage.DeliveryDelivered))
+
+		// A dispatcher that lost its lease cannot reopen what another
+		// finished.
+		stale := delivered // attempts 0, as read before
+		stale.State, stale.Attempts, stale.Updated = usage.DeliveryPending, 1, t0.Add(2*time.Minute)
+		g.Expect(s.UpdateDelivery(ctx, stale)).To(MatchError(usage.ErrDeliveryMoved))
+
+		// Recipients already served are kept with a pending delivery.
+		d = pending[1].Delivery
+		d.Attempts, d.Done, d.NextAttempt, d.Updated = 1, []string{"+8613800138000"}, t0.Add(time.Hour), t0.Add(time.Minute)
+		g.Expect(s.UpdateDelivery(ctx, d)).To(Succeed())
+		pending, err = s.PendingDeliveries(ctx)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(pending[1].Channel).To(Equal("p1/mail"))
+		g.Expect(pending[1].Done).To(Equal([]string{"+8613800138000"}))
 	}},
 	{"alerts are pruned with their deliveries", func(t *testing.T, s usage.Store) {
 		g := NewWithT(t)
