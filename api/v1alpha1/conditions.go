@@ -155,6 +155,10 @@ const (
 	// KeyIDLabel is the public ID of the key a Secret holds.
 	KeyIDLabel = "hub.minimax.io/key-id"
 
+	// AccessLabel marks the RBAC objects the hub generates from Members,
+	// Groups and project access lists; its value is the role.
+	AccessLabel = "hub.minimax.io/access"
+
 	// ScopeLabel is the scope of the key a Secret holds.
 	ScopeLabel = "hub.minimax.io/scope"
 

@@ -220,6 +220,14 @@ type SecurityPolicy struct {
 	// sso configures single sign-on for the dashboard.
 	// +optional
 	SSO *SSOPolicy `json:"sso,omitempty"`
+
+	// usernamePrefix is put before a member's email to make the Kubernetes
+	// username that the hub's RBAC bindings name. Set it to the prefix of
+	// the cluster's OIDC setup (the API server's --oidc-username-prefix,
+	// such as "oidc:"); empty means the email itself.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	UsernamePrefix string `json:"usernamePrefix,omitempty"`
 }
 
 // MFAEnforcement says who must use multi-factor authentication.

@@ -28,8 +28,8 @@ type ProjectSpec struct {
 	Archived bool `json:"archived,omitempty"`
 
 	// access lists the members and groups that may work in the project, and
-	// with which role. It takes effect with the team and roles feature; until
-	// then it is recorded only.
+	// with which role. The hub grants it as RoleBindings in the project's
+	// namespace.
 	// +optional
 	// +listType=map
 	// +listMapKey=kind

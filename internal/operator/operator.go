@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
@@ -116,6 +117,10 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 				// memory does not grow with the cluster's other objects.
 				&corev1.Namespace{}: {Label: hasLabel(hubv1.ProjectLabel)},
 				&corev1.Secret{}:    {Label: hasLabel(hubv1.APIKeyLabel)},
+				// Only the RBAC objects the hub generates (controllers/access).
+				&rbacv1.ClusterRole{}:        {Label: hasLabel(hubv1.AccessLabel)},
+				&rbacv1.ClusterRoleBinding{}: {Label: hasLabel(hubv1.AccessLabel)},
+				&rbacv1.RoleBinding{}:        {Label: hasLabel(hubv1.AccessLabel)},
 			},
 		},
 		// PushSecrets are unstructured (see controllers/apikey_delivery.go);

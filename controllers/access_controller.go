@@ -1,0 +1,236 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/access"
+)
+
+// AccessReconciler keeps the hub's RBAC in line with Members, Groups, the
+// projects' access lists and the Organization's username prefix: the four
+// roles' ClusterRoles and every binding that grants them (see package
+// access). It works on the whole team at once, under one request: bindings
+// aggregate many members, and a team is small enough to recompute.
+type AccessReconciler struct {
+	client.Client
+}
+
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=members;groups,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=members/status;groups/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=get;list;watch;create;update;patch;delete;escalate;bind
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings;rolebindings,verbs=get;list;watch;create;update;patch;delete
+
+// teamRequest is the one request the reconciler works under.
+var teamRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: "team"}}
+
+// Reconcile makes RBAC match the team.
+func (r *AccessReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	team, err := r.team(ctx)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.applyClusterRoles(ctx); err != nil {
+		return ctrl.Result{}, err
+	}
+	desired := team.Desired()
+	if err := r.applyClusterBindings(ctx, desired.Cluster); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.applyRoleBindings(ctx, desired.Namespaced); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{}, r.writeStatuses(ctx, team, desired)
+}
+
+func (r *AccessReconciler) team(ctx context.Context) (*access.Team, error) {
+	members, groups, projects := &hubv1.MemberList{}, &hubv1.GroupList{}, &hubv1.ProjectList{}
+	for _, l := range []client.ObjectList{members, groups, projects} {
+		if err := r.List(ctx, l); err != nil {
+			return nil, err
+		}
+	}
+	team := &access.Team{Members: members.Items, Groups: groups.Items, Projects: projects.Items}
+	org := &hubv1.Organization{}
+	if err := r.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); client.IgnoreNotFound(err) != nil {
+		return nil, err
+	}
+	team.UsernamePrefix = org.Spec.Security.UsernamePrefix
+	return team, nil
+}
+
+func (r *AccessReconciler) applyClusterRoles(ctx context.Context) error {
+	for _, want := range access.ClusterRoles() {
+		have := &rbacv1.ClusterRole{}
+		err := r.Get(ctx, client.ObjectKeyFromObject(&want), have)
+		switch {
+		case apierrors.IsNotFound(err):
+			if err := r.Create(ctx, &want, client.FieldOwner(fieldOwner)); err != nil {
+				return fmt.Errorf("creating ClusterRole %s: %w", want.Name, err)
+			}
+		case err != nil:
+			return err
+		case !equality.Semantic.DeepEqual(have.Rules, want.Rules) || !equality.Semantic.DeepEqual(have.Labels, want.Labels):
+			have.Rules, have.Labels = want.Rules, want.Labels
+			if err := r.Update(ctx, have, client.FieldOwner(fieldOwner)); err != nil {
+				return fmt.Errorf("updating ClusterRole %s: %w", want.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func (r *AccessReconciler) applyClusterBindings(ctx context.Context, desired []rbacv1.ClusterRoleBinding) error {
+	existing := &rbacv1.ClusterRoleBindingList{}
+	if err := r.List(ctx, existing, client.HasLabels{hubv1.AccessLabel}); err != nil {
+		return err
+	}
+	want := map[string]*rbacv1.ClusterRoleBinding{}
+	for i := range desired {
+		want[desired[i].Name] = &desired[i]
+	}
+	for i := range existing.Items {
+		have := &existing.Items[i]
+		if w, ok := want[have.Name]; ok && w.RoleRef == have.RoleRef {
+			if !equality.Semantic.DeepEqual(have.Subjects, w.Subjects) {
+				have.Subjects = w.Subjects
+				if err := r.Update(ctx, have, client.FieldOwner(fieldOwner)); err != nil {
+					return fmt.Errorf("updating ClusterRoleBinding %s: %w", have.Name, err)
+				}
+			}
+			delete(want, have.Name)
+			continue
+		}
+		// No longer wanted (or its role changed, which a binding cannot).
+		if err := r.Delete(ctx, have); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting ClusterRoleBinding %s: %w", have.Name, err)
+		}
+	}
+	for _, w := range want {
+		if err := r.Create(ctx, w, client.FieldOwner(fieldOwner)); err != nil {
+			return fmt.Errorf("creating ClusterRoleBinding %s: %w", w.Name, err)
+		}
+	}
+	return nil
+}
+
+func (r *AccessReconciler) applyRoleBindings(ctx context.Context, desired []rbacv1.RoleBinding) error {
+	existing := &rbacv1.RoleBindingList{}
+	if err := r.List(ctx, existing, client.HasLabels{hubv1.AccessLabel}); err != nil {
+		return err
+	}
+	want := map[types.NamespacedName]*rbacv1.RoleBinding{}
+	for i := range desired {
+		want[client.ObjectKeyFromObject(&desired[i])] = &desired[i]
+	}
+	for i := range existing.Items {
+		have := &existing.Items[i]
+		key := client.ObjectKeyFromObject(have)
+		if w, ok := want[key]; ok && w.RoleRef == have.RoleRef {
+			if !equality.Semantic.DeepEqual(have.Subjects, w.Subjects) {
+				have.Subjects = w.Subjects
+				if err := r.Update(ctx, have, client.FieldOwner(fieldOwner)); err != nil {
+					return fmt.Errorf("updating RoleBinding %s: %w", key, err)
+				}
+			}
+			delete(want, key)
+			continue
+		}
+		if err := r.Delete(ctx, have); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting RoleBinding %s: %w", key, err)
+		}
+	}
+	for key, w := range want {
+		if err := r.Create(ctx, w, client.FieldOwner(fieldOwner)); client.IgnoreAlreadyExists(err) != nil {
+			return fmt.Errorf("creating RoleBinding %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+// writeStatuses reports each member's username, phase and projects, and
+// each group's member count.
+func (r *AccessReconciler) writeStatuses(ctx context.Context, team *access.Team, desired access.Bindings) error {
+	keys := &hubv1.APIKeyList{}
+	if err := r.List(ctx, keys); err != nil {
+		return err
+	}
+	owned := map[string]int32{}
+	for i := range keys.Items {
+		owned[keys.Items[i].Spec.Owner]++
+	}
+	inGroup := map[string]int32{}
+	for i := range team.Members {
+		m := &team.Members[i]
+		for _, g := range m.Spec.Groups {
+			inGroup[g]++
+		}
+		before := m.DeepCopy()
+		s := &m.Status
+		s.Username, s.Projects, s.KeysOwned, s.ObservedGeneration = team.Username(m), desired.ProjectRoles[m.Name], owned[m.Spec.Email], m.Generation
+		switch {
+		case m.Spec.Disabled:
+			s.Phase = hubv1.MemberDisabled
+		case s.AcceptedAt != nil:
+			s.Phase = hubv1.MemberActive
+		default:
+			s.Phase = hubv1.MemberInvited
+		}
+		msg := fmt.Sprintf("RBAC grants %s the %s role as %s", m.Spec.Email, m.Spec.Role, s.Username)
+		if m.Spec.Disabled {
+			msg = "disabled: RBAC grants the member nothing"
+		}
+		setCondition(&s.Conditions, m.Generation, hubv1.ReadyCondition, metav1.ConditionTrue, hubv1.ReconciledReason, msg)
+		if err := r.patchStatus(ctx, before, m); err != nil {
+			return err
+		}
+	}
+	for i := range team.Groups {
+		g := &team.Groups[i]
+		before := g.DeepCopy()
+		g.Status.Members, g.Status.ObservedGeneration = inGroup[g.Name], g.Generation
+		setCondition(&g.Status.Conditions, g.Generation, hubv1.ReadyCondition, metav1.ConditionTrue, hubv1.ReconciledReason,
+			fmt.Sprintf("%d members get the group's project access", g.Status.Members))
+		if err := r.patchStatus(ctx, before, g); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r *AccessReconciler) patchStatus(ctx context.Context, before, after client.Object) error {
+	if equality.Semantic.DeepEqual(before, after) {
+		return nil
+	}
+	err := r.Status().Patch(ctx, after, client.MergeFrom(before), client.FieldOwner(fieldOwner))
+	return client.IgnoreNotFound(err)
+}
+
+// SetupWithManager registers the reconciler: any change to the team, the
+// projects, the Organization or the generated RBAC objects recomputes it.
+func (r *AccessReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+		return []reconcile.Request{teamRequest}
+	})
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("access").
+		Watches(&hubv1.Member{}, all).
+		Watches(&hubv1.Group{}, all).
+		Watches(&hubv1.Project{}, all).
+		Watches(&hubv1.Organization{}, all).
+		Watches(&rbacv1.ClusterRole{}, all).
+		Watches(&rbacv1.ClusterRoleBinding{}, all).
+		Watches(&rbacv1.RoleBinding{}, all).
+		Complete(r)
+}

@@ -1,0 +1,132 @@
+package controllers_test
+
+import (
+	"context"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/operator"
+)
+
+// as is a client that the API server authenticates as user: every request
+// is checked by real RBAC and real admission.
+func as(g Gomega, user string) client.Client {
+	cfg := rest.CopyConfig(restCfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user}
+	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	g.Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
+func newMember(name, email string, role hubv1.Role) *hubv1.Member {
+	return &hubv1.Member{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: hubv1.MemberSpec{Email: email, Role: role}}
+}
+
+func forbidden(g Gomega, err error) {
+	g.ExpectWithOffset(1, apierrors.IsForbidden(err)).To(BeTrue(), "want 403 Forbidden, got %v", err)
+}
+
+// TestRolesAreEnforcedByRBAC: Members, a Group and a project access list
+// become RBAC that the API server enforces. A Viewer reads usage figures but
+// no keys; a Developer manages keys in the project that grants them access
+// (directly or through a group) and nowhere else, and reads no Secrets; an
+// Admin manages members. Removing a member removes every binding naming them.
+func TestRolesAreEnforcedByRBAC(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	mine, other := newProject("team-mine"), newProject("team-other")
+	mine.Spec.Access = []hubv1.ProjectAccess{{Kind: hubv1.SubjectMember, Name: "dev", Role: hubv1.RoleDeveloper}}
+	for _, p := range []*hubv1.Project{mine, other} {
+		g.Expect(k8sClient.Create(ctx, p)).To(Succeed())
+		t.Cleanup(func() { deleteProject(t, p) })
+		waitForPhase(g, p, hubv1.ProjectActive)
+	}
+	group := &hubv1.Group{ObjectMeta: metav1.ObjectMeta{Name: "ml-team"},
+		Spec: hubv1.GroupSpec{ProjectAccess: []hubv1.ProjectRole{{Project: "team-other", Role: hubv1.RoleDeveloper}}}}
+	g.Expect(k8sClient.Create(ctx, group)).To(Succeed())
+	viewer := newMember("view", "viewer@example.com", hubv1.RoleViewer)
+	dev := newMember("dev", "dev@example.com", hubv1.RoleDeveloper)
+	grouped := newMember("grouped", "grouped@example.com", hubv1.RoleDeveloper)
+	grouped.Spec.Groups = []string{"ml-team"}
+	admin := newMember("admin", "admin@example.com", hubv1.RoleAdmin)
+	for _, m := range []*hubv1.Member{viewer, dev, grouped, admin} {
+		g.Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		t.Cleanup(func() { _ = k8sClient.Delete(ctx, m) })
+	}
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(dev), dev)).To(Succeed())
+		g.Expect(dev.Status.Username).To(Equal("dev@example.com"))
+		g.Expect(dev.Status.Phase).To(Equal(hubv1.MemberInvited))
+		g.Expect(dev.Status.Projects).To(Equal([]hubv1.ProjectRole{{Project: "team-mine", Role: hubv1.RoleDeveloper}}))
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(group), group)).To(Succeed())
+		g.Expect(group.Status.Members).To(BeEquivalentTo(1))
+	}).Should(Succeed())
+
+	// The Viewer reads the overview, not keys.
+	v := as(g, "viewer@example.com")
+	g.Eventually(func() error { return v.Get(ctx, client.ObjectKeyFromObject(mine), &hubv1.Project{}) }).Should(Succeed())
+	g.Expect(v.List(ctx, &hubv1.SpendingCapList{}, client.InNamespace("team-mine"))).To(Succeed())
+	forbidden(g, v.List(ctx, &hubv1.APIKeyList{}, client.InNamespace("team-mine")))
+	forbidden(g, v.Create(ctx, newAPIKey("team-mine", "from-viewer")))
+
+	// The Developer manages keys in their project only, and reads no Secret,
+	// not even their key's.
+	d := as(g, "dev@example.com")
+	g.Eventually(func() error { return d.Create(ctx, newAPIKey("team-mine", "from-dev")) }).Should(Succeed())
+	forbidden(g, d.Create(ctx, newAPIKey("team-other", "from-dev")))
+	forbidden(g, d.List(ctx, &corev1.SecretList{}, client.InNamespace("team-mine")))
+	forbidden(g, d.Get(ctx, client.ObjectKey{Namespace: "team-mine", Name: "from-dev"}, &corev1.Secret{}))
+	forbidden(g, d.Create(ctx, newMember("sneaky", "sneaky@example.com", hubv1.RoleOwner)))
+
+	// Through the group, another Developer works in the other project.
+	gd := as(g, "grouped@example.com")
+	g.Eventually(func() error { return gd.Create(ctx, newAPIKey("team-other", "from-group")) }).Should(Succeed())
+	forbidden(g, gd.Create(ctx, newAPIKey("team-mine", "from-group")))
+
+	// The Admin manages members.
+	a := as(g, "admin@example.com")
+	newcomer := newMember("newcomer", "new@example.com", hubv1.RoleViewer)
+	g.Eventually(func() error { return a.Create(ctx, newcomer) }).Should(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, newcomer) })
+	forbidden(g, a.List(ctx, &corev1.SecretList{}, client.InNamespace("team-mine")))
+
+	// Removing the Developer removes every binding that names them.
+	g.Expect(k8sClient.Delete(ctx, dev)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(bindingsNaming(g, "dev@example.com")).To(BeEmpty())
+	}).Should(Succeed())
+	g.Eventually(func() error { return d.Create(ctx, newAPIKey("team-mine", "after-removal")) }).Should(Satisfy(apierrors.IsForbidden))
+}
+
+// bindingsNaming lists the RBAC bindings with user as a subject.
+func bindingsNaming(g Gomega, user string) []string {
+	ctx := context.Background()
+	var out []string
+	crbs := &rbacv1.ClusterRoleBindingList{}
+	g.Expect(k8sClient.List(ctx, crbs)).To(Succeed())
+	for _, b := range crbs.Items {
+		for _, s := range b.Subjects {
+			if s.Name == user {
+				out = append(out, "ClusterRoleBinding "+b.Name)
+			}
+		}
+	}
+	rbs := &rbacv1.RoleBindingList{}
+	g.Expect(k8sClient.List(ctx, rbs)).To(Succeed())
+	for _, b := range rbs.Items {
+		for _, s := range b.Subjects {
+			if s.Name == user {
+				out = append(out, "RoleBinding "+b.Namespace+"/"+b.Name)
+			}
+		}
+	}
+	return out
+}
