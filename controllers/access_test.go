@@ -130,3 +130,98 @@ func bindingsNaming(g Gomega, user string) []string {
 	}
 	return out
 }
+
+// refusedWith expects an admission refusal (403 or 422) whose message
+// contains want.
+func refusedWith(g Gomega, err error, want string) {
+	g.ExpectWithOffset(1, err).To(HaveOccurred())
+	g.ExpectWithOffset(1, apierrors.IsForbidden(err) || apierrors.IsInvalid(err)).To(BeTrue(), "got %v", err)
+	g.ExpectWithOffset(1, err.Error()).To(ContainSubstring(want))
+}
+
+// TestAdmissionRulesByRole: what RBAC cannot express is refused at
+// admission, from the requesting user's role, with the role needed: a
+// Developer cannot mint an Admin-scope key; an Admin cannot grant Owner,
+// change or remove an Owner, change the plan, or delete a project; the last
+// Owner cannot be demoted or removed. Cluster administrators count as Owners.
+func TestAdmissionRulesByRole(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	proj := newProject("rules-proj")
+	proj.Spec.Access = []hubv1.ProjectAccess{{Kind: hubv1.SubjectMember, Name: "rules-dev", Role: hubv1.RoleDeveloper}}
+	g.Expect(k8sClient.Create(ctx, proj)).To(Succeed())
+	t.Cleanup(func() { deleteProject(t, proj) })
+	waitForPhase(g, proj, hubv1.ProjectActive)
+	boss := newMember("rules-boss", "boss@example.com", hubv1.RoleOwner)
+	adm := newMember("rules-admin", "adm@example.com", hubv1.RoleAdmin)
+	dev := newMember("rules-dev", "rdev@example.com", hubv1.RoleDeveloper)
+	for _, m := range []*hubv1.Member{boss, adm, dev} {
+		g.Expect(k8sClient.Create(ctx, m)).To(Succeed())
+	}
+	t.Cleanup(func() {
+		for _, m := range []*hubv1.Member{dev, adm, boss} {
+			_ = k8sClient.Delete(ctx, m)
+		}
+	})
+	d, a, o := as(g, "rdev@example.com"), as(g, "adm@example.com"), as(g, "boss@example.com")
+
+	// Keys: a Developer mints Standard keys, not Admin-scope ones; an Admin
+	// may.
+	adminKey := func(name string) *hubv1.APIKey {
+		k := newAPIKey("rules-proj", name)
+		k.Spec.Scope = hubv1.ScopeAdmin
+		return k
+	}
+	g.Eventually(func() error { return d.Create(ctx, newAPIKey("rules-proj", "dev-standard")) }).Should(Succeed())
+	refusedWith(g, d.Create(ctx, adminKey("dev-admin")),
+		`spec.scope: Forbidden: an Admin-scope key in project "rules-proj" needs the Admin or Owner role; rdev@example.com is a Developer`)
+	g.Eventually(func() error { return a.Create(ctx, adminKey("admin-admin")) }).Should(Succeed())
+
+	// Owners: an Admin cannot make, change or remove one.
+	refusedWith(g, a.Create(ctx, newMember("rules-new-owner", "newowner@example.com", hubv1.RoleOwner)),
+		"spec.role: Forbidden: making a member an Owner needs the Owner role; adm@example.com is an Admin")
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(dev), dev)).To(Succeed())
+	patch := client.MergeFrom(dev.DeepCopy())
+	dev.Spec.Role = hubv1.RoleOwner
+	refusedWith(g, a.Patch(ctx, dev, patch), "making a member an Owner needs the Owner role")
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(boss), boss)).To(Succeed())
+	patch = client.MergeFrom(boss.DeepCopy())
+	boss.Spec.Disabled = true
+	refusedWith(g, a.Patch(ctx, boss, patch), "changing an Owner needs the Owner role")
+	refusedWith(g, a.Delete(ctx, boss), "removing an Owner needs the Owner role; adm@example.com is an Admin")
+
+	// The plan: Owners only. Other settings: Admins too.
+	org := &hubv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: hubv1.OrganizationName}}
+	if err := k8sClient.Create(ctx, org); err == nil {
+		t.Cleanup(func() { _ = k8sClient.Delete(ctx, org) })
+	}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
+	planPatch := client.MergeFrom(org.DeepCopy())
+	org.Spec.Plan = hubv1.PlanEnterprise
+	refusedWith(g, a.Patch(ctx, org.DeepCopy(), planPatch), "spec.plan: Forbidden: changing the plan needs the Owner role")
+	g.Eventually(func() error {
+		o2 := &hubv1.Organization{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(org), o2); err != nil {
+			return err
+		}
+		p := client.MergeFrom(o2.DeepCopy())
+		o2.Spec.DisplayName = "Renamed by an Admin"
+		return a.Patch(ctx, o2, p)
+	}).Should(Succeed())
+
+	// Deleting a project: Owners only.
+	refusedWith(g, a.Delete(ctx, proj.DeepCopy()), "deleting a project needs the Owner role; adm@example.com is an Admin")
+
+	// The last Owner stays: not demoted, not removed, until another is made.
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(boss), boss)).To(Succeed())
+	patch = client.MergeFrom(boss.DeepCopy())
+	boss.Spec.Role = hubv1.RoleAdmin
+	refusedWith(g, o.Patch(ctx, boss, patch), "rules-boss is the last Owner, and the organization must keep one")
+	refusedWith(g, o.Delete(ctx, boss), "rules-boss is the last Owner")
+	second := newMember("rules-second", "second@example.com", hubv1.RoleOwner)
+	g.Expect(o.Create(ctx, second)).To(Succeed(), "an Owner makes another Owner")
+	g.Eventually(func() error { return o.Patch(ctx, boss, patch) }).Should(Succeed())
+	// rules-second stays behind: it is now the last Owner, which nobody,
+	// not even a cluster administrator, may remove.
+	refusedWith(g, k8sClient.Delete(ctx, second), "rules-second is the last Owner")
+}

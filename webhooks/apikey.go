@@ -23,6 +23,7 @@ type APIKeyValidator struct {
 	// APIReader reads from the API server when the cache has not seen an
 	// object yet (a project created a moment ago).
 	APIReader client.Reader
+	team
 }
 
 var _ admission.Validator[*hubv1.APIKey] = &APIKeyValidator{}
@@ -55,7 +56,31 @@ func (v *APIKeyValidator) ValidateCreate(ctx context.Context, key *hubv1.APIKey)
 			"project %q is archived, so it takes no new keys; unarchive it first (spec.archived: false)", project.Name)))
 	}
 	errs = append(errs, v.checkLifetime(ctx, key)...)
+	if key.Spec.Scope == hubv1.ScopeAdmin && project != nil {
+		ferr, err := v.mayMintAdminKeys(ctx, project)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		if ferr != nil {
+			errs = append(errs, ferr)
+		}
+	}
 	return nil, invalid(key, errs)
+}
+
+// mayMintAdminKeys refuses an Admin-scope key to a requester below Admin in
+// the project: a Developer must not mint a key that can do more than they
+// can. (The scope cannot change after creation.)
+func (v *APIKeyValidator) mayMintAdminKeys(ctx context.Context, project *hubv1.Project) (*field.Error, error) {
+	r, err := v.requester(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if r.role, err = v.inProject(ctx, r, project); err != nil {
+		return nil, err
+	}
+	return r.needs(hubv1.RoleAdmin, field.NewPath("spec", "scope"),
+		fmt.Sprintf("an Admin-scope key in project %q", project.Name)), nil
 }
 
 // ValidateUpdate checks a changed lifetime against the policy.

@@ -15,7 +15,10 @@ import (
 
 // OrganizationValidator checks what CEL cannot: that the billing time zone is
 // a zone the hub knows (the IANA database is compiled into the binary).
-type OrganizationValidator struct{}
+// Only an Owner may change the plan.
+type OrganizationValidator struct {
+	team
+}
 
 var _ admission.Validator[*hubv1.Organization] = &OrganizationValidator{}
 
@@ -24,8 +27,18 @@ func (v *OrganizationValidator) ValidateCreate(_ context.Context, org *hubv1.Org
 	return nil, validateOrganization(org)
 }
 
-// ValidateUpdate validates a changed Organization.
-func (v *OrganizationValidator) ValidateUpdate(_ context.Context, _, org *hubv1.Organization) (admission.Warnings, error) {
+// ValidateUpdate validates a changed Organization; a new plan needs an
+// Owner.
+func (v *OrganizationValidator) ValidateUpdate(ctx context.Context, old, org *hubv1.Organization) (admission.Warnings, error) {
+	if old.Spec.Plan != org.Spec.Plan {
+		r, err := v.requester(ctx)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		if ferr := r.needs(hubv1.RoleOwner, field.NewPath("spec", "plan"), "changing the plan"); ferr != nil {
+			return nil, apierrors.NewInvalid(organizationKind, org.Name, field.ErrorList{ferr})
+		}
+	}
 	return nil, validateOrganization(org)
 }
 

@@ -22,6 +22,7 @@ type ProjectValidator struct {
 	// Reader reads namespaces directly from the API server. It must not be the
 	// manager's cache, which holds only the namespaces the hub owns.
 	Reader client.Reader
+	team
 }
 
 var _ admission.Validator[*hubv1.Project] = &ProjectValidator{}
@@ -55,9 +56,16 @@ func (v *ProjectValidator) ValidateUpdate(context.Context, *hubv1.Project, *hubv
 }
 
 // ValidateDelete refuses to delete a Project, and with it its namespace and
-// everything in it, unless the Project carries the confirmation annotation
-// with its own name as the value.
-func (v *ProjectValidator) ValidateDelete(_ context.Context, project *hubv1.Project) (admission.Warnings, error) {
+// everything in it, unless an Owner asks and the Project carries the
+// confirmation annotation with its own name as the value.
+func (v *ProjectValidator) ValidateDelete(ctx context.Context, project *hubv1.Project) (admission.Warnings, error) {
+	r, err := v.requester(ctx)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	if ferr := r.needs(hubv1.RoleOwner, field.NewPath("metadata", "name"), "deleting a project"); ferr != nil {
+		return nil, apierrors.NewForbidden(projectResource, project.Name, fmt.Errorf("%s", ferr.Detail))
+	}
 	if project.Annotations[hubv1.ConfirmDeleteAnnotation] == project.Name {
 		return nil, nil
 	}

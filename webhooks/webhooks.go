@@ -16,20 +16,27 @@ var (
 	spendingCapKind  = hubv1.GroupVersion.WithKind("SpendingCap").GroupKind()
 
 	notificationChannelKind = hubv1.GroupVersion.WithKind("NotificationChannel").GroupKind()
+	memberKind              = hubv1.GroupVersion.WithKind("Member").GroupKind()
 )
 
 // SetupWithManager registers every admission webhook with the manager's
 // webhook server. hubNamespace is the hub's own namespace; devMode accepts
 // plain http webhook URLs.
 func SetupWithManager(mgr ctrl.Manager, hubNamespace string, devMode bool) error {
-	projects := &APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
+	tm := team{Reader: mgr.GetClient()}
+	projects := &APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader(), team: tm}
 	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.Project{}).
-		WithValidator(&ProjectValidator{Reader: mgr.GetAPIReader()}).
+		WithValidator(&ProjectValidator{Reader: mgr.GetAPIReader(), team: tm}).
 		Complete(); err != nil {
 		return err
 	}
 	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.APIKey{}).
-		WithValidator(&APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).
+		WithValidator(projects).
+		Complete(); err != nil {
+		return err
+	}
+	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.Member{}).
+		WithValidator(&MemberValidator{team: tm}).
 		Complete(); err != nil {
 		return err
 	}
@@ -44,6 +51,6 @@ func SetupWithManager(mgr ctrl.Manager, hubNamespace string, devMode bool) error
 		return err
 	}
 	return ctrl.NewWebhookManagedBy(mgr, &hubv1.Organization{}).
-		WithValidator(&OrganizationValidator{}).
+		WithValidator(&OrganizationValidator{team: tm}).
 		Complete()
 }
