@@ -42,6 +42,11 @@ const (
 	// changes.
 	DisabledCondition = "Disabled"
 
+	// InvitationSentCondition (positive) is True on a Member once the
+	// invitation email went out; False, with the reason, while it cannot be
+	// sent.
+	InvitationSentCondition = "InvitationSent"
+
 	// DeadLetteredCondition (abnormal-true) is True on a NotificationChannel
 	// when an alert to it failed for the whole retry period and was given
 	// up; the next successful delivery sets it False.
@@ -124,6 +129,10 @@ const (
 	// AlertDeliveryFailingReason: a NotificationChannel refused or could not
 	// be reached; the alert is retried with backoff.
 	AlertDeliveryFailingReason = "AlertDeliveryFailing"
+
+	// InvitationFailedReason: the invitation email could not be sent; it is
+	// retried with backoff.
+	InvitationFailedReason = "InvitationFailed"
 
 	// GoneReason: a webhook answered 410 Gone.
 	GoneReason = "Gone"

@@ -73,6 +73,19 @@ type MemberStatus struct {
 	// +optional
 	AcceptedAt *metav1.Time `json:"acceptedAt,omitempty"`
 
+	// invitationDigest is the SHA-256 digest of the current invitation's
+	// token ("sha256:" and hex); the token itself is only in the email.
+	// Empty once the invitation is accepted: a link works once.
+	// +optional
+	// +kubebuilder:validation:MaxLength=71
+	InvitationDigest string `json:"invitationDigest,omitempty"`
+
+	// invitationFor is the spec.resendInvitation value the current
+	// invitation answers; a new value sends a new one.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	InvitationFor string `json:"invitationFor,omitempty"`
+
 	// lastActiveAt is when the member was last seen.
 	// +optional
 	LastActiveAt *metav1.Time `json:"lastActiveAt,omitempty"`

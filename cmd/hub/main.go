@@ -114,6 +114,8 @@ func newServerCommand() *cobra.Command {
 	f.IntVar(&opts.StatusWritesPerSecond, "status-writes-per-second", 5, "Average bound on those status writes, over all projects and keys.")
 	f.StringVar(&opts.ConfigSecret, "config-secret", notify.ConfigSecretName, "Name of the hub's configuration Secret (SMTP server, SMS provider) in --hub-namespace.")
 	f.StringVar(&opts.DashboardURL, "dashboard-url", "", "Base URL of the dashboard, for the links in alerts (none when empty).")
+	f.StringVar(&opts.PublicURL, "public-url", "", "Base URL of invitation links, where people reach this server or the dashboard (default: --dashboard-url); without either, no invitation is sent.")
+	f.DurationVar(&opts.InvitationTTL, "invitation-ttl", 7*24*time.Hour, "How long an invitation link works.")
 	f.DurationVar(&opts.AlertRetention, "alert-retention", server.DefaultAlertRetention, "How long alert history is kept.")
 	f.DurationVar(&opts.AlertRetryFor, "alert-retry-for", notify.DefaultRetryFor, "How long a failing alert delivery is retried before it is dead-lettered.")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one replica for work done once (retention, usage on status, alert delivery).")

@@ -188,7 +188,7 @@ func startUsagePath(ctx context.Context, start func(string, func(context.Context
 		return "", err
 	}
 	serverMgr, store, err := server.NewManager(ctx, cluster.Config, server.Options{
-		StoreURL: "sqlite:" + filepath.Join(stateDir, "usage.db"), ListenAddr: serverAddr,
+		StoreURL: "sqlite:" + filepath.Join(stateDir, "usage.db"), ListenAddr: serverAddr, PublicURL: "http://" + serverAddr,
 		MetricsAddr: "0", ProbeAddr: "0", EventRetention: 90 * 24 * time.Hour, RollupRetention: 400 * 24 * time.Hour,
 		SkipControllerNameValidation: opts.SkipControllerNameValidation,
 	})

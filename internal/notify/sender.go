@@ -73,6 +73,19 @@ func (s *Sender) Send(ctx context.Context, ch *hubv1.NotificationChannel, m Mess
 	return nil, errors.New("the channel names no destination")
 }
 
+// Email sends m to addresses through the configuration Secret's SMTP
+// server (invitations use it; alerts go through channels).
+func (s *Sender) Email(ctx context.Context, to []string, m Message) error {
+	cfg, err := s.config(ctx)
+	if err != nil {
+		return err
+	}
+	if cfg.SMTP == nil {
+		return fmt.Errorf("email is not configured: set %s and %s in Secret %s", KeySMTPHost, KeySMTPFrom, s.ConfigSecret)
+	}
+	return sendEmail(ctx, cfg.SMTP, to, m)
+}
+
 func (s *Sender) config(ctx context.Context) (Config, error) {
 	secret := &corev1.Secret{}
 	if err := s.Reader.Get(ctx, s.ConfigSecret, secret); err != nil {

@@ -29,6 +29,7 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/caps"
+	"github.com/minimax/platform-hub/internal/invitations"
 	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/operator"
@@ -91,6 +92,12 @@ type Options struct {
 	// AlertMinBackoff is the first wait between delivery attempts; default
 	// 10s, doubling up to an hour.
 	AlertMinBackoff time.Duration
+	// PublicURL is the base of invitation links: the dashboard, or an
+	// address where people reach this server. Without it no invitation is
+	// sent.
+	PublicURL string
+	// InvitationTTL is how long an invitation link works; default 7 days.
+	InvitationTTL time.Duration
 }
 
 // DefaultAlertRetention keeps alert history for 12 months.
@@ -198,6 +205,14 @@ func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 	if err := mgr.Add(dispatcher); err != nil {
 		return err
 	}
+	if opts.PublicURL == "" {
+		opts.PublicURL = opts.DashboardURL
+	}
+	if err := (&invitations.Reconciler{Client: mgr.GetClient(), Sender: dispatcher.Sender, Clock: opts.Clock,
+		PublicURL: opts.PublicURL, TTL: opts.InvitationTTL}).SetupWithManager(mgr); err != nil {
+		return err
+	}
+	s.Invitations = &invitations.Handler{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Clock: opts.Clock}
 	outbox := &notify.Outbox{Client: mgr.GetClient(), Store: s.Store, HubNamespace: opts.HubNamespace, Wake: dispatcher.Wake}
 	warner := &notify.ExpiryWarner{Client: mgr.GetClient(), Outbox: outbox, Clock: opts.Clock, DashboardURL: opts.DashboardURL}
 	if err := warner.SetupWithManager(mgr); err != nil {

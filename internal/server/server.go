@@ -30,6 +30,9 @@ const (
 // IngestPath is where gateways post usage events.
 const IngestPath = "/v1/usage/events"
 
+// InvitationsPath is where invitation links point (invitations.AcceptPath).
+const InvitationsPath = "/v1/invitations/accept"
+
 // Prices is the organization's current price list and currency.
 type Prices struct {
 	List     *pricing.PriceList
@@ -53,6 +56,10 @@ type Server struct {
 	// CapTotals, when set, gives the usage of the Hard caps covering the
 	// projects of a batch, returned in the ingest answer.
 	CapTotals func(ctx context.Context, projects []string) ([]usage.CapTotals, error)
+	// Invitations, when set, serves invitation links (GET shows, POST
+	// accepts) at invitations.AcceptPath.
+	Invitations http.Handler
+
 	// BeginIngest, when set, is called before a batch is stored, and what
 	// it returns after, with the events that were new, so that the running
 	// cap totals count them.
@@ -67,6 +74,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST "+IngestPath, s.Auth.Require("create", "usageevents", http.HandlerFunc(s.ingest)))
 	mux.Handle("GET "+AlertsPath, s.Auth.Require("list", "alerts", http.HandlerFunc(s.listAlerts)))
+	if s.Invitations != nil {
+		mux.Handle(InvitationsPath, s.Invitations)
+	}
 	return mux
 }
 

@@ -1,0 +1,166 @@
+package invitations
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"html/template"
+	"net/http"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+)
+
+// Handler serves invitation links. GET shows a page with an Accept button
+// and changes nothing, since mail scanners open links before people do;
+// POST accepts. No other authentication is needed: the token is the proof.
+type Handler struct {
+	// Reader reads Members, not from a cache: a link used twice in a row
+	// must see the first use.
+	Reader client.Reader
+	// Client writes their status.
+	Client client.Client
+	Clock  clock.PassiveClock
+}
+
+// AcceptResponse is the JSON answer to an accepted invitation.
+type AcceptResponse struct {
+	Member string            `json:"member"`
+	Email  string            `json:"email"`
+	Role   hubv1.Role        `json:"role"`
+	Phase  hubv1.MemberPhase `json:"phase"`
+}
+
+type refusal struct {
+	code    int
+	message string
+}
+
+// check finds the member an invitation link is for, and says why it cannot
+// be accepted, if it cannot.
+func (h *Handler) check(r *http.Request, name, token string) (*hubv1.Member, *refusal) {
+	if name == "" || token == "" {
+		return nil, &refusal{http.StatusBadRequest, "the link is incomplete: it needs member and token; open the link from the invitation email as it is"}
+	}
+	m := &hubv1.Member{}
+	if err := h.Reader.Get(r.Context(), client.ObjectKey{Name: name}, m); apierrors.IsNotFound(err) {
+		return nil, &refusal{http.StatusNotFound, "this invitation is for a member that no longer exists; ask an Admin to invite you again"}
+	} else if err != nil {
+		return nil, &refusal{http.StatusServiceUnavailable, "the invitation cannot be checked right now; try again in a moment"}
+	}
+	s := &m.Status
+	switch {
+	case m.Spec.Disabled:
+		return m, &refusal{http.StatusForbidden, "this member is disabled; ask an Admin"}
+	case s.AcceptedAt != nil:
+		return m, &refusal{http.StatusConflict, fmt.Sprintf("this invitation was already accepted at %s; an invitation link works once",
+			s.AcceptedAt.UTC().Format(time.RFC3339))}
+	case s.InvitationDigest == "" || subtle.ConstantTimeCompare([]byte(Digest(token)), []byte(s.InvitationDigest)) != 1:
+		return m, &refusal{http.StatusForbidden, "this invitation link is not valid: a newer invitation replaced it, or it was changed; " +
+			"use the link of the latest invitation email"}
+	case s.InvitationExpiresAt == nil || !h.Clock.Now().Before(s.InvitationExpiresAt.Time):
+		return m, &refusal{http.StatusGone, fmt.Sprintf("this invitation expired at %s; ask an Admin to send it again "+
+			"(spec.resendInvitation of Member %s)", expiry(s.InvitationExpiresAt), m.Name)}
+	}
+	return m, nil
+}
+
+func expiry(t *metav1.Time) string {
+	if t == nil {
+		return "an unknown time"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// ServeHTTP answers GET (the page) and POST (accept).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.Method {
+	case http.MethodGet:
+		h.page(w, r)
+	case http.MethodPost:
+		h.accept(w, r)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]any{"error": map[string]string{"message": "use GET to see the invitation, POST to accept it"}})
+	}
+}
+
+var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Platform Hub invitation</title></head>
+<body>
+{{if .Refusal}}<h1>This invitation cannot be accepted</h1><p>{{.Refusal}}</p>
+{{else}}<h1>Join as {{.Role}}</h1>
+<p>Accept the invitation for {{.Email}}.</p>
+<form method="post" action="{{.Action}}"><input type="hidden" name="member" value="{{.Member}}">
+<input type="hidden" name="token" value="{{.Token}}"><button type="submit">Accept the invitation</button></form>
+{{end}}</body></html>
+`))
+
+func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
+	name, token := r.URL.Query().Get("member"), r.URL.Query().Get("token")
+	m, ref := h.check(r, name, token)
+	data := map[string]string{"Member": name, "Token": token, "Action": AcceptPath}
+	code := http.StatusOK
+	if ref != nil {
+		data["Refusal"], code = ref.message, ref.code
+	} else {
+		data["Role"], data["Email"] = string(m.Spec.Role), m.Spec.Email
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Referrer-Policy", "no-referrer") // the URL holds the token
+	w.WriteHeader(code)
+	_ = pageTemplate.Execute(w, data)
+}
+
+func (h *Handler) accept(w http.ResponseWriter, r *http.Request) {
+	var name, token string
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		var body struct {
+			Member string `json:"member"`
+			Token  string `json:"token"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil {
+			writeRefusal(w, &refusal{http.StatusBadRequest, `the body must be JSON of the form {"member": "...", "token": "..."}`})
+			return
+		}
+		name, token = body.Member, body.Token
+	} else {
+		r.Body = http.MaxBytesReader(w, r.Body, 4096)
+		name, token = r.PostFormValue("member"), r.PostFormValue("token")
+	}
+	m, ref := h.check(r, name, token)
+	if ref != nil {
+		writeRefusal(w, ref)
+		return
+	}
+	// Accepted: the digest goes, so the link works once. The resource
+	// version guards against two uses at the same moment.
+	before := m.DeepCopy()
+	m.Status.AcceptedAt = &metav1.Time{Time: h.Clock.Now().Truncate(time.Second)}
+	m.Status.InvitationDigest, m.Status.Phase = "", hubv1.MemberActive
+	if err := h.Client.Status().Patch(r.Context(), m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		if apierrors.IsConflict(err) {
+			writeRefusal(w, &refusal{http.StatusConflict, "the invitation changed while it was being accepted; open the link again"})
+			return
+		}
+		writeRefusal(w, &refusal{http.StatusServiceUnavailable, "the invitation cannot be accepted right now; try again in a moment"})
+		return
+	}
+	writeJSON(w, http.StatusOK, AcceptResponse{Member: m.Name, Email: m.Spec.Email, Role: m.Spec.Role, Phase: hubv1.MemberActive})
+}
+
+func writeRefusal(w http.ResponseWriter, ref *refusal) {
+	writeJSON(w, ref.code, map[string]any{"error": map[string]string{"message": ref.message}})
+}
+
+func writeJSON(w http.ResponseWriter, code int, body any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(body)
+}

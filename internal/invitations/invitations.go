@@ -1,0 +1,162 @@
+// Package invitations invites Members by email and takes their acceptance.
+//
+// Creating a Member (or changing its spec.resendInvitation) sends an email
+// with a link that carries a 256-bit random token. Only the token's SHA-256
+// digest and the invitation's expiry are kept, in the Member's status. The
+// link cannot be forged or extended: the server accepts only a token whose
+// digest matches, before the expiry it holds itself. Accepting clears the
+// digest, so a link works once. A new invitation replaces the digest, so
+// older links stop working.
+package invitations
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/notify"
+)
+
+// DefaultTTL is how long an invitation link works.
+const DefaultTTL = 7 * 24 * time.Hour
+
+// AcceptPath is where invitation links point.
+const AcceptPath = "/v1/invitations/accept"
+
+// newToken returns a random token and its digest.
+func newToken() (token, digest string, err error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", "", err
+	}
+	token = base64.RawURLEncoding.EncodeToString(raw)
+	return token, Digest(token), nil
+}
+
+// Digest is the stored form of a token.
+func Digest(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// Reconciler sends invitations. It runs on the elected replica of the
+// server role.
+type Reconciler struct {
+	client.Client
+	Sender *notify.Sender
+	Clock  clock.PassiveClock
+	// PublicURL is the base of the links in invitations (the dashboard, or
+	// the server's public address). Without it no invitation is sent.
+	PublicURL string
+	// TTL is how long a link works; default 7 days.
+	TTL time.Duration
+}
+
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=members,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=members/status,verbs=get;patch
+
+// Reconcile sends a Member its invitation when it has none for the current
+// spec.resendInvitation.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	m := &hubv1.Member{}
+	if err := r.Get(ctx, req.NamespacedName, m); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	s := &m.Status
+	sent := s.InvitationSentAt != nil && s.InvitationDigest != "" && s.InvitationFor == m.Spec.ResendInvitation
+	if m.Spec.Disabled || s.AcceptedAt != nil || sent || !m.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	if r.PublicURL == "" {
+		return ctrl.Result{}, r.setSent(ctx, m, metav1.ConditionFalse, hubv1.InvitationFailedReason,
+			"no invitation is sent: the usage server has no public URL for the link (hub server --public-url)")
+	}
+	// The digest is stored before the email goes out, so that the link
+	// works the moment it arrives. If sending fails, the next attempt makes
+	// a new token: the failed one was never seen.
+	token, digest, err := newToken()
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	now := r.Clock.Now()
+	before := m.DeepCopy()
+	s.InvitationDigest, s.InvitationFor, s.InvitationSentAt = digest, m.Spec.ResendInvitation, nil
+	s.InvitationExpiresAt = &metav1.Time{Time: now.Add(r.ttl()).Truncate(time.Second)}
+	if err := r.Status().Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if err := r.Sender.Email(ctx, []string{m.Spec.Email}, r.message(ctx, m, token)); err != nil {
+		_ = r.setSent(ctx, m, metav1.ConditionFalse, hubv1.InvitationFailedReason,
+			fmt.Sprintf("the invitation email could not be sent (retrying): %v", err))
+		return ctrl.Result{}, fmt.Errorf("sending the invitation of member %s: %w", m.Name, err)
+	}
+	before = m.DeepCopy()
+	s.InvitationSentAt = &metav1.Time{Time: now.Truncate(time.Second)}
+	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: hubv1.InvitationSentCondition, Status: metav1.ConditionTrue,
+		Reason: hubv1.ReconciledReason, ObservedGeneration: m.Generation,
+		Message: fmt.Sprintf("invitation sent to %s; the link works until %s", m.Spec.Email, s.InvitationExpiresAt.UTC().Format(time.RFC3339))})
+	ctrl.LoggerFrom(ctx).Info("Invitation sent", "member", m.Name)
+	return ctrl.Result{}, client.IgnoreNotFound(r.Status().Patch(ctx, m, client.MergeFrom(before)))
+}
+
+func (r *Reconciler) ttl() time.Duration {
+	if r.TTL > 0 {
+		return r.TTL
+	}
+	return DefaultTTL
+}
+
+func (r *Reconciler) setSent(ctx context.Context, m *hubv1.Member, status metav1.ConditionStatus, reason, msg string) error {
+	before := m.DeepCopy()
+	if !meta.SetStatusCondition(&m.Status.Conditions, metav1.Condition{Type: hubv1.InvitationSentCondition, Status: status,
+		Reason: reason, ObservedGeneration: m.Generation, Message: msg}) {
+		return nil
+	}
+	return client.IgnoreNotFound(r.Status().Patch(ctx, m, client.MergeFrom(before)))
+}
+
+// Link is the acceptance link of a member's invitation.
+func Link(publicURL, member, token string) string {
+	q := url.Values{"member": {member}, "token": {token}}
+	return strings.TrimSuffix(publicURL, "/") + AcceptPath + "?" + q.Encode()
+}
+
+func (r *Reconciler) message(ctx context.Context, m *hubv1.Member, token string) notify.Message {
+	org := "your organization"
+	o := &hubv1.Organization{}
+	if err := r.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, o); err == nil && o.Spec.DisplayName != "" {
+		org = o.Spec.DisplayName
+	}
+	link := Link(r.PublicURL, m.Name, token)
+	expires := m.Status.InvitationExpiresAt.UTC().Format(time.RFC3339)
+	return notify.Message{
+		// A new Message-ID per invitation: each one is a different email.
+		ID:      "invitation_" + m.Name + "_" + Digest(token)[7:23],
+		Subject: fmt.Sprintf("[Platform Hub] You are invited to %s", org),
+		Text: fmt.Sprintf("You are invited to %s on Platform Hub, with the %s role.\n\n"+
+			"Accept the invitation here (the link works once, until %s):\n%s\n\n"+
+			"If you did not expect this, ignore this email.\n", org, m.Spec.Role, expires, link),
+	}
+}
+
+// SetupWithManager registers the reconciler; it runs on the elected
+// replica, so that one invitation goes out.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
+	}
+	return ctrl.NewControllerManagedBy(mgr).For(&hubv1.Member{}).Named("invitations").Complete(r)
+}

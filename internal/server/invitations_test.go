@@ -1,0 +1,176 @@
+package server_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	clocktesting "k8s.io/utils/clock/testing"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/invitations"
+	"github.com/minimax/platform-hub/internal/notify"
+	"github.com/minimax/platform-hub/internal/operator"
+)
+
+var linkPattern = regexp.MustCompile(`https?://\S+`)
+
+// TestInvitations: creating a Member sends an invitation through a real SMTP
+// server; only the token's digest is in the Member's status. Opening the
+// link changes nothing; accepting activates the member; the link then
+// works no more. An expired link and a link replaced by a resend are
+// refused, each with what to do.
+func TestInvitations(t *testing.T) {
+	g := NewWithT(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const hub = "invite-hub"
+	g.Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hub}})).To(Succeed())
+	mail := newSMTPServer(t)
+	g.Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: hub, Name: notify.ConfigSecretName},
+		StringData: map[string]string{
+			notify.KeySMTPHost: "127.0.0.1", notify.KeySMTPPort: strings.TrimPrefix(mail.addr.String(), "127.0.0.1:"),
+			notify.KeySMTPUsername: mail.user, notify.KeySMTPPassword: mail.pass, notify.KeySMTPFrom: "hub@example.com",
+			notify.KeySMTPCA: string(mail.caPEM),
+		}})).To(Succeed())
+
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC))
+	handler := &invitations.Handler{Reader: k8sClient, Client: k8sClient, Clock: clk}
+	site := httptest.NewServer(handler)
+	defer site.Close()
+	mgr, err := ctrl.NewManager(cluster.Config, ctrl.Options{Scheme: operator.Scheme(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect((&invitations.Reconciler{Client: mgr.GetClient(), Clock: clk, PublicURL: site.URL,
+		Sender: &notify.Sender{Reader: k8sClient, ConfigSecret: client.ObjectKey{Namespace: hub, Name: notify.ConfigSecretName}},
+	}).SetupWithManager(mgr)).To(Succeed())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	invite := func(name string) {
+		m := &hubv1.Member{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: hubv1.MemberSpec{Email: name + "@example.com", Role: hubv1.RoleDeveloper}}
+		g.Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), m) })
+	}
+	// linkTo waits for the n-th invitation email to the member, and returns
+	// its link.
+	linkTo := func(name string, n int) string {
+		var link string
+		g.Eventually(func(g Gomega) {
+			var found []string
+			for _, m := range mail.received() {
+				if len(m.To) == 1 && m.To[0] == name+"@example.com" {
+					found = append(found, linkPattern.FindString(m.Body))
+				}
+			}
+			g.Expect(found).To(HaveLen(n))
+			link = found[n-1]
+		}, 10*time.Second).Should(Succeed())
+		return link
+	}
+	accept := func(link string) (int, string) {
+		u, err := url.Parse(link)
+		g.Expect(err).NotTo(HaveOccurred())
+		resp, err := http.PostForm(site.URL+invitations.AcceptPath, u.Query())
+		g.Expect(err).NotTo(HaveOccurred())
+		defer func() { _ = resp.Body.Close() }()
+		g.Expect(resp.Header.Get("Content-Type")).To(Equal("application/json"))
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	member := func(name string) *hubv1.Member {
+		m := &hubv1.Member{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: name}, m)).To(Succeed())
+		return m
+	}
+
+	// The invitation arrives; status holds the digest, never the token.
+	invite("ivy")
+	link := linkTo("ivy", 1)
+	g.Expect(link).To(HavePrefix(site.URL + invitations.AcceptPath + "?"))
+	token := mustQuery(g, link, "token")
+	g.Eventually(func(g Gomega) {
+		s := member("ivy").Status
+		g.Expect(s.InvitationSentAt).NotTo(BeNil())
+		g.Expect(s.InvitationExpiresAt.Time).To(BeTemporally("==", clk.Now().Add(7*24*time.Hour)))
+		g.Expect(s.InvitationDigest).To(Equal(invitations.Digest(token)))
+	}, 10*time.Second).Should(Succeed())
+	raw, err := json.Marshal(member("ivy"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(raw)).NotTo(ContainSubstring(token))
+	g.Expect(mail.received()[0].Message.Header.Get("Subject")).To(ContainSubstring("You are invited"))
+
+	// Opening the link shows a page and accepts nothing.
+	resp, err := http.Get(link)
+	g.Expect(err).NotTo(HaveOccurred())
+	page, _ := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	g.Expect(string(page)).To(ContainSubstring("Accept the invitation"))
+	g.Expect(member("ivy").Status.AcceptedAt).To(BeNil())
+
+	code, body := accept(link)
+	g.Expect(code).To(Equal(http.StatusOK), body)
+	s := member("ivy").Status
+	g.Expect(s.AcceptedAt).NotTo(BeNil())
+	g.Expect(s.Phase).To(Equal(hubv1.MemberActive))
+	g.Expect(s.InvitationDigest).To(BeEmpty())
+	code, body = accept(link)
+	g.Expect(code).To(Equal(http.StatusConflict))
+	g.Expect(body).To(ContainSubstring("already accepted"))
+
+	// A resend replaces the link.
+	invite("rex")
+	first := linkTo("rex", 1)
+	g.Eventually(func() *metav1.Time { return member("rex").Status.InvitationSentAt }, 10*time.Second).ShouldNot(BeNil())
+	m := member("rex")
+	patch := client.MergeFrom(m.DeepCopy())
+	m.Spec.ResendInvitation = "2026-11-21"
+	g.Expect(k8sClient.Patch(ctx, m, patch)).To(Succeed())
+	second := linkTo("rex", 2)
+	g.Expect(second).NotTo(Equal(first))
+	g.Eventually(func() string { return member("rex").Status.InvitationDigest }, 10*time.Second).
+		Should(Equal(invitations.Digest(mustQuery(g, second, "token"))))
+	code, body = accept(first)
+	g.Expect(code).To(Equal(http.StatusForbidden))
+	g.Expect(body).To(ContainSubstring("a newer invitation replaced it"))
+	code, _ = accept(second)
+	g.Expect(code).To(Equal(http.StatusOK))
+
+	// An expired link.
+	invite("old")
+	late := linkTo("old", 1)
+	g.Eventually(func() *metav1.Time { return member("old").Status.InvitationSentAt }, 10*time.Second).ShouldNot(BeNil())
+	clk.Step(7*24*time.Hour + time.Second)
+	code, body = accept(late)
+	g.Expect(code).To(Equal(http.StatusGone))
+	g.Expect(body).To(ContainSubstring("expired at 2026-11-27T12:00:00Z; ask an Admin to send it again"))
+	code, body = accept("http://x/?member=old")
+	g.Expect(code).To(Equal(http.StatusBadRequest))
+	g.Expect(body).To(ContainSubstring("the link is incomplete"))
+}
+
+func mustQuery(g Gomega, link, key string) string {
+	u, err := url.Parse(link)
+	g.Expect(err).NotTo(HaveOccurred())
+	v := u.Query().Get(key)
+	g.Expect(v).NotTo(BeEmpty())
+	return v
+}
