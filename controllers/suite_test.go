@@ -95,21 +95,17 @@ func runSuite(m *testing.M) (int, error) {
 		return 0, err
 	}
 
-	if metricsAddr, err = freeAddr(); err != nil {
+	stopHelpers, err := startHelpers(benchmarking)
+	if err != nil {
 		return 0, err
 	}
-	stopObserver := func() {}
-	if !benchmarking {
-		if stopObserver, err = startObserver(); err != nil {
-			return 0, err
-		}
-	}
 	if err := startSuiteManager(nil); err != nil {
+		stopHelpers()
 		return 0, err
 	}
 	code := m.Run()
 	stopSuiteManager()
-	stopObserver()
+	stopHelpers()
 	if code == 0 && !benchmarking {
 		if err := checkNoKeyMaterialLeaked(); err != nil {
 			fmt.Fprintln(os.Stderr, "FAIL: key material leaked:", err)
@@ -117,6 +113,27 @@ func runSuite(m *testing.M) (int, error) {
 		}
 	}
 	return code, nil
+}
+
+// startHelpers starts what the suite's manager works with: the metrics
+// address, the usage server that keeps the audit log, and (for tests) the
+// observer of events and status for the leak check.
+func startHelpers(benchmarking bool) (stop func(), err error) {
+	if metricsAddr, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	stopAuditServer, err := startAuditServer(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	stopObserver := func() {}
+	if !benchmarking {
+		if stopObserver, err = startObserver(); err != nil {
+			stopAuditServer()
+			return nil, err
+		}
+	}
+	return func() { stopObserver(); stopAuditServer() }, nil
 }
 
 // startSuiteManager starts a hub manager against the suite's control plane.
@@ -128,6 +145,7 @@ func startSuiteManager(faults *faultInjector) error {
 		Webhook:                      cluster.WebhookServerOptions(),
 		Clock:                        testClock,
 		SkipControllerNameValidation: true,
+		Audit:                        auditOpts,
 	}
 	if faults != nil {
 		opts.NewClient = faults.newClient

@@ -12,7 +12,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 )
 
-// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-apikey,mutating=false,failurePolicy=fail,sideEffects=None,groups=hub.minimax.io,resources=apikeys,verbs=create;update,versions=v1alpha1,name=vapikey.hub.minimax.io,admissionReviewVersions=v1,timeoutSeconds=10
+// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-apikey,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=hub.minimax.io,resources=apikeys,verbs=create;update;delete,versions=v1alpha1,name=vapikey.hub.minimax.io,admissionReviewVersions=v1,timeoutSeconds=10
 
 // APIKeyValidator refuses API keys outside project namespaces, new keys in
 // archived projects, and lifetimes the organization's policy forbids. Scope

@@ -11,7 +11,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 )
 
-// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-member,mutating=false,failurePolicy=fail,sideEffects=None,groups=hub.minimax.io,resources=members,verbs=create;update;delete,versions=v1alpha1,name=vmember.hub.minimax.io,admissionReviewVersions=v1,timeoutSeconds=10
+// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-member,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=hub.minimax.io,resources=members,verbs=create;update;delete,versions=v1alpha1,name=vmember.hub.minimax.io,admissionReviewVersions=v1,timeoutSeconds=10
 
 // MemberValidator guards the Owners: only an Owner may make a member an
 // Owner, or change or remove one, and the organization always keeps an

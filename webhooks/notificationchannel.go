@@ -13,7 +13,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 )
 
-// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-notificationchannel,mutating=false,failurePolicy=fail,sideEffects=None,groups=hub.minimax.io,resources=notificationchannels,verbs=create;update,versions=v1alpha1,name=vnotificationchannel.hub.minimax.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-notificationchannel,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=hub.minimax.io,resources=notificationchannels,verbs=create;update;delete,versions=v1alpha1,name=vnotificationchannel.hub.minimax.io,admissionReviewVersions=v1
 
 // NotificationChannelValidator checks what CEL cannot: where the channel
 // lives, whether the plan allows SMS, and https outside dev mode.

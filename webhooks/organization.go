@@ -11,7 +11,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 )
 
-// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-organization,mutating=false,failurePolicy=fail,sideEffects=None,groups=hub.minimax.io,resources=organizations,verbs=create;update,versions=v1alpha1,name=vorganization.hub.minimax.io,admissionReviewVersions=v1,timeoutSeconds=10
+// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-organization,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=hub.minimax.io,resources=organizations,verbs=create;update;delete,versions=v1alpha1,name=vorganization.hub.minimax.io,admissionReviewVersions=v1,timeoutSeconds=10
 
 // OrganizationValidator checks what CEL cannot: that the billing time zone is
 // a zone the hub knows (the IANA database is compiled into the binary).

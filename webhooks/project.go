@@ -13,7 +13,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 )
 
-// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-project,mutating=false,failurePolicy=fail,sideEffects=None,groups=hub.minimax.io,resources=projects,verbs=create;delete,versions=v1alpha1,name=vproject.hub.minimax.io,admissionReviewVersions=v1,timeoutSeconds=10
+// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-project,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=hub.minimax.io,resources=projects,verbs=create;update;delete,versions=v1alpha1,name=vproject.hub.minimax.io,admissionReviewVersions=v1,timeoutSeconds=10
 
 // ProjectValidator refuses what CEL cannot see on a Project: a name whose
 // namespace already exists (the hub never adopts a namespace it did not

@@ -11,7 +11,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 )
 
-// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-spendingcap,mutating=false,failurePolicy=fail,sideEffects=None,groups=hub.minimax.io,resources=spendingcaps,verbs=create,versions=v1alpha1,name=vspendingcap.hub.minimax.io,admissionReviewVersions=v1
+// +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-spendingcap,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=hub.minimax.io,resources=spendingcaps,verbs=create;update;delete,versions=v1alpha1,name=vspendingcap.hub.minimax.io,admissionReviewVersions=v1
 
 // SpendingCapValidator checks where a cap is created: a project's namespace
 // (it caps the project) or the hub's own namespace (it caps the

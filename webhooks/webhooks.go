@@ -3,9 +3,15 @@
 package webhooks
 
 import (
+	"errors"
+
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/usage"
 )
 
 var (
@@ -19,38 +25,44 @@ var (
 	memberKind              = hubv1.GroupVersion.WithKind("Member").GroupKind()
 )
 
+// Options configure the webhooks.
+type Options struct {
+	// HubNamespace is the hub's own namespace.
+	HubNamespace string
+	// DevMode accepts plain http webhook URLs.
+	DevMode bool
+	// Auditor, when set, takes an audit entry for every change the checks
+	// let through.
+	Auditor Auditor
+	// Clock stamps audit entries; nil means the real clock (the right one
+	// outside tests: entries say when a person acted).
+	Clock clock.PassiveClock
+}
+
 // SetupWithManager registers every admission webhook with the manager's
-// webhook server. hubNamespace is the hub's own namespace; devMode accepts
-// plain http webhook URLs.
-func SetupWithManager(mgr ctrl.Manager, hubNamespace string, devMode bool) error {
+// webhook server.
+func SetupWithManager(mgr ctrl.Manager, opts Options) error {
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
 	tm := team{Reader: mgr.GetClient()}
 	projects := &APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader(), team: tm}
-	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.Project{}).
-		WithValidator(&ProjectValidator{Reader: mgr.GetAPIReader(), team: tm}).
-		Complete(); err != nil {
-		return err
+	steps := []error{
+		register(mgr, opts, &hubv1.Project{}, &ProjectValidator{Reader: mgr.GetAPIReader(), team: tm}, projectChanges),
+		register(mgr, opts, &hubv1.APIKey{}, projects, nil),
+		register(mgr, opts, &hubv1.Member{}, &MemberValidator{team: tm}, memberChanges),
+		register(mgr, opts, &hubv1.Group{}, &GroupValidator{}, groupChanges),
+		register(mgr, opts, &hubv1.SpendingCap{}, &SpendingCapValidator{Projects: projects, HubNamespace: opts.HubNamespace}, nil),
+		register(mgr, opts, &hubv1.NotificationChannel{},
+			&NotificationChannelValidator{Projects: projects, HubNamespace: opts.HubNamespace, AllowHTTP: opts.DevMode}, nil),
+		register(mgr, opts, &hubv1.Organization{}, &OrganizationValidator{team: tm}, organizationChanges),
 	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.APIKey{}).
-		WithValidator(projects).
-		Complete(); err != nil {
-		return err
-	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.Member{}).
-		WithValidator(&MemberValidator{team: tm}).
-		Complete(); err != nil {
-		return err
-	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.SpendingCap{}).
-		WithValidator(&SpendingCapValidator{Projects: projects, HubNamespace: hubNamespace}).
-		Complete(); err != nil {
-		return err
-	}
-	if err := ctrl.NewWebhookManagedBy(mgr, &hubv1.NotificationChannel{}).
-		WithValidator(&NotificationChannelValidator{Projects: projects, HubNamespace: hubNamespace, AllowHTTP: devMode}).
-		Complete(); err != nil {
-		return err
-	}
-	return ctrl.NewWebhookManagedBy(mgr, &hubv1.Organization{}).
-		WithValidator(&OrganizationValidator{team: tm}).
+	return errors.Join(steps...)
+}
+
+// register serves a kind's validator, audited.
+func register[T client.Object](mgr ctrl.Manager, opts Options, obj T, v admission.Validator[T], changes func(old, new T) []usage.FieldChange) error {
+	return ctrl.NewWebhookManagedBy(mgr, obj).
+		WithValidator(&audited[T]{inner: v, auditor: opts.Auditor, clock: opts.Clock, changes: changes}).
 		Complete()
 }

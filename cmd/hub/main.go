@@ -80,6 +80,10 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.HubNamespace, "hub-namespace", operator.DefaultHubNamespace, "The hub's own namespace: SpendingCaps there cap the whole organization.")
 	f.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving tls.crt and tls.key.")
 	f.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
+	f.StringVar(&opts.Audit.ServerURL, "audit-server-url", "https://hub-server.hub-system.svc", `Usage server that keeps the audit log of changes to hub resources; "" keeps none.`)
+	f.StringVar(&opts.Audit.ServerCAFile, "audit-server-ca-file", "/etc/hub/server-ca/ca.crt", `CA that signed the usage server's certificate; "" uses the system roots.`)
+	f.StringVar(&opts.Audit.TokenFile, "audit-token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "ServiceAccount token shown to the usage server.")
+	f.StringVar(&opts.Audit.SpoolDir, "audit-spool-dir", "/var/lib/hub-manager/audit-spool", "Where audit entries wait while the usage server is unreachable.")
 	return cmd
 }
 

@@ -81,11 +81,23 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 			return err
 		}
 	}
+	// The usage server's address is chosen now: the manager sends it the
+	// audit log (entries wait in a spool until it is up).
+	serverAddr, err := freeLoopbackAddr()
+	if err != nil {
+		return err
+	}
+	auditToken, err := managerToken(ctx, cluster)
+	if err != nil {
+		return err
+	}
 	mgr, err := operator.NewManager(cluster.Config, operator.Options{
 		MetricsAddr: metricsAddr,
 		ProbeAddr:   "0",
 		Webhook:     cluster.WebhookServerOptions(),
 		DevMode:     true,
+		Audit: operator.AuditOptions{ServerURL: "http://" + serverAddr, Token: auditToken,
+			SpoolDir: filepath.Join(stateDir, "audit-spool")},
 
 		SkipControllerNameValidation: opts.SkipControllerNameValidation,
 	})
@@ -116,7 +128,7 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 		return err
 	}
 
-	gatewayAddr, err := startUsagePath(rolesCtx, start, cluster, stateDir, opts)
+	gatewayAddr, err := startUsagePath(rolesCtx, start, cluster, stateDir, serverAddr, opts)
 	if err != nil {
 		return err
 	}
@@ -169,7 +181,7 @@ func startControlPlane(stateDir string, opts Options) (*devcluster.Cluster, func
 // state directory) and the gateway in front of the demo model, and returns
 // the gateway's address.
 func startUsagePath(ctx context.Context, start func(string, func(context.Context) error), cluster *devcluster.Cluster,
-	stateDir string, opts Options) (string, error) {
+	stateDir, serverAddr string, opts Options) (string, error) {
 	model, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return "", err
@@ -183,10 +195,6 @@ func startUsagePath(ctx context.Context, start func(string, func(context.Context
 		return modelServer.Serve(model)
 	})
 
-	serverAddr, err := freeLoopbackAddr()
-	if err != nil {
-		return "", err
-	}
 	serverMgr, store, err := server.NewManager(ctx, cluster.Config, server.Options{
 		StoreURL: "sqlite:" + filepath.Join(stateDir, "usage.db"), ListenAddr: serverAddr, PublicURL: "http://" + serverAddr,
 		MetricsAddr: "0", ProbeAddr: "0", EventRetention: 90 * 24 * time.Hour, RollupRetention: 400 * 24 * time.Hour,

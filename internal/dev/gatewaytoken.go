@@ -27,6 +27,19 @@ const hubNamespace = "hub-system"
 // usage (as config/gateway does in a cluster) and returns a token source
 // that asks for a fresh token before the last one expires.
 func gatewayToken(ctx context.Context, cluster *devcluster.Cluster) (func() (string, error), error) {
+	return serviceAccountToken(ctx, cluster, "hub-gateway", "hub-usage-ingest", "usageevents")
+}
+
+// managerToken does the same for the manager, which posts the audit log (as
+// config/rbac does).
+func managerToken(ctx context.Context, cluster *devcluster.Cluster) (func() (string, error), error) {
+	return serviceAccountToken(ctx, cluster, "hub-manager", "hub-audit-writer", "auditevents")
+}
+
+// serviceAccountToken sets up ServiceAccount account in the hub's namespace
+// with ClusterRole role, which may create the hub's virtual resource, and
+// returns a token source for it.
+func serviceAccountToken(ctx context.Context, cluster *devcluster.Cluster, account, role, resource string) (func() (string, error), error) {
 	c, err := client.New(cluster.Config, client.Options{Scheme: operator.Scheme()})
 	if err != nil {
 		return nil, err
@@ -37,15 +50,15 @@ func gatewayToken(ctx context.Context, cluster *devcluster.Cluster) (func() (str
 	}
 	objs := []client.Object{
 		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNamespace}},
-		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: hubNamespace, Name: "hub-gateway"}},
+		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: hubNamespace, Name: account}},
 		&rbacv1.ClusterRole{
-			ObjectMeta: metav1.ObjectMeta{Name: "hub-usage-ingest"},
-			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usageevents"}, Verbs: []string{"create"}}},
+			ObjectMeta: metav1.ObjectMeta{Name: role},
+			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{resource}, Verbs: []string{"create"}}},
 		},
 		&rbacv1.ClusterRoleBinding{
-			ObjectMeta: metav1.ObjectMeta{Name: "hub-gateway-usage-ingest"},
-			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "hub-usage-ingest"},
-			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: hubNamespace, Name: "hub-gateway"}},
+			ObjectMeta: metav1.ObjectMeta{Name: account + "-" + role},
+			RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role},
+			Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: hubNamespace, Name: account}},
 		},
 	}
 	for _, obj := range objs {
@@ -62,7 +75,7 @@ func gatewayToken(ctx context.Context, cluster *devcluster.Cluster) (func() (str
 		if token != "" && time.Until(expires) > 10*time.Minute {
 			return token, nil
 		}
-		tr, err := cs.CoreV1().ServiceAccounts(hubNamespace).CreateToken(ctx, "hub-gateway",
+		tr, err := cs.CoreV1().ServiceAccounts(hubNamespace).CreateToken(ctx, account,
 			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}},
 			metav1.CreateOptions{})
 		if err != nil {

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -21,6 +19,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/serverclient"
 )
 
 // Options configure the gateway role.
@@ -76,7 +75,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		}
 		upstreamKey = strings.TrimSpace(string(raw))
 	}
-	serverClient, err := httpClient(opts.ServerCAFile)
+	serverClient, err := serverclient.HTTPClient(opts.ServerCAFile)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -85,7 +84,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	}
 	token := opts.Token
 	if token == nil {
-		token = fileToken(opts.TokenFile)
+		token = serverclient.FileToken(opts.TokenFile)
 	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
@@ -164,38 +163,4 @@ func serve(ctx context.Context, addr string, h http.Handler) error {
 		return err
 	}
 	return nil
-}
-
-func httpClient(caFile string) (*http.Client, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading the server CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("no certificate in %s", caFile)
-		}
-		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	}
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
-}
-
-// fileToken reads a projected ServiceAccount token, which the kubelet
-// rotates, at most once a minute.
-func fileToken(path string) func() (string, error) {
-	var cached string
-	var readAt time.Time
-	return func() (string, error) {
-		if cached != "" && time.Since(readAt) < time.Minute {
-			return cached, nil
-		}
-		raw, err := os.ReadFile(path)
-		if err != nil {
-			return "", err
-		}
-		cached, readAt = strings.TrimSpace(string(raw)), time.Now()
-		return cached, nil
-	}
 }

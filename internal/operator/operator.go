@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -30,7 +31,9 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/controllers"
+	"github.com/minimax/platform-hub/internal/audit"
 	hubmetrics "github.com/minimax/platform-hub/internal/metrics"
+	"github.com/minimax/platform-hub/internal/serverclient"
 	"github.com/minimax/platform-hub/webhooks"
 )
 
@@ -65,6 +68,23 @@ type Options struct {
 	// NewClient, when set, builds the manager's client; tests wrap the default
 	// one to inject faults.
 	NewClient client.NewClientFunc
+	// Audit sends the audit log to the usage server; without a server URL
+	// no audit log is kept.
+	Audit AuditOptions
+}
+
+// AuditOptions say where audit entries go.
+type AuditOptions struct {
+	// ServerURL is the usage server's base URL.
+	ServerURL string
+	// ServerCAFile verifies its certificate; empty uses the system roots.
+	ServerCAFile string
+	// TokenFile is the ServiceAccount token shown to it; Token, when set,
+	// is used instead (tests, `hub dev`).
+	TokenFile string
+	Token     func() (string, error)
+	// SpoolDir keeps entries while the server is unreachable.
+	SpoolDir string
 }
 
 // DefaultHubNamespace is the namespace the hub is installed in.
@@ -139,7 +159,12 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if hubNamespace == "" {
 		hubNamespace = DefaultHubNamespace
 	}
-	if err := webhooks.SetupWithManager(mgr, hubNamespace, opts.DevMode); err != nil {
+	auditor, err := newAuditor(mgr, opts.Audit)
+	if err != nil {
+		return nil, err
+	}
+	if err := webhooks.SetupWithManager(mgr, webhooks.Options{HubNamespace: hubNamespace, DevMode: opts.DevMode,
+		Auditor: auditor}); err != nil { // audit entries carry the real time, whatever clock the controllers use
 		return nil, fmt.Errorf("setting up webhooks: %w", err)
 	}
 	// Key metrics come from the leader only, so that replicas do not export
@@ -170,4 +195,27 @@ func hasLabel(key string) labels.Selector {
 		panic(err)
 	}
 	return labels.NewSelector().Add(*req)
+}
+
+// newAuditor builds the recorder of the audit log, run on every replica
+// (each serves webhooks); nil when no server URL is configured.
+func newAuditor(mgr ctrl.Manager, opts AuditOptions) (webhooks.Auditor, error) {
+	if opts.ServerURL == "" {
+		ctrl.Log.WithName("setup").Info("No usage server URL: changes to hub resources are not audited")
+		return nil, nil
+	}
+	httpClient, err := serverclient.HTTPClient(opts.ServerCAFile)
+	if err != nil {
+		return nil, err
+	}
+	token := opts.Token
+	if token == nil {
+		token = serverclient.FileToken(opts.TokenFile)
+	}
+	r := &audit.Recorder{URL: strings.TrimSuffix(opts.ServerURL, "/"), Client: httpClient, Token: token,
+		SpoolDir: opts.SpoolDir, Log: ctrl.Log.WithName("audit")}
+	if err := mgr.Add(r); err != nil {
+		return nil, err
+	}
+	return r, nil
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -11,6 +12,26 @@ import (
 
 // AlertsPath lists the alert history.
 const AlertsPath = "/v1/alerts"
+
+// storeUnavailable answers a query the store could not serve.
+const storeUnavailable = "the usage store is unavailable; retry"
+
+// timeRange reads the from and to parameters (RFC 3339) of a listing.
+func timeRange(q url.Values, from, to *time.Time) error {
+	for _, p := range []struct {
+		name string
+		into *time.Time
+	}{{"from", from}, {"to", to}} {
+		if v := q.Get(p.name); v != "" {
+			t, err := time.Parse(time.RFC3339, v)
+			if err != nil {
+				return fmt.Errorf("%s must be an RFC 3339 time such as 2026-11-01T00:00:00Z, not %q", p.name, v)
+			}
+			*p.into = t
+		}
+	}
+	return nil
+}
 
 // Limits of one alert listing.
 const (
@@ -31,19 +52,9 @@ type AlertsResponse struct {
 func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := usage.AlertFilter{Project: q.Get("project"), Kind: usage.AlertKind(q.Get("kind")), Limit: defaultAlertLimit}
-	for _, p := range []struct {
-		name string
-		into *time.Time
-	}{{"from", &f.From}, {"to", &f.To}} {
-		if v := q.Get(p.name); v != "" {
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				writeError(w, http.StatusBadRequest, errorBody{Message: fmt.Sprintf(
-					"%s must be an RFC 3339 time such as 2026-11-01T00:00:00Z, not %q", p.name, v)})
-				return
-			}
-			*p.into = t
-		}
+	if err := timeRange(q, &f.From, &f.To); err != nil {
+		writeError(w, http.StatusBadRequest, errorBody{Message: err.Error()})
+		return
 	}
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
@@ -63,7 +74,7 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 	alerts, err := s.Store.Alerts(r.Context(), f)
 	if err != nil {
 		s.Log.Error(err, "Listing alerts")
-		writeError(w, http.StatusServiceUnavailable, errorBody{Message: "the usage store is unavailable; retry"})
+		writeError(w, http.StatusServiceUnavailable, errorBody{Message: storeUnavailable})
 		return
 	}
 	if alerts == nil {

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -529,4 +530,61 @@ func TestAlertHistoryListing(t *testing.T) {
 	ingester := serviceAccountToken(g, "not-a-reader", true)
 	g.Expect(getJSON(g, srv.url+server.AlertsPath, ingester, &refusal)).To(Equal(http.StatusForbidden))
 	g.Expect(refusal["error"]["message"]).To(ContainSubstring("may not list alerts.hub.minimax.io"))
+}
+
+// TestAuditAPI: the manager posts audit entries; callers allowed to list
+// auditevents read them back, filtered, as JSON or CSV.
+func TestAuditAPI(t *testing.T) {
+	g := NewWithT(t)
+	srv := startServer(t, g)
+	writer := serviceAccountTokenWith(g, "audit-writer", rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group},
+		Resources: []string{"auditevents"}, Verbs: []string{"create"}})
+	reader := serviceAccountTokenWith(g, "audit-reader", rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group},
+		Resources: []string{"auditevents"}, Verbs: []string{"list"}})
+	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+	entries := server.AuditRequest{Entries: []usage.AuditEntry{
+		{ID: "a1", Time: at, Actor: "adm@example.com", Groups: []string{"system:authenticated"}, Action: "update", Kind: "Member",
+			Name: "alice", Changes: []usage.FieldChange{{Field: "spec.role", Old: "Developer", New: "Admin"}}},
+		{ID: "a2", Time: at.Add(time.Minute), Actor: "dev@example.com", Action: "create", Kind: "APIKey", Namespace: "chatbot", Name: "ci"},
+	}}
+	postAudit := func(token string, body any) (int, map[string]any) {
+		raw, err := json.Marshal(body)
+		g.Expect(err).NotTo(HaveOccurred())
+		req, err := http.NewRequest(http.MethodPost, srv.url+server.AuditPath, strings.NewReader(string(raw)))
+		g.Expect(err).NotTo(HaveOccurred())
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		defer func() { _ = resp.Body.Close() }()
+		var out map[string]any
+		g.Expect(json.NewDecoder(resp.Body).Decode(&out)).To(Succeed())
+		return resp.StatusCode, out
+	}
+	code, _ := postAudit(writer, entries)
+	g.Expect(code).To(Equal(http.StatusOK))
+	code, out := postAudit(writer, server.AuditRequest{Entries: []usage.AuditEntry{{ID: "bad", Time: at, Actor: "x", Kind: "Member", Name: "y", Action: "patch"}}})
+	g.Expect(code).To(Equal(http.StatusBadRequest))
+	g.Expect(fmt.Sprint(out)).To(ContainSubstring("an action of create, update or delete"))
+	code, _ = postAudit(reader, entries)
+	g.Expect(code).To(Equal(http.StatusForbidden), "listing does not allow writing")
+
+	var list server.AuditResponse
+	g.Expect(getJSON(g, srv.url+server.AuditPath+"?actor=adm@example.com", reader, &list)).To(Equal(http.StatusOK))
+	g.Expect(list.Entries).To(HaveLen(1))
+	g.Expect(list.Entries[0].Changes).To(Equal(entries.Entries[0].Changes))
+
+	req, err := http.NewRequest(http.MethodGet, srv.url+server.AuditPath+"?format=csv&from=2026-11-20T00:00:00Z", nil)
+	g.Expect(err).NotTo(HaveOccurred())
+	req.Header.Set("Authorization", "Bearer "+reader)
+	resp, err := http.DefaultClient.Do(req)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = resp.Body.Close() }()
+	g.Expect(resp.Header.Get("Content-Type")).To(HavePrefix("text/csv"))
+	rows, err := csv.NewReader(resp.Body).ReadAll()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(rows).To(HaveLen(3))
+	g.Expect(rows[0]).To(Equal([]string{"time", "actor", "groups", "action", "kind", "namespace", "name", "uid", "changes", "id"}))
+	g.Expect(rows[1][1]).To(Equal("adm@example.com"))
+	g.Expect(rows[1][8]).To(Equal("spec.role: Developer -> Admin"))
+	g.Expect(rows[2][4:7]).To(Equal([]string{"APIKey", "chatbot", "ci"}))
 }

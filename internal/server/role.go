@@ -81,7 +81,8 @@ type Options struct {
 	ConfigSecret string
 	// DashboardURL is the dashboard's base URL, for the links in alerts.
 	DashboardURL string
-	// AlertRetention is how long alert history is kept; default 12 months.
+	// AlertRetention is how long alert history and the audit log are kept;
+	// default 12 months.
 	AlertRetention time.Duration
 	// AlertPoll is how often the alert outbox is read for due retries;
 	// default 1s.
@@ -165,7 +166,8 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		return nil, nil, fmt.Errorf("--alert-retention must be at least %v (a billing cycle, and --alert-retry-for), not %v",
 			least, opts.AlertRetention)
 	}
-	if err := mgr.Add(&retention{store: store, events: opts.EventRetention, rollups: opts.RollupRetention, alerts: opts.AlertRetention}); err != nil {
+	if err := mgr.Add(&retention{store: store, events: opts.EventRetention, rollups: opts.RollupRetention, alerts: opts.AlertRetention,
+		audit: opts.AlertRetention}); err != nil {
 		return nil, nil, err
 	}
 	if err := mgr.Add(&StatusWriter{
@@ -331,8 +333,8 @@ func (h *httpRunnable) Start(ctx context.Context) error {
 
 // retention prunes the store hourly, on the leader only.
 type retention struct {
-	store                   usage.Store
-	events, rollups, alerts time.Duration
+	store                          usage.Store
+	events, rollups, alerts, audit time.Duration
 }
 
 func (r *retention) NeedLeaderElection() bool { return true }
@@ -348,6 +350,9 @@ func (r *retention) Start(ctx context.Context) error {
 		}
 		if err := r.store.PruneAlerts(ctx, now.Add(-r.alerts)); err != nil && ctx.Err() == nil {
 			log.Error(err, "Pruning alert history")
+		}
+		if err := r.store.PruneAudit(ctx, now.Add(-r.audit)); err != nil && ctx.Err() == nil {
+			log.Error(err, "Pruning the audit log")
 		}
 		select {
 		case <-ctx.Done():

@@ -74,6 +74,8 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("POST "+IngestPath, s.Auth.Require("create", "usageevents", http.HandlerFunc(s.ingest)))
 	mux.Handle("GET "+AlertsPath, s.Auth.Require("list", "alerts", http.HandlerFunc(s.listAlerts)))
+	mux.Handle("POST "+AuditPath, s.Auth.Require("create", "auditevents", http.HandlerFunc(s.recordAudit)))
+	mux.Handle("GET "+AuditPath, s.Auth.Require("list", "auditevents", http.HandlerFunc(s.listAudit)))
 	if s.Invitations != nil {
 		mux.Handle(InvitationsPath, s.Invitations)
 	}

@@ -121,3 +121,37 @@ var alertSuite = []storeCase{
 }
 
 func init() { storeSuite = append(storeSuite, alertSuite...) }
+
+var auditSuite = []storeCase{
+	{"audit entries are stored once, filtered, and pruned", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		role := usage.AuditEntry{ID: "req-1", Time: t0, Actor: "adm@example.com", Groups: []string{"system:authenticated"},
+			Action: "update", Kind: "Member", Name: "alice", UID: "u1",
+			Changes: []usage.FieldChange{{Field: "spec.role", Old: "Developer", New: "Admin"}}}
+		key := usage.AuditEntry{ID: "req-2", Time: t0.Add(time.Minute), Actor: "dev@example.com", Action: "create",
+			Kind: "APIKey", Namespace: "chatbot", Name: "ci"}
+		g.Expect(s.RecordAudit(ctx, []usage.AuditEntry{role, key})).To(Succeed())
+		g.Expect(s.RecordAudit(ctx, []usage.AuditEntry{role})).To(Succeed(), "a repeat is stored once")
+		all, err := s.AuditEntries(ctx, usage.AuditFilter{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(all).To(HaveLen(2))
+		g.Expect(all[0].Time).To(BeTemporally("==", t0))
+		g.Expect(all[0].Changes).To(Equal(role.Changes))
+		g.Expect(all[0].Groups).To(Equal(role.Groups))
+		byActor, err := s.AuditEntries(ctx, usage.AuditFilter{Actor: "dev@example.com"})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(byActor).To(HaveLen(1))
+		g.Expect(byActor[0].Namespace).To(Equal("chatbot"))
+		byObject, err := s.AuditEntries(ctx, usage.AuditFilter{Kind: "Member", Name: "alice", From: t0, To: t0.Add(time.Second)})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(byObject).To(HaveLen(1))
+		g.Expect(s.PruneAudit(ctx, t0.Add(time.Second))).To(Succeed())
+		all, err = s.AuditEntries(ctx, usage.AuditFilter{})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(all).To(HaveLen(1))
+		g.Expect(all[0].ID).To(Equal("req-2"))
+	}},
+}
+
+func init() { storeSuite = append(storeSuite, auditSuite...) }

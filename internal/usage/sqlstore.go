@@ -101,7 +101,7 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	stmts := slices.Concat(schema, alertSchema)
+	stmts := slices.Concat(schema, alertSchema, auditSchema)
 	if s.d.migrationLock != "" {
 		stmts = append([]string{s.d.migrationLock}, stmts...)
 	}

@@ -34,6 +34,9 @@ type Store interface {
 	// AlertStore is the alert outbox and history.
 	AlertStore
 
+	// AuditStore is the audit log of changes to hub resources.
+	AuditStore
+
 	// Close releases the store's connections.
 	Close() error
 }

@@ -1,0 +1,111 @@
+package server
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// AuditPath takes audit entries from the manager (POST) and lists them
+// (GET).
+const AuditPath = "/v1/audit/events"
+
+// MaxAuditEntries is the most entries one POST may carry.
+const MaxAuditEntries = 1000
+
+// AuditRequest is the body of a POST to AuditPath.
+type AuditRequest struct {
+	Entries []usage.AuditEntry `json:"entries"`
+}
+
+// AuditResponse is the answer to a GET of AuditPath.
+type AuditResponse struct {
+	// Entries are oldest first; under a limit, the newest are kept.
+	Entries []usage.AuditEntry `json:"entries"`
+}
+
+func (s *Server) recordAudit(w http.ResponseWriter, r *http.Request) {
+	var req AuditRequest
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBatchBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, errorBody{Message: `the body must be JSON of the form {"entries": [...]}: ` + err.Error()})
+		return
+	}
+	if len(req.Entries) > MaxAuditEntries {
+		writeError(w, http.StatusRequestEntityTooLarge, errorBody{Message: fmt.Sprintf("send at most %d entries per request", MaxAuditEntries)})
+		return
+	}
+	for i, e := range req.Entries {
+		if e.ID == "" || e.Time.IsZero() || e.Actor == "" || e.Kind == "" || e.Name == "" ||
+			(e.Action != "create" && e.Action != "update" && e.Action != "delete") {
+			writeError(w, http.StatusBadRequest, errorBody{Index: &i,
+				Message: "an audit entry needs id, time, actor, kind, name and an action of create, update or delete"})
+			return
+		}
+	}
+	if err := s.Store.RecordAudit(r.Context(), req.Entries); err != nil {
+		s.Log.Error(err, "Recording audit entries", "entries", len(req.Entries))
+		writeError(w, http.StatusServiceUnavailable, errorBody{Message: storeUnavailable})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]int{"stored": len(req.Entries)})
+}
+
+// listAudit answers GET /v1/audit/events. Parameters, all optional: from and
+// to (RFC 3339), actor, kind, namespace, name, limit (default 1000, at most
+// 100000). With format=csv (or Accept: text/csv) the answer is CSV.
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := usage.AuditFilter{Actor: q.Get("actor"), Kind: q.Get("kind"), Namespace: q.Get("namespace"), Name: q.Get("name"), Limit: 1000}
+	if err := timeRange(q, &f.From, &f.To); err != nil {
+		writeError(w, http.StatusBadRequest, errorBody{Message: err.Error()})
+		return
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100_000 {
+			writeError(w, http.StatusBadRequest, errorBody{Message: fmt.Sprintf("limit must be a number from 1 to 100000, not %q", v)})
+			return
+		}
+		f.Limit = n
+	}
+	entries, err := s.Store.AuditEntries(r.Context(), f)
+	if err != nil {
+		s.Log.Error(err, "Listing audit entries")
+		writeError(w, http.StatusServiceUnavailable, errorBody{Message: storeUnavailable})
+		return
+	}
+	if q.Get("format") == "csv" || strings.HasPrefix(r.Header.Get("Accept"), "text/csv") {
+		writeAuditCSV(w, entries)
+		return
+	}
+	if entries == nil {
+		entries = []usage.AuditEntry{}
+	}
+	writeJSON(w, http.StatusOK, AuditResponse{Entries: entries})
+}
+
+// writeAuditCSV writes one row per entry (RFC 4180), field changes as
+// "field: old -> new", separated by "; ".
+func writeAuditCSV(w http.ResponseWriter, entries []usage.AuditEntry) {
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="audit.csv"`)
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"time", "actor", "groups", "action", "kind", "namespace", "name", "uid", "changes", "id"})
+	for _, e := range entries {
+		changes := make([]string, 0, len(e.Changes))
+		for _, c := range e.Changes {
+			changes = append(changes, fmt.Sprintf("%s: %s -> %s", c.Field, c.Old, c.New))
+		}
+		_ = cw.Write([]string{e.Time.UTC().Format(time.RFC3339Nano), e.Actor, strings.Join(e.Groups, " "), e.Action, e.Kind,
+			e.Namespace, e.Name, e.UID, strings.Join(changes, "; "), e.ID})
+	}
+	cw.Flush()
+}

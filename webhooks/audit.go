@@ -1,0 +1,189 @@
+package webhooks
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// Auditor takes the audit entries of changes the hub's checks let through.
+type Auditor interface {
+	Record(usage.AuditEntry)
+}
+
+// audited records, after a validator allowed it, every create, update and
+// delete that is not a dry run. changes, when set, gives the old and new
+// values of the fields that grant access.
+type audited[T client.Object] struct {
+	inner   admission.Validator[T]
+	auditor Auditor
+	clock   clock.PassiveClock
+	changes func(old, new T) []usage.FieldChange
+}
+
+func (a *audited[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warnings, error) {
+	w, err := a.inner.ValidateCreate(ctx, obj)
+	if err == nil {
+		var none T
+		a.record(ctx, "create", none, obj, a.diff(none, obj))
+	}
+	return w, err
+}
+
+func (a *audited[T]) ValidateUpdate(ctx context.Context, old, obj T) (admission.Warnings, error) {
+	w, err := a.inner.ValidateUpdate(ctx, old, obj)
+	if err == nil {
+		a.record(ctx, "update", old, obj, a.diff(old, obj))
+	}
+	return w, err
+}
+
+func (a *audited[T]) ValidateDelete(ctx context.Context, obj T) (admission.Warnings, error) {
+	w, err := a.inner.ValidateDelete(ctx, obj)
+	if err == nil {
+		a.record(ctx, "delete", obj, obj, a.diff(obj, *new(T)))
+	}
+	return w, err
+}
+
+// diff is the changes of the access fields; old is nil for a create, obj
+// for a delete.
+func (a *audited[T]) diff(old, obj T) []usage.FieldChange {
+	if a.changes == nil {
+		return nil
+	}
+	return a.changes(old, obj)
+}
+
+// record takes an entry. old is the object before the change (absent for a
+// create), obj after it (the deleted object for a delete).
+func (a *audited[T]) record(ctx context.Context, action string, old, obj T, changes []usage.FieldChange) {
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil || (req.DryRun != nil && *req.DryRun) || a.auditor == nil {
+		return
+	}
+	a.auditor.Record(usage.AuditEntry{
+		ID: entryID(req, old, obj), Time: a.clock.Now().UTC(), Actor: req.UserInfo.Username, Groups: req.UserInfo.Groups,
+		Action: action, Kind: req.Kind.Kind, Namespace: req.Namespace, Name: req.Name, UID: string(obj.GetUID()),
+		Changes: changes,
+	})
+}
+
+// entryID identifies a change, so that it is kept once although the API
+// server may ask the webhook more than once: it retries an update that met a
+// concurrent write (a controller's status update) with a new admission
+// request. The ID is made of who did what to which object, the generation
+// the change started from, and the content it left (spec, labels and
+// annotations), all of which a retry repeats and a new change does not.
+func entryID[T client.Object](req admission.Request, old, obj T) string {
+	h := sha256.New()
+	var fromGeneration int64
+	if any(old) != nil && !reflect.ValueOf(old).IsNil() {
+		fromGeneration = old.GetGeneration()
+	}
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%d\x00", req.UserInfo.Username, req.Operation, req.Kind.Kind,
+		req.Namespace, req.Name, fromGeneration)
+	h.Write(content(obj))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// content is an object's spec, labels and annotations, as JSON.
+func content(obj client.Object) []byte {
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(raw, &m) != nil {
+		return raw
+	}
+	delete(m, "status")
+	if md, ok := m["metadata"].(map[string]any); ok {
+		m["metadata"] = map[string]any{"labels": md["labels"], "annotations": md["annotations"]}
+	}
+	out, _ := json.Marshal(m) // map keys come out sorted
+	return out
+}
+
+// change appends a field's change when its value differs.
+func change(out []usage.FieldChange, field, old, new string) []usage.FieldChange {
+	if old == new {
+		return out
+	}
+	return append(out, usage.FieldChange{Field: field, Old: old, New: new})
+}
+
+// orEmpty stands an empty object in for an absent one (before a create,
+// after a delete), whose fields all read as empty.
+func orEmpty[T any](p *T) *T {
+	if p == nil {
+		return new(T)
+	}
+	return p
+}
+
+func memberChanges(old, m *hubv1.Member) []usage.FieldChange {
+	old, m = orEmpty(old), orEmpty(m)
+	var out []usage.FieldChange
+	out = change(out, "spec.role", string(old.Spec.Role), string(m.Spec.Role))
+	out = change(out, "spec.groups", strings.Join(sorted(old.Spec.Groups), ","), strings.Join(sorted(m.Spec.Groups), ","))
+	out = change(out, "spec.disabled", boolText(old, old.Spec.Disabled), boolText(m, m.Spec.Disabled))
+	return out
+}
+
+func groupChanges(old, g *hubv1.Group) []usage.FieldChange {
+	old, g = orEmpty(old), orEmpty(g)
+	text := func(access []hubv1.ProjectRole) string {
+		parts := make([]string, 0, len(access))
+		for _, a := range access {
+			parts = append(parts, a.Project+"="+string(a.Role))
+		}
+		return strings.Join(sorted(parts), ",")
+	}
+	return change(nil, "spec.projectAccess", text(old.Spec.ProjectAccess), text(g.Spec.ProjectAccess))
+}
+
+func projectChanges(old, p *hubv1.Project) []usage.FieldChange {
+	old, p = orEmpty(old), orEmpty(p)
+	text := func(access []hubv1.ProjectAccess) string {
+		parts := make([]string, 0, len(access))
+		for _, a := range access {
+			parts = append(parts, fmt.Sprintf("%s/%s=%s", a.Kind, a.Name, a.Role))
+		}
+		return strings.Join(sorted(parts), ",")
+	}
+	return change(nil, "spec.access", text(old.Spec.Access), text(p.Spec.Access))
+}
+
+func organizationChanges(old, o *hubv1.Organization) []usage.FieldChange {
+	old, o = orEmpty(old), orEmpty(o)
+	return change(nil, "spec.plan", string(old.Spec.Plan), string(o.Spec.Plan))
+}
+
+// boolText is a bool field's value, or nothing for an object that is not
+// there (before a create, after a delete).
+func boolText(obj client.Object, v bool) string {
+	if obj.GetName() == "" {
+		return ""
+	}
+	return strconv.FormatBool(v)
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
