@@ -2,16 +2,20 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -25,12 +29,19 @@ import (
 // aggregate many members, and a team is small enough to recompute.
 type AccessReconciler struct {
 	client.Client
+	// APIReader reads objects the label-filtered cache cannot see (an
+	// object of a role's name whose label was removed by hand).
+	APIReader client.Reader
 }
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=members;groups,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=members/status;groups/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=get;list;watch;create;update;patch;delete;escalate;bind
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings;rolebindings,verbs=get;list;watch;create;update;patch;delete
+// The manager may create RBAC objects, but change, delete, bind and escalate
+// only the four roles and their bindings: it can grant nothing else, such as
+// cluster-admin. (create cannot be limited by name in RBAC.)
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings;rolebindings,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=update;patch;delete;escalate;bind,resourceNames=platform-hub:owner;platform-hub:admin;platform-hub:developer;platform-hub:viewer
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings;rolebindings,verbs=update;patch;delete,resourceNames=platform-hub:owner;platform-hub:admin;platform-hub:developer;platform-hub:viewer
 
 // teamRequest is the one request the reconciler works under.
 var teamRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: "team"}}
@@ -76,7 +87,13 @@ func (r *AccessReconciler) applyClusterRoles(ctx context.Context) error {
 		err := r.Get(ctx, client.ObjectKeyFromObject(&want), have)
 		switch {
 		case apierrors.IsNotFound(err):
-			if err := r.Create(ctx, &want, client.FieldOwner(fieldOwner)); err != nil {
+			err := r.Create(ctx, &want, client.FieldOwner(fieldOwner))
+			if apierrors.IsAlreadyExists(err) {
+				err = r.takeOver(ctx, &rbacv1.ClusterRole{}, &want, func(have client.Object) {
+					have.(*rbacv1.ClusterRole).Rules = want.Rules
+				})
+			}
+			if err != nil {
 				return fmt.Errorf("creating ClusterRole %s: %w", want.Name, err)
 			}
 		case err != nil:
@@ -118,9 +135,51 @@ func (r *AccessReconciler) applyClusterBindings(ctx context.Context, desired []r
 		}
 	}
 	for _, w := range want {
-		if err := r.Create(ctx, w, client.FieldOwner(fieldOwner)); err != nil {
+		err := r.Create(ctx, w, client.FieldOwner(fieldOwner))
+		if apierrors.IsAlreadyExists(err) {
+			err = r.takeOver(ctx, &rbacv1.ClusterRoleBinding{}, w, func(have client.Object) {
+				have.(*rbacv1.ClusterRoleBinding).Subjects = w.Subjects
+			})
+		}
+		if err != nil {
 			return fmt.Errorf("creating ClusterRoleBinding %s: %w", w.Name, err)
 		}
+	}
+	return nil
+}
+
+// takeOver makes an object of a generated name that the cache does not see
+// (its label was removed) the hub's again: label and content restored. An
+// object whose role reference differs is replaced, since it cannot change.
+func (r *AccessReconciler) takeOver(ctx context.Context, have, want client.Object, restore func(client.Object)) error {
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(want), have); err != nil {
+		return err
+	}
+	if ref := roleRefOf(have); ref != nil && *ref != *roleRefOf(want) {
+		if err := r.Delete(ctx, have); client.IgnoreNotFound(err) != nil {
+			return err
+		}
+		want.SetResourceVersion("")
+		return r.Create(ctx, want, client.FieldOwner(fieldOwner))
+	}
+	labels := have.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	for k, v := range want.GetLabels() {
+		labels[k] = v
+	}
+	have.SetLabels(labels)
+	restore(have)
+	return r.Update(ctx, have, client.FieldOwner(fieldOwner))
+}
+
+func roleRefOf(obj client.Object) *rbacv1.RoleRef {
+	switch o := obj.(type) {
+	case *rbacv1.ClusterRoleBinding:
+		return &o.RoleRef
+	case *rbacv1.RoleBinding:
+		return &o.RoleRef
 	}
 	return nil
 }
@@ -151,19 +210,34 @@ func (r *AccessReconciler) applyRoleBindings(ctx context.Context, desired []rbac
 			return fmt.Errorf("deleting RoleBinding %s: %w", key, err)
 		}
 	}
+	// A namespace that is going (or gone) takes no binding; the others are
+	// still written, and its project leaves the team once deleted.
+	var errs []error
 	for key, w := range want {
-		if err := r.Create(ctx, w, client.FieldOwner(fieldOwner)); client.IgnoreAlreadyExists(err) != nil {
-			return fmt.Errorf("creating RoleBinding %s: %w", key, err)
+		err := r.Create(ctx, w, client.FieldOwner(fieldOwner))
+		if apierrors.IsAlreadyExists(err) {
+			err = r.takeOver(ctx, &rbacv1.RoleBinding{}, w, func(have client.Object) {
+				have.(*rbacv1.RoleBinding).Subjects = w.Subjects
+			})
+		}
+		if err != nil && !apierrors.IsNotFound(err) && !isNamespaceTerminating(err) {
+			errs = append(errs, fmt.Errorf("creating RoleBinding %s: %w", key, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
+}
+
+// isNamespaceTerminating tells whether a create was refused because its
+// namespace is being deleted.
+func isNamespaceTerminating(err error) bool {
+	return apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause)
 }
 
 // writeStatuses reports each member's username, phase and projects, and
 // each group's member count.
 func (r *AccessReconciler) writeStatuses(ctx context.Context, team *access.Team, desired access.Bindings) error {
 	keys := &hubv1.APIKeyList{}
-	if err := r.List(ctx, keys); err != nil {
+	if err := r.List(ctx, keys, client.UnsafeDisableDeepCopy); err != nil { // only read
 		return err
 	}
 	owned := map[string]int32{}
@@ -213,7 +287,9 @@ func (r *AccessReconciler) patchStatus(ctx context.Context, before, after client
 	if equality.Semantic.DeepEqual(before, after) {
 		return nil
 	}
-	err := r.Status().Patch(ctx, after, client.MergeFrom(before), client.FieldOwner(fieldOwner))
+	// Guarded by the resource version: conditions are one list, and the
+	// invitation sender writes its own into it.
+	err := r.Status().Patch(ctx, after, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldOwner))
 	return client.IgnoreNotFound(err)
 }
 
@@ -229,6 +305,8 @@ func (r *AccessReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&hubv1.Group{}, all).
 		Watches(&hubv1.Project{}, all).
 		Watches(&hubv1.Organization{}, all).
+		// Keys, for each member's count of keys owned.
+		Watches(&hubv1.APIKey{}, all, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Watches(&rbacv1.ClusterRole{}, all).
 		Watches(&rbacv1.ClusterRoleBinding{}, all).
 		Watches(&rbacv1.RoleBinding{}, all).

@@ -177,6 +177,32 @@ func TestAdmissionRulesByRole(t *testing.T) {
 		`spec.scope: Forbidden: an Admin-scope key in project "rules-proj" needs the Admin or Owner role; rdev@example.com is a Developer`)
 	g.Eventually(func() error { return a.Create(ctx, adminKey("admin-admin")) }).Should(Succeed())
 
+	// Nor may a Developer send a key elsewhere, label its Secret for tools
+	// that copy Secrets, or change an Admin-scope key; revoking one is fine.
+	delivered := newAPIKey("rules-proj", "dev-delivered")
+	delivered.Spec.Delivery = &hubv1.KeyDelivery{ExternalSecret: &hubv1.ExternalSecretDelivery{
+		SecretStoreRef: hubv1.SecretStoreRef{Name: "vault"}, RemoteKey: "stolen"}}
+	refusedWith(g, d.Create(ctx, delivered), "spec.delivery: Forbidden: delivering a key to an external store needs the Admin or Owner role")
+	labelled := newAPIKey("rules-proj", "dev-labelled")
+	labelled.Spec.SecretTemplate = &hubv1.SecretTemplate{Annotations: map[string]string{"reflector.v1.k8s.emberstack.com/reflection-allowed": "true"}}
+	refusedWith(g, d.Create(ctx, labelled), "labels or annotations on a key's Secret needs the Admin or Owner role")
+	ak := &hubv1.APIKey{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: "rules-proj", Name: "admin-admin"}, ak)).To(Succeed())
+	keyPatch := client.MergeFrom(ak.DeepCopy())
+	ak.Spec.Label = "taken over"
+	refusedWith(g, d.Patch(ctx, ak.DeepCopy(), keyPatch), `changing an Admin-scope key in project "rules-proj" needs the Admin or Owner role`)
+	ak.Spec.Label = ""
+	ak.Spec.Revoked = true
+	g.Expect(d.Patch(ctx, ak, client.MergeFrom(&hubv1.APIKey{ObjectMeta: ak.ObjectMeta, Spec: func() hubv1.APIKeySpec {
+		s := ak.Spec
+		s.Revoked = false
+		return s
+	}()}))).To(Succeed(), "a Developer may revoke any key")
+
+	// One person is one Member.
+	refusedWith(g, a.Create(ctx, newMember("rules-dup", "rdev@example.com", hubv1.RoleViewer)),
+		"spec.email: Invalid value: \"rdev@example.com\": Member rules-dev already has this email")
+
 	// Owners: an Admin cannot make, change or remove one.
 	refusedWith(g, a.Create(ctx, newMember("rules-new-owner", "newowner@example.com", hubv1.RoleOwner)),
 		"spec.role: Forbidden: making a member an Owner needs the Owner role; adm@example.com is an Admin")
@@ -199,6 +225,10 @@ func TestAdmissionRulesByRole(t *testing.T) {
 	planPatch := client.MergeFrom(org.DeepCopy())
 	org.Spec.Plan = hubv1.PlanEnterprise
 	refusedWith(g, a.Patch(ctx, org.DeepCopy(), planPatch), "spec.plan: Forbidden: changing the plan needs the Owner role")
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
+	prefixPatch := client.MergeFrom(org.DeepCopy())
+	org.Spec.Security.UsernamePrefix = "oidc:"
+	refusedWith(g, a.Patch(ctx, org.DeepCopy(), prefixPatch), "changing the username prefix needs the Owner role")
 	g.Eventually(func() error {
 		o2 := &hubv1.Organization{}
 		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(org), o2); err != nil {

@@ -46,7 +46,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	}).SetupWithManager(mgr, opts.APIKeyWorkers); err != nil {
 		return fmt.Errorf("setting up the API key controller: %w", err)
 	}
-	if err := (&AccessReconciler{Client: mgr.GetClient()}).SetupWithManager(mgr); err != nil {
+	if err := (&AccessReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the access controller: %w", err)
 	}
 	if err := (&OrganizationReconciler{

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,22 +57,46 @@ func (v *APIKeyValidator) ValidateCreate(ctx context.Context, key *hubv1.APIKey)
 			"project %q is archived, so it takes no new keys; unarchive it first (spec.archived: false)", project.Name)))
 	}
 	errs = append(errs, v.checkLifetime(ctx, key)...)
-	if key.Spec.Scope == hubv1.ScopeAdmin && project != nil {
-		ferr, err := v.mayMintAdminKeys(ctx, project)
+	if project != nil {
+		ferrs, err := v.adminOnly(ctx, project, nil, key)
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
 		}
-		if ferr != nil {
-			errs = append(errs, ferr)
-		}
+		errs = append(errs, ferrs...)
 	}
 	return nil, invalid(key, errs)
 }
 
-// mayMintAdminKeys refuses an Admin-scope key to a requester below Admin in
-// the project: a Developer must not mint a key that can do more than they
-// can. (The scope cannot change after creation.)
-func (v *APIKeyValidator) mayMintAdminKeys(ctx context.Context, project *hubv1.Project) (*field.Error, error) {
+// adminOnly refuses, to a requester below Admin in the project, what would
+// let them do more than they may: an Admin-scope key (created, or changed
+// later), delivery of the key to an external store, and Secret labels or
+// annotations, which tools such as reflectors act on to copy Secrets
+// elsewhere. A Developer's keys stay in Secrets that no hub role can read.
+func (v *APIKeyValidator) adminOnly(ctx context.Context, project *hubv1.Project, old, key *hubv1.APIKey) (field.ErrorList, error) {
+	spec := field.NewPath("spec")
+	type rule struct {
+		applies bool
+		path    *field.Path
+		what    string
+	}
+	rules := []rule{
+		{key.Spec.Scope == hubv1.ScopeAdmin && old == nil, spec.Child("scope"), fmt.Sprintf("an Admin-scope key in project %q", project.Name)},
+		{key.Spec.Scope == hubv1.ScopeAdmin && old != nil && !sameButRevoked(old, key), spec,
+			fmt.Sprintf("changing an Admin-scope key in project %q", project.Name)},
+		{key.Spec.Delivery != nil && (old == nil || !equality.Semantic.DeepEqual(old.Spec.Delivery, key.Spec.Delivery)),
+			spec.Child("delivery"), "delivering a key to an external store"},
+		{templateMeta(key) && (old == nil || !equality.Semantic.DeepEqual(templateMetaOf(old), templateMetaOf(key))),
+			spec.Child("secretTemplate"), "labels or annotations on a key's Secret"},
+	}
+	var applicable []rule
+	for _, r := range rules {
+		if r.applies {
+			applicable = append(applicable, r)
+		}
+	}
+	if len(applicable) == 0 {
+		return nil, nil
+	}
 	r, err := v.requester(ctx)
 	if err != nil {
 		return nil, err
@@ -79,16 +104,56 @@ func (v *APIKeyValidator) mayMintAdminKeys(ctx context.Context, project *hubv1.P
 	if r.role, err = v.inProject(ctx, r, project); err != nil {
 		return nil, err
 	}
-	return r.needs(hubv1.RoleAdmin, field.NewPath("spec", "scope"),
-		fmt.Sprintf("an Admin-scope key in project %q", project.Name)), nil
+	var errs field.ErrorList
+	for _, a := range applicable {
+		if ferr := r.needs(hubv1.RoleAdmin, a.path, a.what); ferr != nil {
+			errs = append(errs, ferr)
+		}
+	}
+	return errs, nil
 }
 
-// ValidateUpdate checks a changed lifetime against the policy.
-func (v *APIKeyValidator) ValidateUpdate(ctx context.Context, oldKey, key *hubv1.APIKey) (admission.Warnings, error) {
-	if lifetimeOf(oldKey) == lifetimeOf(key) || key.Spec.Revoked {
-		return nil, nil
+// sameButRevoked tells whether a change only revokes the key, which anyone
+// who may edit keys may do to any key.
+func sameButRevoked(old, key *hubv1.APIKey) bool {
+	a, b := old.Spec.DeepCopy(), key.Spec.DeepCopy()
+	a.Revoked, b.Revoked = false, false
+	return equality.Semantic.DeepEqual(a, b)
+}
+
+func templateMeta(k *hubv1.APIKey) bool {
+	t := k.Spec.SecretTemplate
+	return t != nil && (len(t.Labels) > 0 || len(t.Annotations) > 0)
+}
+
+func templateMetaOf(k *hubv1.APIKey) [2]map[string]string {
+	if t := k.Spec.SecretTemplate; t != nil {
+		return [2]map[string]string{t.Labels, t.Annotations}
 	}
-	return nil, invalid(key, v.checkLifetime(ctx, key))
+	return [2]map[string]string{}
+}
+
+// ValidateUpdate checks a changed lifetime against the policy, and what
+// only Admins may change.
+func (v *APIKeyValidator) ValidateUpdate(ctx context.Context, oldKey, key *hubv1.APIKey) (admission.Warnings, error) {
+	var errs field.ErrorList
+	if lifetimeOf(oldKey) != lifetimeOf(key) && !key.Spec.Revoked {
+		errs = append(errs, v.checkLifetime(ctx, key)...)
+	}
+	if !equality.Semantic.DeepEqual(oldKey.Spec, key.Spec) {
+		project, err := v.project(ctx, key.Namespace)
+		if err != nil {
+			return nil, err
+		}
+		if project != nil {
+			ferrs, err := v.adminOnly(ctx, project, oldKey, key)
+			if err != nil {
+				return nil, apierrors.NewInternalError(err)
+			}
+			errs = append(errs, ferrs...)
+		}
+	}
+	return nil, invalid(key, errs)
 }
 
 // ValidateDelete allows deletion.

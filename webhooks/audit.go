@@ -75,9 +75,18 @@ func (a *audited[T]) record(ctx context.Context, action string, old, obj T, chan
 	if err != nil || (req.DryRun != nil && *req.DryRun) || a.auditor == nil {
 		return
 	}
+	// A create may not have its name yet (generateName): the object's
+	// name, or its prefix, stands in.
+	name := req.Name
+	if name == "" {
+		name = obj.GetName()
+	}
+	if name == "" {
+		name = obj.GetGenerateName() + "*"
+	}
 	a.auditor.Record(usage.AuditEntry{
 		ID: entryID(req, old, obj), Time: a.clock.Now().UTC(), Actor: req.UserInfo.Username, Groups: req.UserInfo.Groups,
-		Action: action, Kind: req.Kind.Kind, Namespace: req.Namespace, Name: req.Name, UID: string(obj.GetUID()),
+		Action: action, Kind: req.Kind.Kind, Namespace: req.Namespace, Name: name, UID: string(obj.GetUID()),
 		Changes: changes,
 	})
 }
@@ -85,17 +94,26 @@ func (a *audited[T]) record(ctx context.Context, action string, old, obj T, chan
 // entryID identifies a change, so that it is kept once although the API
 // server may ask the webhook more than once: it retries an update that met a
 // concurrent write (a controller's status update) with a new admission
-// request. The ID is made of who did what to which object, the generation
-// the change started from, and the content it left (spec, labels and
-// annotations), all of which a retry repeats and a new change does not.
+// request. The ID is made of who did what to which object (by UID, so a
+// re-created object is another), the generation the change started from,
+// and the content (spec, labels and annotations) before and after it. A
+// retry repeats all of them, and a spec change moves the generation on. What
+// is kept once is the same metadata-only change (labels, annotations) made
+// twice by one person from the same generation: the generation does not
+// count such changes, and the resource version, which does, moves on in a
+// retry too.
 func entryID[T client.Object](req admission.Request, old, obj T) string {
 	h := sha256.New()
 	var fromGeneration int64
 	if any(old) != nil && !reflect.ValueOf(old).IsNil() {
 		fromGeneration = old.GetGeneration()
 	}
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%d\x00", req.UserInfo.Username, req.Operation, req.Kind.Kind,
-		req.Namespace, req.Name, fromGeneration)
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%s\x00%s\x00%s\x00%d\x00", req.UserInfo.Username, req.Operation, req.Kind.Kind,
+		req.Namespace, req.Name, obj.GetUID(), fromGeneration)
+	if fromGeneration != 0 {
+		h.Write(content(old))
+		h.Write([]byte{0})
+	}
 	h.Write(content(obj))
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -170,7 +188,8 @@ func projectChanges(old, p *hubv1.Project) []usage.FieldChange {
 
 func organizationChanges(old, o *hubv1.Organization) []usage.FieldChange {
 	old, o = orEmpty(old), orEmpty(o)
-	return change(nil, "spec.plan", string(old.Spec.Plan), string(o.Spec.Plan))
+	out := change(nil, "spec.plan", string(old.Spec.Plan), string(o.Spec.Plan))
+	return change(out, "spec.security.usernamePrefix", old.Spec.Security.UsernamePrefix, o.Spec.Security.UsernamePrefix)
 }
 
 // boolText is a bool field's value, or nothing for an object that is not

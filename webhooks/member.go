@@ -3,6 +3,7 @@ package webhooks
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -25,8 +26,12 @@ var _ admission.Validator[*hubv1.Member] = &MemberValidator{}
 
 var memberResource = hubv1.GroupVersion.WithResource("members").GroupResource()
 
-// ValidateCreate refuses an Owner made by someone who is not one.
+// ValidateCreate refuses an email another Member has, and an Owner made by
+// someone who is not one.
 func (v *MemberValidator) ValidateCreate(ctx context.Context, m *hubv1.Member) (admission.Warnings, error) {
+	if ferr, err := v.uniqueEmail(ctx, m); err != nil || ferr != nil {
+		return nil, errOr(err, invalidMember(m, ferr))
+	}
 	r, err := v.requester(ctx)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
@@ -87,11 +92,27 @@ func (v *MemberValidator) ValidateDelete(ctx context.Context, m *hubv1.Member) (
 	return nil, nil
 }
 
+// uniqueEmail refuses an email that another Member has: two Members of one
+// person would make their role depend on which is read first.
+func (v *MemberValidator) uniqueEmail(ctx context.Context, m *hubv1.Member) (*field.Error, error) {
+	members := &hubv1.MemberList{}
+	if err := v.APIReader.List(ctx, members); err != nil {
+		return nil, err
+	}
+	for i := range members.Items {
+		if o := &members.Items[i]; o.Name != m.Name && strings.EqualFold(o.Spec.Email, m.Spec.Email) {
+			return field.Invalid(field.NewPath("spec", "email"), m.Spec.Email, fmt.Sprintf(
+				"Member %s already has this email; one person is one Member, so change that one's role or groups", o.Name)), nil
+		}
+	}
+	return nil, nil
+}
+
 // keepsAnOwner refuses when no enabled Owner other than the named member
 // would remain.
 func (v *MemberValidator) keepsAnOwner(ctx context.Context, name string, path *field.Path) (*field.Error, error) {
 	members := &hubv1.MemberList{}
-	if err := v.Reader.List(ctx, members); err != nil {
+	if err := v.APIReader.List(ctx, members); err != nil {
 		return nil, err
 	}
 	for i := range members.Items {

@@ -30,12 +30,26 @@ func (v *OrganizationValidator) ValidateCreate(_ context.Context, org *hubv1.Org
 // ValidateUpdate validates a changed Organization; a new plan needs an
 // Owner.
 func (v *OrganizationValidator) ValidateUpdate(ctx context.Context, old, org *hubv1.Organization) (admission.Warnings, error) {
-	if old.Spec.Plan != org.Spec.Plan {
+	// The plan, and the username prefix (which re-keys every binding, so
+	// changing it could lock the Owners out), are the Owners'.
+	ownerOnly := []struct {
+		changed bool
+		path    *field.Path
+		what    string
+	}{
+		{old.Spec.Plan != org.Spec.Plan, field.NewPath("spec", "plan"), "changing the plan"},
+		{old.Spec.Security.UsernamePrefix != org.Spec.Security.UsernamePrefix, field.NewPath("spec", "security", "usernamePrefix"),
+			"changing the username prefix"},
+	}
+	for _, o := range ownerOnly {
+		if !o.changed {
+			continue
+		}
 		r, err := v.requester(ctx)
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
 		}
-		if ferr := r.needs(hubv1.RoleOwner, field.NewPath("spec", "plan"), "changing the plan"); ferr != nil {
+		if ferr := r.needs(hubv1.RoleOwner, o.path, o.what); ferr != nil {
 			return nil, apierrors.NewInvalid(organizationKind, org.Name, field.ErrorList{ferr})
 		}
 	}

@@ -22,6 +22,9 @@ type requester struct {
 	// governs.
 	role   hubv1.Role
 	member *hubv1.Member
+	// disabled is set when the user is a disabled Member: they may do
+	// nothing the hub guards, even while their bindings are being removed.
+	disabled bool
 }
 
 // masters is the group of cluster administrators; they count as Owners.
@@ -30,6 +33,10 @@ const masters = "system:masters"
 // team reads who a requester is from the manager's cache.
 type team struct {
 	Reader client.Reader
+	// APIReader reads from the API server where a cache a moment behind
+	// would let two changes through that together break a rule (the last
+	// Owner, unique emails).
+	APIReader client.Reader
 }
 
 func (t team) requester(ctx context.Context) (requester, error) {
@@ -52,10 +59,21 @@ func (t team) requester(ctx context.Context) (requester, error) {
 	}
 	for i := range members.Items {
 		m := &members.Items[i]
-		if !m.Spec.Disabled && org.Spec.Security.UsernamePrefix+m.Spec.Email == r.name {
-			r.role, r.member = m.Spec.Role, m
-			break
+		if org.Spec.Security.UsernamePrefix+m.Spec.Email != r.name {
+			continue
 		}
+		if m.Spec.Disabled || !m.DeletionTimestamp.IsZero() {
+			r.disabled = true
+			continue
+		}
+		// Emails are unique among Members (admission says so); the highest
+		// role wins should two ever match.
+		if r.member == nil || access.Higher(m.Spec.Role, r.role) == m.Spec.Role {
+			r.role, r.member = m.Spec.Role, m
+		}
+	}
+	if r.member != nil {
+		r.disabled = false
 	}
 	return r, nil
 }
@@ -81,6 +99,9 @@ func (t team) inProject(ctx context.Context, r requester, project *hubv1.Project
 // needs refuses unless the requester (if the hub knows them) has at least
 // role minimum; what says what they tried, for the message.
 func (r requester) needs(minimum hubv1.Role, path *field.Path, what string) *field.Error {
+	if r.disabled {
+		return field.Forbidden(path, fmt.Sprintf("%s needs the %s role; %s is a disabled member", what, rolesFrom(minimum), r.name))
+	}
 	if r.role == "" || access.AtLeast(r.role, minimum) {
 		return nil
 	}

@@ -45,7 +45,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
 	}
-	tm := team{Reader: mgr.GetClient()}
+	tm := team{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
 	projects := &APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader(), team: tm}
 	steps := []error{
 		register(mgr, opts, &hubv1.Project{}, &ProjectValidator{Reader: mgr.GetAPIReader(), team: tm}, projectChanges),

@@ -80,6 +80,12 @@ type MemberStatus struct {
 	// +kubebuilder:validation:MaxLength=71
 	InvitationDigest string `json:"invitationDigest,omitempty"`
 
+	// acceptedDigest is the digest of the token that accepted the
+	// invitation, so that a second use of the link is told it was used.
+	// +optional
+	// +kubebuilder:validation:MaxLength=71
+	AcceptedDigest string `json:"acceptedDigest,omitempty"`
+
 	// invitationFor is the spec.resendInvitation value the current
 	// invitation answers; a new value sends a new one.
 	// +optional

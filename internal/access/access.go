@@ -147,6 +147,9 @@ type Bindings struct {
 // project that grants them more (directly or through a group), that role in
 // the project's namespace. Admins and Owners need no project bindings.
 func (t *Team) Desired() Bindings {
+	// Projects in name order, so that each member's project roles come out
+	// the same every time (they go to status, which must not flap).
+	slices.SortFunc(t.Projects, func(a, b hubv1.Project) int { return strings.Compare(a.Name, b.Name) })
 	groups := map[string]*hubv1.Group{}
 	for i := range t.Groups {
 		groups[t.Groups[i].Name] = &t.Groups[i]
@@ -168,8 +171,8 @@ func (t *Team) Desired() Bindings {
 		}
 		for _, p := range t.projectRoles(m, groups) {
 			out.ProjectRoles[m.Name] = append(out.ProjectRoles[m.Name], hubv1.ProjectRole{Project: p.project.Name, Role: p.role})
-			if AtLeast(orgRole, hubv1.RoleAdmin) || p.project.Status.Namespace == "" {
-				continue // granted everywhere already, or no namespace yet
+			if AtLeast(orgRole, hubv1.RoleAdmin) || p.project.Status.Namespace == "" || !p.project.DeletionTimestamp.IsZero() {
+				continue // granted everywhere already, or no namespace (yet, or any more)
 			}
 			role := p.role
 			if role == hubv1.RoleOwner {

@@ -25,6 +25,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -49,10 +50,16 @@ type Recorder struct {
 	// FlushInterval bounds how long an entry waits; default 500ms.
 	FlushInterval time.Duration
 
-	once    sync.Once
-	in      chan usage.AuditEntry
+	once sync.Once
+	in   chan usage.AuditEntry
+	// stopped is set once the sender has stopped: webhooks still admitting
+	// changes during shutdown write their entries straight to the spool.
+	stopped atomic.Bool
+	// spoolMu guards appends to the spool and its hand-over to the sender;
+	// it is never held across a request to the server.
 	spoolMu sync.Mutex
-	// nextDrain holds the spool back for a while after the server failed.
+	// nextDrain holds the spool back for a while after the server failed
+	// (touched by the sender only).
 	nextDrain time.Time
 }
 
@@ -60,15 +67,19 @@ func (r *Recorder) init() {
 	r.once.Do(func() { r.in = make(chan usage.AuditEntry, 10_000) })
 }
 
-// Record queues an entry; when the queue is full it goes to the spool.
+// Record queues an entry; when the queue is full, or the sender has
+// stopped, it goes to the spool.
 func (r *Recorder) Record(e usage.AuditEntry) {
 	r.init()
-	select {
-	case r.in <- e:
-	default:
-		if err := r.spill([]usage.AuditEntry{e}); err != nil {
-			r.Log.Error(err, "Could not keep an audit entry", "entry", e.ID)
+	if !r.stopped.Load() {
+		select {
+		case r.in <- e:
+			return
+		default:
 		}
+	}
+	if err := r.spill([]usage.AuditEntry{e}); err != nil {
+		r.Log.Error(err, "Could not keep an audit entry", "entry", e.ID)
 	}
 }
 
@@ -78,6 +89,7 @@ func (r *Recorder) NeedLeaderElection() bool { return false }
 // Start sends entries until ctx ends, then sends or spools what is left.
 func (r *Recorder) Start(ctx context.Context) error {
 	r.init()
+	r.stopped.Store(false)
 	if err := os.MkdirAll(r.SpoolDir, 0o700); err != nil {
 		return fmt.Errorf("creating the audit spool directory: %w", err)
 	}
@@ -96,6 +108,7 @@ func (r *Recorder) Start(ctx context.Context) error {
 			}
 		case <-ticker.C:
 		case <-ctx.Done():
+			r.stopped.Store(true)
 			r.flush(context.Background(), append(batch, r.drain()...))
 			return nil
 		}
@@ -126,7 +139,7 @@ func (r *Recorder) flush(ctx context.Context, batch []usage.AuditEntry) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if err := r.post(ctx, batch); err != nil {
+	if err := r.send(ctx, batch); err != nil {
 		r.nextDrain = time.Now().Add(5 * time.Second)
 		r.Log.V(1).Info("Usage server unreachable; spooling audit entries", "entries", len(batch), "error", err.Error())
 		if err := r.spill(batch); err != nil {
@@ -134,6 +147,31 @@ func (r *Recorder) flush(ctx context.Context, batch []usage.AuditEntry) {
 		}
 	}
 }
+
+// send posts a batch. An entry the server refuses as invalid (which no
+// retry can fix) is dropped, with an error logged, and the rest sent again:
+// one bad entry must not hold back the others for ever.
+func (r *Recorder) send(ctx context.Context, batch []usage.AuditEntry) error {
+	for len(batch) > 0 {
+		err := r.post(ctx, batch)
+		var bad *invalidEntry
+		if !errors.As(err, &bad) || bad.index < 0 || bad.index >= len(batch) {
+			return err
+		}
+		e := batch[bad.index]
+		r.Log.Error(errors.New(bad.message), "The usage server refused an audit entry; dropping it", "kind", e.Kind, "name", e.Name, "action", e.Action)
+		batch = append(batch[:bad.index:bad.index], batch[bad.index+1:]...)
+	}
+	return nil
+}
+
+// invalidEntry is the server's 400 for one entry of a batch.
+type invalidEntry struct {
+	index   int
+	message string
+}
+
+func (e *invalidEntry) Error() string { return e.message }
 
 func (r *Recorder) post(ctx context.Context, batch []usage.AuditEntry) error {
 	body, err := json.Marshal(map[string][]usage.AuditEntry{"entries": batch})
@@ -155,20 +193,37 @@ func (r *Recorder) post(ctx context.Context, batch []usage.AuditEntry) error {
 		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode == http.StatusBadRequest {
+		var answer struct {
+			Error struct {
+				Message string `json:"message"`
+				Index   *int   `json:"index"`
+			} `json:"error"`
+		}
+		if json.Unmarshal(msg, &answer) == nil && answer.Error.Index != nil {
+			return &invalidEntry{index: *answer.Error.Index, message: answer.Error.Message}
+		}
+	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("the usage server answered %s: %s", resp.Status, bytes.TrimSpace(msg))
 	}
 	return nil
 }
 
-// spoolFile is the one file entries wait in.
-func (r *Recorder) spoolFile() string { return filepath.Join(r.SpoolDir, "audit.jsonl") }
+// The spool: new entries are appended to spoolFile; the sender takes the
+// file over as sendingFile and sends it without holding the lock.
+func (r *Recorder) spoolFile() string   { return filepath.Join(r.SpoolDir, "audit.jsonl") }
+func (r *Recorder) sendingFile() string { return filepath.Join(r.SpoolDir, "audit.sending.jsonl") }
 
 func (r *Recorder) spill(entries []usage.AuditEntry) error {
 	r.spoolMu.Lock()
 	defer r.spoolMu.Unlock()
-	f, err := os.OpenFile(r.spoolFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	return appendEntries(r.spoolFile(), entries)
+}
+
+func appendEntries(name string, entries []usage.AuditEntry) error {
+	f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
@@ -183,37 +238,59 @@ func (r *Recorder) spill(entries []usage.AuditEntry) error {
 	return errors.Join(w.Flush(), f.Sync(), f.Close())
 }
 
-// drainSpool sends the spooled entries, and empties the spool once the
-// server took them. Entries are idempotent by ID, so a crash halfway sends
-// some twice, harmlessly.
+// drainSpool sends the spooled entries in batches. What the server has taken
+// leaves the spool batch by batch, so a large spool drains over several
+// rounds; entries are idempotent by ID, so a crash halfway sends some twice,
+// harmlessly.
 func (r *Recorder) drainSpool(ctx context.Context) {
 	if time.Now().Before(r.nextDrain) {
 		return
 	}
 	r.spoolMu.Lock()
-	defer r.spoolMu.Unlock()
-	raw, err := os.ReadFile(r.spoolFile())
-	if err != nil || len(raw) == 0 {
+	if _, err := os.Stat(r.sendingFile()); os.IsNotExist(err) {
+		if err := os.Rename(r.spoolFile(), r.sendingFile()); err != nil {
+			r.spoolMu.Unlock()
+			return // nothing spooled
+		}
+	}
+	r.spoolMu.Unlock()
+	entries := readEntries(r.sendingFile())
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for len(entries) > 0 {
+		n := min(500, len(entries))
+		if err := r.send(ctx, entries[:n]); err != nil {
+			r.nextDrain = time.Now().Add(5 * time.Second)
+			break
+		}
+		entries = entries[n:]
+	}
+	if len(entries) == 0 {
+		_ = os.Remove(r.sendingFile())
 		return
+	}
+	// Keep what is left, written whole before it replaces the file.
+	tmp := r.sendingFile() + ".tmp"
+	_ = os.Remove(tmp)
+	if err := appendEntries(tmp, entries); err == nil {
+		_ = os.Rename(tmp, r.sendingFile())
+	}
+}
+
+// readEntries reads a spool file; a torn last line (a crash mid-append)
+// ends it.
+func readEntries(name string) []usage.AuditEntry {
+	raw, err := os.ReadFile(name)
+	if err != nil {
+		return nil
 	}
 	var entries []usage.AuditEntry
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	for {
 		var e usage.AuditEntry
 		if err := dec.Decode(&e); err != nil {
-			break // a torn last line: what came before is kept
+			return entries
 		}
 		entries = append(entries, e)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	for start := 0; start < len(entries); start += 500 {
-		if err := r.post(ctx, entries[start:min(start+500, len(entries))]); err != nil {
-			r.nextDrain = time.Now().Add(5 * time.Second)
-			return // the spool stays; sent entries are deduplicated later
-		}
-	}
-	if err := os.Remove(r.spoolFile()); err != nil {
-		r.Log.Error(err, "Emptying the audit spool")
 	}
 }

@@ -48,22 +48,27 @@ func (h *Handler) check(r *http.Request, name, token string) (*hubv1.Member, *re
 	if name == "" || token == "" {
 		return nil, &refusal{http.StatusBadRequest, "the link is incomplete: it needs member and token; open the link from the invitation email as it is"}
 	}
+	// Nothing about a member is told to a caller without its token: an
+	// unknown member and a wrong token get the same answer. A used link is
+	// recognised by the digest kept as acceptedDigest.
+	invalid := &refusal{http.StatusForbidden, "this invitation link is not valid: a newer invitation replaced it, it was " +
+		"already used, or it was changed; use the link of the latest invitation email"}
 	m := &hubv1.Member{}
 	if err := h.Reader.Get(r.Context(), client.ObjectKey{Name: name}, m); apierrors.IsNotFound(err) {
-		return nil, &refusal{http.StatusNotFound, "this invitation is for a member that no longer exists; ask an Admin to invite you again"}
+		return nil, invalid
 	} else if err != nil {
 		return nil, &refusal{http.StatusServiceUnavailable, "the invitation cannot be checked right now; try again in a moment"}
 	}
 	s := &m.Status
+	digest := Digest(token)
 	switch {
-	case m.Spec.Disabled:
-		return m, &refusal{http.StatusForbidden, "this member is disabled; ask an Admin"}
-	case s.AcceptedAt != nil:
+	case s.AcceptedAt != nil && s.AcceptedDigest != "" && subtle.ConstantTimeCompare([]byte(digest), []byte(s.AcceptedDigest)) == 1:
 		return m, &refusal{http.StatusConflict, fmt.Sprintf("this invitation was already accepted at %s; an invitation link works once",
 			s.AcceptedAt.UTC().Format(time.RFC3339))}
-	case s.InvitationDigest == "" || subtle.ConstantTimeCompare([]byte(Digest(token)), []byte(s.InvitationDigest)) != 1:
-		return m, &refusal{http.StatusForbidden, "this invitation link is not valid: a newer invitation replaced it, or it was changed; " +
-			"use the link of the latest invitation email"}
+	case s.InvitationDigest == "" || subtle.ConstantTimeCompare([]byte(digest), []byte(s.InvitationDigest)) != 1:
+		return m, invalid
+	case m.Spec.Disabled:
+		return m, &refusal{http.StatusForbidden, "this member is disabled; ask an Admin"}
 	case s.InvitationExpiresAt == nil || !h.Clock.Now().Before(s.InvitationExpiresAt.Time):
 		return m, &refusal{http.StatusGone, fmt.Sprintf("this invitation expired at %s; ask an Admin to send it again "+
 			"(spec.resendInvitation of Member %s)", expiry(s.InvitationExpiresAt), m.Name)}
@@ -114,6 +119,7 @@ func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Referrer-Policy", "no-referrer") // the URL holds the token
+	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_ = pageTemplate.Execute(w, data)
 }
@@ -143,7 +149,7 @@ func (h *Handler) accept(w http.ResponseWriter, r *http.Request) {
 	// version guards against two uses at the same moment.
 	before := m.DeepCopy()
 	m.Status.AcceptedAt = &metav1.Time{Time: h.Clock.Now().Truncate(time.Second)}
-	m.Status.InvitationDigest, m.Status.Phase = "", hubv1.MemberActive
+	m.Status.AcceptedDigest, m.Status.InvitationDigest, m.Status.Phase = m.Status.InvitationDigest, "", hubv1.MemberActive
 	if err := h.Client.Status().Patch(r.Context(), m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
 		if apierrors.IsConflict(err) {
 			writeRefusal(w, &refusal{http.StatusConflict, "the invitation changed while it was being accepted; open the link again"})

@@ -43,10 +43,19 @@ func (s *Server) recordAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for i, e := range req.Entries {
-		if e.ID == "" || e.Time.IsZero() || e.Actor == "" || e.Kind == "" || e.Name == "" ||
-			(e.Action != "create" && e.Action != "update" && e.Action != "delete") {
-			writeError(w, http.StatusBadRequest, errorBody{Index: &i,
-				Message: "an audit entry needs id, time, actor, kind, name and an action of create, update or delete"})
+		var missing []string
+		for _, f := range []struct {
+			name  string
+			empty bool
+		}{{"id", e.ID == ""}, {"time", e.Time.IsZero()}, {"actor", e.Actor == ""}, {"kind", e.Kind == ""}, {"name", e.Name == ""}} {
+			if f.empty {
+				missing = append(missing, f.name)
+			}
+		}
+		if len(missing) > 0 || (e.Action != "create" && e.Action != "update" && e.Action != "delete") {
+			writeError(w, http.StatusBadRequest, errorBody{Index: &i, Message: fmt.Sprintf(
+				"an audit entry needs id, time, actor, kind, name and an action of create, update or delete; entry %d lacks %v or has action %q",
+				i, missing, e.Action)})
 			return
 		}
 	}

@@ -11,7 +11,8 @@ import (
 
 // AuditEntry is one change to a hub resource, as admission saw it.
 type AuditEntry struct {
-	// ID is the admission request's UID: an entry sent twice is stored once.
+	// ID identifies the change (see webhooks.entryID): an entry sent twice,
+	// or asked for twice by the API server, is stored once.
 	ID   string    `json:"id"`
 	Time time.Time `json:"time"`
 	// Actor and Groups are the user the API server authenticated.
