@@ -7,10 +7,12 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/flowcontrol"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -27,6 +29,13 @@ type Handler struct {
 	// Client writes their status.
 	Client client.Client
 	Clock  clock.PassiveClock
+	// Limiter bounds the requests served (each reads from the API server,
+	// and the endpoint needs no authentication); nil means 10 a second
+	// with bursts of 20. Tokens are 256 bits: the bound protects the API
+	// server, not the tokens.
+	Limiter flowcontrol.RateLimiter
+
+	once sync.Once
 }
 
 // AcceptResponse is the JSON answer to an accepted invitation.
@@ -85,6 +94,16 @@ func expiry(t *metav1.Time) string {
 
 // ServeHTTP answers GET (the page) and POST (accept).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.once.Do(func() {
+		if h.Limiter == nil {
+			h.Limiter = flowcontrol.NewTokenBucketRateLimiter(10, 20)
+		}
+	})
+	if !h.Limiter.TryAccept() {
+		w.Header().Set("Retry-After", "1")
+		writeRefusal(w, &refusal{http.StatusTooManyRequests, "too many invitation requests; try again in a moment"})
+		return
+	}
 	switch r.Method {
 	case http.MethodGet:
 		h.page(w, r)

@@ -15,6 +15,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/flowcontrol"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -165,6 +166,19 @@ func TestInvitations(t *testing.T) {
 	code, body = accept("http://x/?member=old")
 	g.Expect(code).To(Equal(http.StatusBadRequest))
 	g.Expect(body).To(ContainSubstring("the link is incomplete"))
+
+	// A flood is cut short before it reaches the API server.
+	limited := httptest.NewServer(&invitations.Handler{Reader: k8sClient, Client: k8sClient, Clock: clk,
+		Limiter: flowcontrol.NewTokenBucketRateLimiter(1, 2)})
+	defer limited.Close()
+	codes := map[int]int{}
+	for range 5 {
+		resp, err := http.PostForm(limited.URL+invitations.AcceptPath, url.Values{"member": {"old"}, "token": {"x"}})
+		g.Expect(err).NotTo(HaveOccurred())
+		_ = resp.Body.Close()
+		codes[resp.StatusCode]++
+	}
+	g.Expect(codes[http.StatusTooManyRequests]).To(BeNumerically(">=", 2))
 }
 
 func mustQuery(g Gomega, link, key string) string {
