@@ -122,6 +122,14 @@ func TestAuditLog(t *testing.T) {
 		g.Expect(changed.UID).To(Equal(string(alice.UID)))
 	}, 15*time.Second).Should(Succeed())
 
+	// A member who changes things is active.
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(admin), admin)).To(Succeed())
+		g.Expect(admin.Status.LastActiveAt).NotTo(BeNil())
+	}, 15*time.Second).Should(Succeed())
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(owner), owner)).To(Succeed())
+	g.Expect(owner.Status.LastActiveAt).To(BeNil(), "the owner changed nothing")
+
 	// Listing by actor finds the Admin's changes.
 	g.Eventually(func() int { return len(auditEntries(g, usage.AuditFilter{Actor: "auditadmin@example.com"})) }, 15*time.Second).
 		Should(BeNumerically(">=", 2))

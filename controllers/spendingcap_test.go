@@ -57,6 +57,7 @@ func TestSpendingCapValidation(t *testing.T) {
 		{"a repeated threshold", func(c *hubv1.SpendingCap) { c.Spec.Thresholds = []int32{50, 50} }, "spec.thresholds[1]", "Duplicate value"},
 		{"an unknown enforcement", func(c *hubv1.SpendingCap) { c.Spec.Enforcement = "Soft" }, "spec.enforcement", `supported values: "Hard", "AlertOnly"`},
 		{"outside any project", func(c *hubv1.SpendingCap) { c.Namespace = "default" }, "metadata.namespace", "neither"},
+		{"a group cap in a project", func(c *hubv1.SpendingCap) { c.Spec.Group = "ml" }, "spec.group", "lives in the hub's namespace"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			g := NewWithT(t)

@@ -10,7 +10,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -28,10 +31,11 @@ type Auditor interface {
 // delete that is not a dry run. changes, when set, gives the old and new
 // values of the fields that grant access.
 type audited[T client.Object] struct {
-	inner   admission.Validator[T]
-	auditor Auditor
-	clock   clock.PassiveClock
-	changes func(old, new T) []usage.FieldChange
+	inner    admission.Validator[T]
+	auditor  Auditor
+	clock    clock.PassiveClock
+	changes  func(old, new T) []usage.FieldChange
+	activity *activity
 }
 
 func (a *audited[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warnings, error) {
@@ -72,7 +76,11 @@ func (a *audited[T]) diff(old, obj T) []usage.FieldChange {
 // create), obj after it (the deleted object for a delete).
 func (a *audited[T]) record(ctx context.Context, action string, old, obj T, changes []usage.FieldChange) {
 	req, err := admission.RequestFromContext(ctx)
-	if err != nil || (req.DryRun != nil && *req.DryRun) || a.auditor == nil {
+	if err != nil || (req.DryRun != nil && *req.DryRun) {
+		return
+	}
+	a.activity.seen(req.UserInfo.Username)
+	if a.auditor == nil {
 		return
 	}
 	// A create may not have its name yet (generateName): the object's
@@ -205,4 +213,57 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// activity keeps Members' lastActiveAt: a member who changes a hub resource
+// is active. It writes at most once a minute per member, in the background,
+// so that admission never waits on it.
+type activity struct {
+	team
+	Client client.Client
+	Clock  clock.PassiveClock
+
+	mu   sync.Mutex
+	last map[string]time.Time
+}
+
+// seen notes that user made a change now.
+func (a *activity) seen(user string) {
+	if a == nil || user == "" {
+		return
+	}
+	now := a.Clock.Now()
+	a.mu.Lock()
+	if a.last == nil {
+		a.last = map[string]time.Time{}
+	}
+	if t, ok := a.last[user]; ok && now.Sub(t) < time.Minute {
+		a.mu.Unlock()
+		return
+	}
+	a.last[user] = now
+	a.mu.Unlock()
+	go a.write(user, now)
+}
+
+func (a *activity) write(user string, now time.Time) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	org := &hubv1.Organization{}
+	if err := a.Reader.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); client.IgnoreNotFound(err) != nil {
+		return
+	}
+	members := &hubv1.MemberList{}
+	if err := a.Reader.List(ctx, members); err != nil {
+		return
+	}
+	for i := range members.Items {
+		m := &members.Items[i]
+		if org.Spec.Security.UsernamePrefix+m.Spec.Email != user {
+			continue
+		}
+		before := m.DeepCopy()
+		m.Status.LastActiveAt = &metav1.Time{Time: now.Truncate(time.Second)}
+		_ = a.Client.Status().Patch(ctx, m, client.MergeFrom(before))
+	}
 }

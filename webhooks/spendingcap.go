@@ -29,6 +29,11 @@ func (v *SpendingCapValidator) ValidateCreate(ctx context.Context, c *hubv1.Spen
 	if c.Namespace == v.HubNamespace {
 		return nil, nil
 	}
+	if c.Spec.Group != "" {
+		return nil, apierrors.NewInvalid(spendingCapKind, c.Name, field.ErrorList{field.Invalid(
+			field.NewPath("spec", "group"), c.Spec.Group, fmt.Sprintf("a group cap covers its members' keys in every "+
+				"project, so it lives in the hub's namespace %q; create it there", v.HubNamespace))})
+	}
 	project, err := v.Projects.project(ctx, c.Namespace)
 	if err != nil {
 		return nil, err

@@ -37,6 +37,8 @@ type Options struct {
 	// Clock stamps audit entries; nil means the real clock (the right one
 	// outside tests: entries say when a person acted).
 	Clock clock.PassiveClock
+
+	activity *activity
 }
 
 // SetupWithManager registers every admission webhook with the manager's
@@ -46,6 +48,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		opts.Clock = clock.RealClock{}
 	}
 	tm := team{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
+	opts.activity = &activity{team: tm, Client: mgr.GetClient(), Clock: opts.Clock}
 	projects := &APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader(), team: tm}
 	steps := []error{
 		register(mgr, opts, &hubv1.Project{}, &ProjectValidator{Reader: mgr.GetAPIReader(), team: tm}, projectChanges),
@@ -63,6 +66,6 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 // register serves a kind's validator, audited.
 func register[T client.Object](mgr ctrl.Manager, opts Options, obj T, v admission.Validator[T], changes func(old, new T) []usage.FieldChange) error {
 	return ctrl.NewWebhookManagedBy(mgr, obj).
-		WithValidator(&audited[T]{inner: v, auditor: opts.Auditor, clock: opts.Clock, changes: changes}).
+		WithValidator(&audited[T]{inner: v, auditor: opts.Auditor, clock: opts.Clock, changes: changes, activity: opts.activity}).
 		Complete()
 }

@@ -92,7 +92,8 @@ type MemberStatus struct {
 	// +kubebuilder:validation:MaxLength=64
 	InvitationFor string `json:"invitationFor,omitempty"`
 
-	// lastActiveAt is when the member was last seen.
+	// lastActiveAt is when the member last changed a hub resource, as
+	// admission saw it (at most once a minute; reads are not seen).
 	// +optional
 	LastActiveAt *metav1.Time `json:"lastActiveAt,omitempty"`
 
@@ -100,7 +101,8 @@ type MemberStatus struct {
 	// +optional
 	KeysOwned int32 `json:"keysOwned,omitempty"`
 
-	// mfaEnrolled says whether the member has enrolled a second factor.
+	// mfaEnrolled says whether the member has enrolled a second factor, as
+	// the identity provider reports it at dashboard sign-in.
 	// +optional
 	MFAEnrolled bool `json:"mfaEnrolled,omitempty"`
 

@@ -48,6 +48,14 @@ type SpendingCapSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self.isSorted()",message="list the thresholds in ascending order, for example [50, 80, 100]"
 	Thresholds []int32 `json:"thresholds,omitempty"`
 
+	// group, in the hub's namespace only, makes the cap a group cap: it caps
+	// the combined usage of the keys owned by the group's members (their
+	// spec.owner is a member's email), in every project.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="group cannot be changed; create another cap"
+	Group string `json:"group,omitempty"`
+
 	// channels name the NotificationChannels (in this namespace) that receive
 	// this cap's alerts, besides the organization's default channels.
 	// +optional
@@ -69,7 +77,7 @@ func (s *SpendingCapSpec) EffectiveThresholds() []int32 {
 }
 
 // CapScope is what a cap covers.
-// +kubebuilder:validation:Enum=Project;Organization
+// +kubebuilder:validation:Enum=Project;Organization;Group
 type CapScope string
 
 const (
@@ -79,6 +87,9 @@ const (
 	// CapScopeOrganization means the cap is in the hub's namespace and
 	// covers every project.
 	CapScopeOrganization CapScope = "Organization"
+	// CapScopeGroup means the cap names a group and covers the keys its
+	// members own.
+	CapScopeGroup CapScope = "Group"
 )
 
 // CapState summarises how close usage is to the cap.

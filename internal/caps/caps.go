@@ -12,6 +12,7 @@ package caps
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -78,7 +79,7 @@ type Reconciler struct {
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=spendingcaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=spendingcaps/status;organizations/status,verbs=get;patch
-// +kubebuilder:rbac:groups=hub.minimax.io,resources=projects,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=projects;members,verbs=get;list;watch
 
 // Ingested queues the caps that cover the given projects. It never blocks
 // ingest: the queue collapses repeated requests for the same cap.
@@ -119,11 +120,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	now := r.Clock.Now()
 	cycle := cycleOf(org, now)
-	scope := hubv1.CapScopeProject
-	project := capObj.Namespace
-	if capObj.Namespace == r.HubNamespace {
-		scope, project = hubv1.CapScopeOrganization, ""
-	}
+	scope, project := r.scopeOf(capObj)
 	e, err := r.evaluate(ctx, capObj, project, cycle, now)
 	if err != nil {
 		return ctrl.Result{}, err
@@ -159,6 +156,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		resync = time.Minute
 	}
 	return ctrl.Result{RequeueAfter: min(resync, max(cycle.end.Sub(now), time.Second))}, nil
+}
+
+// scopeOf is what a cap covers, and its project for a project cap.
+func (r *Reconciler) scopeOf(capObj *hubv1.SpendingCap) (hubv1.CapScope, string) {
+	switch {
+	case capObj.Namespace != r.HubNamespace:
+		return hubv1.CapScopeProject, capObj.Namespace
+	case capObj.Spec.Group != "":
+		return hubv1.CapScopeGroup, ""
+	}
+	return hubv1.CapScopeOrganization, ""
 }
 
 // writeStatus writes the cap's status when its state changed, or when only
@@ -223,6 +231,9 @@ func (r *Reconciler) markCovered(ctx context.Context, namespace string, evaluate
 		c := &caps.Items[i]
 		if evaluated != nil && c.UID == evaluated.UID {
 			c = evaluated
+		}
+		if c.Spec.Group != "" {
+			continue // a group cap stops its members' keys, marked on the cap only
 		}
 		if c.DeletionTimestamp.IsZero() && meta.IsStatusConditionTrue(c.Status.Conditions, hubv1.CapReachedCondition) {
 			reached = append(reached, c.Name)
@@ -314,6 +325,23 @@ func cycleOf(org *hubv1.Organization, now time.Time) cycle {
 	return cycle{start: c.Start, end: c.End}
 }
 
+// groupOwners are the emails of the enabled members of a group: the owners
+// whose keys a group cap covers.
+func (r *Reconciler) groupOwners(ctx context.Context, group string) ([]string, error) {
+	members := &hubv1.MemberList{}
+	if err := r.List(ctx, members); err != nil {
+		return nil, err
+	}
+	owners := []string{}
+	for i := range members.Items {
+		m := &members.Items[i]
+		if !m.Spec.Disabled && slices.Contains(m.Spec.Groups, group) {
+			owners = append(owners, m.Spec.Email)
+		}
+	}
+	return owners, nil
+}
+
 // evaluation is a cap's usage in the cycle.
 type evaluation struct {
 	spent, recentSpend   decimal.Decimal
@@ -331,8 +359,16 @@ func (r *Reconciler) evaluate(ctx context.Context, capObj *hubv1.SpendingCap, pr
 		recentFrom = c.start
 	}
 	e.recent = now.Sub(recentFrom)
+	filter := usage.Filter{Project: project}
+	if capObj.Spec.Group != "" {
+		owners, err := r.groupOwners(ctx, capObj.Spec.Group)
+		if err != nil {
+			return e, err
+		}
+		filter.Owners = owners
+	}
 	buckets, err := r.Store.Aggregate(ctx, usage.Query{From: c.start, To: now.Add(time.Hour),
-		GroupBy: []usage.Dimension{usage.ByService, usage.ByModel}, Granularity: usage.Hour, Filter: usage.Filter{Project: project}})
+		GroupBy: []usage.Dimension{usage.ByService, usage.ByModel}, Granularity: usage.Hour, Filter: filter})
 	if err != nil {
 		return e, fmt.Errorf("reading the usage of cap %s/%s: %w", capObj.Namespace, capObj.Name, err)
 	}

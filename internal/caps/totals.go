@@ -100,7 +100,9 @@ func (r *Reconciler) HardCapTotals(ctx context.Context, projects []string) ([]us
 	for i := range caps.Items {
 		capObj := &caps.Items[i]
 		covers := capObj.Namespace == r.HubNamespace || touched[capObj.Namespace]
-		if capObj.Spec.Enforcement != hubv1.CapHard || !covers {
+		// Group caps are enforced by their mark alone: the gateway does not
+		// count usage by owner.
+		if capObj.Spec.Enforcement != hubv1.CapHard || !covers || capObj.Spec.Group != "" {
 			continue
 		}
 		spent, tokens, err := r.runningTotal(ctx, capObj, c, now)

@@ -146,6 +146,11 @@ func (g *Gateway) checkContext(ctx context.Context, v verdict, r *http.Request, 
 		// The usage server's mark is read directly, not through the phase
 		// the manager derives from it: one hop less to the first 429.
 		return capRefusal(project.Name, org, hasOrg, now)
+	case g.Budgets != nil && g.Budgets.GroupStopped(ctx, g.Cache, k.Spec.Owner):
+		// The key's owner is in a group whose cap is exhausted.
+		out := capRefusal(project.Name, org, hasOrg, now)
+		out.message = "This API key's owner belongs to a group that has reached its spending cap for this billing cycle."
+		return out
 	case g.Budgets != nil && g.Budgets.Exhausted(project.Name, orgOrNil(org, hasOrg), now):
 		// What this gateway metered since the server's last report reaches
 		// the cap: stopped before the server's mark arrives.

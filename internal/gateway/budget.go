@@ -6,9 +6,11 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/types"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/billing"
@@ -41,6 +43,9 @@ type Budgets struct {
 	// map lookup, not a cache listing.
 	capsMu   sync.RWMutex
 	hardCaps map[string]map[types.UID]*hubv1.SpendingCap
+	// stoppedGroups are the groups whose Hard group cap the usage server
+	// marked CapReached, by cap UID.
+	stoppedGroups map[types.UID]string
 
 	mu sync.Mutex
 	// pending holds what each unacknowledged event added, by event ID, and
@@ -111,6 +116,7 @@ func (b *Budgets) Watch(ctx context.Context, informers cache.Informers) error {
 			if c, ok := obj.(*hubv1.SpendingCap); ok {
 				b.capsMu.Lock()
 				delete(b.hardCaps[c.Namespace], c.UID)
+				delete(b.stoppedGroups, c.UID)
 				b.capsMu.Unlock()
 			}
 		},
@@ -124,6 +130,17 @@ func (b *Budgets) setCap(c *hubv1.SpendingCap) {
 	defer b.capsMu.Unlock()
 	if b.hardCaps == nil {
 		b.hardCaps = map[string]map[types.UID]*hubv1.SpendingCap{}
+		b.stoppedGroups = map[types.UID]string{}
+	}
+	if c.Spec.Group != "" {
+		// A group cap is not the organization's: it stops only its
+		// members' keys, once the usage server marks it.
+		delete(b.stoppedGroups, c.UID)
+		if c.Spec.Enforcement == hubv1.CapHard && c.DeletionTimestamp.IsZero() && c.Namespace == b.HubNamespace &&
+			meta.IsStatusConditionTrue(c.Status.Conditions, hubv1.CapReachedCondition) {
+			b.stoppedGroups[c.UID] = c.Spec.Group
+		}
+		return
 	}
 	if c.Spec.Enforcement != hubv1.CapHard || !c.DeletionTimestamp.IsZero() {
 		delete(b.hardCaps[c.Namespace], c.UID)
@@ -133,6 +150,37 @@ func (b *Budgets) setCap(c *hubv1.SpendingCap) {
 		b.hardCaps[c.Namespace] = map[types.UID]*hubv1.SpendingCap{}
 	}
 	b.hardCaps[c.Namespace][c.UID] = c
+}
+
+// GroupStopped tells whether owner belongs to a group whose Hard group cap
+// is exhausted. Members are read from members only when some group is
+// stopped.
+func (b *Budgets) GroupStopped(ctx context.Context, members client.Reader, owner string) bool {
+	b.capsMu.RLock()
+	stopped := make(map[string]bool, len(b.stoppedGroups))
+	for _, g := range b.stoppedGroups {
+		stopped[g] = true
+	}
+	b.capsMu.RUnlock()
+	if len(stopped) == 0 || owner == "" {
+		return false
+	}
+	list := &hubv1.MemberList{}
+	if err := members.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
+		return false
+	}
+	for i := range list.Items {
+		m := &list.Items[i]
+		if m.Spec.Email != owner || m.Spec.Disabled {
+			continue
+		}
+		for _, g := range m.Spec.Groups {
+			if stopped[g] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // covering lists the Hard caps covering project: its own, then the

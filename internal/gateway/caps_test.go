@@ -8,12 +8,15 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/operator"
 )
 
 // TestHardCapStopsAndResumes: calls through the gateway exhaust a Hard token
@@ -74,4 +77,38 @@ func TestHardCapStopsAndResumes(t *testing.T) {
 		g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(capObj), capObj)).To(Succeed())
 		g.Expect(capObj.Status.State).To(Equal(hubv1.CapOK))
 	}, 10*time.Second).Should(Succeed())
+}
+
+// TestGroupCapStopsItsMembersKeys: a Hard group cap stops the keys owned by
+// the group's members, in every project, and no one else's. The server
+// learns who owns each key from the APIKeys.
+func TestGroupCapStopsItsMembersKeys(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	hub := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operator.DefaultHubNamespace}}
+	if err := env.Client.Create(ctx, hub); err != nil {
+		g.Expect(apierrors.IsAlreadyExists(err)).To(BeTrue(), "%v", err)
+	}
+	member := &hubv1.Member{ObjectMeta: metav1.ObjectMeta{Name: "gw-grp-ann"},
+		Spec: hubv1.MemberSpec{Email: "ann.grp@example.com", Role: hubv1.RoleDeveloper, Groups: []string{"gw-team"}}}
+	g.Expect(env.Client.Create(ctx, member)).To(Succeed())
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, member) })
+	_, annKey := issueKey(g, "gw-grp", func(k *hubv1.APIKey) { k.Spec.Owner = "ann.grp@example.com" })
+	bob, bobKey := issueKeyIn(g, "gw-grp", "bob", func(k *hubv1.APIKey) { k.Spec.Owner = "bob.grp@example.com" })
+	capObj := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: operator.DefaultHubNamespace, Name: "gw-team"},
+		Spec: hubv1.SpendingCapSpec{Group: "gw-team", TokenLimit: ptr.To[int64](100), Enforcement: hubv1.CapHard}}
+	g.Expect(env.Client.Create(ctx, capObj)).To(Succeed())
+	t.Cleanup(func() { _ = env.Client.Delete(ctx, capObj) })
+
+	var refused answer
+	g.Eventually(func() int {
+		refused = call(g, http.MethodPost, "/v1/chat/completions", annKey, chatBody("spend some tokens", false))
+		return refused.status
+	}, 20*time.Second, 20*time.Millisecond).Should(Equal(http.StatusTooManyRequests))
+	g.Expect(refused.errorMessage()).To(ContainSubstring("belongs to a group that has reached its spending cap"))
+	g.Expect(call(g, http.MethodPost, "/v1/chat/completions", bobKey, chatBody("not in the group", false)).status).
+		To(Equal(http.StatusOK), "a key of %s, outside the group, is not stopped", bob.Spec.Owner)
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(capObj), capObj)).To(Succeed())
+	g.Expect(capObj.Status.Scope).To(Equal(hubv1.CapScopeGroup))
+	g.Expect(capObj.Status.Tokens).To(BeNumerically(">=", 100))
 }

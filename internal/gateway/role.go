@@ -18,6 +18,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/serverclient"
 )
@@ -131,6 +132,10 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 func newBudgets(ctx context.Context, mgr ctrl.Manager, hubNamespace string) (*Budgets, error) {
 	if hubNamespace == "" {
 		hubNamespace = operator.DefaultHubNamespace
+	}
+	// Members, to tell whose keys a group cap stops.
+	if _, err := mgr.GetCache().GetInformer(ctx, &hubv1.Member{}); err != nil {
+		return nil, err
 	}
 	b := &Budgets{HubNamespace: hubNamespace}
 	return b, b.Watch(ctx, mgr.GetCache())

@@ -345,3 +345,62 @@ func TestHardCapTotals(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupCapCountsItsMembersKeys: a Hard group cap in the hub's namespace
+// sums the usage of the keys its members own, in every project, and not the
+// others'; at 100% it marks itself, not the organization.
+func TestGroupCapCountsItsMembersKeys(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	const hubNS = "caps-hub-grp"
+	g.Expect(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubNS}})).To(Succeed())
+	org := &hubv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: hubv1.OrganizationName}}
+	g.Expect(k8sClient.Create(ctx, org)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, org) })
+	e := startCaps(t, g, hubNS)
+	projectWithNamespace(g, "caps-grp-a")
+	projectWithNamespace(g, "caps-grp-b")
+	for _, m := range []*hubv1.Member{
+		{ObjectMeta: metav1.ObjectMeta{Name: "grp-ann"}, Spec: hubv1.MemberSpec{Email: "ann@example.com", Role: hubv1.RoleDeveloper, Groups: []string{"ml"}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "grp-bob"}, Spec: hubv1.MemberSpec{Email: "bob@example.com", Role: hubv1.RoleDeveloper}},
+	} {
+		g.Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		t.Cleanup(func() { _ = k8sClient.Delete(ctx, m) })
+	}
+	// The server records who owns each key ID (from the APIKeys); here the
+	// store is written directly, as that recorder would.
+	g.Expect(e.store.RecordKeyOwners(ctx, []usage.KeyOwner{{KeyID: "AnnKeyA001", Project: "caps-grp-a", Owner: "ann@example.com"},
+		{KeyID: "AnnKeyB001", Project: "caps-grp-b", Owner: "ann@example.com"}, {KeyID: "BobKey0001", Project: "caps-grp-a", Owner: "bob@example.com"}})).To(Succeed())
+	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: "ml-budget"},
+		Spec: hubv1.SpendingCapSpec{Group: "ml", TokenLimit: ptr.To[int64](1000), Enforcement: hubv1.CapHard}}
+	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
+	spendAs := func(project, key string, tokens int64) {
+		e.sent++
+		_, err := e.store.Insert(ctx, []usage.Event{{ID: fmt.Sprintf("grp-%d", e.sent), Time: e.clock.Now(), Project: project, KeyID: key,
+			Service: pricing.Chat, Endpoint: "/v1/chat/completions", Model: "m", InputTokens: tokens, StatusCode: 200}})
+		g.Expect(err).NotTo(HaveOccurred())
+		e.caps.Ingested([]string{project})
+	}
+	spendAs("caps-grp-a", "AnnKeyA001", 400)
+	spendAs("caps-grp-b", "AnnKeyB001", 200)
+	spendAs("caps-grp-a", "BobKey0001", 5000) // not in the group
+	g.Eventually(func(g Gomega) {
+		s := getCap(g, c).Status
+		g.Expect(s.Scope).To(Equal(hubv1.CapScopeGroup))
+		g.Expect(s.Tokens).To(BeEquivalentTo(600))
+		g.Expect(s.State).To(Equal(hubv1.CapWarning))
+	}, 10*time.Second).Should(Succeed())
+
+	spendAs("caps-grp-b", "AnnKeyB001", 400) // 1000 of 1000
+	g.Eventually(func(g Gomega) {
+		s := getCap(g, c).Status
+		g.Expect(s.State).To(Equal(hubv1.CapExceeded))
+		g.Expect(meta.IsStatusConditionTrue(s.Conditions, hubv1.CapReachedCondition)).To(BeTrue())
+	}, 10*time.Second).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(org.Status.Conditions, hubv1.CapReachedCondition)).To(BeFalse(),
+			"a group cap stops its members' keys, not the organization")
+		g.Expect(projectCapReached(g, "caps-grp-a")).To(BeFalse())
+	}, time.Second).Should(Succeed())
+}

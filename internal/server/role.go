@@ -176,6 +176,9 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	}); err != nil {
 		return nil, nil, err
 	}
+	if err := (&keyOwners{Client: mgr.GetClient(), store: store}).setup(mgr); err != nil {
+		return nil, nil, err
+	}
 	if err := setupCaps(mgr, s, opts); err != nil {
 		return nil, nil, err
 	}

@@ -79,6 +79,15 @@ var schema = []string{
 	// by store time, so events delivered late, after an outage, count too.
 	// The table is as small as the number of keys and has no other index: a
 	// full scan every few seconds is cheaper than an index on every write.
+	// Who owns each key ID, kept from the APIKeys by the server, so that
+	// usage can be summed by owner without carrying the owner in every
+	// event: key IDs of rotated and deleted keys stay.
+	`CREATE TABLE IF NOT EXISTS usage_key_owners (
+		key_id TEXT PRIMARY KEY,
+		project TEXT NOT NULL,
+		owner TEXT NOT NULL,
+		updated BIGINT NOT NULL)` + "%TABLE_OPTIONS%",
+	`CREATE INDEX IF NOT EXISTS usage_key_owners_owner ON usage_key_owners (owner)`,
 	`CREATE TABLE IF NOT EXISTS usage_key_activity (
 		project TEXT NOT NULL,
 		key_id TEXT NOT NULL,
@@ -533,7 +542,41 @@ func (s *sqlStore) filterSQL(where string, args []any, f Filter) (string, []any)
 			where += fmt.Sprintf(" AND %s = %s", dimensionColumns[c.dim], s.d.placeholder(len(args)))
 		}
 	}
+	if f.Owners != nil {
+		if len(f.Owners) == 0 {
+			return where + " AND 1 = 0", args // nobody's keys
+		}
+		marks := make([]string, 0, len(f.Owners))
+		for _, o := range f.Owners {
+			args = append(args, o)
+			marks = append(marks, s.d.placeholder(len(args)))
+		}
+		where += " AND key_id IN (SELECT key_id FROM usage_key_owners WHERE owner IN (" + strings.Join(marks, ", ") + "))"
+	}
 	return where, args
+}
+
+// RecordKeyOwners implements Store.
+func (s *sqlStore) RecordKeyOwners(ctx context.Context, owners []KeyOwner) error {
+	if len(owners) == 0 {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("recording key owners: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	p := s.d.placeholder
+	stmt := fmt.Sprintf(`INSERT INTO usage_key_owners (key_id, project, owner, updated) VALUES (%s, %s, %s, %s)
+		ON CONFLICT (key_id) DO UPDATE SET project = excluded.project, owner = excluded.owner, updated = excluded.updated`,
+		p(1), p(2), p(3), p(4))
+	now := time.Now().UnixMicro()
+	for _, o := range owners {
+		if _, err := tx.ExecContext(ctx, stmt, o.KeyID, o.Project, o.Owner, now); err != nil {
+			return fmt.Errorf("recording the owner of key %s: %w", o.KeyID, err)
+		}
+	}
+	return tx.Commit()
 }
 
 // Events implements Store.

@@ -37,6 +37,10 @@ type Store interface {
 	// AuditStore is the audit log of changes to hub resources.
 	AuditStore
 
+	// RecordKeyOwners records who owns each key ID, for usage by owner
+	// (group spending caps). A key ID keeps its last recorded owner.
+	RecordKeyOwners(ctx context.Context, owners []KeyOwner) error
+
 	// Close releases the store's connections.
 	Close() error
 }
@@ -70,6 +74,9 @@ type Filter struct {
 	Service  string
 	Model    string
 	Endpoint string
+	// Owners, when set, keeps the usage of keys whose owner is one of
+	// them (as RecordKeyOwners recorded it).
+	Owners []string
 }
 
 // Query asks for aggregated usage.
@@ -104,6 +111,13 @@ type EventFilter struct {
 	Filter
 	// Limit caps the number of events; zero means no cap.
 	Limit int
+}
+
+// KeyOwner is the owner (an email) of a key ID.
+type KeyOwner struct {
+	KeyID   string
+	Project string
+	Owner   string
 }
 
 // KeyActivity is when a key was last used.
