@@ -43,6 +43,9 @@ type AccessReconciler struct {
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=update;patch;delete;escalate;bind,resourceNames=platform-hub:owner;platform-hub:admin;platform-hub:developer;platform-hub:viewer
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings;rolebindings,verbs=update;patch;delete,resourceNames=platform-hub:owner;platform-hub:admin;platform-hub:developer;platform-hub:viewer
 
+// apiKeyOwnerIndex indexes APIKeys by spec.owner.
+const apiKeyOwnerIndex = "spec.owner"
+
 // teamRequest is the one request the reconciler works under.
 var teamRequest = reconcile.Request{NamespacedName: types.NamespacedName{Name: "team"}}
 
@@ -236,23 +239,19 @@ func isNamespaceTerminating(err error) bool {
 // writeStatuses reports each member's username, phase and projects, and
 // each group's member count.
 func (r *AccessReconciler) writeStatuses(ctx context.Context, team *access.Team, desired access.Bindings) error {
-	keys := &hubv1.APIKeyList{}
-	if err := r.List(ctx, keys, client.UnsafeDisableDeepCopy); err != nil { // only read
-		return err
-	}
-	owned := map[string]int32{}
-	for i := range keys.Items {
-		owned[keys.Items[i].Spec.Owner]++
-	}
 	inGroup := map[string]int32{}
 	for i := range team.Members {
 		m := &team.Members[i]
 		for _, g := range m.Spec.Groups {
 			inGroup[g]++
 		}
+		keys := &hubv1.APIKeyList{}
+		if err := r.List(ctx, keys, client.MatchingFields{apiKeyOwnerIndex: m.Spec.Email}, client.UnsafeDisableDeepCopy); err != nil {
+			return err
+		}
 		before := m.DeepCopy()
 		s := &m.Status
-		s.Username, s.Projects, s.KeysOwned, s.ObservedGeneration = team.Username(m), desired.ProjectRoles[m.Name], owned[m.Spec.Email], m.Generation
+		s.Username, s.Projects, s.KeysOwned, s.ObservedGeneration = team.Username(m), desired.ProjectRoles[m.Name], int32(len(keys.Items)), m.Generation
 		switch {
 		case m.Spec.Disabled:
 			s.Phase = hubv1.MemberDisabled
@@ -296,6 +295,13 @@ func (r *AccessReconciler) patchStatus(ctx context.Context, before, after client
 // SetupWithManager registers the reconciler: any change to the team, the
 // projects, the Organization or the generated RBAC objects recomputes it.
 func (r *AccessReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	// Keys by owner, so that a member's key count is a lookup, not a scan
+	// of every key on every reconcile.
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &hubv1.APIKey{}, apiKeyOwnerIndex, func(obj client.Object) []string {
+		return []string{obj.(*hubv1.APIKey).Spec.Owner}
+	}); err != nil {
+		return err
+	}
 	all := handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
 		return []reconcile.Request{teamRequest}
 	})

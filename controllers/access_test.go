@@ -80,7 +80,13 @@ func TestRolesAreEnforcedByRBAC(t *testing.T) {
 	// The Developer manages keys in their project only, and reads no Secret,
 	// not even their key's.
 	d := as(g, "dev@example.com")
-	g.Eventually(func() error { return d.Create(ctx, newAPIKey("team-mine", "from-dev")) }).Should(Succeed())
+	devKey := newAPIKey("team-mine", "from-dev")
+	devKey.Spec.Owner = "dev@example.com"
+	g.Eventually(func() error { return d.Create(ctx, devKey) }).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(dev), dev)).To(Succeed())
+		g.Expect(dev.Status.KeysOwned).To(BeEquivalentTo(1), "the member's keys are counted")
+	}).Should(Succeed())
 	forbidden(g, d.Create(ctx, newAPIKey("team-other", "from-dev")))
 	forbidden(g, d.List(ctx, &corev1.SecretList{}, client.InNamespace("team-mine")))
 	forbidden(g, d.Get(ctx, client.ObjectKey{Namespace: "team-mine", Name: "from-dev"}, &corev1.Secret{}))

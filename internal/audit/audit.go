@@ -14,7 +14,6 @@
 package audit
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -30,6 +29,7 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/minimax/platform-hub/internal/jsonl"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -227,15 +227,7 @@ func appendEntries(name string, entries []usage.AuditEntry) error {
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriter(f)
-	enc := json.NewEncoder(w)
-	for i := range entries {
-		if err := enc.Encode(&entries[i]); err != nil {
-			_ = f.Close()
-			return err
-		}
-	}
-	return errors.Join(w.Flush(), f.Sync(), f.Close())
+	return jsonl.WriteAndClose(f, entries)
 }
 
 // drainSpool sends the spooled entries in batches. What the server has taken

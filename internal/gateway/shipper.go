@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -20,6 +19,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/minimax/platform-hub/internal/jsonl"
 	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/usage"
 )
@@ -266,15 +266,7 @@ func (s *Shipper) spill(events []usage.Event) error {
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriter(f)
-	enc := json.NewEncoder(w)
-	for i := range events {
-		if err := enc.Encode(&events[i]); err != nil {
-			_ = f.Close()
-			return err
-		}
-	}
-	if err := errors.Join(w.Flush(), f.Sync(), f.Close()); err != nil {
+	if err := jsonl.WriteAndClose(f, events); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp, name); err != nil {

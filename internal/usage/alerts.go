@@ -251,34 +251,15 @@ func (s *sqlStore) Alerts(ctx context.Context, f AlertFilter) ([]Alert, error) {
 
 // alertWhere turns a filter into a WHERE clause over alerts aliased a.
 func (s *sqlStore) alertWhere(f AlertFilter) (string, []any) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", s.d.placeholder(len(args))))
-	}
-	if !f.From.IsZero() {
-		add("a.ts >= ?", f.From.UnixMicro())
-	}
-	if !f.To.IsZero() {
-		add("a.ts < ?", f.To.UnixMicro())
-	}
-	if f.Project != "" {
-		add("a.project = ?", f.Project)
-	}
-	if f.Kind != "" {
-		add("a.kind = ?", string(f.Kind))
-	}
-	if f.SourceUID != "" {
-		add("a.source_uid = ?", f.SourceUID)
-	}
+	c := &conds{d: s.d}
+	c.timeRange("a.ts", f.From, f.To)
+	c.equal("a.project", f.Project)
+	c.equal("a.kind", string(f.Kind))
+	c.equal("a.source_uid", f.SourceUID)
 	if !f.CycleStart.IsZero() {
-		add("a.cycle_start = ?", f.CycleStart.UnixMicro())
+		c.add("a.cycle_start = ?", f.CycleStart.UnixMicro())
 	}
-	if len(where) == 0 {
-		return "", nil
-	}
-	return " WHERE " + strings.Join(where, " AND "), args
+	return c.sql(), c.args
 }
 
 // attachDeliveries reads the deliveries of alerts, which the query selected

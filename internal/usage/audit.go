@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -102,27 +101,14 @@ func (s *sqlStore) RecordAudit(ctx context.Context, entries []AuditEntry) error 
 
 // AuditEntries implements AuditStore.
 func (s *sqlStore) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", s.d.placeholder(len(args))))
-	}
-	if !f.From.IsZero() {
-		add("ts >= ?", f.From.UnixMicro())
-	}
-	if !f.To.IsZero() {
-		add("ts < ?", f.To.UnixMicro())
-	}
-	for _, c := range []struct{ col, v string }{{"actor", f.Actor}, {"kind", f.Kind}, {"namespace", f.Namespace}, {"name", f.Name}} {
-		if c.v != "" {
-			add(c.col+" = ?", c.v)
-		}
-	}
-	q := "SELECT id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json FROM audit_events"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
+	c := &conds{d: s.d}
+	c.timeRange("ts", f.From, f.To)
+	c.equal("actor", f.Actor)
+	c.equal("kind", f.Kind)
+	c.equal("namespace", f.Namespace)
+	c.equal("name", f.Name)
+	args := c.args
+	q := "SELECT id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json FROM audit_events" + c.sql()
 	q += " ORDER BY ts DESC, id DESC"
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)

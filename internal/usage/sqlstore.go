@@ -530,6 +530,46 @@ func bucketStart(hour time.Time, g Granularity, loc *time.Location, from time.Ti
 	return from
 }
 
+// conds collects the conditions of a WHERE clause, numbering the
+// placeholders as the dialect wants them.
+type conds struct {
+	d     dialect
+	where []string
+	args  []any
+}
+
+// add adds cond, whose one "?" stands for v.
+func (c *conds) add(cond string, v any) {
+	c.args = append(c.args, v)
+	c.where = append(c.where, strings.ReplaceAll(cond, "?", c.d.placeholder(len(c.args))))
+}
+
+// timeRange bounds the microsecond column col to [from, to); a zero bound
+// is no bound.
+func (c *conds) timeRange(col string, from, to time.Time) {
+	if !from.IsZero() {
+		c.add(col+" >= ?", from.UnixMicro())
+	}
+	if !to.IsZero() {
+		c.add(col+" < ?", to.UnixMicro())
+	}
+}
+
+// equal requires col = v, unless v is empty.
+func (c *conds) equal(col, v string) {
+	if v != "" {
+		c.add(col+" = ?", v)
+	}
+}
+
+// sql is the WHERE clause, or nothing.
+func (c *conds) sql() string {
+	if len(c.where) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(c.where, " AND ")
+}
+
 func (s *sqlStore) filterSQL(where string, args []any, f Filter) (string, []any) {
 	for _, c := range []struct {
 		dim Dimension
