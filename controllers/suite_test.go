@@ -33,6 +33,8 @@ var (
 	testClock = clocktesting.NewFakeClock(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))
 
 	cluster *devcluster.Cluster
+	// issuer is the identity provider the suite's API server trusts.
+	issuer *oidcIssuer
 	// managerLogs holds everything every manager logged, at full verbosity,
 	// for the key-material leak check.
 	managerLogs = &syncBuffer{}
@@ -81,10 +83,15 @@ func runSuite(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if issuer, err = startOIDCIssuer(); err != nil {
+		return 0, err
+	}
+	defer issuer.server.Close()
 	cluster, err = devcluster.Start(devcluster.Options{
-		Scheme:             operator.Scheme(),
-		CRDs:               append(crds, esoCRDs...),
-		ValidatingWebhooks: hooks,
+		Scheme:               operator.Scheme(),
+		CRDs:                 append(crds, esoCRDs...),
+		ValidatingWebhooks:   hooks,
+		AuthenticationConfig: issuer.authenticationConfig(),
 	})
 	if err != nil {
 		return 0, err

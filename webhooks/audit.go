@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/identity"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -79,7 +80,7 @@ func (a *audited[T]) record(ctx context.Context, action string, old, obj T, chan
 	if err != nil || (req.DryRun != nil && *req.DryRun) {
 		return
 	}
-	a.activity.seen(req.UserInfo.Username)
+	a.activity.seen(req.UserInfo.Username, identity.MultiFactor(req.UserInfo.Extra))
 	if a.auditor == nil {
 		return
 	}
@@ -215,38 +216,53 @@ func sorted(s []string) []string {
 	return s
 }
 
-// activity keeps Members' lastActiveAt: a member who changes a hub resource
-// is active. It writes at most once a minute per member, in the background,
-// so that admission never waits on it.
+// activity keeps Members' lastActiveAt and mfaEnrolled: a member who changes
+// a hub resource is active, and one whose sign-in used a second factor has
+// one enrolled. It writes at most once a minute per member (sooner when it
+// first sees a second factor), in the background, so that admission never
+// waits on it.
 type activity struct {
 	team
 	Client client.Client
 	Clock  clock.PassiveClock
 
 	mu   sync.Mutex
-	last map[string]time.Time
+	last map[string]seenAt
 }
 
-// seen notes that user made a change now.
-func (a *activity) seen(user string) {
+// seenAt is when activity last wrote a member's status, and whether that
+// write recorded a second factor.
+type seenAt struct {
+	time        time.Time
+	multiFactor bool
+}
+
+// seen notes that user made a change now, signed in with a second factor or
+// not.
+func (a *activity) seen(user string, multiFactor bool) {
 	if a == nil || user == "" {
 		return
 	}
 	now := a.Clock.Now()
 	a.mu.Lock()
 	if a.last == nil {
-		a.last = map[string]time.Time{}
+		a.last = map[string]seenAt{}
 	}
-	if t, ok := a.last[user]; ok && now.Sub(t) < time.Minute {
+	last, ok := a.last[user]
+	if ok && now.Sub(last.time) < time.Minute && (last.multiFactor || !multiFactor) {
 		a.mu.Unlock()
 		return
 	}
-	a.last[user] = now
+	a.last[user] = seenAt{time: now, multiFactor: multiFactor || last.multiFactor}
 	a.mu.Unlock()
-	go a.write(user, now)
+	go a.write(user, now, multiFactor)
 }
 
-func (a *activity) write(user string, now time.Time) {
+// write stamps the member's lastActiveAt and, after a sign-in with a second
+// factor, sets mfaEnrolled. mfaEnrolled is never cleared here: a sign-in
+// without a second factor does not mean the member has none (providers ask
+// for it only now and then).
+func (a *activity) write(user string, now time.Time, multiFactor bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	org := &hubv1.Organization{}
@@ -264,6 +280,7 @@ func (a *activity) write(user string, now time.Time) {
 		}
 		before := m.DeepCopy()
 		m.Status.LastActiveAt = &metav1.Time{Time: now.Truncate(time.Second)}
+		m.Status.MFAEnrolled = m.Status.MFAEnrolled || multiFactor
 		_ = a.Client.Status().Patch(ctx, m, client.MergeFrom(before))
 	}
 }

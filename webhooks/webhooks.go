@@ -63,9 +63,11 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	return errors.Join(steps...)
 }
 
-// register serves a kind's validator, audited.
+// register serves a kind's validator, behind the organization's MFA policy
+// and audited.
 func register[T client.Object](mgr ctrl.Manager, opts Options, obj T, v admission.Validator[T], changes func(old, new T) []usage.FieldChange) error {
+	guarded := &multiFactorRequired[T]{inner: v, team: opts.activity.team}
 	return ctrl.NewWebhookManagedBy(mgr, obj).
-		WithValidator(&audited[T]{inner: v, auditor: opts.Auditor, clock: opts.Clock, changes: changes, activity: opts.activity}).
+		WithValidator(&audited[T]{inner: guarded, auditor: opts.Auditor, clock: opts.Clock, changes: changes, activity: opts.activity}).
 		Complete()
 }

@@ -101,8 +101,9 @@ type MemberStatus struct {
 	// +optional
 	KeysOwned int32 `json:"keysOwned,omitempty"`
 
-	// mfaEnrolled says whether the member has enrolled a second factor, as
-	// the identity provider reports it at dashboard sign-in.
+	// mfaEnrolled is true once the member made a change signed in with a
+	// second factor, as the identity provider reports it (the amr claim,
+	// passed on by the API server as the user extra hub.minimax.io/amr).
 	// +optional
 	MFAEnrolled bool `json:"mfaEnrolled,omitempty"`
 

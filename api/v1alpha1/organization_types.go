@@ -241,7 +241,9 @@ const (
 	MFARoles      MFAEnforcement = "Roles"
 )
 
-// MFAPolicy sets who must use multi-factor authentication.
+// MFAPolicy sets who must use multi-factor authentication. Admission refuses
+// changes to hub resources by the members it covers when they signed in
+// without a second factor (reads never reach admission).
 // +kubebuilder:validation:XValidation:rule="self.enforcement == 'Roles' ? (has(self.roles) && size(self.roles) > 0) : (!has(self.roles) || size(self.roles) == 0)",message="roles must list at least one role when enforcement is Roles, and must be empty otherwise"
 type MFAPolicy struct {
 	// enforcement is None, AllMembers, or Roles (only the roles listed in roles).

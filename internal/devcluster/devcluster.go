@@ -51,6 +51,11 @@ type Options struct {
 	// the server where to listen and which certificate to serve.
 	ValidatingWebhooks []*admissionv1.ValidatingWebhookConfiguration
 
+	// AuthenticationConfig, when set, is the API server's structured
+	// authentication configuration (--authentication-config): tests use it
+	// to sign people in through an OIDC issuer, as a real cluster does.
+	AuthenticationConfig []byte
+
 	// Output receives the control plane's logs. Nil discards them.
 	Output io.Writer
 }
@@ -108,6 +113,13 @@ func Start(opts Options) (_ *Cluster, err error) {
 	apiServer := c.env.ControlPlane.GetAPIServer()
 	apiServer.CertDir = filepath.Join(c.runDir, "apiserver")
 	apiServer.Out, apiServer.Err = out, out
+	if opts.AuthenticationConfig != nil {
+		path := filepath.Join(c.runDir, "authentication-config.yaml")
+		if err := os.WriteFile(path, opts.AuthenticationConfig, 0o600); err != nil {
+			return nil, err
+		}
+		apiServer.Configure().Set("authentication-config", path)
+	}
 
 	if c.Config, err = c.env.Start(); err != nil {
 		return nil, fmt.Errorf("starting etcd and kube-apiserver from %s: %w", binDir, err)
