@@ -2,13 +2,11 @@ package controllers_test
 
 import (
 	"context"
-	"slices"
-	"sync"
+	"fmt"
 	"testing"
 
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -17,39 +15,57 @@ import (
 
 // TestMultiFactorFromTheIdentityProvider: people sign in through the suite's
 // OIDC identity provider, and the API server passes the ID token's amr claim
-// on as the user extra the hub reads (the configuration in docs/team.md).
-// A member whose sign-in used a second factor is marked mfaEnrolled; one
-// with a password alone is not. Under an MFA policy that covers their role,
-// a member's changes without a second factor are refused with a message
-// that says what to do, and go through with one; cluster administrators are
-// not bound by it. A member who sets a policy that covers themselves while
-// signed in without a second factor is warned.
+// on as the user extra the hub reads (the configuration in
+// docs/api/member.md). A member whose sign-in used a second factor is marked
+// mfaEnrolled; one with a password alone is not. Only an Owner may change the
+// MFA policy, and not to one that covers themselves without a second factor
+// in that request. Under the policy, a covered member's changes without a
+// second factor are refused with a message that says what to do, and go
+// through with one; members it does not cover and cluster administrators are
+// not bound.
 func TestMultiFactorFromTheIdentityProvider(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	const email = "mfa-admin@example.com"
-	admin := newMember("mfa-admin", email, hubv1.RoleAdmin)
-	g.Expect(k8sClient.Create(ctx, admin)).To(Succeed())
-	t.Cleanup(func() { _ = k8sClient.Delete(ctx, admin) })
+	admin := newMember("mfa-admin", "mfa-admin@example.com", hubv1.RoleAdmin)
+	owner := newMember("mfa-owner", "mfa-owner@example.com", hubv1.RoleOwner)
+	for _, m := range []*hubv1.Member{admin, owner} {
+		g.Expect(k8sClient.Create(ctx, m)).To(Succeed())
+		// The Owner stays behind if it is the last one, which the hub keeps.
+		t.Cleanup(func() { _ = k8sClient.Delete(ctx, m) })
+	}
 	org := &hubv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: hubv1.OrganizationName}}
 	if err := k8sClient.Create(ctx, org); err == nil {
 		t.Cleanup(func() { _ = k8sClient.Delete(ctx, org) })
 	}
 	t.Cleanup(func() { setMFAPolicy(g, nil) })
 
-	var warnings warningRecorder
-	password := signedIn(g, email, &warnings, "pwd")
-	withOTP := signedIn(g, email, nil, "pwd", "otp")
-	group := func(name string) *hubv1.Group {
+	adminPassword := signedIn(g, admin.Spec.Email, "pwd")
+	adminOTP := signedIn(g, admin.Spec.Email, "pwd", "otp")
+	adminNoMethods := signedIn(g, admin.Spec.Email)
+	ownerPassword := signedIn(g, owner.Spec.Email, "pwd")
+	groups := 0
+	group := func() *hubv1.Group {
+		groups++
+		name := fmt.Sprintf("mfa-%d", groups)
 		g := &hubv1.Group{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: hubv1.GroupSpec{DisplayName: name}}
 		t.Cleanup(func() { _ = k8sClient.Delete(ctx, g) })
 		return g
+	}
+	// refusal makes changes until one is refused (the webhook's cache sees
+	// a new policy a moment after it is written), and returns the message.
+	refusal := func(c client.Client) func() string {
+		return func() string {
+			if err := c.Create(ctx, group()); err != nil {
+				return err.Error()
+			}
+			return ""
+		}
 	}
 
 	// Signed in with a password alone: active, no second factor. (The first
 	// tries wait for the API server to fetch the provider's keys and for the
 	// member's RBAC binding.)
-	g.Eventually(func() error { return password.Create(ctx, group("mfa-first")) }).Should(Succeed())
+	g.Eventually(func() error { return adminPassword.Create(ctx, group()) }).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(admin), admin)).To(Succeed())
 		g.Expect(admin.Status.LastActiveAt).NotTo(BeNil())
@@ -57,57 +73,51 @@ func TestMultiFactorFromTheIdentityProvider(t *testing.T) {
 	g.Expect(admin.Status.MFAEnrolled).To(BeFalse(), "a password alone is not a second factor")
 
 	// With a one-time code, within the minute: enrolled.
-	g.Expect(withOTP.Create(ctx, group("mfa-second"))).To(Succeed())
+	g.Expect(adminOTP.Create(ctx, group())).To(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(admin), admin)).To(Succeed())
 		g.Expect(admin.Status.MFAEnrolled).To(BeTrue())
 	}).Should(Succeed())
 
-	// The Admin, signed in with a password, requires MFA of Admins: allowed
-	// (the policy was not in force yet), with a warning.
-	g.Eventually(func() error {
-		return patchMFAPolicy(password, &hubv1.MFAPolicy{Enforcement: hubv1.MFARoles, Roles: []hubv1.Role{hubv1.RoleAdmin}})
-	}).Should(Succeed())
-	g.Expect(warnings.all()).To(ContainElement(ContainSubstring(
-		"mfa-admin@example.com signed in without a second factor; with this MFA policy the hub refuses their next change")))
+	// The policy is the Owners'. An Owner signed in with a password may
+	// require MFA of Admins, but not of Owners: the hub would not know that
+	// it can see an Owner's second factor.
+	adminOnly := &hubv1.MFAPolicy{Enforcement: hubv1.MFARoles, Roles: []hubv1.Role{hubv1.RoleAdmin}}
+	refusedWith(g, patchMFAPolicy(adminOTP, adminOnly), "spec.security.mfa: Forbidden: changing the MFA policy needs the Owner role")
+	g.Eventually(func() error { return patchMFAPolicy(ownerPassword, adminOnly) }).Should(Succeed())
+	refusedWith(g, patchMFAPolicy(ownerPassword, &hubv1.MFAPolicy{Enforcement: hubv1.MFAAllMembers}),
+		"setting an MFA policy that covers your own role (Owner) needs a sign-in with a second factor, "+
+			"so that the hub knows it can see one, and mfa-owner@example.com signed in with pwd only")
 
-	// Now a password alone is refused, with what to do; a second factor
-	// goes through; a cluster administrator is not bound.
-	g.Eventually(func() string {
-		err := password.Create(ctx, group("mfa-refused"))
-		if err == nil {
-			return ""
-		}
-		return err.Error()
-	}).Should(ContainSubstring("the organization requires multi-factor authentication for Admins " +
-		"(Organization default, spec.security.mfa), and mfa-admin@example.com signed in without a second factor: " +
-		"sign in again with one"))
-	forbidden(g, password.Delete(ctx, group("mfa-first")))
-	g.Expect(withOTP.Create(ctx, group("mfa-with-otp"))).To(Succeed())
-	g.Expect(k8sClient.Create(ctx, group("mfa-by-cluster-admin"))).To(Succeed())
+	// Now an Admin's password alone is refused, saying what to do; so is a
+	// sign-in whose methods the API server does not pass on, which is for a
+	// cluster administrator to fix. A second factor goes through; the Owner,
+	// whom the policy does not cover, and a cluster administrator too.
+	g.Eventually(refusal(adminPassword)).Should(ContainSubstring(
+		"the organization requires multi-factor authentication for the Admin role " +
+			"(Organization default, spec.security.mfa), and mfa-admin@example.com signed in with pwd only: " +
+			"sign in again with a second factor"))
+	kept := group()
+	g.Expect(adminOTP.Create(ctx, kept)).To(Succeed(), "a second factor goes through")
+	refusedWith(g, adminPassword.Delete(ctx, kept), "requires multi-factor authentication for the Admin role")
+	g.Expect(refusal(adminNoMethods)()).To(ContainSubstring("the API server passed on no sign-in methods for " +
+		"mfa-admin@example.com: ask a cluster administrator to map the identity provider's amr claim to the user " +
+		"extra hub.minimax.io/amr"))
+	g.Expect(ownerPassword.Create(ctx, group())).To(Succeed())
+	g.Expect(k8sClient.Create(ctx, group())).To(Succeed())
 
-	// AllMembers binds every role; None lifts it.
+	// AllMembers binds the Owner too; None lifts the policy.
 	setMFAPolicy(g, &hubv1.MFAPolicy{Enforcement: hubv1.MFAAllMembers})
-	g.Eventually(func() string {
-		err := password.Create(ctx, group("mfa-refused"))
-		if err == nil {
-			return ""
-		}
-		return err.Error()
-	}).Should(ContainSubstring("requires multi-factor authentication for every member"))
+	g.Eventually(refusal(ownerPassword)).Should(ContainSubstring("multi-factor authentication for the Owner role"))
 	setMFAPolicy(g, &hubv1.MFAPolicy{Enforcement: hubv1.MFANone})
-	g.Eventually(func() error { return password.Create(ctx, group("mfa-refused")) }).Should(Succeed())
+	g.Eventually(func() error { return adminPassword.Create(ctx, group()) }).Should(Succeed())
 }
 
 // signedIn is a client for the person, signed in to the suite's identity
-// provider with the methods; warnings, when set, records the API server's
-// warnings.
-func signedIn(g Gomega, email string, warnings rest.WarningHandler, methods ...string) client.Client {
+// provider with the methods.
+func signedIn(g Gomega, email string, methods ...string) client.Client {
 	cfg, err := issuer.signIn(email, methods...)
 	g.Expect(err).NotTo(HaveOccurred())
-	if warnings != nil {
-		cfg.WarningHandler = warnings
-	}
 	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
 	g.Expect(err).NotTo(HaveOccurred())
 	return c
@@ -127,22 +137,4 @@ func patchMFAPolicy(c client.Client, policy *hubv1.MFAPolicy) error {
 // bind.
 func setMFAPolicy(g Gomega, policy *hubv1.MFAPolicy) {
 	g.Expect(patchMFAPolicy(k8sClient, policy)).To(Succeed())
-}
-
-// warningRecorder keeps the API server's warnings.
-type warningRecorder struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-func (w *warningRecorder) HandleWarningHeader(_ int, _ string, text string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.seen = append(w.seen, text)
-}
-
-func (w *warningRecorder) all() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return slices.Clone(w.seen)
 }

@@ -55,7 +55,7 @@ func startOIDCIssuer() (*oidcIssuer, error) {
 }
 
 // authenticationConfig is the API server's configuration for the issuer. It
-// is the one docs/team.md shows: the email claim is the username and the amr
+// is the one docs/api/member.md shows: the email claim is the username and the amr
 // claim becomes the user extra the hub reads.
 func (o *oidcIssuer) authenticationConfig() []byte {
 	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: o.server.Certificate().Raw})
@@ -88,10 +88,14 @@ func (o *oidcIssuer) signIn(email string, methods ...string) (*rest.Config, erro
 		return nil, err
 	}
 	now := time.Now()
-	claims, err := json.Marshal(map[string]any{
+	token := map[string]any{
 		"iss": o.server.URL, "aud": oidcAudience, "sub": email, "email": email, "email_verified": true,
-		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "amr": methods,
-	})
+		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(),
+	}
+	if len(methods) > 0 { // some providers send no amr at all
+		token["amr"] = methods
+	}
+	claims, err := json.Marshal(token)
 	if err != nil {
 		return nil, err
 	}
@@ -99,11 +103,11 @@ func (o *oidcIssuer) signIn(email string, methods ...string) (*rest.Config, erro
 	if err != nil {
 		return nil, err
 	}
-	token, err := signed.CompactSerialize()
+	idToken, err := signed.CompactSerialize()
 	if err != nil {
 		return nil, err
 	}
 	cfg := rest.AnonymousClientConfig(restCfg)
-	cfg.BearerToken = token
+	cfg.BearerToken = idToken
 	return cfg, nil
 }

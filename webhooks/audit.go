@@ -281,6 +281,11 @@ func (a *activity) write(user string, now time.Time, multiFactor bool) {
 		before := m.DeepCopy()
 		m.Status.LastActiveAt = &metav1.Time{Time: now.Truncate(time.Second)}
 		m.Status.MFAEnrolled = m.Status.MFAEnrolled || multiFactor
-		_ = a.Client.Status().Patch(ctx, m, client.MergeFrom(before))
+		if err := a.Client.Status().Patch(ctx, m, client.MergeFrom(before)); err != nil {
+			// Let the member's next change write again, not a minute later.
+			a.mu.Lock()
+			delete(a.last, user)
+			a.mu.Unlock()
+		}
 	}
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -17,11 +20,13 @@ import (
 // multiFactorRequired enforces the organization's MFA policy
 // (spec.security.mfa) on changes to hub resources: a member whose role the
 // policy covers must have signed in with a second factor, as the identity
-// provider reports it (internal/identity). Cluster administrators and
-// workloads are not members, so the policy does not bind them; that keeps
-// a way in (and GitOps working) when the cluster does not pass the claim on.
-// Reads never reach admission; refusing such a sign-in is for the dashboard
-// and the identity provider.
+// provider reports it (internal/identity). Cluster administrators
+// (system:masters) and users who are not members (workloads, GitOps
+// controllers) are not bound; that keeps a way in should the cluster stop
+// passing the claim on. A member who sets a policy that covers their own role
+// must show a second factor in that same request, so that a policy is never
+// set that the hub cannot see being met. Reads never reach admission;
+// refusing such a sign-in is for the dashboard and the identity provider.
 type multiFactorRequired[T client.Object] struct {
 	inner admission.Validator[T]
 	team
@@ -31,16 +36,14 @@ func (m *multiFactorRequired[T]) ValidateCreate(ctx context.Context, obj T) (adm
 	if err := m.check(ctx, obj); err != nil {
 		return nil, err
 	}
-	w, err := m.inner.ValidateCreate(ctx, obj)
-	return append(w, m.lockoutWarning(ctx, obj)...), err
+	return m.inner.ValidateCreate(ctx, obj)
 }
 
 func (m *multiFactorRequired[T]) ValidateUpdate(ctx context.Context, old, obj T) (admission.Warnings, error) {
 	if err := m.check(ctx, obj); err != nil {
 		return nil, err
 	}
-	w, err := m.inner.ValidateUpdate(ctx, old, obj)
-	return append(w, m.lockoutWarning(ctx, obj)...), err
+	return m.inner.ValidateUpdate(ctx, old, obj)
 }
 
 func (m *multiFactorRequired[T]) ValidateDelete(ctx context.Context, obj T) (admission.Warnings, error) {
@@ -55,67 +58,78 @@ func (m *multiFactorRequired[T]) check(ctx context.Context, obj T) error {
 	if err != nil {
 		return apierrors.NewInternalError(err)
 	}
-	if identity.MultiFactor(req.UserInfo.Extra) {
+	if slices.Contains(req.UserInfo.Groups, masters) || identity.MultiFactor(req.UserInfo.Extra) {
 		return nil
 	}
-	org := &hubv1.Organization{}
-	if err := m.Reader.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil // no Organization, no policy
-		}
+	inForce, err := m.policy(ctx)
+	if err != nil {
 		return apierrors.NewInternalError(err)
 	}
-	policy := org.Spec.Security.MFA
-	if policy == nil || policy.Enforcement == hubv1.MFANone {
+	// The policy a change to the Organization would set.
+	var proposed *hubv1.MFAPolicy
+	if org, ok := any(obj).(*hubv1.Organization); ok && req.Operation != admissionv1.Delete {
+		proposed = org.Spec.Security.MFA
+	}
+	if !enforced(inForce) && !enforced(proposed) {
 		return nil
 	}
 	r, err := m.requester(ctx)
 	if err != nil {
 		return apierrors.NewInternalError(err)
 	}
-	if r.member == nil || !covers(policy, r.role) {
+	if r.member == nil {
 		return nil
 	}
-	who := "every member"
-	if policy.Enforcement == hubv1.MFARoles {
-		who = string(r.role) + "s"
+	var what string
+	switch {
+	case covers(inForce, r.role):
+		what = fmt.Sprintf("the organization requires multi-factor authentication for the %s role "+
+			"(Organization %s, spec.security.mfa)", r.role, hubv1.OrganizationName)
+	case covers(proposed, r.role):
+		what = fmt.Sprintf("setting an MFA policy that covers your own role (%s) needs a sign-in with a second factor, "+
+			"so that the hub knows it can see one", r.role)
+	default:
+		return nil
 	}
 	return apierrors.NewForbidden(schema.GroupResource{Group: req.Resource.Group, Resource: req.Resource.Resource},
-		obj.GetName(), fmt.Errorf("the organization requires multi-factor authentication for %s "+
-			"(Organization %s, spec.security.mfa), and %s signed in without a second factor: sign in again with one "+
-			"(the hub reads the identity provider's amr claim from the user extra %s)",
-			who, org.Name, r.name, identity.AMRExtra))
+		obj.GetName(), fmt.Errorf("%s, and %s", what, signInProblem(r.name, req.UserInfo.Extra)))
+}
+
+// policy is the MFA policy in force; nil without an Organization.
+func (m *multiFactorRequired[T]) policy(ctx context.Context) (*hubv1.MFAPolicy, error) {
+	org := &hubv1.Organization{}
+	if err := m.Reader.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err != nil {
+		return nil, client.IgnoreNotFound(err)
+	}
+	return org.Spec.Security.MFA, nil
+}
+
+// signInProblem says what was wrong with the user's sign-in and what to do:
+// the API server passing on no methods at all is for a cluster
+// administrator to fix; methods without a second factor, for the person.
+func signInProblem(user string, extra map[string]authenticationv1.ExtraValue) string {
+	methods, passed := extra[identity.AMRExtra]
+	if !passed || len(methods) == 0 {
+		return fmt.Sprintf("the API server passed on no sign-in methods for %s: ask a cluster administrator to map "+
+			"the identity provider's amr claim to the user extra %s (docs/api/member.md), or to lift the policy",
+			user, identity.AMRExtra)
+	}
+	return fmt.Sprintf("%s signed in with %s only: sign in again with a second factor "+
+		"(a kubectl OIDC plugin may need its cached token removed first)", user, strings.Join(methods, ", "))
+}
+
+func enforced(policy *hubv1.MFAPolicy) bool {
+	return policy != nil && policy.Enforcement != hubv1.MFANone
 }
 
 // covers says whether the policy binds a member with the role.
 func covers(policy *hubv1.MFAPolicy, role hubv1.Role) bool {
 	switch {
-	case policy == nil:
+	case !enforced(policy):
 		return false
 	case policy.Enforcement == hubv1.MFAAllMembers:
 		return true
-	case policy.Enforcement == hubv1.MFARoles:
+	default:
 		return slices.Contains(policy.Roles, role)
 	}
-	return false
-}
-
-// lockoutWarning warns a member who, signed in without a second factor,
-// sets an MFA policy that covers their own role: their next change will be
-// refused until they sign in with one.
-func (m *multiFactorRequired[T]) lockoutWarning(ctx context.Context, obj T) admission.Warnings {
-	org, ok := any(obj).(*hubv1.Organization)
-	if !ok || org.Spec.Security.MFA == nil || org.Spec.Security.MFA.Enforcement == hubv1.MFANone {
-		return nil
-	}
-	req, err := admission.RequestFromContext(ctx)
-	if err != nil || identity.MultiFactor(req.UserInfo.Extra) {
-		return nil
-	}
-	r, err := m.requester(ctx)
-	if err != nil || r.member == nil || !covers(org.Spec.Security.MFA, r.role) {
-		return nil
-	}
-	return admission.Warnings{fmt.Sprintf("%s signed in without a second factor; with this MFA policy the hub refuses "+
-		"their next change until they sign in with one", r.name)}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -15,7 +16,7 @@ import (
 
 // OrganizationValidator checks what CEL cannot: that the billing time zone is
 // a zone the hub knows (the IANA database is compiled into the binary).
-// Only an Owner may change the plan.
+// Only an Owner may change the plan, the username prefix or the MFA policy.
 type OrganizationValidator struct {
 	team
 }
@@ -30,8 +31,9 @@ func (v *OrganizationValidator) ValidateCreate(_ context.Context, org *hubv1.Org
 // ValidateUpdate validates a changed Organization; a new plan needs an
 // Owner.
 func (v *OrganizationValidator) ValidateUpdate(ctx context.Context, old, org *hubv1.Organization) (admission.Warnings, error) {
-	// The plan, and the username prefix (which re-keys every binding, so
-	// changing it could lock the Owners out), are the Owners'.
+	// The plan, the username prefix (which re-keys every binding, so
+	// changing it could lock the Owners out) and the MFA policy (an Admin
+	// could otherwise lift what binds the Owners) are the Owners'.
 	ownerOnly := []struct {
 		changed bool
 		path    *field.Path
@@ -40,6 +42,8 @@ func (v *OrganizationValidator) ValidateUpdate(ctx context.Context, old, org *hu
 		{old.Spec.Plan != org.Spec.Plan, field.NewPath("spec", "plan"), "changing the plan"},
 		{old.Spec.Security.UsernamePrefix != org.Spec.Security.UsernamePrefix, field.NewPath("spec", "security", "usernamePrefix"),
 			"changing the username prefix"},
+		{!equality.Semantic.DeepEqual(old.Spec.Security.MFA, org.Spec.Security.MFA), field.NewPath("spec", "security", "mfa"),
+			"changing the MFA policy"},
 	}
 	for _, o := range ownerOnly {
 		if !o.changed {

@@ -38,6 +38,7 @@ type Options struct {
 	// outside tests: entries say when a person acted).
 	Clock clock.PassiveClock
 
+	team     team
 	activity *activity
 }
 
@@ -48,6 +49,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		opts.Clock = clock.RealClock{}
 	}
 	tm := team{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
+	opts.team = tm
 	opts.activity = &activity{team: tm, Client: mgr.GetClient(), Clock: opts.Clock}
 	projects := &APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader(), team: tm}
 	steps := []error{
@@ -66,7 +68,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 // register serves a kind's validator, behind the organization's MFA policy
 // and audited.
 func register[T client.Object](mgr ctrl.Manager, opts Options, obj T, v admission.Validator[T], changes func(old, new T) []usage.FieldChange) error {
-	guarded := &multiFactorRequired[T]{inner: v, team: opts.activity.team}
+	guarded := &multiFactorRequired[T]{inner: v, team: opts.team}
 	return ctrl.NewWebhookManagedBy(mgr, obj).
 		WithValidator(&audited[T]{inner: guarded, auditor: opts.Auditor, clock: opts.Clock, changes: changes, activity: opts.activity}).
 		Complete()

@@ -93,7 +93,7 @@ type MemberStatus struct {
 	InvitationFor string `json:"invitationFor,omitempty"`
 
 	// lastActiveAt is when the member last changed a hub resource, as
-	// admission saw it (at most once a minute; reads are not seen).
+	// admission saw it (written at most once a minute; reads are not seen).
 	// +optional
 	LastActiveAt *metav1.Time `json:"lastActiveAt,omitempty"`
 

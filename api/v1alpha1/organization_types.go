@@ -223,8 +223,9 @@ type SecurityPolicy struct {
 
 	// usernamePrefix is put before a member's email to make the Kubernetes
 	// username that the hub's RBAC bindings name. Set it to the prefix of
-	// the cluster's OIDC setup (the API server's --oidc-username-prefix,
-	// such as "oidc:"); empty means the email itself.
+	// the cluster's OIDC setup (claimMappings.username.prefix of the API
+	// server's authentication configuration, or --oidc-username-prefix),
+	// such as "oidc:"; empty means the email itself.
 	// +optional
 	// +kubebuilder:validation:MaxLength=64
 	UsernamePrefix string `json:"usernamePrefix,omitempty"`

@@ -6,12 +6,10 @@
 // token's amr claim (RFC 8176); the API server's structured authentication
 // configuration maps that claim into the user's extra information under
 // AMRExtra, and from there it reaches every admission request and token
-// review. docs/team.md shows the configuration.
+// review. docs/api/member.md shows the configuration.
 package identity
 
 import (
-	"slices"
-
 	authenticationv1 "k8s.io/api/authentication/v1"
 )
 
@@ -19,23 +17,39 @@ import (
 // authentication methods of the sign-in (the ID token's amr claim).
 const AMRExtra = "hub.minimax.io/amr"
 
-// secondFactors are the RFC 8176 methods that prove possession or inherence,
-// so a sign-in that used one used more than a password. "mfa" is the
-// provider saying so outright.
-var secondFactors = []string{
-	"mfa",                     // multiple factors, as the provider says
-	"otp", "hwk", "swk", "sc", // one-time code, hardware, software or smart-card key
-	"sms", "tel", // a code sent to, or a call to, a phone
-	"fpt", "face", "iris", "retina", "vbm", // biometrics
+// factor is a kind of proof: something the person knows, has, or is.
+type factor int
+
+const (
+	knowledge factor = iota + 1
+	possession
+	inherence
+)
+
+// factors sorts the RFC 8176 methods by the kind of proof they are. Methods
+// not listed (such as "user" presence or risk-based "rba") prove none.
+var factors = map[string]factor{
+	"pwd": knowledge, "pin": knowledge, "kba": knowledge,
+	"otp": possession, "hwk": possession, "swk": possession, "sc": possession,
+	"sms": possession, "tel": possession, "pop": possession,
+	"fpt": inherence, "face": inherence, "iris": inherence, "retina": inherence, "vbm": inherence,
 }
 
-// MultiFactor says whether the user signed in with a second factor, as the
-// identity provider reported it through the AMRExtra extra.
+// MultiFactor says whether the user signed in with more than one kind of
+// proof, as the identity provider reported it through the AMRExtra extra:
+// the provider said "mfa", or the methods span two kinds (a password and a
+// one-time code, a security key and its PIN). One kind alone, such as a
+// password, or a code mailed or texted in place of a password, is one
+// factor however many methods carry it.
 func MultiFactor(extra map[string]authenticationv1.ExtraValue) bool {
+	kinds := map[factor]bool{}
 	for _, method := range extra[AMRExtra] {
-		if slices.Contains(secondFactors, method) {
+		if method == "mfa" {
 			return true
 		}
+		if f := factors[method]; f != 0 {
+			kinds[f] = true
+		}
 	}
-	return false
+	return len(kinds) >= 2
 }

@@ -7,17 +7,24 @@ import (
 )
 
 func TestMultiFactor(t *testing.T) {
+	amr := func(methods ...string) map[string]authenticationv1.ExtraValue {
+		return map[string]authenticationv1.ExtraValue{AMRExtra: methods}
+	}
 	for _, tc := range []struct {
 		name  string
 		extra map[string]authenticationv1.ExtraValue
 		want  bool
 	}{
 		{"no extra (a client certificate, a service account)", nil, false},
-		{"password only", map[string]authenticationv1.ExtraValue{AMRExtra: {"pwd"}}, false},
-		{"password and knowledge questions", map[string]authenticationv1.ExtraValue{AMRExtra: {"pwd", "kba"}}, false},
-		{"the provider says mfa", map[string]authenticationv1.ExtraValue{AMRExtra: {"pwd", "mfa"}}, true},
-		{"a one-time code", map[string]authenticationv1.ExtraValue{AMRExtra: {"pwd", "otp"}}, true},
-		{"a hardware key alone", map[string]authenticationv1.ExtraValue{AMRExtra: {"hwk"}}, true},
+		{"password only", amr("pwd"), false},
+		{"password and knowledge questions: one kind", amr("pwd", "kba"), false},
+		{"a one-time code in place of a password", amr("otp"), false},
+		{"a security key without its PIN", amr("hwk"), false},
+		{"the provider says mfa", amr("mfa"), true},
+		{"password and one-time code", amr("pwd", "otp"), true},
+		{"security key and PIN", amr("hwk", "pin"), true},
+		{"security key and fingerprint", amr("hwk", "fpt"), true},
+		{"unknown methods prove nothing", amr("pwd", "ngcmfa-unknown", "rba"), false},
 		{"amr under another key does not count", map[string]authenticationv1.ExtraValue{"example.com/amr": {"mfa"}}, false},
 	} {
 		if got := MultiFactor(tc.extra); got != tc.want {
