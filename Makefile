@@ -72,6 +72,8 @@ verify: generate manifests ## Fail when generated code, manifests or go.mod file
 	$(GO) mod tidy -diff
 	cd hack/tools && $(GO) mod tidy -diff
 	cd hack/controlplane && $(GO) mod tidy -diff
+	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576 { print $$2 }'); \
+	if [ -n "$$big" ]; then echo "Tracked files over 1 MiB (build outputs belong in bin/):"; echo "$$big"; exit 1; fi
 	@changed=$$(git status --porcelain -- api config); \
 	if [ -n "$$changed" ]; then \
 		echo "Generated files are stale; run 'make generate manifests' and commit:"; \
