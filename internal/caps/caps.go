@@ -367,7 +367,9 @@ func (r *Reconciler) evaluate(ctx context.Context, capObj *hubv1.SpendingCap, pr
 		}
 		filter.Owners = owners
 	}
-	buckets, err := r.Store.Aggregate(ctx, usage.Query{From: c.start, To: now.Add(time.Hour),
+	// The cycle's own window, exactly: an event counts in one cycle only,
+	// in zones whose midnight is not on a UTC hour too.
+	buckets, err := r.Store.Aggregate(ctx, usage.Query{From: c.start, To: c.end,
 		GroupBy: []usage.Dimension{usage.ByService, usage.ByModel}, Granularity: usage.Hour, Filter: filter})
 	if err != nil {
 		return e, fmt.Errorf("reading the usage of cap %s/%s: %w", capObj.Namespace, capObj.Name, err)

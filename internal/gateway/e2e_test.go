@@ -44,6 +44,9 @@ var (
 	store      usage.Store
 	// upstreamURL is the demo model's address.
 	upstreamURL string
+	// serverURL is the usage server's address, and ingestToken a token
+	// that may post usage events to it.
+	serverURL, ingestToken string
 )
 
 func TestMain(m *testing.M) {
@@ -95,6 +98,7 @@ func runSuite(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	serverURL, ingestToken = "http://"+serverAddr, token
 	gatewayAddr := freeAddr()
 	gatewayMgr, _, err := gateway.NewManager(ctx, env.Cluster.Config, gateway.Options{
 		ListenAddr: gatewayAddr, Upstream: model.URL, ServerURL: "http://" + serverAddr,

@@ -27,8 +27,11 @@ import (
 // Shipper sends usage events to the server's ingest API in batches. Delivery
 // is at least once; the server deduplicates by event ID. While the server is
 // unreachable, events wait in memory and, beyond MemoryEvents, on disk in
-// SpoolDir, and go out when it is back. An event is dropped only when the
-// server refuses it as invalid (which retrying cannot fix), and counted.
+// SpoolDir, and go out when it is back. No event is dropped: one the server
+// refuses as invalid (which retrying cannot fix) is quarantined in
+// SpoolDir/quarantine, with the server's reason, counted, and the rest of
+// its batch is sent again; one the server's store refuses it quarantines
+// itself.
 type Shipper struct {
 	// URL is the ingest endpoint, https://<server>/v1/usage/events.
 	URL    string
@@ -59,14 +62,14 @@ type Shipper struct {
 }
 
 type shipperMetrics struct {
-	shipped, dropped, spilled prometheus.Counter
+	shipped, quarantined, spilled prometheus.Counter
 }
 
 // RegisterMetrics registers the shipper's metrics.
 func (s *Shipper) RegisterMetrics(reg prometheus.Registerer) {
 	s.init()
 	s.metrics.shipped = metrics.Register(reg, s.metrics.shipped)
-	s.metrics.dropped = metrics.Register(reg, s.metrics.dropped)
+	s.metrics.quarantined = metrics.Register(reg, s.metrics.quarantined)
 	s.metrics.spilled = metrics.Register(reg, s.metrics.spilled)
 }
 
@@ -84,7 +87,8 @@ func (s *Shipper) init() {
 		s.in = make(chan usage.Event, s.MemoryEvents)
 		s.metrics = shipperMetrics{
 			shipped: prometheus.NewCounter(prometheus.CounterOpts{Name: "hub_gateway_usage_shipped_total", Help: "Usage events the server accepted."}),
-			dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "hub_gateway_usage_dropped_total", Help: "Usage events the server refused as invalid."}),
+			quarantined: prometheus.NewCounter(prometheus.CounterOpts{Name: "hub_gateway_usage_quarantined_total",
+				Help: "Usage events the server refused as invalid, kept in the spool's quarantine directory."}),
 			spilled: prometheus.NewCounter(prometheus.CounterOpts{Name: "hub_gateway_usage_spilled_total", Help: "Usage events written to disk to wait for the server."}),
 		}
 	})
@@ -186,73 +190,157 @@ func (s *Shipper) shutdown(events []usage.Event) {
 	}
 }
 
-// send posts a batch. When the server refuses one event as invalid, that
-// event is dropped (and counted) and the rest is sent again.
+// send posts a batch. When the server refuses events as invalid, they are
+// quarantined and the rest is sent again.
 func (s *Shipper) send(ctx context.Context, events []usage.Event) error {
 	for len(events) > 0 {
-		bad, caps, err := s.post(ctx, events)
+		answer, err := s.post(ctx, events)
 		if err != nil {
 			return err
 		}
-		if bad < 0 {
+		if len(answer.invalid) == 0 {
 			s.metrics.shipped.Add(float64(len(events)))
 			if s.OnAck != nil {
-				s.OnAck(events, caps)
+				s.OnAck(events, answer.caps)
 			}
 			return nil
 		}
-		s.metrics.dropped.Inc()
-		s.Log.Error(errors.New("invalid usage event"), "The server refused a usage event; dropping it", "event", events[bad].ID)
-		if s.OnAck != nil {
-			s.OnAck(events[bad:bad+1], nil) // never to be stored: no longer pending
+		bad := make([]usage.Event, 0, len(answer.invalid))
+		reasons := make([]string, 0, len(answer.invalid))
+		rest := make([]usage.Event, 0, len(events))
+		for i := range events {
+			if reason, ok := answer.invalid[i]; ok {
+				bad, reasons = append(bad, events[i]), append(reasons, reason)
+				continue
+			}
+			rest = append(rest, events[i])
 		}
-		events = append(events[:bad:bad], events[bad+1:]...)
+		if err := s.quarantine(bad, reasons); err != nil {
+			return fmt.Errorf("quarantining usage events the server refused: %w", err)
+		}
+		if s.OnAck != nil {
+			s.OnAck(bad, nil) // never to be stored: no longer pending
+		}
+		events = rest
 	}
 	return nil
 }
 
-// post sends one request; it returns the index of an invalid event, or -1,
-// and the Hard cap totals of the server's answer.
-func (s *Shipper) post(ctx context.Context, events []usage.Event) (int, []usage.CapTotals, error) {
+// ingestAnswer is what the server said of a batch.
+type ingestAnswer struct {
+	caps []usage.CapTotals
+	// invalid are the refused events, by index, with the reason.
+	invalid map[int]string
+}
+
+// post sends one request and reads the server's answer.
+func (s *Shipper) post(ctx context.Context, events []usage.Event) (ingestAnswer, error) {
+	var out ingestAnswer
 	body, err := json.Marshal(map[string][]usage.Event{"events": events})
 	if err != nil {
-		return -1, nil, err
+		return out, err
 	}
 	token, err := s.Token()
 	if err != nil {
-		return -1, nil, fmt.Errorf("reading the ServiceAccount token: %w", err)
+		return out, fmt.Errorf("reading the ServiceAccount token: %w", err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(body))
 	if err != nil {
-		return -1, nil, err
+		return out, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := s.Client.Do(req)
 	if err != nil {
-		return -1, nil, err
+		return out, err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	var answer struct {
-		Caps  []usage.CapTotals `json:"caps"`
-		Error *struct {
-			Message string `json:"message"`
-			Index   *int   `json:"index"`
-		} `json:"error"`
+	var answer ingestReply
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&answer)
+	if resp.StatusCode == http.StatusOK {
+		out.caps = answer.Caps
+		return out, nil
 	}
-	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&answer)
-	switch {
-	case resp.StatusCode == http.StatusOK:
-		return -1, answer.Caps, nil
-	case resp.StatusCode == http.StatusBadRequest && answer.Error != nil && answer.Error.Index != nil &&
-		*answer.Error.Index >= 0 && *answer.Error.Index < len(events):
-		return *answer.Error.Index, nil, nil
+	refused := resp.StatusCode == http.StatusUnprocessableEntity || resp.StatusCode == http.StatusBadRequest
+	if out.invalid = answer.refused(len(events)); refused && len(out.invalid) > 0 {
+		return out, nil
 	}
 	msg := ""
 	if answer.Error != nil {
 		msg = answer.Error.Message
 	}
-	return -1, nil, fmt.Errorf("the usage server answered %s: %s", resp.Status, msg)
+	return ingestAnswer{}, fmt.Errorf("the usage server answered %s: %s", resp.Status, msg)
+}
+
+// ingestReply is the body of the server's answer.
+type ingestReply struct {
+	Caps  []usage.CapTotals `json:"caps"`
+	Error *struct {
+		Message string `json:"message"`
+		Index   *int   `json:"index"`
+		Invalid []struct {
+			Index   int    `json:"index"`
+			Field   string `json:"field"`
+			Message string `json:"message"`
+		} `json:"invalid"`
+	} `json:"error"`
+}
+
+// refused lists the events of a batch of n that the reply refuses, by index,
+// with the reason.
+func (r *ingestReply) refused(n int) map[int]string {
+	e := r.Error
+	if e == nil {
+		return nil
+	}
+	out := map[int]string{}
+	for _, bad := range e.Invalid {
+		if bad.Index >= 0 && bad.Index < n {
+			out[bad.Index] = bad.Field + ": " + bad.Message
+		}
+	}
+	// A server from before the list names only the first.
+	if len(out) == 0 && e.Index != nil && *e.Index >= 0 && *e.Index < n {
+		out[*e.Index] = e.Message
+	}
+	return out
+}
+
+// QuarantinedEvent is a line of a quarantine file: an event the server
+// refused, and why.
+type QuarantinedEvent struct {
+	Time   time.Time   `json:"time"`
+	Reason string      `json:"reason"`
+	Event  usage.Event `json:"event"`
+}
+
+// quarantine keeps refused events in a new file of SpoolDir/quarantine,
+// written whole then renamed, where an operator finds them; the metric
+// hub_gateway_usage_quarantined_total counts them.
+func (s *Shipper) quarantine(events []usage.Event, reasons []string) error {
+	dir := filepath.Join(s.SpoolDir, "quarantine")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	lines := make([]QuarantinedEvent, len(events))
+	now := time.Now().UTC()
+	for i := range events {
+		lines[i] = QuarantinedEvent{Time: now, Reason: reasons[i], Event: events[i]}
+		s.Log.Error(errors.New(reasons[i]), "The usage server refused a usage event; it is quarantined", "event", events[i].ID)
+	}
+	name := filepath.Join(dir, fmt.Sprintf("quarantine-%020d.jsonl", time.Now().UnixNano()))
+	f, err := os.OpenFile(name+".tmp", os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := jsonl.WriteAndClose(f, lines); err != nil {
+		return err
+	}
+	if err := os.Rename(name+".tmp", name); err != nil {
+		return err
+	}
+	s.metrics.quarantined.Add(float64(len(events)))
+	return nil
 }
 
 // spill appends events to a new spool file, written whole then renamed, so

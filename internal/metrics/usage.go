@@ -19,6 +19,7 @@ type UsageMetrics struct {
 	storage      *prometheus.CounterVec
 	spend        *prometheus.CounterVec
 	unpriced     *prometheus.CounterVec
+	quarantined  prometheus.Counter
 }
 
 // NewUsageMetrics creates the counters and registers them with reg.
@@ -46,8 +47,15 @@ func NewUsageMetrics(reg prometheus.Registerer) *UsageMetrics {
 	}
 	m.requests, m.tokens, m.videoSeconds = Register(reg, m.requests), Register(reg, m.tokens), Register(reg, m.videoSeconds)
 	m.storage, m.spend, m.unpriced = Register(reg, m.storage), Register(reg, m.spend), Register(reg, m.unpriced)
+	m.quarantined = Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "hub_usage_quarantined_events_total",
+		Help: "Usage events the store could not take although it was working; they are kept in its quarantine table.",
+	}))
 	return m
 }
+
+// Quarantined counts events set aside in the store's quarantine.
+func (m *UsageMetrics) Quarantined(n int) { m.quarantined.Add(float64(n)) }
 
 // Usage is what one stored event adds to the counters.
 type Usage struct {

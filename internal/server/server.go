@@ -91,8 +91,14 @@ type IngestRequest struct {
 type IngestResponse struct {
 	// Received is how many events the request carried.
 	Received int `json:"received"`
-	// Stored is how many of them were new; the rest had been stored before.
+	// Stored is how many of them were new; the rest had been stored before,
+	// or were quarantined.
 	Stored int `json:"stored"`
+	// Quarantined is how many of them the store could not take although it
+	// was working (each failed alone): they are kept in the store's
+	// quarantine, counted in hub_usage_quarantined_events_total, and must
+	// not be sent again.
+	Quarantined int `json:"quarantined,omitempty"`
 	// Caps are the cycle totals of the Hard spending caps covering the
 	// batch's projects, after the batch was stored.
 	Caps []usage.CapTotals `json:"caps,omitempty"`
@@ -101,13 +107,31 @@ type IngestResponse struct {
 // errorBody is the JSON body of every refusal.
 type errorBody struct {
 	Message string `json:"message"`
-	// Index is the position of the offending event in the batch, if any.
+	// Index is the position of the first offending event in the batch, if
+	// any.
 	Index *int `json:"index,omitempty"`
+	// Field is the path of the first offending field, such as
+	// events[3].inputTokens.
+	Field string `json:"field,omitempty"`
+	// Invalid lists every invalid event of the batch.
+	Invalid []InvalidEvent `json:"invalid,omitempty"`
 }
 
-// ingest stores a batch of events, all or nothing. A bad event refuses the
-// whole batch with 400, naming its index and what is wrong; the gateway can
-// then drop that event and send the rest again.
+// InvalidEvent says why one event of a batch was refused.
+type InvalidEvent struct {
+	// Index is the event's position in the batch.
+	Index int `json:"index"`
+	// Field is the offending field's path, events[<index>].<field>.
+	Field string `json:"field"`
+	// Message says what the field must be.
+	Message string `json:"message"`
+}
+
+// ingest stores a batch of events, all or nothing. Invalid events refuse
+// the whole batch with 422, listing each with its field and what is wrong;
+// the gateway then quarantines those and sends the rest again. Events the
+// store cannot take although it works are quarantined here (see insert), so
+// that one poison event never blocks the batches behind it.
 func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBatchBytes)
 	var req IngestRequest
@@ -128,25 +152,27 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 			"the batch has %d events; send at most %d per request", len(req.Events), MaxBatchEvents)})
 		return
 	}
-	for i := range req.Events {
-		if err := req.Events[i].Validate(); err != nil {
-			writeError(w, http.StatusBadRequest, errorBody{Message: err.Error(), Index: &i})
-			return
-		}
+	if invalid := validate(req.Events); len(invalid) > 0 {
+		first := invalid[0]
+		writeError(w, http.StatusUnprocessableEntity, errorBody{
+			Message: fmt.Sprintf("%s: %s (%d invalid events in the batch; nothing was stored)", first.Field, first.Message, len(invalid)),
+			Index:   &first.Index, Field: first.Field, Invalid: invalid,
+		})
+		return
 	}
 	done := func([]usage.Event) {}
 	if s.BeginIngest != nil {
 		done = s.BeginIngest()
 	}
-	stored, err := s.Store.Insert(r.Context(), req.Events)
+	stored, quarantined, err := s.insert(r.Context(), req.Events)
 	done(stored)
+	s.count(stored)
 	if err != nil {
 		s.Log.Error(err, "Storing usage events", "events", len(req.Events))
 		writeError(w, http.StatusServiceUnavailable, errorBody{Message: "the usage store is unavailable; retry the batch"})
 		return
 	}
-	s.count(stored)
-	answer := IngestResponse{Received: len(req.Events), Stored: len(stored)}
+	answer := IngestResponse{Received: len(req.Events), Stored: len(stored), Quarantined: quarantined}
 	if s.CapTotals != nil {
 		// The batch is stored: a failure here only delays the gateway's
 		// stop to the server's own mark, so it fails nothing.
@@ -155,6 +181,58 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, answer)
+}
+
+// validate lists the invalid events of a batch.
+func validate(events []usage.Event) []InvalidEvent {
+	var invalid []InvalidEvent
+	for i := range events {
+		err := events[i].Validate()
+		if err == nil {
+			continue
+		}
+		bad := InvalidEvent{Index: i, Field: fmt.Sprintf("events[%d]", i), Message: err.Error()}
+		var fe *usage.FieldError
+		if errors.As(err, &fe) {
+			bad.Field, bad.Message = fmt.Sprintf("events[%d].%s", i, fe.Field), fe.Message
+		}
+		invalid = append(invalid, bad)
+	}
+	return invalid
+}
+
+// insert stores valid events. When the store fails, the batch is halved
+// until the events it cannot take stand alone; an event that fails alone,
+// twice, is quarantined, which succeeds only while the store works. So an
+// outage fails the whole request (the gateway retries it), while an event
+// the store refuses for itself is set aside and the rest is stored. It
+// returns the events stored as new, even when it fails, and how many were
+// quarantined.
+func (s *Server) insert(ctx context.Context, events []usage.Event) ([]usage.Event, int, error) {
+	stored, err := s.Store.Insert(ctx, events)
+	if err == nil || ctx.Err() != nil {
+		return stored, 0, err
+	}
+	if len(events) == 1 {
+		if stored, err = s.Store.Insert(ctx, events); err == nil {
+			return stored, 0, nil
+		}
+		if qerr := s.Store.Quarantine(ctx, events, err.Error()); qerr != nil {
+			return nil, 0, errors.Join(err, qerr)
+		}
+		s.Log.Error(err, "The usage store refused an event; it is quarantined", "event", events[0].ID)
+		if s.Metrics != nil {
+			s.Metrics.Quarantined(1)
+		}
+		return nil, 1, nil
+	}
+	half := len(events) / 2
+	first, qFirst, err := s.insert(ctx, events[:half])
+	if err != nil {
+		return first, qFirst, err
+	}
+	second, qSecond, err := s.insert(ctx, events[half:])
+	return append(first, second...), qFirst + qSecond, err
 }
 
 // count adds newly stored events to the metrics and reports the projects

@@ -114,20 +114,25 @@ type testServer struct {
 func startServer(t *testing.T, g Gomega) *testServer {
 	store, err := usage.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "usage.db"))
 	g.Expect(err).NotTo(HaveOccurred())
+	return startServerWith(t, g, store)
+}
+
+// startServerWith serves store, which it closes at the end of the test.
+func startServerWith(t *testing.T, g Gomega, store usage.Store) *testServer {
 	t.Cleanup(func() { _ = store.Close() })
 	reg := prometheus.NewRegistry()
 	prices, err := pricing.New(&hubv1.PriceList{Chat: &hubv1.TokenPricing{Models: []hubv1.ModelTokenPrice{{
 		Name: "MiniMax-M2", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20"},
 	}}}})
 	g.Expect(err).NotTo(HaveOccurred())
-	s := &server.Server{
+	srv := &server.Server{
 		Store:   store,
 		Auth:    &server.Authorizer{Client: k8sClient, Clock: clock.RealClock{}},
 		Metrics: metrics.NewUsageMetrics(reg),
 		Log:     ctrl.Log,
 	}
-	s.SetPrices(&server.Prices{List: prices, Currency: "USD"})
-	hs := httptest.NewServer(s.Handler())
+	srv.SetPrices(&server.Prices{List: prices, Currency: "USD"})
+	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	return &testServer{url: hs.URL, store: store, reg: reg}
 }
@@ -209,9 +214,18 @@ func TestIngestRefusals(t *testing.T) {
 
 	bad := chatEvent("e3", -5, 0)
 	code, body = post(g, srv.url, token, server.IngestRequest{Events: []usage.Event{chatEvent("ok", 1, 1), bad}})
-	g.Expect(code).To(Equal(http.StatusBadRequest))
+	g.Expect(code).To(Equal(http.StatusUnprocessableEntity))
 	g.Expect(body["error"]).To(HaveKeyWithValue("index", 1.0))
-	g.Expect(errorMessage(body)).To(ContainSubstring("cannot be negative"))
+	g.Expect(body["error"]).To(HaveKeyWithValue("field", "events[1].inputTokens"))
+	g.Expect(errorMessage(body)).To(ContainSubstring("must be between 0 and 1000000000, not -5"))
+
+	// Above the ceiling, every invalid event is listed with its field.
+	huge := chatEvent("e4", 0, usage.MaxTokensPerCall+1)
+	forged := chatEvent("e5", 9223372036854775807, 0)
+	code, body = post(g, srv.url, token, server.IngestRequest{Events: []usage.Event{huge, chatEvent("ok", 1, 1), forged}})
+	g.Expect(code).To(Equal(http.StatusUnprocessableEntity))
+	g.Expect(body["error"]).To(HaveKeyWithValue("invalid", ConsistOf(
+		HaveKeyWithValue("field", "events[0].outputTokens"), HaveKeyWithValue("field", "events[2].inputTokens"))))
 
 	code, body = post(g, srv.url, token, []byte(`{"events": [{"id": "x", "colour": "blue"}]}`))
 	g.Expect(code).To(Equal(http.StatusBadRequest))

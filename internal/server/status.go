@@ -245,8 +245,9 @@ func lastUse(used map[string]time.Time, ids []string) (time.Time, bool) {
 // summarize sums a project's usage in the current billing cycle, in all and
 // per key ID, priced by the organization's price list.
 func (w *StatusWriter) summarize(ctx context.Context, project string, now time.Time) (*summary, map[string]*summary, error) {
-	cycleStart := w.cycleStart(ctx, now)
-	buckets, err := w.Store.Aggregate(ctx, usage.Query{From: cycleStart, To: now.Add(time.Hour),
+	cycle := w.cycle(ctx, now)
+	cycleStart := cycle.Start
+	buckets, err := w.Store.Aggregate(ctx, usage.Query{From: cycle.Start, To: cycle.End,
 		GroupBy: []usage.Dimension{usage.ByKeyID, usage.ByService, usage.ByModel}, Filter: usage.Filter{Project: project}})
 	if err != nil {
 		return nil, nil, err
@@ -300,16 +301,16 @@ func replacing(s hubv1.UsageSummary) map[string]any {
 	return out
 }
 
-// cycleStart is the start of the organization's current billing cycle, or of
-// the calendar month (UTC) when there is no organization.
+// cycle is the organization's current billing cycle, or the calendar month
+// (UTC) when there is no organization.
 // Caps count cycles the same way, so a project's spend and its cap agree at
 // the boundary.
-func (w *StatusWriter) cycleStart(ctx context.Context, now time.Time) time.Time {
+func (w *StatusWriter) cycle(ctx context.Context, now time.Time) billing.Cycle {
 	org := &hubv1.Organization{}
 	if err := w.Client.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err != nil {
-		return billing.OrganizationCycle(0, "", now).Start
+		return billing.OrganizationCycle(0, "", now)
 	}
-	return billing.OrganizationCycle(org.Spec.Billing.CycleStartDay, org.Spec.Billing.TimeZone, now).Start
+	return billing.OrganizationCycle(org.Spec.Billing.CycleStartDay, org.Spec.Billing.TimeZone, now)
 }
 
 func (w *StatusWriter) prices() *pricing.PriceList {

@@ -8,7 +8,11 @@ package usage
 import (
 	"errors"
 	"fmt"
+	"math"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/minimax/platform-hub/internal/pricing"
 )
@@ -25,12 +29,14 @@ type Event struct {
 	KeyID string `json:"keyID"`
 	// Service is what the call is billed under.
 	Service pricing.Service `json:"service"`
-	// Endpoint is the API path, such as /v1/chat/completions.
+	// Endpoint is the route the call matched, as its template
+	// (/v1/files/{file_id}/content), so that it has a bounded set of values.
 	Endpoint string `json:"endpoint"`
 	// Model is the model the call used.
 	Model string `json:"model,omitempty"`
 	// InputTokens and OutputTokens count tokens (training tokens of a
-	// fine-tuning job count as input).
+	// fine-tuning job count as input; cache reads and writes count as
+	// input).
 	InputTokens  int64 `json:"inputTokens,omitempty"`
 	OutputTokens int64 `json:"outputTokens,omitempty"`
 	// VideoSeconds counts seconds of generated video.
@@ -39,7 +45,39 @@ type Event struct {
 	StorageByteHours int64 `json:"storageByteHours,omitempty"`
 	// StatusCode is the HTTP status the caller received.
 	StatusCode int `json:"statusCode"`
+	// Flags say what was wrong with the usage the upstream reported, when
+	// something was: the call is recorded with what was valid, and flagged
+	// for review (see the Flag constants).
+	Flags []Flag `json:"flags,omitempty"`
 }
+
+// Flag marks an event whose usage could not be read whole from the upstream's
+// answer. The call is still recorded: a served call never vanishes.
+type Flag string
+
+// Flags.
+const (
+	// FlagUsageMissing: a successful answer of a metered route had no usage.
+	FlagUsageMissing Flag = "usage_missing"
+	// FlagUsageMalformed: a usage figure was of the wrong type, negative or
+	// above its ceiling; it was recorded as zero.
+	FlagUsageMalformed Flag = "usage_malformed"
+	// FlagUsageUnreadable: the answer could not be decoded (an encoding the
+	// gateway did not ask for, corrupt compression, JSON cut short).
+	FlagUsageUnreadable Flag = "usage_unreadable"
+	// FlagStreamIncomplete: a stream ended before its usage event (the
+	// client left, or the upstream broke off).
+	FlagStreamIncomplete Flag = "stream_incomplete"
+	// FlagModelInvalid: the model the request named is not a valid name
+	// (too long, control characters); it was recorded as "".
+	FlagModelInvalid Flag = "model_invalid"
+)
+
+// flagsField is the JSON name of Event.Flags, and the name of its column.
+const flagsField = "flags"
+
+var knownFlags = map[Flag]bool{FlagUsageMissing: true, FlagUsageMalformed: true, FlagUsageUnreadable: true,
+	FlagStreamIncomplete: true, FlagModelInvalid: true}
 
 // Limits of event fields, checked by Validate.
 const (
@@ -48,47 +86,124 @@ const (
 	MaxEndpointLength = 256
 )
 
+// Ceilings of one event's quantities. No real call comes near them (the
+// largest context windows hold about ten million tokens; a generated video
+// lasts seconds), and with them no sum the store keeps can overflow in
+// practice; the store also saturates its sums, so that not even forged
+// figures can make one overflow or change type.
+const (
+	// MaxTokensPerCall bounds inputTokens and outputTokens: 10^9.
+	MaxTokensPerCall = 1_000_000_000
+	// MaxVideoSecondsPerCall bounds videoSeconds: a day.
+	MaxVideoSecondsPerCall = 86_400
+	// MaxStorageByteHoursPerEvent bounds storageByteHours: a petabyte held
+	// for an hour, 10^15.
+	MaxStorageByteHoursPerEvent = 1_000_000_000_000_000
+)
+
+// Event times must fall in [MinEventTime, MaxEventTime): they are stored as
+// Unix microseconds, and a year 0 or 300000 is a bug, not a call.
+var (
+	MinEventTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	MaxEventTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 // ErrInvalidEvent wraps every validation error.
 var ErrInvalidEvent = errors.New("invalid usage event")
 
-// Validate says what is wrong with an event, if anything.
+// FieldError says which field of an event is invalid and why. It wraps
+// ErrInvalidEvent.
+type FieldError struct {
+	// Field is the event's JSON field name, such as inputTokens.
+	Field string
+	// Message says what the field must be.
+	Message string
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("%s: %s: %s", ErrInvalidEvent, e.Field, e.Message)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalidEvent) hold.
+func (e *FieldError) Unwrap() error { return ErrInvalidEvent }
+
+// Validate says what is wrong with an event, if anything, as a *FieldError.
 func (e *Event) Validate() error {
-	if msg := e.problem(); msg != "" {
-		return fmt.Errorf("%w: %s", ErrInvalidEvent, msg)
+	if field, msg := e.problem(); field != "" {
+		return &FieldError{Field: field, Message: msg}
 	}
 	return nil
 }
 
-func (e *Event) problem() string {
-	switch {
-	case e.ID == "" || len(e.ID) > MaxIDLength:
-		return fmt.Sprintf("id must be 1 to %d characters", MaxIDLength)
-	case e.Time.IsZero():
-		return "time is required"
-	case e.Project == "" || len(e.Project) > MaxNameLength:
-		return fmt.Sprintf("project must be 1 to %d characters", MaxNameLength)
-	case e.KeyID == "" || len(e.KeyID) > MaxNameLength:
-		return fmt.Sprintf("keyID must be 1 to %d characters", MaxNameLength)
-	case e.Endpoint == "" || len(e.Endpoint) > MaxEndpointLength:
-		return fmt.Sprintf("endpoint must be 1 to %d characters", MaxEndpointLength)
-	case len(e.Model) > MaxNameLength:
-		return fmt.Sprintf("model must be at most %d characters", MaxNameLength)
+func (e *Event) problem() (field, msg string) {
+	for _, f := range []struct {
+		name, value string
+		max         int
+		required    bool
+	}{
+		{"id", e.ID, MaxIDLength, true},
+		{"project", e.Project, MaxNameLength, true},
+		{"keyID", e.KeyID, MaxNameLength, true},
+		{"endpoint", e.Endpoint, MaxEndpointLength, true},
+		{"model", e.Model, MaxNameLength, false},
+	} {
+		if msg := TextProblem(f.value, f.max, f.required); msg != "" {
+			return f.name, msg
+		}
+	}
+	if e.Time.Before(MinEventTime) || !e.Time.Before(MaxEventTime) {
+		return "time", fmt.Sprintf("must be between %s and %s", MinEventTime.Format(time.RFC3339), MaxEventTime.Format(time.RFC3339))
 	}
 	return e.quantityProblem()
 }
 
-func (e *Event) quantityProblem() string {
+// TextProblem says what is wrong with a text field of at most max bytes, if
+// anything: it must be valid UTF-8 without control characters (PostgreSQL
+// refuses NUL in text, and no name needs them).
+func TextProblem(s string, max int, required bool) string {
 	switch {
-	case e.InputTokens < 0 || e.OutputTokens < 0 || e.VideoSeconds < 0 || e.StorageByteHours < 0:
-		return "inputTokens, outputTokens, videoSeconds and storageByteHours cannot be negative"
-	case e.StatusCode < 100 || e.StatusCode > 599:
-		return "statusCode must be an HTTP status (100 to 599)"
+	case s == "" && required:
+		return "is required"
+	case len(s) > max:
+		return fmt.Sprintf("must be at most %d bytes", max)
+	case !utf8.ValidString(s):
+		return "must be valid UTF-8"
+	case strings.ContainsFunc(s, unicode.IsControl):
+		return "must not contain control characters"
+	}
+	return ""
+}
+
+func (e *Event) quantityProblem() (field, msg string) {
+	for _, q := range []struct {
+		name       string
+		value, max int64
+	}{
+		{"inputTokens", e.InputTokens, MaxTokensPerCall},
+		{"outputTokens", e.OutputTokens, MaxTokensPerCall},
+		{"videoSeconds", e.VideoSeconds, MaxVideoSecondsPerCall},
+		{"storageByteHours", e.StorageByteHours, MaxStorageByteHoursPerEvent},
+	} {
+		if q.value < 0 || q.value > q.max {
+			return q.name, fmt.Sprintf("must be between 0 and %d, not %d", q.max, q.value)
+		}
+	}
+	if e.StatusCode < 100 || e.StatusCode > 599 {
+		return "statusCode", "must be an HTTP status (100 to 599)"
+	}
+	if len(e.Flags) > len(knownFlags) {
+		return flagsField, fmt.Sprintf("must hold at most %d flags", len(knownFlags))
+	}
+	for _, f := range e.Flags {
+		if !knownFlags[f] {
+			return flagsField, fmt.Sprintf("unknown flag %q", f)
+		}
 	}
 	switch e.Service {
 	case pricing.Chat, pricing.Video, pricing.FineTuning, pricing.Storage:
-		return ""
+		return "", ""
 	}
-	return fmt.Sprintf("service must be one of chat, video, fine_tuning, storage, not %q", e.Service)
+	return "service", fmt.Sprintf("must be one of chat, video, fine_tuning, storage, not %q", e.Service)
 }
 
 // Totals sums usage.
@@ -100,17 +215,28 @@ type Totals struct {
 	StorageByteHours int64 `json:"storageByteHours"`
 }
 
-// Add adds other to t.
+// Add adds other to t. Sums saturate at math.MaxInt64 rather than wrap:
+// usage is never negative, so a saturated figure is the only wrong answer an
+// absurd store can give, and it errs towards stopping a cap.
 func (t *Totals) Add(other Totals) {
-	t.Calls += other.Calls
-	t.InputTokens += other.InputTokens
-	t.OutputTokens += other.OutputTokens
-	t.VideoSeconds += other.VideoSeconds
-	t.StorageByteHours += other.StorageByteHours
+	t.Calls = SaturatingAdd(t.Calls, other.Calls)
+	t.InputTokens = SaturatingAdd(t.InputTokens, other.InputTokens)
+	t.OutputTokens = SaturatingAdd(t.OutputTokens, other.OutputTokens)
+	t.VideoSeconds = SaturatingAdd(t.VideoSeconds, other.VideoSeconds)
+	t.StorageByteHours = SaturatingAdd(t.StorageByteHours, other.StorageByteHours)
 }
 
-// Tokens is input plus output tokens.
-func (t Totals) Tokens() int64 { return t.InputTokens + t.OutputTokens }
+// Tokens is input plus output tokens (saturating).
+func (t Totals) Tokens() int64 { return SaturatingAdd(t.InputTokens, t.OutputTokens) }
+
+// SaturatingAdd adds two non-negative figures, answering math.MaxInt64
+// where the sum would overflow.
+func SaturatingAdd(a, b int64) int64 {
+	if b > 0 && a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
 
 func (e *Event) totals() Totals {
 	return Totals{Calls: 1, InputTokens: e.InputTokens, OutputTokens: e.OutputTokens,

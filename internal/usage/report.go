@@ -59,7 +59,7 @@ func WriteEventsCSV(ctx context.Context, w io.Writer, s Store, f EventFilter) er
 		record[4], record[5], record[6] = string(e.Service), e.Endpoint, e.Model
 		record[7], record[8] = strconv.FormatInt(e.InputTokens, 10), strconv.FormatInt(e.OutputTokens, 10)
 		record[9], record[10] = strconv.FormatInt(e.VideoSeconds, 10), strconv.FormatInt(e.StorageByteHours, 10)
-		record[11] = strconv.Itoa(e.StatusCode)
+		record[11], record[12] = strconv.Itoa(e.StatusCode), joinFlags(e.Flags)
 		return cw.Write(record)
 	})
 	if err != nil {

@@ -4,9 +4,11 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,12 +30,16 @@ type dialect struct {
 	// migrationLock, when set, runs first in the schema transaction so that
 	// replicas starting together do not race to create the same tables.
 	migrationLock string
+	// columnExists counts the columns named $2 of table $1 (0 or 1).
+	columnExists string
 }
 
 var (
-	sqliteDialect   = dialect{name: "sqlite", placeholder: func(int) string { return "?" }, greatest: "max", tableOptions: " WITHOUT ROWID"}
+	sqliteDialect = dialect{name: "sqlite", placeholder: func(int) string { return "?" }, greatest: "max", tableOptions: " WITHOUT ROWID",
+		columnExists: "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?"}
 	postgresDialect = dialect{name: "postgres", placeholder: func(i int) string { return fmt.Sprintf("$%d", i) }, greatest: "GREATEST",
-		migrationLock: "SELECT pg_advisory_xact_lock(7486375001)"}
+		migrationLock: "SELECT pg_advisory_xact_lock(7486375001)",
+		columnExists:  "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2"}
 )
 
 // schema is the same for both databases: times are integers (microseconds
@@ -52,7 +58,8 @@ var schema = []string{
 		output_tokens BIGINT NOT NULL,
 		video_seconds BIGINT NOT NULL,
 		storage_byte_hours BIGINT NOT NULL,
-		status_code INTEGER NOT NULL)` + "%TABLE_OPTIONS%",
+		status_code INTEGER NOT NULL,
+		flags TEXT NOT NULL DEFAULT '')` + "%TABLE_OPTIONS%",
 	// One index besides the primary key: every extra index on the events
 	// table halves ingest (measured). Drill-downs and exports read a time
 	// range and filter it; per-key and per-project questions over long
@@ -94,7 +101,28 @@ var schema = []string{
 		last_ts BIGINT NOT NULL,
 		updated BIGINT NOT NULL,
 		PRIMARY KEY (project, key_id))` + "%TABLE_OPTIONS%",
+	// Facts about the store itself, such as how far raw events are pruned.
+	`CREATE TABLE IF NOT EXISTS usage_meta (
+		name TEXT PRIMARY KEY,
+		value BIGINT NOT NULL)` + "%TABLE_OPTIONS%",
+	// Events the store could not take although it was otherwise working:
+	// kept whole, as JSON, with the reason, and counted in no usage.
+	`CREATE TABLE IF NOT EXISTS usage_quarantine (
+		id TEXT PRIMARY KEY,
+		received BIGINT NOT NULL,
+		reason TEXT NOT NULL,
+		event TEXT NOT NULL)` + "%TABLE_OPTIONS%",
 }
+
+// addedColumns are columns added to tables after their first release:
+// CREATE TABLE IF NOT EXISTS leaves an older table as it was.
+var addedColumns = []struct{ table, column, definition string }{
+	{"usage_events", flagsField, "TEXT NOT NULL DEFAULT ''"},
+}
+
+// metaEventsPrunedBefore names the instant (Unix microseconds) before which
+// raw events may have been pruned.
+const metaEventsPrunedBefore = "events_pruned_before"
 
 // sqlStore implements Store on database/sql for SQLite and PostgreSQL.
 type sqlStore struct {
@@ -120,10 +148,25 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 			return fmt.Errorf("creating the %s usage schema: %w", s.d.name, err)
 		}
 	}
+	for _, c := range addedColumns {
+		var n int
+		if err := tx.QueryRowContext(ctx, s.d.columnExists, c.table, c.column).Scan(&n); err != nil {
+			return fmt.Errorf("reading the %s usage schema: %w", s.d.name, err)
+		}
+		if n > 0 {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", c.table, c.column, c.definition)); err != nil {
+			return fmt.Errorf("adding %s.%s to the %s usage schema: %w", c.table, c.column, s.d.name, err)
+		}
+	}
 	return tx.Commit()
 }
 
-const eventColumns = "id, ts, project, key_id, service, endpoint, model, input_tokens, output_tokens, video_seconds, storage_byte_hours, status_code"
+const eventColumns = "id, ts, project, key_id, service, endpoint, model, input_tokens, output_tokens, video_seconds, storage_byte_hours, status_code, flags"
+
+// eventColumnCount is the number of eventColumns.
+const eventColumnCount = 13
 
 // Insert implements Store.
 //
@@ -217,11 +260,11 @@ func (s *sqlStore) insertEvents(ctx context.Context, tx *sql.Tx, events []Event,
 		if err != nil {
 			return err
 		}
-		args := make([]any, 0, len(chunk)*12)
+		args := make([]any, 0, len(chunk)*eventColumnCount)
 		for i := range chunk {
 			e := &chunk[i]
 			args = append(args, e.ID, e.Time.UnixMicro(), e.Project, e.KeyID, string(e.Service), e.Endpoint, e.Model,
-				e.InputTokens, e.OutputTokens, e.VideoSeconds, e.StorageByteHours, e.StatusCode)
+				e.InputTokens, e.OutputTokens, e.VideoSeconds, e.StorageByteHours, e.StatusCode, joinFlags(e.Flags))
 		}
 		if isNew != nil {
 			if err := scanIDs(tx.StmtContext(ctx, stmt).QueryContext(ctx, args...))(isNew); err != nil {
@@ -268,7 +311,7 @@ func insertEventsSQL(returning bool) func(s *sqlStore, rows int) string {
 			if i > 0 {
 				b.WriteString(",")
 			}
-			s.values(&b, i*12, 12)
+			s.values(&b, i*eventColumnCount, eventColumnCount)
 		}
 		b.WriteString(" ON CONFLICT (id) DO NOTHING")
 		if returning {
@@ -343,13 +386,26 @@ func upsertRollupsSQL(s *sqlStore, rows int) string {
 		}
 		s.values(&b, i*rollupColumns, rollupColumns)
 	}
-	b.WriteString(` ON CONFLICT (hour, project, key_id, service, model, endpoint) DO UPDATE SET
-		calls = usage_hourly.calls + excluded.calls,
-		input_tokens = usage_hourly.input_tokens + excluded.input_tokens,
-		output_tokens = usage_hourly.output_tokens + excluded.output_tokens,
-		video_seconds = usage_hourly.video_seconds + excluded.video_seconds,
-		storage_byte_hours = usage_hourly.storage_byte_hours + excluded.storage_byte_hours`)
+	b.WriteString(" ON CONFLICT (hour, project, key_id, service, model, endpoint) DO UPDATE SET ")
+	for i, col := range []string{"calls", "input_tokens", "output_tokens", "video_seconds", "storage_byte_hours"} {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(col + " = " + saturatingSum("usage_hourly."+col, "excluded."+col))
+	}
 	return b.String()
+}
+
+// maxInt64SQL is math.MaxInt64 as an SQL literal (a bigint in both
+// databases).
+const maxInt64SQL = "9223372036854775807"
+
+// saturatingSum is the SQL for a + b of non-negative bigints, saturating at
+// the largest bigint: SQLite would turn an overflowing sum into a float and
+// PostgreSQL would fail the statement, and either would break every later
+// query of the row.
+func saturatingSum(a, b string) string {
+	return fmt.Sprintf("CASE WHEN %s > %s - %s THEN %s ELSE %s + %s END", a, maxInt64SQL, b, maxInt64SQL, a, b)
 }
 
 // upsertActivity records when each key of the batch was used and stored,
@@ -422,112 +478,6 @@ func (s *sqlStore) values(b *strings.Builder, after, n int) {
 		b.WriteString(s.d.placeholder(after + i))
 	}
 	b.WriteString(")")
-}
-
-var dimensionColumns = map[Dimension]string{
-	ByProject: "project", ByKeyID: "key_id", ByService: "service", ByModel: "model", ByEndpoint: "endpoint",
-}
-
-// Aggregate implements Store. It sums the hourly rollups per hour and group
-// in SQL, then folds hours into day or month buckets in the query's time
-// zone.
-func (s *sqlStore) Aggregate(ctx context.Context, q Query) ([]Bucket, error) {
-	groupCols := make([]string, 0, len(q.GroupBy))
-	for _, d := range q.GroupBy {
-		col, ok := dimensionColumns[d]
-		if !ok {
-			return nil, fmt.Errorf("unknown dimension %q", d)
-		}
-		groupCols = append(groupCols, col)
-	}
-	from := q.From.UTC().Truncate(time.Hour)
-	to := q.To.UTC()
-	if !to.Truncate(time.Hour).Equal(to) {
-		to = to.Truncate(time.Hour).Add(time.Hour)
-	}
-	args := []any{from.Unix(), to.Unix()}
-	where := fmt.Sprintf("hour >= %s AND hour < %s", s.d.placeholder(1), s.d.placeholder(2))
-	where, args = s.filterSQL(where, args, q.Filter)
-
-	selectCols := append([]string{"hour"}, groupCols...)
-	query := fmt.Sprintf(`SELECT %s, SUM(calls), SUM(input_tokens), SUM(output_tokens), SUM(video_seconds),
-		SUM(storage_byte_hours) FROM usage_hourly WHERE %s GROUP BY %s`,
-		strings.Join(selectCols, ", "), where, strings.Join(selectCols, ", "))
-	rows, err := s.db.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, fmt.Errorf("aggregating usage: %w", err)
-	}
-	defer func() { _ = rows.Close() }()
-
-	loc := q.Location
-	if loc == nil {
-		loc = time.UTC
-	}
-	type bucketKey struct {
-		start int64
-		group string
-	}
-	index := map[bucketKey]int{}
-	var buckets []Bucket
-	groupVals := make([]string, len(groupCols))
-	dest := make([]any, 0, 1+len(groupCols)+5)
-	var hour int64
-	var t Totals
-	dest = append(dest, &hour)
-	for i := range groupVals {
-		dest = append(dest, &groupVals[i])
-	}
-	dest = append(dest, &t.Calls, &t.InputTokens, &t.OutputTokens, &t.VideoSeconds, &t.StorageByteHours)
-	for rows.Next() {
-		if err := rows.Scan(dest...); err != nil {
-			return nil, err
-		}
-		start := bucketStart(time.Unix(hour, 0), q.Granularity, loc, q.From)
-		k := bucketKey{start: start.UnixNano(), group: strings.Join(groupVals, "\x00")}
-		i, ok := index[k]
-		if !ok {
-			group := make(map[Dimension]string, len(q.GroupBy))
-			for j, d := range q.GroupBy {
-				group[d] = groupVals[j]
-			}
-			buckets = append(buckets, Bucket{Start: start, Group: group})
-			i = len(buckets) - 1
-			index[k] = i
-		}
-		buckets[i].Add(t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(buckets, func(a, b Bucket) int {
-		if c := a.Start.Compare(b.Start); c != 0 {
-			return c
-		}
-		return strings.Compare(groupString(a.Group, q.GroupBy), groupString(b.Group, q.GroupBy))
-	})
-	return buckets, nil
-}
-
-func groupString(g map[Dimension]string, dims []Dimension) string {
-	parts := make([]string, len(dims))
-	for i, d := range dims {
-		parts[i] = g[d]
-	}
-	return strings.Join(parts, "\x00")
-}
-
-// bucketStart is the start of the bucket that holds the hour.
-func bucketStart(hour time.Time, g Granularity, loc *time.Location, from time.Time) time.Time {
-	local := hour.In(loc)
-	switch g {
-	case Hour:
-		return hour.UTC()
-	case Day:
-		return time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, loc)
-	case Month:
-		return time.Date(local.Year(), local.Month(), 1, 0, 0, 0, 0, loc)
-	}
-	return from
 }
 
 // conds collects the conditions of a WHERE clause, numbering the
@@ -636,13 +586,14 @@ func (s *sqlStore) Events(ctx context.Context, f EventFilter, fn func(Event) err
 	for rows.Next() {
 		var e Event
 		var ts int64
-		var service string
+		var service, flags string
 		if err := rows.Scan(&e.ID, &ts, &e.Project, &e.KeyID, &service, &e.Endpoint, &e.Model,
-			&e.InputTokens, &e.OutputTokens, &e.VideoSeconds, &e.StorageByteHours, &e.StatusCode); err != nil {
+			&e.InputTokens, &e.OutputTokens, &e.VideoSeconds, &e.StorageByteHours, &e.StatusCode, &flags); err != nil {
 			return err
 		}
 		e.Time = time.UnixMicro(ts).UTC()
 		e.Service = pricing.Service(service)
+		e.Flags = splitFlags(flags)
 		if err := fn(e); err != nil {
 			return err
 		}
@@ -671,15 +622,92 @@ func (s *sqlStore) LastUsed(ctx context.Context, since time.Time) ([]KeyActivity
 	return out, rows.Err()
 }
 
-// Prune implements Store.
+// Prune implements Store. How far events are pruned is recorded first, so
+// that no aggregation counts on events that are gone.
 func (s *sqlStore) Prune(ctx context.Context, eventsBefore, rollupsBefore time.Time) error {
-	_, err1 := s.db.ExecContext(ctx, "DELETE FROM usage_events WHERE ts < "+s.d.placeholder(1), eventsBefore.UnixMicro())
-	_, err2 := s.db.ExecContext(ctx, "DELETE FROM usage_hourly WHERE hour < "+s.d.placeholder(1),
+	p := s.d.placeholder
+	_, err := s.db.ExecContext(ctx, fmt.Sprintf(`INSERT INTO usage_meta (name, value) VALUES (%s, %s)
+		ON CONFLICT (name) DO UPDATE SET value = %s(usage_meta.value, excluded.value)`, p(1), p(2), s.d.greatest),
+		metaEventsPrunedBefore, eventsBefore.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("pruning usage: %w", err)
+	}
+	_, err1 := s.db.ExecContext(ctx, "DELETE FROM usage_events WHERE ts < "+p(1), eventsBefore.UnixMicro())
+	_, err2 := s.db.ExecContext(ctx, "DELETE FROM usage_hourly WHERE hour < "+p(1),
 		rollupsBefore.UTC().Truncate(time.Hour).Unix())
 	if err := errors.Join(err1, err2); err != nil {
 		return fmt.Errorf("pruning usage: %w", err)
 	}
 	return nil
+}
+
+// Quarantine implements Store.
+func (s *sqlStore) Quarantine(ctx context.Context, events []Event, reason string) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("quarantining usage events: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	p := s.d.placeholder
+	stmt := fmt.Sprintf(`INSERT INTO usage_quarantine (id, received, reason, event) VALUES (%s, %s, %s, %s)
+		ON CONFLICT (id) DO NOTHING`, p(1), p(2), p(3), p(4))
+	now := time.Now().UnixMicro()
+	for i := range events {
+		raw, err := json.Marshal(&events[i])
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, stmt, events[i].ID, now, reason, string(raw)); err != nil {
+			return fmt.Errorf("quarantining usage event %s: %w", events[i].ID, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// Quarantined implements Store.
+func (s *sqlStore) Quarantined(ctx context.Context, limit int) ([]QuarantinedEvent, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT received, reason, event FROM usage_quarantine ORDER BY received, id LIMIT "+
+		strconv.Itoa(max(limit, 1)))
+	if err != nil {
+		return nil, fmt.Errorf("reading quarantined usage events: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []QuarantinedEvent
+	for rows.Next() {
+		var q QuarantinedEvent
+		var received int64
+		var raw string
+		if err := rows.Scan(&received, &q.Reason, &raw); err != nil {
+			return nil, err
+		}
+		q.Received = time.UnixMicro(received).UTC()
+		if err := json.Unmarshal([]byte(raw), &q.Event); err != nil {
+			return nil, fmt.Errorf("reading a quarantined usage event: %w", err)
+		}
+		out = append(out, q)
+	}
+	return out, rows.Err()
+}
+
+// joinFlags is the stored form of flags: comma-separated.
+func joinFlags(flags []Flag) string {
+	parts := make([]string, len(flags))
+	for i, f := range flags {
+		parts[i] = string(f)
+	}
+	return strings.Join(parts, ",")
+}
+
+func splitFlags(s string) []Flag {
+	if s == "" {
+		return nil
+	}
+	parts := strings.Split(s, ",")
+	out := make([]Flag, len(parts))
+	for i, p := range parts {
+		out[i] = Flag(p)
+	}
+	return out
 }
 
 // Close implements Store.

@@ -31,6 +31,15 @@ type Store interface {
 	// rollupsBefore (retention).
 	Prune(ctx context.Context, eventsBefore, rollupsBefore time.Time) error
 
+	// Quarantine keeps events the store could not take although it was
+	// otherwise working (each failed alone), with the reason, for an
+	// operator to inspect. They count in no usage. Quarantining an ID
+	// twice keeps the first.
+	Quarantine(ctx context.Context, events []Event, reason string) error
+
+	// Quarantined lists up to limit quarantined events, oldest first.
+	Quarantined(ctx context.Context, limit int) ([]QuarantinedEvent, error)
+
 	// AlertStore is the alert outbox and history.
 	AlertStore
 
@@ -81,14 +90,13 @@ type Filter struct {
 
 // Query asks for aggregated usage.
 type Query struct {
-	// From and To bound the time range [From, To). Rollups have whole hours:
-	// the range is widened to whole hours.
+	// From and To bound the time range [From, To), exactly: hours the
+	// range cuts are summed from raw events.
 	From, To time.Time
 	// Granularity is the bucket size; empty means one bucket for the range.
 	Granularity Granularity
 	// Location is where day and month buckets start (the organization's
-	// billing time zone); nil means UTC. Zones whose offset is not a whole
-	// number of hours are bucketed by the hour that contains their midnight.
+	// billing time zone); nil means UTC. Hour buckets are UTC hours.
 	Location *time.Location
 	// GroupBy splits each bucket by these dimensions.
 	GroupBy []Dimension
@@ -111,6 +119,13 @@ type EventFilter struct {
 	Filter
 	// Limit caps the number of events; zero means no cap.
 	Limit int
+}
+
+// QuarantinedEvent is an event the store set aside.
+type QuarantinedEvent struct {
+	Event    Event
+	Reason   string
+	Received time.Time
 }
 
 // KeyOwner is the owner (an email) of a key ID.

@@ -1,0 +1,384 @@
+package usage
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var dimensionColumns = map[Dimension]string{
+	ByProject: "project", ByKeyID: "key_id", ByService: "service", ByModel: "model", ByEndpoint: "endpoint",
+}
+
+// Aggregate implements Store.
+//
+// Every event counts in exactly one bucket, and in exactly one of two
+// adjacent ranges, whatever the time zone. Whole UTC hours inside the range
+// come from the hourly rollups. An hour that the range's ends or a bucket
+// boundary cut (a billing cycle that starts at midnight in Asia/Kolkata,
+// +05:30; a report from 10:07) is summed from its raw events instead, each
+// part into its own bucket. Where the raw events of such an hour have been
+// pruned, its rollup counts whole, in the range and bucket that hold the
+// hour's start: still once, though placed by the hour rather than by the
+// event.
+func (s *sqlStore) Aggregate(ctx context.Context, q Query) ([]Bucket, error) {
+	groupCols := make([]string, 0, len(q.GroupBy))
+	for _, d := range q.GroupBy {
+		col, ok := dimensionColumns[d]
+		if !ok {
+			return nil, fmt.Errorf("unknown dimension %q", d)
+		}
+		groupCols = append(groupCols, col)
+	}
+	if !q.From.Before(q.To) {
+		return nil, nil
+	}
+	if q.Location == nil {
+		q.Location = time.UTC
+	}
+	plan := planHours(q)
+	if len(plan.split) > 0 {
+		horizon, err := s.eventsPrunedBefore(ctx)
+		if err != nil {
+			return nil, err
+		}
+		plan.resolve(horizon)
+	}
+	acc := &bucketSet{q: q, index: map[bucketKey]int{}}
+	if err := s.sumRollups(ctx, q, groupCols, plan, acc); err != nil {
+		return nil, err
+	}
+	if err := s.sumSplitHours(ctx, q, groupCols, plan, acc); err != nil {
+		return nil, err
+	}
+	return acc.sorted(), nil
+}
+
+// hourPlan says where the usage of each UTC hour that meets a query's range
+// comes from.
+type hourPlan struct {
+	// first and end bound the hours looked at, [first, end), in Unix
+	// seconds.
+	first, end int64
+	// split are the hours cut by the range's ends or by bucket boundaries,
+	// in time order.
+	split []splitHour
+}
+
+// splitHour is an hour that a query's range or buckets cut.
+type splitHour struct {
+	start time.Time
+	// bounds are the ends of its parts inside the range, in order: part i is
+	// [bounds[i], bounds[i+1]).
+	bounds []time.Time
+	// fromRollup is set when its raw events may be pruned: the hour then
+	// counts whole, from its rollup, if it starts inside the range.
+	fromRollup bool
+}
+
+// planHours finds the hours of q's range that need raw events.
+func planHours(q Query) *hourPlan {
+	first := q.From.Truncate(time.Hour)
+	end := q.To.Truncate(time.Hour)
+	if end.Before(q.To) {
+		end = end.Add(time.Hour)
+	}
+	cuts := map[int64][]time.Time{}
+	cut := func(t time.Time) {
+		if h := t.Truncate(time.Hour); !h.Equal(t) {
+			cuts[h.Unix()] = append(cuts[h.Unix()], t)
+		}
+	}
+	cut(q.From)
+	cut(q.To)
+	for _, b := range boundaries(q) {
+		cut(b)
+	}
+	plan := &hourPlan{first: first.Unix(), end: end.Unix()}
+	for hour, inner := range cuts {
+		start := time.Unix(hour, 0).UTC()
+		stop := start.Add(time.Hour)
+		bounds := []time.Time{laterOf(start, q.From)}
+		slices.SortFunc(inner, time.Time.Compare)
+		for _, c := range inner {
+			if c.After(bounds[len(bounds)-1]) && c.Before(stop) && c.Before(q.To) {
+				bounds = append(bounds, c)
+			}
+		}
+		bounds = append(bounds, earlierOf(stop, q.To))
+		plan.split = append(plan.split, splitHour{start: start, bounds: bounds})
+	}
+	slices.SortFunc(plan.split, func(a, b splitHour) int { return a.start.Compare(b.start) })
+	return plan
+}
+
+// resolve marks the split hours whose raw events may be pruned.
+func (p *hourPlan) resolve(eventsPrunedBefore time.Time) {
+	for i := range p.split {
+		p.split[i].fromRollup = p.split[i].start.Before(eventsPrunedBefore)
+	}
+}
+
+// notFromRollups lists, as SQL, the hours the rollups must not give: split
+// hours summed from events, and pruned split hours that start before the
+// range (they belong to the range before).
+func (p *hourPlan) notFromRollups(from time.Time) string {
+	var hours []string
+	for _, h := range p.split {
+		if !h.fromRollup || h.start.Before(from) {
+			hours = append(hours, strconv.FormatInt(h.start.Unix(), 10))
+		}
+	}
+	if len(hours) == 0 {
+		return ""
+	}
+	return " AND hour NOT IN (" + strings.Join(hours, ", ") + ")"
+}
+
+// boundaries are the bucket boundaries strictly inside q's range: local
+// midnights for days, first days of months for months. Hour buckets are UTC
+// hours, whose boundaries never cut an hour.
+func boundaries(q Query) []time.Time {
+	var next func(time.Time) time.Time
+	switch q.Granularity {
+	case Day:
+		next = func(t time.Time) time.Time { return time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, q.Location) }
+	case Month:
+		next = func(t time.Time) time.Time { return time.Date(t.Year(), t.Month()+1, 1, 0, 0, 0, 0, q.Location) }
+	default:
+		return nil
+	}
+	var out []time.Time
+	for b := next(bucketStart(q.From, q)); b.Before(q.To); b = next(b) {
+		out = append(out, b)
+	}
+	return out
+}
+
+// bucketStart is the start of the bucket of q that holds t.
+func bucketStart(t time.Time, q Query) time.Time {
+	local := t.In(q.Location)
+	switch q.Granularity {
+	case Hour:
+		return t.UTC().Truncate(time.Hour)
+	case Day:
+		return time.Date(local.Year(), local.Month(), local.Day(), 0, 0, 0, 0, q.Location)
+	case Month:
+		return time.Date(local.Year(), local.Month(), 1, 0, 0, 0, 0, q.Location)
+	}
+	return q.From
+}
+
+// sumRollups adds the rollups of the hours that come whole from them.
+func (s *sqlStore) sumRollups(ctx context.Context, q Query, groupCols []string, plan *hourPlan, acc *bucketSet) error {
+	args := []any{plan.first, plan.end}
+	where := fmt.Sprintf("hour >= %s AND hour < %s", s.d.placeholder(1), s.d.placeholder(2)) + plan.notFromRollups(q.From)
+	where, args = s.filterSQL(where, args, q.Filter)
+	keys := strings.Join(append([]string{"hour"}, groupCols...), ", ")
+	summed := fmt.Sprintf(`SELECT %s, SUM(calls), SUM(input_tokens), SUM(output_tokens), SUM(video_seconds),
+		SUM(storage_byte_hours) FROM usage_hourly WHERE %s GROUP BY %s`, keys, where, keys)
+	raw := fmt.Sprintf(`SELECT %s, calls, input_tokens, output_tokens, video_seconds, storage_byte_hours
+		FROM usage_hourly WHERE %s`, keys, where)
+	return s.sumRows(ctx, summed, raw, args, len(groupCols), func(hour int64, group []string, t Totals) {
+		acc.add(bucketStart(time.Unix(hour, 0), q), group, t)
+	})
+}
+
+// maxSegmentsPerQuery bounds the parts of split hours one query sums, and
+// so the size of its CASE expression.
+const maxSegmentsPerQuery = 200
+
+// sumSplitHours adds the parts of the split hours, summed from raw events,
+// and the pruned split hours that start in the range (from their rollups,
+// which sumRollups already gave).
+func (s *sqlStore) sumSplitHours(ctx context.Context, q Query, groupCols []string, plan *hourPlan, acc *bucketSet) error {
+	type segment struct{ from, to time.Time }
+	var segments []segment
+	for _, h := range plan.split {
+		if h.fromRollup {
+			continue
+		}
+		for i := 0; i+1 < len(h.bounds); i++ {
+			segments = append(segments, segment{h.bounds[i], h.bounds[i+1]})
+		}
+	}
+	for len(segments) > 0 {
+		chunk := segments[:min(len(segments), maxSegmentsPerQuery)]
+		segments = segments[len(chunk):]
+		var which, in strings.Builder
+		which.WriteString("CASE")
+		for i, seg := range chunk {
+			from, to := seg.from.UnixMicro(), seg.to.UnixMicro()
+			fmt.Fprintf(&which, " WHEN ts < %d THEN %d", to, i)
+			if i > 0 {
+				in.WriteString(" OR ")
+			}
+			fmt.Fprintf(&in, "(ts >= %d AND ts < %d)", from, to)
+		}
+		which.WriteString(" END")
+		where, args := s.filterSQL("("+in.String()+")", nil, q.Filter)
+		groups, ordinals := "", "1"
+		for i, col := range groupCols {
+			groups += ", " + col
+			ordinals += ", " + strconv.Itoa(i+2)
+		}
+		summed := fmt.Sprintf(`SELECT %s%s, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(video_seconds),
+			SUM(storage_byte_hours) FROM usage_events WHERE %s GROUP BY %s`, which.String(), groups, where, ordinals)
+		raw := fmt.Sprintf(`SELECT %s%s, 1, input_tokens, output_tokens, video_seconds, storage_byte_hours
+			FROM usage_events WHERE %s`, which.String(), groups, where)
+		err := s.sumRows(ctx, summed, raw, args, len(groupCols), func(i int64, group []string, t Totals) {
+			acc.add(bucketStart(chunk[i].from, q), group, t)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sumRows runs summed, a query of rows (key, group values..., calls, input
+// tokens, output tokens, video seconds, storage byte-hours), and gives each
+// row to add once all are read. When the database cannot sum (SQLite stops
+// on an integer overflow; PostgreSQL's sum of bigints can exceed a bigint),
+// it runs raw, the same rows unsummed, and sums them here, saturating.
+func (s *sqlStore) sumRows(ctx context.Context, summed, raw string, args []any, groups int,
+	add func(key int64, group []string, t Totals)) error {
+	type row struct {
+		key   int64
+		group []string
+		t     Totals
+	}
+	var rows []row
+	collect := func(key int64, group []string, t Totals) {
+		rows = append(rows, row{key, slices.Clone(group), t})
+	}
+	err := s.scanUsage(ctx, summed, args, groups, collect)
+	if err != nil && ctx.Err() == nil {
+		// Sums too large for the database: sum here. A database that is
+		// down fails this query too, and that error is returned.
+		rows = rows[:0]
+		sums := map[string]int{}
+		err = s.scanUsage(ctx, raw, args, groups, func(key int64, group []string, t Totals) {
+			k := strconv.FormatInt(key, 10) + "\x00" + strings.Join(group, "\x00")
+			i, ok := sums[k]
+			if !ok {
+				rows = append(rows, row{key: key, group: slices.Clone(group)})
+				i = len(rows) - 1
+				sums[k] = i
+			}
+			rows[i].t.Add(t)
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("aggregating usage: %w", err)
+	}
+	for _, r := range rows {
+		add(r.key, r.group, r.t)
+	}
+	return nil
+}
+
+// scanUsage runs a query of usage rows and calls fn for each; group is
+// reused between calls.
+func (s *sqlStore) scanUsage(ctx context.Context, query string, args []any, groups int, fn func(int64, []string, Totals)) error {
+	rows, err := s.db.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = rows.Close() }()
+	var key int64
+	var t Totals
+	group := make([]string, groups)
+	dest := make([]any, 0, 1+groups+5)
+	dest = append(dest, &key)
+	for i := range group {
+		dest = append(dest, &group[i])
+	}
+	dest = append(dest, &t.Calls, &t.InputTokens, &t.OutputTokens, &t.VideoSeconds, &t.StorageByteHours)
+	for rows.Next() {
+		if err := rows.Scan(dest...); err != nil {
+			return err
+		}
+		fn(key, group, t)
+	}
+	return rows.Err()
+}
+
+// eventsPrunedBefore is the instant before which raw events may have been
+// pruned (the zero time if never).
+func (s *sqlStore) eventsPrunedBefore(ctx context.Context) (time.Time, error) {
+	var micros int64
+	err := s.db.QueryRowContext(ctx, "SELECT value FROM usage_meta WHERE name = "+s.d.placeholder(1), metaEventsPrunedBefore).Scan(&micros)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return time.Time{}, nil
+	case err != nil:
+		return time.Time{}, fmt.Errorf("reading how far usage events are pruned: %w", err)
+	}
+	return time.UnixMicro(micros), nil
+}
+
+// bucketSet gathers the buckets of one query.
+type bucketSet struct {
+	q       Query
+	index   map[bucketKey]int
+	buckets []Bucket
+}
+
+type bucketKey struct {
+	start int64
+	group string
+}
+
+func (b *bucketSet) add(start time.Time, group []string, t Totals) {
+	k := bucketKey{start: start.UnixNano(), group: strings.Join(group, "\x00")}
+	i, ok := b.index[k]
+	if !ok {
+		g := make(map[Dimension]string, len(b.q.GroupBy))
+		for j, d := range b.q.GroupBy {
+			g[d] = group[j]
+		}
+		b.buckets = append(b.buckets, Bucket{Start: start, Group: g})
+		i = len(b.buckets) - 1
+		b.index[k] = i
+	}
+	b.buckets[i].Add(t)
+}
+
+// sorted returns the buckets by start, then by group.
+func (b *bucketSet) sorted() []Bucket {
+	slices.SortFunc(b.buckets, func(x, y Bucket) int {
+		if c := x.Start.Compare(y.Start); c != 0 {
+			return c
+		}
+		return strings.Compare(groupString(x.Group, b.q.GroupBy), groupString(y.Group, b.q.GroupBy))
+	})
+	return b.buckets
+}
+
+func groupString(g map[Dimension]string, dims []Dimension) string {
+	parts := make([]string, len(dims))
+	for i, d := range dims {
+		parts[i] = g[d]
+	}
+	return strings.Join(parts, "\x00")
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+func earlierOf(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,290 @@
+package usage_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+
+	"github.com/minimax/platform-hub/internal/billing"
+	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// zones are IANA zones whose offsets are not whole hours, or change for
+// daylight saving, or both.
+var zones = []string{
+	"UTC",
+	"Asia/Kolkata",        // +05:30
+	"Asia/Kathmandu",      // +05:45
+	"America/St_Johns",    // -03:30, and -02:30 in summer
+	"Australia/Lord_Howe", // +10:30, and +11:00 in summer (a half-hour shift)
+	"Australia/Eucla",     // +08:45
+	"Pacific/Chatham",     // +12:45, and +13:45 in summer
+	"America/New_York",    // -05:00 / -04:00
+	"Asia/Tehran",         // +03:30
+	"Pacific/Kiritimati",  // +14:00
+}
+
+func storageEvent(id string, at time.Time, byteHours int64) usage.Event {
+	return usage.Event{ID: id, Time: at, Project: "p1", KeyID: "k1", Service: pricing.Storage, Endpoint: "/v1/files",
+		StorageByteHours: byteHours, StatusCode: 200}
+}
+
+var integritySuite = []storeCase{
+	{"an event above a ceiling is refused, naming the field", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		for _, tc := range []struct {
+			field string
+			event usage.Event
+		}{
+			{"inputTokens", event("a", t0, "p1", "k1", "m", usage.MaxTokensPerCall+1, 0)},
+			{"outputTokens", event("a", t0, "p1", "k1", "m", 0, math.MaxInt64)},
+			{"storageByteHours", storageEvent("a", t0, usage.MaxStorageByteHoursPerEvent+1)},
+			{"model", event("a", t0, "p1", "k1", "bad\x00model", 1, 1)},
+			{"model", event("a", t0, "p1", "k1", "\xff\xfe", 1, 1)},
+			{"time", event("a", time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC), "p1", "k1", "m", 1, 1)},
+		} {
+			_, err := s.Insert(context.Background(), []usage.Event{tc.event})
+			var fe *usage.FieldError
+			g.Expect(errors.As(err, &fe)).To(BeTrue(), "%s: got %v", tc.field, err)
+			g.Expect(fe.Field).To(Equal(tc.field))
+			g.Expect(errors.Is(err, usage.ErrInvalidEvent)).To(BeTrue())
+		}
+		g.Expect(total(g, s)).To(Equal(usage.Totals{}))
+	}},
+	{"sums that would overflow saturate, and every query still answers", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		// 10,000 events at the ceiling are 10^19 byte-hours, beyond the
+		// largest bigint (about 9.2 * 10^18): in one rollup row (two
+		// batches into the same hour), across rows (two hours), and inside
+		// an hour that a range cuts (summed from raw events).
+		hour := t0.Truncate(time.Hour)
+		for b := range 4 {
+			batch := make([]usage.Event, 0, 5000)
+			for i := range 5000 {
+				at := hour.Add(time.Duration(i) * time.Second / 2)
+				if b >= 2 {
+					at = at.Add(time.Hour)
+				}
+				batch = append(batch, storageEvent(fmt.Sprintf("e%d-%d", b, i), at, usage.MaxStorageByteHoursPerEvent))
+			}
+			_, err := s.Insert(ctx, batch)
+			g.Expect(err).NotTo(HaveOccurred())
+		}
+		for _, q := range []usage.Query{
+			{From: hour, To: hour.Add(time.Hour)},
+			{From: hour, To: hour.Add(2 * time.Hour)},
+			{From: hour, To: hour.Add(2 * time.Hour), Granularity: usage.Hour, GroupBy: []usage.Dimension{usage.ByService}},
+			{From: hour.Add(time.Second), To: hour.Add(time.Hour + 30*time.Minute)},
+		} {
+			buckets, err := s.Aggregate(ctx, q)
+			g.Expect(err).NotTo(HaveOccurred(), "%+v", q)
+			var sum usage.Totals
+			for _, b := range buckets {
+				g.Expect(b.StorageByteHours).To(BeNumerically(">", 0))
+				sum.Add(b.Totals)
+			}
+			g.Expect(sum.StorageByteHours).To(BeEquivalentTo(int64(math.MaxInt64)), "%+v", q)
+		}
+		// The store keeps taking events into the saturated hour.
+		_, err := s.Insert(ctx, []usage.Event{storageEvent("after", hour.Add(time.Minute), 1), event("chat", hour, "p1", "k1", "m", 3, 4)})
+		g.Expect(err).NotTo(HaveOccurred())
+		got := total(g, s)
+		g.Expect(got.Calls).To(BeEquivalentTo(20_002))
+		g.Expect(got.InputTokens).To(BeEquivalentTo(3))
+	}},
+	{"each event counts in exactly one billing cycle and one day, in every zone", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		rng := rand.New(rand.NewPCG(11, 27))
+		start := time.Date(2026, 1, 20, 0, 0, 0, 0, time.UTC)
+		span := 100 * 24 * time.Hour // across the March and April DST changes
+		events := make([]usage.Event, 0, 3000)
+		for i := range 3000 {
+			at := start.Add(time.Duration(rng.Int64N(int64(span))))
+			if i%3 == 0 {
+				// Near a quarter hour, where cycles of odd zones start.
+				at = at.Truncate(15 * time.Minute).Add(time.Duration(rng.IntN(5)-2) * time.Second)
+			}
+			events = append(events, event(fmt.Sprintf("e%d", i), at, "p1", fmt.Sprintf("k%d", i%3), "m", int64(1+i%5), 1))
+		}
+		for i := 0; i < len(events); i += 1000 {
+			_, err := s.Insert(ctx, events[i:i+1000])
+			g.Expect(err).NotTo(HaveOccurred())
+		}
+		count := func(from, to time.Time) (n int64) {
+			for _, e := range events {
+				if !e.Time.Before(from) && e.Time.Before(to) {
+					n++
+				}
+			}
+			return n
+		}
+		sum := func(q usage.Query) (n int64) {
+			buckets, err := s.Aggregate(ctx, q)
+			g.Expect(err).NotTo(HaveOccurred())
+			for _, b := range buckets {
+				n += b.Calls
+			}
+			return n
+		}
+		for _, name := range zones {
+			loc, err := time.LoadLocation(name)
+			g.Expect(err).NotTo(HaveOccurred())
+			for _, day := range []int{1, 28} {
+				var covered int64
+				first := billing.CycleAt(start, day, loc)
+				for c := first; c.Start.Before(start.Add(span)); c = billing.CycleAt(c.End, day, loc) {
+					got := sum(usage.Query{From: c.Start, To: c.End, GroupBy: []usage.Dimension{usage.ByKeyID}})
+					g.Expect(got).To(Equal(count(c.Start, c.End)), "%s, cycle from %s", name, c.Start)
+					covered += got
+				}
+				g.Expect(covered).To(BeEquivalentTo(len(events)), "%s: every event in one cycle", name)
+			}
+			// Daily buckets of one month agree with the events, day by day.
+			from := time.Date(2026, 3, 1, 0, 0, 0, 0, loc)
+			to := from.AddDate(0, 1, 0)
+			buckets, err := s.Aggregate(ctx, usage.Query{From: from, To: to, Granularity: usage.Day, Location: loc})
+			g.Expect(err).NotTo(HaveOccurred())
+			var days int64
+			for _, b := range buckets {
+				local := b.Start.In(loc)
+				g.Expect(local.Hour()*60+local.Minute()).To(BeZero(), "%s: a day starts at midnight", name)
+				next := time.Date(local.Year(), local.Month(), local.Day()+1, 0, 0, 0, 0, loc)
+				g.Expect(b.Calls).To(Equal(count(b.Start, next)), "%s, day %s", name, b.Start)
+				days += b.Calls
+			}
+			g.Expect(days).To(Equal(count(from, to)))
+		}
+	}},
+	{"once raw events are pruned, a cut hour counts whole in the range holding its start", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		kolkata, _ := time.LoadLocation("Asia/Kolkata")
+		// A cycle boundary at 18:30 UTC; events on either side of it.
+		boundary := time.Date(2026, 9, 30, 18, 30, 0, 0, time.UTC)
+		_, err := s.Insert(ctx, []usage.Event{
+			event("before", boundary.Add(-10*time.Minute), "p1", "k1", "m", 1, 0),
+			event("after", boundary.Add(10*time.Minute), "p1", "k1", "m", 2, 0),
+		})
+		g.Expect(err).NotTo(HaveOccurred())
+		september := billing.CycleAt(boundary.Add(-time.Hour), 1, kolkata)
+		october := billing.CycleAt(boundary, 1, kolkata)
+		in := func(c billing.Cycle) int64 {
+			b, err := s.Aggregate(ctx, usage.Query{From: c.Start, To: c.End})
+			g.Expect(err).NotTo(HaveOccurred())
+			var n int64
+			for _, x := range b {
+				n += x.InputTokens
+			}
+			return n
+		}
+		g.Expect([]int64{in(september), in(october)}).To(Equal([]int64{1, 2}), "exact while the events are kept")
+		g.Expect(s.Prune(ctx, boundary.Add(time.Hour), time.Time{})).To(Succeed())
+		g.Expect([]int64{in(september), in(october)}).To(Equal([]int64{3, 0}),
+			"the hour 18:00-19:00 UTC counts once, in September, where it starts")
+	}},
+	{"flags are stored with the event", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		e := event("f", t0, "p1", "k1", "m", 0, 0)
+		e.Flags = []usage.Flag{usage.FlagUsageMalformed, usage.FlagStreamIncomplete}
+		_, err := s.Insert(ctx, []usage.Event{e})
+		g.Expect(err).NotTo(HaveOccurred())
+		var got []usage.Event
+		g.Expect(s.Events(ctx, usage.EventFilter{From: t0, To: t0.Add(time.Second)}, func(e usage.Event) error {
+			got = append(got, e)
+			return nil
+		})).To(Succeed())
+		g.Expect(got).To(Equal([]usage.Event{e}))
+		e.ID, e.Flags = "g", []usage.Flag{"made_up"}
+		_, err = s.Insert(ctx, []usage.Event{e})
+		g.Expect(err).To(MatchError(ContainSubstring("flags")))
+	}},
+	{"quarantined events are kept, and count in no usage", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		e := event("q1", t0, "p1", "k1", "m", 5, 5)
+		g.Expect(s.Quarantine(ctx, []usage.Event{e}, "the store refused it: boom")).To(Succeed())
+		g.Expect(s.Quarantine(ctx, []usage.Event{e}, "again")).To(Succeed())
+		q, err := s.Quarantined(ctx, 10)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(q).To(HaveLen(1))
+		g.Expect(q[0].Event).To(Equal(e))
+		g.Expect(q[0].Reason).To(Equal("the store refused it: boom"))
+		g.Expect(total(g, s)).To(Equal(usage.Totals{}))
+	}},
+}
+
+func init() { storeSuite = append(storeSuite, integritySuite...) }
+
+// TestOlderSchemaGainsFlags opens stores whose events table predates the
+// flags column: the column is added, and old rows read as unflagged.
+func TestOlderSchemaGainsFlags(t *testing.T) {
+	const oldTable = `CREATE TABLE usage_events (id TEXT PRIMARY KEY, ts BIGINT NOT NULL, project TEXT NOT NULL,
+		key_id TEXT NOT NULL, service TEXT NOT NULL, endpoint TEXT NOT NULL, model TEXT NOT NULL,
+		input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL, video_seconds BIGINT NOT NULL,
+		storage_byte_hours BIGINT NOT NULL, status_code INTEGER NOT NULL)`
+	const oldRow = `INSERT INTO usage_events VALUES ('old', %d, 'p1', 'k1', 'chat', '/v1/chat/completions', 'm', 1, 2, 0, 0, 200)`
+	ctx := context.Background()
+	for name, open := range map[string]func(t *testing.T) (*sql.DB, func() (usage.Store, error)){
+		"sqlite": func(t *testing.T) (*sql.DB, func() (usage.Store, error)) {
+			path := filepath.Join(t.TempDir(), "usage.db")
+			db, err := sql.Open("sqlite", "file:"+path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return db, func() (usage.Store, error) { return usage.OpenSQLite(ctx, path) }
+		},
+		"postgres": func(t *testing.T) (*sql.DB, func() (usage.Store, error)) {
+			dsn, err := pg.NewDatabase(ctx, fmt.Sprintf("old%d", time.Now().UnixNano()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			db, err := sql.Open("pgx", dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return db, func() (usage.Store, error) { return usage.OpenPostgres(ctx, dsn) }
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			db, reopen := open(t)
+			defer func() { _ = db.Close() }()
+			_, err := db.ExecContext(ctx, oldTable)
+			g.Expect(err).NotTo(HaveOccurred())
+			_, err = db.ExecContext(ctx, fmt.Sprintf(oldRow, t0.UnixMicro()))
+			g.Expect(err).NotTo(HaveOccurred())
+			s, err := reopen()
+			g.Expect(err).NotTo(HaveOccurred())
+			defer func() { _ = s.Close() }()
+			flagged := event("new", t0.Add(time.Second), "p1", "k1", "m", 1, 1)
+			flagged.Flags = []usage.Flag{usage.FlagUsageMissing}
+			_, err = s.Insert(ctx, []usage.Event{flagged})
+			g.Expect(err).NotTo(HaveOccurred())
+			var got []usage.Event
+			g.Expect(s.Events(ctx, usage.EventFilter{From: t0, To: t0.Add(time.Hour)}, func(e usage.Event) error {
+				got = append(got, e)
+				return nil
+			})).To(Succeed())
+			g.Expect(got).To(HaveLen(2))
+			g.Expect(got[0].ID).To(Equal("old"))
+			g.Expect(got[0].Flags).To(BeEmpty())
+			g.Expect(got[1]).To(Equal(flagged))
+			// Opening again changes nothing.
+			s2, err := reopen()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(s2.Close()).To(Succeed())
+		})
+	}
+}
