@@ -33,8 +33,8 @@ func TestAPIKeyMetrics(t *testing.T) {
 	g.Eventually(scrape).Should(And(
 		ContainSubstring(fmt.Sprintf(`hub_apikeys{phase="Active",project=%q,scope="Read"} 1`, ns)),
 		ContainSubstring(fmt.Sprintf(`hub_apikeys{phase="Active",project=%q,scope="Standard"} 1`, ns)),
-		ContainSubstring(fmt.Sprintf(`hub_apikey_expiration_timestamp_seconds{key_id=%q,name="dashboards",namespace=%q,project=%q} %s`,
-			readOnly.Status.KeyID, ns, ns, fmt.Sprintf("%g", float64(readOnly.Status.ExpiresAt.Unix())))),
+		ContainSubstring(fmt.Sprintf(`hub_apikey_expiration_timestamp_seconds{key_id=%q,name="dashboards",project=%q} %s`,
+			readOnly.Status.KeyID, ns, fmt.Sprintf("%g", float64(readOnly.Status.ExpiresAt.Unix())))),
 	))
 	g.Expect(scrape()).NotTo(ContainSubstring(fmt.Sprintf(`key_id=%q`, standard.Status.KeyID)),
 		"a key that never expires has no expiry")

@@ -129,6 +129,13 @@ type SpendingCapStatus struct {
 	// +optional
 	Tokens int64 `json:"tokens,omitempty"`
 
+	// unpricedCalls counts the calls in the cycle whose model had no price
+	// and whose service had no default: they are not in spent. A Hard money
+	// cap refuses such calls at the gateway; these got through before the
+	// cap existed, under an AlertOnly cap, or from another gateway.
+	// +optional
+	UnpricedCalls int64 `json:"unpricedCalls,omitempty"`
+
 	// percent is how much of the cap is used, rounded down: the larger of
 	// spent/limit and tokens/tokenLimit.
 	// +optional

@@ -146,6 +146,7 @@ func newGatewayCommand() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&opts.ListenAddr, "listen-address", ":8080", "Address of the OpenAI-compatible API.")
 	f.StringVar(&opts.Upstream, "upstream", "https://api.minimax.io", "Base URL of the upstream model API.")
+	f.StringVar(&opts.RoutesFile, "routes", "", "YAML file with the route table of the platform's API (default: the built-in table; see docs/gateway.md).")
 	f.StringVar(&opts.UpstreamKeyFile, "upstream-key-file", "", "File with the platform's key for the upstream (sent instead of callers' keys).")
 	f.StringVar(&opts.HubNamespace, "hub-namespace", operator.DefaultHubNamespace, "The hub's own namespace: its SpendingCaps cap the whole organization.")
 	f.StringVar(&opts.ServerURL, "server-url", "https://hub-server.hub-system.svc", "Base URL of the usage server.")

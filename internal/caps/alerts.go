@@ -93,7 +93,7 @@ func (r *Reconciler) thresholdData(capObj *hubv1.SpendingCap, s *hubv1.SpendingC
 	d := notify.CapThreshold{
 		Cap:   notify.ObjectRef{Namespace: capObj.Namespace, Name: capObj.Name, UID: string(capObj.UID)},
 		Scope: string(s.Scope), Project: s.Project, Threshold: threshold, Percent: s.Percent,
-		Spent: string(s.Spent), Currency: org.Spec.Billing.Currency, Tokens: s.Tokens,
+		Spent: string(s.Spent), Currency: org.Spec.Billing.Currency, Tokens: s.Tokens, UnpricedCalls: s.UnpricedCalls,
 		Enforcement: string(capObj.Spec.Enforcement),
 		CycleStart:  s.CycleStart.UTC(), CycleEnd: s.CycleEnd.UTC(),
 	}

@@ -347,6 +347,8 @@ type evaluation struct {
 	spent, recentSpend   decimal.Decimal
 	tokens, recentTokens int64
 	recent               time.Duration
+	// unpriced counts the calls the price list cannot price.
+	unpriced int64
 }
 
 // evaluate sums the cycle's usage of the project ("" for all) from the
@@ -378,6 +380,9 @@ func (r *Reconciler) evaluate(ctx context.Context, capObj *hubv1.SpendingCap, pr
 		cost := prices.Cost(b.PricingUsage())
 		e.spent = e.spent.Add(cost.Amount)
 		e.tokens += b.Tokens()
+		if cost.Unpriced {
+			e.unpriced += b.Calls
+		}
 		if !b.Start.Before(recentFrom) {
 			e.recentSpend = e.recentSpend.Add(cost.Amount)
 			e.recentTokens += b.Tokens()

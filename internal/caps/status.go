@@ -17,7 +17,7 @@ func (e evaluation) status(capObj *hubv1.SpendingCap, scope hubv1.CapScope, proj
 	s := hubv1.SpendingCapStatus{
 		Scope: scope, Project: project,
 		CycleStart: &metav1.Time{Time: c.start}, CycleEnd: &metav1.Time{Time: c.end},
-		Spent: amount(e.spent), Tokens: e.tokens, EvaluatedAt: &metav1.Time{Time: now.Truncate(time.Second)},
+		Spent: amount(e.spent), Tokens: e.tokens, UnpricedCalls: e.unpriced, EvaluatedAt: &metav1.Time{Time: now.Truncate(time.Second)},
 		ObservedGeneration: capObj.Generation,
 		Conditions:         append([]metav1.Condition(nil), capObj.Status.Conditions...),
 	}

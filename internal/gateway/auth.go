@@ -15,6 +15,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/billing"
 	"github.com/minimax/platform-hub/internal/keys"
+	"github.com/minimax/platform-hub/internal/pricing"
 )
 
 // DigestIndex is the cache index of APIKeys by the digests of the keys that
@@ -48,6 +49,16 @@ const (
 	reasonIPNotAllowed = "ip_not_allowed"
 	reasonArchived     = "project_archived"
 	reasonCapReached   = "cap_reached"
+	reasonUnknownURL   = "unknown_url"
+	reasonEncoding     = "request_encoding"
+	reasonBadRequest   = "bad_request"
+	reasonUnpriced     = "model_not_priced"
+)
+
+// OpenAI error codes the gateway answers with (the "code" of an error body).
+const (
+	codeInvalidKey = "invalid_api_key"
+	codeMissingKey = "missing_api_key"
 )
 
 // verdict is the gateway's answer to a request's credentials.
@@ -56,11 +67,11 @@ type verdict struct {
 	key   *hubv1.APIKey
 	keyID string
 
-	status     int
-	reason     string
-	message    string
-	errType    string
-	retryAfter time.Duration
+	status  int
+	reason  string
+	message string
+	errType string
+	code    string
 }
 
 func (v verdict) allowed() bool { return v.status == 0 }
@@ -80,18 +91,18 @@ func credential(r *http.Request) string {
 func (g *Gateway) authorize(ctx context.Context, r *http.Request, now time.Time) verdict {
 	plaintext := credential(r)
 	if plaintext == "" {
-		return refuse(http.StatusUnauthorized, reasonMissingKey, "invalid_request_error",
+		return refuse(http.StatusUnauthorized, reasonMissingKey, "invalid_request_error", codeMissingKey,
 			"You didn't provide an API key. Send it as 'Authorization: Bearer <key>' or in the 'x-api-key' header.")
 	}
 	key, err := keys.Parse(plaintext)
 	if err != nil {
-		return refuse(http.StatusUnauthorized, reasonMalformedKey, "invalid_request_error",
+		return refuse(http.StatusUnauthorized, reasonMalformedKey, "invalid_request_error", codeInvalidKey,
 			"Incorrect API key provided: it is not a well-formed Platform Hub key (check for a typo or truncation).")
 	}
 	digest := key.Digest()
 	list := &hubv1.APIKeyList{}
 	if err := g.Cache.List(ctx, list, client.MatchingFields{DigestIndex: digest}, client.UnsafeDisableDeepCopy); err != nil || len(list.Items) == 0 {
-		return refuse(http.StatusUnauthorized, reasonUnknownKey, "invalid_request_error",
+		return refuse(http.StatusUnauthorized, reasonUnknownKey, "invalid_request_error", codeInvalidKey,
 			fmt.Sprintf("Incorrect API key provided (key ID %s).", key.ID()))
 	}
 	apiKey := &list.Items[0]
@@ -111,18 +122,18 @@ func checkKey(k *hubv1.APIKey, digest string, now time.Time) verdict {
 	s := &k.Status
 	switch {
 	case k.Spec.Revoked || s.Phase == hubv1.KeyRevoked:
-		return refuse(http.StatusUnauthorized, reasonRevoked, "invalid_request_error",
+		return refuse(http.StatusUnauthorized, reasonRevoked, "invalid_request_error", codeInvalidKey,
 			"This API key has been revoked.")
 	case s.Digest == digest && s.ExpiresAt != nil && !now.Before(s.ExpiresAt.Time):
-		return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error",
+		return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey,
 			fmt.Sprintf("This API key expired at %s.", s.ExpiresAt.UTC().Format(time.RFC3339)))
 	case s.Digest != digest && (s.PreviousKey == nil || !now.Before(s.PreviousKey.ValidUntil.Time)):
-		return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error",
+		return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey,
 			"This API key was replaced by a rotation and its overlap window has ended; use the new key.")
 	case s.Phase == hubv1.KeyExpired:
-		return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", "This API key has expired.")
+		return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey, "This API key has expired.")
 	case s.Phase == hubv1.KeyPending || s.Phase == "":
-		return refuse(http.StatusUnauthorized, reasonNotIssued, "invalid_request_error", "This API key is not active.")
+		return refuse(http.StatusUnauthorized, reasonNotIssued, "invalid_request_error", codeInvalidKey, "This API key is not active.")
 	}
 	return verdict{}
 }
@@ -134,51 +145,50 @@ func (g *Gateway) checkContext(ctx context.Context, v verdict, r *http.Request, 
 	project := &hubv1.Project{}
 	// The cache's objects are read, never changed, so they are not copied.
 	if err := g.Cache.Get(ctx, client.ObjectKey{Name: k.Namespace}, project, client.UnsafeDisableDeepCopy); err != nil {
-		return refuse(http.StatusUnauthorized, reasonUnknownKey, "invalid_request_error", "This API key's project does not exist.")
+		return refuse(http.StatusUnauthorized, reasonUnknownKey, "invalid_request_error", codeInvalidKey, "This API key's project does not exist.")
 	}
 	org := &hubv1.Organization{}
 	hasOrg := g.Cache.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org, client.UnsafeDisableDeepCopy) == nil
 	switch {
 	case project.Spec.Archived:
-		return refuse(http.StatusForbidden, reasonArchived, "permission_error",
+		return refuse(http.StatusForbidden, reasonArchived, "permission_error", "project_archived",
 			fmt.Sprintf("Project %q is archived; its API keys are suspended.", project.Name))
 	case capReached(project, org, hasOrg):
 		// The usage server's mark is read directly, not through the phase
 		// the manager derives from it: one hop less to the first 429.
-		return capRefusal(project.Name, org, hasOrg, now)
+		return capRefusal(fmt.Sprintf("Project %q", project.Name), org, hasOrg, now)
 	case g.Budgets != nil && g.Budgets.GroupStopped(ctx, g.Cache, k.Spec.Owner):
 		// The key's owner is in a group whose cap is exhausted.
-		out := capRefusal(project.Name, org, hasOrg, now)
-		out.message = "This API key's owner belongs to a group that has reached its spending cap for this billing cycle."
-		return out
+		return capRefusal("This API key's owner belongs to a group that", org, hasOrg, now)
 	case g.Budgets != nil && g.Budgets.Exhausted(project.Name, orgOrNil(org, hasOrg), now):
 		// What this gateway metered since the server's last report reaches
 		// the cap: stopped before the server's mark arrives.
-		return capRefusal(project.Name, org, hasOrg, now)
+		return capRefusal(fmt.Sprintf("Project %q", project.Name), org, hasOrg, now)
 	}
 	if hasOrg && len(org.Spec.Security.IPAllowlist) > 0 && !allowedIP(g.clientIP(r), org.Spec.Security.IPAllowlist) {
-		return refuse(http.StatusForbidden, reasonIPNotAllowed, "permission_error",
+		return refuse(http.StatusForbidden, reasonIPNotAllowed, "permission_error", "ip_not_allowed",
 			"Requests from this IP address are not allowed by the organization's IP allowlist.")
 	}
 	if !scopeAllows(k.Spec.Scope, r) {
-		return refuse(http.StatusForbidden, reasonScope, "permission_error",
+		return refuse(http.StatusForbidden, reasonScope, "permission_error", "insufficient_permissions",
 			fmt.Sprintf("This API key has the %s scope, which cannot call %s %s; use a Standard key.", k.Spec.Scope, r.Method, r.URL.Path))
 	}
 	return v
 }
 
-// capRefusal answers 429 until the next billing cycle: the organization's,
-// or the next calendar month (UTC) while there is no organization, as the
-// caps count it.
-func capRefusal(project string, org *hubv1.Organization, hasOrg bool, now time.Time) verdict {
-	out := refuse(http.StatusTooManyRequests, reasonCapReached, "insufficient_quota",
-		fmt.Sprintf("Project %q has reached its spending cap for this billing cycle.", project))
+// capRefusal answers 429 insufficient_quota, as OpenAI does for an
+// exhausted quota, with no Retry-After: SDKs would sleep until the cycle
+// ends. The message says when the cap resets: at the next billing cycle,
+// the organization's, or the next calendar month (UTC) while there is no
+// organization, as the caps count it.
+func capRefusal(who string, org *hubv1.Organization, hasOrg bool, now time.Time) verdict {
 	c := billing.OrganizationCycle(0, "", now)
 	if hasOrg {
 		c = billing.OrganizationCycle(org.Spec.Billing.CycleStartDay, org.Spec.Billing.TimeZone, now)
 	}
-	out.retryAfter = c.End.Sub(now)
-	return out
+	return refuse(http.StatusTooManyRequests, reasonCapReached, "insufficient_quota", "insufficient_quota",
+		fmt.Sprintf("%s has reached its spending cap for this billing cycle; it resets at %s, when the next cycle starts. "+
+			"An Owner or Admin can raise the cap to resume sooner.", who, c.End.Format(time.RFC3339)))
 }
 
 func orgOrNil(org *hubv1.Organization, hasOrg bool) *hubv1.Organization {
@@ -237,6 +247,39 @@ func (g *Gateway) clientIP(r *http.Request) netip.Addr {
 	return ap.Addr()
 }
 
-func refuse(status int, reason, errType, message string) verdict {
-	return verdict{status: status, reason: reason, errType: errType, message: message}
+func refuse(status int, reason, errType, code, message string) verdict {
+	return verdict{status: status, reason: reason, errType: errType, code: code, message: message}
+}
+
+// checkPriced refuses a metered call that a Hard money cap covers when the
+// price list cannot price it (the model has no price and its service no
+// default): such a call would cost nothing under the cap, and a cap that
+// cannot count it cannot hold. Setting a default price for the service is
+// how an organization opts out.
+func (g *Gateway) checkPriced(ctx context.Context, c *call) verdict {
+	if g.Budgets == nil || !c.route.metered() {
+		return verdict{}
+	}
+	capName, unpriced := g.Budgets.Unpriced(ctx, g.Cache, c.key, c.route.Service, c.model, g.organization)
+	if !unpriced {
+		return verdict{}
+	}
+	return refuse(http.StatusForbidden, reasonUnpriced, "permission_error", "model_not_priced",
+		fmt.Sprintf("Model %q has no %s price in the organization's price list and the service has no default price, "+
+			"so the Hard spending cap %s cannot count this call. Ask an Owner or Admin to add the model to "+
+			"spec.pricing.%s of the Organization, or to set a default price for the service.",
+			c.model, c.route.Service, capName, pricingField(c.route.Service)))
+}
+
+// pricingField is where a service's prices are in the Organization's spec.
+func pricingField(s pricing.Service) string {
+	switch s {
+	case pricing.Video:
+		return "video"
+	case pricing.FineTuning:
+		return "fineTuning"
+	case pricing.Storage:
+		return "storage"
+	}
+	return "chat"
 }

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -34,6 +35,8 @@ const benchBody = `{"model":"MiniMax-M2","messages":[{"role":"user","content":"S
 // alternate between the two proxies, so that a noisy neighbour hurts both.
 // Targets: at least 0.85 of the bare proxy's throughput, at most 2 ms added
 // p99 latency. Every call through the gateway must reach the usage store.
+// CPU time per call is reported too, for both: on a noisy machine it moves
+// far less than throughput, so it is the figure to compare between versions.
 func BenchmarkGatewayOverhead(b *testing.B) {
 	const (
 		rounds      = 5
@@ -61,13 +64,15 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	}
 	var gatewayCalls int64 = 500
 	throughput := map[string][]float64{}
+	cpuPerCall := map[string][]float64{}
 	latencies := map[string][]time.Duration{}
 	for range rounds {
 		for _, t := range targets {
-			start := time.Now()
+			start, cpuStart := time.Now(), processCPU()
 			lat, err := load(client, t.url, t.key, concurrency, calls)
 			g.Expect(err).NotTo(HaveOccurred())
 			throughput[t.name] = append(throughput[t.name], float64(len(lat))/time.Since(start).Seconds())
+			cpuPerCall[t.name] = append(cpuPerCall[t.name], float64((processCPU()-cpuStart).Microseconds())/float64(len(lat)))
 			lat, err = load(client, t.url, t.key, 1, sequential)
 			g.Expect(err).NotTo(HaveOccurred())
 			latencies[t.name] = append(latencies[t.name], lat...)
@@ -84,6 +89,11 @@ func BenchmarkGatewayOverhead(b *testing.B) {
 	b.ReportMetric(bareRate, "bare-req/s")
 	b.ReportMetric(gwRate/bareRate, "x-bare")
 	b.ReportMetric(float64((gwP99-bareP99).Microseconds())/1000, "added-p99-ms")
+	bareCPU, gwCPU := medianFloat(cpuPerCall["bare"]), medianFloat(cpuPerCall["gateway"])
+	b.ReportMetric(gwCPU, "gateway-cpu-us/call")
+	b.ReportMetric(bareCPU, "bare-cpu-us/call")
+	fmt.Printf("CPU per call (this process: client, proxy, upstream and, for the gateway, the usage server): gateway %.1f µs, "+
+		"bare %.1f µs; the gateway's own work %.1f µs; ratio bare/gateway %.2f\n", gwCPU, bareCPU, gwCPU-bareCPU, bareCPU/gwCPU)
 	fmt.Printf("gateway throughput (%d clients): %.0f req/s; bare httputil.ReverseProxy %.0f req/s; ratio %.2f (target >= 0.85)\n",
 		concurrency, gwRate, bareRate, gwRate/bareRate)
 	fmt.Printf("gateway latency (1 client): p50 %v, p99 %v; bare p50 %v, p99 %v; added p99 %v (target <= 2ms)\n",
@@ -149,6 +159,17 @@ func chatCall(client *http.Client, base, key string) (time.Duration, error) {
 		err = fmt.Errorf("%s answered %d", base, resp.StatusCode)
 	}
 	return d, err
+}
+
+// processCPU is the CPU time this process has used, user and system. It is
+// steadier than throughput on a shared machine: what other processes do
+// slows a round down but adds no CPU time to it.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func medianFloat(xs []float64) float64 {

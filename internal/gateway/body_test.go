@@ -6,10 +6,12 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/usage"
 )
 
 func TestPrepareBody(t *testing.T) {
@@ -20,6 +22,7 @@ func TestPrepareBody(t *testing.T) {
 		want    string
 		model   string
 		seconds int64
+		flags   []usage.Flag
 	}{
 		{name: "a JSON call passes unchanged", path: "/v1/chat/completions", service: pricing.Chat,
 			body: `{"model":"MiniMax-M2","messages":[{"role":"user","content":"hi"}]}`, model: "MiniMax-M2"},
@@ -40,17 +43,27 @@ func TestPrepareBody(t *testing.T) {
 			body: `{"model":"m","stream":true}`, model: "m"},
 		{name: "a field of the wrong type is left out", path: "/v1/chat/completions", service: pricing.Chat,
 			body: `{"model":"m","stream":"yes"}`, model: "m"},
-		{name: "a body that is not JSON passes unchanged", path: "/v1/chat/completions", service: pricing.Chat,
-			body: `{"model":`},
+		{name: "a model that is not a string is flagged", path: "/v1/chat/completions", service: pricing.Chat,
+			body: `{"model":7}`, flags: []usage.Flag{usage.FlagModelInvalid}},
 		{name: "video takes its duration", path: "/v1/video_generation", service: pricing.Video,
 			body: `{"model":"MiniMax-Hailuo-02","duration":10}`, model: "MiniMax-Hailuo-02", seconds: 10},
+		{name: "video rounds a fraction of a second up", path: "/v1/video_generation", service: pricing.Video,
+			body: `{"model":"MiniMax-Hailuo-02","duration":6.2}`, model: "MiniMax-Hailuo-02", seconds: 7},
 		{name: "video defaults to 6 seconds", path: "/v1/video_generation", service: pricing.Video,
-			body: `{"model":"MiniMax-Hailuo-02","duration":-3}`, model: "MiniMax-Hailuo-02", seconds: 6},
+			body: `{"model":"MiniMax-Hailuo-02"}`, model: "MiniMax-Hailuo-02", seconds: 6},
+		{name: "a bad duration is flagged", path: "/v1/video_generation", service: pricing.Video,
+			body: `{"model":"MiniMax-Hailuo-02","duration":-3}`, model: "MiniMax-Hailuo-02", seconds: 6,
+			flags: []usage.Flag{usage.FlagUsageMalformed}},
+		{name: "a huge duration counts the ceiling, flagged", path: "/v1/video_generation", service: pricing.Video,
+			body: `{"duration":1e12}`, seconds: usage.MaxVideoSecondsPerCall, flags: []usage.Flag{usage.FlagUsageMalformed}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader(tc.body))
 			r.Header.Set("Content-Type", "application/json")
-			c := &call{service: tc.service}
+			c := &call{route: testRoutes.Match(http.MethodPost, tc.path)}
+			if c.route.Service != tc.service {
+				t.Fatalf("%s is billed as %s", tc.path, c.route.Service)
+			}
 			if err := prepareBody(r, c); err != nil {
 				t.Fatal(err)
 			}
@@ -69,8 +82,8 @@ func TestPrepareBody(t *testing.T) {
 			} else if !sameJSON(t, sent.String(), want) {
 				t.Errorf("sent %s, want %s", sent, want)
 			}
-			if c.model != tc.model || c.seconds != tc.seconds {
-				t.Errorf("metered model %q and %d seconds, want %q and %d", c.model, c.seconds, tc.model, tc.seconds)
+			if c.model != tc.model || c.seconds != tc.seconds || !slices.Equal(c.flags, tc.flags) {
+				t.Errorf("metered model %q, %d seconds, flags %v; want %q, %d, %v", c.model, c.seconds, c.flags, tc.model, tc.seconds, tc.flags)
 			}
 		})
 	}
@@ -90,10 +103,55 @@ func sameJSON(t *testing.T, a, b string) bool {
 	return string(ja) == string(jb)
 }
 
+var testRoutes, _ = NewRouteTable(DefaultRoutes())
+
 func TestPrepareBodyRefusesTooLarge(t *testing.T) {
 	r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(strings.Repeat(" ", maxRequestBody+1)))
 	r.Header.Set("Content-Type", "application/json")
-	if err := prepareBody(r, &call{}); !errors.Is(err, errTooLarge) {
+	if err := prepareBody(r, &call{route: testRoutes.Match(http.MethodPost, "/v1/chat/completions")}); !errors.Is(err, errTooLarge) {
 		t.Fatalf("got %v, want errTooLarge", err)
+	}
+}
+
+func TestPrepareBodyRefusesWhatIsNotAJSONObject(t *testing.T) {
+	for _, body := range []string{`{"model":`, `[1,2]`, `"text"`, `model=x`} {
+		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(body))
+		err := prepareBody(r, &call{route: testRoutes.Match(http.MethodPost, "/v1/chat/completions")})
+		if err == nil || !strings.Contains(err.Error(), "must be a JSON object") {
+			t.Errorf("%s: got %v", body, err)
+		}
+	}
+}
+
+func TestRouteTable(t *testing.T) {
+	for _, tc := range []struct{ method, path, want string }{
+		{"POST", "/v1/chat/completions", "/v1/chat/completions"},
+		{"GET", "/v1/files/file-abc123/content", "/v1/files/{file_id}/content"},
+		{"GET", "/v1/files/retrieve", "/v1/files/retrieve"},
+		{"HEAD", "/v1/models", "/v1/models"},
+		{"GET", "/v1/chat/completions", ""},
+		{"POST", "/v1/chat/completions/", ""},
+		{"GET", "/v1/files//content", ""},
+		{"GET", "/v1/files/a/b/content", ""},
+		{"POST", "/v2/anything", ""},
+	} {
+		got := ""
+		if r := testRoutes.Match(tc.method, tc.path); r != nil {
+			got = r.Path
+		}
+		if got != tc.want {
+			t.Errorf("%s %s: matched %q, want %q", tc.method, tc.path, got, tc.want)
+		}
+	}
+	for _, bad := range []Route{
+		{Method: "GET", Path: "v1/x", Service: "chat"},
+		{Method: "GET", Path: "/v1/{x", Service: "chat"},
+		{Method: "GET", Path: "/v1/x", Service: "tea"},
+		{Method: "GET", Path: "/v1/x", Service: "chat", Usage: "guess"},
+		{Method: "GET", Path: "/v1/x", Service: "video", Usage: UsageVideoRequest},
+	} {
+		if _, err := NewRouteTable([]Route{bad}); err == nil {
+			t.Errorf("%+v was accepted", bad)
+		}
 	}
 }

@@ -46,6 +46,9 @@ type Budgets struct {
 	// stoppedGroups are the groups whose Hard group cap the usage server
 	// marked CapReached, by cap UID.
 	stoppedGroups map[types.UID]string
+	// groupMoneyCaps are the Hard group caps with a money limit, by UID,
+	// with their group and name: a call they cover must be priced.
+	groupMoneyCaps map[types.UID][2]string
 
 	mu sync.Mutex
 	// pending holds what each unacknowledged event added, by event ID, and
@@ -117,6 +120,7 @@ func (b *Budgets) Watch(ctx context.Context, informers cache.Informers) error {
 				b.capsMu.Lock()
 				delete(b.hardCaps[c.Namespace], c.UID)
 				delete(b.stoppedGroups, c.UID)
+				delete(b.groupMoneyCaps, c.UID)
 				b.capsMu.Unlock()
 			}
 		},
@@ -131,14 +135,19 @@ func (b *Budgets) setCap(c *hubv1.SpendingCap) {
 	if b.hardCaps == nil {
 		b.hardCaps = map[string]map[types.UID]*hubv1.SpendingCap{}
 		b.stoppedGroups = map[types.UID]string{}
+		b.groupMoneyCaps = map[types.UID][2]string{}
 	}
 	if c.Spec.Group != "" {
 		// A group cap is not the organization's: it stops only its
 		// members' keys, once the usage server marks it.
 		delete(b.stoppedGroups, c.UID)
-		if c.Spec.Enforcement == hubv1.CapHard && c.DeletionTimestamp.IsZero() && c.Namespace == b.HubNamespace &&
-			meta.IsStatusConditionTrue(c.Status.Conditions, hubv1.CapReachedCondition) {
+		delete(b.groupMoneyCaps, c.UID)
+		hard := c.Spec.Enforcement == hubv1.CapHard && c.DeletionTimestamp.IsZero() && c.Namespace == b.HubNamespace
+		if hard && meta.IsStatusConditionTrue(c.Status.Conditions, hubv1.CapReachedCondition) {
 			b.stoppedGroups[c.UID] = c.Spec.Group
+		}
+		if hard && c.Spec.Limit != nil {
+			b.groupMoneyCaps[c.UID] = [2]string{c.Spec.Group, c.Namespace + "/" + c.Name}
 		}
 		return
 	}
@@ -157,17 +166,24 @@ func (b *Budgets) setCap(c *hubv1.SpendingCap) {
 // stopped.
 func (b *Budgets) GroupStopped(ctx context.Context, members client.Reader, owner string) bool {
 	b.capsMu.RLock()
-	stopped := make(map[string]bool, len(b.stoppedGroups))
+	stopped := make(map[string]string, len(b.stoppedGroups))
 	for _, g := range b.stoppedGroups {
-		stopped[g] = true
+		stopped[g] = g
 	}
 	b.capsMu.RUnlock()
-	if len(stopped) == 0 || owner == "" {
-		return false
+	_, found := ownerGroupIn(ctx, members, owner, stopped)
+	return found
+}
+
+// ownerGroupIn returns the value of groups for the first group of owner's
+// that is in it, reading Members only when groups is not empty.
+func ownerGroupIn(ctx context.Context, members client.Reader, owner string, groups map[string]string) (string, bool) {
+	if len(groups) == 0 || owner == "" {
+		return "", false
 	}
 	list := &hubv1.MemberList{}
 	if err := members.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
-		return false
+		return "", false
 	}
 	for i := range list.Items {
 		m := &list.Items[i]
@@ -175,12 +191,52 @@ func (b *Budgets) GroupStopped(ctx context.Context, members client.Reader, owner
 			continue
 		}
 		for _, g := range m.Spec.Groups {
-			if stopped[g] {
-				return true
+			if v, ok := groups[g]; ok {
+				return v, true
 			}
 		}
 	}
-	return false
+	return "", false
+}
+
+// Unpriced tells whether a call of a model of a service by key cannot be
+// priced while a Hard money cap covers it (the project's, the
+// organization's, or one of the key owner's groups'), and names that cap.
+// Such a call must be refused: it would cost nothing under the cap. The
+// Organization (for its price list) is read from org only when such a cap
+// exists.
+func (b *Budgets) Unpriced(ctx context.Context, members client.Reader, key *hubv1.APIKey, s pricing.Service, model string,
+	org func() *hubv1.Organization) (string, bool) {
+	capName := ""
+	caps, _ := b.covering(key.Namespace)
+	for _, c := range caps {
+		if c.Spec.Limit != nil {
+			capName = c.Namespace + "/" + c.Name
+			break
+		}
+	}
+	var groups map[string]string
+	b.capsMu.RLock()
+	if len(b.groupMoneyCaps) > 0 {
+		groups = make(map[string]string, len(b.groupMoneyCaps))
+		for _, g := range b.groupMoneyCaps {
+			groups[g[0]] = g[1]
+		}
+	}
+	b.capsMu.RUnlock()
+	if capName == "" && len(groups) == 0 {
+		return "", false
+	}
+	b.mu.Lock()
+	list := b.priceList(org())
+	b.mu.Unlock()
+	if list != nil && list.Priced(s, model) {
+		return "", false
+	}
+	if capName != "" {
+		return capName, true
+	}
+	return ownerGroupIn(ctx, members, key.Spec.Owner, groups)
 }
 
 // covering lists the Hard caps covering project: its own, then the

@@ -174,14 +174,22 @@ type answer struct {
 	body   []byte
 }
 
-func (a answer) errorMessage() string {
+func (a answer) errorMessage() string { return a.openAIError().Message }
+
+func (a answer) errorCode() string { return a.openAIError().Code }
+
+type openAIError struct {
+	Message string `json:"message"`
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+}
+
+func (a answer) openAIError() openAIError {
 	var e struct {
-		Error struct {
-			Message string `json:"message"`
-		} `json:"error"`
+		Error openAIError `json:"error"`
 	}
 	_ = json.Unmarshal(a.body, &e)
-	return e.Error.Message
+	return e.Error
 }
 
 func call(g Gomega, method, path, key string, body any) answer {
@@ -295,18 +303,27 @@ func TestGatewayRefusals(t *testing.T) {
 	_, key := issueKey(g, "gw-refusals", nil)
 	readKey, readPlain := issueKeyIn(g, "gw-refusals", "reader", func(k *hubv1.APIKey) { k.Spec.Scope = hubv1.ScopeRead })
 
-	expect := func(a answer, status int, message string) {
+	expect := func(a answer, status int, message string, code ...string) {
 		t.Helper()
 		g.Expect(a.status).To(Equal(status), string(a.body))
 		g.Expect(a.header.Get("Content-Type")).To(Equal("application/json"))
 		g.Expect(a.errorMessage()).To(ContainSubstring(message))
+		if len(code) > 0 {
+			g.Expect(a.errorCode()).To(Equal(code[0]))
+		}
 	}
-	expect(call(g, http.MethodPost, "/v1/chat/completions", "", chatBody("hi", false)), http.StatusUnauthorized, "didn't provide an API key")
+	expect(call(g, http.MethodPost, "/v1/chat/completions", "", chatBody("hi", false)), http.StatusUnauthorized, "didn't provide an API key", "missing_api_key")
 	typo := key[:20] + string(key[20]^1) + key[21:]
-	expect(call(g, http.MethodPost, "/v1/chat/completions", typo, chatBody("hi", false)), http.StatusUnauthorized, "not a well-formed")
+	expect(call(g, http.MethodPost, "/v1/chat/completions", typo, chatBody("hi", false)), http.StatusUnauthorized, "not a well-formed", "invalid_api_key")
 	other, _ := keys.New()
-	expect(call(g, http.MethodPost, "/v1/chat/completions", other.Reveal(), chatBody("hi", false)), http.StatusUnauthorized, "Incorrect API key")
-	expect(call(g, http.MethodPost, "/v1/chat/completions", readPlain, chatBody("hi", false)), http.StatusForbidden, "Read scope")
+	expect(call(g, http.MethodPost, "/v1/chat/completions", other.Reveal(), chatBody("hi", false)), http.StatusUnauthorized, "Incorrect API key", "invalid_api_key")
+	expect(call(g, http.MethodPost, "/v1/chat/completions", readPlain, chatBody("hi", false)), http.StatusForbidden, "Read scope", "insufficient_permissions")
+	// Paths outside the route table, in the OpenAI way.
+	expect(call(g, http.MethodPost, "/v1/chat/completion", key, chatBody("hi", false)), http.StatusNotFound,
+		"Unknown request URL: POST /v1/chat/completion", "unknown_url")
+	expect(call(g, http.MethodGet, "/v1/chat/completions", key, nil), http.StatusNotFound, "Unknown request URL", "unknown_url")
+	expect(call(g, http.MethodPost, "/v1/chat/completions", key, "not an object"), http.StatusBadRequest,
+		"must be a JSON object", "invalid_request_body")
 	g.Expect(call(g, http.MethodGet, "/v1/models", readPlain, nil).status).To(Equal(http.StatusOK), "a Read key may read")
 	_ = readKey
 
@@ -315,7 +332,7 @@ func TestGatewayRefusals(t *testing.T) {
 	org.Spec.Security.IPAllowlist = []hubv1.CIDR{"203.0.113.0/24"}
 	g.Expect(env.Client.Create(ctx, org)).To(Succeed())
 	g.Eventually(func() int { return call(g, http.MethodGet, "/v1/models", key, nil).status }, 10*time.Second).Should(Equal(http.StatusForbidden))
-	expect(call(g, http.MethodGet, "/v1/models", key, nil), http.StatusForbidden, "IP allowlist")
+	expect(call(g, http.MethodGet, "/v1/models", key, nil), http.StatusForbidden, "IP allowlist", "ip_not_allowed")
 	g.Expect(env.Client.Delete(ctx, org)).To(Succeed())
 	g.Eventually(func() int { return call(g, http.MethodGet, "/v1/models", key, nil).status }, 10*time.Second).Should(Equal(http.StatusOK))
 
@@ -326,7 +343,7 @@ func TestGatewayRefusals(t *testing.T) {
 	p.Spec.Archived = true
 	g.Expect(env.Client.Patch(ctx, p, patch)).To(Succeed())
 	g.Eventually(func() int { return call(g, http.MethodGet, "/v1/models", key, nil).status }, 10*time.Second).Should(Equal(http.StatusForbidden))
-	expect(call(g, http.MethodGet, "/v1/models", key, nil), http.StatusForbidden, "is archived")
+	expect(call(g, http.MethodGet, "/v1/models", key, nil), http.StatusForbidden, "is archived", "project_archived")
 
 	// Refused calls never reach the upstream and are not metered: every
 	// stored event of the project is an allowed read.

@@ -1,8 +1,10 @@
-// Package gateway is the reference gateway: an OpenAI-compatible reverse
-// proxy that authenticates Platform Hub keys from memory (the informer cache,
-// indexed by digest), enforces scope, IP allowlist, archived projects and
-// spending caps, forwards to the upstream model API, and records the usage of
-// every forwarded call.
+// Package gateway is the reference gateway: an OpenAI- and
+// Anthropic-compatible reverse proxy that routes each call by a table of the
+// platform's API, authenticates Platform Hub keys from memory (the informer
+// cache, indexed by digest), enforces scope, IP allowlist, archived projects
+// and spending caps, forwards to the upstream model API with an allowlist of
+// headers, and records the usage of every forwarded call from the answer the
+// upstream really sent, read where the route says it is.
 package gateway
 
 import (
@@ -10,6 +12,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -27,7 +30,6 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/metrics"
-	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -36,8 +38,7 @@ type Recorder interface {
 	Record(usage.Event)
 }
 
-// maxRequestBody bounds a request body the gateway reads to add
-// stream_options (chat completions only).
+// maxRequestBody bounds a JSON request body the gateway reads.
 const maxRequestBody = 16 << 20
 
 // Gateway is the reference gateway's HTTP handler.
@@ -58,6 +59,8 @@ type Gateway struct {
 	// Budgets, when set, enforces Hard spending caps from this gateway's
 	// own metering, ahead of the usage server's mark.
 	Budgets *Budgets
+	// Routes is the platform's API; nil means DefaultRoutes.
+	Routes *RouteTable
 
 	proxy *httputil.ReverseProxy
 }
@@ -66,32 +69,33 @@ type callKey struct{}
 
 // call is what the gateway knows about a forwarded request.
 type call struct {
-	key      *hubv1.APIKey
-	keyID    string
-	service  pricing.Service
-	model    string
-	seconds  int64 // video duration asked for
-	started  time.Time
-	endpoint string
+	route   *Route
+	key     *hubv1.APIKey
+	keyID   string
+	model   string
+	seconds int64 // video duration asked for
+	started time.Time
+	// acceptsGzip: the client takes gzip answers.
+	acceptsGzip bool
+	// flags are what was wrong with the request's own figures.
+	flags []usage.Flag
 }
 
 // Init prepares the proxy; call it once before serving.
 func (g *Gateway) Init() {
+	if g.Routes == nil {
+		g.Routes, _ = NewRouteTable(DefaultRoutes())
+	}
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			c := pr.In.Context().Value(callKey{}).(*call)
 			pr.SetURL(g.Upstream)
 			pr.Out.Host = g.Upstream.Host
-			pr.Out.Header.Del("x-api-key")
-			pr.Out.Header.Del("Authorization")
-			if g.UpstreamKey != "" {
-				pr.Out.Header.Set("Authorization", "Bearer "+g.UpstreamKey)
-			}
+			pr.Out.Header = upstreamHeaders(pr.In.Header, c, g.UpstreamKey)
+			pr.Out.URL.RawQuery = withoutHubKeys(pr.Out.URL.RawQuery)
 		},
 		ModifyResponse: g.meter,
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			g.Metrics.upstreamErrors.Inc()
-			writeOpenAIError(w, http.StatusBadGateway, "api_error", "The upstream model API is unreachable; retry later.", 0)
-		},
+		ErrorHandler:   g.proxyError,
 		// FlushInterval stays 0: the proxy flushes server-sent events and
 		// bodies of unknown length as they come, and buffers the rest.
 		Transport:  UpstreamTransport(),
@@ -111,7 +115,9 @@ func (bufferPool) Put(b []byte) { copyBuffers.Put((*[32 << 10]byte)(b)) }
 // UpstreamTransport is the transport to the upstream model API. All of the
 // gateway's traffic goes to that one host, so it keeps many idle
 // connections to it: with the default of 2, a busy gateway would open and
-// close a connection for most calls.
+// close a connection for most calls. It asks for gzip and decompresses
+// answers itself unless a request names Accept-Encoding (see
+// upstreamHeaders).
 func UpstreamTransport() *http.Transport {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 1024
@@ -119,53 +125,128 @@ func UpstreamTransport() *http.Transport {
 	return tr
 }
 
-// ServeHTTP authenticates, forwards and meters one request.
+// ServeHTTP routes, authenticates, forwards and meters one request.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := g.Clock.Now()
-	v := g.authorize(r.Context(), r, now)
-	if !v.allowed() {
-		g.Metrics.rejections.WithLabelValues(v.reason).Inc()
-		writeOpenAIError(w, v.status, v.errType, v.message, v.retryAfter)
+	route := g.Routes.Match(r.Method, r.URL.Path)
+	if route == nil {
+		g.refuse(w, refuse(http.StatusNotFound, reasonUnknownURL, "invalid_request_error", "unknown_url",
+			fmt.Sprintf("Unknown request URL: %s %s. Please check the URL for typos, or see the API reference for the paths this gateway serves.",
+				r.Method, r.URL.Path)))
 		return
 	}
-	c := &call{key: v.key, keyID: v.keyID, started: now, endpoint: r.URL.Path, service: serviceOf(r.URL.Path)}
+	if ce := r.Header.Get("Content-Encoding"); ce != "" && !strings.EqualFold(ce, "identity") {
+		g.refuse(w, refuse(http.StatusUnsupportedMediaType, reasonEncoding, "invalid_request_error", "unsupported_content_encoding",
+			"Request bodies must not be compressed (Content-Encoding "+ce+"); send them uncompressed."))
+		return
+	}
+	v := g.authorize(r.Context(), r, now)
+	if !v.allowed() {
+		g.refuse(w, v)
+		return
+	}
+	c := &call{route: route, key: v.key, keyID: v.keyID, started: now, acceptsGzip: acceptsGzip(r.Header)}
 	if err := prepareBody(r, c); err != nil {
-		writeOpenAIError(w, http.StatusBadRequest, "invalid_request_error", err.Error(), 0)
+		g.refuse(w, refuse(http.StatusBadRequest, reasonBadRequest, "invalid_request_error", "invalid_request_body", err.Error()))
+		return
+	}
+	if v := g.checkPriced(r.Context(), c); !v.allowed() {
+		g.refuse(w, v)
 		return
 	}
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
 }
 
+func (g *Gateway) refuse(w http.ResponseWriter, v verdict) {
+	g.Metrics.rejections.WithLabelValues(v.reason).Inc()
+	writeOpenAIError(w, v.status, v.errType, v.code, v.message)
+}
+
+// errUnexpectedEncoding: the upstream compressed an answer in a way the
+// gateway did not ask for, so its usage cannot be read.
+var errUnexpectedEncoding = errors.New("the upstream answered in a content encoding the gateway did not ask for")
+
 // meter wraps the upstream response body so that usage is recorded when the
-// body has been passed on.
+// body has been passed on. An answer whose usage cannot be read (an encoding
+// the gateway did not ask for) is not passed on: the client gets 502, and
+// the call is recorded, flagged.
 func (g *Gateway) meter(resp *http.Response) error {
 	c, _ := resp.Request.Context().Value(callKey{}).(*call)
 	if c == nil {
 		return nil
 	}
 	g.Metrics.upstreamLatency.Observe(g.Clock.Since(c.started).Seconds())
-	sse := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
-	resp.Body = &meteredBody{ReadCloser: resp.Body, capture: &capture{sse: sse}, done: func(cap *capture, _ bool) {
-		g.record(c, resp.StatusCode, cap)
-	}}
+	body := &meteredBody{ReadCloser: resp.Body, done: func(r *reading) { g.record(c, resp.StatusCode, r) }}
+	switch ce := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); {
+	case ce == "" || ce == "identity":
+	case (ce == "gzip" || ce == "x-gzip") && c.acceptsGzip:
+		if body.usage = newUsageReader(c.route, resp.Header.Get("Content-Type")); body.usage != nil {
+			body.gzip = newGunzipTee(body.usage)
+		}
+		resp.Body = body
+		return nil
+	default:
+		r := &reading{}
+		r.flag(usage.FlagUsageUnreadable)
+		g.record(c, http.StatusBadGateway, r)
+		return errUnexpectedEncoding
+	}
+	body.usage = newUsageReader(c.route, resp.Header.Get("Content-Type"))
+	resp.Body = body
 	return nil
 }
 
-func (g *Gateway) record(c *call, status int, cap *capture) {
-	g.Metrics.requests.WithLabelValues(string(c.service), strconv.Itoa(status)).Inc()
-	tokens, model := cap.result()
-	if model == "" {
-		model = c.model
+// proxyError answers a call the proxy could not complete.
+func (g *Gateway) proxyError(w http.ResponseWriter, _ *http.Request, err error) {
+	if errors.Is(err, errUnexpectedEncoding) {
+		writeOpenAIError(w, http.StatusBadGateway, "api_error", "upstream_error",
+			"The upstream model API answered in a form the gateway cannot meter; the call was not passed on. Retry later.")
+		return
 	}
+	g.Metrics.upstreamErrors.Inc()
+	writeOpenAIError(w, http.StatusBadGateway, "api_error", "upstream_unreachable", "The upstream model API is unreachable; retry later.")
+}
+
+// record builds a call's usage event from the request and what its answer
+// said, and hands it to the recorder. Every forwarded call is recorded,
+// whatever was wrong with its figures (then it is flagged).
+func (g *Gateway) record(c *call, status int, r *reading) {
+	route := c.route
+	g.Metrics.requests.WithLabelValues(route.Path, strconv.Itoa(status)).Inc()
 	e := usage.Event{
 		ID: uuid.Must(uuid.NewV7()).String(), Time: c.started.UTC(), Project: c.key.Namespace, KeyID: c.keyID,
-		Service: c.service, Endpoint: c.endpoint, Model: model, StatusCode: status,
+		Service: route.Service, Endpoint: route.Path, StatusCode: status,
 	}
-	if tokens != nil {
-		e.InputTokens, e.OutputTokens = tokens.PromptTokens, tokens.CompletionTokens
+	for _, f := range c.flags {
+		r.flag(f)
 	}
-	if c.service == pricing.Video && status < 300 {
-		e.VideoSeconds = c.seconds
+	// The model the client asked for is the one priced and checked against
+	// the price list before the call; the answer's names it only when the
+	// request did not.
+	e.Model = c.model
+	if e.Model == "" {
+		e.Model = r.model
+	}
+	if usage.TextProblem(e.Model, usage.MaxNameLength, false) != "" {
+		e.Model = ""
+		r.flag(usage.FlagModelInvalid)
+	}
+	ok := status >= 200 && status < 300
+	switch route.Usage {
+	case UsageNone:
+	case UsageVideoRequest:
+		if ok && !r.rejected {
+			e.VideoSeconds = c.seconds
+		}
+	default:
+		e.InputTokens, e.OutputTokens = r.tokens(route.Usage)
+		if ok && !r.seen && len(r.flags) == 0 {
+			r.flag(usage.FlagUsageMissing)
+		}
+	}
+	e.Flags = r.flags
+	for _, f := range e.Flags {
+		g.Metrics.flagged.WithLabelValues(string(f)).Inc()
 	}
 	if g.Budgets != nil {
 		g.Budgets.Metered(&e, g.organization)
@@ -182,25 +263,14 @@ func (g *Gateway) organization() *hubv1.Organization {
 	return org
 }
 
-// serviceOf maps an API path to the service it is billed under.
-func serviceOf(path string) pricing.Service {
-	switch {
-	case strings.Contains(path, "video"):
-		return pricing.Video
-	case strings.Contains(path, "fine_tuning"):
-		return pricing.FineTuning
-	case strings.HasPrefix(path, "/v1/files"):
-		return pricing.Storage
-	}
-	return pricing.Chat
-}
-
-// prepareBody reads what metering needs from a JSON request body: the model
-// and the video duration; for streamed chat completions it also asks the
+// prepareBody reads what metering needs from a JSON request body, whatever
+// its Content-Type says (the upstream reads it as JSON too): the model and
+// the video duration. For streamed chat completions it also asks the
 // upstream to include usage in the last chunk (stream_options.include_usage),
-// which clients of the OpenAI API accept.
+// which clients of the OpenAI API accept. A body that is not a JSON object
+// is refused, as the upstream would refuse it.
 func prepareBody(r *http.Request, c *call) error {
-	if r.Body == nil || r.Method != http.MethodPost || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+	if c.route.Body != BodyJSON || r.Body == nil || r.Body == http.NoBody {
 		return nil
 	}
 	raw, err := readBody(r)
@@ -211,14 +281,18 @@ func prepareBody(r *http.Request, c *call) error {
 	if len(raw) > maxRequestBody {
 		return errTooLarge
 	}
-	if m, ok := readMetering(raw, c); ok && m.needsStreamUsage(r.URL.Path) {
+	m, err := readMetering(raw, c)
+	if err != nil {
+		return err
+	}
+	if c.route.StreamUsage && m.needsStreamUsage() {
 		if rewritten, err := withStreamUsage(raw); err == nil {
 			raw = rewritten
 		}
 	}
 	r.Body = io.NopCloser(bytes.NewReader(raw))
 	r.ContentLength = int64(len(raw))
-	r.Header.Set("Content-Length", strconv.Itoa(len(raw)))
+	r.Header.Del("Content-Length")
 	return nil
 }
 
@@ -237,39 +311,54 @@ func readBody(r *http.Request) ([]byte, error) {
 // requestMeta is what the gateway reads from a request body. Decoding into
 // it, rather than into a generic map, allocates nothing for the messages.
 type requestMeta struct {
-	Model         string   `json:"model"`
-	Stream        bool     `json:"stream"`
-	Duration      *float64 `json:"duration"`
-	StreamOptions *struct {
-		IncludeUsage bool `json:"include_usage"`
-	} `json:"stream_options"`
+	Model         json.RawMessage `json:"model"`
+	Stream        json.RawMessage `json:"stream"`
+	Duration      json.RawMessage `json:"duration"`
+	StreamOptions json.RawMessage `json:"stream_options"`
 }
+
+// defaultVideoSeconds is the video API's default duration.
+const defaultVideoSeconds = 6
 
 // readMetering takes the model and, for video, the duration from a request
-// body. A field of an unexpected type is left out; a body that is not JSON
-// is not metered from the request (the response still is).
-func readMetering(raw []byte, c *call) (requestMeta, bool) {
+// body, which must be a JSON object. A field of an unexpected type is the
+// upstream's to refuse; the gateway records what it can and flags the rest.
+func readMetering(raw []byte, c *call) (requestMeta, error) {
 	var m requestMeta
 	if err := json.Unmarshal(raw, &m); err != nil {
-		var typeErr *json.UnmarshalTypeError
-		if !errors.As(err, &typeErr) {
-			return m, false
+		return m, &requestError{"the request body must be a JSON object: " + err.Error()}
+	}
+	if m.Model != nil && json.Unmarshal(m.Model, &c.model) != nil {
+		c.model, c.flags = "", append(c.flags, usage.FlagModelInvalid)
+	}
+	if c.route.Usage == UsageVideoRequest {
+		c.seconds = defaultVideoSeconds
+		if m.Duration != nil && string(m.Duration) != "null" {
+			var d float64
+			switch err := json.Unmarshal(m.Duration, &d); {
+			case err != nil || d <= 0:
+				c.flags = append(c.flags, usage.FlagUsageMalformed)
+			case d > usage.MaxVideoSecondsPerCall:
+				c.seconds, c.flags = usage.MaxVideoSecondsPerCall, append(c.flags, usage.FlagUsageMalformed)
+			default:
+				c.seconds = int64(math.Ceil(d))
+			}
 		}
 	}
-	c.model = m.Model
-	if c.service == pricing.Video {
-		c.seconds = 6 // the API's default duration
-		if d := m.Duration; d != nil && *d > 0 && *d < math.MaxInt32 {
-			c.seconds = int64(*d)
-		}
-	}
-	return m, true
+	return m, nil
 }
 
-// needsStreamUsage tells whether a request is a streamed chat completion
-// that does not ask for usage in its last chunk.
-func (m requestMeta) needsStreamUsage(path string) bool {
-	return m.Stream && strings.HasSuffix(path, "/chat/completions") && (m.StreamOptions == nil || !m.StreamOptions.IncludeUsage)
+// needsStreamUsage tells whether a request streams without asking for usage
+// in its last chunk.
+func (m requestMeta) needsStreamUsage() bool {
+	var stream bool
+	if json.Unmarshal(m.Stream, &stream) != nil || !stream {
+		return false
+	}
+	var opts struct {
+		IncludeUsage bool `json:"include_usage"`
+	}
+	return json.Unmarshal(m.StreamOptions, &opts) != nil || !opts.IncludeUsage
 }
 
 // withStreamUsage sets stream_options.include_usage in a request body,
@@ -302,22 +391,32 @@ type requestError struct{ msg string }
 
 func (e *requestError) Error() string { return e.msg }
 
-// writeOpenAIError answers in the OpenAI error format.
-func writeOpenAIError(w http.ResponseWriter, status int, errType, message string, retryAfter time.Duration) {
-	w.Header().Set("Content-Type", "application/json")
-	if retryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(retryAfter.Seconds())), 10))
-	}
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]any{
-		"message": message, "type": errType, "code": strings.ToLower(http.StatusText(status)),
-	}})
+// openAIError is the body of an error in the OpenAI format.
+type openAIError struct {
+	Error struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    string  `json:"code"`
+	} `json:"error"`
 }
 
-// Metrics are the gateway's own metrics.
+// writeOpenAIError answers in the OpenAI error format:
+// {"error": {"message", "type", "param", "code"}}.
+func writeOpenAIError(w http.ResponseWriter, status int, errType, code, message string) {
+	var body openAIError
+	body.Error.Message, body.Error.Type, body.Error.Code = message, errType, code
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(&body)
+}
+
+// Metrics are the gateway's own metrics. Their labels have bounded values:
+// routes are the table's templates, never raw paths.
 type Metrics struct {
 	requests        *prometheus.CounterVec
 	rejections      *prometheus.CounterVec
+	flagged         *prometheus.CounterVec
 	upstreamLatency prometheus.Histogram
 	upstreamErrors  prometheus.Counter
 }
@@ -326,8 +425,12 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hub_gateway_requests_total", Help: "Requests forwarded upstream, by service and status code.",
-		}, []string{"service", "code"}),
+			Name: "hub_gateway_requests_total", Help: "Requests forwarded upstream, by route template and status code.",
+		}, []string{"route", "code"}),
+		flagged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hub_gateway_usage_flagged_total",
+			Help: "Calls recorded with a flag: usage the upstream reported missing, malformed or unreadable, by flag.",
+		}, []string{"flag"}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hub_gateway_rejections_total", Help: "Requests the gateway refused, by reason.",
 		}, []string{"reason"}),
@@ -339,7 +442,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "hub_gateway_upstream_errors_total", Help: "Requests that could not reach the upstream.",
 		}),
 	}
-	m.requests, m.rejections = metrics.Register(reg, m.requests), metrics.Register(reg, m.rejections)
+	m.requests, m.rejections, m.flagged = metrics.Register(reg, m.requests), metrics.Register(reg, m.rejections), metrics.Register(reg, m.flagged)
 	m.upstreamLatency, m.upstreamErrors = metrics.Register(reg, m.upstreamLatency), metrics.Register(reg, m.upstreamErrors)
 	return m
 }

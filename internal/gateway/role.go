@@ -31,6 +31,8 @@ type Options struct {
 	Upstream string
 	// UpstreamKeyFile holds the platform's own key for the upstream.
 	UpstreamKeyFile string
+	// RoutesFile holds the route table (YAML); empty means DefaultRoutes.
+	RoutesFile string
 	// ServerURL is the usage server's base URL (https://hub-server.hub-system.svc).
 	ServerURL string
 	// ServerCAFile verifies the usage server's certificate; empty uses the
@@ -64,17 +66,13 @@ type Options struct {
 // digest), Projects and the Organization, the proxy, and the usage shipper.
 // Every replica serves; none needs to be elected.
 func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, *Shipper, error) {
-	upstream, err := url.Parse(opts.Upstream)
-	if err != nil || upstream.Scheme == "" || upstream.Host == "" {
-		return nil, nil, fmt.Errorf("--upstream must be an absolute URL such as https://api.minimax.io, not %q", opts.Upstream)
+	upstream, upstreamKey, err := upstreamOf(opts)
+	if err != nil {
+		return nil, nil, err
 	}
-	upstreamKey := ""
-	if opts.UpstreamKeyFile != "" {
-		raw, err := os.ReadFile(opts.UpstreamKeyFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("reading the upstream key: %w", err)
-		}
-		upstreamKey = strings.TrimSpace(string(raw))
+	routes, err := loadRoutes(opts.RoutesFile)
+	if err != nil {
+		return nil, nil, err
 	}
 	serverClient, err := serverclient.HTTPClient(opts.ServerCAFile)
 	if err != nil {
@@ -112,7 +110,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	g := &Gateway{
 		Cache: mgr.GetCache(), Upstream: upstream, UpstreamKey: upstreamKey, Recorder: shipper,
 		Clock: opts.Clock, Metrics: NewMetrics(ctrlmetrics.Registry), TrustForwardedFor: opts.TrustForwardedFor,
-		Budgets: budgets,
+		Budgets: budgets, Routes: routes,
 	}
 	g.Init()
 	if err := mgr.Add(runnable(shipper.Run)); err != nil {
@@ -125,6 +123,30 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		return nil, nil, err
 	}
 	return mgr, shipper, nil
+}
+
+// upstreamOf reads the upstream's URL and the platform's key for it.
+func upstreamOf(opts Options) (*url.URL, string, error) {
+	upstream, err := url.Parse(opts.Upstream)
+	if err != nil || upstream.Scheme == "" || upstream.Host == "" {
+		return nil, "", fmt.Errorf("--upstream must be an absolute URL such as https://api.minimax.io, not %q", opts.Upstream)
+	}
+	if opts.UpstreamKeyFile == "" {
+		return upstream, "", nil
+	}
+	raw, err := os.ReadFile(opts.UpstreamKeyFile)
+	if err != nil {
+		return nil, "", fmt.Errorf("reading the upstream key: %w", err)
+	}
+	return upstream, strings.TrimSpace(string(raw)), nil
+}
+
+// loadRoutes is the route table of a file, or the default one.
+func loadRoutes(file string) (*RouteTable, error) {
+	if file != "" {
+		return LoadRoutes(file)
+	}
+	return NewRouteTable(DefaultRoutes())
 }
 
 // newBudgets enforces Hard caps from the gateway's own metering, keeping

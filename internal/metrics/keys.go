@@ -22,7 +22,9 @@ var (
 	apiKeyExpiryDesc = prometheus.NewDesc("hub_apikey_expiration_timestamp_seconds",
 		"When each API key expires, as a Unix timestamp; keys that never expire are absent. "+
 			"Alert on (hub_apikey_expiration_timestamp_seconds - time()) < 7*86400.",
-		[]string{"namespace", "name", "key_id", projectLabel}, nil)
+		// The project is the key's namespace; a label named namespace would
+		// clash with the one the Prometheus Operator adds to every target.
+		[]string{"name", "key_id", projectLabel}, nil)
 )
 
 // KeyCollector exports API key metrics, computed from the manager's informer
@@ -64,7 +66,7 @@ func (c *KeyCollector) Collect(ch chan<- prometheus.Metric) {
 		counts[group{project: key.Namespace, phase: phase, scope: string(key.Spec.Scope)}]++
 		if key.Status.ExpiresAt != nil && key.Status.KeyID != "" {
 			ch <- prometheus.MustNewConstMetric(apiKeyExpiryDesc, prometheus.GaugeValue,
-				float64(key.Status.ExpiresAt.Unix()), key.Namespace, key.Name, key.Status.KeyID, key.Namespace)
+				float64(key.Status.ExpiresAt.Unix()), key.Name, key.Status.KeyID, key.Namespace)
 		}
 	}
 	for g, n := range counts {

@@ -7,8 +7,12 @@ import (
 	"github.com/minimax/platform-hub/internal/pricing"
 )
 
-// UsageMetrics count the usage the server stored, by project, service, model
-// and endpoint (never by key: key IDs would make the series unbounded).
+// UsageMetrics count the usage the server stored, by project, API service,
+// model and route (never by key: key IDs would make the series unbounded).
+// Every label has a bounded set of values: routes are the gateway's route
+// templates, models those the price list names (others count as "other").
+// The labels avoid the names the Prometheus Operator gives its target
+// labels (namespace, service, endpoint, pod, container, job, instance).
 // Only events stored for the first time count, so a batch delivered twice
 // counts once. They are counters of this process: sum them over replicas and
 // use rate() or increase(); the store keeps the exact totals.
@@ -24,7 +28,7 @@ type UsageMetrics struct {
 
 // NewUsageMetrics creates the counters and registers them with reg.
 func NewUsageMetrics(reg prometheus.Registerer) *UsageMetrics {
-	labels := []string{projectLabel, "service", "model", "endpoint"}
+	labels := []string{projectLabel, "api_service", "model", "route"}
 	m := &UsageMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hub_usage_requests_total", Help: "API calls stored in the usage store.",
@@ -57,9 +61,14 @@ func NewUsageMetrics(reg prometheus.Registerer) *UsageMetrics {
 // Quarantined counts events set aside in the store's quarantine.
 func (m *UsageMetrics) Quarantined(n int) { m.quarantined.Add(float64(n)) }
 
-// Usage is what one stored event adds to the counters.
+// OtherModel stands for every model the price list does not name.
+const OtherModel = "other"
+
+// Usage is what one stored event adds to the counters. Its Model must be
+// one the price list names, OtherModel, or "" (a call of no model).
 type Usage struct {
-	Project, Endpoint string
+	// Project is the project; Route the route template the call matched.
+	Project, Route string
 	pricing.Usage
 	Cost     pricing.Cost
 	Currency string
@@ -67,7 +76,7 @@ type Usage struct {
 
 // Add counts one stored event.
 func (m *UsageMetrics) Add(u Usage) {
-	lv := []string{u.Project, string(u.Service), u.Model, u.Endpoint}
+	lv := []string{u.Project, string(u.Service), u.Model, u.Route}
 	m.requests.WithLabelValues(lv...).Inc()
 	if u.InputTokens != 0 {
 		m.tokens.WithLabelValues(append(lv, "input")...).Add(float64(u.InputTokens))

@@ -43,6 +43,9 @@ type CapThreshold struct {
 	Currency   string `json:"currency,omitempty"`
 	Tokens     int64  `json:"tokens"`
 	TokenLimit int64  `json:"tokenLimit,omitempty"`
+	// UnpricedCalls counts calls of the cycle that could not be priced, so
+	// are not in Spent.
+	UnpricedCalls int64 `json:"unpricedCalls,omitempty"`
 	// Enforcement is Hard or AlertOnly.
 	Enforcement string    `json:"enforcement"`
 	CycleStart  time.Time `json:"cycleStart"`
@@ -147,11 +150,18 @@ func (d *CapThreshold) render(m *Message) {
 			b.WriteString("The cap is Hard: API calls will be refused then.\n")
 		}
 	}
+	if d.UnpricedCalls > 0 {
+		fmt.Fprintf(&b, "%d calls of this cycle used models with no price and are not in the spend above: "+
+			"add their prices, or a default price for their service, to the Organization's spec.pricing.\n", d.UnpricedCalls)
+	}
 	if d.DashboardURL != "" {
 		fmt.Fprintf(&b, "\nUsage: %s\n", d.DashboardURL)
 	}
 	m.Text = b.String()
 	m.Short = fmt.Sprintf("Platform Hub: %s at %s of spending cap %s (%s).", d.what(), used, d.Cap.Name, strings.Join(amounts, "; "))
+	if d.UnpricedCalls > 0 {
+		m.Short += fmt.Sprintf(" %d unpriced calls not counted.", d.UnpricedCalls)
+	}
 	if d.DashboardURL != "" {
 		m.Short += " " + d.DashboardURL
 	}

@@ -171,6 +171,40 @@ func perUnit(models map[string]decimal.Decimal, def *decimal.Decimal, model stri
 	return Cost{Amount: def.Mul(units), Defaulted: true}
 }
 
+// Priced tells whether usage of a model of a service has a price: its own,
+// or the service's default.
+func (p *PriceList) Priced(s Service, model string) bool {
+	switch s {
+	case Chat:
+		_, ok := p.chat[model]
+		return ok || p.chatDefault != nil
+	case Video:
+		_, ok := p.video[model]
+		return ok || p.videoDefault != nil
+	case FineTuning:
+		_, ok := p.fineTune[model]
+		return ok || p.fineTuneDef != nil
+	case Storage:
+		return p.storagePerGBM != nil
+	}
+	return false
+}
+
+// Lists tells whether the price list names a model of a service (a price of
+// its own, not a default): the models a metric may name.
+func (p *PriceList) Lists(s Service, model string) bool {
+	var ok bool
+	switch s {
+	case Chat:
+		_, ok = p.chat[model]
+	case Video:
+		_, ok = p.video[model]
+	case FineTuning:
+		_, ok = p.fineTune[model]
+	}
+	return ok
+}
+
 // Incomplete lists, sorted, the services whose usage of unlisted models
 // cannot be priced because the service has no default price. An empty result
 // means every usage can be priced.

@@ -22,6 +22,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/caps"
 	"github.com/minimax/platform-hub/internal/notify"
+	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/server"
 	"github.com/minimax/platform-hub/internal/usage"
 )
@@ -587,4 +588,71 @@ func TestAuditAPI(t *testing.T) {
 	g.Expect(rows[1][1]).To(Equal("adm@example.com"))
 	g.Expect(rows[1][8]).To(Equal("spec.role: Developer -> Admin"))
 	g.Expect(rows[2][4:7]).To(Equal([]string{"APIKey", "chatbot", "ci"}))
+}
+
+// TestCapCycleOffTheHourAndUnpricedCalls: in Asia/Kolkata (+05:30) a cycle
+// starts at 18:30 UTC, inside an hour. A call at 23:45 local time on the
+// cycle's last day counts in that cycle only, and one at 00:15 in the next
+// only. Calls of a model without a price are counted in status and named in
+// the alert, never added to the spend as free.
+func TestCapCycleOffTheHourAndUnpricedCalls(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	org := &hubv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: hubv1.OrganizationName},
+		Spec: hubv1.OrganizationSpec{DisplayName: "Example", Plan: hubv1.PlanStandard,
+			Billing: hubv1.BillingSpec{CycleStartDay: 1, TimeZone: "Asia/Kolkata", Currency: "INR"}}}
+	g.Expect(k8sClient.Create(ctx, org)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, org) })
+	e := newCapsEnv(t, g, "alerts-hub-k")
+	var err error
+	e.prices, err = pricing.New(&hubv1.PriceList{Chat: &hubv1.TokenPricing{Models: []hubv1.ModelTokenPrice{{
+		Name: "m", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "1.00", OutputPer1MTokens: "1.00"}}}}})
+	g.Expect(err).NotTo(HaveOccurred())
+	boundary := time.Date(2026, 11, 30, 18, 30, 0, 0, time.UTC) // 1 December, 00:00 in Kolkata
+	e.clock.SetTime(boundary.Add(-15 * time.Minute))            // 23:45 on 30 November there
+	projectWithNamespace(g, "alerts-kolkata")
+	rcv := newWebhookReceiver(t)
+	webhookChannel(g, "alerts-kolkata", "hook", rcv)
+	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "alerts-kolkata", Name: "budget"},
+		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("10")), Thresholds: []int32{50}, Channels: []string{"hook"}}}
+	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
+	e.start(g, &alerting{sender: &notify.Sender{Reader: k8sClient, HTTP: rcv.Client()}})
+
+	e.spend(g, "alerts-kolkata", 6, 1_000_000) // 6 of 10: crosses 50%
+	unpriced := make([]usage.Event, 0, 3)
+	for i := range 3 {
+		unpriced = append(unpriced, usage.Event{ID: fmt.Sprintf("unpriced-%d", i), Time: e.clock.Now(), Project: "alerts-kolkata",
+			KeyID: "AbCdEf0123", Service: pricing.Chat, Endpoint: "/v1/chat/completions", Model: "brand-new-model",
+			InputTokens: 1_000_000, StatusCode: 200})
+	}
+	_, err = e.store.Insert(ctx, unpriced)
+	g.Expect(err).NotTo(HaveOccurred())
+	e.caps.Ingested([]string{"alerts-kolkata"})
+	g.Eventually(func(g Gomega) {
+		s := getCap(g, c).Status
+		g.Expect(s.CycleEnd).NotTo(BeNil())
+		g.Expect(s.CycleEnd.Time).To(BeTemporally("==", boundary))
+		g.Expect(s.Spent).To(BeEquivalentTo("6"))
+		g.Expect(s.UnpricedCalls).To(BeEquivalentTo(3))
+		g.Expect(s.Tokens).To(BeEquivalentTo(9_000_000))
+	}, 10*time.Second).Should(Succeed())
+	g.Eventually(func(g Gomega) { g.Expect(acceptedThresholds(g, rcv)).To(Equal([]int32{50})) }, 10*time.Second).Should(Succeed())
+	accepted, _, _, _ := rcv.snapshot()
+	_, d := capData(g, accepted[0].Body)
+	g.Expect(d.UnpricedCalls).To(BeEquivalentTo(3))
+	msg, err := notify.Render(usage.Alert{ID: accepted[0].ID, Payload: accepted[0].Body})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(msg.Text).To(ContainSubstring("3 calls of this cycle used models with no price"))
+
+	// 00:15 on 1 December in Kolkata, the same UTC hour: a new cycle that
+	// holds only what came after its start.
+	e.clock.SetTime(boundary.Add(15 * time.Minute))
+	e.spend(g, "alerts-kolkata", 1, 1_000_000)
+	g.Eventually(func(g Gomega) {
+		s := getCap(g, c).Status
+		g.Expect(s.CycleStart).NotTo(BeNil())
+		g.Expect(s.CycleStart.Time).To(BeTemporally("==", boundary))
+		g.Expect(s.Spent).To(BeEquivalentTo("1"))
+		g.Expect(s.UnpricedCalls).To(BeZero())
+	}, 10*time.Second).Should(Succeed())
 }

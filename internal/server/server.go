@@ -248,7 +248,11 @@ func (s *Server) count(stored []usage.Event) {
 		u := pricing.Usage{Service: e.Service, Model: e.Model, InputTokens: e.InputTokens, OutputTokens: e.OutputTokens,
 			VideoSeconds: e.VideoSeconds, StorageByteHours: e.StorageByteHours}
 		if s.Metrics != nil {
-			s.Metrics.Add(metrics.Usage{Project: e.Project, Endpoint: e.Endpoint, Usage: u,
+			labelled := u
+			if labelled.Model != "" && !prices.List.Lists(u.Service, u.Model) {
+				labelled.Model = metrics.OtherModel // a bounded set of series
+			}
+			s.Metrics.Add(metrics.Usage{Project: e.Project, Route: e.Endpoint, Usage: labelled,
 				Cost: prices.List.Cost(u), Currency: prices.Currency})
 		}
 		projects[e.Project] = true

@@ -187,8 +187,8 @@ func TestIngest(t *testing.T) {
 	expected := `
 # HELP hub_usage_tokens_total Tokens used, by direction (input or output).
 # TYPE hub_usage_tokens_total counter
-hub_usage_tokens_total{direction="input",endpoint="/v1/chat/completions",model="MiniMax-M2",project="chatbot",service="chat"} 3000
-hub_usage_tokens_total{direction="output",endpoint="/v1/chat/completions",model="MiniMax-M2",project="chatbot",service="chat"} 500
+hub_usage_tokens_total{api_service="chat",direction="input",model="MiniMax-M2",project="chatbot",route="/v1/chat/completions"} 3000
+hub_usage_tokens_total{api_service="chat",direction="output",model="MiniMax-M2",project="chatbot",route="/v1/chat/completions"} 500
 `
 	g.Expect(testutil.GatherAndCompare(srv.reg, strings.NewReader(expected), "hub_usage_tokens_total")).To(Succeed())
 	// 3000 input tokens at 0.30/M and 500 output at 1.20/M: 0.0009 + 0.0006.

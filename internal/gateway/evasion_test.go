@@ -1,0 +1,267 @@
+package gateway_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/gateway"
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// projectEvents lists the stored events of a project, once there are n.
+func projectEvents(g Gomega, project string, n int) []usage.Event {
+	var events []usage.Event
+	g.Eventually(func() int {
+		events = events[:0]
+		g.Expect(store.Events(context.Background(), usage.EventFilter{From: testClock.Now().Add(-time.Hour), To: testClock.Now().Add(time.Hour),
+			Filter: usage.Filter{Project: project}}, func(e usage.Event) error {
+			events = append(events, e)
+			return nil
+		})).To(Succeed())
+		return len(events)
+	}, 20*time.Second).Should(Equal(n))
+	return events
+}
+
+// TestHubKeyNeverReachesTheUpstream sends the caller's key in every header
+// and query parameter a client might put it in: none reaches the upstream,
+// which learns the caller's project from X-Hub-Project instead.
+func TestHubKeyNeverReachesTheUpstream(t *testing.T) {
+	g := NewWithT(t)
+	up, base, apiKey, key := shapesGateway(t, g, "gw-headers")
+
+	headers := []string{"x-api-key", "api-key", "OpenAI-Organization", "OpenAI-Project", "Cookie", "Proxy-Authorization",
+		"Accept", "Accept-Language", "X-Request-Id", "X-Client-Request-Id", "Idempotency-Key", "Traceparent",
+		"Tracestate", "OpenAI-Beta", "Anthropic-Version", "Anthropic-Beta", "X-Forwarded-For", "Forwarded", "X-Goog-Api-Key",
+		"Ocp-Apim-Subscription-Key", "X-Custom"}
+	for _, path := range []string{"/v1/models", "/v1/chat/completions"} {
+		method, body := http.MethodGet, io.Reader(nil)
+		if path != "/v1/models" {
+			method, body = http.MethodPost, strings.NewReader(`{"model":"m","messages":[]}`)
+		}
+		req, err := http.NewRequest(method, base+path+"?api_key="+key+"&key=Bearer%20"+strings.ToUpper(key)+"&keep=1", body)
+		g.Expect(err).NotTo(HaveOccurred())
+		req.Header.Set("Authorization", "Bearer "+key)
+		for _, h := range headers {
+			req.Header.Set(h, "Bearer "+key)
+		}
+		req.Header.Set("User-Agent", "OpenAI/Python 1.99") // Go sends one User-Agent only
+		req.Header.Add("X-Request-Id", "req-42")
+		resp, err := http.DefaultClient.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	}
+	seen := up.requests()
+	g.Expect(seen).To(HaveLen(2))
+	secret := key[len("mhub_")+10+1:]
+	for _, r := range seen {
+		g.Expect(strings.ToLower(r.URL.String())).NotTo(ContainSubstring("mhub_"))
+		g.Expect(r.URL.Query().Get("keep")).To(Equal("1"), "other parameters pass")
+		for name, values := range r.Header {
+			for _, v := range values {
+				g.Expect(strings.ToLower(v)).NotTo(ContainSubstring("mhub_"), "header %s", name)
+				g.Expect(v).NotTo(ContainSubstring(secret), "header %s", name)
+			}
+		}
+		g.Expect(r.Header.Get("Authorization")).To(BeEmpty(), "no upstream key is configured in the test")
+		g.Expect(r.Header.Get("X-Custom")).To(BeEmpty(), "only allowed headers pass")
+		g.Expect(r.Header.Values("User-Agent")).To(Equal([]string{"OpenAI/Python 1.99"}))
+		g.Expect(r.Header.Values("X-Request-Id")).To(Equal([]string{"req-42"}))
+		g.Expect(r.Header.Get(gateway.ProjectHeader)).To(Equal("gw-headers"))
+		g.Expect(r.Header.Get(gateway.KeyIDHeader)).To(Equal(apiKey.Status.KeyID))
+	}
+}
+
+// figures is an upstream whose chat answers report usage as the model name
+// of the request says.
+func figures(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Model string `json:"model"`
+	}
+	_ = json.NewDecoder(r.Body).Decode(&req)
+	w.Header().Set("Content-Type", "application/json")
+	switch req.Model {
+	case "string-figure":
+		_, _ = io.WriteString(w, `{"model":"x","usage":{"prompt_tokens":"12","completion_tokens":5}}`)
+	case "negative":
+		_, _ = io.WriteString(w, `{"usage":{"prompt_tokens":-3,"completion_tokens":5}}`)
+	case "huge":
+		_, _ = io.WriteString(w, `{"usage":{"prompt_tokens":100000000000000000000,"completion_tokens":5}}`)
+	case "fraction":
+		_, _ = io.WriteString(w, `{"usage":{"prompt_tokens":2.5,"completion_tokens":5}}`)
+	case "no-usage":
+		_, _ = io.WriteString(w, `{"id":"c","choices":[]}`)
+	case "cut-short":
+		_, _ = io.WriteString(w, `{"id":"c","usage":{"prompt_tokens":7,`)
+	case "brotli":
+		w.Header().Set("Content-Encoding", "br")
+		_, _ = io.WriteString(w, "\x1b\x00\x00 not really brotli")
+	}
+}
+
+// TestMalformedUpstreamFiguresAreRecordedAndFlagged: usage of the wrong
+// type, negative, huge or fractional counts as zero; a missing or unreadable
+// usage is flagged; an answer in an encoding the gateway did not ask for is
+// not passed on (502). In every case the call is recorded.
+func TestMalformedUpstreamFiguresAreRecordedAndFlagged(t *testing.T) {
+	g := NewWithT(t)
+	upstream := httptest.NewServer(http.HandlerFunc(figures))
+	defer upstream.Close()
+	base := startGateway(t, g, upstream.URL)
+	_, key := issueKey(g, "gw-figures", nil)
+	status := map[string]int{}
+	for _, model := range []string{"string-figure", "negative", "huge", "fraction", "no-usage", "cut-short", "brotli"} {
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(`{"model":"`+model+`"}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		resp, err := http.DefaultClient.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		status[model] = resp.StatusCode
+	}
+	g.Expect(status["brotli"]).To(Equal(http.StatusBadGateway))
+	got := map[string]usage.Event{}
+	for _, e := range projectEvents(g, "gw-figures", 7) {
+		got[e.Model] = e
+	}
+	for model, want := range map[string]struct {
+		in, out int64
+		flag    usage.Flag
+	}{
+		"string-figure": {0, 5, usage.FlagUsageMalformed},
+		"negative":      {0, 5, usage.FlagUsageMalformed},
+		"huge":          {0, 5, usage.FlagUsageMalformed},
+		"fraction":      {0, 5, usage.FlagUsageMalformed},
+		"no-usage":      {0, 0, usage.FlagUsageMissing},
+		"cut-short":     {0, 0, usage.FlagUsageUnreadable},
+		"brotli":        {0, 0, usage.FlagUsageUnreadable},
+	} {
+		e := got[model]
+		g.Expect([]int64{e.InputTokens, e.OutputTokens}).To(Equal([]int64{want.in, want.out}), model)
+		g.Expect(e.Flags).To(ContainElement(want.flag), model)
+		g.Expect(e.StatusCode).To(Equal(status[model]), model)
+	}
+}
+
+// TestHardMoneyCapRefusesUnpricedModels: under a Hard money cap, a call of
+// a model with no price (and no default for its service) is refused with
+// 403 model_not_priced, naming what to add; a priced model passes; a default
+// price for the service lets the unlisted model through.
+func TestHardMoneyCapRefusesUnpricedModels(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	org := &hubv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: hubv1.OrganizationName}}
+	org.Spec.Pricing = &hubv1.PriceList{Chat: &hubv1.TokenPricing{Models: []hubv1.ModelTokenPrice{{
+		Name: "MiniMax-M2", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20"}}}}}
+	g.Expect(env.Client.Create(ctx, org)).To(Succeed())
+	t.Cleanup(func() {
+		_ = env.Client.Delete(ctx, org)
+		g.Eventually(func() bool {
+			return env.Client.Get(ctx, client.ObjectKeyFromObject(org), &hubv1.Organization{}) != nil
+		}, 10*time.Second).Should(BeTrue())
+	})
+	_, key := issueKey(g, "gw-unpriced", nil)
+	capObj := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "gw-unpriced", Name: "budget"},
+		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("100")), Enforcement: hubv1.CapHard}}
+	g.Expect(env.Client.Create(ctx, capObj)).To(Succeed())
+	chat := func(model string) answer {
+		return call(g, http.MethodPost, "/v1/chat/completions", key, map[string]any{"model": model,
+			"messages": []map[string]string{{"role": "user", "content": "hi"}}})
+	}
+	g.Eventually(func() int { return chat("brand-new-model").status }, 10*time.Second).Should(Equal(http.StatusForbidden))
+	a := chat("brand-new-model")
+	g.Expect(a.errorCode()).To(Equal("model_not_priced"))
+	g.Expect(a.errorMessage()).To(And(ContainSubstring(`"brand-new-model"`), ContainSubstring("gw-unpriced/budget"),
+		ContainSubstring("spec.pricing.chat")))
+	for range 20 {
+		g.Expect(chat("brand-new-model").status).To(Equal(http.StatusForbidden), "no unpriced call slips through")
+	}
+	g.Expect(chat("MiniMax-M2").status).To(Equal(http.StatusOK))
+	g.Expect(call(g, http.MethodGet, "/v1/models", key, nil).status).To(Equal(http.StatusOK), "calls without usage need no price")
+
+	// A default price for chat is the organization's opt-in.
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
+	org.Spec.Pricing.Chat.Default = &hubv1.TokenPrice{InputPer1MTokens: "1", OutputPer1MTokens: "2"}
+	g.Expect(env.Client.Update(ctx, org)).To(Succeed())
+	g.Eventually(func() int { return chat("brand-new-model").status }, 10*time.Second).Should(Equal(http.StatusOK))
+}
+
+// TestMetricSeriesAreBounded calls 1,000 distinct file IDs and names 1,000
+// models that do not exist: the scrape that follows has no series for any
+// of them. Routes are the table's templates and models the priced ones or
+// "other", so the project has at most 4 usage series per metric (two routes,
+// times the model values "" and "other").
+func TestMetricSeriesAreBounded(t *testing.T) {
+	g := NewWithT(t)
+	_, base, _, key := shapesGateway(t, g, "gw-series")
+	const n = 1000
+	var wg sync.WaitGroup
+	work := make(chan *http.Request)
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for req := range work {
+				resp, err := http.DefaultClient.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					_ = resp.Body.Close()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		get, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/v1/files/file-%d/content", base, i), nil)
+		get.Header.Set("Authorization", "Bearer "+key)
+		post, _ := http.NewRequest(http.MethodPost, base+"/v1/chat/completions",
+			bytes.NewReader([]byte(fmt.Sprintf(`{"model":"bogus-%d"}`, i))))
+		post.Header.Set("Authorization", "Bearer "+key)
+		work <- get
+		work <- post
+	}
+	close(work)
+	wg.Wait()
+	g.Eventually(func() int64 { return usageOf(g, "gw-series").Calls }, 30*time.Second).Should(BeEquivalentTo(2 * n))
+
+	scrape := httptest.NewServer(promhttp.HandlerFor(ctrlmetrics.Registry, promhttp.HandlerOpts{}))
+	defer scrape.Close()
+	g.Eventually(func(g Gomega) {
+		resp, err := http.Get(scrape.URL)
+		g.Expect(err).NotTo(HaveOccurred())
+		raw, _ := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		text := string(raw)
+		g.Expect(text).NotTo(ContainSubstring("file-"), "no series names a file ID")
+		g.Expect(text).NotTo(ContainSubstring("bogus-"), "no series names a model that is not priced")
+		series := 0
+		for _, line := range strings.Split(text, "\n") {
+			if strings.HasPrefix(line, "hub_usage_requests_total{") && strings.Contains(line, `project="gw-series"`) {
+				series++
+				g.Expect(line).To(Or(ContainSubstring(`model=""`), ContainSubstring(`model="other"`)))
+			}
+		}
+		g.Expect(series).To(BeNumerically("<=", 4))
+		g.Expect(series).To(BeNumerically(">=", 2))
+		g.Expect(text).To(ContainSubstring(`hub_gateway_requests_total{code="200",route="/v1/files/{file_id}/content"}`))
+		g.Expect(text).To(ContainSubstring(`hub_gateway_requests_total{code="404",route="/v1/chat/completions"}`))
+	}, 10*time.Second).Should(Succeed())
+}
