@@ -30,6 +30,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/minimax/platform-hub/internal/jsonl"
+	"github.com/minimax/platform-hub/internal/serverclient"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -174,21 +175,7 @@ type invalidEntry struct {
 func (e *invalidEntry) Error() string { return e.message }
 
 func (r *Recorder) post(ctx context.Context, batch []usage.AuditEntry) error {
-	body, err := json.Marshal(map[string][]usage.AuditEntry{"entries": batch})
-	if err != nil {
-		return err
-	}
-	token, err := r.Token()
-	if err != nil {
-		return fmt.Errorf("reading the ServiceAccount token: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.URL+Path, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := r.Client.Do(req)
+	resp, err := serverclient.Post(ctx, r.Client, r.URL+Path, r.Token, map[string][]usage.AuditEntry{"entries": batch})
 	if err != nil {
 		return err
 	}

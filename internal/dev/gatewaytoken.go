@@ -16,6 +16,7 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/devcluster"
+	"github.com/minimax/platform-hub/internal/gateway"
 	"github.com/minimax/platform-hub/internal/operator"
 )
 
@@ -27,19 +28,20 @@ const hubNamespace = "hub-system"
 // usage (as config/gateway does in a cluster) and returns a token source
 // that asks for a fresh token before the last one expires.
 func gatewayToken(ctx context.Context, cluster *devcluster.Cluster) (func() (string, error), error) {
-	return serviceAccountToken(ctx, cluster, "hub-gateway", "hub-usage-ingest", "usageevents")
+	return serviceAccountToken(ctx, cluster, "hub-gateway", "hub-usage-ingest", gateway.ServerRules()...)
 }
 
 // managerToken does the same for the manager, which posts the audit log (as
 // config/rbac does).
 func managerToken(ctx context.Context, cluster *devcluster.Cluster) (func() (string, error), error) {
-	return serviceAccountToken(ctx, cluster, "hub-manager", "hub-audit-writer", "auditevents")
+	return serviceAccountToken(ctx, cluster, "hub-manager", "hub-audit-writer",
+		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"auditevents"}, Verbs: []string{"create"}})
 }
 
 // serviceAccountToken sets up ServiceAccount account in the hub's namespace
-// with ClusterRole role, which may create the hub's virtual resource, and
-// returns a token source for it.
-func serviceAccountToken(ctx context.Context, cluster *devcluster.Cluster, account, role, resource string) (func() (string, error), error) {
+// with ClusterRole role, which grants rules (on the hub's virtual
+// resources), and returns a token source for it.
+func serviceAccountToken(ctx context.Context, cluster *devcluster.Cluster, account, role string, rules ...rbacv1.PolicyRule) (func() (string, error), error) {
 	c, err := client.New(cluster.Config, client.Options{Scheme: operator.Scheme()})
 	if err != nil {
 		return nil, err
@@ -53,7 +55,7 @@ func serviceAccountToken(ctx context.Context, cluster *devcluster.Cluster, accou
 		&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: hubNamespace, Name: account}},
 		&rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: role},
-			Rules:      []rbacv1.PolicyRule{{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{resource}, Verbs: []string{"create"}}},
+			Rules:      rules,
 		},
 		&rbacv1.ClusterRoleBinding{
 			ObjectMeta: metav1.ObjectMeta{Name: account + "-" + role},

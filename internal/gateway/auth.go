@@ -53,6 +53,8 @@ const (
 	reasonEncoding     = "request_encoding"
 	reasonBadRequest   = "bad_request"
 	reasonUnpriced     = "model_not_priced"
+	reasonNotOwned     = "object_not_found"
+	reasonOwnerUnknown = "object_owner_unknown"
 )
 
 // OpenAI error codes the gateway answers with (the "code" of an error body).

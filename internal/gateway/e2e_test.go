@@ -18,7 +18,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -92,9 +91,7 @@ func runSuite(m *testing.M) (int, error) {
 	store = s
 	go func() { _ = serverMgr.Start(ctx) }()
 
-	token, err := env.ServiceAccountToken(ctx, "gateway", rbacv1.PolicyRule{
-		APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usageevents"}, Verbs: []string{"create"},
-	})
+	token, err := env.ServiceAccountToken(ctx, "gateway", gateway.ServerRules()...)
 	if err != nil {
 		return 0, err
 	}

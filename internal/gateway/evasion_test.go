@@ -214,6 +214,12 @@ func TestMetricSeriesAreBounded(t *testing.T) {
 	g := NewWithT(t)
 	_, base, _, key := shapesGateway(t, g, "gw-series")
 	const n = 1000
+	files := make([]usage.Object, 0, n)
+	for i := range n {
+		files = append(files, usage.Object{Kind: string(gateway.ObjectFile), ID: fmt.Sprintf("file-%d", i), Project: "gw-series"})
+	}
+	owners := gateway.NewOwners(serverURL, http.DefaultClient, func() (string, error) { return ingestToken, nil })
+	g.Expect(owners.Claim(context.Background(), files)).To(Succeed(), "the files are the project's")
 	var wg sync.WaitGroup
 	work := make(chan *http.Request)
 	for range 8 {

@@ -26,6 +26,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -61,6 +62,10 @@ type Gateway struct {
 	Budgets *Budgets
 	// Routes is the platform's API; nil means DefaultRoutes.
 	Routes *RouteTable
+	// Owners records and tells which project owns each upstream object;
+	// nil turns the checks of objects off (a gateway in front of an
+	// upstream that keeps projects apart itself).
+	Owners *Owners
 
 	proxy *httputil.ReverseProxy
 }
@@ -77,6 +82,10 @@ type call struct {
 	started time.Time
 	// acceptsGzip: the client takes gzip answers.
 	acceptsGzip bool
+	// body is a JSON request body as read, and stream whether it asks for
+	// a streamed answer.
+	body   []byte
+	stream bool
 	// flags are what was wrong with the request's own figures.
 	flags []usage.Flag
 }
@@ -154,6 +163,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, v)
 		return
 	}
+	if v := g.checkObjects(r.Context(), r, c); !v.allowed() {
+		g.refuse(w, v)
+		return
+	}
 	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
 }
 
@@ -176,10 +189,16 @@ func (g *Gateway) meter(resp *http.Response) error {
 		return nil
 	}
 	g.Metrics.upstreamLatency.Observe(g.Clock.Since(c.started).Seconds())
+	if g.Owners != nil && c.route.touchesObjects() && resp.StatusCode >= 200 && resp.StatusCode < 300 &&
+		resp.Request.Method != http.MethodHead && jsonAnswer(resp, c) {
+		if err := g.applyObjects(resp, c); err != nil {
+			return err
+		}
+	}
 	body := &meteredBody{ReadCloser: resp.Body, done: func(r *reading) { g.record(c, resp.StatusCode, r) }}
 	switch ce := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); {
 	case ce == "" || ce == "identity":
-	case (ce == "gzip" || ce == "x-gzip") && c.acceptsGzip:
+	case (ce == encodingGzip || ce == "x-"+encodingGzip) && c.acceptsGzip:
 		if body.usage = newUsageReader(c.route, resp.Header.Get("Content-Type")); body.usage != nil {
 			body.gzip = newGunzipTee(body.usage)
 		}
@@ -196,11 +215,50 @@ func (g *Gateway) meter(resp *http.Response) error {
 	return nil
 }
 
+// applyObjects reads a successful JSON answer whole and applies the route's
+// object rule to it (see objectAnswer), then passes it on uncompressed.
+// When that fails, the call is recorded with the usage the answer held,
+// and the client gets an error instead of the answer.
+func (g *Gateway) applyObjects(resp *http.Response, c *call) error {
+	body, err := readAnswer(resp)
+	var out []byte
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errObjectAnswer, err)
+	} else {
+		out, err = g.objectAnswer(resp.Request.Context(), resp, c, body)
+	}
+	if err != nil {
+		r := &reading{}
+		if u := newUsageReader(c.route, resp.Header.Get("Content-Type")); u != nil && body != nil {
+			_, _ = u.Write(body)
+			u.finish(r, true)
+		}
+		g.record(c, resp.StatusCode, r) // the upstream did the work
+		return err
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+	resp.ContentLength = int64(len(out))
+	resp.Header.Del("Content-Encoding")
+	resp.Header.Del("Content-Length")
+	return nil
+}
+
 // proxyError answers a call the proxy could not complete.
-func (g *Gateway) proxyError(w http.ResponseWriter, _ *http.Request, err error) {
-	if errors.Is(err, errUnexpectedEncoding) {
+func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, errUnexpectedEncoding):
 		writeOpenAIError(w, http.StatusBadGateway, "api_error", "upstream_error",
 			"The upstream model API answered in a form the gateway cannot meter; the call was not passed on. Retry later.")
+		return
+	case errors.Is(err, errObjectRecord):
+		ctrl.Log.WithName("gateway").Error(err, "An object made upstream could not be recorded as its project's")
+		writeOpenAIError(w, http.StatusServiceUnavailable, "api_error", "service_unavailable",
+			"The upstream made the object, but the gateway could not record it as this project's, so it cannot be used "+
+				"through the gateway; retry the call later.")
+		return
+	case errors.Is(err, errObjectAnswer):
+		ctrl.Log.WithName("gateway").Error(err, "Reading the objects of an answer")
+		writeOpenAIError(w, http.StatusBadGateway, "api_error", "upstream_error", "The upstream's answer could not be read; retry later.")
 		return
 	}
 	g.Metrics.upstreamErrors.Inc()
@@ -232,17 +290,9 @@ func (g *Gateway) record(c *call, status int, r *reading) {
 		r.flag(usage.FlagModelInvalid)
 	}
 	ok := status >= 200 && status < 300
-	switch route.Usage {
-	case UsageNone:
-	case UsageVideoRequest:
-		if ok && !r.rejected {
-			e.VideoSeconds = c.seconds
-		}
-	default:
-		e.InputTokens, e.OutputTokens = r.tokens(route.Usage)
-		if ok && !r.seen && len(r.flags) == 0 {
-			r.flag(usage.FlagUsageMissing)
-		}
+	fillUsage(&e, c, r, ok)
+	if ok && r.createdID != "" {
+		g.claimStreamed(c, route, r.createdID)
 	}
 	e.Flags = r.flags
 	for _, f := range e.Flags {
@@ -252,6 +302,37 @@ func (g *Gateway) record(c *call, status int, r *reading) {
 		g.Budgets.Metered(&e, g.organization)
 	}
 	g.Recorder.Record(e)
+}
+
+// fillUsage sets an event's quantities from the request and the reading of
+// the answer (ok: the answer was a success).
+func fillUsage(e *usage.Event, c *call, r *reading, ok bool) {
+	switch c.route.Usage {
+	case UsageNone:
+	case UsageVideoRequest:
+		if ok && !r.rejected {
+			e.VideoSeconds = c.seconds
+		}
+	default:
+		e.InputTokens, e.OutputTokens = r.tokens(c.route.Usage)
+		if ok && !r.seen && len(r.flags) == 0 {
+			r.flag(usage.FlagUsageMissing)
+		}
+	}
+}
+
+// claimStreamed records the object a streamed answer made (a response) as
+// the caller's project's, once the stream has ended: until then, the
+// object is nobody's and other calls naming it get 404.
+func (g *Gateway) claimStreamed(c *call, route *Route, id string) {
+	if g.Owners == nil || route.Objects == nil || route.Objects.Creates == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := g.Owners.Claim(ctx, []usage.Object{{Kind: string(route.Objects.Creates), ID: id, Project: c.key.Namespace}}); err != nil {
+		ctrl.Log.WithName("gateway").Error(err, "A streamed object could not be recorded as its project's", "kind", route.Objects.Creates, "id", id)
+	}
 }
 
 // organization is the Organization from the cache, or nil.
@@ -285,6 +366,8 @@ func prepareBody(r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
+	c.body = raw
+	_ = json.Unmarshal(m.Stream, &c.stream)
 	if c.route.StreamUsage && m.needsStreamUsage() {
 		if rewritten, err := withStreamUsage(raw); err == nil {
 			raw = rewritten

@@ -19,6 +19,9 @@ const (
 	KeyIDHeader = "X-Hub-Key-Id"
 )
 
+// encodingGzip is the content coding the gateway asks the upstream for.
+const encodingGzip = "gzip"
+
 // forwardedHeaders are the only request headers passed upstream: what the
 // OpenAI and Anthropic APIs and their SDKs read, and tracing. Everything
 // else (cookies, proxy and credential headers such as Authorization,
@@ -67,7 +70,7 @@ func upstreamHeaders(in http.Header, c *call, upstreamKey string) http.Header {
 		// The answer comes compressed, as the client accepts it, and is
 		// decompressed for metering on the side. Otherwise the header stays
 		// unset: Go's transport then asks for gzip and decompresses itself.
-		out.Set("Accept-Encoding", "gzip")
+		out.Set("Accept-Encoding", encodingGzip)
 	}
 	return out
 }
@@ -115,7 +118,7 @@ func acceptsGzip(h http.Header) bool {
 				}
 			}
 			switch coding {
-			case "gzip", "x-gzip":
+			case encodingGzip, "x-" + encodingGzip:
 				return q > 0
 			case "*":
 				star = q > 0

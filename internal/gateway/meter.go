@@ -62,7 +62,9 @@ type reading struct {
 	// rejected is set when a MiniMax-style answer says the task was
 	// refused (base_resp.status_code other than 0) under a 2xx status.
 	rejected bool
-	flags    []usage.Flag
+	// createdID is the ID of the object a stream made (a response).
+	createdID string
+	flags     []usage.Flag
 }
 
 func (r *reading) flag(f usage.Flag) {
@@ -277,12 +279,13 @@ const (
 	eventResponseModel
 	eventMessageUsage
 	eventMessageModel
+	eventResponseID
 )
 
 var eventPickers = sync.Pool{New: func() any {
 	return jsonpick.New(maxUsageValue, []string{"type"}, []string{keyUsage}, []string{keyModel},
 		[]string{keyResponse, keyUsage}, []string{keyResponse, keyModel},
-		[]string{keyMessage, keyUsage}, []string{keyMessage, keyModel})
+		[]string{keyMessage, keyUsage}, []string{keyMessage, keyModel}, []string{keyResponse, "id"})
 }}
 
 type lineState uint8
@@ -448,6 +451,9 @@ func (s *sseReader) responsesEvent() {
 	if raw := s.value(eventResponseModel); s.got.model == "" && raw != nil {
 		s.got.model = modelFrom(raw)
 	}
+	if raw := s.value(eventResponseID); s.got.createdID == "" && raw != nil {
+		s.got.createdID = modelFrom(raw)
+	}
 }
 
 // anthropicEvent: message_start has the input and the first output count;
@@ -477,7 +483,7 @@ func (s *sseReader) finish(r *reading, complete bool) {
 	if r.model == "" {
 		r.model = s.got.model
 	}
-	r.figures, r.seen = s.got.figures, s.got.seen
+	r.figures, r.seen, r.createdID = s.got.figures, s.got.seen, s.got.createdID
 	for _, f := range s.got.flags {
 		r.flag(f)
 	}

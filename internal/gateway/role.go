@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -110,7 +111,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	g := &Gateway{
 		Cache: mgr.GetCache(), Upstream: upstream, UpstreamKey: upstreamKey, Recorder: shipper,
 		Clock: opts.Clock, Metrics: NewMetrics(ctrlmetrics.Registry), TrustForwardedFor: opts.TrustForwardedFor,
-		Budgets: budgets, Routes: routes,
+		Budgets: budgets, Routes: routes, Owners: NewOwners(opts.ServerURL, serverClient, token),
 	}
 	g.Init()
 	if err := mgr.Add(runnable(shipper.Run)); err != nil {
@@ -161,6 +162,17 @@ func newBudgets(ctx context.Context, mgr ctrl.Manager, hubNamespace string) (*Bu
 	}
 	b := &Budgets{HubNamespace: hubNamespace}
 	return b, b.Watch(ctx, mgr.GetCache())
+}
+
+// ServerRules are what the gateway's ServiceAccount must be allowed on the
+// usage server, which checks them with SubjectAccessReviews: post usage
+// events, and record and read who owns upstream objects.
+// config/server/rbac.yaml grants the same in a cluster.
+func ServerRules() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usageevents"}, Verbs: []string{"create"}},
+		{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"upstreamobjects"}, Verbs: []string{"create", "get"}},
+	}
 }
 
 // runnable runs on every replica, not only an elected one.

@@ -75,6 +75,9 @@ type Route struct {
 	// (stream_options.include_usage), for OpenAI chat completions and
 	// completions.
 	StreamUsage bool `json:"streamUsage,omitempty"`
+	// Objects says how the route touches objects that projects own
+	// upstream: names them, creates, lists or yields them.
+	Objects *ObjectRule `json:"objects,omitempty"`
 
 	segments []string
 }
@@ -93,36 +96,50 @@ func DefaultRoutes() []Route {
 		}
 		return r
 	}
+	names := func(kind ObjectKind, in, name string) *ObjectRule {
+		return &ObjectRule{Names: []ObjectName{{Kind: kind, In: in, Name: name}}}
+	}
+	response := names(ObjectResponse, InPath, "response_id")
+	file := names(ObjectFile, InPath, "file_id")
+	job := names(ObjectFineTuningJob, InPath, "fine_tuning_job_id")
+	withObjects := func(r Route, o *ObjectRule) Route {
+		r.Objects = o
+		return r
+	}
 	routes := []Route{
 		{Method: http.MethodPost, Path: "/v1/chat/completions", Service: pricing.Chat, Usage: UsageOpenAI, Body: BodyJSON, StreamUsage: true},
 		{Method: http.MethodPost, Path: "/v1/completions", Service: pricing.Chat, Usage: UsageOpenAI, Body: BodyJSON, StreamUsage: true},
 		chat(http.MethodPost, "/v1/embeddings", UsageOpenAI),
-		chat(http.MethodPost, "/v1/responses", UsageResponses),
-		chat(http.MethodGet, "/v1/responses/{response_id}", UsageNone),
-		chat(http.MethodDelete, "/v1/responses/{response_id}", UsageNone),
-		chat(http.MethodPost, "/v1/responses/{response_id}/cancel", UsageNone),
-		chat(http.MethodGet, "/v1/responses/{response_id}/input_items", UsageNone),
+		withObjects(chat(http.MethodPost, "/v1/responses", UsageResponses), &ObjectRule{Creates: ObjectResponse}),
+		withObjects(chat(http.MethodGet, "/v1/responses/{response_id}", UsageNone), response),
+		withObjects(chat(http.MethodDelete, "/v1/responses/{response_id}", UsageNone), response),
+		withObjects(chat(http.MethodPost, "/v1/responses/{response_id}/cancel", UsageNone), response),
+		withObjects(chat(http.MethodGet, "/v1/responses/{response_id}/input_items", UsageNone), response),
 		chat(http.MethodPost, "/v1/messages", UsageAnthropic),
 		chat(http.MethodPost, "/v1/messages/count_tokens", UsageNone),
 		chat(http.MethodGet, "/v1/models", UsageNone),
 		chat(http.MethodGet, "/v1/models/{model}", UsageNone),
 
-		{Method: http.MethodPost, Path: "/v1/video_generation", Service: pricing.Video, Usage: UsageVideoRequest, Body: BodyJSON},
-		{Method: http.MethodGet, Path: "/v1/query/video_generation", Service: pricing.Video},
+		{Method: http.MethodPost, Path: "/v1/video_generation", Service: pricing.Video, Usage: UsageVideoRequest, Body: BodyJSON,
+			Objects: &ObjectRule{Creates: ObjectVideoTask, IDField: "task_id"}},
+		{Method: http.MethodGet, Path: "/v1/query/video_generation", Service: pricing.Video,
+			Objects: &ObjectRule{Names: []ObjectName{{Kind: ObjectVideoTask, In: InQuery, Name: "task_id"}},
+				Yields: &ObjectField{Kind: ObjectFile, Field: "file_id"}}},
 
-		{Method: http.MethodPost, Path: "/v1/files", Service: pricing.Storage},
-		{Method: http.MethodGet, Path: "/v1/files", Service: pricing.Storage},
-		{Method: http.MethodGet, Path: "/v1/files/{file_id}", Service: pricing.Storage},
-		{Method: http.MethodDelete, Path: "/v1/files/{file_id}", Service: pricing.Storage},
-		{Method: http.MethodGet, Path: "/v1/files/{file_id}/content", Service: pricing.Storage},
-		{Method: http.MethodGet, Path: "/v1/files/retrieve", Service: pricing.Storage},
+		{Method: http.MethodPost, Path: "/v1/files", Service: pricing.Storage, Objects: &ObjectRule{Creates: ObjectFile}},
+		{Method: http.MethodGet, Path: "/v1/files", Service: pricing.Storage, Objects: &ObjectRule{Lists: ObjectFile}},
+		{Method: http.MethodGet, Path: "/v1/files/{file_id}", Service: pricing.Storage, Objects: file},
+		{Method: http.MethodDelete, Path: "/v1/files/{file_id}", Service: pricing.Storage, Objects: file},
+		{Method: http.MethodGet, Path: "/v1/files/{file_id}/content", Service: pricing.Storage, Objects: file},
+		{Method: http.MethodGet, Path: "/v1/files/retrieve", Service: pricing.Storage, Objects: names(ObjectFile, InQuery, "file_id")},
 
-		{Method: http.MethodPost, Path: "/v1/fine_tuning/jobs", Service: pricing.FineTuning, Body: BodyJSON},
-		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs", Service: pricing.FineTuning},
-		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}", Service: pricing.FineTuning},
-		{Method: http.MethodPost, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}/cancel", Service: pricing.FineTuning},
-		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}/events", Service: pricing.FineTuning},
-		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints", Service: pricing.FineTuning},
+		{Method: http.MethodPost, Path: "/v1/fine_tuning/jobs", Service: pricing.FineTuning, Body: BodyJSON,
+			Objects: &ObjectRule{Creates: ObjectFineTuningJob}},
+		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs", Service: pricing.FineTuning, Objects: &ObjectRule{Lists: ObjectFineTuningJob}},
+		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}", Service: pricing.FineTuning, Objects: job},
+		{Method: http.MethodPost, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}/cancel", Service: pricing.FineTuning, Objects: job},
+		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}/events", Service: pricing.FineTuning, Objects: job},
+		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints", Service: pricing.FineTuning, Objects: job},
 	}
 	return routes
 }
@@ -148,6 +165,11 @@ func NewRouteTable(routes []Route) (*RouteTable, error) {
 		}
 		seen[key] = true
 		r.segments = strings.Split(strings.TrimPrefix(r.Path, "/"), "/")
+		if r.Objects != nil {
+			if err := r.Objects.check(r.segments); err != nil {
+				return nil, fmt.Errorf("routes[%d] (%s %s): %w", i, r.Method, r.Path, err)
+			}
+		}
 	}
 	// A literal segment wins over a {name}: /v1/files/retrieve is not the
 	// file "retrieve".

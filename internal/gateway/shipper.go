@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/minimax/platform-hub/internal/jsonl"
 	"github.com/minimax/platform-hub/internal/metrics"
+	"github.com/minimax/platform-hub/internal/serverclient"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -236,21 +236,7 @@ type ingestAnswer struct {
 // post sends one request and reads the server's answer.
 func (s *Shipper) post(ctx context.Context, events []usage.Event) (ingestAnswer, error) {
 	var out ingestAnswer
-	body, err := json.Marshal(map[string][]usage.Event{"events": events})
-	if err != nil {
-		return out, err
-	}
-	token, err := s.Token()
-	if err != nil {
-		return out, fmt.Errorf("reading the ServiceAccount token: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL, bytes.NewReader(body))
-	if err != nil {
-		return out, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := s.Client.Do(req)
+	resp, err := serverclient.Post(ctx, s.Client, s.URL, s.Token, map[string][]usage.Event{"events": events})
 	if err != nil {
 		return out, err
 	}

@@ -9,7 +9,9 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	rbacv1 "k8s.io/api/rbac/v1"
 
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/server"
 	"github.com/minimax/platform-hub/internal/testpg"
 	"github.com/minimax/platform-hub/internal/usage"
@@ -86,4 +88,34 @@ func counterValue(g Gomega, srv *testServer, name string) float64 {
 		}
 	}
 	return 0
+}
+
+// TestObjectRegistry: gateways record which project owns each upstream
+// object and ask it back; a claim on another project's object is refused;
+// callers need RBAC on upstreamobjects.
+func TestObjectRegistry(t *testing.T) {
+	g := NewWithT(t)
+	srv := startServer(t, g)
+	token := serviceAccountTokenWith(g, "gateway-objects", rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group},
+		Resources: []string{"upstreamobjects"}, Verbs: []string{"create", "get"}})
+	claims, owners := srv.url+server.ObjectsPath, srv.url+server.ObjectOwnersPath
+
+	code, body := postTo(g, claims, token, server.ClaimRequest{Objects: []usage.Object{
+		{Kind: "file", ID: "file-1", Project: "alpha"}, {Kind: "file", ID: "file-2", Project: "beta"}}})
+	g.Expect(code).To(Equal(http.StatusOK), "%v", body)
+	g.Expect(body).To(Equal(map[string]any{"claimed": 2.0}))
+	code, body = postTo(g, claims, token, server.ClaimRequest{Objects: []usage.Object{{Kind: "file", ID: "file-1", Project: "beta"}}})
+	g.Expect(code).To(Equal(http.StatusConflict))
+	g.Expect(errorMessage(body)).To(ContainSubstring(`file file-1 belongs to project "alpha"`))
+	code, body = postTo(g, claims, token, server.ClaimRequest{Objects: []usage.Object{{Kind: "file", ID: "", Project: "beta"}}})
+	g.Expect(code).To(Equal(http.StatusUnprocessableEntity))
+	g.Expect(body["error"]).To(HaveKeyWithValue("field", "objects[0].id"))
+
+	code, body = postTo(g, owners, token, server.OwnersRequest{Kind: "file", IDs: []string{"file-1", "file-2", "file-3"}})
+	g.Expect(code).To(Equal(http.StatusOK))
+	g.Expect(body).To(Equal(map[string]any{"owners": map[string]any{"file-1": "alpha", "file-2": "beta"}}))
+
+	code, body = postTo(g, owners, serviceAccountToken(g, "ingest-only", true), server.OwnersRequest{Kind: "file", IDs: []string{"file-1"}})
+	g.Expect(code).To(Equal(http.StatusForbidden))
+	g.Expect(errorMessage(body)).To(ContainSubstring("may not get upstreamobjects.hub.minimax.io"))
 }

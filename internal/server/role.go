@@ -148,6 +148,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		Auth:    &Authorizer{Client: mgr.GetClient(), Clock: clock.RealClock{}},
 		Metrics: metrics.NewUsageMetrics(ctrlmetrics.Registry),
 		Log:     ctrl.Log.WithName("server"),
+		Objects: usage.Objects(store),
 	}
 	prices := &pricesReconciler{Client: mgr.GetClient(), server: s}
 	if err := prices.setup(mgr); err != nil {

@@ -64,6 +64,10 @@ type Server struct {
 	// it returns after, with the events that were new, so that the running
 	// cap totals count them.
 	BeginIngest func() func(stored []usage.Event)
+
+	// Objects, when set, is the registry of upstream objects, served at
+	// ObjectsPath and ObjectOwnersPath.
+	Objects usage.ObjectStore
 }
 
 // SetPrices replaces the price list used for spend metrics.
@@ -76,6 +80,10 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET "+AlertsPath, s.Auth.Require("list", "alerts", http.HandlerFunc(s.listAlerts)))
 	mux.Handle("POST "+AuditPath, s.Auth.Require("create", "auditevents", http.HandlerFunc(s.recordAudit)))
 	mux.Handle("GET "+AuditPath, s.Auth.Require("list", "auditevents", http.HandlerFunc(s.listAudit)))
+	if s.Objects != nil {
+		mux.Handle("POST "+ObjectsPath, s.Auth.Require("create", "upstreamobjects", http.HandlerFunc(s.claimObjects)))
+		mux.Handle("POST "+ObjectOwnersPath, s.Auth.Require("get", "upstreamobjects", http.HandlerFunc(s.objectOwners)))
+	}
 	if s.Invitations != nil {
 		mux.Handle(InvitationsPath, s.Invitations)
 	}

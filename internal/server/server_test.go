@@ -126,6 +126,7 @@ func startServerWith(t *testing.T, g Gomega, store usage.Store) *testServer {
 	}}}})
 	g.Expect(err).NotTo(HaveOccurred())
 	srv := &server.Server{
+		Objects: usage.Objects(store),
 		Store:   store,
 		Auth:    &server.Authorizer{Client: k8sClient, Clock: clock.RealClock{}},
 		Metrics: metrics.NewUsageMetrics(reg),
@@ -138,13 +139,19 @@ func startServerWith(t *testing.T, g Gomega, store usage.Store) *testServer {
 }
 
 func post(g Gomega, url, token string, body any) (int, map[string]any) {
+	return postTo(g, url+server.IngestPath, token, body)
+}
+
+// postTo posts JSON (or raw bytes) to a URL and returns the status and the
+// decoded JSON answer.
+func postTo(g Gomega, url, token string, body any) (int, map[string]any) {
 	raw, ok := body.([]byte)
 	if !ok {
 		var err error
 		raw, err = json.Marshal(body)
 		g.Expect(err).NotTo(HaveOccurred())
 	}
-	req, err := http.NewRequest(http.MethodPost, url+server.IngestPath, bytes.NewReader(raw))
+	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(raw))
 	g.Expect(err).NotTo(HaveOccurred())
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)

@@ -4,8 +4,11 @@
 package serverclient
 
 import (
+	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -29,6 +32,26 @@ func HTTPClient(caFile string) (*http.Client, error) {
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}, nil
+}
+
+// Post sends body as JSON to url with the bearer token that token returns,
+// and returns the server's answer, whose body the caller must close.
+func Post(ctx context.Context, c *http.Client, url string, token func() (string, error), body any) (*http.Response, error) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bearer, err := token()
+	if err != nil {
+		return nil, fmt.Errorf("reading the ServiceAccount token: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(raw))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+bearer)
+	return c.Do(req)
 }
 
 // FileToken reads a projected ServiceAccount token, which the kubelet

@@ -12,7 +12,7 @@ import (
 )
 
 var dimensionColumns = map[Dimension]string{
-	ByProject: "project", ByKeyID: "key_id", ByService: "service", ByModel: "model", ByEndpoint: "endpoint",
+	ByProject: projectField, ByKeyID: "key_id", ByService: "service", ByModel: "model", ByEndpoint: "endpoint",
 }
 
 // Aggregate implements Store.

@@ -73,8 +73,11 @@ const (
 	FlagModelInvalid Flag = "model_invalid"
 )
 
-// flagsField is the JSON name of Event.Flags, and the name of its column.
-const flagsField = "flags"
+// Field names shared by events, objects and their columns.
+const (
+	flagsField   = "flags"
+	projectField = "project"
+)
 
 var knownFlags = map[Flag]bool{FlagUsageMissing: true, FlagUsageMalformed: true, FlagUsageUnreadable: true,
 	FlagStreamIncomplete: true, FlagModelInvalid: true}
@@ -142,7 +145,7 @@ func (e *Event) problem() (field, msg string) {
 		required    bool
 	}{
 		{"id", e.ID, MaxIDLength, true},
-		{"project", e.Project, MaxNameLength, true},
+		{projectField, e.Project, MaxNameLength, true},
 		{"keyID", e.KeyID, MaxNameLength, true},
 		{"endpoint", e.Endpoint, MaxEndpointLength, true},
 		{"model", e.Model, MaxNameLength, false},

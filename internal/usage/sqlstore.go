@@ -138,7 +138,7 @@ func (s *sqlStore) migrate(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	stmts := slices.Concat(schema, alertSchema, auditSchema)
+	stmts := slices.Concat(schema, alertSchema, auditSchema, objectSchema)
 	if s.d.migrationLock != "" {
 		stmts = append([]string{s.d.migrationLock}, stmts...)
 	}

@@ -1,0 +1,412 @@
+package gateway
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// ObjectKind is a kind of object that projects create upstream through the
+// gateway. The upstream is shared by every project (the platform calls it
+// with one key), so the hub records whose each object is, and only that
+// project can name it.
+type ObjectKind string
+
+// Object kinds.
+const (
+	ObjectFile          ObjectKind = "file"
+	ObjectFineTuningJob ObjectKind = "fine_tuning_job"
+	ObjectVideoTask     ObjectKind = "video_task"
+	ObjectResponse      ObjectKind = "response"
+)
+
+// objectNames are what OpenAI's errors call each kind ("No such File
+// object: file-abc").
+var objectNames = map[ObjectKind]string{ObjectFile: "File", ObjectFineTuningJob: "FineTuningJob",
+	ObjectVideoTask: "VideoTask", ObjectResponse: "Response"}
+
+// ObjectRule says how a route touches the objects projects own upstream.
+type ObjectRule struct {
+	// Names lists where the request names objects: a {name} segment of the
+	// path, or a query parameter. Each must be the caller's project's.
+	Names []ObjectName `json:"names,omitempty"`
+	// Creates is the kind of object a successful answer creates; its ID is
+	// the answer's top-level IDField ("id" when empty). The object becomes
+	// the caller's project's before the answer is passed on.
+	Creates ObjectKind `json:"creates,omitempty"`
+	IDField string     `json:"idField,omitempty"`
+	// Lists is the kind of object a successful answer lists in data: only
+	// the caller's project's are passed on.
+	Lists ObjectKind `json:"lists,omitempty"`
+	// Yields is an object a successful answer names, which becomes the
+	// caller's (a finished video task names the file of its video).
+	Yields *ObjectField `json:"yields,omitempty"`
+}
+
+// Where an ObjectName is.
+const (
+	InPath  = "path"
+	InQuery = "query"
+)
+
+// ObjectName is where a request names an object.
+type ObjectName struct {
+	Kind ObjectKind `json:"kind"`
+	// In is path or query.
+	In string `json:"in"`
+	// Name is the path segment's name (without braces) or the parameter's.
+	Name string `json:"name"`
+}
+
+// ObjectField is a top-level field of an answer that holds an object's ID.
+type ObjectField struct {
+	Kind  ObjectKind `json:"kind"`
+	Field string     `json:"field"`
+}
+
+// bodyReferences are the keys that name objects wherever they appear in a
+// JSON request body: a file in a chat message or a fine-tuning job, the
+// response a new one continues.
+var bodyReferences = map[string]ObjectKind{
+	"file_id": ObjectFile, "training_file": ObjectFile, "validation_file": ObjectFile,
+	"previous_response_id": ObjectResponse,
+}
+
+func (k ObjectKind) check() error {
+	if _, ok := objectNames[k]; !ok {
+		return fmt.Errorf("object kind must be file, fine_tuning_job, video_task or response, not %q", k)
+	}
+	return nil
+}
+
+// check checks a rule against its route's path.
+func (o *ObjectRule) check(segments []string) error {
+	for _, n := range o.Names {
+		if err := n.Kind.check(); err != nil {
+			return err
+		}
+		switch {
+		case n.In == InPath && !slices.Contains(segments, "{"+n.Name+"}"):
+			return fmt.Errorf("objects.names: the path has no {%s} segment", n.Name)
+		case n.In != InPath && n.In != InQuery:
+			return fmt.Errorf("objects.names: in must be path or query, not %q", n.In)
+		}
+	}
+	for _, k := range []ObjectKind{o.Creates, o.Lists} {
+		if k != "" {
+			if err := k.check(); err != nil {
+				return err
+			}
+		}
+	}
+	if o.Yields != nil {
+		if err := o.Yields.Kind.check(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// objectRef is an object a request names.
+type objectRef struct {
+	kind ObjectKind
+	id   string
+}
+
+// namedObjects lists the objects a request names: in its path and query,
+// as its route says, and anywhere in its JSON body.
+func (c *call) namedObjects(r *http.Request) []objectRef {
+	var refs []objectRef
+	if rule := c.route.Objects; rule != nil {
+		for _, n := range rule.Names {
+			id := r.URL.Query().Get(n.Name)
+			if n.In == InPath {
+				id = c.route.param(r.URL.Path, n.Name)
+			}
+			if id != "" {
+				refs = append(refs, objectRef{n.Kind, id})
+			}
+		}
+	}
+	return append(refs, bodyObjects(c.body)...)
+}
+
+// param returns the segment of path that the route's {name} matches.
+func (r *Route) param(path, name string) string {
+	parts := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	if i := slices.Index(r.segments, "{"+name+"}"); i >= 0 && i < len(parts) {
+		return parts[i]
+	}
+	return ""
+}
+
+// bodyObjects finds the string values of bodyReferences keys at any depth
+// of a JSON body. Bodies that mention none of the keys are not decoded.
+func bodyObjects(body []byte) []objectRef {
+	mentions := false
+	for key := range bodyReferences {
+		mentions = mentions || bytes.Contains(body, []byte(`"`+key+`"`))
+	}
+	if !mentions {
+		return nil
+	}
+	var doc any
+	if json.Unmarshal(body, &doc) != nil {
+		return nil
+	}
+	var refs []objectRef
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, child := range v {
+				if kind, ok := bodyReferences[k]; ok {
+					if id, ok := child.(string); ok && id != "" {
+						refs = append(refs, objectRef{kind, id})
+					}
+				}
+				walk(child)
+			}
+		case []any:
+			for _, child := range v {
+				walk(child)
+			}
+		}
+	}
+	walk(doc)
+	return refs
+}
+
+// checkObjects refuses a request that names an object its caller's project
+// does not own, with the 404 the upstream would give for an object that
+// does not exist: another project's objects are not there for it. An object
+// the hub has no record of (made before the gateway recorded owners, or
+// around it) is nobody's, and refused too.
+func (g *Gateway) checkObjects(ctx context.Context, r *http.Request, c *call) verdict {
+	if g.Owners == nil {
+		return verdict{}
+	}
+	refs := c.namedObjects(r)
+	if len(refs) == 0 {
+		return verdict{}
+	}
+	byKind := map[ObjectKind][]string{}
+	for _, ref := range refs {
+		byKind[ref.kind] = append(byKind[ref.kind], ref.id)
+	}
+	for kind, ids := range byKind {
+		owners, err := g.Owners.Lookup(ctx, kind, ids)
+		if err != nil {
+			return refuse(http.StatusServiceUnavailable, reasonOwnerUnknown, "api_error", "service_unavailable",
+				fmt.Sprintf("The gateway cannot tell whose %s %s is right now; retry later.", kind, ids[0]))
+		}
+		for _, id := range ids {
+			if owners[id] != c.key.Namespace {
+				return refuse(http.StatusNotFound, reasonNotOwned, "invalid_request_error", "object_not_found",
+					fmt.Sprintf("No such %s object: %s", objectNames[kind], id))
+			}
+		}
+	}
+	return verdict{}
+}
+
+// Errors of applying a route's object rule to an answer.
+var (
+	// errObjectRecord: the upstream made an object, but the gateway could
+	// not record it as the caller's project's.
+	errObjectRecord = errors.New("the object could not be recorded as the project's")
+	// errObjectAnswer: the answer could not be read for its objects.
+	errObjectAnswer = errors.New("the upstream's answer could not be read for its objects")
+)
+
+// maxObjectAnswer bounds an answer the gateway reads whole to record or
+// filter objects: lists of files and jobs, a created object.
+const maxObjectAnswer = 16 << 20
+
+// objectAnswer applies a route's object rule to a successful JSON answer
+// (read whole, decompressed) before it is passed on: created and yielded
+// objects become the caller's project's, and lists keep only that project's
+// objects. It returns the body to pass on.
+func (g *Gateway) objectAnswer(ctx context.Context, resp *http.Response, c *call, body []byte) ([]byte, error) {
+	rule := c.route.Objects
+	project := c.key.Namespace
+	var claims []usage.Object
+	if rule.Creates != "" {
+		field := rule.IDField
+		if field == "" {
+			field = "id"
+		}
+		if id := topLevelString(body, field); id != "" {
+			claims = append(claims, usage.Object{Kind: string(rule.Creates), ID: id, Project: project})
+		}
+	}
+	if rule.Yields != nil {
+		if id := topLevelString(body, rule.Yields.Field); id != "" {
+			claims = append(claims, usage.Object{Kind: string(rule.Yields.Kind), ID: id, Project: project})
+		}
+	}
+	if len(claims) > 0 {
+		if err := g.Owners.Claim(ctx, claims); err != nil {
+			return nil, fmt.Errorf("%w: %s %s: %w", errObjectRecord, claims[0].Kind, claims[0].ID, err)
+		}
+	}
+	if rule.Lists == "" {
+		return body, nil
+	}
+	body, err := g.ownList(ctx, resp, body, rule.Lists, project)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errObjectAnswer, err)
+	}
+	return body, nil
+}
+
+// touchesObjects tells whether a route's answers need its object rule.
+func (r *Route) touchesObjects() bool {
+	o := r.Objects
+	return o != nil && (o.Creates != "" || o.Lists != "" || o.Yields != nil)
+}
+
+// readAnswer reads an answer body whole, decompressing gzip.
+func readAnswer(resp *http.Response) ([]byte, error) {
+	defer func() { _ = resp.Body.Close() }()
+	r := io.LimitReader(resp.Body, maxObjectAnswer+1)
+	if ce := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); ce == encodingGzip || ce == "x-"+encodingGzip {
+		zr, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, err
+		}
+		r = io.LimitReader(zr, maxObjectAnswer+1)
+	}
+	body, err := io.ReadAll(r)
+	if err == nil && len(body) > maxObjectAnswer {
+		err = fmt.Errorf("the answer is larger than %d bytes", maxObjectAnswer)
+	}
+	return body, err
+}
+
+// topLevelString is the string at a top-level key of a JSON object, or "".
+func topLevelString(body []byte, key string) string {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(body, &doc) != nil {
+		return ""
+	}
+	var s string
+	_ = json.Unmarshal(doc[key], &s)
+	return s
+}
+
+// maxListPages bounds how many pages of a list the gateway reads to find
+// some of the caller's objects.
+const maxListPages = 10
+
+// ownList keeps in a list answer ({"data": [{"id": …}, …], "has_more",
+// "first_id", "last_id"}) only the objects the project owns. When a page
+// holds none but there are more, the gateway reads the next pages itself
+// (after the page's last ID, up to maxListPages), so that a client paging
+// with the last ID it got is never handed an empty page too early.
+func (g *Gateway) ownList(ctx context.Context, resp *http.Response, body []byte, kind ObjectKind, project string) ([]byte, error) {
+	var page map[string]json.RawMessage
+	if err := json.Unmarshal(body, &page); err != nil {
+		return nil, fmt.Errorf("reading a list answer: %w", err)
+	}
+	kept := []json.RawMessage{}
+	for pages := 1; ; pages++ {
+		owned, lastID, err := g.ownedItems(ctx, page, kind, project)
+		if err != nil {
+			return nil, err
+		}
+		kept = append(kept, owned...)
+		var more bool
+		_ = json.Unmarshal(page["has_more"], &more)
+		if len(kept) > 0 || !more || lastID == "" || pages >= maxListPages {
+			break
+		}
+		if page, err = g.nextPage(ctx, resp.Request, lastID); err != nil {
+			return nil, err
+		}
+	}
+	page["data"], _ = json.Marshal(kept)
+	for key, i := range map[string]int{"first_id": 0, "last_id": len(kept) - 1} {
+		if _, ok := page[key]; ok {
+			page[key] = json.RawMessage("null")
+			if len(kept) > 0 {
+				page[key], _ = json.Marshal(topLevelString(kept[i], "id"))
+			}
+		}
+	}
+	return json.Marshal(page)
+}
+
+// ownedItems returns the items of a list page that project owns, and the
+// ID of the page's last item.
+func (g *Gateway) ownedItems(ctx context.Context, page map[string]json.RawMessage, kind ObjectKind, project string) ([]json.RawMessage, string, error) {
+	var data []json.RawMessage
+	if err := json.Unmarshal(page["data"], &data); err != nil {
+		return nil, "", fmt.Errorf("reading a list answer's data: %w", err)
+	}
+	ids := make([]string, len(data))
+	for i, item := range data {
+		ids[i] = topLevelString(item, "id")
+	}
+	owners, err := g.Owners.Lookup(ctx, kind, ids)
+	if err != nil {
+		return nil, "", err
+	}
+	var owned []json.RawMessage
+	for i, item := range data {
+		if ids[i] != "" && owners[ids[i]] == project {
+			owned = append(owned, item)
+		}
+	}
+	last := ""
+	if len(ids) > 0 {
+		last = ids[len(ids)-1]
+	}
+	return owned, last, nil
+}
+
+// nextPage asks the upstream for the page of a list after an ID.
+func (g *Gateway) nextPage(ctx context.Context, prev *http.Request, after string) (map[string]json.RawMessage, error) {
+	req := prev.Clone(ctx)
+	q := req.URL.Query()
+	q.Set("after", after)
+	req.URL.RawQuery = q.Encode()
+	req.Header.Del("Accept-Encoding") // the transport asks for gzip and decompresses
+	resp, err := g.proxy.Transport.RoundTrip(req)
+	if err != nil {
+		return nil, fmt.Errorf("reading the next page of a list: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		_ = resp.Body.Close()
+		return nil, fmt.Errorf("reading the next page of a list: the upstream answered %s", resp.Status)
+	}
+	body, err := readAnswer(resp)
+	if err != nil {
+		return nil, err
+	}
+	var page map[string]json.RawMessage
+	return page, json.Unmarshal(body, &page)
+}
+
+// jsonAnswer tells whether an answer is JSON, not an event stream: by its
+// Content-Type, or when it has none, by whether the call asked to stream.
+func jsonAnswer(resp *http.Response, c *call) bool {
+	media, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	switch media {
+	case "text/event-stream":
+		return false
+	case "":
+		return !c.stream
+	}
+	return true
+}
