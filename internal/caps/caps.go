@@ -379,13 +379,13 @@ func (r *Reconciler) evaluate(ctx context.Context, capObj *hubv1.SpendingCap, pr
 	for _, b := range buckets {
 		cost := prices.Cost(b.PricingUsage())
 		e.spent = e.spent.Add(cost.Amount)
-		e.tokens += b.Tokens()
+		e.tokens = usage.SaturatingAdd(e.tokens, b.Tokens())
 		if cost.Unpriced {
-			e.unpriced += b.Calls
+			e.unpriced = usage.SaturatingAdd(e.unpriced, b.Calls)
 		}
 		if !b.Start.Before(recentFrom) {
 			e.recentSpend = e.recentSpend.Add(cost.Amount)
-			e.recentTokens += b.Tokens()
+			e.recentTokens = usage.SaturatingAdd(e.recentTokens, b.Tokens())
 		}
 	}
 	return e, nil

@@ -71,7 +71,7 @@ func (r *Reconciler) BeginIngest() func(stored []usage.Event) {
 				u := pricing.Usage{Service: ev.Service, Model: ev.Model, InputTokens: ev.InputTokens, OutputTokens: ev.OutputTokens,
 					VideoSeconds: ev.VideoSeconds, StorageByteHours: ev.StorageByteHours}
 				e.spent = e.spent.Add(prices.Cost(u).Amount)
-				e.tokens += ev.InputTokens + ev.OutputTokens
+				e.tokens = usage.SaturatingAdd(e.tokens, ev.InputTokens+ev.OutputTokens) // each at most 10^9
 			}
 		}
 	}

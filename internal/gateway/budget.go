@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -72,7 +73,11 @@ type Budgets struct {
 // precision of every Amount).
 type amounts struct{ tokens, nanos int64 }
 
-func (a amounts) plus(b amounts) amounts { return amounts{a.tokens + b.tokens, a.nanos + b.nanos} }
+// plus adds b to a; b may be negative (a pending event acknowledged), and
+// sums of positives saturate rather than wrap.
+func (a amounts) plus(b amounts) amounts {
+	return amounts{usage.SaturatingAdd(a.tokens, b.tokens), usage.SaturatingAdd(a.nanos, b.nanos)}
+}
 
 type pendingEvent struct {
 	project string
@@ -87,7 +92,17 @@ type parsedLimit struct {
 
 var billion = decimal.NewFromInt(1_000_000_000)
 
-func toNanos(d decimal.Decimal) int64 { return d.Mul(billion).IntPart() }
+var maxNanos = decimal.NewFromInt(math.MaxInt64)
+
+// toNanos is an amount in billionths, saturating at math.MaxInt64 (some
+// 9.2 billion units of the currency).
+func toNanos(d decimal.Decimal) int64 {
+	n := d.Mul(billion)
+	if n.GreaterThanOrEqual(maxNanos) {
+		return math.MaxInt64
+	}
+	return n.IntPart()
+}
 
 func (b *Budgets) init() {
 	if b.pending == nil {

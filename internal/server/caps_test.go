@@ -404,3 +404,38 @@ func TestGroupCapCountsItsMembersKeys(t *testing.T) {
 		g.Expect(projectCapReached(g, "caps-grp-a")).To(BeFalse())
 	}, time.Second).Should(Succeed())
 }
+
+// TestCapEvaluatesAStoreOfExtremeValues: a store whose sums saturate (ten
+// thousand storage events at the per-event ceiling, 10^19 byte-hours in
+// all, beyond the largest bigint) is still evaluated: the cap is exceeded
+// and its project stopped, rather than its evaluation failing and caps
+// going unenforced for the cycle.
+func TestCapEvaluatesAStoreOfExtremeValues(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	e := newCapsEnv(t, g, "caps-hub-x")
+	var err error
+	e.prices, err = pricing.New(&hubv1.PriceList{Storage: &hubv1.StoragePricing{PerGBMonth: "0.02"}})
+	g.Expect(err).NotTo(HaveOccurred())
+	projectWithNamespace(g, "caps-extreme")
+	for b := range 2 {
+		batch := make([]usage.Event, 0, 5000)
+		for i := range 5000 {
+			batch = append(batch, usage.Event{ID: fmt.Sprintf("x%d-%d", b, i), Time: e.clock.Now(), Project: "caps-extreme", KeyID: "AbCdEf0123",
+				Service: pricing.Storage, Endpoint: "/v1/files", StorageByteHours: usage.MaxStorageByteHoursPerEvent, StatusCode: 200})
+		}
+		_, err := e.store.Insert(ctx, batch)
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "caps-extreme", Name: "budget"},
+		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("100")), Enforcement: hubv1.CapHard}}
+	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
+	e.start(g, nil)
+	g.Eventually(func(g Gomega) {
+		s := getCap(g, c).Status
+		g.Expect(s.State).To(Equal(hubv1.CapExceeded))
+		// 2^63-1 byte-hours at 0.02 per 730 * 10^9: the saturated sum, priced.
+		g.Expect(string(s.Spent)).To(HavePrefix("252695."))
+		g.Expect(projectCapReached(g, "caps-extreme")).To(BeTrue())
+	}, 10*time.Second).Should(Succeed())
+}

@@ -350,7 +350,7 @@ func (s *summary) add(b usage.Bucket, cost pricing.Cost) {
 	}
 	ss.totals.Add(b.Totals)
 	if cost.Unpriced {
-		s.unpriced += b.Calls
+		s.unpriced = usage.SaturatingAdd(s.unpriced, b.Calls)
 		return
 	}
 	s.spend = s.spend.Add(cost.Amount)
@@ -360,7 +360,7 @@ func (s *summary) add(b usage.Bucket, cost pricing.Cost) {
 func (s *summary) merge(o *summary) {
 	s.totals.Add(o.totals)
 	s.spend = s.spend.Add(o.spend)
-	s.unpriced += o.unpriced
+	s.unpriced = usage.SaturatingAdd(s.unpriced, o.unpriced)
 	for name, os := range o.services {
 		ss := s.services[name]
 		if ss == nil {
