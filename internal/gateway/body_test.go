@@ -41,6 +41,10 @@ func TestPrepareBody(t *testing.T) {
 			body: `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`, model: "m"},
 		{name: "only chat completions are rewritten", path: "/v1/responses", service: pricing.Chat,
 			body: `{"model":"m","stream":true}`, model: "m"},
+		{name: "usage is asked for whatever the request said, in any case", path: "/v1/chat/completions", service: pricing.Chat,
+			body:  `{"model":"m","stream":true,"stream_options":{"include_usage":false,"Include_Usage":true,"x":1}}`,
+			want:  `{"model":"m","stream":true,"stream_options":{"include_usage":true,"x":1}}`,
+			model: "m"},
 		{name: "a field of the wrong type is left out", path: "/v1/chat/completions", service: pricing.Chat,
 			body: `{"model":"m","stream":"yes"}`, model: "m"},
 		{name: "a model that is not a string is flagged", path: "/v1/chat/completions", service: pricing.Chat,
@@ -114,12 +118,52 @@ func TestPrepareBodyRefusesTooLarge(t *testing.T) {
 }
 
 func TestPrepareBodyRefusesWhatIsNotAJSONObject(t *testing.T) {
-	for _, body := range []string{`{"model":`, `[1,2]`, `"text"`, `model=x`} {
+	for _, body := range []string{`{"model":`, `[1,2]`, `"text"`, `model=x`, `{} {}`} {
 		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(body))
 		err := prepareBody(r, &call{route: testRoutes.Match(http.MethodPost, "/v1/chat/completions")})
 		if err == nil || !strings.Contains(err.Error(), "must be a JSON object") {
 			t.Errorf("%s: got %v", body, err)
 		}
+	}
+}
+
+// TestPrepareBodyRefusesKeysNamedTwice: JSON readers disagree on which of
+// two values of a key wins (and some match keys whatever their case), so a
+// body that names a metered key twice could be metered as one model and
+// served as another.
+func TestPrepareBodyRefusesKeysNamedTwice(t *testing.T) {
+	for _, body := range []string{
+		`{"model":"cheap","model":"dear"}`,
+		`{"model":"cheap","Model":"dear"}`,
+		`{"stream":false,"STREAM":true}`,
+		`{"model":"m","stream_options":{},"Stream_Options":{"include_usage":false}}`,
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(body))
+		err := prepareBody(r, &call{route: testRoutes.Match(http.MethodPost, "/v1/chat/completions")})
+		if err == nil || !strings.Contains(err.Error(), "more than once") {
+			t.Errorf("%s: got %v", body, err)
+		}
+	}
+	r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(`{"model":"m","messages":[{"model":"nested is fine"}]}`))
+	if err := prepareBody(r, &call{route: testRoutes.Match(http.MethodPost, "/v1/chat/completions")}); err != nil {
+		t.Errorf("a nested key of the same name is not the request's: %v", err)
+	}
+}
+
+func TestBodyObjectsFindsEveryReference(t *testing.T) {
+	body := `{"training_file":"file-mine","Training_File":"file-theirs","training_file":"file-last",` +
+		`"messages":[{"content":[{"file":{"FILE_ID":"file-nested"}},"file_id"]}],"n":1,"validation_file":null}`
+	got := bodyObjects([]byte(body))
+	ids := make([]string, 0, len(got))
+	for _, ref := range got {
+		ids = append(ids, string(ref.kind)+":"+ref.id)
+	}
+	want := []string{"file:file-mine", "file:file-theirs", "file:file-last", "file:file-nested"}
+	if !slices.Equal(ids, want) {
+		t.Errorf("found %v, want %v", ids, want)
+	}
+	if bodyObjects([]byte(`{"model":"m"}`)) != nil {
+		t.Error("a body without references is not decoded")
 	}
 }
 
@@ -133,6 +177,8 @@ func TestRouteTable(t *testing.T) {
 		{"POST", "/v1/chat/completions/", ""},
 		{"GET", "/v1/files//content", ""},
 		{"GET", "/v1/files/a/b/content", ""},
+		{"GET", "/v1/files/../content", ""},
+		{"GET", "/v1/files/./content", ""},
 		{"POST", "/v2/anything", ""},
 	} {
 		got := ""

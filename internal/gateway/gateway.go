@@ -30,6 +30,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/jsonpick"
 	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/usage"
 )
@@ -100,6 +101,9 @@ func (g *Gateway) Init() {
 			c := pr.In.Context().Value(callKey{}).(*call)
 			pr.SetURL(g.Upstream)
 			pr.Out.Host = g.Upstream.Host
+			// The upstream gets the path the gateway routed and checked:
+			// "/v1/files/a%2Fb" is not passed on as the file "a/b".
+			pr.Out.URL.RawPath = ""
 			pr.Out.Header = upstreamHeaders(pr.In.Header, c, g.UpstreamKey)
 			pr.Out.URL.RawQuery = withoutHubKeys(pr.Out.URL.RawQuery)
 		},
@@ -362,13 +366,11 @@ func prepareBody(r *http.Request, c *call) error {
 	if len(raw) > maxRequestBody {
 		return errTooLarge
 	}
-	m, err := readMetering(raw, c)
-	if err != nil {
+	if err := readMetering(raw, c); err != nil {
 		return err
 	}
 	c.body = raw
-	_ = json.Unmarshal(m.Stream, &c.stream)
-	if c.route.StreamUsage && m.needsStreamUsage() {
+	if c.route.StreamUsage && c.stream {
 		if rewritten, err := withStreamUsage(raw); err == nil {
 			raw = rewritten
 		}
@@ -391,72 +393,103 @@ func readBody(r *http.Request) ([]byte, error) {
 	return buf.Bytes(), err
 }
 
-// requestMeta is what the gateway reads from a request body. Decoding into
-// it, rather than into a generic map, allocates nothing for the messages.
-type requestMeta struct {
-	Model         json.RawMessage `json:"model"`
-	Stream        json.RawMessage `json:"stream"`
-	Duration      json.RawMessage `json:"duration"`
-	StreamOptions json.RawMessage `json:"stream_options"`
-}
+// The top-level keys of a request body that metering reads.
+const (
+	reqModel = iota
+	reqStream
+	reqDuration
+	reqStreamOptions
+)
+
+var requestKeys = []string{"model", "stream", "duration", "stream_options"}
+
+// requestPickers pick those keys in any letter case, so that a body that
+// names one twice (or as "Model" and "model") is seen: readers of JSON
+// disagree on which of two wins, and the upstream must not meter a
+// different model or stream than the gateway.
+var requestPickers = sync.Pool{New: func() any {
+	p := jsonpick.New(maxUsageValue, []string{requestKeys[reqModel]}, []string{requestKeys[reqStream]},
+		[]string{requestKeys[reqDuration]}, []string{requestKeys[reqStreamOptions]})
+	p.FoldCase = true
+	return p
+}}
 
 // defaultVideoSeconds is the video API's default duration.
 const defaultVideoSeconds = 6
 
-// readMetering takes the model and, for video, the duration from a request
-// body, which must be a JSON object. A field of an unexpected type is the
-// upstream's to refuse; the gateway records what it can and flags the rest.
-func readMetering(raw []byte, c *call) (requestMeta, error) {
-	var m requestMeta
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return m, &requestError{"the request body must be a JSON object: " + err.Error()}
+// readMetering takes the model, the stream flag and, for video, the
+// duration from a request body, which must be a JSON object naming each
+// of them at most once. A field of an unexpected type is the upstream's to
+// refuse; the gateway records what it can and flags the rest.
+func readMetering(raw []byte, c *call) error {
+	if trimmed := bytes.TrimLeft(raw, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
+		return &requestError{"the request body must be a JSON object"}
 	}
-	if m.Model != nil && json.Unmarshal(m.Model, &c.model) != nil {
-		c.model, c.flags = "", append(c.flags, usage.FlagModelInvalid)
+	p := requestPickers.Get().(*jsonpick.Picker)
+	p.Reset()
+	defer requestPickers.Put(p)
+	_, _ = p.Write(raw)
+	if err := p.Close(); err != nil {
+		return &requestError{"the request body must be a JSON object: " + err.Error()}
 	}
-	if c.route.Usage == UsageVideoRequest {
-		c.seconds = defaultVideoSeconds
-		if m.Duration != nil && string(m.Duration) != "null" {
-			var d float64
-			switch err := json.Unmarshal(m.Duration, &d); {
-			case err != nil || d <= 0:
-				c.flags = append(c.flags, usage.FlagUsageMalformed)
-			case d > usage.MaxVideoSecondsPerCall:
-				c.seconds, c.flags = usage.MaxVideoSecondsPerCall, append(c.flags, usage.FlagUsageMalformed)
-			default:
-				c.seconds = int64(math.Ceil(d))
-			}
+	for i, key := range requestKeys {
+		if p.Count(i) > 1 {
+			return &requestError{fmt.Sprintf("the request body names %q more than once (keys are matched whatever their case); name it once", key)}
 		}
 	}
-	return m, nil
+	if v, ok := p.Value(reqModel); ok && json.Unmarshal(v, &c.model) != nil || p.Oversize(reqModel) {
+		c.model, c.flags = "", append(c.flags, usage.FlagModelInvalid)
+	}
+	if v, ok := p.Value(reqStream); ok {
+		_ = json.Unmarshal(v, &c.stream)
+	}
+	if c.route.Usage == UsageVideoRequest {
+		v, _ := p.Value(reqDuration)
+		c.seconds = videoSeconds(v, c)
+	}
+	return nil
 }
 
-// needsStreamUsage tells whether a request streams without asking for usage
-// in its last chunk.
-func (m requestMeta) needsStreamUsage() bool {
-	var stream bool
-	if json.Unmarshal(m.Stream, &stream) != nil || !stream {
-		return false
+// videoSeconds is the duration a video request asks for: its "duration",
+// rounded up, or the API's default; a bad one is flagged.
+func videoSeconds(raw json.RawMessage, c *call) int64 {
+	if raw == nil || string(raw) == "null" {
+		return defaultVideoSeconds
 	}
-	var opts struct {
-		IncludeUsage bool `json:"include_usage"`
+	var d float64
+	switch err := json.Unmarshal(raw, &d); {
+	case err != nil || d <= 0:
+		c.flags = append(c.flags, usage.FlagUsageMalformed)
+		return defaultVideoSeconds
+	case d > usage.MaxVideoSecondsPerCall:
+		c.flags = append(c.flags, usage.FlagUsageMalformed)
+		return usage.MaxVideoSecondsPerCall
 	}
-	return json.Unmarshal(m.StreamOptions, &opts) != nil || !opts.IncludeUsage
+	return int64(math.Ceil(d))
 }
 
-// withStreamUsage sets stream_options.include_usage in a request body,
-// keeping every other field as it was.
+// withStreamUsage sets stream_options.include_usage in a streamed request's
+// body, whatever it said (in whatever case), keeping every other field as it
+// was, so that the stream's last event carries the call's usage.
 func withStreamUsage(raw []byte) ([]byte, error) {
 	var body map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &body); err != nil {
 		return nil, err
 	}
 	opts := map[string]json.RawMessage{}
-	if existing, ok := body["stream_options"]; ok {
-		// Not an object (null, say): replaced by one.
-		_ = json.Unmarshal(existing, &opts)
-		if opts == nil {
-			opts = map[string]json.RawMessage{}
+	for key, existing := range body {
+		if strings.EqualFold(key, "stream_options") {
+			// Not an object (null, say): replaced by one.
+			_ = json.Unmarshal(existing, &opts)
+			if opts == nil {
+				opts = map[string]json.RawMessage{}
+			}
+			delete(body, key)
+		}
+	}
+	for key := range opts {
+		if strings.EqualFold(key, "include_usage") {
+			delete(opts, key)
 		}
 	}
 	opts["include_usage"] = json.RawMessage("true")

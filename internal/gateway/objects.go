@@ -129,12 +129,16 @@ func (c *call) namedObjects(r *http.Request) []objectRef {
 	var refs []objectRef
 	if rule := c.route.Objects; rule != nil {
 		for _, n := range rule.Names {
-			id := r.URL.Query().Get(n.Name)
+			// Every value of a repeated parameter: readers disagree on
+			// which one counts.
+			ids := r.URL.Query()[n.Name]
 			if n.In == InPath {
-				id = c.route.param(r.URL.Path, n.Name)
+				ids = []string{c.route.param(r.URL.Path, n.Name)}
 			}
-			if id != "" {
-				refs = append(refs, objectRef{n.Kind, id})
+			for _, id := range ids {
+				if id != "" {
+					refs = append(refs, objectRef{n.Kind, id})
+				}
 			}
 		}
 	}
@@ -151,40 +155,66 @@ func (r *Route) param(path, name string) string {
 }
 
 // bodyObjects finds the string values of bodyReferences keys at any depth
-// of a JSON body. Bodies that mention none of the keys are not decoded.
+// of a JSON body: every occurrence, keys matched whatever their case, so
+// that a key repeated or spelled "Training_File" cannot hide an object from
+// the check while the upstream reads it. Bodies that mention none of the
+// keys (in any case) are not read further.
 func bodyObjects(body []byte) []objectRef {
+	lower := bytes.ToLower(body)
 	mentions := false
 	for key := range bodyReferences {
-		mentions = mentions || bytes.Contains(body, []byte(`"`+key+`"`))
+		mentions = mentions || bytes.Contains(lower, []byte(key))
 	}
 	if !mentions {
 		return nil
 	}
-	var doc any
-	if json.Unmarshal(body, &doc) != nil {
-		return nil
+	w := &referenceWalker{}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return w.refs
+		}
+		w.token(tok)
 	}
-	var refs []objectRef
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			for k, child := range v {
-				if kind, ok := bodyReferences[k]; ok {
-					if id, ok := child.(string); ok && id != "" {
-						refs = append(refs, objectRef{kind, id})
-					}
-				}
-				walk(child)
-			}
-		case []any:
-			for _, child := range v {
-				walk(child)
-			}
+}
+
+// referenceWalker follows the tokens of a JSON document and collects the
+// values of bodyReferences keys.
+type referenceWalker struct {
+	// stack holds the open containers: for objects, whether the next
+	// string is a key.
+	stack []struct{ object, wantKey bool }
+	// pending is the kind of the key just read, if it names objects.
+	pending ObjectKind
+	refs    []objectRef
+}
+
+func (w *referenceWalker) token(tok json.Token) {
+	top := len(w.stack) - 1
+	if key, ok := tok.(string); ok && top >= 0 && w.stack[top].object && w.stack[top].wantKey {
+		w.pending = bodyReferences[strings.ToLower(key)]
+		w.stack[top].wantKey = false
+		return
+	}
+	switch v := tok.(type) {
+	case json.Delim:
+		if v == '{' || v == '[' {
+			w.stack = append(w.stack, struct{ object, wantKey bool }{v == '{', v == '{'})
+			w.pending = ""
+			return
+		}
+		w.stack = w.stack[:top]
+	case string:
+		if w.pending != "" && v != "" {
+			w.refs = append(w.refs, objectRef{w.pending, v})
 		}
 	}
-	walk(doc)
-	return refs
+	// A value ended: an object's next string is a key again.
+	w.pending = ""
+	if top = len(w.stack) - 1; top >= 0 && w.stack[top].object {
+		w.stack[top].wantKey = true
+	}
 }
 
 // checkObjects refuses a request that names an object its caller's project

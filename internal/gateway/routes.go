@@ -269,8 +269,8 @@ func (t *RouteTable) Match(method, path string) *Route {
 func matchSegments(template []string, path string) bool {
 	for i, seg := range template {
 		part, rest, more := strings.Cut(path, "/")
-		if part == "" || (seg[0] != '{' && seg != part) {
-			return false
+		if part == "" || part == "." || part == ".." || (seg[0] != '{' && seg != part) {
+			return false // dot segments would mean another path upstream
 		}
 		if last := i == len(template)-1; last == more {
 			return false // the path is shorter or longer than the template

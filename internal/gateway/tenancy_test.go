@@ -276,6 +276,8 @@ func TestProjectsCannotReachEachOthersObjects(t *testing.T) {
 		notFound(b.do(http.MethodGet, path, nil), "B reads "+path)
 	}
 	notFound(b.do(http.MethodDelete, "/v1/files/"+fileA, nil), "B deletes A's file")
+	g.Expect(b.do(http.MethodGet, "/v1/files/"+fileB+"%2F..%2F"+fileA, nil).status).To(Equal(http.StatusNotFound),
+		"an encoded slash is a slash: the path is not the file's")
 	notFound(a.do(http.MethodGet, "/v1/files/file-never-made", nil), "an object nobody made through the gateway")
 	g.Expect(a.do(http.MethodGet, "/v1/files", nil).listIDs()).To(Equal([]string{fileA, fileA2}))
 	g.Expect(b.do(http.MethodGet, "/v1/files", nil).listIDs()).To(Equal([]string{fileB}))
@@ -311,6 +313,9 @@ func TestProjectsCannotReachEachOthersObjects(t *testing.T) {
 	g.Expect(task.status).To(Equal(http.StatusOK), string(task.body))
 	taskA := task.field("task_id")
 	notFound(b.do(http.MethodGet, "/v1/query/video_generation?task_id="+taskA, nil), "B queries A's task")
+	taskB := b.do(http.MethodPost, "/v1/video_generation", map[string]any{"model": "MiniMax-Hailuo-02", "prompt": "a dog"}).field("task_id")
+	notFound(b.do(http.MethodGet, "/v1/query/video_generation?task_id="+taskB+"&task_id="+taskA, nil),
+		"B names its own task and A's in one query")
 	done := a.do(http.MethodGet, "/v1/query/video_generation?task_id="+taskA, nil)
 	g.Expect(done.status).To(Equal(http.StatusOK), string(done.body))
 	video := done.field("file_id")

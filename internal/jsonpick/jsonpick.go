@@ -16,6 +16,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // MaxDepth bounds the nesting of a document, as encoding/json does.
@@ -56,12 +57,19 @@ type frame struct {
 // Picker finds the values at its paths. Its zero value is not usable; use
 // New.
 type Picker struct {
+	// FoldCase matches keys to paths without regard to case (Unicode
+	// simple folding, as strings.EqualFold), so that "Model" and "MODEL"
+	// count as "model": what a case-insensitive reader of the document
+	// would see. Count then tells of every spelling.
+	FoldCase bool
+
 	paths    [][]string
 	maxValue int
 
 	values   [][]byte
 	found    []bool
 	oversize []bool
+	counts   []int
 
 	st      state
 	escaped bool
@@ -86,6 +94,7 @@ func New(maxValue int, paths ...[]string) *Picker {
 	p.values = make([][]byte, len(paths))
 	p.found = make([]bool, len(paths))
 	p.oversize = make([]bool, len(paths))
+	p.counts = make([]int, len(paths))
 	p.Reset()
 	return p
 }
@@ -97,7 +106,7 @@ func (p *Picker) Reset() {
 	p.stack = p.stack[:0]
 	p.capturing, p.captureDepth, p.capture, p.captureOver = -1, 0, p.capture[:0], false
 	for i := range p.paths {
-		p.values[i], p.found[i], p.oversize[i] = p.values[i][:0], false, false
+		p.values[i], p.found[i], p.oversize[i], p.counts[i] = p.values[i][:0], false, false, 0
 	}
 }
 
@@ -110,6 +119,11 @@ func (p *Picker) Value(i int) (json.RawMessage, bool) {
 	}
 	return p.values[i], true
 }
+
+// Count is how many values were found at path i (a repeated key, or with
+// FoldCase the same key in other cases, counts each time), since the last
+// value of one of its ancestors began.
+func (p *Picker) Count(i int) int { return p.counts[i] }
 
 // Oversize tells whether the last value at path i was larger than maxValue
 // (and so not kept).
@@ -329,6 +343,7 @@ func (p *Picker) valueEnded() {
 		// encoding/json.
 		i := p.capturing
 		p.capturing = -1
+		p.counts[i]++
 		if p.captureOver {
 			p.found[i], p.oversize[i] = false, true
 		} else {
@@ -357,30 +372,40 @@ func (p *Picker) matching() int {
 		}
 		ok := true
 		for d := 0; d < depth && ok; d++ {
-			ok = p.stack[d].object && !p.stack[d].keyLong && keyEquals(p.stack[d].key, path[d])
+			ok = p.stack[d].object && !p.stack[d].keyLong && keyEquals(p.stack[d].key, path[d], p.FoldCase)
 		}
 		switch {
 		case !ok:
 		case len(path) == depth:
 			match = i
 		default:
-			p.found[i], p.oversize[i] = false, false
+			p.found[i], p.oversize[i], p.counts[i] = false, false, 0
 		}
 	}
 	return match
 }
 
-// keyEquals compares a raw key, escapes and all, with a plain one.
-func keyEquals(raw []byte, key string) bool {
+// keyEquals compares a raw key, escapes and all, with a plain one, folding
+// case when fold is set. Keys without escapes are compared in place.
+func keyEquals(raw []byte, key string, fold bool) bool {
 	// raw ends with the closing quote.
 	raw = raw[:max(len(raw)-1, 0)]
 	if bytes.IndexByte(raw, '\\') < 0 {
+		if fold {
+			return bytes.EqualFold(raw, []byte(key))
+		}
 		return string(raw) == key
 	}
 	var decoded string
 	quoted := make([]byte, 0, len(raw)+2)
 	quoted = append(append(append(quoted, '"'), raw...), '"')
-	return json.Unmarshal(quoted, &decoded) == nil && decoded == key
+	if json.Unmarshal(quoted, &decoded) != nil {
+		return false
+	}
+	if fold {
+		return strings.EqualFold(decoded, key)
+	}
+	return decoded == key
 }
 
 func (p *Picker) keyBytes(s []byte) {

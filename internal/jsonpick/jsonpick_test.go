@@ -151,3 +151,18 @@ func walk(v any, path []string) (any, bool) {
 	}
 	return v, true
 }
+
+func TestCountAndFoldCase(t *testing.T) {
+	p := jsonpick.New(64, []string{"model"}, []string{"a", "b"})
+	p.FoldCase = true
+	_, _ = p.Write([]byte(`{"model":"x","MODEL":"y","a":{"b":1},"a":{"B":2,"b":3},"Mod\u0065l":"z"}`))
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := p.Value(0); p.Count(0) != 3 || string(got) != `"z"` {
+		t.Errorf("model: %d values, the last %s", p.Count(0), got)
+	}
+	if got, _ := p.Value(1); p.Count(1) != 2 || string(got) != `3` {
+		t.Errorf("a.b: %d values since the last a, the last %s", p.Count(1), got)
+	}
+}
