@@ -81,7 +81,8 @@ func (v verdict) allowed() bool { return v.status == 0 }
 // credential returns the API key a request carries: the OpenAI way
 // (Authorization: Bearer) or the Anthropic way (x-api-key).
 func credential(r *http.Request) string {
-	if token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok {
+	// The scheme is case-insensitive (RFC 9110, section 11.1).
+	if scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
 		return strings.TrimSpace(token)
 	}
 	return strings.TrimSpace(r.Header.Get("x-api-key"))

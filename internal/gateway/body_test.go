@@ -45,21 +45,12 @@ func TestPrepareBody(t *testing.T) {
 			body:  `{"model":"m","stream":true,"stream_options":{"include_usage":false,"Include_Usage":true,"x":1}}`,
 			want:  `{"model":"m","stream":true,"stream_options":{"include_usage":true,"x":1}}`,
 			model: "m"},
-		{name: "a field of the wrong type is left out", path: "/v1/chat/completions", service: pricing.Chat,
-			body: `{"model":"m","stream":"yes"}`, model: "m"},
-		{name: "a model that is not a string is flagged", path: "/v1/chat/completions", service: pricing.Chat,
-			body: `{"model":7}`, flags: []usage.Flag{usage.FlagModelInvalid}},
 		{name: "video takes its duration", path: "/v1/video_generation", service: pricing.Video,
 			body: `{"model":"MiniMax-Hailuo-02","duration":10}`, model: "MiniMax-Hailuo-02", seconds: 10},
 		{name: "video rounds a fraction of a second up", path: "/v1/video_generation", service: pricing.Video,
 			body: `{"model":"MiniMax-Hailuo-02","duration":6.2}`, model: "MiniMax-Hailuo-02", seconds: 7},
 		{name: "video defaults to 6 seconds", path: "/v1/video_generation", service: pricing.Video,
 			body: `{"model":"MiniMax-Hailuo-02"}`, model: "MiniMax-Hailuo-02", seconds: 6},
-		{name: "a bad duration is flagged", path: "/v1/video_generation", service: pricing.Video,
-			body: `{"model":"MiniMax-Hailuo-02","duration":-3}`, model: "MiniMax-Hailuo-02", seconds: 6,
-			flags: []usage.Flag{usage.FlagUsageMalformed}},
-		{name: "a huge duration counts the ceiling, flagged", path: "/v1/video_generation", service: pricing.Video,
-			body: `{"duration":1e12}`, seconds: usage.MaxVideoSecondsPerCall, flags: []usage.Flag{usage.FlagUsageMalformed}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader(tc.body))
@@ -132,6 +123,19 @@ func TestPrepareBodyRefusesWhatIsNotAJSONObject(t *testing.T) {
 // body that names a metered key twice could be metered as one model and
 // served as another.
 func TestPrepareBodyRefusesKeysNamedTwice(t *testing.T) {
+	for path, bodies := range map[string][]string{
+		"/v1/chat/completions": {`{"model":"m","stream":"yes"}`, `{"model":7}`, `{"stream":1}`},
+		"/v1/video_generation": {`{"duration":-3}`, `{"duration":"10"}`, `{"duration":1e12}`},
+		"/v1/responses":        {`{"model":"m","background":true}`, `{"model":"m","background":"no"}`},
+	} {
+		for _, body := range bodies {
+			r := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+			err := prepareBody(r, &call{route: testRoutes.Match(http.MethodPost, path)})
+			if err == nil || !strings.Contains(err.Error(), "must be") && !strings.Contains(err.Error(), "background") {
+				t.Errorf("%s %s: got %v", path, body, err)
+			}
+		}
+	}
 	for _, body := range []string{
 		`{"model":"cheap","model":"dear"}`,
 		`{"model":"cheap","Model":"dear"}`,
@@ -153,7 +157,10 @@ func TestPrepareBodyRefusesKeysNamedTwice(t *testing.T) {
 func TestBodyObjectsFindsEveryReference(t *testing.T) {
 	body := `{"training_file":"file-mine","Training_File":"file-theirs","training_file":"file-last",` +
 		`"messages":[{"content":[{"file":{"FILE_ID":"file-nested"}},"file_id"]}],"n":1,"validation_file":null}`
-	got := bodyObjects([]byte(body))
+	got, err := bodyObjects([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ids := make([]string, 0, len(got))
 	for _, ref := range got {
 		ids = append(ids, string(ref.kind)+":"+ref.id)
@@ -162,8 +169,21 @@ func TestBodyObjectsFindsEveryReference(t *testing.T) {
 	if !slices.Equal(ids, want) {
 		t.Errorf("found %v, want %v", ids, want)
 	}
-	if bodyObjects([]byte(`{"model":"m"}`)) != nil {
+	if refs, _ := bodyObjects([]byte(`{"model":"m"}`)); refs != nil {
 		t.Error("a body without references is not decoded")
+	}
+	hidden := []string{`{"training\u005ffile":"file-x"}`, `{"n":1e400,"training_file":"file-x"}`, `{"file_ids":["file-x"]}`}
+	for _, body := range hidden {
+		if refs, err := bodyObjects([]byte(body)); err != nil || len(refs) != 1 || refs[0].id != "file-x" {
+			t.Errorf("%s: found %v, %v", body, refs, err)
+		}
+	}
+	if _, err := bodyObjects([]byte(`{"file_id":"a",`)); err == nil {
+		t.Error("a body that does not decode is an error, not a body without references")
+	}
+	many := `{"file_ids":[` + strings.Repeat(`"f",`, maxReferences) + `"f"]}`
+	if _, err := bodyObjects([]byte(many)); err == nil {
+		t.Error("too many references are refused")
 	}
 }
 

@@ -271,3 +271,65 @@ func TestMetricSeriesAreBounded(t *testing.T) {
 		g.Expect(text).To(ContainSubstring(`hub_gateway_requests_total{code="404",route="/v1/chat/completions"}`))
 	}, 10*time.Second).Should(Succeed())
 }
+
+// TestClientLeavingAStreamIsMeteredWhole: a client that reads a stream up
+// to its last words and hangs up before the usage event still has the whole
+// call metered: the gateway reads on after it left, and the upstream call
+// is not cancelled with the client. A call the upstream breaks off is
+// recorded too, flagged.
+func TestClientLeavingAStreamIsMeteredWhole(t *testing.T) {
+	g := NewWithT(t)
+	upstream := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Model string `json:"model"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&req)
+		if req.Model == "breaks-off" {
+			conn, _, _ := w.(http.Hijacker).Hijack()
+			_ = conn.Close()
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		flush := w.(http.Flusher).Flush
+		for i := range 20 {
+			_, _ = fmt.Fprintf(w, "data: {\"model\":\"m\",\"choices\":[{\"delta\":{\"content\":\"word %d \"}}]}\n\n", i)
+			flush()
+		}
+		_, _ = io.WriteString(w, "data: {\"choices\":[{\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n")
+		flush()
+		time.Sleep(300 * time.Millisecond) // the client is gone by now
+		_, _ = io.WriteString(w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":100000,\"completion_tokens\":4000}}\n\ndata: [DONE]\n\n")
+	}))
+	defer upstream.Close()
+	base := startGateway(t, g, upstream.URL)
+	_, key := issueKey(g, "gw-leaver", nil)
+
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	g.Expect(err).NotTo(HaveOccurred())
+	read := make([]byte, 0, 4096)
+	buf := make([]byte, 512)
+	for !strings.Contains(string(read), "finish_reason") {
+		n, err := resp.Body.Read(buf)
+		read = append(read, buf[:n]...)
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	g.Expect(resp.Body.Close()).To(Succeed()) // hangs up before the usage
+
+	req, _ = http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(`{"model":"breaks-off"}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err = http.DefaultClient.Do(req)
+	g.Expect(err).NotTo(HaveOccurred())
+	_ = resp.Body.Close()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusBadGateway))
+
+	got := map[string]usage.Event{}
+	for _, e := range projectEvents(g, "gw-leaver", 2) {
+		got[e.Model] = e
+	}
+	g.Expect([]int64{got["m"].InputTokens, got["m"].OutputTokens}).To(Equal([]int64{100000, 4000}))
+	g.Expect(got["m"].Flags).To(BeEmpty())
+	g.Expect(got["breaks-off"].StatusCode).To(Equal(http.StatusBadGateway))
+	g.Expect(got["breaks-off"].Flags).To(ContainElement(usage.FlagUsageUnreadable))
+}

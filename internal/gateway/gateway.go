@@ -87,6 +87,8 @@ type call struct {
 	// a streamed answer.
 	body   []byte
 	stream bool
+	// query is the query string forwarded.
+	query string
 	// flags are what was wrong with the request's own figures.
 	flags []usage.Flag
 }
@@ -105,7 +107,7 @@ func (g *Gateway) Init() {
 			// "/v1/files/a%2Fb" is not passed on as the file "a/b".
 			pr.Out.URL.RawPath = ""
 			pr.Out.Header = upstreamHeaders(pr.In.Header, c, g.UpstreamKey)
-			pr.Out.URL.RawQuery = withoutHubKeys(pr.Out.URL.RawQuery)
+			pr.Out.URL.RawQuery = c.query
 		},
 		ModifyResponse: g.meter,
 		ErrorHandler:   g.proxyError,
@@ -159,6 +161,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &call{route: route, key: v.key, keyID: v.keyID, started: now, acceptsGzip: acceptsGzip(r.Header)}
+	if v := c.prepareQuery(r); !v.allowed() {
+		g.refuse(w, v)
+		return
+	}
 	if err := prepareBody(r, c); err != nil {
 		g.refuse(w, refuse(http.StatusBadRequest, reasonBadRequest, "invalid_request_error", "invalid_request_body", err.Error()))
 		return
@@ -171,7 +177,56 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, v)
 		return
 	}
-	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callKey{}, c)))
+	// The upstream call outlives a client that leaves, for a while, so
+	// that what it served is still metered (see meteredBody.Close).
+	ctx, cancel := detached(r.Context(), drainTimeout)
+	defer cancel()
+	g.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, callKey{}, c)))
+}
+
+// drainTimeout is how long an upstream call goes on after its client left:
+// long enough for a stream to reach its usage, bounded so that a client
+// cannot keep the gateway's resources for ever.
+const drainTimeout = 2 * time.Minute
+
+// detached returns a context that is not cancelled with parent, but
+// grace after it; the returned function releases it.
+func detached(parent context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	var timer *time.Timer
+	var mu sync.Mutex
+	stop := context.AfterFunc(parent, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		timer = time.AfterFunc(grace, cancel)
+	})
+	return ctx, func() {
+		stop()
+		mu.Lock()
+		if timer != nil {
+			timer.Stop()
+		}
+		mu.Unlock()
+		cancel()
+	}
+}
+
+// prepareQuery reads the query as the gateway will forward it: parsed once
+// and encoded again, so that the upstream cannot read a parameter the
+// gateway did not (a semicolon-separated one, say), and without anything
+// holding a hub key. A path holding a hub key is refused outright.
+func (c *call) prepareQuery(r *http.Request) verdict {
+	if holdsHubKey(r.URL.Path) {
+		return refuse(http.StatusBadRequest, reasonBadRequest, "invalid_request_error", "invalid_request_url",
+			"The request path holds something shaped like an API key; send keys only in the Authorization header.")
+	}
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return refuse(http.StatusBadRequest, reasonBadRequest, "invalid_request_error", "invalid_request_url",
+			"The query string is not valid ("+err.Error()+"); separate parameters with &, and escape ; as %3B.")
+	}
+	c.query = withoutHubKeys(q).Encode()
+	return verdict{}
 }
 
 func (g *Gateway) refuse(w http.ResponseWriter, v verdict) {
@@ -193,30 +248,40 @@ func (g *Gateway) meter(resp *http.Response) error {
 		return nil
 	}
 	g.Metrics.upstreamLatency.Observe(g.Clock.Since(c.started).Seconds())
-	if g.Owners != nil && c.route.touchesObjects() && resp.StatusCode >= 200 && resp.StatusCode < 300 &&
-		resp.Request.Method != http.MethodHead && jsonAnswer(resp, c) {
-		if err := g.applyObjects(resp, c); err != nil {
-			return err
-		}
+	if resp.StatusCode < 100 || resp.StatusCode > 599 {
+		resp.StatusCode = http.StatusBadGateway // not HTTP: what the client gets, and what is recorded
 	}
-	body := &meteredBody{ReadCloser: resp.Body, done: func(r *reading) { g.record(c, resp.StatusCode, r) }}
-	switch ce := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); {
-	case ce == "" || ce == "identity":
-	case (ce == encodingGzip || ce == "x-"+encodingGzip) && c.acceptsGzip:
-		if body.usage = newUsageReader(c.route, resp.Header.Get("Content-Type")); body.usage != nil {
-			body.gzip = newGunzipTee(body.usage)
-		}
-		resp.Body = body
-		return nil
-	default:
+	gzipped, ok := answerEncoding(resp, c)
+	if !ok {
 		r := &reading{}
 		r.flag(usage.FlagUsageUnreadable)
 		g.record(c, http.StatusBadGateway, r)
 		return errUnexpectedEncoding
 	}
-	body.usage = newUsageReader(c.route, resp.Header.Get("Content-Type"))
+	if c.route.touchesObjects() && resp.StatusCode >= 200 && resp.StatusCode < 300 &&
+		resp.Request.Method != http.MethodHead && jsonAnswer(resp, c) {
+		// Read whole and passed on decompressed.
+		gzipped = false
+		if err := g.applyObjects(resp, c); err != nil {
+			return err
+		}
+	}
+	body := &meteredBody{ReadCloser: resp.Body, done: func(r *reading) { g.record(c, resp.StatusCode, r) },
+		usage: newUsageReader(c.route, resp.Header.Get("Content-Type"))}
+	if gzipped && body.usage != nil {
+		body.gzip = newGunzipTee(body.usage)
+	}
 	resp.Body = body
 	return nil
+}
+
+// answerEncoding tells whether an answer is gzip the client takes as it
+// is, and whether it is in an encoding the gateway can meter at all: none,
+// or gzip it asked for.
+func answerEncoding(resp *http.Response, c *call) (gzipped, ok bool) {
+	ce := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding")))
+	gzipped = (ce == encodingGzip || ce == "x-"+encodingGzip) && c.acceptsGzip
+	return gzipped, ce == "" || ce == "identity" || gzipped
 }
 
 // applyObjects reads a successful JSON answer whole and applies the route's
@@ -239,6 +304,9 @@ func (g *Gateway) applyObjects(resp *http.Response, c *call) error {
 		}
 		g.record(c, resp.StatusCode, r) // the upstream did the work
 		return err
+	}
+	if c.route.Usage == UsageFineTuningJob {
+		g.meterJobs(c, out)
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(out))
 	resp.ContentLength = int64(len(out))
@@ -266,6 +334,13 @@ func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	g.Metrics.upstreamErrors.Inc()
+	if c, _ := r.Context().Value(callKey{}).(*call); c != nil {
+		// Whether the upstream did the work before the call failed cannot
+		// be told: the call is recorded, flagged, never dropped.
+		failed := &reading{}
+		failed.flag(usage.FlagUsageUnreadable)
+		g.record(c, http.StatusBadGateway, failed)
+	}
 	writeOpenAIError(w, http.StatusBadGateway, "api_error", "upstream_unreachable", "The upstream model API is unreachable; retry later.")
 }
 
@@ -289,7 +364,7 @@ func (g *Gateway) record(c *call, status int, r *reading) {
 	if e.Model == "" {
 		e.Model = r.model
 	}
-	if usage.TextProblem(e.Model, usage.MaxNameLength, false) != "" {
+	if usage.TextProblem(e.Model, usage.MaxNameLength, false) != "" || holdsHubKey(e.Model) {
 		e.Model = ""
 		r.flag(usage.FlagModelInvalid)
 	}
@@ -299,6 +374,12 @@ func (g *Gateway) record(c *call, status int, r *reading) {
 		g.claimStreamed(c, route, r.createdID)
 	}
 	e.Flags = r.flags
+	g.recordEvent(e)
+}
+
+// recordEvent counts an event towards this gateway's Hard caps and hands
+// it to the recorder.
+func (g *Gateway) recordEvent(e usage.Event) {
 	for _, f := range e.Flags {
 		g.Metrics.flagged.WithLabelValues(string(f)).Inc()
 	}
@@ -312,7 +393,7 @@ func (g *Gateway) record(c *call, status int, r *reading) {
 // the answer (ok: the answer was a success).
 func fillUsage(e *usage.Event, c *call, r *reading, ok bool) {
 	switch c.route.Usage {
-	case UsageNone:
+	case UsageNone, UsageFineTuningJob: // a job's training is metered apart (meterJobs)
 	case UsageVideoRequest:
 		if ok && !r.rejected {
 			e.VideoSeconds = c.seconds
@@ -399,17 +480,21 @@ const (
 	reqStream
 	reqDuration
 	reqStreamOptions
+	reqBackground
 )
 
-var requestKeys = []string{"model", "stream", "duration", "stream_options"}
+var requestKeys = []string{"model", "stream", "duration", "stream_options", "background"}
 
 // requestPickers pick those keys in any letter case, so that a body that
 // names one twice (or as "Model" and "model") is seen: readers of JSON
 // disagree on which of two wins, and the upstream must not meter a
 // different model or stream than the gateway.
 var requestPickers = sync.Pool{New: func() any {
-	p := jsonpick.New(maxUsageValue, []string{requestKeys[reqModel]}, []string{requestKeys[reqStream]},
-		[]string{requestKeys[reqDuration]}, []string{requestKeys[reqStreamOptions]})
+	paths := make([][]string, len(requestKeys))
+	for i, key := range requestKeys {
+		paths[i] = []string{key}
+	}
+	p := jsonpick.New(maxUsageValue, paths...)
 	p.FoldCase = true
 	return p
 }}
@@ -419,8 +504,10 @@ const defaultVideoSeconds = 6
 
 // readMetering takes the model, the stream flag and, for video, the
 // duration from a request body, which must be a JSON object naming each
-// of them at most once. A field of an unexpected type is the upstream's to
-// refuse; the gateway records what it can and flags the rest.
+// of them at most once, each of its type: a lenient upstream could read
+// "stream": "true" as a stream the gateway did not ask usage for. A
+// background response (Responses API) is refused: its usage would come
+// only to whoever polls it.
 func readMetering(raw []byte, c *call) error {
 	if trimmed := bytes.TrimLeft(raw, " \t\r\n"); len(trimmed) == 0 || trimmed[0] != '{' {
 		return &requestError{"the request body must be a JSON object"}
@@ -437,35 +524,46 @@ func readMetering(raw []byte, c *call) error {
 			return &requestError{fmt.Sprintf("the request body names %q more than once (keys are matched whatever their case); name it once", key)}
 		}
 	}
-	if v, ok := p.Value(reqModel); ok && json.Unmarshal(v, &c.model) != nil || p.Oversize(reqModel) {
-		c.model, c.flags = "", append(c.flags, usage.FlagModelInvalid)
+	if p.Oversize(reqModel) {
+		return &requestError{"model is longer than 64 KiB"}
 	}
-	if v, ok := p.Value(reqStream); ok {
-		_ = json.Unmarshal(v, &c.stream)
+	var background bool
+	for _, f := range []struct {
+		key  int
+		into any
+		what string
+	}{{reqModel, &c.model, "a string"}, {reqStream, &c.stream, "true or false"}, {reqBackground, &background, "true or false"}} {
+		if v, ok := p.Value(f.key); ok && string(v) != jsonNull && json.Unmarshal(v, f.into) != nil {
+			return &requestError{fmt.Sprintf("%s must be %s", requestKeys[f.key], f.what)}
+		}
+	}
+	if background && c.route.Usage == UsageResponses {
+		return &requestError{"background responses are not served through this gateway: their usage is known only to whoever polls them; " +
+			"stream the response instead"}
 	}
 	if c.route.Usage == UsageVideoRequest {
 		v, _ := p.Value(reqDuration)
-		c.seconds = videoSeconds(v, c)
+		seconds, err := videoSeconds(v)
+		if err != nil {
+			return err
+		}
+		c.seconds = seconds
 	}
 	return nil
 }
 
 // videoSeconds is the duration a video request asks for: its "duration",
-// rounded up, or the API's default; a bad one is flagged.
-func videoSeconds(raw json.RawMessage, c *call) int64 {
-	if raw == nil || string(raw) == "null" {
-		return defaultVideoSeconds
+// rounded up, or the API's default. Anything but a positive number of at
+// most a day is refused.
+func videoSeconds(raw json.RawMessage) (int64, error) {
+	if raw == nil || string(raw) == jsonNull {
+		return defaultVideoSeconds, nil
 	}
 	var d float64
-	switch err := json.Unmarshal(raw, &d); {
-	case err != nil || d <= 0:
-		c.flags = append(c.flags, usage.FlagUsageMalformed)
-		return defaultVideoSeconds
-	case d > usage.MaxVideoSecondsPerCall:
-		c.flags = append(c.flags, usage.FlagUsageMalformed)
-		return usage.MaxVideoSecondsPerCall
+	if err := json.Unmarshal(raw, &d); err != nil || d <= 0 || d > usage.MaxVideoSecondsPerCall {
+		return 0, &requestError{fmt.Sprintf("duration must be a number of seconds between 1 and %d", usage.MaxVideoSecondsPerCall)}
 	}
-	return int64(math.Ceil(d))
+	return int64(math.Ceil(d)), nil
 }
 
 // withStreamUsage sets stream_options.include_usage in a streamed request's

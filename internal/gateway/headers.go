@@ -31,6 +31,8 @@ var forwardedHeaders = []string{
 	"OpenAI-Beta", "Anthropic-Version", "Anthropic-Beta",
 	"X-Request-Id", "X-Client-Request-Id", "Idempotency-Key",
 	"Traceparent", "Tracestate",
+	// Conditional and partial downloads of files and videos.
+	"Range", "If-Range", "If-Match", "If-None-Match", "If-Modified-Since", "If-Unmodified-Since",
 }
 
 func init() {
@@ -75,15 +77,9 @@ func upstreamHeaders(in http.Header, c *call, upstreamKey string) http.Header {
 	return out
 }
 
-// withoutHubKeys drops query parameters whose name or value holds a hub key.
-func withoutHubKeys(rawQuery string) string {
-	if !holdsHubKey(rawQuery) {
-		return rawQuery
-	}
-	q, err := url.ParseQuery(rawQuery)
-	if err != nil {
-		return "" // unparseable and holding a key: nothing of it goes on
-	}
+// withoutHubKeys drops the query parameters whose name or (decoded) value
+// holds a hub key.
+func withoutHubKeys(q url.Values) url.Values {
 	for name, values := range q {
 		if holdsHubKey(name) {
 			delete(q, name)
@@ -97,7 +93,7 @@ func withoutHubKeys(rawQuery string) string {
 		}
 		q[name] = kept
 	}
-	return q.Encode()
+	return q
 }
 
 // acceptsGzip tells whether an Accept-Encoding header (RFC 9110, section

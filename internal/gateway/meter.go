@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"fmt"
 	"io"
 	"mime"
 	"strings"
@@ -12,6 +13,9 @@ import (
 	"github.com/minimax/platform-hub/internal/jsonpick"
 	"github.com/minimax/platform-hub/internal/usage"
 )
+
+// jsonNull is JSON's null.
+const jsonNull = "null"
 
 // maxUsageValue bounds a picked value (a usage object, a model name): real
 // ones are a few hundred bytes.
@@ -97,7 +101,7 @@ func (r *reading) tokens(source UsageSource) (input, output int64) {
 // applyUsage reads a usage object. With merge, fields it lacks keep their
 // value (Anthropic's message_delta updates some); without, they are zero.
 func (r *reading) applyUsage(raw json.RawMessage, merge bool) {
-	if bytes.Equal(bytes.TrimSpace(raw), []byte("null")) {
+	if bytes.Equal(bytes.TrimSpace(raw), []byte(jsonNull)) {
 		return
 	}
 	var obj usageObject
@@ -127,7 +131,7 @@ func (r *reading) applyUsage(raw json.RawMessage, merge bool) {
 // valid.
 func figure(raw json.RawMessage) (int64, bool) {
 	s := bytes.TrimSpace(raw)
-	if string(s) == "null" {
+	if string(s) == jsonNull {
 		return 0, true
 	}
 	if len(s) == 0 || len(s) > 10 {
@@ -164,7 +168,7 @@ type usageReader interface {
 // (text/event-stream or JSON; other types are told apart by their first
 // byte), or nil when the route's answers hold no usage.
 func newUsageReader(route *Route, contentType string) usageReader {
-	if route.Usage == UsageNone {
+	if route.Usage == UsageNone || route.Usage == UsageFineTuningJob {
 		return nil
 	}
 	media, _, _ := mime.ParseMediaType(contentType)
@@ -506,14 +510,27 @@ func newGunzipTee(w io.Writer) *gunzipTee {
 	pr, pw := io.Pipe()
 	t := &gunzipTee{pw: pw, done: make(chan error, 1)}
 	go func() {
-		zr, err := gzip.NewReader(pr)
-		if err == nil {
-			_, err = io.Copy(w, zr)
-		}
+		err := decompress(w, pr)
 		_, _ = io.Copy(io.Discard, pr)
 		t.done <- err
 	}()
 	return t
+}
+
+// decompress copies the gzip stream r decompresses to w. A panic in w (a
+// reader of usage) is an error of this answer, not of the process.
+func decompress(w io.Writer, r io.Reader) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("reading a decompressed answer: %v", p)
+		}
+	}()
+	zr, err := gzip.NewReader(r)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(w, zr)
+	return err
 }
 
 func (t *gunzipTee) Write(p []byte) (int, error) {
@@ -553,7 +570,17 @@ func (m *meteredBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// maxDrain bounds what is read of an answer after its client left.
+const maxDrain = 1 << 30
+
+// Close ends the body. When the client left before its end, the rest is
+// read first, so that the usage an answer ends with (a stream's last event)
+// is still seen: the upstream call goes on for a while after the client
+// leaves (see detached), and the call is metered whole.
 func (m *meteredBody) Close() error {
+	if !m.fired && m.usage != nil {
+		_, _ = io.Copy(io.Discard, io.LimitReader(m, maxDrain))
+	}
 	m.finish(false)
 	return m.ReadCloser.Close()
 }

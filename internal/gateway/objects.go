@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -48,9 +49,11 @@ type ObjectRule struct {
 	// Lists is the kind of object a successful answer lists in data: only
 	// the caller's project's are passed on.
 	Lists ObjectKind `json:"lists,omitempty"`
-	// Yields is an object a successful answer names, which becomes the
-	// caller's (a finished video task names the file of its video).
-	Yields *ObjectField `json:"yields,omitempty"`
+	// Yields are top-level fields of a successful answer that name objects
+	// (an ID, or a list of IDs), which become the caller's: a finished
+	// video task names the file of its video, a fine-tuning job its result
+	// files.
+	Yields []ObjectField `json:"yields,omitempty"`
 }
 
 // Where an ObjectName is.
@@ -75,10 +78,11 @@ type ObjectField struct {
 }
 
 // bodyReferences are the keys that name objects wherever they appear in a
-// JSON request body: a file in a chat message or a fine-tuning job, the
+// JSON request body, as a string or an array of strings: a file in a chat
+// message, a code interpreter's files, a fine-tuning job's data, the
 // response a new one continues.
 var bodyReferences = map[string]ObjectKind{
-	"file_id": ObjectFile, "training_file": ObjectFile, "validation_file": ObjectFile,
+	"file_id": ObjectFile, "file_ids": ObjectFile, "training_file": ObjectFile, "validation_file": ObjectFile,
 	"previous_response_id": ObjectResponse,
 }
 
@@ -109,8 +113,8 @@ func (o *ObjectRule) check(segments []string) error {
 			}
 		}
 	}
-	if o.Yields != nil {
-		if err := o.Yields.Kind.check(); err != nil {
+	for _, y := range o.Yields {
+		if err := y.Kind.check(); err != nil {
 			return err
 		}
 	}
@@ -125,13 +129,14 @@ type objectRef struct {
 
 // namedObjects lists the objects a request names: in its path and query,
 // as its route says, and anywhere in its JSON body.
-func (c *call) namedObjects(r *http.Request) []objectRef {
+func (c *call) namedObjects(r *http.Request) ([]objectRef, error) {
 	var refs []objectRef
 	if rule := c.route.Objects; rule != nil {
+		query, _ := url.ParseQuery(c.query) // as forwarded
 		for _, n := range rule.Names {
 			// Every value of a repeated parameter: readers disagree on
 			// which one counts.
-			ids := r.URL.Query()[n.Name]
+			ids := query[n.Name]
 			if n.In == InPath {
 				ids = []string{c.route.param(r.URL.Path, n.Name)}
 			}
@@ -142,7 +147,8 @@ func (c *call) namedObjects(r *http.Request) []objectRef {
 			}
 		}
 	}
-	return append(refs, bodyObjects(c.body)...)
+	inBody, err := bodyObjects(c.body)
+	return append(refs, inBody...), err
 }
 
 // param returns the segment of path that the route's {name} matches.
@@ -154,40 +160,56 @@ func (r *Route) param(path, name string) string {
 	return ""
 }
 
-// bodyObjects finds the string values of bodyReferences keys at any depth
-// of a JSON body: every occurrence, keys matched whatever their case, so
-// that a key repeated or spelled "Training_File" cannot hide an object from
-// the check while the upstream reads it. Bodies that mention none of the
-// keys (in any case) are not read further.
-func bodyObjects(body []byte) []objectRef {
+// maxReferences bounds the objects one request may name.
+const maxReferences = 256
+
+// bodyObjects finds the values of bodyReferences keys at any depth of a
+// JSON body: every occurrence, keys matched whatever their case or escapes,
+// so that a key repeated, spelled "Training_File" or escaped cannot hide an
+// object from the check while the upstream reads it. A body that does not
+// decode is an error: what cannot be checked is not passed on. Bodies that
+// mention none of the keys (and hold no escape) are not read further.
+func bodyObjects(body []byte) ([]objectRef, error) {
 	lower := bytes.ToLower(body)
-	mentions := false
+	mentions := bytes.IndexByte(body, '\\') >= 0
 	for key := range bodyReferences {
 		mentions = mentions || bytes.Contains(lower, []byte(key))
 	}
 	if !mentions {
-		return nil
+		return nil, nil
 	}
 	w := &referenceWalker{}
 	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
 	for {
 		tok, err := dec.Token()
+		if errors.Is(err, io.EOF) && len(w.stack) == 0 {
+			return w.refs, nil
+		}
 		if err != nil {
-			return w.refs
+			return nil, err
 		}
 		w.token(tok)
+		if len(w.refs) > maxReferences {
+			return nil, fmt.Errorf("the request names more than %d objects", maxReferences)
+		}
 	}
 }
 
 // referenceWalker follows the tokens of a JSON document and collects the
-// values of bodyReferences keys.
+// values of bodyReferences keys: a string, or the strings of an array.
 type referenceWalker struct {
-	// stack holds the open containers: for objects, whether the next
-	// string is a key.
-	stack []struct{ object, wantKey bool }
+	stack []walkFrame
 	// pending is the kind of the key just read, if it names objects.
 	pending ObjectKind
 	refs    []objectRef
+}
+
+type walkFrame struct {
+	// object: an object, whose next string is a key when wantKey is set.
+	object, wantKey bool
+	// kind: an array of IDs of this kind (the value of file_ids, say).
+	kind ObjectKind
 }
 
 func (w *referenceWalker) token(tok json.Token) {
@@ -199,20 +221,40 @@ func (w *referenceWalker) token(tok json.Token) {
 	}
 	switch v := tok.(type) {
 	case json.Delim:
-		if v == '{' || v == '[' {
-			w.stack = append(w.stack, struct{ object, wantKey bool }{v == '{', v == '{'})
-			w.pending = ""
+		if w.delim(v) {
 			return
 		}
-		w.stack = w.stack[:top]
 	case string:
-		if w.pending != "" && v != "" {
-			w.refs = append(w.refs, objectRef{w.pending, v})
+		kind := w.pending
+		if top >= 0 && !w.stack[top].object {
+			kind = w.stack[top].kind
+		}
+		if kind != "" && v != "" {
+			w.refs = append(w.refs, objectRef{kind, v})
 		}
 	}
-	// A value ended: an object's next string is a key again.
+	w.valueEnded()
+}
+
+// delim opens or closes a container; it tells whether it opened one.
+func (w *referenceWalker) delim(d json.Delim) bool {
+	if d == '{' || d == '[' {
+		f := walkFrame{object: d == '{', wantKey: d == '{'}
+		if d == '[' {
+			f.kind = w.pending
+		}
+		w.stack = append(w.stack, f)
+		w.pending = ""
+		return true
+	}
+	w.stack = w.stack[:len(w.stack)-1]
+	return false
+}
+
+// valueEnded: an object's next string is a key again.
+func (w *referenceWalker) valueEnded() {
 	w.pending = ""
-	if top = len(w.stack) - 1; top >= 0 && w.stack[top].object {
+	if top := len(w.stack) - 1; top >= 0 && w.stack[top].object {
 		w.stack[top].wantKey = true
 	}
 }
@@ -226,7 +268,11 @@ func (g *Gateway) checkObjects(ctx context.Context, r *http.Request, c *call) ve
 	if g.Owners == nil {
 		return verdict{}
 	}
-	refs := c.namedObjects(r)
+	refs, err := c.namedObjects(r)
+	if err != nil {
+		return refuse(http.StatusBadRequest, reasonBadRequest, "invalid_request_error", "invalid_request_body",
+			"The request body cannot be checked for the objects it names: "+err.Error())
+	}
 	if len(refs) == 0 {
 		return verdict{}
 	}
@@ -269,6 +315,9 @@ const maxObjectAnswer = 16 << 20
 // objects. It returns the body to pass on.
 func (g *Gateway) objectAnswer(ctx context.Context, resp *http.Response, c *call, body []byte) ([]byte, error) {
 	rule := c.route.Objects
+	if rule == nil || g.Owners == nil {
+		return body, nil
+	}
 	project := c.key.Namespace
 	var claims []usage.Object
 	if rule.Creates != "" {
@@ -280,9 +329,9 @@ func (g *Gateway) objectAnswer(ctx context.Context, resp *http.Response, c *call
 			claims = append(claims, usage.Object{Kind: string(rule.Creates), ID: id, Project: project})
 		}
 	}
-	if rule.Yields != nil {
-		if id := topLevelString(body, rule.Yields.Field); id != "" {
-			claims = append(claims, usage.Object{Kind: string(rule.Yields.Kind), ID: id, Project: project})
+	for _, y := range rule.Yields {
+		for _, id := range topLevelStrings(body, y.Field) {
+			claims = append(claims, usage.Object{Kind: string(y.Kind), ID: id, Project: project})
 		}
 	}
 	if len(claims) > 0 {
@@ -303,7 +352,7 @@ func (g *Gateway) objectAnswer(ctx context.Context, resp *http.Response, c *call
 // touchesObjects tells whether a route's answers need its object rule.
 func (r *Route) touchesObjects() bool {
 	o := r.Objects
-	return o != nil && (o.Creates != "" || o.Lists != "" || o.Yields != nil)
+	return r.Usage == UsageFineTuningJob || o != nil && (o.Creates != "" || o.Lists != "" || len(o.Yields) > 0)
 }
 
 // readAnswer reads an answer body whole, decompressing gzip.
@@ -322,6 +371,25 @@ func readAnswer(resp *http.Response) ([]byte, error) {
 		err = fmt.Errorf("the answer is larger than %d bytes", maxObjectAnswer)
 	}
 	return body, err
+}
+
+// topLevelStrings are the strings at a top-level key of a JSON object: one
+// string, or an array's.
+func topLevelStrings(body []byte, key string) []string {
+	var doc map[string]json.RawMessage
+	if json.Unmarshal(body, &doc) != nil {
+		return nil
+	}
+	var one string
+	if json.Unmarshal(doc[key], &one) == nil {
+		if one == "" {
+			return nil
+		}
+		return []string{one}
+	}
+	var many []string
+	_ = json.Unmarshal(doc[key], &many)
+	return slices.DeleteFunc(many, func(s string) bool { return s == "" })
 }
 
 // topLevelString is the string at a top-level key of a JSON object, or "".
@@ -368,7 +436,7 @@ func (g *Gateway) ownList(ctx context.Context, resp *http.Response, body []byte,
 	page["data"], _ = json.Marshal(kept)
 	for key, i := range map[string]int{"first_id": 0, "last_id": len(kept) - 1} {
 		if _, ok := page[key]; ok {
-			page[key] = json.RawMessage("null")
+			page[key] = json.RawMessage(jsonNull)
 			if len(kept) > 0 {
 				page[key], _ = json.Marshal(topLevelString(kept[i], "id"))
 			}

@@ -46,10 +46,15 @@ func NewOwners(url string, c *http.Client, token func() (string, error)) *Owners
 func (o *Owners) Lookup(ctx context.Context, kind ObjectKind, ids []string) (map[string]string, error) {
 	owners := make(map[string]string, len(ids))
 	var ask []string
+	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
 		if p, ok := o.cache.Get(cacheKey(kind, id)); ok {
 			owners[id] = p.(string)
-		} else if _, dup := owners[id]; !dup {
+		} else {
 			ask = append(ask, id)
 		}
 	}

@@ -87,10 +87,12 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		token = serverclient.FileToken(opts.TokenFile)
 	}
 
+	shutdownTimeout := serveDrain + shipperFlush + 5*time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                 operator.Scheme(),
-		Metrics:                metricsserver.Options{BindAddress: opts.MetricsAddr},
-		HealthProbeBindAddress: opts.ProbeAddr,
+		Scheme:                  operator.Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:  opts.ProbeAddr,
+		GracefulShutdownTimeout: &shutdownTimeout,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -114,10 +116,16 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		Budgets: budgets, Routes: routes, Owners: NewOwners(opts.ServerURL, serverClient, token),
 	}
 	g.Init()
-	if err := mgr.Add(runnable(shipper.Run)); err != nil {
+	// The shipper outlives the API: calls that finish while it drains are
+	// recorded, then shipped or spooled.
+	served := make(chan struct{})
+	if err := mgr.Add(runnable(func(ctx context.Context) error { return shipAfter(ctx, served, shipper) })); err != nil {
 		return nil, nil, err
 	}
-	if err := mgr.Add(runnable(func(ctx context.Context) error { return serve(ctx, opts.ListenAddr, g) })); err != nil {
+	if err := mgr.Add(runnable(func(ctx context.Context) error {
+		defer close(served)
+		return serve(ctx, opts.ListenAddr, g)
+	})); err != nil {
 		return nil, nil, err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -175,6 +183,30 @@ func ServerRules() []rbacv1.PolicyRule {
 	}
 }
 
+// How long shutting down may take: calls in flight get serveDrain to finish,
+// then the shipper shipperFlush to hand what is left to the server or the
+// disk. The gateway's terminationGracePeriodSeconds (45) covers both.
+const (
+	serveDrain   = 30 * time.Second
+	shipperFlush = 5 * time.Second
+)
+
+// shipAfter runs the shipper until ctx ends and then until served closes
+// (the API has drained), or serveDrain has passed.
+func shipAfter(ctx context.Context, served <-chan struct{}, s *Shipper) error {
+	shipCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	go func() {
+		<-ctx.Done()
+		select {
+		case <-served:
+		case <-time.After(serveDrain + time.Second):
+		}
+		cancel()
+	}()
+	return s.Run(shipCtx)
+}
+
 // runnable runs on every replica, not only an elected one.
 type runnable func(context.Context) error
 
@@ -196,7 +228,7 @@ func serve(ctx context.Context, addr string, h http.Handler) error {
 	case <-ctx.Done():
 	}
 	// Streams in flight get time to finish, and their usage to be recorded.
-	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	shutdown, cancel := context.WithTimeout(context.Background(), serveDrain)
 	defer cancel()
 	if err := srv.Shutdown(shutdown); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err

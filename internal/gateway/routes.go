@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/usage"
 )
 
 // UsageSource says where a route's usage is found. Usage is read only
@@ -41,6 +42,11 @@ const (
 	// when the upstream accepts the task (2xx, and base_resp.status_code 0
 	// where the answer has one).
 	UsageVideoRequest UsageSource = "video_request"
+	// UsageFineTuningJob: the trained_tokens of the fine-tuning jobs an
+	// answer shows succeeded (a job, or a list of them), each job metered
+	// once, however often it is read: training is billed when its result
+	// is first seen. Creating a job checks its model's price.
+	UsageFineTuningJob UsageSource = "fine_tuning_job"
 )
 
 // RequestBody is what a route's request body holds.
@@ -89,10 +95,10 @@ func (r *Route) metered() bool { return r.Usage != UsageNone }
 // OpenAI-compatible and Anthropic-compatible paths, MiniMax's video tasks
 // and file retrieval. Paths outside the table get 404; --routes replaces it.
 func DefaultRoutes() []Route {
-	chat := func(method, path string, usage UsageSource) Route {
-		r := Route{Method: method, Path: path, Service: pricing.Chat, Usage: usage}
-		if method == http.MethodPost && usage != UsageNone {
-			r.Body = BodyJSON
+	chat := func(method, path string, source UsageSource) Route {
+		r := Route{Method: method, Path: path, Service: pricing.Chat, Usage: source}
+		if method == http.MethodPost {
+			r.Body = BodyJSON // read, if only for the objects it names
 		}
 		return r
 	}
@@ -102,6 +108,11 @@ func DefaultRoutes() []Route {
 	response := names(ObjectResponse, InPath, "response_id")
 	file := names(ObjectFile, InPath, "file_id")
 	job := names(ObjectFineTuningJob, InPath, "fine_tuning_job_id")
+	// A list's "after" cursor must be the caller's too, or a list would
+	// tell whether another project's ID exists.
+	list := func(kind ObjectKind) *ObjectRule {
+		return &ObjectRule{Lists: kind, Names: []ObjectName{{Kind: kind, In: InQuery, Name: "after"}}}
+	}
 	withObjects := func(r Route, o *ObjectRule) Route {
 		r.Objects = o
 		return r
@@ -124,19 +135,21 @@ func DefaultRoutes() []Route {
 			Objects: &ObjectRule{Creates: ObjectVideoTask, IDField: "task_id"}},
 		{Method: http.MethodGet, Path: "/v1/query/video_generation", Service: pricing.Video,
 			Objects: &ObjectRule{Names: []ObjectName{{Kind: ObjectVideoTask, In: InQuery, Name: "task_id"}},
-				Yields: &ObjectField{Kind: ObjectFile, Field: "file_id"}}},
+				Yields: []ObjectField{{Kind: ObjectFile, Field: "file_id"}}}},
 
 		{Method: http.MethodPost, Path: "/v1/files", Service: pricing.Storage, Objects: &ObjectRule{Creates: ObjectFile}},
-		{Method: http.MethodGet, Path: "/v1/files", Service: pricing.Storage, Objects: &ObjectRule{Lists: ObjectFile}},
+		{Method: http.MethodGet, Path: "/v1/files", Service: pricing.Storage, Objects: list(ObjectFile)},
 		{Method: http.MethodGet, Path: "/v1/files/{file_id}", Service: pricing.Storage, Objects: file},
 		{Method: http.MethodDelete, Path: "/v1/files/{file_id}", Service: pricing.Storage, Objects: file},
 		{Method: http.MethodGet, Path: "/v1/files/{file_id}/content", Service: pricing.Storage, Objects: file},
 		{Method: http.MethodGet, Path: "/v1/files/retrieve", Service: pricing.Storage, Objects: names(ObjectFile, InQuery, "file_id")},
 
-		{Method: http.MethodPost, Path: "/v1/fine_tuning/jobs", Service: pricing.FineTuning, Body: BodyJSON,
+		{Method: http.MethodPost, Path: "/v1/fine_tuning/jobs", Service: pricing.FineTuning, Usage: UsageFineTuningJob, Body: BodyJSON,
 			Objects: &ObjectRule{Creates: ObjectFineTuningJob}},
-		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs", Service: pricing.FineTuning, Objects: &ObjectRule{Lists: ObjectFineTuningJob}},
-		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}", Service: pricing.FineTuning, Objects: job},
+		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs", Service: pricing.FineTuning, Usage: UsageFineTuningJob,
+			Objects: list(ObjectFineTuningJob)},
+		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}", Service: pricing.FineTuning, Usage: UsageFineTuningJob,
+			Objects: &ObjectRule{Names: job.Names, Yields: []ObjectField{{Kind: ObjectFile, Field: "result_files"}}}},
 		{Method: http.MethodPost, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}/cancel", Service: pricing.FineTuning, Objects: job},
 		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}/events", Service: pricing.FineTuning, Objects: job},
 		{Method: http.MethodGet, Path: "/v1/fine_tuning/jobs/{fine_tuning_job_id}/checkpoints", Service: pricing.FineTuning, Objects: job},
@@ -213,6 +226,10 @@ func checkPath(path string) error {
 	if !strings.HasPrefix(path, "/") || strings.HasSuffix(path, "/") || strings.Contains(path, "//") {
 		return fmt.Errorf("path must start with / and have no empty segment")
 	}
+	// It names the route in every usage event, which must take it.
+	if msg := usage.TextProblem(path, usage.MaxEndpointLength, true); msg != "" {
+		return fmt.Errorf("path %s", msg)
+	}
 	for _, seg := range strings.Split(path[1:], "/") {
 		whole := strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}") && len(seg) > 2
 		if strings.ContainsAny(seg, "{}") && !whole {
@@ -230,9 +247,9 @@ func (r *Route) checkMetering() error {
 		return fmt.Errorf("service must be chat, video, fine_tuning or storage, not %q", r.Service)
 	}
 	switch r.Usage {
-	case UsageNone, UsageOpenAI, UsageResponses, UsageAnthropic, UsageVideoRequest:
+	case UsageNone, UsageOpenAI, UsageResponses, UsageAnthropic, UsageVideoRequest, UsageFineTuningJob:
 	default:
-		return fmt.Errorf("usage must be openai, responses, anthropic, video_request or empty, not %q", r.Usage)
+		return fmt.Errorf("usage must be openai, responses, anthropic, video_request, fine_tuning_job or empty, not %q", r.Usage)
 	}
 	switch r.Body {
 	case BodyNone, BodyJSON:

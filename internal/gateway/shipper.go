@@ -57,6 +57,8 @@ type Shipper struct {
 
 	once    sync.Once
 	in      chan usage.Event
+	stopMu  sync.RWMutex
+	stopped bool
 	spoolMu sync.Mutex
 	metrics shipperMetrics
 }
@@ -95,9 +97,19 @@ func (s *Shipper) init() {
 }
 
 // Record queues an event. It never blocks a request: when memory is full,
-// the event goes to disk at once.
+// or the shipper has stopped, the event goes to disk at once.
 func (s *Shipper) Record(e usage.Event) {
 	s.init()
+	// Held shared while queueing, so that no event goes into the queue
+	// after Run has stopped reading it.
+	s.stopMu.RLock()
+	defer s.stopMu.RUnlock()
+	if s.stopped {
+		if err := s.spill([]usage.Event{e}); err != nil {
+			s.Log.Error(err, "Could not keep a usage event after the shipper stopped", "event", e.ID)
+		}
+		return
+	}
 	select {
 	case s.in <- e:
 	default:
@@ -127,6 +139,9 @@ func (s *Shipper) Run(ctx context.Context) error {
 			}
 		case <-ticker.C:
 		case <-ctx.Done():
+			s.stopMu.Lock()
+			s.stopped = true
+			s.stopMu.Unlock()
 			s.shutdown(append(batch, s.drainMemory()...))
 			return nil
 		}

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,8 +14,12 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/usage"
 )
 
 // platform is a stateful upstream on loopback that keeps files, fine-tuning
@@ -27,6 +32,7 @@ type platform struct {
 	files   []string
 	jobs    []string
 	tasks   map[string]string // task ID -> the file of its video
+	results map[string]string // job ID -> its result file
 	answers map[string]bool   // stored responses
 }
 
@@ -108,7 +114,14 @@ func (p *platform) jobsAPI(w http.ResponseWriter, r *http.Request, parts []strin
 	case !slices.Contains(p.jobs, parts[2]):
 		missing(w, "FineTuningJob", parts[2])
 	default:
-		reply(w, http.StatusOK, map[string]any{"id": parts[2], "object": "fine_tuning.job"})
+		// Read, the job has succeeded: it trained 5,000 tokens and wrote a
+		// result file.
+		if p.results[parts[2]] == "" {
+			p.results[parts[2]] = p.newID("file")
+			p.files = append(p.files, p.results[parts[2]])
+		}
+		reply(w, http.StatusOK, map[string]any{"id": parts[2], "object": "fine_tuning.job", "model": "MiniMax-M2",
+			"status": "succeeded", "trained_tokens": 5000, "finished_at": 1767225600, "result_files": []string{p.results[parts[2]]}})
 	}
 }
 
@@ -253,7 +266,7 @@ func (a answer) listIDs() []string {
 // are nobody's.
 func TestProjectsCannotReachEachOthersObjects(t *testing.T) {
 	g := NewWithT(t)
-	up := &platform{tasks: map[string]string{}, answers: map[string]bool{}}
+	up := &platform{tasks: map[string]string{}, answers: map[string]bool{}, results: map[string]string{}}
 	upstream := httptest.NewServer(up)
 	defer upstream.Close()
 	base := startGateway(t, g, upstream.URL)
@@ -296,9 +309,26 @@ func TestProjectsCannotReachEachOthersObjects(t *testing.T) {
 	notFound(b.do(http.MethodGet, "/v1/fine_tuning/jobs/"+jobA, nil), "B reads A's job")
 	notFound(b.do(http.MethodPost, "/v1/fine_tuning/jobs/"+jobA+"/cancel", nil), "B cancels A's job")
 	notFound(b.do(http.MethodGet, "/v1/fine_tuning/jobs/"+jobA+"/events", nil), "B reads A's job events")
-	g.Expect(a.do(http.MethodGet, "/v1/fine_tuning/jobs/"+jobA, nil).status).To(Equal(http.StatusOK))
+	readJob := a.do(http.MethodGet, "/v1/fine_tuning/jobs/"+jobA, nil)
+	g.Expect(readJob.status).To(Equal(http.StatusOK))
+	var result struct {
+		Files []string `json:"result_files"`
+	}
+	g.Expect(json.Unmarshal(readJob.body, &result)).To(Succeed())
+	g.Expect(a.do(http.MethodGet, "/v1/files/"+result.Files[0], nil).status).To(Equal(http.StatusOK), "the job's result file is A's")
+	notFound(b.do(http.MethodGet, "/v1/files/"+result.Files[0]+"/content", nil), "B downloads A's result file")
+	g.Expect(a.do(http.MethodGet, "/v1/fine_tuning/jobs/"+jobA, nil).status).To(Equal(http.StatusOK), "read again")
+	notFound(b.do(http.MethodGet, "/v1/files?after="+fileA, nil), "B pages after A's file")
 	g.Expect(a.do(http.MethodGet, "/v1/fine_tuning/jobs", nil).listIDs()).To(Equal([]string{jobA}))
 	g.Expect(b.do(http.MethodGet, "/v1/fine_tuning/jobs", nil).listIDs()).To(BeEmpty())
+
+	// The job's training is metered once, at the time it finished, however
+	// often the job is read or listed.
+	g.Expect(a.do(http.MethodGet, "/v1/fine_tuning/jobs", nil).status).To(Equal(http.StatusOK))
+	g.Eventually(func() []usage.Event { return trainingEvents(g, "gw-tenant-a") }, 10*time.Second).Should(HaveLen(1))
+	g.Consistently(func() []usage.Event { return trainingEvents(g, "gw-tenant-a") }, 500*time.Millisecond).Should(HaveLen(1))
+	training := trainingEvents(g, "gw-tenant-a")[0]
+	g.Expect([]any{training.InputTokens, training.Model, training.Time.Unix()}).To(Equal([]any{int64(5000), "MiniMax-M2", int64(1767225600)}))
 
 	// A chat message that attaches a file.
 	withFile := func(file string) map[string]any {
@@ -334,5 +364,16 @@ func TestProjectsCannotReachEachOthersObjects(t *testing.T) {
 
 	// Deleting is A's to do, and then the file is gone for A too.
 	g.Expect(a.do(http.MethodDelete, "/v1/files/"+fileA2, nil).status).To(Equal(http.StatusOK))
-	g.Expect(a.do(http.MethodGet, "/v1/files", nil).listIDs()).To(ConsistOf(fileA, video))
+	g.Expect(a.do(http.MethodGet, "/v1/files", nil).listIDs()).To(ConsistOf(fileA, result.Files[0], video))
+}
+
+// trainingEvents are the stored events of a project's fine-tuning training.
+func trainingEvents(g Gomega, project string) []usage.Event {
+	var out []usage.Event
+	g.Expect(store.Events(context.Background(), usage.EventFilter{From: time.Unix(1767225600, 0), To: time.Unix(1767225601, 0),
+		Filter: usage.Filter{Project: project, Service: string(pricing.FineTuning)}}, func(e usage.Event) error {
+		out = append(out, e)
+		return nil
+	})).To(Succeed())
+	return out
 }

@@ -1,6 +1,7 @@
 package invitations
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"fmt"
@@ -159,25 +160,41 @@ func (h *Handler) accept(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 4096)
 		name, token = r.PostFormValue("member"), r.PostFormValue("token")
 	}
-	m, ref := h.check(r, name, token)
-	if ref != nil {
-		writeRefusal(w, ref)
-		return
-	}
-	// Accepted: the digest goes, so the link works once. The resource
-	// version guards against two uses at the same moment.
-	before := m.DeepCopy()
-	m.Status.AcceptedAt = &metav1.Time{Time: h.Clock.Now().Truncate(time.Second)}
-	m.Status.AcceptedDigest, m.Status.InvitationDigest, m.Status.Phase = m.Status.InvitationDigest, "", hubv1.MemberActive
-	if err := h.Client.Status().Patch(r.Context(), m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		if apierrors.IsConflict(err) {
+	// Another writer of the member's status (its activity, say) can win
+	// the race for the resource version: the invitation is checked again
+	// and the acceptance tried again, a few times, before the person is
+	// asked to retry.
+	for attempt := 1; ; attempt++ {
+		m, ref := h.check(r, name, token)
+		if ref != nil {
+			writeRefusal(w, ref)
+			return
+		}
+		err := h.acceptMember(r.Context(), m)
+		switch {
+		case err == nil:
+			writeJSON(w, http.StatusOK, AcceptResponse{Member: m.Name, Email: m.Spec.Email, Role: m.Spec.Role, Phase: hubv1.MemberActive})
+			return
+		case apierrors.IsConflict(err) && attempt < 3:
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond) // for the cache to see the other write
+			continue
+		case apierrors.IsConflict(err):
 			writeRefusal(w, &refusal{http.StatusConflict, "the invitation changed while it was being accepted; open the link again"})
 			return
 		}
 		writeRefusal(w, &refusal{http.StatusServiceUnavailable, "the invitation cannot be accepted right now; try again in a moment"})
 		return
 	}
-	writeJSON(w, http.StatusOK, AcceptResponse{Member: m.Name, Email: m.Spec.Email, Role: m.Spec.Role, Phase: hubv1.MemberActive})
+}
+
+// acceptMember marks a checked invitation accepted: the digest goes, so the
+// link works once. The resource version guards against two uses at the
+// same moment.
+func (h *Handler) acceptMember(ctx context.Context, m *hubv1.Member) error {
+	before := m.DeepCopy()
+	m.Status.AcceptedAt = &metav1.Time{Time: h.Clock.Now().Truncate(time.Second)}
+	m.Status.AcceptedDigest, m.Status.InvitationDigest, m.Status.Phase = m.Status.InvitationDigest, "", hubv1.MemberActive
+	return h.Client.Status().Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
 }
 
 func writeRefusal(w http.ResponseWriter, ref *refusal) {

@@ -40,6 +40,7 @@ func TestPoisonEventIsQuarantined(t *testing.T) {
 	_, err = db.ExecContext(ctx, `CREATE FUNCTION refuse_poison() RETURNS trigger AS $$
 		BEGIN
 			IF NEW.model = 'poison' THEN RAISE EXCEPTION 'this row cannot be stored'; END IF;
+			IF NEW.model = 'timeout' THEN RAISE EXCEPTION 'canceling statement due to statement timeout' USING ERRCODE = '57014'; END IF;
 			RETURN NEW;
 		END $$ LANGUAGE plpgsql`)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -77,6 +78,17 @@ func TestPoisonEventIsQuarantined(t *testing.T) {
 	g.Expect(q[0].Event).To(Equal(batch[37]))
 	g.Expect(q[0].Reason).To(ContainSubstring("this row cannot be stored"))
 	g.Expect(counterValue(g, srv, "hub_usage_quarantined_events_total")).To(Equal(2.0))
+
+	// An error of the store's state (a statement timeout), even one that
+	// strikes a single event every time, quarantines nothing: the batch is
+	// refused with 503, to be sent again.
+	slow := chatEvent("b3-0", 1, 1)
+	slow.Model = "timeout"
+	code, body = post(g, srv.url, token, server.IngestRequest{Events: []usage.Event{chatEvent("b3-1", 1, 1), slow}})
+	g.Expect(code).To(Equal(http.StatusServiceUnavailable), "%v", body)
+	q, err = store.Quarantined(ctx, 10)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(q).To(HaveLen(1), "still only the poison event")
 }
 
 func counterValue(g Gomega, srv *testServer, name string) float64 {

@@ -211,8 +211,9 @@ func validate(events []usage.Event) []InvalidEvent {
 
 // insert stores valid events. When the store fails, the batch is halved
 // until the events it cannot take stand alone; an event that fails alone,
-// twice, is quarantined, which succeeds only while the store works. So an
-// outage fails the whole request (the gateway retries it), while an event
+// twice, with an error about its data (usage.IsPoison), is quarantined,
+// which succeeds only while the store works. So an outage, a timeout or a
+// lock fails the whole request (the gateway retries it), while an event
 // the store refuses for itself is set aside and the rest is stored. It
 // returns the events stored as new, even when it fails, and how many were
 // quarantined.
@@ -224,6 +225,9 @@ func (s *Server) insert(ctx context.Context, events []usage.Event) ([]usage.Even
 	if len(events) == 1 {
 		if stored, err = s.Store.Insert(ctx, events); err == nil {
 			return stored, 0, nil
+		}
+		if !usage.IsPoison(err) {
+			return nil, 0, err // the store's state, not the event: retry later
 		}
 		if qerr := s.Store.Quarantine(ctx, events, err.Error()); qerr != nil {
 			return nil, 0, errors.Join(err, qerr)
