@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
-	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/scheme"
 )
 
 // Each benchmark here does its whole measurement once, whatever b.N is (it
@@ -115,7 +115,7 @@ func benchProject(b *testing.B, name string) {
 // too old to resume from, so its own reads stay out of the measurement.
 func watchIssued(b *testing.B, namespace string, n int) <-chan struct{} {
 	b.Helper()
-	wc, err := client.NewWithWatch(restCfg, client.Options{Scheme: operator.Scheme()})
+	wc, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/keys"
-	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/scheme"
 )
 
 // The observer watches the whole suite for key material where it must never
@@ -46,7 +46,7 @@ var observed = struct {
 var keysSeenByTests atomic.Int64
 
 func startObserver() (stop func(), err error) {
-	wc, err := client.NewWithWatch(restCfg, client.Options{Scheme: operator.Scheme()})
+	wc, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return nil, err
 	}

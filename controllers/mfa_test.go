@@ -10,7 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
-	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/scheme"
 )
 
 // TestMultiFactorFromTheIdentityProvider: people sign in through the suite's
@@ -118,7 +118,7 @@ func TestMultiFactorFromTheIdentityProvider(t *testing.T) {
 func signedIn(g Gomega, email string, methods ...string) client.Client {
 	cfg, err := issuer.signIn(email, methods...)
 	g.Expect(err).NotTo(HaveOccurred())
-	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	g.Expect(err).NotTo(HaveOccurred())
 	return c
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/minimax/platform-hub/config"
 	"github.com/minimax/platform-hub/internal/devcluster"
 	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/scheme"
 )
 
 // The suite runs one real control plane (etcd, kube-apiserver and the
@@ -88,7 +89,7 @@ func runSuite(m *testing.M) (int, error) {
 	}
 	defer issuer.server.Close()
 	cluster, err = devcluster.Start(devcluster.Options{
-		Scheme:               operator.Scheme(),
+		Scheme:               scheme.New(),
 		CRDs:                 append(crds, esoCRDs...),
 		ValidatingWebhooks:   hooks,
 		AuthenticationConfig: issuer.authenticationConfig(),
@@ -98,7 +99,7 @@ func runSuite(m *testing.M) (int, error) {
 	}
 	defer func() { _ = cluster.Stop() }()
 	restCfg = cluster.Config
-	if k8sClient, err = client.New(cluster.Config, client.Options{Scheme: operator.Scheme()}); err != nil {
+	if k8sClient, err = client.New(cluster.Config, client.Options{Scheme: scheme.New()}); err != nil {
 		return 0, err
 	}
 

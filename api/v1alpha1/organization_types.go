@@ -8,6 +8,10 @@ import (
 // one organization, and a fixed name makes that rule race-free.
 const OrganizationName = "default"
 
+// DefaultHubNamespace is the namespace the hub is installed in, by default:
+// its own objects live there, and its SpendingCaps cap the organization.
+const DefaultHubNamespace = "hub-system"
+
 // Plan is the organization's subscription plan.
 // +kubebuilder:validation:Enum=Free;Standard;Enterprise
 type Plan string

@@ -18,6 +18,7 @@ import (
 	// distroless image that has none.
 	_ "time/tzdata"
 
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/dev"
 	"github.com/minimax/platform-hub/internal/gateway"
 	"github.com/minimax/platform-hub/internal/notify"
@@ -77,7 +78,7 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one replica to run the controllers.")
 	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election lease (default: the pod's namespace).")
-	f.StringVar(&opts.HubNamespace, "hub-namespace", operator.DefaultHubNamespace, "The hub's own namespace: SpendingCaps there cap the whole organization.")
+	f.StringVar(&opts.HubNamespace, "hub-namespace", hubv1.DefaultHubNamespace, "The hub's own namespace: SpendingCaps there cap the whole organization.")
 	f.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving tls.crt and tls.key.")
 	f.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	f.StringVar(&opts.Audit.ServerURL, "audit-server-url", "https://hub-server.hub-system.svc", `Usage server that keeps the audit log of changes to hub resources; "" keeps none.`)
@@ -113,7 +114,7 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	f.DurationVar(&opts.EventRetention, "event-retention", 90*24*time.Hour, "How long raw usage events are kept.")
 	f.DurationVar(&opts.RollupRetention, "rollup-retention", 400*24*time.Hour, "How long hourly usage rollups are kept (at least 13 months for year-on-year reports).")
-	f.StringVar(&opts.HubNamespace, "hub-namespace", server.DefaultHubNamespace, "The hub's own namespace: its SpendingCaps cap the whole organization.")
+	f.StringVar(&opts.HubNamespace, "hub-namespace", hubv1.DefaultHubNamespace, "The hub's own namespace: its SpendingCaps cap the whole organization.")
 	f.DurationVar(&opts.StatusInterval, "status-interval", 10*time.Second, "How often usage goes to Project and APIKey status.")
 	f.IntVar(&opts.StatusWritesPerSecond, "status-writes-per-second", 5, "Average bound on those status writes, over all projects and keys.")
 	f.StringVar(&opts.ConfigSecret, "config-secret", notify.ConfigSecretName, "Name of the hub's configuration Secret (SMTP server, SMS provider) in --hub-namespace.")
@@ -148,7 +149,7 @@ func newGatewayCommand() *cobra.Command {
 	f.StringVar(&opts.Upstream, "upstream", "https://api.minimax.io", "Base URL of the upstream model API.")
 	f.StringVar(&opts.RoutesFile, "routes", "", "YAML file with the route table of the platform's API (default: the built-in table; see docs/gateway.md).")
 	f.StringVar(&opts.UpstreamKeyFile, "upstream-key-file", "", "File with the platform's key for the upstream (sent instead of callers' keys).")
-	f.StringVar(&opts.HubNamespace, "hub-namespace", operator.DefaultHubNamespace, "The hub's own namespace: its SpendingCaps cap the whole organization.")
+	f.StringVar(&opts.HubNamespace, "hub-namespace", hubv1.DefaultHubNamespace, "The hub's own namespace: its SpendingCaps cap the whole organization.")
 	f.StringVar(&opts.ServerURL, "server-url", "https://hub-server.hub-system.svc", "Base URL of the usage server.")
 	f.StringVar(&opts.ServerCAFile, "server-ca-file", "/etc/hub/server-ca/ca.crt", `CA that signed the usage server's certificate; "" uses the system roots.`)
 	f.StringVar(&opts.TokenFile, "token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "ServiceAccount token shown to the usage server.")

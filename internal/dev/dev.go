@@ -26,6 +26,7 @@ import (
 	"github.com/minimax/platform-hub/internal/devcluster"
 	"github.com/minimax/platform-hub/internal/gateway"
 	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/server"
 )
 
@@ -165,7 +166,7 @@ func startControlPlane(stateDir string, opts Options) (*devcluster.Cluster, func
 	cluster, err := devcluster.Start(devcluster.Options{
 		BinDir:             opts.BinDir,
 		StateDir:           stateDir,
-		Scheme:             operator.Scheme(),
+		Scheme:             scheme.New(),
 		CRDs:               crds,
 		ValidatingWebhooks: hooks,
 		Output:             logFile,

@@ -26,7 +26,7 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/devcluster"
-	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/scheme"
 )
 
 // TestDev runs `hub dev` as a user would: the samples come up through the
@@ -142,7 +142,7 @@ func startDev(t *testing.T, stateDir string) *runningDev {
 func clientFromKubeconfig(g Gomega, path string) client.Client {
 	cfg, err := clientcmd.BuildConfigFromFlags("", path)
 	g.Expect(err).NotTo(HaveOccurred())
-	c, err := client.New(cfg, client.Options{Scheme: operator.Scheme()})
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	g.Expect(err).NotTo(HaveOccurred())
 	return c
 }

@@ -17,7 +17,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/devcluster"
 	"github.com/minimax/platform-hub/internal/gateway"
-	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/scheme"
 )
 
 // hubNamespace is where `hub dev` puts the hub's own objects, as an
@@ -42,7 +42,7 @@ func managerToken(ctx context.Context, cluster *devcluster.Cluster) (func() (str
 // with ClusterRole role, which grants rules (on the hub's virtual
 // resources), and returns a token source for it.
 func serviceAccountToken(ctx context.Context, cluster *devcluster.Cluster, account, role string, rules ...rbacv1.PolicyRule) (func() (string, error), error) {
-	c, err := client.New(cluster.Config, client.Options{Scheme: operator.Scheme()})
+	c, err := client.New(cluster.Config, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return nil, err
 	}

@@ -14,8 +14,8 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/billing"
 	"github.com/minimax/platform-hub/internal/gateway"
-	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -34,7 +34,7 @@ func TestBudgetsCountWhatTheServerHasNotReported(t *testing.T) {
 		issueKey(g, p, nil)
 	}
 	// The Budgets keep the Hard caps from a real informer cache.
-	informers, err := cache.New(env.Cluster.Config, cache.Options{Scheme: operator.Scheme()})
+	informers, err := cache.New(env.Cluster.Config, cache.Options{Scheme: scheme.New()})
 	g.Expect(err).NotTo(HaveOccurred())
 	cacheCtx, stop := context.WithCancel(ctx)
 	defer stop()

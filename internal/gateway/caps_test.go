@@ -15,7 +15,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
-	"github.com/minimax/platform-hub/internal/operator"
 )
 
 // TestHardCapStopsAndResumes: calls through the gateway exhaust a Hard token
@@ -87,7 +86,7 @@ func TestHardCapStopsAndResumes(t *testing.T) {
 func TestGroupCapStopsItsMembersKeys(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
-	hub := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operator.DefaultHubNamespace}}
+	hub := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: hubv1.DefaultHubNamespace}}
 	if err := env.Client.Create(ctx, hub); err != nil {
 		g.Expect(apierrors.IsAlreadyExists(err)).To(BeTrue(), "%v", err)
 	}
@@ -97,7 +96,7 @@ func TestGroupCapStopsItsMembersKeys(t *testing.T) {
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, member) })
 	_, annKey := issueKey(g, "gw-grp", func(k *hubv1.APIKey) { k.Spec.Owner = "ann.grp@example.com" })
 	bob, bobKey := issueKeyIn(g, "gw-grp", "bob", func(k *hubv1.APIKey) { k.Spec.Owner = "bob.grp@example.com" })
-	capObj := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: operator.DefaultHubNamespace, Name: "gw-team"},
+	capObj := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: hubv1.DefaultHubNamespace, Name: "gw-team"},
 		Spec: hubv1.SpendingCapSpec{Group: "gw-team", TokenLimit: ptr.To[int64](100), Enforcement: hubv1.CapHard}}
 	g.Expect(env.Client.Create(ctx, capObj)).To(Succeed())
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, capObj) })

@@ -20,7 +20,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
-	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/serverclient"
 )
 
@@ -89,7 +89,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 
 	shutdownTimeout := serveDrain + shipperFlush + 5*time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  operator.Scheme(),
+		Scheme:                  scheme.New(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:  opts.ProbeAddr,
 		GracefulShutdownTimeout: &shutdownTimeout,
@@ -162,7 +162,7 @@ func loadRoutes(file string) (*RouteTable, error) {
 // the Hard caps from their informer, which starts with the others.
 func newBudgets(ctx context.Context, mgr ctrl.Manager, hubNamespace string) (*Budgets, error) {
 	if hubNamespace == "" {
-		hubNamespace = operator.DefaultHubNamespace
+		hubNamespace = hubv1.DefaultHubNamespace
 	}
 	// Members, to tell whose keys a group cap stops.
 	if _, err := mgr.GetCache().GetInformer(ctx, &hubv1.Member{}); err != nil {

@@ -13,9 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/selection"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -33,6 +31,7 @@ import (
 	"github.com/minimax/platform-hub/controllers"
 	"github.com/minimax/platform-hub/internal/audit"
 	hubmetrics "github.com/minimax/platform-hub/internal/metrics"
+	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/serverclient"
 	"github.com/minimax/platform-hub/webhooks"
 )
@@ -57,7 +56,7 @@ type Options struct {
 	// Clock tells the time; tests pass a fake one. Nil means the real clock.
 	Clock clock.PassiveClock
 	// HubNamespace is the hub's own namespace, where SpendingCaps cap the
-	// whole organization; default DefaultHubNamespace.
+	// whole organization; default hubv1.DefaultHubNamespace.
 	HubNamespace string
 	// DevMode relaxes checks meant for production that a laptop cannot
 	// meet: NotificationChannel webhooks may use plain http.
@@ -87,21 +86,6 @@ type AuditOptions struct {
 	SpoolDir string
 }
 
-// DefaultHubNamespace is the namespace the hub is installed in.
-const DefaultHubNamespace = "hub-system"
-
-// Scheme returns a scheme with the Kubernetes built-in types and the hub's.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	if err := clientgoscheme.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	if err := hubv1.AddToScheme(s); err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // NewManager builds a manager with every controller and webhook registered.
 func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	// HTTP/2 stays off on the servers we expose: it has had denial-of-service
@@ -117,7 +101,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  Scheme(),
+		Scheme:                  scheme.New(),
 		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  opts.ProbeAddr,
 		WebhookServer:           webhook.NewServer(opts.Webhook),
@@ -157,7 +141,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	hubNamespace := opts.HubNamespace
 	if hubNamespace == "" {
-		hubNamespace = DefaultHubNamespace
+		hubNamespace = hubv1.DefaultHubNamespace
 	}
 	auditor, err := newAuditor(mgr, opts.Audit)
 	if err != nil {

@@ -21,8 +21,8 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/caps"
 	"github.com/minimax/platform-hub/internal/notify"
-	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -74,7 +74,7 @@ type alerting struct {
 // alert outbox, its dispatcher and the key expiry warnings.
 func (e *capsEnv) start(g Gomega, a *alerting) {
 	ctx, cancel := context.WithCancel(context.Background())
-	mgr, err := ctrl.NewManager(cluster.Config, ctrl.Options{Scheme: operator.Scheme(),
+	mgr, err := ctrl.NewManager(cluster.Config, ctrl.Options{Scheme: scheme.New(),
 		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
 	g.Expect(err).NotTo(HaveOccurred())
 	e.caps = &caps.Reconciler{Client: mgr.GetClient(), Store: e.store, Clock: e.clock, HubNamespace: e.hubNamespace,

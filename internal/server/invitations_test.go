@@ -26,7 +26,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/invitations"
 	"github.com/minimax/platform-hub/internal/notify"
-	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/scheme"
 )
 
 var linkPattern = regexp.MustCompile(`https?://\S+`)
@@ -54,7 +54,7 @@ func TestInvitations(t *testing.T) {
 	handler := &invitations.Handler{Reader: k8sClient, Client: k8sClient, Clock: clk}
 	site := httptest.NewServer(handler)
 	defer site.Close()
-	mgr, err := ctrl.NewManager(cluster.Config, ctrl.Options{Scheme: operator.Scheme(),
+	mgr, err := ctrl.NewManager(cluster.Config, ctrl.Options{Scheme: scheme.New(),
 		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect((&invitations.Reconciler{Client: mgr.GetClient(), Clock: clk, PublicURL: site.URL,

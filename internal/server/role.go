@@ -32,8 +32,8 @@ import (
 	"github.com/minimax/platform-hub/internal/invitations"
 	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/notify"
-	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -104,9 +104,6 @@ type Options struct {
 // DefaultAlertRetention keeps alert history for 12 months.
 const DefaultAlertRetention = 366 * 24 * time.Hour
 
-// DefaultHubNamespace is the namespace the hub is installed in.
-const DefaultHubNamespace = operator.DefaultHubNamespace
-
 // OpenStore opens the store a URL names: "sqlite:<path>" or postgres://.
 func OpenStore(ctx context.Context, url string) (usage.Store, error) {
 	switch {
@@ -130,7 +127,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		return nil, nil, err
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                        operator.Scheme(),
+		Scheme:                        scheme.New(),
 		Metrics:                       metricsOptions(opts),
 		HealthProbeBindAddress:        opts.ProbeAddr,
 		LeaderElection:                opts.LeaderElection,
@@ -193,7 +190,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 // and the alerts: the outbox, its dispatcher and the key expiry warnings.
 func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 	if opts.HubNamespace == "" {
-		opts.HubNamespace = DefaultHubNamespace
+		opts.HubNamespace = hubv1.DefaultHubNamespace
 	}
 	if opts.ConfigSecret == "" {
 		opts.ConfigSecret = notify.ConfigSecretName

@@ -32,8 +32,8 @@ import (
 	"github.com/minimax/platform-hub/config"
 	"github.com/minimax/platform-hub/internal/devcluster"
 	"github.com/minimax/platform-hub/internal/metrics"
-	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/server"
 	"github.com/minimax/platform-hub/internal/usage"
 )
@@ -52,12 +52,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	cluster, err = devcluster.Start(devcluster.Options{Scheme: operator.Scheme(), CRDs: crds})
+	cluster, err = devcluster.Start(devcluster.Options{Scheme: scheme.New(), CRDs: crds})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	k8sClient, err = client.New(cluster.Config, client.Options{Scheme: operator.Scheme()})
+	k8sClient, err = client.New(cluster.Config, client.Options{Scheme: scheme.New()})
 	if err == nil {
 		clientset, err = kubernetes.NewForConfig(cluster.Config)
 	}

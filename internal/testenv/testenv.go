@@ -21,6 +21,7 @@ import (
 	"github.com/minimax/platform-hub/config"
 	"github.com/minimax/platform-hub/internal/devcluster"
 	"github.com/minimax/platform-hub/internal/operator"
+	"github.com/minimax/platform-hub/internal/scheme"
 )
 
 // Env is a running control plane with the hub's manager.
@@ -43,7 +44,7 @@ func Start(clk clock.PassiveClock) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
-	cluster, err := devcluster.Start(devcluster.Options{Scheme: operator.Scheme(), CRDs: crds, ValidatingWebhooks: hooks})
+	cluster, err := devcluster.Start(devcluster.Options{Scheme: scheme.New(), CRDs: crds, ValidatingWebhooks: hooks})
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +54,7 @@ func Start(clk clock.PassiveClock) (_ *Env, err error) {
 			e.Stop()
 		}
 	}()
-	if e.Client, err = client.New(cluster.Config, client.Options{Scheme: operator.Scheme()}); err != nil {
+	if e.Client, err = client.New(cluster.Config, client.Options{Scheme: scheme.New()}); err != nil {
 		return nil, err
 	}
 	if e.Clientset, err = kubernetes.NewForConfig(cluster.Config); err != nil {
