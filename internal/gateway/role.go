@@ -104,11 +104,11 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	if err != nil {
 		return nil, nil, err
 	}
-	shipper := &Shipper{
+	shipper := NewShipper(ShipperOptions{
 		URL: strings.TrimSuffix(opts.ServerURL, "/") + "/v1/usage/events", Client: serverClient, Token: token,
 		SpoolDir: opts.SpoolDir, FlushInterval: opts.FlushInterval, MemoryEvents: opts.MemoryEvents,
 		Log: ctrl.Log.WithName("usage-shipper"), OnAck: budgets.Acknowledged,
-	}
+	})
 	shipper.RegisterMetrics(ctrlmetrics.Registry)
 	g := &Gateway{
 		Cache: mgr.GetCache(), Upstream: upstream, UpstreamKey: upstreamKey, Recorder: shipper,

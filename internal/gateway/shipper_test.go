@@ -16,6 +16,7 @@ import (
 
 	"github.com/minimax/platform-hub/internal/gateway"
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/shipping"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -29,9 +30,9 @@ func TestShipperQuarantinesRefusedEvents(t *testing.T) {
 	defer cancel()
 	dir := t.TempDir()
 	reg := prometheus.NewRegistry()
-	s := &gateway.Shipper{URL: serverURL + "/v1/usage/events", Client: http.DefaultClient,
+	s := gateway.NewShipper(gateway.ShipperOptions{URL: serverURL + "/v1/usage/events", Client: http.DefaultClient,
 		Token: func() (string, error) { return ingestToken, nil }, SpoolDir: dir, FlushInterval: 50 * time.Millisecond,
-		Log: logr.Discard()}
+		Log: logr.Discard()})
 	s.RegisterMetrics(reg)
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
@@ -53,9 +54,9 @@ func TestShipperQuarantinesRefusedEvents(t *testing.T) {
 	g.Expect(files).To(HaveLen(1))
 	raw, err := os.ReadFile(files[0])
 	g.Expect(err).NotTo(HaveOccurred())
-	var line gateway.QuarantinedEvent
+	var line shipping.Quarantined[usage.Event]
 	g.Expect(json.Unmarshal(raw, &line)).To(Succeed())
-	g.Expect(line.Event.ID).To(Equal(poison.ID))
+	g.Expect(line.Record.ID).To(Equal(poison.ID))
 	g.Expect(line.Reason).To(ContainSubstring("events[1].inputTokens"))
 	g.Expect(gatherCounter(g, reg, "hub_gateway_usage_quarantined_total")).To(Equal(1.0))
 	g.Expect(s.Pending()).To(BeZero(), "nothing waits behind the refused event")

@@ -197,7 +197,7 @@ func newAuditor(mgr ctrl.Manager, opts AuditOptions) (webhooks.Auditor, error) {
 		token = serverclient.FileToken(opts.TokenFile)
 	}
 	r := &audit.Recorder{URL: strings.TrimSuffix(opts.ServerURL, "/"), Client: httpClient, Token: token,
-		SpoolDir: opts.SpoolDir, Log: ctrl.Log.WithName("audit")}
+		SpoolDir: opts.SpoolDir, Log: ctrl.Log.WithName("audit"), Metrics: ctrlmetrics.Registry}
 	if err := mgr.Add(r); err != nil {
 		return nil, err
 	}
