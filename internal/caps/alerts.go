@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/caplimit"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/usage"
 )
@@ -36,10 +37,7 @@ func (r *Reconciler) fireThresholds(ctx context.Context, capObj *hubv1.SpendingC
 		done[a.Threshold] = true
 	}
 	var due []usage.Alert
-	for _, t := range capObj.Spec.EffectiveThresholds() {
-		if s.Percent < t || done[t] {
-			continue
-		}
+	for _, t := range caplimit.Due(s.Percent, capObj.Spec.EffectiveThresholds(), done) {
 		// Microseconds apart, so the store keeps their order.
 		at := now.Add(time.Duration(len(due)) * time.Microsecond)
 		a, err := notify.NewAlert(usage.KindCapThreshold, AlertID(string(capObj.UID), c.start, t), at,

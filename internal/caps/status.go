@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/caplimit"
 )
 
 // status renders an evaluation as the cap's status.
@@ -21,17 +22,9 @@ func (e evaluation) status(capObj *hubv1.SpendingCap, scope hubv1.CapScope, proj
 		ObservedGeneration: capObj.Generation,
 		Conditions:         append([]metav1.Condition(nil), capObj.Status.Conditions...),
 	}
-	fraction := e.used(spec)
-	s.Percent = int32(min(fraction.Mul(decimal.NewFromInt(100)).Floor().IntPart(), 1<<30))
-	thresholds := spec.EffectiveThresholds()
-	switch {
-	case fraction.GreaterThanOrEqual(decimal.NewFromInt(1)):
-		s.State = hubv1.CapExceeded
-	case s.Percent >= thresholds[0]:
-		s.State = hubv1.CapWarning
-	default:
-		s.State = hubv1.CapOK
-	}
+	fraction := caplimit.Of(spec).Fraction(caplimit.Use{Spent: e.spent, Tokens: e.tokens})
+	s.Percent = caplimit.Percent(fraction)
+	s.State = caplimit.State(fraction, spec.EffectiveThresholds())
 	if hours := decimal.NewFromFloat(e.recent.Hours()); e.recent >= time.Minute {
 		s.BurnRate = &hubv1.BurnRate{SpendPerHour: amount(e.recentSpend.Div(hours)),
 			TokensPerHour: decimal.NewFromInt(e.recentTokens).Div(hours).IntPart()}
@@ -52,21 +45,6 @@ func (e evaluation) status(capObj *hubv1.SpendingCap, scope hubv1.CapScope, proj
 		meta.RemoveStatusCondition(&s.Conditions, hubv1.CapReachedCondition)
 	}
 	return s
-}
-
-// used is the fraction of the cap used: the larger of the money and the
-// token fractions.
-func (e evaluation) used(spec *hubv1.SpendingCapSpec) decimal.Decimal {
-	used := decimal.Zero
-	if spec.Limit != nil {
-		if limit, err := decimal.NewFromString(string(*spec.Limit)); err == nil && limit.IsPositive() {
-			used = decimal.Max(used, e.spent.DivRound(limit, 12))
-		}
-	}
-	if spec.TokenLimit != nil && *spec.TokenLimit > 0 {
-		used = decimal.Max(used, decimal.NewFromInt(e.tokens).DivRound(decimal.NewFromInt(*spec.TokenLimit), 12))
-	}
-	return used
 }
 
 // exhaustion is when the cap reaches 100% at the recent rate, or nil when

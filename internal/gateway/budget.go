@@ -15,6 +15,7 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/billing"
+	"github.com/minimax/platform-hub/internal/caplimit"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/usage"
 )
@@ -61,8 +62,8 @@ type Budgets struct {
 	cycleStart time.Time
 	// reported is the server's last report of each cap.
 	reported map[types.UID]usage.CapTotals
-	// limits caches parsed money limits by cap UID and generation.
-	limits map[types.UID]parsedLimit
+	// limits caches the caps' parsed limits by UID and generation.
+	limits map[types.UID]parsedLimits
 	prices struct {
 		version string
 		list    *pricing.PriceList
@@ -85,9 +86,9 @@ type pendingEvent struct {
 	amounts
 }
 
-type parsedLimit struct {
+type parsedLimits struct {
 	generation int64
-	nanos      int64 // -1: no money limit
+	caplimit.Limits
 }
 
 var billion = decimal.NewFromInt(1_000_000_000)
@@ -109,7 +110,7 @@ func (b *Budgets) init() {
 		b.pending = map[string]pendingEvent{}
 		b.byProject = map[string]amounts{}
 		b.reported = map[types.UID]usage.CapTotals{}
-		b.limits = map[types.UID]parsedLimit{}
+		b.limits = map[types.UID]parsedLimits{}
 	}
 }
 
@@ -415,20 +416,13 @@ func (b *Budgets) base(c *hubv1.SpendingCap, cycleStart time.Time) amounts {
 	return out
 }
 
-// over tells whether used reaches the cap's money or token limit.
+// over tells whether used reaches the cap's money or token limit, as
+// package caplimit decides for the server's evaluation too.
 func (b *Budgets) over(c *hubv1.SpendingCap, used amounts) bool {
-	if c.Spec.TokenLimit != nil && used.tokens >= *c.Spec.TokenLimit {
-		return true
-	}
 	l, ok := b.limits[c.UID]
 	if !ok || l.generation != c.Generation {
-		l = parsedLimit{generation: c.Generation, nanos: -1}
-		if c.Spec.Limit != nil {
-			if d, err := decimal.NewFromString(string(*c.Spec.Limit)); err == nil {
-				l.nanos = toNanos(d)
-			}
-		}
+		l = parsedLimits{generation: c.Generation, Limits: caplimit.Of(&c.Spec)}
 		b.limits[c.UID] = l
 	}
-	return l.nanos >= 0 && used.nanos >= l.nanos
+	return l.Reached(caplimit.Use{Spent: decimal.New(used.nanos, -9), Tokens: used.tokens})
 }

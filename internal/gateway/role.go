@@ -107,7 +107,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	shipper := NewShipper(ShipperOptions{
 		URL: strings.TrimSuffix(opts.ServerURL, "/") + "/v1/usage/events", Client: serverClient, Token: token,
 		SpoolDir: opts.SpoolDir, FlushInterval: opts.FlushInterval, MemoryEvents: opts.MemoryEvents,
-		Log: ctrl.Log.WithName("usage-shipper"), OnAck: budgets.Acknowledged,
+		Log: ctrl.Log.WithName("usage-shipper"), Acks: budgets,
 	})
 	shipper.RegisterMetrics(ctrlmetrics.Registry)
 	g := &Gateway{

@@ -39,14 +39,20 @@ type ShipperOptions struct {
 	MemoryEvents int
 	Clock        clock.WithTicker
 	Log          logr.Logger
-	// OnAck, when set, is told of every batch the server stored, with the
+	// Acks, when set, is told of every batch the server stored, with the
 	// Hard cap totals of its answer, and of events it refused (with none).
-	OnAck func(events []usage.Event, caps []usage.CapTotals)
+	Acks Acknowledger
+}
+
+// Acknowledger is told which events the server has taken (Budgets, which
+// then stops counting them as pending).
+type Acknowledger interface {
+	Acknowledged(events []usage.Event, caps []usage.CapTotals)
 }
 
 // NewShipper returns the shipper of usage events.
 func NewShipper(opts ShipperOptions) *Shipper {
-	sender := &usageSender{url: opts.URL, client: opts.Client, token: opts.Token, onAck: opts.OnAck}
+	sender := &usageSender{url: opts.URL, client: opts.Client, token: opts.Token, acks: opts.Acks}
 	return shipping.New[usage.Event](sender, shipping.Options{
 		Kind: "usage", SpoolDir: opts.SpoolDir, BatchSize: 1000, FlushInterval: opts.FlushInterval,
 		MemorySize: opts.MemoryEvents, Clock: opts.Clock, Log: opts.Log, MetricsPrefix: "hub_gateway_usage",
@@ -58,7 +64,7 @@ type usageSender struct {
 	url    string
 	client *http.Client
 	token  func() (string, error)
-	onAck  func(events []usage.Event, caps []usage.CapTotals)
+	acks   Acknowledger
 }
 
 // Send implements shipping.Sender.
@@ -71,19 +77,19 @@ func (u *usageSender) Send(ctx context.Context, events []usage.Event) (map[int]s
 	var answer ingestReply
 	_ = json.NewDecoder(io.LimitReader(resp.Body, 4<<20)).Decode(&answer)
 	if resp.StatusCode == http.StatusOK {
-		if u.onAck != nil {
-			u.onAck(events, answer.Caps)
+		if u.acks != nil {
+			u.acks.Acknowledged(events, answer.Caps)
 		}
 		return nil, nil
 	}
 	refused := resp.StatusCode == http.StatusUnprocessableEntity || resp.StatusCode == http.StatusBadRequest
 	if bad := answer.refused(len(events)); refused && len(bad) > 0 {
-		if u.onAck != nil {
+		if u.acks != nil {
 			gone := make([]usage.Event, 0, len(bad))
 			for i := range bad {
 				gone = append(gone, events[i])
 			}
-			u.onAck(gone, nil) // never to be stored: no longer pending
+			u.acks.Acknowledged(gone, nil) // never to be stored: no longer pending
 		}
 		return bad, nil
 	}

@@ -186,6 +186,8 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	return mgr, store, nil
 }
 
+var _ CapTracker = (*caps.Reconciler)(nil)
+
 // setupCaps runs the SpendingCap evaluation, driven by the server's ingest,
 // and the alerts: the outbox, its dispatcher and the key expiry warnings.
 func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
@@ -235,8 +237,7 @@ func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return err
 	}
-	s.OnIngest = r.Ingested
-	s.CapTotals, s.BeginIngest = r.HardCapTotals, r.BeginIngest
+	s.Caps = r
 	return nil
 }
 

@@ -49,25 +49,31 @@ type Server struct {
 	// prices is swapped whole when the Organization changes.
 	prices atomic.Pointer[Prices]
 
-	// OnIngest, when set, is told the projects a stored batch touched, so
-	// that spending caps are evaluated from ingest rather than by polling.
-	OnIngest func(projects []string)
-
-	// CapTotals, when set, gives the usage of the Hard caps covering the
-	// projects of a batch, returned in the ingest answer.
-	CapTotals func(ctx context.Context, projects []string) ([]usage.CapTotals, error)
+	// Caps, when set, is told of ingest, and answers the cycle totals of
+	// the Hard caps covering a batch's projects (package caps).
+	Caps CapTracker
 	// Invitations, when set, serves invitation links (GET shows, POST
 	// accepts) at invitations.AcceptPath.
 	Invitations http.Handler
 
-	// BeginIngest, when set, is called before a batch is stored, and what
-	// it returns after, with the events that were new, so that the running
-	// cap totals count them.
-	BeginIngest func() func(stored []usage.Event)
-
 	// Objects, when set, is the registry of upstream objects, served at
 	// ObjectsPath and ObjectOwnersPath.
 	Objects usage.ObjectStore
+}
+
+// CapTracker is what the server tells the spending caps of ingest, so that
+// caps are evaluated from ingest rather than by polling, and gateways stop
+// Hard caps from the server's answers. Package caps implements it.
+type CapTracker interface {
+	// BeginIngest is called before a batch is stored; the function it
+	// returns is called after, with the events stored as new (none when
+	// storing failed), so that running totals count them exactly once.
+	BeginIngest() func(stored []usage.Event)
+	// Ingested is told the projects a stored batch touched.
+	Ingested(projects []string)
+	// HardCapTotals are the cycle totals of the Hard caps covering
+	// projects, after the batch was stored.
+	HardCapTotals(ctx context.Context, projects []string) ([]usage.CapTotals, error)
 }
 
 // SetPrices replaces the price list used for spend metrics.
@@ -169,8 +175,8 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	done := func([]usage.Event) {}
-	if s.BeginIngest != nil {
-		done = s.BeginIngest()
+	if s.Caps != nil {
+		done = s.Caps.BeginIngest()
 	}
 	stored, quarantined, err := s.insert(r.Context(), req.Events)
 	done(stored)
@@ -181,10 +187,10 @@ func (s *Server) ingest(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	answer := IngestResponse{Received: len(req.Events), Stored: len(stored), Quarantined: quarantined}
-	if s.CapTotals != nil {
+	if s.Caps != nil {
 		// The batch is stored: a failure here only delays the gateway's
 		// stop to the server's own mark, so it fails nothing.
-		if answer.Caps, err = s.CapTotals(r.Context(), projectsOf(req.Events)); err != nil {
+		if answer.Caps, err = s.Caps.HardCapTotals(r.Context(), projectsOf(req.Events)); err != nil {
 			s.Log.Error(err, "Reading the totals of Hard spending caps")
 		}
 	}
@@ -269,12 +275,12 @@ func (s *Server) count(stored []usage.Event) {
 		}
 		projects[e.Project] = true
 	}
-	if s.OnIngest != nil && len(projects) > 0 {
+	if s.Caps != nil && len(projects) > 0 {
 		list := make([]string, 0, len(projects))
 		for p := range projects {
 			list = append(list, p)
 		}
-		s.OnIngest(list)
+		s.Caps.Ingested(list)
 	}
 }
 
