@@ -20,16 +20,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/auditlog"
 	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/server"
-	"github.com/minimax/platform-hub/internal/usage"
 )
 
 // The suite's usage server, in process: it keeps the audit log the
 // manager's webhooks send.
 var (
-	auditStore usage.Store
-	auditOpts  operator.AuditOptions
+	auditStores *server.Stores
+	auditOpts   operator.AuditOptions
 )
 
 // startAuditServer serves the audit API on loopback with a real store, and
@@ -39,14 +39,14 @@ func startAuditServer(ctx context.Context) (stop func(), err error) {
 	if err != nil {
 		return nil, err
 	}
-	if auditStore, err = usage.OpenSQLite(ctx, filepath.Join(dir, "usage.db")); err != nil {
+	if auditStores, err = server.OpenStores(ctx, "sqlite:"+filepath.Join(dir, "usage.db")); err != nil {
 		return nil, err
 	}
-	srv := &server.Server{Store: auditStore, Auth: &server.Authorizer{Client: k8sClient, Clock: clock.RealClock{}}, Log: ctrl.Log}
+	srv := &server.Server{Store: auditStores.Usage, Audit: auditStores.Audit, Auth: &server.Authorizer{Client: k8sClient, Clock: clock.RealClock{}}, Log: ctrl.Log}
 	hs := httptest.NewServer(srv.Handler())
 	stop = func() {
 		hs.Close()
-		_ = auditStore.Close()
+		_ = auditStores.Close()
 		_ = os.RemoveAll(dir)
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "hub-audit"}}
@@ -73,8 +73,8 @@ func startAuditServer(ctx context.Context) (stop func(), err error) {
 	return stop, nil
 }
 
-func auditEntries(g Gomega, f usage.AuditFilter) []usage.AuditEntry {
-	entries, err := auditStore.AuditEntries(context.Background(), f)
+func auditEntries(g Gomega, f auditlog.Filter) []auditlog.Entry {
+	entries, err := auditStores.Audit.AuditEntries(context.Background(), f)
 	g.Expect(err).NotTo(HaveOccurred())
 	return entries
 }
@@ -109,16 +109,16 @@ func TestAuditLog(t *testing.T) {
 	g.Expect(a.Patch(ctx, alice, refused)).NotTo(Succeed())
 
 	g.Eventually(func(g Gomega) {
-		entries := auditEntries(g, usage.AuditFilter{Kind: "Member", Name: "audit-alice"})
+		entries := auditEntries(g, auditlog.Filter{Kind: "Member", Name: "audit-alice"})
 		g.Expect(entries).To(HaveLen(2), "create and one update; the dry run and the refused change are not there")
 		created, changed := entries[0], entries[1]
 		g.Expect(created.Action).To(Equal("create"))
 		g.Expect(created.Actor).To(Equal("auditadmin@example.com"))
-		g.Expect(created.Changes).To(ContainElement(usage.FieldChange{Field: "spec.role", Old: "", New: "Developer"}))
+		g.Expect(created.Changes).To(ContainElement(auditlog.FieldChange{Field: "spec.role", Old: "", New: "Developer"}))
 		g.Expect(changed.Action).To(Equal("update"))
 		g.Expect(changed.Actor).To(Equal("auditadmin@example.com"))
 		g.Expect(changed.Groups).To(ContainElement("system:authenticated"))
-		g.Expect(changed.Changes).To(Equal([]usage.FieldChange{{Field: "spec.role", Old: "Developer", New: "Admin"}}))
+		g.Expect(changed.Changes).To(Equal([]auditlog.FieldChange{{Field: "spec.role", Old: "Developer", New: "Admin"}}))
 		g.Expect(changed.UID).To(Equal(string(alice.UID)))
 	}, 15*time.Second).Should(Succeed())
 
@@ -131,6 +131,6 @@ func TestAuditLog(t *testing.T) {
 	g.Expect(owner.Status.LastActiveAt).To(BeNil(), "the owner changed nothing")
 
 	// Listing by actor finds the Admin's changes.
-	g.Eventually(func() int { return len(auditEntries(g, usage.AuditFilter{Actor: "auditadmin@example.com"})) }, 15*time.Second).
+	g.Eventually(func() int { return len(auditEntries(g, auditlog.Filter{Actor: "auditadmin@example.com"})) }, 15*time.Second).
 		Should(BeNumerically(">=", 2))
 }

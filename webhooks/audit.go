@@ -19,13 +19,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/auditlog"
 	"github.com/minimax/platform-hub/internal/identity"
-	"github.com/minimax/platform-hub/internal/usage"
 )
 
 // Auditor takes the audit entries of changes the hub's checks let through.
 type Auditor interface {
-	Record(usage.AuditEntry)
+	Record(auditlog.Entry)
 }
 
 // audited records, after a validator allowed it, every create, update and
@@ -35,7 +35,7 @@ type audited[T client.Object] struct {
 	inner    admission.Validator[T]
 	auditor  Auditor
 	clock    clock.PassiveClock
-	changes  func(old, new T) []usage.FieldChange
+	changes  func(old, new T) []auditlog.FieldChange
 	activity *activity
 }
 
@@ -66,7 +66,7 @@ func (a *audited[T]) ValidateDelete(ctx context.Context, obj T) (admission.Warni
 
 // diff is the changes of the access fields; old is nil for a create, obj
 // for a delete.
-func (a *audited[T]) diff(old, obj T) []usage.FieldChange {
+func (a *audited[T]) diff(old, obj T) []auditlog.FieldChange {
 	if a.changes == nil {
 		return nil
 	}
@@ -75,7 +75,7 @@ func (a *audited[T]) diff(old, obj T) []usage.FieldChange {
 
 // record takes an entry. old is the object before the change (absent for a
 // create), obj after it (the deleted object for a delete).
-func (a *audited[T]) record(ctx context.Context, action string, old, obj T, changes []usage.FieldChange) {
+func (a *audited[T]) record(ctx context.Context, action string, old, obj T, changes []auditlog.FieldChange) {
 	req, err := admission.RequestFromContext(ctx)
 	if err != nil || (req.DryRun != nil && *req.DryRun) {
 		return
@@ -93,7 +93,7 @@ func (a *audited[T]) record(ctx context.Context, action string, old, obj T, chan
 	if name == "" {
 		name = obj.GetGenerateName() + "*"
 	}
-	a.auditor.Record(usage.AuditEntry{
+	a.auditor.Record(auditlog.Entry{
 		ID: entryID(req, old, obj), Time: a.clock.Now().UTC(), Actor: req.UserInfo.Username, Groups: req.UserInfo.Groups,
 		Action: action, Kind: req.Kind.Kind, Namespace: req.Namespace, Name: name, UID: string(obj.GetUID()),
 		Changes: changes,
@@ -146,11 +146,11 @@ func content(obj client.Object) []byte {
 }
 
 // change appends a field's change when its value differs.
-func change(out []usage.FieldChange, field, old, new string) []usage.FieldChange {
+func change(out []auditlog.FieldChange, field, old, new string) []auditlog.FieldChange {
 	if old == new {
 		return out
 	}
-	return append(out, usage.FieldChange{Field: field, Old: old, New: new})
+	return append(out, auditlog.FieldChange{Field: field, Old: old, New: new})
 }
 
 // orEmpty stands an empty object in for an absent one (before a create,
@@ -162,16 +162,16 @@ func orEmpty[T any](p *T) *T {
 	return p
 }
 
-func memberChanges(old, m *hubv1.Member) []usage.FieldChange {
+func memberChanges(old, m *hubv1.Member) []auditlog.FieldChange {
 	old, m = orEmpty(old), orEmpty(m)
-	var out []usage.FieldChange
+	var out []auditlog.FieldChange
 	out = change(out, "spec.role", string(old.Spec.Role), string(m.Spec.Role))
 	out = change(out, "spec.groups", strings.Join(sorted(old.Spec.Groups), ","), strings.Join(sorted(m.Spec.Groups), ","))
 	out = change(out, "spec.disabled", boolText(old, old.Spec.Disabled), boolText(m, m.Spec.Disabled))
 	return out
 }
 
-func groupChanges(old, g *hubv1.Group) []usage.FieldChange {
+func groupChanges(old, g *hubv1.Group) []auditlog.FieldChange {
 	old, g = orEmpty(old), orEmpty(g)
 	text := func(access []hubv1.ProjectRole) string {
 		parts := make([]string, 0, len(access))
@@ -183,7 +183,7 @@ func groupChanges(old, g *hubv1.Group) []usage.FieldChange {
 	return change(nil, "spec.projectAccess", text(old.Spec.ProjectAccess), text(g.Spec.ProjectAccess))
 }
 
-func projectChanges(old, p *hubv1.Project) []usage.FieldChange {
+func projectChanges(old, p *hubv1.Project) []auditlog.FieldChange {
 	old, p = orEmpty(old), orEmpty(p)
 	text := func(access []hubv1.ProjectAccess) string {
 		parts := make([]string, 0, len(access))
@@ -195,7 +195,7 @@ func projectChanges(old, p *hubv1.Project) []usage.FieldChange {
 	return change(nil, "spec.access", text(old.Spec.Access), text(p.Spec.Access))
 }
 
-func organizationChanges(old, o *hubv1.Organization) []usage.FieldChange {
+func organizationChanges(old, o *hubv1.Organization) []auditlog.FieldChange {
 	old, o = orEmpty(old), orEmpty(o)
 	out := change(nil, "spec.plan", string(old.Spec.Plan), string(o.Spec.Plan))
 	return change(out, "spec.security.usernamePrefix", old.Spec.Security.UsernamePrefix, o.Spec.Security.UsernamePrefix)

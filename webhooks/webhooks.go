@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
-	"github.com/minimax/platform-hub/internal/usage"
+	"github.com/minimax/platform-hub/internal/auditlog"
 )
 
 var (
@@ -67,7 +67,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 
 // register serves a kind's validator, behind the organization's MFA policy
 // and audited.
-func register[T client.Object](mgr ctrl.Manager, opts Options, obj T, v admission.Validator[T], changes func(old, new T) []usage.FieldChange) error {
+func register[T client.Object](mgr ctrl.Manager, opts Options, obj T, v admission.Validator[T], changes func(old, new T) []auditlog.FieldChange) error {
 	guarded := &multiFactorRequired[T]{inner: v, team: opts.team}
 	return ctrl.NewWebhookManagedBy(mgr, obj).
 		WithValidator(&audited[T]{inner: guarded, auditor: opts.Auditor, clock: opts.Clock, changes: changes, activity: opts.activity}).

@@ -26,9 +26,9 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/minimax/platform-hub/internal/auditlog"
 	"github.com/minimax/platform-hub/internal/serverclient"
 	"github.com/minimax/platform-hub/internal/shipping"
-	"github.com/minimax/platform-hub/internal/usage"
 )
 
 // Path is where the usage server takes audit entries.
@@ -53,7 +53,7 @@ type Recorder struct {
 	Metrics prometheus.Registerer
 
 	once    sync.Once
-	shipper *shipping.Shipper[usage.AuditEntry]
+	shipper *shipping.Shipper[auditlog.Entry]
 }
 
 func (r *Recorder) init() {
@@ -62,7 +62,7 @@ func (r *Recorder) init() {
 		if interval <= 0 {
 			interval = 500 * time.Millisecond
 		}
-		r.shipper = shipping.New[usage.AuditEntry](&auditSender{r: r}, shipping.Options{
+		r.shipper = shipping.New[auditlog.Entry](&auditSender{r: r}, shipping.Options{
 			Kind: "audit", SpoolDir: r.SpoolDir, BatchSize: 500, FlushInterval: interval, MemorySize: 10_000,
 			Log: r.Log, MetricsPrefix: "hub_audit",
 		})
@@ -74,7 +74,7 @@ func (r *Recorder) init() {
 
 // Record queues an entry; when the queue is full, or the sender has
 // stopped, it goes to the spool.
-func (r *Recorder) Record(e usage.AuditEntry) {
+func (r *Recorder) Record(e auditlog.Entry) {
 	r.init()
 	r.shipper.Record(e)
 }
@@ -99,8 +99,8 @@ type auditSender struct{ r *Recorder }
 
 // Send implements shipping.Sender. The server refuses a batch with an
 // invalid entry with 400, naming the entry's index.
-func (s *auditSender) Send(ctx context.Context, batch []usage.AuditEntry) (map[int]string, error) {
-	resp, err := serverclient.Post(ctx, s.r.Client, s.r.URL+Path, s.r.Token, map[string][]usage.AuditEntry{"entries": batch})
+func (s *auditSender) Send(ctx context.Context, batch []auditlog.Entry) (map[int]string, error) {
+	resp, err := serverclient.Post(ctx, s.r.Client, s.r.URL+Path, s.r.Token, map[string][]auditlog.Entry{"entries": batch})
 	if err != nil {
 		return nil, err
 	}

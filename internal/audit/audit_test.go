@@ -15,7 +15,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/minimax/platform-hub/internal/audit"
-	"github.com/minimax/platform-hub/internal/usage"
+	"github.com/minimax/platform-hub/internal/auditlog"
 )
 
 // TestRecorderSpoolsWhileTheServerIsDown: entries recorded while the server
@@ -37,7 +37,7 @@ func TestRecorderSpoolsWhileTheServerIsDown(t *testing.T) {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		var body struct{ Entries []usage.AuditEntry }
+		var body struct{ Entries []auditlog.Entry }
 		g.Expect(json.NewDecoder(r.Body).Decode(&body)).To(Succeed())
 		for i, e := range body.Entries {
 			if e.Name == "" { // as the usage server refuses it
@@ -61,8 +61,8 @@ func TestRecorderSpoolsWhileTheServerIsDown(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); _ = rec.Start(ctx) }()
 
-	entry := func(i int) usage.AuditEntry {
-		return usage.AuditEntry{ID: fmt.Sprintf("e%d", i), Time: time.Now(), Actor: "a", Action: "update", Kind: "Member", Name: "m"}
+	entry := func(i int) auditlog.Entry {
+		return auditlog.Entry{ID: fmt.Sprintf("e%d", i), Time: time.Now(), Actor: "a", Action: "update", Kind: "Member", Name: "m"}
 	}
 	for i := range 1200 {
 		rec.Record(entry(i))

@@ -10,9 +10,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/alertlog"
 	"github.com/minimax/platform-hub/internal/caplimit"
 	"github.com/minimax/platform-hub/internal/notify"
-	"github.com/minimax/platform-hub/internal/usage"
 )
 
 // AlertID is the idempotency key of a threshold alert: the cap, the cycle
@@ -27,7 +27,7 @@ func AlertID(capUID string, cycleStart time.Time, threshold int32) string {
 // fired, so an alert fires once whichever replica (or restart) gets there.
 func (r *Reconciler) fireThresholds(ctx context.Context, capObj *hubv1.SpendingCap, s *hubv1.SpendingCapStatus,
 	c cycle, now time.Time, org *hubv1.Organization) ([]hubv1.FiredAlert, error) {
-	fired, err := r.Outbox.Store.Alerts(ctx, usage.AlertFilter{Kind: usage.KindCapThreshold,
+	fired, err := r.Outbox.Store.Alerts(ctx, alertlog.Filter{Kind: alertlog.KindCapThreshold,
 		SourceUID: string(capObj.UID), CycleStart: c.start})
 	if err != nil {
 		return nil, err
@@ -36,11 +36,11 @@ func (r *Reconciler) fireThresholds(ctx context.Context, capObj *hubv1.SpendingC
 	for _, a := range fired {
 		done[a.Threshold] = true
 	}
-	var due []usage.Alert
+	var due []alertlog.Alert
 	for _, t := range caplimit.Due(s.Percent, capObj.Spec.EffectiveThresholds(), done) {
 		// Microseconds apart, so the store keeps their order.
 		at := now.Add(time.Duration(len(due)) * time.Microsecond)
-		a, err := notify.NewAlert(usage.KindCapThreshold, AlertID(string(capObj.UID), c.start, t), at,
+		a, err := notify.NewAlert(alertlog.KindCapThreshold, AlertID(string(capObj.UID), c.start, t), at,
 			r.thresholdData(capObj, s, t, org))
 		if err != nil {
 			return nil, err

@@ -22,6 +22,7 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/gateway"
+	"github.com/minimax/platform-hub/internal/objects"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -214,9 +215,9 @@ func TestMetricSeriesAreBounded(t *testing.T) {
 	g := NewWithT(t)
 	_, base, _, key := shapesGateway(t, g, "gw-series")
 	const n = 1000
-	files := make([]usage.Object, 0, n)
+	files := make([]objects.Object, 0, n)
 	for i := range n {
-		files = append(files, usage.Object{Kind: string(gateway.ObjectFile), ID: fmt.Sprintf("file-%d", i), Project: "gw-series"})
+		files = append(files, objects.Object{Kind: string(gateway.ObjectFile), ID: fmt.Sprintf("file-%d", i), Project: "gw-series"})
 	}
 	owners := gateway.NewOwners(serverURL, http.DefaultClient, func() (string, error) { return ingestToken, nil })
 	g.Expect(owners.Claim(context.Background(), files)).To(Succeed(), "the files are the project's")

@@ -32,6 +32,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/jsonpick"
 	"github.com/minimax/platform-hub/internal/metrics"
+	"github.com/minimax/platform-hub/internal/objects"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -415,7 +416,7 @@ func (g *Gateway) claimStreamed(c *call, route *Route, id string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := g.Owners.Claim(ctx, []usage.Object{{Kind: string(route.Objects.Creates), ID: id, Project: c.key.Namespace}}); err != nil {
+	if err := g.Owners.Claim(ctx, []objects.Object{{Kind: string(route.Objects.Creates), ID: id, Project: c.key.Namespace}}); err != nil {
 		ctrl.Log.WithName("gateway").Error(err, "A streamed object could not be recorded as its project's", "kind", route.Objects.Creates, "id", id)
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/minimax/platform-hub/internal/usage"
+	"github.com/minimax/platform-hub/internal/objects"
 )
 
 // ObjectKind is a kind of object that projects create upstream through the
@@ -319,19 +319,19 @@ func (g *Gateway) objectAnswer(ctx context.Context, resp *http.Response, c *call
 		return body, nil
 	}
 	project := c.key.Namespace
-	var claims []usage.Object
+	var claims []objects.Object
 	if rule.Creates != "" {
 		field := rule.IDField
 		if field == "" {
 			field = "id"
 		}
 		if id := topLevelString(body, field); id != "" {
-			claims = append(claims, usage.Object{Kind: string(rule.Creates), ID: id, Project: project})
+			claims = append(claims, objects.Object{Kind: string(rule.Creates), ID: id, Project: project})
 		}
 	}
 	for _, y := range rule.Yields {
 		for _, id := range topLevelStrings(body, y.Field) {
-			claims = append(claims, usage.Object{Kind: string(y.Kind), ID: id, Project: project})
+			claims = append(claims, objects.Object{Kind: string(y.Kind), ID: id, Project: project})
 		}
 	}
 	if len(claims) > 0 {

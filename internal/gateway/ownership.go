@@ -12,8 +12,8 @@ import (
 
 	"k8s.io/utils/lru"
 
+	"github.com/minimax/platform-hub/internal/objects"
 	"github.com/minimax/platform-hub/internal/serverclient"
-	"github.com/minimax/platform-hub/internal/usage"
 )
 
 // ErrClaimConflict is returned when an object the gateway was to record as
@@ -77,7 +77,7 @@ func (o *Owners) Lookup(ctx context.Context, kind ObjectKind, ids []string) (map
 
 // Claim records objects as their projects', trying three times over about
 // a second. It fails with ErrClaimConflict when one is another project's.
-func (o *Owners) Claim(ctx context.Context, objects []usage.Object) error {
+func (o *Owners) Claim(ctx context.Context, claims []objects.Object) error {
 	var err error
 	for attempt, wait := 0, 100*time.Millisecond; attempt < 3; attempt, wait = attempt+1, wait*3 {
 		if attempt > 0 {
@@ -87,14 +87,14 @@ func (o *Owners) Claim(ctx context.Context, objects []usage.Object) error {
 			case <-time.After(wait):
 			}
 		}
-		if err = o.post(ctx, "/v1/objects", map[string]any{"objects": objects}, nil); err == nil || errors.Is(err, ErrClaimConflict) {
+		if err = o.post(ctx, "/v1/objects", map[string]any{"objects": claims}, nil); err == nil || errors.Is(err, ErrClaimConflict) {
 			break
 		}
 	}
 	if err != nil {
 		return err
 	}
-	for _, obj := range objects {
+	for _, obj := range claims {
 		o.cache.Add(cacheKey(ObjectKind(obj.Kind), obj.ID), obj.Project)
 	}
 	return nil

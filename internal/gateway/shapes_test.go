@@ -19,6 +19,7 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/gateway"
+	"github.com/minimax/platform-hub/internal/objects"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -218,11 +219,11 @@ func (s *shapes) requests() []*http.Request {
 // made them.
 func claimObjects(g Gomega, project string, ids map[gateway.ObjectKind]string) {
 	owners := gateway.NewOwners(serverURL, http.DefaultClient, func() (string, error) { return ingestToken, nil })
-	objects := make([]usage.Object, 0, len(ids))
+	claims := make([]objects.Object, 0, len(ids))
 	for kind, id := range ids {
-		objects = append(objects, usage.Object{Kind: string(kind), ID: id, Project: project})
+		claims = append(claims, objects.Object{Kind: string(kind), ID: id, Project: project})
 	}
-	g.Expect(owners.Claim(context.Background(), objects)).To(Succeed())
+	g.Expect(owners.Claim(context.Background(), claims)).To(Succeed())
 }
 
 // shapesGateway starts a shapes upstream and a gateway in front of it, and

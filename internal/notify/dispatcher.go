@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
-	"github.com/minimax/platform-hub/internal/usage"
+	"github.com/minimax/platform-hub/internal/alertlog"
 )
 
 // Defaults of the Dispatcher.
@@ -48,7 +48,7 @@ type Dispatcher struct {
 	// the optimistic lock does not trip over a cache a moment behind; nil
 	// means Client.
 	APIReader client.Reader
-	Store     usage.AlertStore
+	Store     alertlog.Store
 	Sender    *Sender
 	// Clock schedules retries and stamps the outcomes.
 	Clock clock.PassiveClock
@@ -128,7 +128,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	byChannel := map[string][]usage.PendingDelivery{}
+	byChannel := map[string][]alertlog.PendingDelivery{}
 	var order []string
 	for _, p := range pending {
 		if _, ok := byChannel[p.Channel]; !ok {
@@ -165,7 +165,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context) error {
 
 // drain delivers a channel's due alerts in order, stopping at the first
 // that is not due or fails.
-func (d *Dispatcher) drain(ctx context.Context, queue []usage.PendingDelivery) error {
+func (d *Dispatcher) drain(ctx context.Context, queue []alertlog.PendingDelivery) error {
 	for _, p := range queue {
 		if p.NextAttempt.After(d.Clock.Now()) {
 			return nil
@@ -180,7 +180,7 @@ func (d *Dispatcher) drain(ctx context.Context, queue []usage.PendingDelivery) e
 
 // deliver makes one attempt; ok says whether the channel may have the next
 // alert now (this one was delivered or given up).
-func (d *Dispatcher) deliver(ctx context.Context, p usage.PendingDelivery) (ok bool, err error) {
+func (d *Dispatcher) deliver(ctx context.Context, p alertlog.PendingDelivery) (ok bool, err error) {
 	log := d.Log.WithValues("alert", p.AlertID, "channel", p.Channel)
 	namespace, name, _ := strings.Cut(p.Channel, "/")
 	key := client.ObjectKey{Namespace: namespace, Name: name}
@@ -211,7 +211,7 @@ func (d *Dispatcher) deliver(ctx context.Context, p usage.PendingDelivery) (ok b
 	p.Updated = now
 	switch {
 	case sendErr == nil:
-		p.State, p.LastError, p.NextAttempt = usage.DeliveryDelivered, "", time.Time{}
+		p.State, p.LastError, p.NextAttempt = alertlog.DeliveryDelivered, "", time.Time{}
 		if err := d.Store.UpdateDelivery(ctx, p.Delivery); err != nil {
 			return false, err
 		}
@@ -255,7 +255,7 @@ func (d *Dispatcher) backoff(n int) time.Duration {
 	return time.Duration(float64(wait) * (0.8 + 0.4*rand.Float64())) //nolint:gosec // jitter, not a secret
 }
 
-func (d *Dispatcher) delivered(ctx context.Context, ch *hubv1.NotificationChannel, p usage.PendingDelivery, now time.Time) error {
+func (d *Dispatcher) delivered(ctx context.Context, ch *hubv1.NotificationChannel, p alertlog.PendingDelivery, now time.Time) error {
 	return d.updateChannel(ctx, ch, func(s *hubv1.NotificationChannelStatus, gen int64) {
 		s.LastDeliveryTime = &metav1.Time{Time: now}
 		meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: hubv1.ReadyCondition, Status: metav1.ConditionTrue,
@@ -269,8 +269,8 @@ func (d *Dispatcher) delivered(ctx context.Context, ch *hubv1.NotificationChanne
 	})
 }
 
-func (d *Dispatcher) gone(ctx context.Context, ch *hubv1.NotificationChannel, p usage.PendingDelivery, now time.Time) error {
-	p.State, p.LastError, p.NextAttempt = usage.DeliveryDead, ErrGone.Error(), time.Time{}
+func (d *Dispatcher) gone(ctx context.Context, ch *hubv1.NotificationChannel, p alertlog.PendingDelivery, now time.Time) error {
+	p.State, p.LastError, p.NextAttempt = alertlog.DeliveryDead, ErrGone.Error(), time.Time{}
 	if err := d.Store.UpdateDelivery(ctx, p.Delivery); err != nil {
 		return err
 	}
@@ -287,9 +287,9 @@ func (d *Dispatcher) gone(ctx context.Context, ch *hubv1.NotificationChannel, p 
 
 // giveUp dead-letters a delivery: it stays in the history with its last
 // error, and the channel (when it exists) says so.
-func (d *Dispatcher) giveUp(ctx context.Context, p usage.PendingDelivery, ch *hubv1.NotificationChannel, reason string) error {
+func (d *Dispatcher) giveUp(ctx context.Context, p alertlog.PendingDelivery, ch *hubv1.NotificationChannel, reason string) error {
 	now := d.Clock.Now()
-	p.State, p.LastError, p.NextAttempt, p.Updated = usage.DeliveryDead, truncate(reason), time.Time{}, now
+	p.State, p.LastError, p.NextAttempt, p.Updated = alertlog.DeliveryDead, truncate(reason), time.Time{}, now
 	if err := d.Store.UpdateDelivery(ctx, p.Delivery); err != nil {
 		return err
 	}

@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
-	"github.com/minimax/platform-hub/internal/usage"
+	"github.com/minimax/platform-hub/internal/alertlog"
 )
 
 // ExpiryWarningDays are the days before expiry at which a key's project
@@ -88,7 +88,7 @@ func (w *ExpiryWarner) warn(ctx context.Context, key *hubv1.APIKey, days int32, 
 	if base := strings.TrimSuffix(w.DashboardURL, "/"); base != "" {
 		data.DashboardURL = base + "/projects/" + key.Namespace + "/keys"
 	}
-	a, err := NewAlert(usage.KindKeyExpiring, ExpiryWarningID(string(key.UID), expires, days), now, data)
+	a, err := NewAlert(alertlog.KindKeyExpiring, ExpiryWarningID(string(key.UID), expires, days), now, data)
 	if err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func (w *ExpiryWarner) warn(ctx context.Context, key *hubv1.APIKey, days int32, 
 	if err != nil {
 		return err
 	}
-	recorded, err := w.Outbox.Record(ctx, channels, []usage.Alert{a})
+	recorded, err := w.Outbox.Record(ctx, channels, []alertlog.Alert{a})
 	if err != nil {
 		return err
 	}

@@ -6,14 +6,14 @@ import (
 	"strings"
 	"time"
 
-	"github.com/minimax/platform-hub/internal/usage"
+	"github.com/minimax/platform-hub/internal/alertlog"
 )
 
 // Envelope is the JSON body of every webhook, in the shape Standard Webhooks
 // recommend: what happened, when, and its data.
 type Envelope struct {
 	// Type is the alert kind, such as "spendingcap.threshold".
-	Type usage.AlertKind `json:"type"`
+	Type alertlog.Kind `json:"type"`
 	// Timestamp is when the alert fired.
 	Timestamp time.Time       `json:"timestamp"`
 	Data      json.RawMessage `json:"data"`
@@ -70,16 +70,16 @@ type KeyExpiring struct {
 }
 
 // NewAlert builds the alert of kind with data as its webhook body.
-func NewAlert(kind usage.AlertKind, id string, firedAt time.Time, data any) (usage.Alert, error) {
+func NewAlert(kind alertlog.Kind, id string, firedAt time.Time, data any) (alertlog.Alert, error) {
 	raw, err := json.Marshal(data)
 	if err != nil {
-		return usage.Alert{}, err
+		return alertlog.Alert{}, err
 	}
 	body, err := json.Marshal(Envelope{Type: kind, Timestamp: firedAt.UTC(), Data: raw})
 	if err != nil {
-		return usage.Alert{}, err
+		return alertlog.Alert{}, err
 	}
-	return usage.Alert{ID: id, Kind: kind, Time: firedAt, Payload: body}, nil
+	return alertlog.Alert{ID: id, Kind: kind, Time: firedAt, Payload: body}, nil
 }
 
 // Message is an alert rendered for each kind of channel.
@@ -95,20 +95,20 @@ type Message struct {
 }
 
 // Render turns a recorded alert into what its channels send.
-func Render(a usage.Alert) (Message, error) {
+func Render(a alertlog.Alert) (Message, error) {
 	m := Message{ID: a.ID, Body: a.Payload}
 	var env Envelope
 	if err := json.Unmarshal(a.Payload, &env); err != nil {
 		return m, fmt.Errorf("alert %s has a malformed payload: %w", a.ID, err)
 	}
 	switch env.Type {
-	case usage.KindCapThreshold:
+	case alertlog.KindCapThreshold:
 		var d CapThreshold
 		if err := json.Unmarshal(env.Data, &d); err != nil {
 			return m, fmt.Errorf("alert %s has malformed data: %w", a.ID, err)
 		}
 		d.render(&m)
-	case usage.KindKeyExpiring:
+	case alertlog.KindKeyExpiring:
 		var d KeyExpiring
 		if err := json.Unmarshal(env.Data, &d); err != nil {
 			return m, fmt.Errorf("alert %s has malformed data: %w", a.ID, err)

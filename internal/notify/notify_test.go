@@ -7,7 +7,7 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"github.com/minimax/platform-hub/internal/usage"
+	"github.com/minimax/platform-hub/internal/alertlog"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -42,7 +42,7 @@ func TestParseConfig(t *testing.T) {
 func TestRender(t *testing.T) {
 	g := NewWithT(t)
 	eta := time.Date(2026, 11, 25, 6, 0, 0, 0, time.UTC)
-	a, err := NewAlert(usage.KindCapThreshold, "cap_x_1_80", time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC), CapThreshold{
+	a, err := NewAlert(alertlog.KindCapThreshold, "cap_x_1_80", time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC), CapThreshold{
 		Cap: ObjectRef{Namespace: "hub-system", Name: "org-budget"}, Scope: "Organization", Threshold: 80, Percent: 83,
 		Spent: "830.5", Limit: "1000", Currency: "USD", Tokens: 5, TokenLimit: 10, Enforcement: "Hard",
 		ProjectedExhaustion: &eta, DashboardURL: "https://hub.example.com/usage"})
@@ -57,14 +57,14 @@ func TestRender(t *testing.T) {
 	g.Expect(m.Text).To(ContainSubstring("API calls will be refused then"))
 	g.Expect(m.Short).To(HaveSuffix("https://hub.example.com/usage"))
 
-	k, err := NewAlert(usage.KindKeyExpiring, "key_x_1_1d", time.Now(), KeyExpiring{Key: ObjectRef{Namespace: "chatbot", Name: "ci"},
+	k, err := NewAlert(alertlog.KindKeyExpiring, "key_x_1_1d", time.Now(), KeyExpiring{Key: ObjectRef{Namespace: "chatbot", Name: "ci"},
 		Project: "chatbot", KeyID: "AbC", DaysLeft: 1, ExpiresAt: eta})
 	g.Expect(err).NotTo(HaveOccurred())
 	m, err = Render(k)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(m.Subject).To(Equal("[Platform Hub] API key ci of project chatbot expires in 1 day"))
 
-	_, err = Render(usage.Alert{ID: "bad", Payload: []byte(`{"type":"other"}`)})
+	_, err = Render(alertlog.Alert{ID: "bad", Payload: []byte(`{"type":"other"}`)})
 	g.Expect(err).To(MatchError(ContainSubstring(`unknown type "other"`)))
 }
 

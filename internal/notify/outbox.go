@@ -8,7 +8,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
-	"github.com/minimax/platform-hub/internal/usage"
+	"github.com/minimax/platform-hub/internal/alertlog"
 )
 
 // Outbox records alerts for delivery: it resolves the channels each alert
@@ -17,7 +17,7 @@ import (
 // replica may fire the same alert and it is recorded (and sent) once.
 type Outbox struct {
 	Client client.Client
-	Store  usage.AlertStore
+	Store  alertlog.Store
 	// HubNamespace holds the organization's default channels.
 	HubNamespace string
 	// Wake, when set, is called after new alerts were recorded.
@@ -56,11 +56,11 @@ func (o *Outbox) Channels(ctx context.Context, namespace string, named []string)
 }
 
 // Record records alerts, each to channels, and returns those that were new.
-func (o *Outbox) Record(ctx context.Context, channels []string, alerts []usage.Alert) ([]usage.Alert, error) {
+func (o *Outbox) Record(ctx context.Context, channels []string, alerts []alertlog.Alert) ([]alertlog.Alert, error) {
 	for i := range alerts {
-		alerts[i].Deliveries = make([]usage.Delivery, len(channels))
+		alerts[i].Deliveries = make([]alertlog.Delivery, len(channels))
 		for j, c := range channels {
-			alerts[i].Deliveries[j] = usage.Delivery{Channel: c}
+			alerts[i].Deliveries[j] = alertlog.Delivery{Channel: c}
 		}
 	}
 	recorded, err := o.Store.RecordAlerts(ctx, alerts)

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/minimax/platform-hub/internal/usage"
+	"github.com/minimax/platform-hub/internal/alertlog"
 )
 
 // AlertsPath lists the alert history.
@@ -42,7 +42,7 @@ const (
 // AlertsResponse is the body of an alert listing.
 type AlertsResponse struct {
 	// Alerts are oldest first; under a limit, the newest are kept.
-	Alerts []usage.Alert `json:"alerts"`
+	Alerts []alertlog.Alert `json:"alerts"`
 }
 
 // listAlerts answers GET /v1/alerts: the alert history (spending cap
@@ -51,7 +51,7 @@ type AlertsResponse struct {
 // limit (default 100, at most 1000).
 func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := usage.AlertFilter{Project: q.Get("project"), Kind: usage.AlertKind(q.Get("kind")), Limit: defaultAlertLimit}
+	f := alertlog.Filter{Project: q.Get("project"), Kind: alertlog.Kind(q.Get("kind")), Limit: defaultAlertLimit}
 	if err := timeRange(q, &f.From, &f.To); err != nil {
 		writeError(w, http.StatusBadRequest, errorBody{Message: err.Error()})
 		return
@@ -65,20 +65,20 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 		f.Limit = n
 	}
 	switch f.Kind {
-	case "", usage.KindCapThreshold, usage.KindKeyExpiring:
+	case "", alertlog.KindCapThreshold, alertlog.KindKeyExpiring:
 	default:
 		writeError(w, http.StatusBadRequest, errorBody{Message: fmt.Sprintf("kind must be %s or %s, not %q",
-			usage.KindCapThreshold, usage.KindKeyExpiring, f.Kind)})
+			alertlog.KindCapThreshold, alertlog.KindKeyExpiring, f.Kind)})
 		return
 	}
-	alerts, err := s.Store.Alerts(r.Context(), f)
+	alerts, err := s.Alerts.Alerts(r.Context(), f)
 	if err != nil {
 		s.Log.Error(err, "Listing alerts")
 		writeError(w, http.StatusServiceUnavailable, errorBody{Message: storeUnavailable})
 		return
 	}
 	if alerts == nil {
-		alerts = []usage.Alert{}
+		alerts = []alertlog.Alert{}
 	}
 	writeJSON(w, http.StatusOK, AlertsResponse{Alerts: alerts})
 }

@@ -20,6 +20,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/alertlog"
+	"github.com/minimax/platform-hub/internal/auditlog"
 	"github.com/minimax/platform-hub/internal/caps"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/pricing"
@@ -96,7 +98,7 @@ func TestThresholdAlertsFireOnceInOrderAcrossRestarts(t *testing.T) {
 	env, d := capData(g, accepted[0].Body)
 	g.Expect(accepted[0].ID).To(Equal(caps.AlertID(string(c.UID), time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 50)),
 		"webhook-id is the idempotency key: cap UID, cycle and threshold")
-	g.Expect(env.Type).To(Equal(usage.KindCapThreshold))
+	g.Expect(env.Type).To(Equal(alertlog.KindCapThreshold))
 	g.Expect(d.Percent).To(BeEquivalentTo(60))
 	g.Expect(d.Spent).To(Equal("6"))
 	g.Expect(d.Limit).To(Equal("10"))
@@ -125,12 +127,12 @@ func TestThresholdAlertsFireOnceInOrderAcrossRestarts(t *testing.T) {
 		g.Expect(rejected).To(BeEmpty())
 	}, time.Second).Should(Succeed())
 
-	history, err := e.store.Alerts(ctx, usage.AlertFilter{Project: "alerts-order"})
+	history, err := e.alerts.Alerts(ctx, alertlog.Filter{Project: "alerts-order"})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(history).To(HaveLen(3))
 	for _, a := range history {
 		g.Expect(a.Deliveries).To(HaveLen(1))
-		g.Expect(a.Deliveries[0].State).To(Equal(usage.DeliveryDelivered))
+		g.Expect(a.Deliveries[0].State).To(Equal(alertlog.DeliveryDelivered))
 		g.Expect(a.Deliveries[0].Channel).To(Equal("alerts-order/oncall"))
 	}
 	g.Eventually(func(g Gomega) {
@@ -220,15 +222,15 @@ func TestUnreachableReceivers(t *testing.T) {
 	_, goneAttempts, _, _ := gone.snapshot()
 	g.Expect(goneAttempts).To(Equal(1))
 
-	history, err := e.store.Alerts(ctx, usage.AlertFilter{Project: "alerts-down"})
+	history, err := e.alerts.Alerts(ctx, alertlog.Filter{Project: "alerts-down"})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(history).To(HaveLen(2))
-	states := map[string]usage.DeliveryState{}
+	states := map[string]alertlog.DeliveryState{}
 	for _, d := range history[0].Deliveries {
 		states[d.Channel] = d.State
 	}
-	g.Expect(states).To(Equal(map[string]usage.DeliveryState{"alerts-down/flaky": usage.DeliveryDelivered,
-		"alerts-down/down": usage.DeliveryDead, "alerts-down/gone": usage.DeliveryDead}))
+	g.Expect(states).To(Equal(map[string]alertlog.DeliveryState{"alerts-down/flaky": alertlog.DeliveryDelivered,
+		"alerts-down/down": alertlog.DeliveryDead, "alerts-down/gone": alertlog.DeliveryDead}))
 }
 
 // send delivers one message with s, as the dispatcher's first attempt does.
@@ -245,7 +247,7 @@ func TestWebhookSignatures(t *testing.T) {
 	projectWithNamespace(g, "alerts-sign")
 	rcv := newWebhookReceiver(t)
 	ch := webhookChannel(g, "alerts-sign", "hook", rcv)
-	a, err := notify.NewAlert(usage.KindCapThreshold, "cap_test_1", time.Now(), notify.CapThreshold{Threshold: 50, Percent: 51})
+	a, err := notify.NewAlert(alertlog.KindCapThreshold, "cap_test_1", time.Now(), notify.CapThreshold{Threshold: 50, Percent: 51})
 	g.Expect(err).NotTo(HaveOccurred())
 	msg, err := notify.Render(a)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -455,7 +457,7 @@ func TestKeyExpiryWarnings(t *testing.T) {
 		for _, w := range accepted {
 			var env notify.Envelope
 			g.Expect(json.Unmarshal(w.Body, &env)).To(Succeed())
-			g.Expect(env.Type).To(Equal(usage.KindKeyExpiring))
+			g.Expect(env.Type).To(Equal(alertlog.KindKeyExpiring))
 			var d notify.KeyExpiring
 			g.Expect(json.Unmarshal(env.Data, &d)).To(Succeed())
 			out = append(out, fmt.Sprintf("%s:%d", d.Key.Name, d.DaysLeft))
@@ -495,16 +497,16 @@ func TestAlertHistoryListing(t *testing.T) {
 	ctx := context.Background()
 	srv := startServer(t, g)
 	fired := time.Date(2026, 11, 10, 8, 0, 0, 0, time.UTC)
-	alerts := make([]usage.Alert, 0, 3)
+	alerts := make([]alertlog.Alert, 0, 3)
 	for i, project := range []string{"chatbot", "video", "chatbot"} {
-		a, err := notify.NewAlert(usage.KindCapThreshold, fmt.Sprintf("cap_u%d_1_50", i), fired.Add(time.Duration(i)*time.Hour),
+		a, err := notify.NewAlert(alertlog.KindCapThreshold, fmt.Sprintf("cap_u%d_1_50", i), fired.Add(time.Duration(i)*time.Hour),
 			notify.CapThreshold{Project: project, Threshold: 50, Percent: 55})
 		g.Expect(err).NotTo(HaveOccurred())
 		a.Project, a.Namespace, a.Name, a.SourceUID, a.Threshold = project, project, "budget", fmt.Sprintf("u%d", i), 50
-		a.Deliveries = []usage.Delivery{{Channel: project + "/hook"}}
+		a.Deliveries = []alertlog.Delivery{{Channel: project + "/hook"}}
 		alerts = append(alerts, a)
 	}
-	_, err := srv.store.RecordAlerts(ctx, alerts)
+	_, err := srv.stores.Alerts.RecordAlerts(ctx, alerts)
 	g.Expect(err).NotTo(HaveOccurred())
 
 	reader := serviceAccountTokenWith(g, "alert-reader", rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group},
@@ -514,7 +516,7 @@ func TestAlertHistoryListing(t *testing.T) {
 	g.Expect(list.Alerts).To(HaveLen(2))
 	g.Expect(list.Alerts[0].ID).To(Equal("cap_u0_1_50"))
 	g.Expect(list.Alerts[0].Deliveries).To(HaveLen(1))
-	g.Expect(list.Alerts[0].Deliveries[0].State).To(Equal(usage.DeliveryPending))
+	g.Expect(list.Alerts[0].Deliveries[0].State).To(Equal(alertlog.DeliveryPending))
 	_, d := capData(g, list.Alerts[0].Payload)
 	g.Expect(d.Percent).To(BeEquivalentTo(55))
 
@@ -543,9 +545,9 @@ func TestAuditAPI(t *testing.T) {
 	reader := serviceAccountTokenWith(g, "audit-reader", rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group},
 		Resources: []string{"auditevents"}, Verbs: []string{"list"}})
 	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
-	entries := server.AuditRequest{Entries: []usage.AuditEntry{
+	entries := server.AuditRequest{Entries: []auditlog.Entry{
 		{ID: "a1", Time: at, Actor: "adm@example.com", Groups: []string{"system:authenticated"}, Action: "update", Kind: "Member",
-			Name: "alice", Changes: []usage.FieldChange{{Field: "spec.role", Old: "Developer", New: "Admin"}}},
+			Name: "alice", Changes: []auditlog.FieldChange{{Field: "spec.role", Old: "Developer", New: "Admin"}}},
 		{ID: "a2", Time: at.Add(time.Minute), Actor: "dev@example.com", Action: "create", Kind: "APIKey", Namespace: "chatbot", Name: "ci"},
 	}}
 	postAudit := func(token string, body any) (int, map[string]any) {
@@ -563,7 +565,7 @@ func TestAuditAPI(t *testing.T) {
 	}
 	code, _ := postAudit(writer, entries)
 	g.Expect(code).To(Equal(http.StatusOK))
-	code, out := postAudit(writer, server.AuditRequest{Entries: []usage.AuditEntry{{ID: "bad", Time: at, Actor: "x", Kind: "Member", Name: "y", Action: "patch"}}})
+	code, out := postAudit(writer, server.AuditRequest{Entries: []auditlog.Entry{{ID: "bad", Time: at, Actor: "x", Kind: "Member", Name: "y", Action: "patch"}}})
 	g.Expect(code).To(Equal(http.StatusBadRequest))
 	g.Expect(fmt.Sprint(out)).To(ContainSubstring("an action of create, update or delete"))
 	code, _ = postAudit(reader, entries)
@@ -640,7 +642,7 @@ func TestCapCycleOffTheHourAndUnpricedCalls(t *testing.T) {
 	accepted, _, _, _ := rcv.snapshot()
 	_, d := capData(g, accepted[0].Body)
 	g.Expect(d.UnpricedCalls).To(BeEquivalentTo(3))
-	msg, err := notify.Render(usage.Alert{ID: accepted[0].ID, Payload: accepted[0].Body})
+	msg, err := notify.Render(alertlog.Alert{ID: accepted[0].ID, Payload: accepted[0].Body})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(msg.Text).To(ContainSubstring("3 calls of this cycle used models with no price"))
 

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/minimax/platform-hub/internal/usage"
+	"github.com/minimax/platform-hub/internal/auditlog"
 )
 
 // AuditPath takes audit entries from the manager (POST) and lists them
@@ -21,13 +21,13 @@ const MaxAuditEntries = 1000
 
 // AuditRequest is the body of a POST to AuditPath.
 type AuditRequest struct {
-	Entries []usage.AuditEntry `json:"entries"`
+	Entries []auditlog.Entry `json:"entries"`
 }
 
 // AuditResponse is the answer to a GET of AuditPath.
 type AuditResponse struct {
 	// Entries are oldest first; under a limit, the newest are kept.
-	Entries []usage.AuditEntry `json:"entries"`
+	Entries []auditlog.Entry `json:"entries"`
 }
 
 func (s *Server) recordAudit(w http.ResponseWriter, r *http.Request) {
@@ -59,7 +59,7 @@ func (s *Server) recordAudit(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if err := s.Store.RecordAudit(r.Context(), req.Entries); err != nil {
+	if err := s.Audit.RecordAudit(r.Context(), req.Entries); err != nil {
 		s.Log.Error(err, "Recording audit entries", "entries", len(req.Entries))
 		writeError(w, http.StatusServiceUnavailable, errorBody{Message: storeUnavailable})
 		return
@@ -72,7 +72,7 @@ func (s *Server) recordAudit(w http.ResponseWriter, r *http.Request) {
 // 100000). With format=csv (or Accept: text/csv) the answer is CSV.
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := usage.AuditFilter{Actor: q.Get("actor"), Kind: q.Get("kind"), Namespace: q.Get("namespace"), Name: q.Get("name"), Limit: 1000}
+	f := auditlog.Filter{Actor: q.Get("actor"), Kind: q.Get("kind"), Namespace: q.Get("namespace"), Name: q.Get("name"), Limit: 1000}
 	if err := timeRange(q, &f.From, &f.To); err != nil {
 		writeError(w, http.StatusBadRequest, errorBody{Message: err.Error()})
 		return
@@ -85,7 +85,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
-	entries, err := s.Store.AuditEntries(r.Context(), f)
+	entries, err := s.Audit.AuditEntries(r.Context(), f)
 	if err != nil {
 		s.Log.Error(err, "Listing audit entries")
 		writeError(w, http.StatusServiceUnavailable, errorBody{Message: storeUnavailable})
@@ -96,14 +96,14 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if entries == nil {
-		entries = []usage.AuditEntry{}
+		entries = []auditlog.Entry{}
 	}
 	writeJSON(w, http.StatusOK, AuditResponse{Entries: entries})
 }
 
 // writeAuditCSV writes one row per entry (RFC 4180), field changes as
 // "field: old -> new", separated by "; ".
-func writeAuditCSV(w http.ResponseWriter, entries []usage.AuditEntry) {
+func writeAuditCSV(w http.ResponseWriter, entries []auditlog.Entry) {
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="audit.csv"`)
 	cw := csv.NewWriter(w)

@@ -19,10 +19,12 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/alertlog"
 	"github.com/minimax/platform-hub/internal/caps"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/scheme"
+	"github.com/minimax/platform-hub/internal/server"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -33,6 +35,7 @@ type capsEnv struct {
 	hubNamespace string
 	clock        *clocktesting.FakeClock
 	store        usage.Store
+	alerts       alertlog.Store
 	prices       *pricing.PriceList
 	caps         *caps.Reconciler
 	sent         int
@@ -46,18 +49,18 @@ func startCaps(t *testing.T, g Gomega, hubNamespace string) *capsEnv {
 }
 
 func newCapsEnv(t *testing.T, g Gomega, hubNamespace string) *capsEnv {
-	store, err := usage.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "usage.db"))
+	stores, err := server.OpenStores(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "usage.db"))
 	g.Expect(err).NotTo(HaveOccurred())
 	prices, err := pricing.New(&hubv1.PriceList{Chat: &hubv1.TokenPricing{Default: &hubv1.TokenPrice{
 		InputPer1MTokens: "1.00", OutputPer1MTokens: "1.00"}}})
 	g.Expect(err).NotTo(HaveOccurred())
-	e := &capsEnv{hubNamespace: hubNamespace, store: store, prices: prices,
+	e := &capsEnv{hubNamespace: hubNamespace, store: stores.Usage, alerts: stores.Alerts, prices: prices,
 		clock: clocktesting.NewFakeClock(time.Date(2026, 11, 20, 12, 0, 0, 0, time.UTC))}
 	t.Cleanup(func() {
 		if e.stop != nil {
 			e.stop()
 		}
-		_ = store.Close()
+		_ = stores.Close()
 	})
 	return e
 }
@@ -80,9 +83,9 @@ func (e *capsEnv) start(g Gomega, a *alerting) {
 	e.caps = &caps.Reconciler{Client: mgr.GetClient(), Store: e.store, Clock: e.clock, HubNamespace: e.hubNamespace,
 		Log: ctrl.Log, Resync: 200 * time.Millisecond, Prices: func() *pricing.PriceList { return e.prices }}
 	if a != nil {
-		outbox := &notify.Outbox{Client: mgr.GetClient(), Store: e.store, HubNamespace: e.hubNamespace}
+		outbox := &notify.Outbox{Client: mgr.GetClient(), Store: e.alerts, HubNamespace: e.hubNamespace}
 		if !a.noDispatch {
-			d := &notify.Dispatcher{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: e.store, Sender: a.sender,
+			d := &notify.Dispatcher{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: e.alerts, Sender: a.sender,
 				Clock: e.clock, Log: ctrl.Log.WithName("alerts"), Poll: 50 * time.Millisecond, MinBackoff: time.Minute}
 			g.Expect(mgr.Add(d)).To(Succeed())
 			outbox.Wake = d.Wake

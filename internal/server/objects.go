@@ -2,11 +2,10 @@ package server
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 
-	"github.com/minimax/platform-hub/internal/usage"
+	"github.com/minimax/platform-hub/internal/objects"
 )
 
 // Paths of the upstream object registry: which project owns each object
@@ -27,7 +26,7 @@ const (
 
 // ClaimRequest is the body of a claim.
 type ClaimRequest struct {
-	Objects []usage.Object `json:"objects"`
+	Objects []objects.Object `json:"objects"`
 }
 
 // ClaimResponse is the body of a successful claim.
@@ -62,9 +61,8 @@ func (s *Server) claimObjects(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	for i := range req.Objects {
-		var fe *usage.FieldError
-		if err := req.Objects[i].Validate(); errors.As(err, &fe) {
-			writeError(w, http.StatusUnprocessableEntity, errorBody{Message: fe.Message, Index: &i, Field: fmt.Sprintf("objects[%d].%s", i, fe.Field)})
+		if field, msg := req.Objects[i].Validate(); field != "" {
+			writeError(w, http.StatusUnprocessableEntity, errorBody{Message: msg, Index: &i, Field: fmt.Sprintf("objects[%d].%s", i, field)})
 			return
 		}
 	}

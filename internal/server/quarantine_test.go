@@ -12,6 +12,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/objects"
 	"github.com/minimax/platform-hub/internal/server"
 	"github.com/minimax/platform-hub/internal/testpg"
 	"github.com/minimax/platform-hub/internal/usage"
@@ -32,8 +33,9 @@ func TestPoisonEventIsQuarantined(t *testing.T) {
 	g.Expect(pg.WaitReady(waitCtx)).To(Succeed())
 	dsn, err := pg.NewDatabase(ctx, "poison")
 	g.Expect(err).NotTo(HaveOccurred())
-	store, err := usage.OpenPostgres(ctx, dsn)
+	stores, err := server.OpenStores(ctx, dsn)
 	g.Expect(err).NotTo(HaveOccurred())
+	store := stores.Usage
 	db, err := sql.Open("pgx", dsn)
 	g.Expect(err).NotTo(HaveOccurred())
 	defer func() { _ = db.Close() }()
@@ -47,7 +49,7 @@ func TestPoisonEventIsQuarantined(t *testing.T) {
 	_, err = db.ExecContext(ctx, `CREATE TRIGGER refuse_poison BEFORE INSERT ON usage_events FOR EACH ROW EXECUTE FUNCTION refuse_poison()`)
 	g.Expect(err).NotTo(HaveOccurred())
 
-	srv := startServerWith(t, g, store)
+	srv := startServerWith(t, g, stores)
 	token := serviceAccountToken(g, "gateway", true)
 	batch := make([]usage.Event, 0, 100)
 	for i := range 100 {
@@ -112,14 +114,14 @@ func TestObjectRegistry(t *testing.T) {
 		Resources: []string{"upstreamobjects"}, Verbs: []string{"create", "get"}})
 	claims, owners := srv.url+server.ObjectsPath, srv.url+server.ObjectOwnersPath
 
-	code, body := postTo(g, claims, token, server.ClaimRequest{Objects: []usage.Object{
+	code, body := postTo(g, claims, token, server.ClaimRequest{Objects: []objects.Object{
 		{Kind: "file", ID: "file-1", Project: "alpha"}, {Kind: "file", ID: "file-2", Project: "beta"}}})
 	g.Expect(code).To(Equal(http.StatusOK), "%v", body)
 	g.Expect(body).To(Equal(map[string]any{"claimed": 2.0}))
-	code, body = postTo(g, claims, token, server.ClaimRequest{Objects: []usage.Object{{Kind: "file", ID: "file-1", Project: "beta"}}})
+	code, body = postTo(g, claims, token, server.ClaimRequest{Objects: []objects.Object{{Kind: "file", ID: "file-1", Project: "beta"}}})
 	g.Expect(code).To(Equal(http.StatusConflict))
 	g.Expect(errorMessage(body)).To(ContainSubstring(`file file-1 belongs to project "alpha"`))
-	code, body = postTo(g, claims, token, server.ClaimRequest{Objects: []usage.Object{{Kind: "file", ID: "", Project: "beta"}}})
+	code, body = postTo(g, claims, token, server.ClaimRequest{Objects: []objects.Object{{Kind: "file", ID: "", Project: "beta"}}})
 	g.Expect(code).To(Equal(http.StatusUnprocessableEntity))
 	g.Expect(body["error"]).To(HaveKeyWithValue("field", "objects[0].id"))
 

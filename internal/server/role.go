@@ -3,12 +3,10 @@ package server
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -28,12 +26,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/alertlog"
+	"github.com/minimax/platform-hub/internal/auditlog"
 	"github.com/minimax/platform-hub/internal/caps"
 	"github.com/minimax/platform-hub/internal/invitations"
 	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/notify"
+	"github.com/minimax/platform-hub/internal/objects"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/scheme"
+	"github.com/minimax/platform-hub/internal/sqldb"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -104,28 +106,61 @@ type Options struct {
 // DefaultAlertRetention keeps alert history for 12 months.
 const DefaultAlertRetention = 366 * 24 * time.Hour
 
-// OpenStore opens the store a URL names: "sqlite:<path>" or postgres://.
-func OpenStore(ctx context.Context, url string) (usage.Store, error) {
-	switch {
-	case strings.HasPrefix(url, "sqlite:"):
-		path := strings.TrimPrefix(url, "sqlite:")
-		if path == "" {
-			return nil, errors.New(`--store sqlite: needs a file path, such as sqlite:/var/lib/hub/usage.db`)
-		}
-		return usage.OpenSQLite(ctx, filepath.Clean(path))
-	case strings.HasPrefix(url, "postgres://"), strings.HasPrefix(url, "postgresql://"):
-		return usage.OpenPostgres(ctx, url)
-	}
-	return nil, fmt.Errorf("--store must be sqlite:<path> or a postgres:// URL, not %q", url)
+// Stores are the server's stores, each of one concern, over one database
+// (which the server owns).
+type Stores struct {
+	DB      *sqldb.DB
+	Usage   usage.Store
+	Alerts  alertlog.Store
+	Audit   auditlog.Store
+	Objects objects.Store
 }
+
+// OpenStores opens the database a URL names ("sqlite:<path>" or a
+// postgres:// URL) and every store in it, creating their tables if needed.
+func OpenStores(ctx context.Context, url string) (*Stores, error) {
+	db, err := sqldb.Open(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	s, err := NewStores(ctx, db)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// NewStores returns every store in db, creating their tables if needed.
+func NewStores(ctx context.Context, db *sqldb.DB) (*Stores, error) {
+	s := &Stores{DB: db}
+	var err error
+	if s.Usage, err = usage.New(ctx, db); err != nil {
+		return nil, err
+	}
+	if s.Alerts, err = alertlog.New(ctx, db); err != nil {
+		return nil, err
+	}
+	if s.Audit, err = auditlog.New(ctx, db); err != nil {
+		return nil, err
+	}
+	if s.Objects, err = objects.New(ctx, db); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Stores) Close() error { return s.DB.Close() }
 
 // NewManager builds the server role's manager: the HTTP API as a runnable on
 // every replica, the Organization watched for prices, and retention.
 func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manager, usage.Store, error) {
-	store, err := OpenStore(ctx, opts.StoreURL)
+	stores, err := OpenStores(ctx, opts.StoreURL)
 	if err != nil {
 		return nil, nil, err
 	}
+	store := stores.Usage
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme.New(),
 		Metrics:                       metricsOptions(opts),
@@ -137,15 +172,17 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		Controller:                    config.Controller{SkipNameValidation: &opts.SkipControllerNameValidation},
 	})
 	if err != nil {
-		_ = store.Close()
+		_ = stores.Close()
 		return nil, nil, err
 	}
 	s := &Server{
 		Store:   store,
+		Alerts:  stores.Alerts,
+		Audit:   stores.Audit,
 		Auth:    &Authorizer{Client: mgr.GetClient(), Clock: clock.RealClock{}},
 		Metrics: metrics.NewUsageMetrics(ctrlmetrics.Registry),
 		Log:     ctrl.Log.WithName("server"),
-		Objects: usage.Objects(store),
+		Objects: stores.Objects,
 	}
 	prices := &pricesReconciler{Client: mgr.GetClient(), server: s}
 	if err := prices.setup(mgr); err != nil {
@@ -160,11 +197,11 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	// Thresholds fire once per cycle because the cycle's alerts are still
 	// in the store; pending deliveries need theirs until given up.
 	if least := max(31*24*time.Hour, opts.AlertRetryFor); opts.AlertRetention < least {
-		_ = store.Close()
+		_ = stores.Close()
 		return nil, nil, fmt.Errorf("--alert-retention must be at least %v (a billing cycle, and --alert-retry-for), not %v",
 			least, opts.AlertRetention)
 	}
-	if err := mgr.Add(&retention{store: store, events: opts.EventRetention, rollups: opts.RollupRetention, alerts: opts.AlertRetention,
+	if err := mgr.Add(&retention{stores: stores, events: opts.EventRetention, rollups: opts.RollupRetention, alerts: opts.AlertRetention,
 		audit: opts.AlertRetention}); err != nil {
 		return nil, nil, err
 	}
@@ -201,7 +238,7 @@ func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 		opts.Clock = clock.RealClock{}
 	}
 	dispatcher := &notify.Dispatcher{
-		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: s.Store, Clock: opts.Clock,
+		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: s.Alerts, Clock: opts.Clock,
 		Log:  ctrl.Log.WithName("alerts"),
 		Poll: opts.AlertPoll, RetryFor: opts.AlertRetryFor, MinBackoff: opts.AlertMinBackoff,
 		Sender: &notify.Sender{Reader: mgr.GetAPIReader(),
@@ -218,7 +255,7 @@ func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 		return err
 	}
 	s.Invitations = &invitations.Handler{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Clock: opts.Clock}
-	outbox := &notify.Outbox{Client: mgr.GetClient(), Store: s.Store, HubNamespace: opts.HubNamespace, Wake: dispatcher.Wake}
+	outbox := &notify.Outbox{Client: mgr.GetClient(), Store: s.Alerts, HubNamespace: opts.HubNamespace, Wake: dispatcher.Wake}
 	warner := &notify.ExpiryWarner{Client: mgr.GetClient(), Outbox: outbox, Clock: opts.Clock, DashboardURL: opts.DashboardURL}
 	if err := warner.SetupWithManager(mgr); err != nil {
 		return err
@@ -335,7 +372,7 @@ func (h *httpRunnable) Start(ctx context.Context) error {
 
 // retention prunes the store hourly, on the leader only.
 type retention struct {
-	store                          usage.Store
+	stores                         *Stores
 	events, rollups, alerts, audit time.Duration
 }
 
@@ -347,13 +384,13 @@ func (r *retention) Start(ctx context.Context) error {
 	defer ticker.Stop()
 	for {
 		now := time.Now()
-		if err := r.store.Prune(ctx, now.Add(-r.events), now.Add(-r.rollups)); err != nil && ctx.Err() == nil {
+		if err := r.stores.Usage.Prune(ctx, now.Add(-r.events), now.Add(-r.rollups)); err != nil && ctx.Err() == nil {
 			log.Error(err, "Pruning usage")
 		}
-		if err := r.store.PruneAlerts(ctx, now.Add(-r.alerts)); err != nil && ctx.Err() == nil {
+		if err := r.stores.Alerts.PruneAlerts(ctx, now.Add(-r.alerts)); err != nil && ctx.Err() == nil {
 			log.Error(err, "Pruning alert history")
 		}
-		if err := r.store.PruneAudit(ctx, now.Add(-r.audit)); err != nil && ctx.Err() == nil {
+		if err := r.stores.Audit.PruneAudit(ctx, now.Add(-r.audit)); err != nil && ctx.Err() == nil {
 			log.Error(err, "Pruning the audit log")
 		}
 		select {

@@ -14,7 +14,10 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/minimax/platform-hub/internal/alertlog"
+	"github.com/minimax/platform-hub/internal/auditlog"
 	"github.com/minimax/platform-hub/internal/metrics"
+	"github.com/minimax/platform-hub/internal/objects"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/usage"
 )
@@ -41,7 +44,11 @@ type Prices struct {
 
 // Server serves the server role's HTTP API.
 type Server struct {
+	// Store keeps usage; Alerts the alert outbox and history; Audit the
+	// audit log.
 	Store   usage.Store
+	Alerts  alertlog.Store
+	Audit   auditlog.Store
 	Auth    *Authorizer
 	Metrics *metrics.UsageMetrics
 	Log     logr.Logger
@@ -58,7 +65,7 @@ type Server struct {
 
 	// Objects, when set, is the registry of upstream objects, served at
 	// ObjectsPath and ObjectOwnersPath.
-	Objects usage.ObjectStore
+	Objects objects.Store
 }
 
 // CapTracker is what the server tells the spending caps of ingest, so that

@@ -106,28 +106,32 @@ func serviceAccountTokenWith(g Gomega, name string, rules ...rbacv1.PolicyRule) 
 }
 
 type testServer struct {
-	url   string
-	store usage.Store
-	reg   *prometheus.Registry
+	url    string
+	store  usage.Store
+	stores *server.Stores
+	reg    *prometheus.Registry
 }
 
 func startServer(t *testing.T, g Gomega) *testServer {
-	store, err := usage.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "usage.db"))
+	stores, err := server.OpenStores(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "usage.db"))
 	g.Expect(err).NotTo(HaveOccurred())
-	return startServerWith(t, g, store)
+	return startServerWith(t, g, stores)
 }
 
-// startServerWith serves store, which it closes at the end of the test.
-func startServerWith(t *testing.T, g Gomega, store usage.Store) *testServer {
-	t.Cleanup(func() { _ = store.Close() })
+// startServerWith serves stores, which it closes at the end of the test.
+func startServerWith(t *testing.T, g Gomega, stores *server.Stores) *testServer {
+	store := stores.Usage
+	t.Cleanup(func() { _ = stores.Close() })
 	reg := prometheus.NewRegistry()
 	prices, err := pricing.New(&hubv1.PriceList{Chat: &hubv1.TokenPricing{Models: []hubv1.ModelTokenPrice{{
 		Name: "MiniMax-M2", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20"},
 	}}}})
 	g.Expect(err).NotTo(HaveOccurred())
 	srv := &server.Server{
-		Objects: usage.Objects(store),
+		Objects: stores.Objects,
 		Store:   store,
+		Alerts:  stores.Alerts,
+		Audit:   stores.Audit,
 		Auth:    &server.Authorizer{Client: k8sClient, Clock: clock.RealClock{}},
 		Metrics: metrics.NewUsageMetrics(reg),
 		Log:     ctrl.Log,
@@ -135,7 +139,7 @@ func startServerWith(t *testing.T, g Gomega, store usage.Store) *testServer {
 	srv.SetPrices(&server.Prices{List: prices, Currency: "USD"})
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return &testServer{url: hs.URL, store: store, reg: reg}
+	return &testServer{url: hs.URL, store: store, stores: stores, reg: reg}
 }
 
 func post(g Gomega, url, token string, body any) (int, map[string]any) {

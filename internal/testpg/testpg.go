@@ -15,10 +15,13 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"testing"
 	"time"
 
 	// The pgx driver, registered as "pgx".
 	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/minimax/platform-hub/internal/sqldb"
 )
 
 // binDirs are where PostgreSQL's server programs may be.
@@ -155,5 +158,81 @@ func (s *Server) WaitReady(ctx context.Context) error {
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
 		}
+	}
+}
+
+// Run starts a server for a test package, runs its tests, and stops the
+// server: the body of a TestMain, which sets *into for the tests.
+func Run(m *testing.M, into **Server) int {
+	s, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "starting PostgreSQL for the tests:", err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	err = s.WaitReady(ctx)
+	cancel()
+	code := 1
+	if err == nil {
+		*into = s
+		code = m.Run()
+	} else {
+		fmt.Fprintln(os.Stderr, "PostgreSQL did not come up:", err)
+	}
+	if err := s.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	return code
+}
+
+// Databases are the databases a store's test suite runs on, by name: a new
+// SQLite file, and a new database of s. Each is closed when its test ends.
+func Databases(s *Server) map[string]func(t *testing.T) *sqldb.DB {
+	return map[string]func(t *testing.T) *sqldb.DB{
+		"sqlite": func(t *testing.T) *sqldb.DB {
+			db, err := sqldb.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "hub.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			return db
+		},
+		"postgres": func(t *testing.T) *sqldb.DB {
+			ctx := context.Background()
+			dsn, err := s.NewDatabase(ctx, fmt.Sprintf("t%d", time.Now().UnixNano()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			db, err := sqldb.OpenPostgres(ctx, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = db.Close() })
+			return db
+		},
+	}
+}
+
+// Case is one test of a store's suite.
+type Case[S any] struct {
+	Name string
+	Run  func(t *testing.T, s S)
+}
+
+// RunSuite runs a store's suite on every database of Databases, each case
+// on a fresh store that open makes in a fresh database.
+func RunSuite[S any](t *testing.T, s *Server, open func(context.Context, *sqldb.DB) (S, error), suite []Case[S]) {
+	for name, db := range Databases(s) {
+		t.Run(name, func(t *testing.T) {
+			for _, tc := range suite {
+				t.Run(tc.Name, func(t *testing.T) {
+					store, err := open(context.Background(), db(t))
+					if err != nil {
+						t.Fatal(err)
+					}
+					tc.Run(t, store)
+				})
+			}
+		})
 	}
 }

@@ -177,7 +177,7 @@ func bucketStart(t time.Time, q Query) time.Time {
 // sumRollups adds the rollups of the hours that come whole from them.
 func (s *sqlStore) sumRollups(ctx context.Context, q Query, groupCols []string, plan *hourPlan, acc *bucketSet) error {
 	args := []any{plan.first, plan.end}
-	where := fmt.Sprintf("hour >= %s AND hour < %s", s.d.placeholder(1), s.d.placeholder(2)) + plan.notFromRollups(q.From)
+	where := fmt.Sprintf("hour >= %s AND hour < %s", s.d.Placeholder(1), s.d.Placeholder(2)) + plan.notFromRollups(q.From)
 	where, args = s.filterSQL(where, args, q.Filter)
 	keys := strings.Join(append([]string{"hour"}, groupCols...), ", ")
 	summed := fmt.Sprintf(`SELECT %s, SUM(calls), SUM(input_tokens), SUM(output_tokens), SUM(video_seconds),
@@ -313,7 +313,7 @@ func (s *sqlStore) scanUsage(ctx context.Context, query string, args []any, grou
 // pruned (the zero time if never).
 func (s *sqlStore) eventsPrunedBefore(ctx context.Context) (time.Time, error) {
 	var micros int64
-	err := s.db.QueryRowContext(ctx, "SELECT value FROM usage_meta WHERE name = "+s.d.placeholder(1), metaEventsPrunedBefore).Scan(&micros)
+	err := s.db.QueryRowContext(ctx, "SELECT value FROM usage_meta WHERE name = "+s.d.Placeholder(1), metaEventsPrunedBefore).Scan(&micros)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return time.Time{}, nil

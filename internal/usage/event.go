@@ -9,12 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strings"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/sqldb"
 )
 
 // Event is one metered API call. Events carry public key IDs, never keys.
@@ -160,22 +158,9 @@ func (e *Event) problem() (field, msg string) {
 	return e.quantityProblem()
 }
 
-// TextProblem says what is wrong with a text field of at most max bytes, if
-// anything: it must be valid UTF-8 without control characters (PostgreSQL
-// refuses NUL in text, and no name needs them).
-func TextProblem(s string, max int, required bool) string {
-	switch {
-	case s == "" && required:
-		return "is required"
-	case len(s) > max:
-		return fmt.Sprintf("must be at most %d bytes", max)
-	case !utf8.ValidString(s):
-		return "must be valid UTF-8"
-	case strings.ContainsFunc(s, unicode.IsControl):
-		return "must not contain control characters"
-	}
-	return ""
-}
+// TextProblem says what is wrong with a text field of at most max bytes,
+// if anything (see sqldb.TextProblem).
+func TextProblem(s string, max int, required bool) string { return sqldb.TextProblem(s, max, required) }
 
 func (e *Event) quantityProblem() (field, msg string) {
 	for _, q := range []struct {

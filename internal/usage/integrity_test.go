@@ -288,35 +288,3 @@ func TestOlderSchemaGainsFlags(t *testing.T) {
 		})
 	}
 }
-
-var objectSuite = []storeCase{
-	{"an upstream object belongs to the first project that claims it", func(t *testing.T, s usage.Store) {
-		g := NewWithT(t)
-		ctx := context.Background()
-		objects, ok := s.(usage.ObjectStore)
-		g.Expect(ok).To(BeTrue(), "every store keeps object owners")
-		conflicts, err := objects.ClaimObjects(ctx, []usage.Object{
-			{Kind: "file", ID: "file-a", Project: "p1"}, {Kind: "file", ID: "file-b", Project: "p2"},
-			{Kind: "video_task", ID: "file-a", Project: "p2"}, // another kind, another object
-		})
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(conflicts).To(BeEmpty())
-		conflicts, err = objects.ClaimObjects(ctx, []usage.Object{{Kind: "file", ID: "file-a", Project: "p1"}, {Kind: "file", ID: "file-a", Project: "p2"}})
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(conflicts).To(Equal([]usage.Object{{Kind: "file", ID: "file-a", Project: "p1"}}), "a claim again is a no-op; another project's is refused")
-		owners, err := objects.ObjectOwners(ctx, "file", []string{"file-a", "file-b", "file-c"})
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(owners).To(Equal(map[string]string{"file-a": "p1", "file-b": "p2"}))
-		many := make([]string, 0, 1200)
-		for i := range 1200 {
-			many = append(many, fmt.Sprintf("x-%d", i))
-		}
-		owners, err = objects.ObjectOwners(ctx, "file", append(many, "file-b"))
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(owners).To(Equal(map[string]string{"file-b": "p2"}))
-		_, err = objects.ClaimObjects(ctx, []usage.Object{{Kind: "file", ID: "bad\x00id", Project: "p1"}})
-		g.Expect(err).To(MatchError(ContainSubstring("id: must not contain control characters")))
-	}},
-}
-
-func init() { storeSuite = append(storeSuite, objectSuite...) }

@@ -10,36 +10,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/minimax/platform-hub/internal/pricing"
-)
-
-// dialect is what differs between the SQL databases.
-type dialect struct {
-	name string
-	// placeholder returns the placeholder of the i-th argument (from 1).
-	placeholder func(i int) string
-	// greatest is the two-argument maximum function.
-	greatest string
-	// tableOptions ends the CREATE TABLE statements. SQLite stores tables
-	// by their primary key WITHOUT ROWID, so a table with a text key is one
-	// B-tree instead of two (measured: a tenth faster ingest).
-	tableOptions string
-	// migrationLock, when set, runs first in the schema transaction so that
-	// replicas starting together do not race to create the same tables.
-	migrationLock string
-	// columnExists counts the columns named $2 of table $1 (0 or 1).
-	columnExists string
-}
-
-var (
-	sqliteDialect = dialect{name: "sqlite", placeholder: func(int) string { return "?" }, greatest: "max", tableOptions: " WITHOUT ROWID",
-		columnExists: "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?"}
-	postgresDialect = dialect{name: "postgres", placeholder: func(i int) string { return fmt.Sprintf("$%d", i) }, greatest: "GREATEST",
-		migrationLock: "SELECT pg_advisory_xact_lock(7486375001)",
-		columnExists:  "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2"}
+	"github.com/minimax/platform-hub/internal/sqldb"
 )
 
 // schema is the same for both databases: times are integers (microseconds
@@ -116,8 +90,8 @@ var schema = []string{
 
 // addedColumns are columns added to tables after their first release:
 // CREATE TABLE IF NOT EXISTS leaves an older table as it was.
-var addedColumns = []struct{ table, column, definition string }{
-	{"usage_events", flagsField, "TEXT NOT NULL DEFAULT ''"},
+var addedColumns = []sqldb.Column{
+	{Table: "usage_events", Name: flagsField, Definition: "TEXT NOT NULL DEFAULT ''"},
 }
 
 // metaEventsPrunedBefore names the instant (Unix microseconds) before which
@@ -126,42 +100,58 @@ const metaEventsPrunedBefore = "events_pruned_before"
 
 // sqlStore implements Store on database/sql for SQLite and PostgreSQL.
 type sqlStore struct {
-	db *sql.DB
-	d  dialect
-	// stmts caches prepared statements by kind and row count.
-	stmts sync.Map
+	db *sqldb.DB
+	d  sqldb.Dialect
+	// own is set when closing the store closes the database.
+	own bool
 }
 
-func (s *sqlStore) migrate(ctx context.Context) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
-	stmts := slices.Concat(schema, alertSchema, auditSchema, objectSchema)
-	if s.d.migrationLock != "" {
-		stmts = append([]string{s.d.migrationLock}, stmts...)
-	}
-	for _, stmt := range stmts {
-		stmt = strings.ReplaceAll(stmt, "%TABLE_OPTIONS%", s.d.tableOptions)
-		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("creating the %s usage schema: %w", s.d.name, err)
-		}
-	}
-	for _, c := range addedColumns {
-		var n int
-		if err := tx.QueryRowContext(ctx, s.d.columnExists, c.table, c.column).Scan(&n); err != nil {
-			return fmt.Errorf("reading the %s usage schema: %w", s.d.name, err)
-		}
-		if n > 0 {
-			continue
-		}
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s %s", c.table, c.column, c.definition)); err != nil {
-			return fmt.Errorf("adding %s.%s to the %s usage schema: %w", c.table, c.column, s.d.name, err)
-		}
-	}
-	return tx.Commit()
+// New returns the usage store in db, creating its tables if needed.
+// Closing the store does not close db.
+func New(ctx context.Context, db *sqldb.DB) (Store, error) {
+	return newStore(ctx, db, false)
 }
+
+func newStore(ctx context.Context, db *sqldb.DB, own bool) (*sqlStore, error) {
+	if err := db.Migrate(ctx, "usage", schema, addedColumns); err != nil {
+		return nil, err
+	}
+	return &sqlStore{db: db, d: db.D, own: own}, nil
+}
+
+// OpenSQLite opens (creating if needed) a SQLite database at path with the
+// usage store in it; closing the store closes the database.
+func OpenSQLite(ctx context.Context, path string) (Store, error) {
+	db, err := sqldb.OpenSQLite(ctx, path)
+	return open(ctx, db, err)
+}
+
+// OpenPostgres opens the PostgreSQL database at dsn with the usage store in
+// it; closing the store closes the database.
+func OpenPostgres(ctx context.Context, dsn string) (Store, error) {
+	db, err := sqldb.OpenPostgres(ctx, dsn)
+	return open(ctx, db, err)
+}
+
+func open(ctx context.Context, db *sqldb.DB, err error) (Store, error) {
+	if err != nil {
+		return nil, err
+	}
+	s, err := newStore(ctx, db, true)
+	if err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// prepared returns the statement of a kind for a number of rows.
+func (s *sqlStore) prepared(ctx context.Context, kind string, rows int, build func(*sqlStore, int) string) (*sql.Stmt, error) {
+	return s.db.Prepared(ctx, kind, rows, func(rows int) string { return build(s, rows) })
+}
+
+// values writes the placeholders of n arguments after the first after.
+func (s *sqlStore) values(b *strings.Builder, after, n int) { s.db.Values(b, after, n) }
 
 const eventColumns = "id, ts, project, key_id, service, endpoint, model, input_tokens, output_tokens, video_seconds, storage_byte_hours, status_code, flags"
 
@@ -255,7 +245,7 @@ func (s *sqlStore) insertEvents(ctx context.Context, tx *sql.Tx, events []Event,
 	if isNew != nil {
 		kind, build = "events-returning", insertEventsSQL(true)
 	}
-	for _, chunk := range splitBatch(events) {
+	for _, chunk := range sqldb.SplitBatch(events) {
 		stmt, err := s.prepared(ctx, kind, len(chunk), build)
 		if err != nil {
 			return err
@@ -340,7 +330,7 @@ func (s *sqlStore) upsertRollups(ctx context.Context, tx *sql.Tx, rollups map[ro
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, rollupKey.compare)
-	for _, chunk := range splitBatch(keys) {
+	for _, chunk := range sqldb.SplitBatch(keys) {
 		stmt, err := s.prepared(ctx, "rollups", len(chunk), upsertRollupsSQL)
 		if err != nil {
 			return err
@@ -371,7 +361,7 @@ func upsertActivitySQL(s *sqlStore, rows int) string {
 		s.values(&b, i*4, 4)
 	}
 	b.WriteString(` ON CONFLICT (project, key_id) DO UPDATE SET
-		last_ts = ` + s.d.greatest + `(usage_key_activity.last_ts, excluded.last_ts),
+		last_ts = ` + s.d.Greatest + `(usage_key_activity.last_ts, excluded.last_ts),
 		updated = excluded.updated`)
 	return b.String()
 }
@@ -417,7 +407,7 @@ func (s *sqlStore) upsertActivity(ctx context.Context, tx *sql.Tx, activity map[
 	}
 	slices.SortFunc(keys, func(a, b [2]string) int { return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1])) })
 	now := time.Now().UnixMicro()
-	for _, chunk := range splitBatch(keys) {
+	for _, chunk := range sqldb.SplitBatch(keys) {
 		stmt, err := s.prepared(ctx, "activity", len(chunk), upsertActivitySQL)
 		if err != nil {
 			return err
@@ -433,93 +423,6 @@ func (s *sqlStore) upsertActivity(ctx context.Context, tx *sql.Tx, activity map[
 	return nil
 }
 
-// batchRows are the row counts of the multi-row statements the store
-// prepares. A batch is split greedily into them, so each kind of statement
-// has at most len(batchRows) prepared forms and no batch is parsed anew
-// (parsing a 1,000-row statement cost a fifth of ingest, measured).
-var batchRows = []int{256, 64, 16, 4, 1}
-
-func splitBatch[T any](items []T) [][]T {
-	var out [][]T
-	for _, size := range batchRows {
-		for len(items) >= size {
-			out = append(out, items[:size])
-			items = items[size:]
-		}
-	}
-	return out
-}
-
-// prepared returns the statement of a kind for a number of rows, preparing
-// it on first use.
-func (s *sqlStore) prepared(ctx context.Context, kind string, rows int, build func(*sqlStore, int) string) (*sql.Stmt, error) {
-	key := fmt.Sprintf("%s/%d", kind, rows)
-	if stmt, ok := s.stmts.Load(key); ok {
-		return stmt.(*sql.Stmt), nil
-	}
-	stmt, err := s.db.PrepareContext(ctx, build(s, rows))
-	if err != nil {
-		return nil, fmt.Errorf("preparing %s statement: %w", kind, err)
-	}
-	if prev, loaded := s.stmts.LoadOrStore(key, stmt); loaded {
-		_ = stmt.Close()
-		return prev.(*sql.Stmt), nil
-	}
-	return stmt, nil
-}
-
-// values writes "(p1, p2, ...)" for n arguments after the first `after`.
-func (s *sqlStore) values(b *strings.Builder, after, n int) {
-	b.WriteString("(")
-	for i := 1; i <= n; i++ {
-		if i > 1 {
-			b.WriteString(",")
-		}
-		b.WriteString(s.d.placeholder(after + i))
-	}
-	b.WriteString(")")
-}
-
-// conds collects the conditions of a WHERE clause, numbering the
-// placeholders as the dialect wants them.
-type conds struct {
-	d     dialect
-	where []string
-	args  []any
-}
-
-// add adds cond, whose one "?" stands for v.
-func (c *conds) add(cond string, v any) {
-	c.args = append(c.args, v)
-	c.where = append(c.where, strings.ReplaceAll(cond, "?", c.d.placeholder(len(c.args))))
-}
-
-// timeRange bounds the microsecond column col to [from, to); a zero bound
-// is no bound.
-func (c *conds) timeRange(col string, from, to time.Time) {
-	if !from.IsZero() {
-		c.add(col+" >= ?", from.UnixMicro())
-	}
-	if !to.IsZero() {
-		c.add(col+" < ?", to.UnixMicro())
-	}
-}
-
-// equal requires col = v, unless v is empty.
-func (c *conds) equal(col, v string) {
-	if v != "" {
-		c.add(col+" = ?", v)
-	}
-}
-
-// sql is the WHERE clause, or nothing.
-func (c *conds) sql() string {
-	if len(c.where) == 0 {
-		return ""
-	}
-	return " WHERE " + strings.Join(c.where, " AND ")
-}
-
 func (s *sqlStore) filterSQL(where string, args []any, f Filter) (string, []any) {
 	for _, c := range []struct {
 		dim Dimension
@@ -529,7 +432,7 @@ func (s *sqlStore) filterSQL(where string, args []any, f Filter) (string, []any)
 	} {
 		if c.val != "" {
 			args = append(args, c.val)
-			where += fmt.Sprintf(" AND %s = %s", dimensionColumns[c.dim], s.d.placeholder(len(args)))
+			where += fmt.Sprintf(" AND %s = %s", dimensionColumns[c.dim], s.d.Placeholder(len(args)))
 		}
 	}
 	if f.Owners != nil {
@@ -539,7 +442,7 @@ func (s *sqlStore) filterSQL(where string, args []any, f Filter) (string, []any)
 		marks := make([]string, 0, len(f.Owners))
 		for _, o := range f.Owners {
 			args = append(args, o)
-			marks = append(marks, s.d.placeholder(len(args)))
+			marks = append(marks, s.d.Placeholder(len(args)))
 		}
 		where += " AND key_id IN (SELECT key_id FROM usage_key_owners WHERE owner IN (" + strings.Join(marks, ", ") + "))"
 	}
@@ -556,7 +459,7 @@ func (s *sqlStore) RecordKeyOwners(ctx context.Context, owners []KeyOwner) error
 		return fmt.Errorf("recording key owners: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	p := s.d.placeholder
+	p := s.d.Placeholder
 	stmt := fmt.Sprintf(`INSERT INTO usage_key_owners (key_id, project, owner, updated) VALUES (%s, %s, %s, %s)
 		ON CONFLICT (key_id) DO UPDATE SET project = excluded.project, owner = excluded.owner, updated = excluded.updated`,
 		p(1), p(2), p(3), p(4))
@@ -572,7 +475,7 @@ func (s *sqlStore) RecordKeyOwners(ctx context.Context, owners []KeyOwner) error
 // Events implements Store.
 func (s *sqlStore) Events(ctx context.Context, f EventFilter, fn func(Event) error) error {
 	args := []any{f.From.UnixMicro(), f.To.UnixMicro()}
-	where := fmt.Sprintf("ts >= %s AND ts < %s", s.d.placeholder(1), s.d.placeholder(2))
+	where := fmt.Sprintf("ts >= %s AND ts < %s", s.d.Placeholder(1), s.d.Placeholder(2))
 	where, args = s.filterSQL(where, args, f.Filter)
 	query := "SELECT " + eventColumns + " FROM usage_events WHERE " + where + " ORDER BY ts, id"
 	if f.Limit > 0 {
@@ -604,7 +507,7 @@ func (s *sqlStore) Events(ctx context.Context, f EventFilter, fn func(Event) err
 // LastUsed implements Store.
 func (s *sqlStore) LastUsed(ctx context.Context, since time.Time) ([]KeyActivity, error) {
 	rows, err := s.db.QueryContext(ctx, "SELECT project, key_id, last_ts, updated FROM usage_key_activity WHERE updated >= "+
-		s.d.placeholder(1), since.UnixMicro())
+		s.d.Placeholder(1), since.UnixMicro())
 	if err != nil {
 		return nil, fmt.Errorf("reading key activity: %w", err)
 	}
@@ -625,9 +528,9 @@ func (s *sqlStore) LastUsed(ctx context.Context, since time.Time) ([]KeyActivity
 // Prune implements Store. How far events are pruned is recorded first, so
 // that no aggregation counts on events that are gone.
 func (s *sqlStore) Prune(ctx context.Context, eventsBefore, rollupsBefore time.Time) error {
-	p := s.d.placeholder
+	p := s.d.Placeholder
 	_, err := s.db.ExecContext(ctx, fmt.Sprintf(`INSERT INTO usage_meta (name, value) VALUES (%s, %s)
-		ON CONFLICT (name) DO UPDATE SET value = %s(usage_meta.value, excluded.value)`, p(1), p(2), s.d.greatest),
+		ON CONFLICT (name) DO UPDATE SET value = %s(usage_meta.value, excluded.value)`, p(1), p(2), s.d.Greatest),
 		metaEventsPrunedBefore, eventsBefore.UnixMicro())
 	if err != nil {
 		return fmt.Errorf("pruning usage: %w", err)
@@ -648,7 +551,7 @@ func (s *sqlStore) Quarantine(ctx context.Context, events []Event, reason string
 		return fmt.Errorf("quarantining usage events: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	p := s.d.placeholder
+	p := s.d.Placeholder
 	stmt := fmt.Sprintf(`INSERT INTO usage_quarantine (id, received, reason, event) VALUES (%s, %s, %s, %s)
 		ON CONFLICT (id) DO NOTHING`, p(1), p(2), p(3), p(4))
 	now := time.Now().UnixMicro()
@@ -710,11 +613,10 @@ func splitFlags(s string) []Flag {
 	return out
 }
 
-// Close implements Store.
+// Close implements Store: it closes the database only if the store opened it.
 func (s *sqlStore) Close() error {
-	s.stmts.Range(func(_, stmt any) bool {
-		_ = stmt.(*sql.Stmt).Close()
-		return true
-	})
-	return s.db.Close()
+	if s.own {
+		return s.db.Close()
+	}
+	return nil
 }

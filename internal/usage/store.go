@@ -40,12 +40,6 @@ type Store interface {
 	// Quarantined lists up to limit quarantined events, oldest first.
 	Quarantined(ctx context.Context, limit int) ([]QuarantinedEvent, error)
 
-	// AlertStore is the alert outbox and history.
-	AlertStore
-
-	// AuditStore is the audit log of changes to hub resources.
-	AuditStore
-
 	// RecordKeyOwners records who owns each key ID, for usage by owner
 	// (group spending caps). A key ID keeps its last recorded owner.
 	RecordKeyOwners(ctx context.Context, owners []KeyOwner) error

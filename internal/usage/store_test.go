@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -22,58 +21,20 @@ import (
 // pg is one PostgreSQL server for the package; each test gets a database.
 var pg *testpg.Server
 
-func TestMain(m *testing.M) {
-	var err error
-	if pg, err = testpg.Start(); err != nil {
-		fmt.Fprintln(os.Stderr, "starting PostgreSQL for the usage store tests:", err)
-		os.Exit(1)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	err = pg.WaitReady(ctx)
-	cancel()
-	code := 1
-	if err == nil {
-		code = m.Run()
-	} else {
-		fmt.Fprintln(os.Stderr, "PostgreSQL did not come up:", err)
-	}
-	if err := pg.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	os.Exit(code)
-}
-
-// backends opens a fresh store of each implementation.
-var backends = map[string]func(t *testing.T) usage.Store{
-	"sqlite": func(t *testing.T) usage.Store {
-		s, err := usage.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "usage.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	},
-	"postgres": func(t *testing.T) usage.Store {
-		ctx := context.Background()
-		dsn, err := pg.NewDatabase(ctx, fmt.Sprintf("t%d", time.Now().UnixNano()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		s, err := usage.OpenPostgres(ctx, dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = s.Close() })
-		return s
-	},
-}
+func TestMain(m *testing.M) { os.Exit(testpg.Run(m, &pg)) }
 
 // TestStore runs the same suite against every implementation.
 func TestStore(t *testing.T) {
-	for name, open := range backends {
+	for name, db := range testpg.Databases(pg) {
 		t.Run(name, func(t *testing.T) {
 			for _, tc := range storeSuite {
-				t.Run(tc.name, func(t *testing.T) { tc.run(t, open(t)) })
+				t.Run(tc.name, func(t *testing.T) {
+					s, err := usage.New(context.Background(), db(t))
+					if err != nil {
+						t.Fatal(err)
+					}
+					tc.run(t, s)
+				})
 			}
 		})
 	}

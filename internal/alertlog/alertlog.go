@@ -1,4 +1,10 @@
-package usage
+// Package alertlog is the alert outbox and history: every alert the hub
+// fires (a spending cap's threshold, an API key nearing its expiry), with a
+// delivery per channel, in the server's database. One transaction records
+// an alert with every delivery it needs. Alerts are recorded before anything
+// is sent (insert, then deliver), so a crash never loses one; the alert ID is
+// the idempotency key, so an alert recorded twice is recorded once.
+package alertlog
 
 import (
 	"context"
@@ -9,23 +15,19 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/minimax/platform-hub/internal/sqldb"
 )
 
-// The alert outbox lives next to usage: the spending-cap evaluation that
-// fires alerts reads usage from the same store, and one transaction records
-// an alert with every delivery it needs. Alerts are recorded before anything
-// is sent (insert, then deliver), so a crash never loses one; the alert ID is
-// the idempotency key, so an alert recorded twice is recorded once.
-
-// AlertKind says what an alert is about.
-type AlertKind string
+// Kind says what an alert is about.
+type Kind string
 
 // Alert kinds.
 const (
 	// KindCapThreshold is a spending cap crossing one of its thresholds.
-	KindCapThreshold AlertKind = "spendingcap.threshold"
+	KindCapThreshold Kind = "spendingcap.threshold"
 	// KindKeyExpiring is an API key nearing its expiry.
-	KindKeyExpiring AlertKind = "apikey.expiring"
+	KindKeyExpiring Kind = "apikey.expiring"
 )
 
 // DeliveryState is where one delivery of an alert is.
@@ -46,8 +48,8 @@ const (
 type Alert struct {
 	// ID is the idempotency key (for a cap threshold: cap UID, cycle start
 	// and threshold); webhooks carry it as webhook-id.
-	ID   string    `json:"id"`
-	Kind AlertKind `json:"kind"`
+	ID   string `json:"id"`
+	Kind Kind   `json:"kind"`
 	// Time is when the alert fired.
 	Time time.Time `json:"time"`
 	// Namespace, Name and SourceUID name the object the alert is about.
@@ -92,12 +94,12 @@ type PendingDelivery struct {
 	Alert Alert
 }
 
-// AlertFilter selects alerts from the history. Empty fields match all.
-type AlertFilter struct {
+// Filter selects alerts from the history. Empty fields match all.
+type Filter struct {
 	// From and To bound the firing time [From, To); zero means unbounded.
 	From, To  time.Time
 	Project   string
-	Kind      AlertKind
+	Kind      Kind
 	SourceUID string
 	// CycleStart, when set, selects the alerts of one billing cycle.
 	CycleStart time.Time
@@ -106,15 +108,15 @@ type AlertFilter struct {
 	Limit int
 }
 
-// AlertStore is the alert outbox and history.
-type AlertStore interface {
+// Store is the alert outbox and history.
+type Store interface {
 	// RecordAlerts records the alerts whose IDs are new, each with a
 	// pending delivery to each of its Deliveries' channels, in one
 	// transaction. It returns the alerts that were new.
 	RecordAlerts(ctx context.Context, alerts []Alert) ([]Alert, error)
 
 	// Alerts lists alerts with their deliveries, oldest first.
-	Alerts(ctx context.Context, f AlertFilter) ([]Alert, error)
+	Alerts(ctx context.Context, f Filter) ([]Alert, error)
 
 	// PendingDeliveries lists every pending delivery with its alert, by
 	// channel and then in the order the alerts fired.
@@ -130,7 +132,21 @@ type AlertStore interface {
 	PruneAlerts(ctx context.Context, before time.Time) error
 }
 
-var alertSchema = []string{
+// sqlStore implements Store in the hub's database.
+type sqlStore struct {
+	db *sqldb.DB
+	d  sqldb.Dialect
+}
+
+// New returns the alert outbox and history in db, creating its tables if needed.
+func New(ctx context.Context, db *sqldb.DB) (Store, error) {
+	if err := db.Migrate(ctx, "alerts", schema, nil); err != nil {
+		return nil, err
+	}
+	return &sqlStore{db: db, d: db.D}, nil
+}
+
+var schema = []string{
 	`CREATE TABLE IF NOT EXISTS alerts (
 		id TEXT PRIMARY KEY,
 		ts BIGINT NOT NULL,
@@ -162,7 +178,7 @@ const deliveryColumns = "d.alert_id, d.channel, d.state, d.attempts, d.next_atte
 
 const alertColumns = "a.id, a.ts, a.kind, a.namespace, a.name, a.source_uid, a.project, a.cycle_start, a.threshold, a.payload"
 
-// RecordAlerts implements AlertStore.
+// RecordAlerts implements Store.
 func (s *sqlStore) RecordAlerts(ctx context.Context, alerts []Alert) ([]Alert, error) {
 	if len(alerts) == 0 {
 		return nil, nil
@@ -172,7 +188,7 @@ func (s *sqlStore) RecordAlerts(ctx context.Context, alerts []Alert) ([]Alert, e
 		return nil, fmt.Errorf("recording alerts: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	p := s.d.placeholder
+	p := s.d.Placeholder
 	insertAlert := fmt.Sprintf(`INSERT INTO alerts (id, ts, kind, namespace, name, source_uid, project, cycle_start, threshold, payload)
 		VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING`,
 		p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10))
@@ -218,8 +234,8 @@ func timeOrZero(us int64) time.Time {
 	return time.UnixMicro(us).UTC()
 }
 
-// Alerts implements AlertStore.
-func (s *sqlStore) Alerts(ctx context.Context, f AlertFilter) ([]Alert, error) {
+// Alerts implements Store.
+func (s *sqlStore) Alerts(ctx context.Context, f Filter) ([]Alert, error) {
 	where, args := s.alertWhere(f)
 	newest := " FROM alerts a" + where + " ORDER BY a.ts DESC, a.threshold DESC"
 	if f.Limit > 0 {
@@ -250,16 +266,16 @@ func (s *sqlStore) Alerts(ctx context.Context, f AlertFilter) ([]Alert, error) {
 }
 
 // alertWhere turns a filter into a WHERE clause over alerts aliased a.
-func (s *sqlStore) alertWhere(f AlertFilter) (string, []any) {
-	c := &conds{d: s.d}
-	c.timeRange("a.ts", f.From, f.To)
-	c.equal("a.project", f.Project)
-	c.equal("a.kind", string(f.Kind))
-	c.equal("a.source_uid", f.SourceUID)
+func (s *sqlStore) alertWhere(f Filter) (string, []any) {
+	c := &sqldb.Conds{D: s.d}
+	c.TimeRange("a.ts", f.From, f.To)
+	c.Equal("a.project", f.Project)
+	c.Equal("a.kind", string(f.Kind))
+	c.Equal("a.source_uid", f.SourceUID)
 	if !f.CycleStart.IsZero() {
-		c.add("a.cycle_start = ?", f.CycleStart.UnixMicro())
+		c.Add("a.cycle_start = ?", f.CycleStart.UnixMicro())
 	}
-	return c.sql(), c.args
+	return c.SQL(), c.Args
 }
 
 // attachDeliveries reads the deliveries of alerts, which the query selected
@@ -294,7 +310,7 @@ func scanAlert(rows *sql.Rows) (Alert, error) {
 	if err := rows.Scan(&a.ID, &ts, &kind, &a.Namespace, &a.Name, &a.SourceUID, &a.Project, &cycle, &a.Threshold, &payload); err != nil {
 		return a, fmt.Errorf("reading an alert: %w", err)
 	}
-	a.Time, a.CycleStart, a.Kind, a.Payload = time.UnixMicro(ts).UTC(), timeOrZero(cycle), AlertKind(kind), json.RawMessage(payload)
+	a.Time, a.CycleStart, a.Kind, a.Payload = time.UnixMicro(ts).UTC(), timeOrZero(cycle), Kind(kind), json.RawMessage(payload)
 	return a, nil
 }
 
@@ -319,10 +335,10 @@ func splitDone(s string) []string {
 	return strings.Split(s, ",")
 }
 
-// PendingDeliveries implements AlertStore.
+// PendingDeliveries implements Store.
 func (s *sqlStore) PendingDeliveries(ctx context.Context) ([]PendingDelivery, error) {
 	q := "SELECT " + deliveryColumns + ", " + alertColumns +
-		" FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id WHERE d.state = " + s.d.placeholder(1) +
+		" FROM alert_deliveries d JOIN alerts a ON a.id = d.alert_id WHERE d.state = " + s.d.Placeholder(1) +
 		" ORDER BY d.channel, a.ts, a.threshold"
 	rows, err := s.db.QueryContext(ctx, q, string(DeliveryPending))
 	if err != nil {
@@ -342,15 +358,15 @@ func (s *sqlStore) PendingDeliveries(ctx context.Context) ([]PendingDelivery, er
 		p.State, p.NextAttempt, p.Updated = DeliveryState(state), time.UnixMicro(next).UTC(), time.UnixMicro(updated).UTC()
 		p.Done = splitDone(done)
 		p.Alert.Time, p.Alert.CycleStart = time.UnixMicro(ts).UTC(), timeOrZero(cycle)
-		p.Alert.Kind, p.Alert.Payload = AlertKind(kind), json.RawMessage(payload)
+		p.Alert.Kind, p.Alert.Payload = Kind(kind), json.RawMessage(payload)
 		out = append(out, p)
 	}
 	return out, rows.Err()
 }
 
-// UpdateDelivery implements AlertStore.
+// UpdateDelivery implements Store.
 func (s *sqlStore) UpdateDelivery(ctx context.Context, d Delivery) error {
-	p := s.d.placeholder
+	p := s.d.Placeholder
 	// Only a pending delivery at the attempt count before this attempt is
 	// updated: a dispatcher that lost the lease mid-attempt cannot turn a
 	// delivery someone else finished back into a pending one.
@@ -372,14 +388,14 @@ func (s *sqlStore) UpdateDelivery(ctx context.Context, d Delivery) error {
 // count an update expected: another dispatcher recorded it.
 var ErrDeliveryMoved = errors.New("the delivery was updated by someone else")
 
-// PruneAlerts implements AlertStore.
+// PruneAlerts implements Store.
 func (s *sqlStore) PruneAlerts(ctx context.Context, before time.Time) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("pruning alerts: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	p := s.d.placeholder(1)
+	p := s.d.Placeholder(1)
 	if _, err := tx.ExecContext(ctx, "DELETE FROM alert_deliveries WHERE alert_id IN (SELECT id FROM alerts WHERE ts < "+p+")",
 		before.UnixMicro()); err != nil {
 		return fmt.Errorf("pruning alert deliveries: %w", err)

@@ -1,4 +1,6 @@
-package usage
+// Package auditlog is the audit log of changes to hub resources, in the
+// server's database: who changed what, when, and which fields.
+package auditlog
 
 import (
 	"context"
@@ -6,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/minimax/platform-hub/internal/sqldb"
 )
 
-// AuditEntry is one change to a hub resource, as admission saw it.
-type AuditEntry struct {
+// Entry is one change to a hub resource, as admission saw it.
+type Entry struct {
 	// ID identifies the change (see webhooks.entryID): an entry sent twice,
 	// or asked for twice by the API server, is stored once.
 	ID   string    `json:"id"`
@@ -36,8 +40,8 @@ type FieldChange struct {
 	New   string `json:"new"`
 }
 
-// AuditFilter selects audit entries; empty fields match all.
-type AuditFilter struct {
+// Filter selects audit entries; empty fields match all.
+type Filter struct {
 	From, To  time.Time
 	Actor     string
 	Kind      string
@@ -47,17 +51,31 @@ type AuditFilter struct {
 	Limit int
 }
 
-// AuditStore is the audit log.
-type AuditStore interface {
+// Store is the audit log.
+type Store interface {
 	// RecordAudit stores the entries whose IDs are new.
-	RecordAudit(ctx context.Context, entries []AuditEntry) error
+	RecordAudit(ctx context.Context, entries []Entry) error
 	// AuditEntries lists entries, oldest first.
-	AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
+	AuditEntries(ctx context.Context, f Filter) ([]Entry, error)
 	// PruneAudit deletes entries before before.
 	PruneAudit(ctx context.Context, before time.Time) error
 }
 
-var auditSchema = []string{
+// sqlStore implements Store in the hub's database.
+type sqlStore struct {
+	db *sqldb.DB
+	d  sqldb.Dialect
+}
+
+// New returns the audit log in db, creating its tables if needed.
+func New(ctx context.Context, db *sqldb.DB) (Store, error) {
+	if err := db.Migrate(ctx, "audit", schema, nil); err != nil {
+		return nil, err
+	}
+	return &sqlStore{db: db, d: db.D}, nil
+}
+
+var schema = []string{
 	`CREATE TABLE IF NOT EXISTS audit_events (
 		id TEXT PRIMARY KEY,
 		ts BIGINT NOT NULL,
@@ -74,8 +92,8 @@ var auditSchema = []string{
 	`CREATE INDEX IF NOT EXISTS audit_events_object ON audit_events (kind, name, ts)`,
 }
 
-// RecordAudit implements AuditStore.
-func (s *sqlStore) RecordAudit(ctx context.Context, entries []AuditEntry) error {
+// RecordAudit implements Store.
+func (s *sqlStore) RecordAudit(ctx context.Context, entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
@@ -84,7 +102,7 @@ func (s *sqlStore) RecordAudit(ctx context.Context, entries []AuditEntry) error 
 		return fmt.Errorf("recording audit entries: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	p := s.d.placeholder
+	p := s.d.Placeholder
 	stmt := fmt.Sprintf(`INSERT INTO audit_events (id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json)
 		VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING`,
 		p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10))
@@ -99,16 +117,16 @@ func (s *sqlStore) RecordAudit(ctx context.Context, entries []AuditEntry) error 
 	return tx.Commit()
 }
 
-// AuditEntries implements AuditStore.
-func (s *sqlStore) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntry, error) {
-	c := &conds{d: s.d}
-	c.timeRange("ts", f.From, f.To)
-	c.equal("actor", f.Actor)
-	c.equal("kind", f.Kind)
-	c.equal("namespace", f.Namespace)
-	c.equal("name", f.Name)
-	args := c.args
-	q := "SELECT id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json FROM audit_events" + c.sql()
+// AuditEntries implements Store.
+func (s *sqlStore) AuditEntries(ctx context.Context, f Filter) ([]Entry, error) {
+	c := &sqldb.Conds{D: s.d}
+	c.TimeRange("ts", f.From, f.To)
+	c.Equal("actor", f.Actor)
+	c.Equal("kind", f.Kind)
+	c.Equal("namespace", f.Namespace)
+	c.Equal("name", f.Name)
+	args := c.Args
+	q := "SELECT id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json FROM audit_events" + c.SQL()
 	q += " ORDER BY ts DESC, id DESC"
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
@@ -119,9 +137,9 @@ func (s *sqlStore) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntr
 		return nil, fmt.Errorf("listing audit entries: %w", err)
 	}
 	defer func() { _ = rows.Close() }()
-	var out []AuditEntry
+	var out []Entry
 	for rows.Next() {
-		var e AuditEntry
+		var e Entry
 		var ts int64
 		var groups, changes string
 		if err := rows.Scan(&e.ID, &ts, &e.Actor, &groups, &e.Action, &e.Kind, &e.Namespace, &e.Name, &e.UID, &changes); err != nil {
@@ -136,9 +154,9 @@ func (s *sqlStore) AuditEntries(ctx context.Context, f AuditFilter) ([]AuditEntr
 	return out, rows.Err()
 }
 
-// PruneAudit implements AuditStore.
+// PruneAudit implements Store.
 func (s *sqlStore) PruneAudit(ctx context.Context, before time.Time) error {
-	if _, err := s.db.ExecContext(ctx, "DELETE FROM audit_events WHERE ts < "+s.d.placeholder(1), before.UnixMicro()); err != nil {
+	if _, err := s.db.ExecContext(ctx, "DELETE FROM audit_events WHERE ts < "+s.d.Placeholder(1), before.UnixMicro()); err != nil {
 		return fmt.Errorf("pruning the audit log: %w", err)
 	}
 	return nil

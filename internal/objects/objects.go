@@ -1,10 +1,14 @@
-package usage
+// Package objects records which project owns each object made upstream
+// through the gateway, in the server's database (see Object).
+package objects
 
 import (
 	"context"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/minimax/platform-hub/internal/sqldb"
 )
 
 // Object is an object a project created upstream through the gateway: a
@@ -24,27 +28,28 @@ type Object struct {
 
 // Limits of object fields.
 const (
-	MaxObjectKindLength = 32
-	MaxObjectIDLength   = 256
+	MaxKindLength    = 32
+	MaxIDLength      = 256
+	MaxProjectLength = 253
 )
 
-// Validate says what is wrong with an object, if anything, as a *FieldError.
-func (o *Object) Validate() error {
+// Validate says which field of an object is wrong and how, if any: each
+// is required, of bounded length, valid UTF-8 without control characters.
+func (o *Object) Validate() (field, problem string) {
 	for _, f := range []struct {
 		name, value string
 		max         int
-	}{{"kind", o.Kind, MaxObjectKindLength}, {"id", o.ID, MaxObjectIDLength}, {projectField, o.Project, MaxNameLength}} {
-		if msg := TextProblem(f.value, f.max, true); msg != "" {
-			return &FieldError{Field: f.name, Message: msg}
+	}{{"kind", o.Kind, MaxKindLength}, {"id", o.ID, MaxIDLength}, {"project", o.Project, MaxProjectLength}} {
+		if msg := sqldb.TextProblem(f.value, f.max, true); msg != "" {
+			return f.name, msg
 		}
 	}
-	return nil
+	return "", ""
 }
 
-// ObjectStore records which project owns each upstream object. An object's
-// owner never changes: the first claim wins. It is kept apart from Store,
-// whose usage, alerts and audit are other concerns.
-type ObjectStore interface {
+// Store records which project owns each upstream object. An object's owner
+// never changes: the first claim wins.
+type Store interface {
 	// ClaimObjects records objects as their projects'. An object already
 	// recorded for the same project is left as it was; one recorded for
 	// another project is left too, and returned among the conflicts, with
@@ -55,7 +60,7 @@ type ObjectStore interface {
 	ObjectOwners(ctx context.Context, kind string, ids []string) (map[string]string, error)
 }
 
-var objectSchema = []string{
+var schema = []string{
 	`CREATE TABLE IF NOT EXISTS upstream_objects (
 		kind TEXT NOT NULL,
 		id TEXT NOT NULL,
@@ -64,20 +69,25 @@ var objectSchema = []string{
 		PRIMARY KEY (kind, id))` + "%TABLE_OPTIONS%",
 }
 
-var _ ObjectStore = (*sqlStore)(nil)
-
-// Objects returns the object registry that shares s's database: every
-// store this package opens has one. It is nil for other stores.
-func Objects(s Store) ObjectStore {
-	o, _ := s.(ObjectStore)
-	return o
+// sqlStore implements Store in the hub's database.
+type sqlStore struct {
+	db *sqldb.DB
+	d  sqldb.Dialect
 }
 
-// ClaimObjects implements ObjectStore.
+// New returns the object registry in db, creating its table if needed.
+func New(ctx context.Context, db *sqldb.DB) (Store, error) {
+	if err := db.Migrate(ctx, "objects", schema, nil); err != nil {
+		return nil, err
+	}
+	return &sqlStore{db: db, d: db.D}, nil
+}
+
+// ClaimObjects implements Store.
 func (s *sqlStore) ClaimObjects(ctx context.Context, objects []Object) ([]Object, error) {
 	for i := range objects {
-		if err := objects[i].Validate(); err != nil {
-			return nil, fmt.Errorf("object %d: %w", i, err)
+		if field, msg := objects[i].Validate(); field != "" {
+			return nil, fmt.Errorf("object %d: %s: %s", i, field, msg)
 		}
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
@@ -85,7 +95,7 @@ func (s *sqlStore) ClaimObjects(ctx context.Context, objects []Object) ([]Object
 		return nil, fmt.Errorf("claiming objects: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	p := s.d.placeholder
+	p := s.d.Placeholder
 	insert := fmt.Sprintf(`INSERT INTO upstream_objects (kind, id, project, created) VALUES (%s, %s, %s, %s)
 		ON CONFLICT (kind, id) DO NOTHING`, p(1), p(2), p(3), p(4))
 	owner := fmt.Sprintf(`SELECT project FROM upstream_objects WHERE kind = %s AND id = %s`, p(1), p(2))
@@ -106,19 +116,19 @@ func (s *sqlStore) ClaimObjects(ctx context.Context, objects []Object) ([]Object
 	return conflicts, tx.Commit()
 }
 
-// ObjectOwners implements ObjectStore.
+// ObjectOwners implements Store.
 func (s *sqlStore) ObjectOwners(ctx context.Context, kind string, ids []string) (map[string]string, error) {
 	owners := make(map[string]string, len(ids))
-	for _, chunk := range chunks(ids, 500) {
-		c := conds{d: s.d}
-		c.add("kind = ?", kind)
+	for _, chunk := range sqldb.Chunks(ids, 500) {
+		c := sqldb.Conds{D: s.d}
+		c.Add("kind = ?", kind)
 		marks := make([]string, 0, len(chunk))
 		for _, id := range chunk {
-			c.args = append(c.args, id)
-			marks = append(marks, s.d.placeholder(len(c.args)))
+			c.Args = append(c.Args, id)
+			marks = append(marks, s.d.Placeholder(len(c.Args)))
 		}
-		c.where = append(c.where, "id IN ("+strings.Join(marks, ", ")+")")
-		rows, err := s.db.QueryContext(ctx, "SELECT id, project FROM upstream_objects"+c.sql(), c.args...)
+		c.Where = append(c.Where, "id IN ("+strings.Join(marks, ", ")+")")
+		rows, err := s.db.QueryContext(ctx, "SELECT id, project FROM upstream_objects"+c.SQL(), c.Args...)
 		if err != nil {
 			return nil, fmt.Errorf("reading object owners: %w", err)
 		}
@@ -137,14 +147,4 @@ func (s *sqlStore) ObjectOwners(ctx context.Context, kind string, ids []string) 
 		}
 	}
 	return owners, nil
-}
-
-func chunks[T any](items []T, size int) [][]T {
-	var out [][]T
-	for len(items) > 0 {
-		n := min(size, len(items))
-		out = append(out, items[:n])
-		items = items[n:]
-	}
-	return out
 }
