@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/statusapply"
 )
 
 // APIKeyReconciler issues API keys into Secrets and runs their lifecycle:
@@ -171,16 +172,20 @@ func (r *APIKeyReconciler) readContext(ctx context.Context, s *apiKeyScope) erro
 }
 
 // writeStatus writes the status computed in this reconcile, if it changed.
-// The update carries the resource version read, so a concurrent writer (say,
-// metering setting lastUsedAt) makes it fail and retry rather than be lost.
-// An update costs the API server less than a merge patch of a custom
-// resource, and issuing keys in bulk is bound by the API server.
+// The controller owns every status field but usage and lastUsedAt (the
+// usage server's), and never changes those: it sends them back as read.
+// The update carries the resource version read, so it succeeds only if
+// nobody wrote in between (then the values sent back are the current ones)
+// and the API server records the controller as manager of just the fields
+// it changed. Bulk issuance is bound by the API server, and an update costs
+// it less than a server-side apply (BenchmarkAPIKeyIssuance measured about
+// a fifth fewer keys per second with apply).
 func (r *APIKeyReconciler) writeStatus(ctx context.Context, s *apiKeyScope) error {
 	s.key.Status.ObservedGeneration = s.key.Generation
 	if equality.Semantic.DeepEqual(s.statusBefore, s.key.Status) {
 		return nil
 	}
-	if err := r.Status().Update(ctx, s.key); err != nil {
+	if err := r.Status().Update(ctx, s.key, client.FieldOwner(statusapply.OwnerAPIKeyController)); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}

@@ -10,6 +10,9 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
@@ -59,7 +62,32 @@ func (f *faultInjector) newClient(cfg *rest.Config, opts client.Options) (client
 		SubResourceUpdate: func(ctx context.Context, c client.Client, sub string, obj client.Object, opts ...client.SubResourceUpdateOption) error {
 			return f.write(obj, sub, func() error { return c.SubResource(sub).Update(ctx, obj, opts...) })
 		},
+		SubResourceApply: func(ctx context.Context, c client.Client, sub string, obj runtime.ApplyConfiguration, opts ...client.SubResourceApplyOption) error {
+			return f.write(appliedObject(c, obj), sub, func() error { return c.SubResource(sub).Apply(ctx, obj, opts...) })
+		},
 	}), nil
+}
+
+// appliedObject is the typed object an apply configuration (built from an
+// unstructured object, as package statusapply does) is for: its kind, name
+// and namespace, for the injector to tell writes apart.
+func appliedObject(c client.Client, ac runtime.ApplyConfiguration) client.Object {
+	u, ok := ac.(interface {
+		GetObjectKind() schema.ObjectKind
+		GetName() string
+		GetNamespace() string
+	})
+	if !ok {
+		return &unstructured.Unstructured{}
+	}
+	obj, err := c.Scheme().New(u.GetObjectKind().GroupVersionKind())
+	typed, isObject := obj.(client.Object)
+	if err != nil || !isObject {
+		return &unstructured.Unstructured{}
+	}
+	typed.SetName(u.GetName())
+	typed.SetNamespace(u.GetNamespace())
+	return typed
 }
 
 func (f *faultInjector) write(obj client.Object, op string, do func() error) error {

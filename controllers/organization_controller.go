@@ -24,6 +24,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/billing"
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/statusapply"
 )
 
 // OrganizationReconciler keeps the Organization's status current: the billing
@@ -135,9 +136,13 @@ func (r *OrganizationReconciler) patchStatus(ctx context.Context, org *hubv1.Org
 	if equality.Semantic.DeepEqual(before, org.Status) {
 		return nil
 	}
-	base := org.DeepCopy()
-	base.Status = before
-	if err := r.Status().Patch(ctx, org, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+	// Every field but the CapReached condition (the cap evaluation's).
+	fields, err := statusapply.Fields(org.Status)
+	if err != nil {
+		return err
+	}
+	statusapply.DropConditions(fields, hubv1.CapReachedCondition)
+	if err := statusapply.ApplyIfUnchanged(ctx, r.Client, org, fields, statusapply.OwnerOrganizationController); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}

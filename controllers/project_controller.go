@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/statusapply"
 )
 
 // ProjectReconciler gives each Project a namespace of its own, reports the
@@ -220,17 +221,21 @@ func (r *ProjectReconciler) getNamespace(ctx context.Context, name string) (*cor
 	return ns, nil
 }
 
-// patchStatus writes the status computed in this reconcile, if it changed.
-// The optimistic lock makes a concurrent writer's change (another controller
-// setting its own condition) fail this patch and retry rather than be lost.
+// patchStatus writes the status computed in this reconcile, if it changed:
+// every field but usage (the usage server's) and the CapReached condition
+// (the cap evaluation's), by server-side apply as the Project controller,
+// with the resource version read as a precondition.
 func (r *ProjectReconciler) patchStatus(ctx context.Context, s *projectScope) error {
 	s.project.Status.ObservedGeneration = s.project.Generation
 	if equality.Semantic.DeepEqual(s.statusBefore, s.project.Status) {
 		return nil
 	}
-	base := s.project.DeepCopy()
-	base.Status = s.statusBefore
-	if err := r.Status().Patch(ctx, s.project, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+	fields, err := statusapply.Fields(s.project.Status, "usage")
+	if err != nil {
+		return err
+	}
+	statusapply.DropConditions(fields, hubv1.CapReachedCondition)
+	if err := statusapply.ApplyIfUnchanged(ctx, r.Client, s.project, fields, statusapply.OwnerProjectController); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil
 		}

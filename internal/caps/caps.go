@@ -39,6 +39,7 @@ import (
 	"github.com/minimax/platform-hub/internal/billing"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/statusapply"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -252,11 +253,11 @@ func (r *Reconciler) markCovered(ctx context.Context, namespace string, evaluate
 	return r.setCapReached(ctx, project, &project.Status.Conditions, reached, fmt.Sprintf("project %q", project.Name))
 }
 
-// setCapReached patches the CapReached condition of obj, whose conditions
-// are at conds, guarded by its resource version so that a concurrent status
-// writer's conditions are never lost.
+// setCapReached sets or clears the CapReached condition of obj, whose
+// conditions are at conds: the one status field the cap evaluation owns on
+// Projects and the Organization, written by server-side apply, so that the
+// controllers' conditions are never touched.
 func (r *Reconciler) setCapReached(ctx context.Context, obj client.Object, conds *[]metav1.Condition, reached []string, what string) error {
-	before := obj.DeepCopyObject().(client.Object)
 	if len(reached) == 0 {
 		if !meta.RemoveStatusCondition(conds, hubv1.CapReachedCondition) {
 			return nil
@@ -269,10 +270,15 @@ func (r *Reconciler) setCapReached(ctx context.Context, obj client.Object, conds
 	}) {
 		return nil
 	}
-	err := r.Status().Patch(ctx, obj, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
-	if apierrors.IsConflict(err) {
-		return fmt.Errorf("marking %s: %w (retrying)", what, err)
+	owned := []any{}
+	if c := meta.FindStatusCondition(*conds, hubv1.CapReachedCondition); c != nil {
+		fields, err := statusapply.Fields(c)
+		if err != nil {
+			return err
+		}
+		owned = append(owned, fields)
 	}
+	err := statusapply.Apply(ctx, r.Client, obj, map[string]any{"conditions": owned}, statusapply.OwnerCaps)
 	return client.IgnoreNotFound(err)
 }
 

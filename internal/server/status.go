@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"reflect"
 	"sort"
@@ -12,13 +11,13 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/shopspring/decimal"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/billing"
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/statusapply"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -176,8 +175,8 @@ func (w *StatusWriter) writeProject(ctx context.Context, project string, work *p
 	}
 	if !work.projectWritten {
 		w.allowance--
-		if err := w.patchStatus(ctx, &hubv1.Project{ObjectMeta: metav1.ObjectMeta{Name: project}},
-			map[string]any{"usage": replacing(projectSum.api())}); client.IgnoreNotFound(err) != nil {
+		if err := w.applyStatus(ctx, &hubv1.Project{ObjectMeta: metav1.ObjectMeta{Name: project}},
+			map[string]any{"usage": fields(projectSum.api())}); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("writing usage of project %s: %w", project, err)
 		}
 		work.projectWritten = true
@@ -202,7 +201,7 @@ func (w *StatusWriter) writeProject(ctx context.Context, project string, work *p
 			return nil
 		}
 		w.allowance--
-		if err := w.patchStatus(ctx, k, keyStatus(k, ids, keySums, last, projectSum.start, now)); client.IgnoreNotFound(err) != nil {
+		if err := w.applyStatus(ctx, k, keyStatus(k, ids, keySums, last, projectSum.start, now)); client.IgnoreNotFound(err) != nil {
 			return fmt.Errorf("writing usage of key %s/%s: %w", k.Namespace, k.Name, err)
 		}
 		for _, id := range ids {
@@ -214,8 +213,8 @@ func (w *StatusWriter) writeProject(ctx context.Context, project string, work *p
 	return nil
 }
 
-// keyStatus is the status patch of a key: the sum of its key IDs' usage,
-// and lastUsedAt when it moved forward.
+// keyStatus is what the usage server owns of a key's status: the sum of
+// its key IDs' usage, and lastUsedAt, which only moves forward.
 func keyStatus(k *hubv1.APIKey, ids []string, keySums map[string]*summary, last, start, now time.Time) map[string]any {
 	sum := newSummary(start, now)
 	for _, id := range ids {
@@ -223,11 +222,11 @@ func keyStatus(k *hubv1.APIKey, ids []string, keySums map[string]*summary, last,
 			sum.merge(s)
 		}
 	}
-	status := map[string]any{"usage": replacing(sum.api())}
-	if k.Status.LastUsedAt == nil || last.After(k.Status.LastUsedAt.Time) {
-		status["lastUsedAt"] = metav1.NewTime(last.Truncate(time.Second))
+	lastUsed := last.Truncate(time.Second)
+	if k.Status.LastUsedAt != nil && k.Status.LastUsedAt.After(lastUsed) {
+		lastUsed = k.Status.LastUsedAt.Time
 	}
-	return status
+	return map[string]any{"usage": fields(sum.api()), "lastUsedAt": metav1.NewTime(lastUsed)}
 }
 
 // lastUse is the latest use of any of ids, and whether there was one.
@@ -267,27 +266,22 @@ func (w *StatusWriter) summarize(ctx context.Context, project string, now time.T
 	return projectSum, keySums, nil
 }
 
-// patchStatus merges fields into an object's status. It touches only the
-// fields the writer owns (usage, lastUsedAt), so it needs no read and cannot
-// overwrite what the manager's controllers write.
-func (w *StatusWriter) patchStatus(ctx context.Context, obj client.Object, status map[string]any) error {
-	body, err := json.Marshal(map[string]any{"status": status})
-	if err != nil {
-		return err
-	}
-	return w.Client.Status().Patch(ctx, obj, client.RawPatch(types.MergePatchType, body))
+// applyStatus writes the fields the usage server owns of an object's status
+// (usage, and lastUsedAt on keys) as a JSON merge patch, under its own field
+// manager. The hub's controllers apply the rest of the status by server-side
+// apply and never include these fields, so the two sets stay disjoint. A
+// merge patch needs no read, and removes what the new summary leaves out
+// (fields set to null; see fields) whoever wrote them before.
+func (w *StatusWriter) applyStatus(ctx context.Context, obj client.Object, status map[string]any) error {
+	return statusapply.Merge(ctx, w.Client, obj, status, statusapply.OwnerUsage)
 }
 
-// replacing renders a summary for a JSON merge patch that replaces the one
-// in status: the fields it leaves out (zero) become null, which deletes
-// them, instead of the merge keeping the values of the last write (the
-// unpriced calls of a cycle that has ended, say).
-func replacing(s hubv1.UsageSummary) map[string]any {
-	out := map[string]any{}
-	raw, err := json.Marshal(s)
-	if err == nil {
-		err = json.Unmarshal(raw, &out)
-	}
+// fields renders a summary for a JSON merge patch that replaces the one in
+// status: the fields it leaves out (zero) become null, which deletes them,
+// instead of the merge keeping the values of the last write (the unpriced
+// calls of a cycle that has ended, say).
+func fields(s hubv1.UsageSummary) map[string]any {
+	out, err := statusapply.Fields(s)
 	if err != nil {
 		panic(fmt.Sprintf("a usage summary does not round-trip through JSON: %v", err))
 	}

@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -52,7 +53,8 @@ func statusFixture(t *testing.T, g Gomega, prefix string, projects, keysPer int,
 	return store
 }
 
-// countingClient counts status patches sent to the API server.
+// countingClient counts status writes (patches and applies) sent to the
+// API server.
 func countingClient(writes *atomic.Int64) client.Client {
 	c, err := client.NewWithWatch(cluster.Config, client.Options{Scheme: k8sClient.Scheme()})
 	if err != nil {
@@ -62,6 +64,10 @@ func countingClient(writes *atomic.Int64) client.Client {
 		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, p client.Patch, opts ...client.SubResourcePatchOption) error {
 			writes.Add(1)
 			return c.SubResource(sub).Patch(ctx, obj, p, opts...)
+		},
+		SubResourceApply: func(ctx context.Context, c client.Client, sub string, obj runtime.ApplyConfiguration, opts ...client.SubResourceApplyOption) error {
+			writes.Add(1)
+			return c.SubResource(sub).Apply(ctx, obj, opts...)
 		}})
 }
 
