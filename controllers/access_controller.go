@@ -20,6 +20,7 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/access"
+	"github.com/minimax/platform-hub/internal/statusapply"
 )
 
 // AccessReconciler keeps the hub's RBAC in line with Members, Groups, the
@@ -35,7 +36,7 @@ type AccessReconciler struct {
 }
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=members;groups,verbs=get;list;watch
-// +kubebuilder:rbac:groups=hub.minimax.io,resources=members/status;groups/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=members/status;groups/status,verbs=get;patch
 // The manager may create RBAC objects, but change, delete, bind and escalate
 // only the four roles and their bindings: it can grant nothing else, such as
 // cluster-admin. (create cannot be limited by name in RBAC.)
@@ -265,7 +266,7 @@ func (r *AccessReconciler) writeStatuses(ctx context.Context, team *access.Team,
 			msg = "disabled: RBAC grants the member nothing"
 		}
 		setCondition(&s.Conditions, m.Generation, hubv1.ReadyCondition, metav1.ConditionTrue, hubv1.ReconciledReason, msg)
-		if err := r.patchStatus(ctx, before, m); err != nil {
+		if err := r.applyMemberStatus(ctx, before, m); err != nil {
 			return err
 		}
 	}
@@ -282,13 +283,33 @@ func (r *AccessReconciler) writeStatuses(ctx context.Context, team *access.Team,
 	return nil
 }
 
+// memberStatusFields are the Member status fields the access controller
+// owns (JSON names); the Ready condition is its too. The others are the
+// invitation sender's, the acceptance handler's and the activity
+// controller's (docs/api/member.md lists them).
+var memberStatusFields = []string{"phase", "username", "projects", "keysOwned", "observedGeneration", "conditions"}
+
+// applyMemberStatus writes the member's status fields the controller owns,
+// if they changed, by server-side apply locked on the version read: phase
+// follows acceptedAt, which another writer sets.
+func (r *AccessReconciler) applyMemberStatus(ctx context.Context, before, m *hubv1.Member) error {
+	if equality.Semantic.DeepEqual(before.Status, m.Status) {
+		return nil
+	}
+	owned, err := statusapply.Select(m.Status, memberStatusFields...)
+	if err != nil {
+		return err
+	}
+	statusapply.KeepConditions(owned, hubv1.ReadyCondition)
+	return client.IgnoreNotFound(statusapply.ApplyIfUnchanged(ctx, r.Client, m, owned, statusapply.OwnerAccessController))
+}
+
+// patchStatus writes a Group's status, which only this controller writes.
 func (r *AccessReconciler) patchStatus(ctx context.Context, before, after client.Object) error {
 	if equality.Semantic.DeepEqual(before, after) {
 		return nil
 	}
-	// Guarded by the resource version: conditions are one list, and the
-	// invitation sender writes its own into it.
-	err := r.Status().Patch(ctx, after, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}), client.FieldOwner(fieldOwner))
+	err := r.Status().Patch(ctx, after, client.MergeFrom(before), client.FieldOwner(statusapply.OwnerAccessController))
 	return client.IgnoreNotFound(err)
 }
 

@@ -84,7 +84,7 @@ type apiKeyScope struct {
 }
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=apikeys,verbs=get;list;watch
-// +kubebuilder:rbac:groups=hub.minimax.io,resources=apikeys/status,verbs=get;patch
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=apikeys/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
 // +kubebuilder:rbac:groups=external-secrets.io,resources=pushsecrets,verbs=get;list;watch;create;update;delete
 

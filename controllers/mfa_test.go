@@ -11,6 +11,7 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/scheme"
+	"github.com/minimax/platform-hub/internal/statusapply"
 )
 
 // TestMultiFactorFromTheIdentityProvider: people sign in through the suite's
@@ -78,6 +79,18 @@ func TestMultiFactorFromTheIdentityProvider(t *testing.T) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(admin), admin)).To(Succeed())
 		g.Expect(admin.Status.MFAEnrolled).To(BeTrue())
 	}).Should(Succeed())
+	// The activity controller owns these two fields, and only them.
+	found := false
+	for _, f := range admin.ManagedFields {
+		if f.Manager == statusapply.OwnerMemberActivity {
+			found = true
+			g.Expect(f.FieldsV1.GetRawString()).To(And(ContainSubstring(`"f:lastActiveAt"`), ContainSubstring(`"f:mfaEnrolled"`),
+				Not(ContainSubstring(`"f:phase"`)), Not(ContainSubstring(`"f:conditions"`))))
+		} else if f.Subresource == "status" {
+			g.Expect(f.FieldsV1.GetRawString()).NotTo(Or(ContainSubstring(`"f:lastActiveAt"`), ContainSubstring(`"f:mfaEnrolled"`)), f.Manager)
+		}
+	}
+	g.Expect(found).To(BeTrue(), "the activity controller's field manager")
 
 	// The policy is the Owners'. An Owner signed in with a password may
 	// require MFA of Admins, but not of Owners: the hub would not know that

@@ -31,15 +31,23 @@ type Options struct {
 	HubNamespace string
 	// DevMode accepts plain http webhook URLs.
 	DevMode bool
-	// Auditor, when set, takes an audit entry for every change the checks
-	// let through.
-	Auditor Auditor
+	// Stamper, when set, takes what admission saw of every change the
+	// checks let through, to be audited once stored.
+	Stamper Stamper
 	// Clock stamps audit entries; nil means the real clock (the right one
 	// outside tests: entries say when a person acted).
 	Clock clock.PassiveClock
 
-	team     team
-	activity *activity
+	team team
+}
+
+// AuditedKinds are the kinds whose admission is stamped for the audit log,
+// one object of each: every kind with a webhook here. The manager watches
+// them to see the changes stored.
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=projects;apikeys;members;groups;spendingcaps;notificationchannels;organizations,verbs=get;list;watch
+func AuditedKinds() []client.Object {
+	return []client.Object{&hubv1.Project{}, &hubv1.APIKey{}, &hubv1.Member{}, &hubv1.Group{}, &hubv1.SpendingCap{},
+		&hubv1.NotificationChannel{}, &hubv1.Organization{}}
 }
 
 // SetupWithManager registers every admission webhook with the manager's
@@ -50,7 +58,6 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	}
 	tm := team{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader()}
 	opts.team = tm
-	opts.activity = &activity{team: tm, Client: mgr.GetClient(), Clock: opts.Clock}
 	projects := &APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader(), team: tm}
 	steps := []error{
 		register(mgr, opts, &hubv1.Project{}, &ProjectValidator{Reader: mgr.GetAPIReader(), team: tm}, projectChanges),
@@ -70,6 +77,6 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 func register[T client.Object](mgr ctrl.Manager, opts Options, obj T, v admission.Validator[T], changes func(old, new T) []auditlog.FieldChange) error {
 	guarded := &multiFactorRequired[T]{inner: v, team: opts.team}
 	return ctrl.NewWebhookManagedBy(mgr, obj).
-		WithValidator(&audited[T]{inner: guarded, auditor: opts.Auditor, clock: opts.Clock, changes: changes, activity: opts.activity}).
+		WithValidator(&audited[T]{inner: guarded, stamper: opts.Stamper, clock: opts.Clock, changes: changes}).
 		Complete()
 }

@@ -1,16 +1,16 @@
-// Package audit records every change to a hub resource, with who made it,
-// into the usage store's audit log.
+// Package audit records every stored change to a hub resource, with who
+// made it, into the usage server's audit log.
 //
 // The manager's admission webhooks see each create, update and delete with
 // the user the API server authenticated. Once the hub's own checks have let
-// a request through, its entry goes to a Recorder, which sends entries to the
-// usage server in batches (the server owns the store). While the server is
-// unreachable, entries wait in spool files and go out when it is back.
-//
-// Entries are taken at admission: a request refused after the hub's checks
-// (by an edit conflict, or by another admission webhook of the cluster) can
-// still have an entry. The API server's own audit log, where the cluster has
-// one, is the record of what was stored.
+// a request through, they hand a Stamp to the Committer, which keeps it in
+// memory. The Committer watches the audited kinds and, when it sees the
+// change stored, turns the stamp into an entry with the version the change
+// produced; a request refused later (by another webhook, or an edit
+// conflict) is never stored, and its stamp expires unrecorded. Entries go to
+// a Recorder, which sends them to the usage server in batches (the server
+// owns the store). While the server is unreachable, entries wait in spool
+// files and go out when it is back.
 package audit
 
 import (

@@ -12,11 +12,14 @@ import (
 	"github.com/minimax/platform-hub/internal/sqldb"
 )
 
-// Entry is one change to a hub resource, as admission saw it.
+// Entry is one stored change to a hub resource: who asked for it, as
+// admission saw it, and what the API server stored.
 type Entry struct {
-	// ID identifies the change (see webhooks.entryID): an entry sent twice,
-	// or asked for twice by the API server, is stored once.
-	ID   string    `json:"id"`
+	// ID identifies the change (the object's UID and the resource version
+	// it produced; see audit.Committer): an entry sent twice, or by two
+	// replicas, is stored once.
+	ID string `json:"id"`
+	// Time is when admission let the request through.
 	Time time.Time `json:"time"`
 	// Actor and Groups are the user the API server authenticated.
 	Actor  string   `json:"actor"`
@@ -28,10 +31,20 @@ type Entry struct {
 	Namespace string `json:"namespace,omitempty"`
 	Name      string `json:"name"`
 	UID       string `json:"uid,omitempty"`
+	// ResourceVersion is the object's version the change produced (for a
+	// delete, the version it was seen deleted at).
+	ResourceVersion string `json:"resourceVersion,omitempty"`
 	// Changes are the old and new values of the fields that grant access
 	// (roles, membership, project access lists) and of the plan.
 	Changes []FieldChange `json:"changes,omitempty"`
 }
+
+// The actions of an Entry.
+const (
+	ActionCreate = "create"
+	ActionUpdate = "update"
+	ActionDelete = "delete"
+)
 
 // FieldChange is a field's value before and after a change.
 type FieldChange struct {
@@ -69,10 +82,16 @@ type sqlStore struct {
 
 // New returns the audit log in db, creating its tables if needed.
 func New(ctx context.Context, db *sqldb.DB) (Store, error) {
-	if err := db.Migrate(ctx, "audit", schema, nil); err != nil {
+	if err := db.Migrate(ctx, "audit", schema, added); err != nil {
 		return nil, err
 	}
 	return &sqlStore{db: db, d: db.D}, nil
+}
+
+// added are the columns added since the table was first made; Migrate adds
+// them to an older table.
+var added = []sqldb.Column{
+	{Table: "audit_events", Name: "resource_version", Definition: "TEXT NOT NULL DEFAULT ''"},
 }
 
 var schema = []string{
@@ -86,7 +105,8 @@ var schema = []string{
 		namespace TEXT NOT NULL,
 		name TEXT NOT NULL,
 		uid TEXT NOT NULL,
-		changes_json TEXT NOT NULL)` + "%TABLE_OPTIONS%",
+		changes_json TEXT NOT NULL,
+		resource_version TEXT NOT NULL DEFAULT '')` + "%TABLE_OPTIONS%",
 	`CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts)`,
 	`CREATE INDEX IF NOT EXISTS audit_events_actor ON audit_events (actor, ts)`,
 	`CREATE INDEX IF NOT EXISTS audit_events_object ON audit_events (kind, name, ts)`,
@@ -103,14 +123,14 @@ func (s *sqlStore) RecordAudit(ctx context.Context, entries []Entry) error {
 	}
 	defer func() { _ = tx.Rollback() }()
 	p := s.d.Placeholder
-	stmt := fmt.Sprintf(`INSERT INTO audit_events (id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json)
-		VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING`,
-		p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10))
+	stmt := fmt.Sprintf(`INSERT INTO audit_events (id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json, resource_version)
+		VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING`,
+		p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11))
 	for _, e := range entries {
 		groups, _ := json.Marshal(e.Groups)
 		changes, _ := json.Marshal(e.Changes)
 		if _, err := tx.ExecContext(ctx, stmt, e.ID, e.Time.UnixMicro(), e.Actor, string(groups), e.Action, e.Kind,
-			e.Namespace, e.Name, e.UID, string(changes)); err != nil {
+			e.Namespace, e.Name, e.UID, string(changes), e.ResourceVersion); err != nil {
 			return fmt.Errorf("recording audit entry %s: %w", e.ID, err)
 		}
 	}
@@ -126,7 +146,7 @@ func (s *sqlStore) AuditEntries(ctx context.Context, f Filter) ([]Entry, error) 
 	c.Equal("namespace", f.Namespace)
 	c.Equal("name", f.Name)
 	args := c.Args
-	q := "SELECT id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json FROM audit_events" + c.SQL()
+	q := "SELECT id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json, resource_version FROM audit_events" + c.SQL()
 	q += " ORDER BY ts DESC, id DESC"
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
@@ -142,7 +162,7 @@ func (s *sqlStore) AuditEntries(ctx context.Context, f Filter) ([]Entry, error) 
 		var e Entry
 		var ts int64
 		var groups, changes string
-		if err := rows.Scan(&e.ID, &ts, &e.Actor, &groups, &e.Action, &e.Kind, &e.Namespace, &e.Name, &e.UID, &changes); err != nil {
+		if err := rows.Scan(&e.ID, &ts, &e.Actor, &groups, &e.Action, &e.Kind, &e.Namespace, &e.Name, &e.UID, &changes, &e.ResourceVersion); err != nil {
 			return nil, fmt.Errorf("reading an audit entry: %w", err)
 		}
 		e.Time = time.UnixMicro(ts).UTC()

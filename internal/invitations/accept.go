@@ -160,10 +160,10 @@ func (h *Handler) accept(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 4096)
 		name, token = r.PostFormValue("member"), r.PostFormValue("token")
 	}
-	// Another writer of the member's status (its activity, say) can win
-	// the race for the resource version: the invitation is checked again
-	// and the acceptance tried again, a few times, before the person is
-	// asked to retry.
+	// Another writer of the member's status (the access controller, say)
+	// can win the race for the resource version: the invitation is checked
+	// again and the acceptance tried again, a few times, before the person
+	// is asked to retry.
 	for attempt := 1; ; attempt++ {
 		m, ref := h.check(r, name, token)
 		if ref != nil {
@@ -188,13 +188,13 @@ func (h *Handler) accept(w http.ResponseWriter, r *http.Request) {
 }
 
 // acceptMember marks a checked invitation accepted: the digest goes, so the
-// link works once. The resource version guards against two uses at the
-// same moment.
+// link works once (the accepted digest tells a second use it was used).
+// The access controller then makes the member Active.
 func (h *Handler) acceptMember(ctx context.Context, m *hubv1.Member) error {
-	before := m.DeepCopy()
-	m.Status.AcceptedAt = &metav1.Time{Time: h.Clock.Now().Truncate(time.Second)}
-	m.Status.AcceptedDigest, m.Status.InvitationDigest, m.Status.Phase = m.Status.InvitationDigest, "", hubv1.MemberActive
-	return h.Client.Status().Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{}))
+	s := &m.Status
+	s.AcceptedAt = &metav1.Time{Time: h.Clock.Now().Truncate(time.Second)}
+	s.AcceptedDigest, s.InvitationDigest = s.InvitationDigest, ""
+	return writeStatus(ctx, h.Client, m)
 }
 
 func writeRefusal(w http.ResponseWriter, ref *refusal) {

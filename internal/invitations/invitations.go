@@ -22,12 +22,14 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/notify"
+	"github.com/minimax/platform-hub/internal/statusapply"
 )
 
 // DefaultTTL is how long an invitation link works.
@@ -92,24 +94,37 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	now := r.Clock.Now()
-	before := m.DeepCopy()
 	s.InvitationDigest, s.InvitationFor, s.InvitationSentAt = digest, m.Spec.ResendInvitation, nil
 	s.InvitationExpiresAt = &metav1.Time{Time: now.Add(r.ttl()).Truncate(time.Second)}
-	if err := r.Status().Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+	if err := client.IgnoreNotFound(writeStatus(ctx, r.Client, m)); err != nil {
+		return ctrl.Result{}, err
 	}
 	if err := r.Sender.Email(ctx, []string{m.Spec.Email}, r.message(ctx, m, token)); err != nil {
 		_ = r.setSent(ctx, m, metav1.ConditionFalse, hubv1.InvitationFailedReason,
 			fmt.Sprintf("the invitation email could not be sent (retrying): %v", err))
 		return ctrl.Result{}, fmt.Errorf("sending the invitation of member %s: %w", m.Name, err)
 	}
-	before = m.DeepCopy()
-	s.InvitationSentAt = &metav1.Time{Time: now.Truncate(time.Second)}
-	meta.SetStatusCondition(&s.Conditions, metav1.Condition{Type: hubv1.InvitationSentCondition, Status: metav1.ConditionTrue,
-		Reason: hubv1.ReconciledReason, ObservedGeneration: m.Generation,
-		Message: fmt.Sprintf("invitation sent to %s; the link works until %s", m.Spec.Email, s.InvitationExpiresAt.UTC().Format(time.RFC3339))})
 	ctrl.LoggerFrom(ctx).Info("Invitation sent", "member", m.Name)
-	return ctrl.Result{}, client.IgnoreNotFound(r.Status().Patch(ctx, m, client.MergeFrom(before)))
+	return ctrl.Result{}, r.recordSent(ctx, m, digest, now)
+}
+
+// recordSent records that the invitation with digest went out at sentAt.
+// The email is gone, so a write that meets another (the access controller
+// writing its fields) is tried again on a fresh read, rather than sending a
+// new invitation; an invitation accepted or replaced meanwhile is left be.
+func (r *Reconciler) recordSent(ctx context.Context, m *hubv1.Member, digest string, sentAt time.Time) error {
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		if err := r.Get(ctx, client.ObjectKeyFromObject(m), m); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		s := &m.Status
+		if s.InvitationDigest != digest {
+			return nil
+		}
+		s.InvitationSentAt = &metav1.Time{Time: sentAt.Truncate(time.Second)}
+		return r.setSent(ctx, m, metav1.ConditionTrue, hubv1.ReconciledReason,
+			fmt.Sprintf("invitation sent to %s; the link works until %s", m.Spec.Email, s.InvitationExpiresAt.UTC().Format(time.RFC3339)))
+	})
 }
 
 func (r *Reconciler) ttl() time.Duration {
@@ -119,13 +134,32 @@ func (r *Reconciler) ttl() time.Duration {
 	return DefaultTTL
 }
 
+// setSent sets the InvitationSent condition and writes the package's
+// fields (an unchanged apply changes nothing stored).
 func (r *Reconciler) setSent(ctx context.Context, m *hubv1.Member, status metav1.ConditionStatus, reason, msg string) error {
-	before := m.DeepCopy()
-	if !meta.SetStatusCondition(&m.Status.Conditions, metav1.Condition{Type: hubv1.InvitationSentCondition, Status: status,
-		Reason: reason, ObservedGeneration: m.Generation, Message: msg}) {
-		return nil
+	meta.SetStatusCondition(&m.Status.Conditions, metav1.Condition{Type: hubv1.InvitationSentCondition, Status: status,
+		Reason: reason, ObservedGeneration: m.Generation, Message: msg})
+	return client.IgnoreNotFound(writeStatus(ctx, r.Client, m))
+}
+
+// statusFields are the Member status fields this package owns (JSON
+// names), with the InvitationSent condition: the sender's and the
+// acceptance handler's, one writer of the invitation's lifecycle.
+var statusFields = []string{"invitationDigest", "invitationFor", "invitationSentAt", "invitationExpiresAt",
+	"acceptedAt", "acceptedDigest", "conditions"}
+
+// writeStatus applies this package's fields of m's status, locked on the
+// version read: a digest stored over a newer invitation, or over an
+// acceptance, would make a link work that should not, and two uses of one
+// link at once must not both succeed. Every write carries all the fields,
+// as apply removes those left out. On success m is the member as stored.
+func writeStatus(ctx context.Context, c client.Client, m *hubv1.Member) error {
+	owned, err := statusapply.Select(m.Status, statusFields...)
+	if err != nil {
+		return err
 	}
-	return client.IgnoreNotFound(r.Status().Patch(ctx, m, client.MergeFrom(before)))
+	statusapply.KeepConditions(owned, hubv1.InvitationSentCondition)
+	return statusapply.ApplyIfUnchanged(ctx, c, m, owned, statusapply.OwnerInvitations)
 }
 
 // Link is the acceptance link of a member's invitation.

@@ -143,12 +143,12 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if hubNamespace == "" {
 		hubNamespace = hubv1.DefaultHubNamespace
 	}
-	auditor, err := newAuditor(mgr, opts.Audit)
+	committer, err := newCommitter(mgr, opts.Audit)
 	if err != nil {
 		return nil, err
 	}
 	if err := webhooks.SetupWithManager(mgr, webhooks.Options{HubNamespace: hubNamespace, DevMode: opts.DevMode,
-		Auditor: auditor}); err != nil { // audit entries carry the real time, whatever clock the controllers use
+		Stamper: committer}); err != nil { // audit entries carry the real time, whatever clock the controllers use
 		return nil, fmt.Errorf("setting up webhooks: %w", err)
 	}
 	// Key metrics come from the leader only, so that replicas do not export
@@ -181,9 +181,30 @@ func hasLabel(key string) labels.Selector {
 	return labels.NewSelector().Add(*req)
 }
 
-// newAuditor builds the recorder of the audit log, run on every replica
-// (each serves webhooks); nil when no server URL is configured.
-func newAuditor(mgr ctrl.Manager, opts AuditOptions) (webhooks.Auditor, error) {
+// newCommitter builds what turns admitted changes, once stored, into audit
+// entries and Members' activity; both run on every replica (each serves
+// webhooks). Members' activity is kept from the real time, whatever clock
+// the other controllers use.
+func newCommitter(mgr ctrl.Manager, opts AuditOptions) (*audit.Committer, error) {
+	activity := controllers.NewMemberActivityReconciler(mgr.GetClient(), clock.RealClock{})
+	if err := activity.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the member activity controller: %w", err)
+	}
+	recorder, err := newRecorder(mgr, opts)
+	if err != nil {
+		return nil, err
+	}
+	committer := &audit.Committer{Activity: activity, Kinds: webhooks.AuditedKinds(), Cache: mgr.GetCache(), Log: ctrl.Log.WithName("audit")}
+	committer.RegisterMetrics(ctrlmetrics.Registry)
+	if recorder != nil {
+		committer.Sink = recorder
+	}
+	return committer, mgr.Add(committer)
+}
+
+// newRecorder builds the recorder of the audit log; nil when no server URL
+// is configured.
+func newRecorder(mgr ctrl.Manager, opts AuditOptions) (*audit.Recorder, error) {
 	if opts.ServerURL == "" {
 		ctrl.Log.WithName("setup").Info("No usage server URL: changes to hub resources are not audited")
 		return nil, nil

@@ -547,7 +547,7 @@ func TestAuditAPI(t *testing.T) {
 	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 	entries := server.AuditRequest{Entries: []auditlog.Entry{
 		{ID: "a1", Time: at, Actor: "adm@example.com", Groups: []string{"system:authenticated"}, Action: "update", Kind: "Member",
-			Name: "alice", Changes: []auditlog.FieldChange{{Field: "spec.role", Old: "Developer", New: "Admin"}}},
+			Name: "alice", ResourceVersion: "4711", Changes: []auditlog.FieldChange{{Field: "spec.role", Old: "Developer", New: "Admin"}}},
 		{ID: "a2", Time: at.Add(time.Minute), Actor: "dev@example.com", Action: "create", Kind: "APIKey", Namespace: "chatbot", Name: "ci"},
 	}}
 	postAudit := func(token string, body any) (int, map[string]any) {
@@ -575,6 +575,7 @@ func TestAuditAPI(t *testing.T) {
 	g.Expect(getJSON(g, srv.url+server.AuditPath+"?actor=adm@example.com", reader, &list)).To(Equal(http.StatusOK))
 	g.Expect(list.Entries).To(HaveLen(1))
 	g.Expect(list.Entries[0].Changes).To(Equal(entries.Entries[0].Changes))
+	g.Expect(list.Entries[0].ResourceVersion).To(Equal("4711"))
 
 	req, err := http.NewRequest(http.MethodGet, srv.url+server.AuditPath+"?format=csv&from=2026-11-20T00:00:00Z", nil)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -586,7 +587,8 @@ func TestAuditAPI(t *testing.T) {
 	rows, err := csv.NewReader(resp.Body).ReadAll()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(rows).To(HaveLen(3))
-	g.Expect(rows[0]).To(Equal([]string{"time", "actor", "groups", "action", "kind", "namespace", "name", "uid", "changes", "id"}))
+	g.Expect(rows[0]).To(Equal([]string{"time", "actor", "groups", "action", "kind", "namespace", "name", "uid", "changes", "id", "resource_version"}))
+	g.Expect(rows[1][10]).To(Equal("4711"))
 	g.Expect(rows[1][1]).To(Equal("adm@example.com"))
 	g.Expect(rows[1][8]).To(Equal("spec.role: Developer -> Admin"))
 	g.Expect(rows[2][4:7]).To(Equal([]string{"APIKey", "chatbot", "ci"}))

@@ -107,14 +107,14 @@ func writeAuditCSV(w http.ResponseWriter, entries []auditlog.Entry) {
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="audit.csv"`)
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"time", "actor", "groups", "action", "kind", "namespace", "name", "uid", "changes", "id"})
+	_ = cw.Write([]string{"time", "actor", "groups", "action", "kind", "namespace", "name", "uid", "changes", "id", "resource_version"})
 	for _, e := range entries {
 		changes := make([]string, 0, len(e.Changes))
 		for _, c := range e.Changes {
 			changes = append(changes, fmt.Sprintf("%s: %s -> %s", c.Field, c.Old, c.New))
 		}
 		_ = cw.Write([]string{e.Time.UTC().Format(time.RFC3339Nano), e.Actor, strings.Join(e.Groups, " "), e.Action, e.Kind,
-			e.Namespace, e.Name, e.UID, strings.Join(changes, "; "), e.ID})
+			e.Namespace, e.Name, e.UID, strings.Join(changes, "; "), e.ID, e.ResourceVersion})
 	}
 	cw.Flush()
 }

@@ -24,9 +24,11 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/controllers"
 	"github.com/minimax/platform-hub/internal/invitations"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/scheme"
+	"github.com/minimax/platform-hub/internal/statusapply"
 )
 
 var linkPattern = regexp.MustCompile(`https?://\S+`)
@@ -60,6 +62,8 @@ func TestInvitations(t *testing.T) {
 	g.Expect((&invitations.Reconciler{Client: mgr.GetClient(), Clock: clk, PublicURL: site.URL,
 		Sender: &notify.Sender{Reader: k8sClient, ConfigSecret: client.ObjectKey{Namespace: hub, Name: notify.ConfigSecretName}},
 	}).SetupWithManager(mgr)).To(Succeed())
+	// The manager's access controller makes an accepted member Active.
+	g.Expect((&controllers.AccessReconciler{Client: mgr.GetClient(), APIReader: mgr.GetAPIReader()}).SetupWithManager(mgr)).To(Succeed())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = mgr.Start(ctx) }()
 	defer func() { cancel(); <-done }()
@@ -131,8 +135,19 @@ func TestInvitations(t *testing.T) {
 	g.Expect(code).To(Equal(http.StatusOK), body)
 	s := member("ivy").Status
 	g.Expect(s.AcceptedAt).NotTo(BeNil())
-	g.Expect(s.Phase).To(Equal(hubv1.MemberActive))
 	g.Expect(s.InvitationDigest).To(BeEmpty())
+	g.Eventually(func() hubv1.MemberPhase { return member("ivy").Status.Phase }, 10*time.Second).Should(Equal(hubv1.MemberActive))
+	// Two writers of the status, running together: each owns its fields.
+	owned := map[string]string{}
+	for _, f := range member("ivy").ManagedFields {
+		if f.Subresource == "status" && f.FieldsV1 != nil {
+			owned[f.Manager] = f.FieldsV1.GetRawString()
+		}
+	}
+	g.Expect(owned).To(HaveKeyWithValue(statusapply.OwnerInvitations, And(ContainSubstring(`"f:acceptedAt"`),
+		ContainSubstring(`"f:invitationSentAt"`), ContainSubstring(`"k:{\"type\":\"InvitationSent\"}"`), Not(ContainSubstring(`"f:phase"`)))))
+	g.Expect(owned).To(HaveKeyWithValue(statusapply.OwnerAccessController, And(ContainSubstring(`"f:phase"`),
+		ContainSubstring(`"k:{\"type\":\"Ready\"}"`), Not(ContainSubstring(`"f:acceptedAt"`)), Not(ContainSubstring("InvitationSent")))))
 	code, body = accept(link)
 	g.Expect(code).To(Equal(http.StatusConflict))
 	g.Expect(body).To(ContainSubstring("already accepted"))

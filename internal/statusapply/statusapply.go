@@ -13,8 +13,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
@@ -38,12 +41,24 @@ const (
 	// OwnerCaps (the cap evaluation) writes the CapReached condition of
 	// Projects and the Organization.
 	OwnerCaps = "hub-spending-caps"
+	// OwnerAccessController writes a Member's phase, username, projects,
+	// keysOwned, observedGeneration and Ready condition.
+	OwnerAccessController = "hub-access-controller"
+	// OwnerMemberActivity writes a Member's lastActiveAt and mfaEnrolled,
+	// from the changes the member made (see package audit).
+	OwnerMemberActivity = "hub-member-activity"
+	// OwnerInvitations (the usage server's invitations: the sender and
+	// the acceptance handler) writes a Member's invitationDigest,
+	// invitationFor, invitationSentAt, invitationExpiresAt, acceptedAt,
+	// acceptedDigest and InvitationSent condition.
+	OwnerInvitations = "hub-invitations"
 )
 
 // Apply makes status (the JSON form of the fields the writer owns, such as
 // {"usage": {...}}) obj's status for those fields, by server-side apply as
 // owner. It forces ownership of them: a field that an older version of the
-// hub wrote with an update passes to its owner.
+// hub wrote with an update passes to its owner. On success obj holds the
+// object as stored.
 func Apply(ctx context.Context, c client.Client, obj client.Object, status map[string]any, owner string) error {
 	return apply(ctx, c, obj, status, owner, "")
 }
@@ -67,7 +82,17 @@ func apply(ctx context.Context, c client.Client, obj client.Object, status map[s
 	u.SetName(obj.GetName())
 	u.SetNamespace(obj.GetNamespace())
 	u.SetResourceVersion(resourceVersion)
-	return c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership)
+	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(owner), client.ForceOwnership); err != nil {
+		return err
+	}
+	// The answer is the object as stored: obj becomes it, so that a writer
+	// that writes again locks on the new version.
+	v := reflect.ValueOf(obj).Elem()
+	v.Set(reflect.Zero(v.Type())) // no field of the old obj outlives the answer
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, obj); err != nil {
+		return fmt.Errorf("reading the applied %s %s: %w", gvk.Kind, obj.GetName(), err)
+	}
+	return nil
 }
 
 // Merge writes status fields of obj as a JSON merge patch, as owner: for a
@@ -84,16 +109,22 @@ func Merge(ctx context.Context, c client.Client, obj client.Object, status map[s
 // DropConditions removes from the fields' conditions those of the given
 // types, which another writer owns.
 func DropConditions(fields map[string]any, conditionTypes ...string) {
+	filterConditions(fields, func(t string) bool { return !slices.Contains(conditionTypes, t) })
+}
+
+// KeepConditions keeps in the fields' conditions only those of the given
+// types, the writer's own; with none, conditions are left out.
+func KeepConditions(fields map[string]any, conditionTypes ...string) {
+	filterConditions(fields, func(t string) bool { return slices.Contains(conditionTypes, t) })
+}
+
+func filterConditions(fields map[string]any, keep func(conditionType string) bool) {
 	conds, _ := fields["conditions"].([]any)
 	kept := make([]any, 0, len(conds))
 	for _, c := range conds {
 		m, _ := c.(map[string]any)
 		t, _ := m["type"].(string)
-		drop := false
-		for _, other := range conditionTypes {
-			drop = drop || t == other
-		}
-		if !drop {
+		if keep(t) {
 			kept = append(kept, c)
 		}
 	}
@@ -103,6 +134,29 @@ func DropConditions(fields map[string]any, conditionTypes ...string) {
 // Fields is the JSON form of a typed status, without the fields named in
 // drop (JSON names): what its writer applies.
 func Fields(status any, drop ...string) (map[string]any, error) {
+	out, err := toJSON(status)
+	for _, f := range drop {
+		delete(out, f)
+	}
+	return out, err
+}
+
+// Select is the JSON form of only the named fields of a typed status (JSON
+// names; a field that is empty and omitted is absent): what a writer that
+// owns few of a status's fields applies. conditions, when named, holds
+// every condition; KeepConditions narrows it to the writer's.
+func Select(status any, keep ...string) (map[string]any, error) {
+	all, err := toJSON(status)
+	out := map[string]any{}
+	for _, f := range keep {
+		if v, ok := all[f]; ok {
+			out[f] = v
+		}
+	}
+	return out, err
+}
+
+func toJSON(status any) (map[string]any, error) {
 	raw, err := json.Marshal(status)
 	if err != nil {
 		return nil, err
@@ -110,9 +164,6 @@ func Fields(status any, drop ...string) (map[string]any, error) {
 	var out map[string]any
 	if err := json.Unmarshal(raw, &out); err != nil {
 		return nil, fmt.Errorf("reading a status as JSON: %w", err)
-	}
-	for _, f := range drop {
-		delete(out, f)
 	}
 	return out, nil
 }
