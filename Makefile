@@ -52,7 +52,7 @@ generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods for the API types.
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration into config/.
 	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... paths=./webhooks/... output:rbac:artifacts:config=config/rbac
-	$(CONTROLLER_GEN) rbac:roleName=server-role paths=./internal/server/... paths=./internal/caps/... paths=./internal/notify/... paths=./internal/invitations/... output:rbac:artifacts:config=config/server/rbac
+	$(CONTROLLER_GEN) rbac:roleName=server-role paths=./internal/server/... paths=./internal/notify/... output:rbac:artifacts:config=config/server/rbac
 	$(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook
 
 .PHONY: fmt

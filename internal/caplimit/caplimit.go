@@ -1,8 +1,9 @@
 // Package caplimit decides what a SpendingCap's use means: how much of the
 // cap is used, its state, which alert thresholds are reached, and whether a
-// Hard cap stops traffic. The server's evaluation (package caps) and the
-// gateway's own count of what it metered (gateway.Budgets) both decide
-// here, so they cannot disagree on where a cap stops.
+// Hard cap stops traffic. The server's evaluation
+// (reconcilers.SpendingCapReconciler) and the gateway's own count of what it
+// metered (gateway.Budgets) both decide here, so they cannot disagree on
+// where a cap stops.
 package caplimit
 
 import (

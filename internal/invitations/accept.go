@@ -194,7 +194,7 @@ func (h *Handler) acceptMember(ctx context.Context, m *hubv1.Member) error {
 	s := &m.Status
 	s.AcceptedAt = &metav1.Time{Time: h.Clock.Now().Truncate(time.Second)}
 	s.AcceptedDigest, s.InvitationDigest = s.InvitationDigest, ""
-	return writeStatus(ctx, h.Client, m)
+	return WriteStatus(ctx, h.Client, m)
 }
 
 func writeRefusal(w http.ResponseWriter, ref *refusal) {

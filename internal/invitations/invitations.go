@@ -1,4 +1,7 @@
-// Package invitations invites Members by email and takes their acceptance.
+// Package invitations is what Members' invitations by email are made of:
+// tokens and their digests, links, the Member status fields an invitation
+// owns, and the handler that takes acceptance. The server role's
+// reconcilers.InvitationReconciler sends them.
 //
 // Creating a Member (or changing its spec.resendInvitation) sends an email
 // with a link that carries a 256-bit random token. Only the token's SHA-256
@@ -15,20 +18,13 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"fmt"
 	"net/url"
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/clock"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
-	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/statusapply"
 )
 
@@ -38,8 +34,8 @@ const DefaultTTL = 7 * 24 * time.Hour
 // AcceptPath is where invitation links point.
 const AcceptPath = "/v1/invitations/accept"
 
-// newToken returns a random token and its digest.
-func newToken() (token, digest string, err error) {
+// NewToken returns a random token and its digest.
+func NewToken() (token, digest string, err error) {
 	raw := make([]byte, 32)
 	if _, err := rand.Read(raw); err != nil {
 		return "", "", err
@@ -54,106 +50,19 @@ func Digest(token string) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// Reconciler sends invitations. It runs on the elected replica of the
-// server role.
-type Reconciler struct {
-	client.Client
-	Sender *notify.Sender
-	Clock  clock.PassiveClock
-	// PublicURL is the base of the links in invitations (the dashboard, or
-	// the server's public address). Without it no invitation is sent.
-	PublicURL string
-	// TTL is how long a link works; default 7 days.
-	TTL time.Duration
-}
-
-// +kubebuilder:rbac:groups=hub.minimax.io,resources=members,verbs=get;list;watch
-// +kubebuilder:rbac:groups=hub.minimax.io,resources=members/status,verbs=get;patch
-
-// Reconcile sends a Member its invitation when it has none for the current
-// spec.resendInvitation.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	m := &hubv1.Member{}
-	if err := r.Get(ctx, req.NamespacedName, m); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	s := &m.Status
-	sent := s.InvitationSentAt != nil && s.InvitationDigest != "" && s.InvitationFor == m.Spec.ResendInvitation
-	if m.Spec.Disabled || s.AcceptedAt != nil || sent || !m.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
-	}
-	if r.PublicURL == "" {
-		return ctrl.Result{}, r.setSent(ctx, m, metav1.ConditionFalse, hubv1.InvitationFailedReason,
-			"no invitation is sent: the usage server has no public URL for the link (hub server --public-url)")
-	}
-	// The digest is stored before the email goes out, so that the link
-	// works the moment it arrives. If sending fails, the next attempt makes
-	// a new token: the failed one was never seen.
-	token, digest, err := newToken()
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	now := r.Clock.Now()
-	s.InvitationDigest, s.InvitationFor, s.InvitationSentAt = digest, m.Spec.ResendInvitation, nil
-	s.InvitationExpiresAt = &metav1.Time{Time: now.Add(r.ttl()).Truncate(time.Second)}
-	if err := client.IgnoreNotFound(writeStatus(ctx, r.Client, m)); err != nil {
-		return ctrl.Result{}, err
-	}
-	if err := r.Sender.Email(ctx, []string{m.Spec.Email}, r.message(ctx, m, token)); err != nil {
-		_ = r.setSent(ctx, m, metav1.ConditionFalse, hubv1.InvitationFailedReason,
-			fmt.Sprintf("the invitation email could not be sent (retrying): %v", err))
-		return ctrl.Result{}, fmt.Errorf("sending the invitation of member %s: %w", m.Name, err)
-	}
-	ctrl.LoggerFrom(ctx).Info("Invitation sent", "member", m.Name)
-	return ctrl.Result{}, r.recordSent(ctx, m, digest, now)
-}
-
-// recordSent records that the invitation with digest went out at sentAt.
-// The email is gone, so a write that meets another (the access controller
-// writing its fields) is tried again on a fresh read, rather than sending a
-// new invitation; an invitation accepted or replaced meanwhile is left be.
-func (r *Reconciler) recordSent(ctx context.Context, m *hubv1.Member, digest string, sentAt time.Time) error {
-	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		if err := r.Get(ctx, client.ObjectKeyFromObject(m), m); err != nil {
-			return client.IgnoreNotFound(err)
-		}
-		s := &m.Status
-		if s.InvitationDigest != digest {
-			return nil
-		}
-		s.InvitationSentAt = &metav1.Time{Time: sentAt.Truncate(time.Second)}
-		return r.setSent(ctx, m, metav1.ConditionTrue, hubv1.ReconciledReason,
-			fmt.Sprintf("invitation sent to %s; the link works until %s", m.Spec.Email, s.InvitationExpiresAt.UTC().Format(time.RFC3339)))
-	})
-}
-
-func (r *Reconciler) ttl() time.Duration {
-	if r.TTL > 0 {
-		return r.TTL
-	}
-	return DefaultTTL
-}
-
-// setSent sets the InvitationSent condition and writes the package's
-// fields (an unchanged apply changes nothing stored).
-func (r *Reconciler) setSent(ctx context.Context, m *hubv1.Member, status metav1.ConditionStatus, reason, msg string) error {
-	meta.SetStatusCondition(&m.Status.Conditions, metav1.Condition{Type: hubv1.InvitationSentCondition, Status: status,
-		Reason: reason, ObservedGeneration: m.Generation, Message: msg})
-	return client.IgnoreNotFound(writeStatus(ctx, r.Client, m))
-}
-
-// statusFields are the Member status fields this package owns (JSON
-// names), with the InvitationSent condition: the sender's and the
-// acceptance handler's, one writer of the invitation's lifecycle.
+// statusFields are the Member status fields the invitations own (JSON
+// names), with the InvitationSent condition: the sender's
+// (reconcilers.InvitationReconciler) and the acceptance handler's, one
+// writer of the invitation's lifecycle under statusapply.OwnerInvitations.
 var statusFields = []string{"invitationDigest", "invitationFor", "invitationSentAt", "invitationExpiresAt",
 	"acceptedAt", "acceptedDigest", "conditions"}
 
-// writeStatus applies this package's fields of m's status, locked on the
+// WriteStatus applies the invitation's fields of m's status, locked on the
 // version read: a digest stored over a newer invitation, or over an
 // acceptance, would make a link work that should not, and two uses of one
 // link at once must not both succeed. Every write carries all the fields,
 // as apply removes those left out. On success m is the member as stored.
-func writeStatus(ctx context.Context, c client.Client, m *hubv1.Member) error {
+func WriteStatus(ctx context.Context, c client.Client, m *hubv1.Member) error {
 	owned, err := statusapply.Select(m.Status, statusFields...)
 	if err != nil {
 		return err
@@ -166,31 +75,4 @@ func writeStatus(ctx context.Context, c client.Client, m *hubv1.Member) error {
 func Link(publicURL, member, token string) string {
 	q := url.Values{"member": {member}, "token": {token}}
 	return strings.TrimSuffix(publicURL, "/") + AcceptPath + "?" + q.Encode()
-}
-
-func (r *Reconciler) message(ctx context.Context, m *hubv1.Member, token string) notify.Message {
-	org := "your organization"
-	o := &hubv1.Organization{}
-	if err := r.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, o); err == nil && o.Spec.DisplayName != "" {
-		org = o.Spec.DisplayName
-	}
-	link := Link(r.PublicURL, m.Name, token)
-	expires := m.Status.InvitationExpiresAt.UTC().Format(time.RFC3339)
-	return notify.Message{
-		// A new Message-ID per invitation: each one is a different email.
-		ID:      "invitation_" + m.Name + "_" + Digest(token)[7:23],
-		Subject: fmt.Sprintf("[Platform Hub] You are invited to %s", org),
-		Text: fmt.Sprintf("You are invited to %s on Platform Hub, with the %s role.\n\n"+
-			"Accept the invitation here (the link works once, until %s):\n%s\n\n"+
-			"If you did not expect this, ignore this email.\n", org, m.Spec.Role, expires, link),
-	}
-}
-
-// SetupWithManager registers the reconciler; it runs on the elected
-// replica, so that one invitation goes out.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
-	return ctrl.NewControllerManagedBy(mgr).For(&hubv1.Member{}).Named("invitations").Complete(r)
 }

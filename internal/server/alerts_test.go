@@ -22,10 +22,10 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/alertlog"
 	"github.com/minimax/platform-hub/internal/auditlog"
-	"github.com/minimax/platform-hub/internal/caps"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/server"
+	"github.com/minimax/platform-hub/internal/server/reconcilers"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -96,7 +96,7 @@ func TestThresholdAlertsFireOnceInOrderAcrossRestarts(t *testing.T) {
 
 	accepted, _, _, _ := rcv.snapshot()
 	env, d := capData(g, accepted[0].Body)
-	g.Expect(accepted[0].ID).To(Equal(caps.AlertID(string(c.UID), time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 50)),
+	g.Expect(accepted[0].ID).To(Equal(reconcilers.SpendingCapAlertID(string(c.UID), time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 50)),
 		"webhook-id is the idempotency key: cap UID, cycle and threshold")
 	g.Expect(env.Type).To(Equal(alertlog.KindCapThreshold))
 	g.Expect(d.Percent).To(BeEquivalentTo(60))
@@ -355,7 +355,7 @@ func TestEmailAndSMSAlerts(t *testing.T) {
 	g.Expect(m.From).To(Equal("alerts@hub.example.com"))
 	g.Expect(m.To).To(ConsistOf("finance@example.com", "cto@example.com"))
 	g.Expect(m.Message.Header.Get("Subject")).To(Equal("[Platform Hub] Project alerts-mail reached 50% of spending cap budget"))
-	g.Expect(m.Message.Header.Get("Message-Id")).To(ContainSubstring(caps.AlertID(string(c.UID), time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 50)))
+	g.Expect(m.Message.Header.Get("Message-Id")).To(ContainSubstring(reconcilers.SpendingCapAlertID(string(c.UID), time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), 50)))
 	g.Expect(m.Body).To(ContainSubstring("has used 70% of its spending cap alerts-mail/budget (7 of 10)"))
 	g.Expect(m.Body).To(ContainSubstring("reaches 100% at"))
 	g.Expect(m.Body).To(ContainSubstring("https://hub.example.com/projects/alerts-mail/usage"))
@@ -423,7 +423,7 @@ func TestCycleBoundaryInOrganizationTimeZone(t *testing.T) {
 	e.spend(g, "alerts-cycle", 5, 1_000_000)
 	g.Eventually(func(g Gomega) { g.Expect(acceptedThresholds(g, rcv)).To(Equal([]int32{50, 50})) }, 10*time.Second).Should(Succeed())
 	accepted, _, _, _ := rcv.snapshot()
-	g.Expect(accepted[1].ID).To(Equal(caps.AlertID(string(c.UID), decemberShanghai, 50)))
+	g.Expect(accepted[1].ID).To(Equal(reconcilers.SpendingCapAlertID(string(c.UID), decemberShanghai, 50)))
 	_, d := capData(g, accepted[1].Body)
 	g.Expect(d.Currency).To(Equal("CNY"))
 	g.Expect(d.CycleStart).To(BeTemporally("==", decemberShanghai))

@@ -20,11 +20,11 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/alertlog"
-	"github.com/minimax/platform-hub/internal/caps"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/server"
+	"github.com/minimax/platform-hub/internal/server/reconcilers"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -37,7 +37,7 @@ type capsEnv struct {
 	store        usage.Store
 	alerts       alertlog.Store
 	prices       *pricing.PriceList
-	caps         *caps.Reconciler
+	caps         *reconcilers.SpendingCapReconciler
 	sent         int
 	stop         func()
 }
@@ -80,8 +80,8 @@ func (e *capsEnv) start(g Gomega, a *alerting) {
 	mgr, err := ctrl.NewManager(cluster.Config, ctrl.Options{Scheme: scheme.New(),
 		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
 	g.Expect(err).NotTo(HaveOccurred())
-	e.caps = &caps.Reconciler{Client: mgr.GetClient(), Store: e.store, Clock: e.clock, HubNamespace: e.hubNamespace,
-		Log: ctrl.Log, Resync: 200 * time.Millisecond, Prices: func() *pricing.PriceList { return e.prices }}
+	e.caps = &reconcilers.SpendingCapReconciler{Client: mgr.GetClient(), Store: e.store, Clock: e.clock, HubNamespace: e.hubNamespace,
+		Log: ctrl.Log, Resync: 200 * time.Millisecond, Prices: e}
 	if a != nil {
 		outbox := &notify.Outbox{Client: mgr.GetClient(), Store: e.alerts, HubNamespace: e.hubNamespace}
 		if !a.noDispatch {
@@ -91,7 +91,7 @@ func (e *capsEnv) start(g Gomega, a *alerting) {
 			outbox.Wake = d.Wake
 		}
 		e.caps.Outbox, e.caps.DashboardURL = outbox, "https://hub.example.com"
-		warner := &notify.ExpiryWarner{Client: mgr.GetClient(), Outbox: outbox, Clock: e.clock,
+		warner := &reconcilers.KeyExpiryReconciler{Client: mgr.GetClient(), Outbox: outbox, Clock: e.clock,
 			DashboardURL: "https://hub.example.com", Resync: 100 * time.Millisecond}
 		g.Expect(warner.SetupWithManager(mgr)).To(Succeed())
 	}
@@ -107,6 +107,9 @@ func (e *capsEnv) start(g Gomega, a *alerting) {
 		e.stop = nil
 	}
 }
+
+// PriceList is the price list the test set last.
+func (e *capsEnv) PriceList() *pricing.PriceList { return e.prices }
 
 // spend stores calls of a project with the given tokens (1 money unit per
 // million tokens) and tells the evaluation, as ingest does.

@@ -28,6 +28,7 @@ import (
 	"github.com/minimax/platform-hub/internal/invitations"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/scheme"
+	"github.com/minimax/platform-hub/internal/server/reconcilers"
 	"github.com/minimax/platform-hub/internal/statusapply"
 )
 
@@ -59,7 +60,7 @@ func TestInvitations(t *testing.T) {
 	mgr, err := ctrl.NewManager(cluster.Config, ctrl.Options{Scheme: scheme.New(),
 		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect((&invitations.Reconciler{Client: mgr.GetClient(), Clock: clk, PublicURL: site.URL,
+	g.Expect((&reconcilers.InvitationReconciler{Client: mgr.GetClient(), Clock: clk, PublicURL: site.URL,
 		Sender: &notify.Sender{Reader: k8sClient, ConfigSecret: client.ObjectKey{Namespace: hub, Name: notify.ConfigSecretName}},
 	}).SetupWithManager(mgr)).To(Succeed())
 	// The manager's access controller makes an accepted member Active.

@@ -11,30 +11,25 @@ import (
 
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/alertlog"
 	"github.com/minimax/platform-hub/internal/auditlog"
-	"github.com/minimax/platform-hub/internal/caps"
 	"github.com/minimax/platform-hub/internal/invitations"
 	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/objects"
-	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/scheme"
+	"github.com/minimax/platform-hub/internal/server/reconcilers"
 	"github.com/minimax/platform-hub/internal/sqldb"
 	"github.com/minimax/platform-hub/internal/usage"
 )
@@ -184,8 +179,8 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		Log:     ctrl.Log.WithName("server"),
 		Objects: stores.Objects,
 	}
-	prices := &pricesReconciler{Client: mgr.GetClient(), server: s}
-	if err := prices.setup(mgr); err != nil {
+	prices := &reconcilers.PriceReconciler{Client: mgr.GetClient(), Sink: s}
+	if err := prices.SetupWithManager(mgr); err != nil {
 		return nil, nil, err
 	}
 	if err := mgr.Add(&httpRunnable{server: s, addr: opts.ListenAddr, certDir: opts.CertDir, prices: prices}); err != nil {
@@ -211,7 +206,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	}); err != nil {
 		return nil, nil, err
 	}
-	if err := (&keyOwners{Client: mgr.GetClient(), store: store}).setup(mgr); err != nil {
+	if err := (&reconcilers.KeyOwnerReconciler{Client: mgr.GetClient(), Store: store}).SetupWithManager(mgr); err != nil {
 		return nil, nil, err
 	}
 	if err := setupCaps(mgr, s, opts); err != nil {
@@ -223,7 +218,11 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	return mgr, store, nil
 }
 
-var _ CapTracker = (*caps.Reconciler)(nil)
+var (
+	_ CapTracker              = (*reconcilers.SpendingCapReconciler)(nil)
+	_ reconcilers.PriceSource = (*Server)(nil)
+	_ reconcilers.PriceSink   = (*Server)(nil)
+)
 
 // setupCaps runs the SpendingCap evaluation, driven by the server's ingest,
 // and the alerts: the outbox, its dispatcher and the key expiry warnings.
@@ -250,26 +249,20 @@ func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 	if opts.PublicURL == "" {
 		opts.PublicURL = opts.DashboardURL
 	}
-	if err := (&invitations.Reconciler{Client: mgr.GetClient(), Sender: dispatcher.Sender, Clock: opts.Clock,
+	if err := (&reconcilers.InvitationReconciler{Client: mgr.GetClient(), Sender: dispatcher.Sender, Clock: opts.Clock,
 		PublicURL: opts.PublicURL, TTL: opts.InvitationTTL}).SetupWithManager(mgr); err != nil {
 		return err
 	}
 	s.Invitations = &invitations.Handler{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Clock: opts.Clock}
 	outbox := &notify.Outbox{Client: mgr.GetClient(), Store: s.Alerts, HubNamespace: opts.HubNamespace, Wake: dispatcher.Wake}
-	warner := &notify.ExpiryWarner{Client: mgr.GetClient(), Outbox: outbox, Clock: opts.Clock, DashboardURL: opts.DashboardURL}
-	if err := warner.SetupWithManager(mgr); err != nil {
+	expiry := &reconcilers.KeyExpiryReconciler{Client: mgr.GetClient(), Outbox: outbox, Clock: opts.Clock, DashboardURL: opts.DashboardURL}
+	if err := expiry.SetupWithManager(mgr); err != nil {
 		return err
 	}
-	r := &caps.Reconciler{
-		Client: mgr.GetClient(), Store: s.Store, Clock: opts.Clock, HubNamespace: opts.HubNamespace,
+	r := &reconcilers.SpendingCapReconciler{
+		Client: mgr.GetClient(), Store: s.Store, Prices: s, Clock: opts.Clock, HubNamespace: opts.HubNamespace,
 		Log: ctrl.Log.WithName("spendingcap"), Resync: opts.CapResync,
 		Outbox: outbox, DashboardURL: opts.DashboardURL,
-		Prices: func() *pricing.PriceList {
-			if p := s.prices.Load(); p != nil && p.List != nil {
-				return p.List
-			}
-			return emptyPrices
-		},
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return err
@@ -288,52 +281,19 @@ func metricsOptions(opts Options) metricsserver.Options {
 	return o
 }
 
-// pricesReconciler keeps the server's price list in line with the
-// Organization.
-type pricesReconciler struct {
-	client.Client
-	server *Server
-}
-
-// +kubebuilder:rbac:groups=hub.minimax.io,resources=organizations,verbs=get;list;watch
-// +kubebuilder:rbac:groups=hub.minimax.io,resources=apikeys,verbs=get;list;watch
+// What the server role needs beyond its reconcilers: the status writer's
+// reads and writes, and authenticating and authorizing callers.
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=apikeys;organizations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=projects/status;apikeys/status,verbs=patch
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
-
-func (r *pricesReconciler) Reconcile(ctx context.Context, _ reconcile.Request) (reconcile.Result, error) {
-	org := &hubv1.Organization{}
-	if err := r.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err != nil {
-		if client.IgnoreNotFound(err) == nil {
-			r.server.SetPrices(&Prices{List: emptyPrices})
-		}
-		return reconcile.Result{}, client.IgnoreNotFound(err)
-	}
-	list, err := pricing.New(org.Spec.Pricing)
-	if err != nil {
-		// The Organization reports it; the last good list stays.
-		ctrl.LoggerFrom(ctx).Error(err, "Reading the price list")
-		return reconcile.Result{}, nil
-	}
-	r.server.SetPrices(&Prices{List: list, Currency: org.Spec.Billing.Currency})
-	return reconcile.Result{}, nil
-}
-
-func (r *pricesReconciler) setup(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
-		For(&hubv1.Organization{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Named("server-prices").
-		// Every replica needs the prices, not only the leader.
-		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
-		Complete(r)
-}
 
 // httpRunnable serves the API on every replica until the manager stops.
 type httpRunnable struct {
 	server  *Server
 	addr    string
 	certDir string
-	prices  *pricesReconciler
+	prices  *reconcilers.PriceReconciler
 }
 
 func (h *httpRunnable) NeedLeaderElection() bool { return false }

@@ -57,7 +57,8 @@ type Server struct {
 	prices atomic.Pointer[Prices]
 
 	// Caps, when set, is told of ingest, and answers the cycle totals of
-	// the Hard caps covering a batch's projects (package caps).
+	// the Hard caps covering a batch's projects
+	// (reconcilers.SpendingCapReconciler).
 	Caps CapTracker
 	// Invitations, when set, serves invitation links (GET shows, POST
 	// accepts) at invitations.AcceptPath.
@@ -70,7 +71,8 @@ type Server struct {
 
 // CapTracker is what the server tells the spending caps of ingest, so that
 // caps are evaluated from ingest rather than by polling, and gateways stop
-// Hard caps from the server's answers. Package caps implements it.
+// Hard caps from the server's answers. reconcilers.SpendingCapReconciler
+// implements it.
 type CapTracker interface {
 	// BeginIngest is called before a batch is stored; the function it
 	// returns is called after, with the events stored as new (none when
@@ -83,8 +85,23 @@ type CapTracker interface {
 	HardCapTotals(ctx context.Context, projects []string) ([]usage.CapTotals, error)
 }
 
-// SetPrices replaces the price list used for spend metrics.
-func (s *Server) SetPrices(p *Prices) { s.prices.Store(p) }
+// SetPrices replaces the price list used for spend metrics and the caps; a
+// nil list prices nothing (reconcilers.PriceSink).
+func (s *Server) SetPrices(list *pricing.PriceList, currency string) {
+	if list == nil {
+		list = emptyPrices
+	}
+	s.prices.Store(&Prices{List: list, Currency: currency})
+}
+
+// PriceList is the current price list, the same until the prices change
+// (reconcilers.PriceSource).
+func (s *Server) PriceList() *pricing.PriceList {
+	if p := s.prices.Load(); p != nil && p.List != nil {
+		return p.List
+	}
+	return emptyPrices
+}
 
 // Handler returns the server's routes.
 func (s *Server) Handler() http.Handler {

@@ -136,7 +136,7 @@ func startServerWith(t *testing.T, g Gomega, stores *server.Stores) *testServer 
 		Metrics: metrics.NewUsageMetrics(reg),
 		Log:     ctrl.Log,
 	}
-	srv.SetPrices(&server.Prices{List: prices, Currency: "USD"})
+	srv.SetPrices(prices, "USD")
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
 	return &testServer{url: hs.URL, store: store, stores: stores, reg: reg}

@@ -1,4 +1,4 @@
-package caps
+package reconcilers
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 	"github.com/minimax/platform-hub/internal/notify"
 )
 
-// AlertID is the idempotency key of a threshold alert: the cap, the cycle
-// and the threshold. Receivers see it as webhook-id.
-func AlertID(capUID string, cycleStart time.Time, threshold int32) string {
+// SpendingCapAlertID is the idempotency key of a threshold alert: the cap,
+// the cycle and the threshold. Receivers see it as webhook-id.
+func SpendingCapAlertID(capUID string, cycleStart time.Time, threshold int32) string {
 	return fmt.Sprintf("cap_%s_%d_%d", capUID, cycleStart.Unix(), threshold)
 }
 
@@ -25,7 +25,7 @@ func AlertID(capUID string, cycleStart time.Time, threshold int32) string {
 // reached in the cycle and that has not fired in it yet, in ascending order,
 // and returns every threshold fired in the cycle. The store decides what
 // fired, so an alert fires once whichever replica (or restart) gets there.
-func (r *Reconciler) fireThresholds(ctx context.Context, capObj *hubv1.SpendingCap, s *hubv1.SpendingCapStatus,
+func (r *SpendingCapReconciler) fireThresholds(ctx context.Context, capObj *hubv1.SpendingCap, s *hubv1.SpendingCapStatus,
 	c cycle, now time.Time, org *hubv1.Organization) ([]hubv1.FiredAlert, error) {
 	fired, err := r.Outbox.Store.Alerts(ctx, alertlog.Filter{Kind: alertlog.KindCapThreshold,
 		SourceUID: string(capObj.UID), CycleStart: c.start})
@@ -40,7 +40,7 @@ func (r *Reconciler) fireThresholds(ctx context.Context, capObj *hubv1.SpendingC
 	for _, t := range caplimit.Due(s.Percent, capObj.Spec.EffectiveThresholds(), done) {
 		// Microseconds apart, so the store keeps their order.
 		at := now.Add(time.Duration(len(due)) * time.Microsecond)
-		a, err := notify.NewAlert(alertlog.KindCapThreshold, AlertID(string(capObj.UID), c.start, t), at,
+		a, err := notify.NewAlert(alertlog.KindCapThreshold, SpendingCapAlertID(string(capObj.UID), c.start, t), at,
 			r.thresholdData(capObj, s, t, org))
 		if err != nil {
 			return nil, err
@@ -86,7 +86,7 @@ func nonNil(s []string) []string {
 	return s
 }
 
-func (r *Reconciler) thresholdData(capObj *hubv1.SpendingCap, s *hubv1.SpendingCapStatus, threshold int32,
+func (r *SpendingCapReconciler) thresholdData(capObj *hubv1.SpendingCap, s *hubv1.SpendingCapStatus, threshold int32,
 	org *hubv1.Organization) notify.CapThreshold {
 	d := notify.CapThreshold{
 		Cap:   notify.ObjectRef{Namespace: capObj.Namespace, Name: capObj.Name, UID: string(capObj.UID)},

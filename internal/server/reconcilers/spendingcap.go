@@ -1,13 +1,4 @@
-// Package caps evaluates SpendingCaps in the server role, next to the usage
-// store: it turns a cap's usage in the current billing cycle into spend,
-// writes the cap's status, and at 100% of a Hard cap marks the project (or
-// the organization) CapReached, which the gateway enforces.
-//
-// Evaluation is driven by ingest: a stored batch that touches a project
-// queues that project's caps and the organization's. It also runs when a cap
-// or the Organization changes (a raised limit, a new cycle), and at least
-// every minute.
-package caps
+package reconcilers
 
 import (
 	"context"
@@ -43,7 +34,17 @@ import (
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
-// Reconciler evaluates SpendingCaps.
+// SpendingCapReconciler evaluates SpendingCaps next to the usage store: it
+// turns a cap's usage in the current billing cycle into spend, writes the
+// cap's status, and at 100% of a Hard cap marks the project (or the
+// organization) CapReached, which the gateway enforces. It also keeps the
+// running totals of Hard caps that the server answers gateways with
+// (spendingcap_totals.go).
+//
+// Evaluation is driven by ingest: a stored batch that touches a project
+// queues that project's caps and the organization's. It also runs when a cap
+// or the Organization changes (a raised limit, a new cycle), and at least
+// every minute.
 //
 // It sets these conditions on a SpendingCap:
 //   - Ready: True when the cap was evaluated against the store.
@@ -52,11 +53,11 @@ import (
 //
 // and CapReached on the Project (a project cap) or the Organization (a cap
 // in the hub's namespace) while any of their Hard caps is exhausted.
-type Reconciler struct {
+type SpendingCapReconciler struct {
 	client.Client
 	Store usage.Store
-	// Prices returns the organization's price list.
-	Prices func() *pricing.PriceList
+	// Prices tells the organization's price list.
+	Prices PriceSource
 	Clock  clock.PassiveClock
 	// HubNamespace holds the organization's caps.
 	HubNamespace string
@@ -78,13 +79,20 @@ type Reconciler struct {
 	totals   totals
 }
 
+// PriceSource tells the organization's current price list (never nil).
+// The same list is returned until the prices change: running totals are
+// summed again when it is another.
+type PriceSource interface {
+	PriceList() *pricing.PriceList
+}
+
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=spendingcaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=spendingcaps/status;organizations/status,verbs=get;patch
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=projects;members,verbs=get;list;watch
 
 // Ingested queues the caps that cover the given projects. It never blocks
 // ingest: the queue collapses repeated requests for the same cap.
-func (r *Reconciler) Ingested(projects []string) {
+func (r *SpendingCapReconciler) Ingested(projects []string) {
 	caps := &hubv1.SpendingCapList{}
 	if err := r.List(context.Background(), caps); err != nil {
 		r.Log.Error(err, "Listing spending caps after ingest")
@@ -106,7 +114,7 @@ func (r *Reconciler) Ingested(projects []string) {
 }
 
 // Reconcile evaluates one cap.
-func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *SpendingCapReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	org := &hubv1.Organization{}
 	if err := r.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); client.IgnoreNotFound(err) != nil {
 		return ctrl.Result{}, err
@@ -160,7 +168,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 }
 
 // scopeOf is what a cap covers, and its project for a project cap.
-func (r *Reconciler) scopeOf(capObj *hubv1.SpendingCap) (hubv1.CapScope, string) {
+func (r *SpendingCapReconciler) scopeOf(capObj *hubv1.SpendingCap) (hubv1.CapScope, string) {
 	switch {
 	case capObj.Namespace != r.HubNamespace:
 		return hubv1.CapScopeProject, capObj.Namespace
@@ -172,7 +180,7 @@ func (r *Reconciler) scopeOf(capObj *hubv1.SpendingCap) (hubv1.CapScope, string)
 
 // writeStatus writes the cap's status when its state changed, or when only
 // its figures did and the last write is StatusInterval old.
-func (r *Reconciler) writeStatus(ctx context.Context, capObj *hubv1.SpendingCap, status hubv1.SpendingCapStatus, now time.Time) error {
+func (r *SpendingCapReconciler) writeStatus(ctx context.Context, capObj *hubv1.SpendingCap, status hubv1.SpendingCapStatus, now time.Time) error {
 	old := capObj.Status
 	if equality.Semantic.DeepEqual(withoutFigures(old), withoutFigures(status)) {
 		r.mu.Lock()
@@ -193,7 +201,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, capObj *hubv1.SpendingCap,
 	return nil
 }
 
-func (r *Reconciler) statusInterval() time.Duration {
+func (r *SpendingCapReconciler) statusInterval() time.Duration {
 	if r.StatusInterval == 0 {
 		return 10 * time.Second
 	}
@@ -222,7 +230,7 @@ func withoutTime(s hubv1.SpendingCapStatus) hubv1.SpendingCapStatus {
 // theirs is exhausted, so one cap that resumes does not lift another's stop.
 // evaluated, when set, is a cap of the namespace with its status just
 // computed.
-func (r *Reconciler) markCovered(ctx context.Context, namespace string, evaluated *hubv1.SpendingCap, org *hubv1.Organization) error {
+func (r *SpendingCapReconciler) markCovered(ctx context.Context, namespace string, evaluated *hubv1.SpendingCap, org *hubv1.Organization) error {
 	caps := &hubv1.SpendingCapList{}
 	if err := r.List(ctx, caps, client.InNamespace(namespace)); err != nil {
 		return err
@@ -257,7 +265,7 @@ func (r *Reconciler) markCovered(ctx context.Context, namespace string, evaluate
 // conditions are at conds: the one status field the cap evaluation owns on
 // Projects and the Organization, written by server-side apply, so that the
 // controllers' conditions are never touched.
-func (r *Reconciler) setCapReached(ctx context.Context, obj client.Object, conds *[]metav1.Condition, reached []string, what string) error {
+func (r *SpendingCapReconciler) setCapReached(ctx context.Context, obj client.Object, conds *[]metav1.Condition, reached []string, what string) error {
 	if len(reached) == 0 {
 		if !meta.RemoveStatusCondition(conds, hubv1.CapReachedCondition) {
 			return nil
@@ -285,7 +293,7 @@ func (r *Reconciler) setCapReached(ctx context.Context, obj client.Object, conds
 // SetupWithManager registers the controller. Every replica of the server
 // evaluates the caps its ingest touches; the results are the same whoever
 // writes them.
-func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+func (r *SpendingCapReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	r.ingested = make(chan event.GenericEvent, 1024)
 	r.written = map[types.UID]time.Time{}
 	allCaps := handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
@@ -333,7 +341,7 @@ func cycleOf(org *hubv1.Organization, now time.Time) cycle {
 
 // groupOwners are the emails of the enabled members of a group: the owners
 // whose keys a group cap covers.
-func (r *Reconciler) groupOwners(ctx context.Context, group string) ([]string, error) {
+func (r *SpendingCapReconciler) groupOwners(ctx context.Context, group string) ([]string, error) {
 	members := &hubv1.MemberList{}
 	if err := r.List(ctx, members); err != nil {
 		return nil, err
@@ -359,9 +367,9 @@ type evaluation struct {
 
 // evaluate sums the cycle's usage of the project ("" for all) from the
 // store, and that of the last 24 hours for the burn rate.
-func (r *Reconciler) evaluate(ctx context.Context, capObj *hubv1.SpendingCap, project string, c cycle, now time.Time) (evaluation, error) {
+func (r *SpendingCapReconciler) evaluate(ctx context.Context, capObj *hubv1.SpendingCap, project string, c cycle, now time.Time) (evaluation, error) {
 	var e evaluation
-	prices := r.Prices()
+	prices := r.Prices.PriceList()
 	recentFrom := now.Add(-24 * time.Hour).Truncate(time.Hour)
 	if recentFrom.Before(c.start) {
 		recentFrom = c.start

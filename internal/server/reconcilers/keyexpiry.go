@@ -1,4 +1,4 @@
-package notify
+package reconcilers
 
 import (
 	"context"
@@ -15,20 +15,22 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/alertlog"
+	"github.com/minimax/platform-hub/internal/notify"
 )
 
-// ExpiryWarningDays are the days before expiry at which a key's project
+// KeyExpiryWarningDays are the days before expiry at which a key's project
 // hears of it.
-var ExpiryWarningDays = []int32{7, 3, 1}
+var KeyExpiryWarningDays = []int32{7, 3, 1}
 
-// ExpiryWarner sends key expiry warnings 7, 3 and 1 days before an API key
-// expires, once each, to the NotificationChannels of the key's project and
-// the organization's default channels. When a warning was missed (the hub
-// was down), only the most urgent one due is sent: a key 2 days from expiry
-// gets the 3-day warning, not the 7-day one as well.
-type ExpiryWarner struct {
+// KeyExpiryReconciler sends key expiry warnings 7, 3 and 1 days before an
+// API key expires, once each, to the NotificationChannels of the key's
+// project and the organization's default channels, through the alert outbox.
+// When a warning was missed (the hub was down), only the most urgent one due
+// is sent: a key 2 days from expiry gets the 3-day warning, not the 7-day one
+// as well.
+type KeyExpiryReconciler struct {
 	client.Client
-	Outbox *Outbox
+	Outbox *notify.Outbox
 	Clock  clock.PassiveClock
 	// DashboardURL is the dashboard's base URL, for the links in warnings.
 	DashboardURL string
@@ -39,29 +41,29 @@ type ExpiryWarner struct {
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=apikeys,verbs=get;list;watch
 
-// ExpiryWarningID is the idempotency key of a warning: the key, the expiry
-// it is about (a rotation brings a new one) and the days left.
-func ExpiryWarningID(keyUID string, expiresAt time.Time, days int32) string {
+// KeyExpiryWarningID is the idempotency key of a warning: the key, the
+// expiry it is about (a rotation brings a new one) and the days left.
+func KeyExpiryWarningID(keyUID string, expiresAt time.Time, days int32) string {
 	return fmt.Sprintf("key_%s_%d_%dd", keyUID, expiresAt.Unix(), days)
 }
 
 // Reconcile warns of one key, and comes back when its next warning is due.
-func (w *ExpiryWarner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+func (r *KeyExpiryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	key := &hubv1.APIKey{}
-	if err := w.Get(ctx, req.NamespacedName, key); err != nil {
+	if err := r.Get(ctx, req.NamespacedName, key); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if key.Status.ExpiresAt == nil || (key.Status.Phase != hubv1.KeyActive && key.Status.Phase != hubv1.KeyRotating) {
 		return ctrl.Result{}, nil
 	}
-	now, expires := w.Clock.Now(), key.Status.ExpiresAt.Time
+	now, expires := r.Clock.Now(), key.Status.ExpiresAt.Time
 	if !now.Before(expires) {
 		return ctrl.Result{}, nil
 	}
 	// The most urgent warning due now, and when the next one is.
 	var due int32
 	var next time.Time
-	for _, d := range ExpiryWarningDays {
+	for _, d := range KeyExpiryWarningDays {
 		at := expires.Add(-time.Duration(d) * 24 * time.Hour)
 		if !now.Before(at) {
 			due = d
@@ -70,34 +72,37 @@ func (w *ExpiryWarner) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Re
 		}
 	}
 	if due > 0 {
-		if err := w.warn(ctx, key, due, now); err != nil {
+		if err := r.warn(ctx, key, due, now); err != nil {
 			return ctrl.Result{}, err
 		}
 	}
-	resync := cmpOr(w.Resync, time.Hour)
+	resync := r.Resync
+	if resync <= 0 {
+		resync = time.Hour
+	}
 	if next.IsZero() {
 		return ctrl.Result{}, nil // the last warning is out
 	}
 	return ctrl.Result{RequeueAfter: min(resync, next.Sub(now))}, nil
 }
 
-func (w *ExpiryWarner) warn(ctx context.Context, key *hubv1.APIKey, days int32, now time.Time) error {
+func (r *KeyExpiryReconciler) warn(ctx context.Context, key *hubv1.APIKey, days int32, now time.Time) error {
 	expires := key.Status.ExpiresAt.Time
-	data := KeyExpiring{Key: ObjectRef{Namespace: key.Namespace, Name: key.Name, UID: string(key.UID)},
+	data := notify.KeyExpiring{Key: notify.ObjectRef{Namespace: key.Namespace, Name: key.Name, UID: string(key.UID)},
 		Project: key.Namespace, KeyID: key.Status.KeyID, Owner: key.Spec.Owner, DaysLeft: days, ExpiresAt: expires.UTC()}
-	if base := strings.TrimSuffix(w.DashboardURL, "/"); base != "" {
+	if base := strings.TrimSuffix(r.DashboardURL, "/"); base != "" {
 		data.DashboardURL = base + "/projects/" + key.Namespace + "/keys"
 	}
-	a, err := NewAlert(alertlog.KindKeyExpiring, ExpiryWarningID(string(key.UID), expires, days), now, data)
+	a, err := notify.NewAlert(alertlog.KindKeyExpiring, KeyExpiryWarningID(string(key.UID), expires, days), now, data)
 	if err != nil {
 		return err
 	}
 	a.Namespace, a.Name, a.SourceUID, a.Project, a.Threshold = key.Namespace, key.Name, string(key.UID), key.Namespace, days
-	channels, err := w.Outbox.Channels(ctx, key.Namespace, nil)
+	channels, err := r.Outbox.Channels(ctx, key.Namespace, nil)
 	if err != nil {
 		return err
 	}
-	recorded, err := w.Outbox.Record(ctx, channels, []alertlog.Alert{a})
+	recorded, err := r.Outbox.Record(ctx, channels, []alertlog.Alert{a})
 	if err != nil {
 		return err
 	}
@@ -117,10 +122,10 @@ func expiryChanged() predicate.Predicate {
 	}}
 }
 
-// SetupWithManager registers the warner; it runs on the elected replica.
-func (w *ExpiryWarner) SetupWithManager(mgr ctrl.Manager) error {
+// SetupWithManager registers the reconciler; it runs on the elected replica.
+func (r *KeyExpiryReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&hubv1.APIKey{}, builder.WithPredicates(expiryChanged())).
 		Named("apikey-expiry-warning").
-		Complete(w)
+		Complete(r)
 }

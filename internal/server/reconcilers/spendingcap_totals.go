@@ -1,4 +1,4 @@
-package caps
+package reconcilers
 
 import (
 	"context"
@@ -49,14 +49,14 @@ type totalsEntry struct {
 // BeginIngest is called before a batch is stored; the function it returns
 // must be called after, with the events that were new (nil if storing
 // failed), so that the running totals count them.
-func (r *Reconciler) BeginIngest() func(stored []usage.Event) {
+func (r *SpendingCapReconciler) BeginIngest() func(stored []usage.Event) {
 	r.totals.mu.RLock()
 	return func(stored []usage.Event) {
 		defer r.totals.mu.RUnlock()
 		if len(stored) == 0 {
 			return
 		}
-		prices := r.Prices()
+		prices := r.Prices.PriceList()
 		r.totals.entryMu.Lock()
 		defer r.totals.entryMu.Unlock()
 		for _, e := range r.totals.entries {
@@ -81,7 +81,7 @@ func (r *Reconciler) BeginIngest() func(stored []usage.Event) {
 // that covers one of projects: their own caps and the organization's. The
 // server answers each ingest batch with it, so that gateways stop traffic
 // at the cap without waiting for the next evaluation.
-func (r *Reconciler) HardCapTotals(ctx context.Context, projects []string) ([]usage.CapTotals, error) {
+func (r *SpendingCapReconciler) HardCapTotals(ctx context.Context, projects []string) ([]usage.CapTotals, error) {
 	caps := &hubv1.SpendingCapList{}
 	if err := r.List(ctx, caps); err != nil {
 		return nil, err
@@ -116,8 +116,8 @@ func (r *Reconciler) HardCapTotals(ctx context.Context, projects []string) ([]us
 
 // runningTotal is a cap's cycle total, summed from the store when it has no
 // running total for this cycle and price list, or an old one.
-func (r *Reconciler) runningTotal(ctx context.Context, capObj *hubv1.SpendingCap, c cycle, now time.Time) (decimal.Decimal, int64, error) {
-	prices := r.Prices()
+func (r *SpendingCapReconciler) runningTotal(ctx context.Context, capObj *hubv1.SpendingCap, c cycle, now time.Time) (decimal.Decimal, int64, error) {
+	prices := r.Prices.PriceList()
 	t := &r.totals
 	t.entryMu.Lock()
 	e := t.entries[capObj.UID]
