@@ -247,7 +247,7 @@ func (r *AccessReconciler) writeStatuses(ctx context.Context, team *access.Team,
 			inGroup[g]++
 		}
 		keys := &hubv1.APIKeyList{}
-		if err := r.List(ctx, keys, client.MatchingFields{apiKeyOwnerIndex: m.Spec.Email}, client.UnsafeDisableDeepCopy); err != nil {
+		if err := r.List(ctx, keys, client.MatchingFields{apiKeyOwnerIndex: hubv1.EmailKey(m.Spec.Email)}, client.UnsafeDisableDeepCopy); err != nil {
 			return err
 		}
 		before := m.DeepCopy()
@@ -316,10 +316,10 @@ func (r *AccessReconciler) patchStatus(ctx context.Context, before, after client
 // SetupWithManager registers the reconciler: any change to the team, the
 // projects, the Organization or the generated RBAC objects recomputes it.
 func (r *AccessReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	// Keys by owner, so that a member's key count is a lookup, not a scan
-	// of every key on every reconcile.
+	// Keys by owner (compared without case), so that a member's key count
+	// is a lookup, not a scan of every key on every reconcile.
 	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &hubv1.APIKey{}, apiKeyOwnerIndex, func(obj client.Object) []string {
-		return []string{obj.(*hubv1.APIKey).Spec.Owner}
+		return []string{hubv1.EmailKey(obj.(*hubv1.APIKey).Spec.Owner)}
 	}); err != nil {
 		return err
 	}

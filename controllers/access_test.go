@@ -81,11 +81,11 @@ func TestRolesAreEnforcedByRBAC(t *testing.T) {
 	// not even their key's.
 	d := as(g, "dev@example.com")
 	devKey := newAPIKey("team-mine", "from-dev")
-	devKey.Spec.Owner = "dev@example.com"
+	devKey.Spec.Owner = "Dev@Example.com" // emails compare without case
 	g.Eventually(func() error { return d.Create(ctx, devKey) }).Should(Succeed())
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(dev), dev)).To(Succeed())
-		g.Expect(dev.Status.KeysOwned).To(BeEquivalentTo(1), "the member's keys are counted")
+		g.Expect(dev.Status.KeysOwned).To(BeEquivalentTo(1), "the member's keys are counted, whatever the capitals")
 	}).Should(Succeed())
 	forbidden(g, d.Create(ctx, newAPIKey("team-other", "from-dev")))
 	forbidden(g, d.List(ctx, &corev1.SecretList{}, client.InNamespace("team-mine")))
@@ -94,7 +94,9 @@ func TestRolesAreEnforcedByRBAC(t *testing.T) {
 
 	// Through the group, another Developer works in the other project.
 	gd := as(g, "grouped@example.com")
-	g.Eventually(func() error { return gd.Create(ctx, newAPIKey("team-other", "from-group")) }).Should(Succeed())
+	groupKey := newAPIKey("team-other", "from-group")
+	groupKey.Spec.Owner = "grouped@example.com"
+	g.Eventually(func() error { return gd.Create(ctx, groupKey) }).Should(Succeed())
 	forbidden(g, gd.Create(ctx, newAPIKey("team-mine", "from-group")))
 
 	// The Admin manages members.
@@ -178,7 +180,29 @@ func TestAdmissionRulesByRole(t *testing.T) {
 		k.Spec.Scope = hubv1.ScopeAdmin
 		return k
 	}
-	g.Eventually(func() error { return d.Create(ctx, newAPIKey("rules-proj", "dev-standard")) }).Should(Succeed())
+	devKey := newAPIKey("rules-proj", "dev-standard")
+	devKey.Spec.Owner = "rdev@example.com"
+	g.Eventually(func() error { return d.Create(ctx, devKey) }).Should(Succeed())
+
+	// A Developer's keys are their own: a key for someone else, or a new
+	// owner later, would move its spend out of the owner's group caps.
+	refusedWith(g, d.Create(ctx, newAPIKey("rules-proj", "dev-for-alice")),
+		"spec.owner: Forbidden: a key owned by someone else (alice@example.com, not rdev@example.com) needs the Admin or Owner role")
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(devKey), devKey)).To(Succeed())
+	ownerPatch := client.MergeFrom(devKey.DeepCopy())
+	devKey.Spec.Owner = "outside@example.com"
+	refusedWith(g, d.Patch(ctx, devKey.DeepCopy(), ownerPatch), "spec.owner: Forbidden: changing a key's owner needs the Admin or Owner role")
+	devKey.Spec.Owner = "RDev@Example.com"
+	g.Expect(d.Patch(ctx, devKey.DeepCopy(), ownerPatch)).To(Succeed(), "other capitals are the same owner")
+	g.Eventually(func() error {
+		k := &hubv1.APIKey{}
+		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(devKey), k); err != nil {
+			return err
+		}
+		p := client.MergeFrom(k.DeepCopy())
+		k.Spec.Owner = "outside@example.com"
+		return a.Patch(ctx, k, p)
+	}).Should(Succeed(), "an Admin may give a key to someone else")
 	refusedWith(g, d.Create(ctx, adminKey("dev-admin")),
 		`spec.scope: Forbidden: an Admin-scope key in project "rules-proj" needs the Admin or Owner role; rdev@example.com is a Developer`)
 	g.Eventually(func() error { return a.Create(ctx, adminKey("admin-admin")) }).Should(Succeed())

@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/keys"
 )
 
 // computeAPIKeyStatus derives the phase and conditions from what the phases
@@ -76,7 +77,8 @@ func computeAPIKeyStatus(s *apiKeyScope) {
 func (r *APIKeyReconciler) recordTransition(s *apiKeyScope) {
 	status, before := &s.key.Status, &s.statusBefore
 	event := func(eventType, reason, action, note string, args ...any) {
-		r.Recorder.Eventf(s.key, nil, eventType, reason, action, note, args...)
+		// Notes name keys by ID; Redact holds should an error quote more.
+		r.Recorder.Eventf(s.key, nil, eventType, reason, action, "%s", keys.Redact(fmt.Sprintf(note, args...)))
 	}
 	// The first key gets no event: status says it all, and keys created by
 	// the thousand through GitOps would double the API server's writes for

@@ -71,6 +71,20 @@ func TestNotificationChannelValidation(t *testing.T) {
 			"spec.webhook.url", "must be an https:// URL"},
 		{"a relative webhook URL", func() *hubv1.NotificationChannel { return webhook("/hub") },
 			"spec.webhook.url", "must be an absolute https:// URL"},
+		// Server-side request forgery: nothing inside the cluster or the
+		// node, whatever the form of the address.
+		{"a cluster IP", func() *hubv1.NotificationChannel { return webhook("https://10.96.0.1/") },
+			"spec.webhook.url", "10.96.0.1 is private"},
+		{"a service name", func() *hubv1.NotificationChannel { return webhook("https://svc.ns.svc:8443/") },
+			"spec.webhook.url", "is a cluster or site-local name"},
+		{"a single-label name", func() *hubv1.NotificationChannel { return webhook("https://kubernetes/") },
+			"spec.webhook.url", "is a single label"},
+		{"loopback as IPv4 in IPv6", func() *hubv1.NotificationChannel { return webhook("https://[::ffff:127.0.0.1]/") },
+			"spec.webhook.url", "is loopback"},
+		{"the metadata service", func() *hubv1.NotificationChannel { return webhook("https://169.254.169.254/") },
+			"spec.webhook.url", "is link-local"},
+		{"an address as a decimal number", func() *hubv1.NotificationChannel { return webhook("https://2130706433/") },
+			"spec.webhook.url", "ends in a number"},
 		{"a phone number without country code", func() *hubv1.NotificationChannel {
 			c := sms()
 			c.Spec.SMS.To = []string{"13800138000"}

@@ -67,6 +67,10 @@ func TestProjectNameValidation(t *testing.T) {
 		{name: "default", wantMessage: "belong to Kubernetes system namespaces"},
 		{name: "kube-public", wantMessage: "belong to Kubernetes system namespaces"},
 		{name: "Has.Dots", wantMessage: "becomes its namespace's name"},
+		// Namespaces that add-ons create, perhaps after the hub.
+		{name: "istio-system", wantMessage: `names matching "*-system" are reserved`},
+		{name: "cert-manager", wantMessage: `names matching "cert-manager" are reserved`},
+		{name: "openshift-monitoring", wantMessage: `names matching "openshift-*" are reserved`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -69,37 +69,26 @@ func (v *APIKeyValidator) ValidateCreate(ctx context.Context, key *hubv1.APIKey)
 
 // adminOnly refuses, to a requester below Admin in the project, what would
 // let them do more than they may: an Admin-scope key (created, or changed
-// later), delivery of the key to an external store, and Secret labels or
+// later), delivery of the key to an external store, Secret labels or
 // annotations, which tools such as reflectors act on to copy Secrets
-// elsewhere. A Developer's keys stay in Secrets that no hub role can read.
+// elsewhere, and a key owned by someone else (created so, or its owner
+// changed), which would move its spend out of the owner's group caps. A
+// Developer's keys are their own, in Secrets that no hub role can read.
 func (v *APIKeyValidator) adminOnly(ctx context.Context, project *hubv1.Project, old, key *hubv1.APIKey) (field.ErrorList, error) {
-	spec := field.NewPath("spec")
-	type rule struct {
-		applies bool
-		path    *field.Path
-		what    string
-	}
-	rules := []rule{
-		{key.Spec.Scope == hubv1.ScopeAdmin && old == nil, spec.Child("scope"), fmt.Sprintf("an Admin-scope key in project %q", project.Name)},
-		{key.Spec.Scope == hubv1.ScopeAdmin && old != nil && !sameButRevoked(old, key), spec,
-			fmt.Sprintf("changing an Admin-scope key in project %q", project.Name)},
-		{key.Spec.Delivery != nil && (old == nil || !equality.Semantic.DeepEqual(old.Spec.Delivery, key.Spec.Delivery)),
-			spec.Child("delivery"), "delivering a key to an external store"},
-		{templateMeta(key) && (old == nil || !equality.Semantic.DeepEqual(templateMetaOf(old), templateMetaOf(key))),
-			spec.Child("secretTemplate"), "labels or annotations on a key's Secret"},
-	}
-	var applicable []rule
-	for _, r := range rules {
-		if r.applies {
-			applicable = append(applicable, r)
-		}
-	}
-	if len(applicable) == 0 {
-		return nil, nil
+	applicable := adminRules(project, old, key)
+	if len(applicable) == 0 && old != nil {
+		return nil, nil // a create always needs the requester, for the owner
 	}
 	r, err := v.requester(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if old == nil && r.member != nil && !hubv1.SameEmail(r.member.Spec.Email, key.Spec.Owner) {
+		applicable = append(applicable, adminRule{field.NewPath("spec", "owner"), fmt.Sprintf(
+			"a key owned by someone else (%s, not %s)", key.Spec.Owner, r.member.Spec.Email)})
+	}
+	if len(applicable) == 0 {
+		return nil, nil
 	}
 	if r.role, err = v.inProject(ctx, r, project); err != nil {
 		return nil, err
@@ -111,6 +100,41 @@ func (v *APIKeyValidator) adminOnly(ctx context.Context, project *hubv1.Project,
 		}
 	}
 	return errs, nil
+}
+
+// adminRule is a change only an Admin may make: where, and what, for the
+// message.
+type adminRule struct {
+	path *field.Path
+	what string
+}
+
+// adminRules are the Admin-only changes that creating key (old nil) or
+// changing old into key makes, but for the owner on create, which depends
+// on who asks.
+func adminRules(project *hubv1.Project, old, key *hubv1.APIKey) []adminRule {
+	spec := field.NewPath("spec")
+	candidates := []struct {
+		applies bool
+		adminRule
+	}{
+		{key.Spec.Scope == hubv1.ScopeAdmin && old == nil,
+			adminRule{spec.Child("scope"), fmt.Sprintf("an Admin-scope key in project %q", project.Name)}},
+		{key.Spec.Scope == hubv1.ScopeAdmin && old != nil && !sameButRevoked(old, key),
+			adminRule{spec, fmt.Sprintf("changing an Admin-scope key in project %q", project.Name)}},
+		{key.Spec.Delivery != nil && (old == nil || !equality.Semantic.DeepEqual(old.Spec.Delivery, key.Spec.Delivery)),
+			adminRule{spec.Child("delivery"), "delivering a key to an external store"}},
+		{templateMeta(key) && (old == nil || !equality.Semantic.DeepEqual(templateMetaOf(old), templateMetaOf(key))),
+			adminRule{spec.Child("secretTemplate"), "labels or annotations on a key's Secret"}},
+		{old != nil && !hubv1.SameEmail(old.Spec.Owner, key.Spec.Owner), adminRule{spec.Child("owner"), "changing a key's owner"}},
+	}
+	var out []adminRule
+	for _, c := range candidates {
+		if c.applies {
+			out = append(out, c.adminRule)
+		}
+	}
+	return out
 }
 
 // sameButRevoked tells whether a change only revokes the key, which anyone

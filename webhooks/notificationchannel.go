@@ -3,7 +3,6 @@ package webhooks
 import (
 	"context"
 	"fmt"
-	"net/url"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -11,19 +10,21 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/egress"
 )
 
 // +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-notificationchannel,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=hub.minimax.io,resources=notificationchannels,verbs=create;update;delete,versions=v1alpha1,name=vnotificationchannel.hub.minimax.io,admissionReviewVersions=v1
 
 // NotificationChannelValidator checks what CEL cannot: where the channel
-// lives, whether the plan allows SMS, and https outside dev mode.
+// lives, whether the plan allows SMS, and where a webhook may point.
 type NotificationChannelValidator struct {
 	// Projects finds the project of a namespace.
 	Projects     *APIKeyValidator
 	HubNamespace string
-	// AllowHTTP accepts plain http webhook URLs (dev mode: a receiver on
-	// the laptop).
-	AllowHTTP bool
+	// Egress decides where webhooks may point (public https receivers,
+	// and what the operator allowlists); the usage server checks the same
+	// policy again when it connects. Nil allows public https only.
+	Egress *egress.Policy
 }
 
 var _ admission.Validator[*hubv1.NotificationChannel] = &NotificationChannelValidator{}
@@ -70,10 +71,13 @@ func (v *NotificationChannelValidator) check(ctx context.Context, c *hubv1.Notif
 			"only channels in the hub's namespace %q can receive every project's alerts; remove default, "+
 				"or create the channel there", v.HubNamespace)))
 	}
-	if w := c.Spec.Webhook; w != nil && !v.AllowHTTP {
-		if u, err := url.Parse(w.URL); err == nil && u.Scheme != "https" {
-			errs = append(errs, field.Invalid(field.NewPath("spec", "webhook", "url"), w.URL,
-				"must be an https:// URL: alerts carry spend figures, and plain http is accepted only in the hub's dev mode"))
+	if w := c.Spec.Webhook; w != nil {
+		policy := v.Egress
+		if policy == nil {
+			policy = &egress.Policy{}
+		}
+		if err := policy.CheckURL(w.URL); err != nil {
+			errs = append(errs, field.Invalid(field.NewPath("spec", "webhook", "url"), w.URL, err.Error()))
 		}
 	}
 	if c.Spec.SMS != nil {

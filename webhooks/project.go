@@ -3,6 +3,7 @@ package webhooks
 import (
 	"context"
 	"fmt"
+	"path"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -15,20 +16,56 @@ import (
 
 // +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-project,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=hub.minimax.io,resources=projects,verbs=create;update;delete,versions=v1alpha1,name=vproject.hub.minimax.io,admissionReviewVersions=v1,timeoutSeconds=10
 
-// ProjectValidator refuses what CEL cannot see on a Project: a name whose
-// namespace already exists (the hub never adopts a namespace it did not
-// create), and deletion without the confirmation annotation.
+// ProjectValidator refuses what CEL cannot see on a Project: a reserved
+// name, a name whose namespace already exists (the hub never adopts a
+// namespace it did not create), and deletion without the confirmation
+// annotation.
 type ProjectValidator struct {
 	// Reader reads namespaces directly from the API server. It must not be the
 	// manager's cache, which holds only the namespaces the hub owns.
 	Reader client.Reader
+	// Reserved lists the names no project may take, as path.Match patterns;
+	// nil means DefaultReservedProjectNames.
+	Reserved []string
 	team
+}
+
+// DefaultReservedProjectNames are namespaces that Kubernetes, distributions
+// and well-known add-ons create when they are installed, perhaps after the
+// hub: a project that claimed one first would receive the add-on's
+// workloads and Secrets. Operators extend or replace the list with the
+// manager's --reserved-project-names.
+var DefaultReservedProjectNames = []string{
+	"default", "kube-*", "*-system", "openshift", "openshift-*",
+	"cert-manager", "ingress-nginx", "istio-*", "linkerd", "linkerd-*", "argocd", "argo-*", "flux-*",
+	"gatekeeper-*", "calico-*", "tigera-*", "cattle-*", "knative-*", "tekton-*", "crossplane-*",
+	"external-secrets", "vault", "velero", "monitoring", "local-path-storage",
+}
+
+// reservedBy is the pattern of v.Reserved that name matches, or "".
+func (v *ProjectValidator) reservedBy(name string) string {
+	patterns := v.Reserved
+	if patterns == nil {
+		patterns = DefaultReservedProjectNames
+	}
+	for _, p := range patterns {
+		if ok, _ := path.Match(p, name); ok {
+			return p
+		}
+	}
+	return ""
 }
 
 var _ admission.Validator[*hubv1.Project] = &ProjectValidator{}
 
-// ValidateCreate refuses a Project whose namespace already exists.
+// ValidateCreate refuses a reserved name, and a Project whose namespace
+// already exists.
 func (v *ProjectValidator) ValidateCreate(ctx context.Context, project *hubv1.Project) (admission.Warnings, error) {
+	if pattern := v.reservedBy(project.Name); pattern != "" {
+		return nil, apierrors.NewInvalid(projectKind, project.Name, field.ErrorList{field.Invalid(field.NewPath("metadata", "name"),
+			project.Name, fmt.Sprintf("names matching %q are reserved for the namespaces of Kubernetes and cluster add-ons "+
+				"(the manager's --reserved-project-names); choose another project name", pattern))})
+	}
 	ns := &corev1.Namespace{}
 	err := v.Reader.Get(ctx, client.ObjectKey{Name: project.Name}, ns)
 	switch {

@@ -12,6 +12,7 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/auditlog"
+	"github.com/minimax/platform-hub/internal/egress"
 )
 
 var (
@@ -29,8 +30,12 @@ var (
 type Options struct {
 	// HubNamespace is the hub's own namespace.
 	HubNamespace string
-	// DevMode accepts plain http webhook URLs.
-	DevMode bool
+	// Egress decides where NotificationChannel webhooks may point; nil
+	// allows public https receivers only.
+	Egress *egress.Policy
+	// ReservedProjectNames are path.Match patterns of names no Project may
+	// take; nil means DefaultReservedProjectNames.
+	ReservedProjectNames []string
 	// Stamper, when set, takes what admission saw of every change the
 	// checks let through, to be audited once stored.
 	Stamper Stamper
@@ -60,13 +65,13 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	opts.team = tm
 	projects := &APIKeyValidator{Cache: mgr.GetClient(), APIReader: mgr.GetAPIReader(), team: tm}
 	steps := []error{
-		register(mgr, opts, &hubv1.Project{}, &ProjectValidator{Reader: mgr.GetAPIReader(), team: tm}, projectChanges),
+		register(mgr, opts, &hubv1.Project{}, &ProjectValidator{Reader: mgr.GetAPIReader(), Reserved: opts.ReservedProjectNames, team: tm}, projectChanges),
 		register(mgr, opts, &hubv1.APIKey{}, projects, nil),
 		register(mgr, opts, &hubv1.Member{}, &MemberValidator{team: tm}, memberChanges),
 		register(mgr, opts, &hubv1.Group{}, &GroupValidator{}, groupChanges),
 		register(mgr, opts, &hubv1.SpendingCap{}, &SpendingCapValidator{Projects: projects, HubNamespace: opts.HubNamespace}, nil),
 		register(mgr, opts, &hubv1.NotificationChannel{},
-			&NotificationChannelValidator{Projects: projects, HubNamespace: opts.HubNamespace, AllowHTTP: opts.DevMode}, nil),
+			&NotificationChannelValidator{Projects: projects, HubNamespace: opts.HubNamespace, Egress: opts.Egress}, nil),
 		register(mgr, opts, &hubv1.Organization{}, &OrganizationValidator{team: tm}, organizationChanges),
 	}
 	return errors.Join(steps...)

@@ -7,9 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -20,10 +22,13 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/dev"
+	"github.com/minimax/platform-hub/internal/egress"
 	"github.com/minimax/platform-hub/internal/gateway"
+	"github.com/minimax/platform-hub/internal/keys"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/server"
+	"github.com/minimax/platform-hub/webhooks"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -43,7 +48,11 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: false,
 		PersistentPreRun: func(*cobra.Command, []string) {
-			ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+			// Every log line, client-go's included, passes through key
+			// redaction: whatever an error quotes, no key reaches a log.
+			logger := zap.New(zap.UseFlagOptions(&zapOpts), zap.WriteTo(keys.RedactingWriter(os.Stderr)))
+			ctrl.SetLogger(logger)
+			klog.SetLogger(logger)
 		},
 	}
 	goFlags := flag.NewFlagSet("zap", flag.ExitOnError)
@@ -55,7 +64,7 @@ func newRootCommand() *cobra.Command {
 }
 
 func newManagerCommand() *cobra.Command {
-	opts := operator.Options{}
+	opts := operator.Options{Egress: &egress.Policy{}}
 	var certDir string
 	var webhookPort int
 	cmd := &cobra.Command{
@@ -81,6 +90,9 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.HubNamespace, "hub-namespace", hubv1.DefaultHubNamespace, "The hub's own namespace: SpendingCaps there cap the whole organization.")
 	f.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving tls.crt and tls.key.")
 	f.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
+	f.Var(&allowlistFlag{opts.Egress}, webhookAllowFlag, webhookAllowUsage)
+	f.StringSliceVar(&opts.ReservedProjectNames, "reserved-project-names", webhooks.DefaultReservedProjectNames,
+		"Names no Project may take (its namespace's name), as shell patterns such as kube-* or *-system; replaces the default list.")
 	f.StringVar(&opts.Audit.ServerURL, "audit-server-url", "https://hub-server.hub-system.svc", `Usage server that keeps the audit log of changes to hub resources; "" keeps none.`)
 	f.StringVar(&opts.Audit.ServerCAFile, "audit-server-ca-file", "/etc/hub/server-ca/ca.crt", `CA that signed the usage server's certificate; "" uses the system roots.`)
 	f.StringVar(&opts.Audit.TokenFile, "audit-token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "ServiceAccount token shown to the usage server.")
@@ -89,7 +101,7 @@ func newManagerCommand() *cobra.Command {
 }
 
 func newServerCommand() *cobra.Command {
-	opts := server.Options{}
+	opts := server.Options{Egress: &egress.Policy{}}
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the usage server: ingest from gateways, the usage store, usage metrics (in a cluster)",
@@ -117,6 +129,7 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&opts.HubNamespace, "hub-namespace", hubv1.DefaultHubNamespace, "The hub's own namespace: its SpendingCaps cap the whole organization.")
 	f.DurationVar(&opts.StatusInterval, "status-interval", 10*time.Second, "How often usage goes to Project and APIKey status.")
 	f.IntVar(&opts.StatusWritesPerSecond, "status-writes-per-second", 5, "Average bound on those status writes, over all projects and keys.")
+	f.Var(&allowlistFlag{opts.Egress}, webhookAllowFlag, webhookAllowUsage)
 	f.StringVar(&opts.ConfigSecret, "config-secret", notify.ConfigSecretName, "Name of the hub's configuration Secret (SMTP server, SMS provider) in --hub-namespace.")
 	f.StringVar(&opts.DashboardURL, "dashboard-url", "", "Base URL of the dashboard, for the links in alerts (none when empty).")
 	f.StringVar(&opts.PublicURL, "public-url", "", "Base URL of invitation links, where people reach this server or the dashboard (default: --dashboard-url); without either, no invitation is sent.")
@@ -191,4 +204,28 @@ func newVersionCommand() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), version)
 		},
 	}
+}
+
+const (
+	webhookAllowFlag  = "webhook-allow"
+	webhookAllowUsage = "Internal destinations NotificationChannel webhooks may reach besides public ones: comma-separated " +
+		"CIDR ranges, addresses and exact host names (e.g. 10.20.0.0/16,alerts.monitoring.svc). " +
+		"Give the manager (admission) and the server (delivery) the same list."
+)
+
+// allowlistFlag reads --webhook-allow into an egress policy; a bad entry
+// fails at start, naming it.
+type allowlistFlag struct{ policy *egress.Policy }
+
+func (f *allowlistFlag) Set(list string) error { return f.policy.ParseAllowlist(list) }
+func (f *allowlistFlag) Type() string          { return "list" }
+func (f *allowlistFlag) String() string {
+	if f.policy == nil {
+		return ""
+	}
+	entries := make([]string, 0, len(f.policy.Allow)+len(f.policy.AllowHosts))
+	for _, p := range f.policy.Allow {
+		entries = append(entries, p.String())
+	}
+	return strings.Join(append(entries, f.policy.AllowHosts...), ",")
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -24,6 +25,7 @@ import (
 	"github.com/minimax/platform-hub/config"
 	"github.com/minimax/platform-hub/internal/demomodel"
 	"github.com/minimax/platform-hub/internal/devcluster"
+	"github.com/minimax/platform-hub/internal/egress"
 	"github.com/minimax/platform-hub/internal/gateway"
 	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/scheme"
@@ -96,7 +98,7 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 		MetricsAddr: metricsAddr,
 		ProbeAddr:   "0",
 		Webhook:     cluster.WebhookServerOptions(),
-		DevMode:     true,
+		Egress:      devEgress(),
 		Audit: operator.AuditOptions{ServerURL: "http://" + serverAddr, Token: auditToken,
 			SpoolDir: filepath.Join(stateDir, "audit-spool")},
 
@@ -199,6 +201,7 @@ func startUsagePath(ctx context.Context, start func(string, func(context.Context
 	serverMgr, store, err := server.NewManager(ctx, cluster.Config, server.Options{
 		StoreURL: "sqlite:" + filepath.Join(stateDir, "usage.db"), ListenAddr: serverAddr, PublicURL: "http://" + serverAddr,
 		MetricsAddr: "0", ProbeAddr: "0", EventRetention: 90 * 24 * time.Hour, RollupRetention: 400 * 24 * time.Hour,
+		Egress:                       devEgress(),
 		SkipControllerNameValidation: opts.SkipControllerNameValidation,
 	})
 	if err != nil {
@@ -290,4 +293,10 @@ func freeLoopbackAddr() (string, error) {
 	}
 	defer func() { _ = l.Close() }()
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Addr().(*net.TCPAddr).Port)), nil
+}
+
+// devEgress lets NotificationChannel webhooks reach receivers on the
+// laptop, over plain http on loopback, so alerts can be tried locally.
+func devEgress() *egress.Policy {
+	return &egress.Policy{AllowHTTP: true, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}}
 }

@@ -203,7 +203,7 @@ func ownerGroupIn(ctx context.Context, members client.Reader, owner string, grou
 	}
 	for i := range list.Items {
 		m := &list.Items[i]
-		if m.Spec.Email != owner || m.Spec.Disabled {
+		if !hubv1.SameEmail(m.Spec.Email, owner) || m.Spec.Disabled {
 			continue
 		}
 		for _, g := range m.Spec.Groups {

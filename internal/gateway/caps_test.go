@@ -94,7 +94,7 @@ func TestGroupCapStopsItsMembersKeys(t *testing.T) {
 		Spec: hubv1.MemberSpec{Email: "ann.grp@example.com", Role: hubv1.RoleDeveloper, Groups: []string{"gw-team"}}}
 	g.Expect(env.Client.Create(ctx, member)).To(Succeed())
 	t.Cleanup(func() { _ = env.Client.Delete(ctx, member) })
-	_, annKey := issueKey(g, "gw-grp", func(k *hubv1.APIKey) { k.Spec.Owner = "ann.grp@example.com" })
+	_, annKey := issueKey(g, "gw-grp", func(k *hubv1.APIKey) { k.Spec.Owner = "Ann.Grp@Example.com" }) // the same person
 	bob, bobKey := issueKeyIn(g, "gw-grp", "bob", func(k *hubv1.APIKey) { k.Spec.Owner = "bob.grp@example.com" })
 	capObj := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: hubv1.DefaultHubNamespace, Name: "gw-team"},
 		Spec: hubv1.SpendingCapSpec{Group: "gw-team", TokenLimit: ptr.To[int64](100), Enforcement: hubv1.CapHard}}

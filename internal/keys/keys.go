@@ -26,10 +26,12 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"regexp"
 	"strings"
 )
@@ -64,11 +66,58 @@ var (
 	anywhereRegexp = regexp.MustCompile(`mhub_([0-9A-Za-z]{10})_[0-9A-Za-z]{38}`)
 )
 
+// base64Run matches text that may be base64 (standard or URL alphabet)
+// long enough to hold a key: 54 bytes are 72 characters.
+var base64Run = regexp.MustCompile(`[A-Za-z0-9+/_-]{72,}={0,2}`)
+
 // Redact replaces every key in a text with its redacted form, keeping the
-// public key ID. Use it on text that may quote what was sent to another
-// system (an error from an admission webhook, say) before logging or storing.
+// public key ID, and every run of base64 that decodes to text holding a key
+// (a Secret's data, as an error from a Secret update quotes it) with
+// "[redacted base64]". Use it on text that may quote what was sent to
+// another system before logging or storing it.
 func Redact(text string) string {
-	return anywhereRegexp.ReplaceAllString(text, Prefix+"${1}_[redacted]")
+	text = anywhereRegexp.ReplaceAllString(text, Prefix+"${1}_[redacted]")
+	if len(text) < 72 {
+		return text
+	}
+	return base64Run.ReplaceAllStringFunc(text, func(run string) string {
+		if base64HoldsKey(run) {
+			return "[redacted base64]"
+		}
+		return run
+	})
+}
+
+// base64HoldsKey decodes run from each of its first four characters (the
+// run may start mid-quantum) in both alphabets, and looks for a key.
+func base64HoldsKey(run string) bool {
+	run = strings.TrimRight(run, "=")
+	for start := range 4 {
+		s := run[start:]
+		if len(s)%4 == 1 { // no quantum ends in one character
+			s = s[:len(s)-1]
+		}
+		for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
+			if b, err := enc.DecodeString(s); err == nil && anywhereRegexp.Match(b) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// RedactingWriter passes each write to w through [Redact]. Loggers that
+// write one entry per call (zap does) use it so that no log line carries a
+// key, in either form, whatever a message or an error quotes.
+func RedactingWriter(w io.Writer) io.Writer { return redactingWriter{w} }
+
+type redactingWriter struct{ w io.Writer }
+
+func (r redactingWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(r.w, Redact(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }
 
 // ErrMalformed is returned for a string that is not a well-formed key. Errors

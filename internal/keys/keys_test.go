@@ -2,6 +2,7 @@ package keys
 
 import (
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -248,4 +249,43 @@ func TestRedact(t *testing.T) {
 
 func secretOf(k Key) string {
 	return k.Reveal()[len(Prefix)+IDLength+1:]
+}
+
+// TestRedactBase64: a key in a Secret's data, as an error from a Secret
+// update quotes it (base64 in JSON), is redacted at any offset within the
+// encoded value and in either alphabet; other base64 is left alone.
+func TestRedactBase64(t *testing.T) {
+	k, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, value := range []string{
+		k.Reveal(),
+		"x" + k.Reveal(),
+		`{"api_key":"` + k.Reveal() + `"}`,
+		"OPENAI_API_KEY=" + k.Reveal() + "\n",
+	} {
+		for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding} {
+			encoded := enc.EncodeToString([]byte(value))
+			text := `Secret "k" is invalid: {"data":{"api-key":"` + encoded + `"}}`
+			got := Redact(text)
+			if strings.Contains(got, encoded) || !strings.Contains(got, "[redacted base64]") {
+				t.Errorf("Redact(%q) = %q", text, got)
+			}
+		}
+	}
+	innocent := base64.StdEncoding.EncodeToString([]byte(strings.Repeat("certificate bytes, not a key. ", 5)))
+	if got := Redact("ca.crt: " + innocent); got != "ca.crt: "+innocent {
+		t.Errorf("Redact changed base64 without a key: %q", got)
+	}
+
+	var out strings.Builder
+	w := RedactingWriter(&out)
+	line := `{"msg":"Reconciler error","error":"` + base64.StdEncoding.EncodeToString([]byte(k.Reveal())) + ` and ` + k.Reveal() + `"}` + "\n"
+	if n, err := w.Write([]byte(line)); err != nil || n != len(line) {
+		t.Fatalf("Write = %d, %v", n, err)
+	}
+	if strings.Contains(out.String(), secretOf(k)) || strings.Contains(out.String(), base64.StdEncoding.EncodeToString([]byte(k.Reveal()))) {
+		t.Fatalf("the writer let key material through: %q", out.String())
+	}
 }

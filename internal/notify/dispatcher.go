@@ -221,12 +221,12 @@ func (d *Dispatcher) deliver(ctx context.Context, p alertlog.PendingDelivery) (o
 		log.Info("Channel answered 410 Gone: disabling it")
 		return true, d.gone(ctx, ch, p, now)
 	case now.Sub(p.Alert.Time) >= cmpOr(d.RetryFor, DefaultRetryFor):
-		log.Info("Giving up an alert", "error", sendErr.Error())
+		log.Info("Giving up an alert", "error", sendErr.Error(), "cause", Cause(sendErr))
 		return true, d.giveUp(ctx, p, ch, sendErr.Error())
 	}
 	p.LastError = truncate(sendErr.Error())
 	p.NextAttempt = now.Add(d.backoff(p.Attempts))
-	log.V(1).Info("Delivery failed; retrying", "error", p.LastError, "next", p.NextAttempt)
+	log.V(1).Info("Delivery failed; retrying", "error", p.LastError, "cause", Cause(sendErr), "next", p.NextAttempt)
 	if err := d.Store.UpdateDelivery(ctx, p.Delivery); err != nil {
 		return false, err
 	}

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/egress"
 )
 
 // ErrGone marks a delivery the channel refuses for good: a webhook that
@@ -34,8 +35,14 @@ type Sender struct {
 	// ConfigSecret is the hub's configuration Secret.
 	ConfigSecret types.NamespacedName
 	// HTTP posts webhooks and SMS; nil means a client with a 15 s timeout.
-	// Its redirect policy is always replaced by one that stays on the host.
+	// For webhooks, its redirect policy and its transport's dialer are
+	// always replaced by Egress's, and it uses no proxy.
 	HTTP *http.Client
+	// Egress decides which webhook destinations may be reached, at
+	// admission and again when connecting; nil allows public destinations
+	// only. SMS and email go to the operator's providers and are not
+	// subject to it.
+	Egress *egress.Policy
 	// Now is the time written into webhook-timestamp; nil means time.Now.
 	// It is the real time of sending, never a test's fake clock, since
 	// receivers check it against their own.
@@ -98,28 +105,41 @@ func (s *Sender) config(ctx context.Context) (Config, error) {
 	return cfg, nil
 }
 
-// httpClient is the client for webhooks and SMS: it follows a redirect only
-// to the same scheme and host, and only when the POST stays a POST (307,
-// 308), so an alert never ends up somewhere its channel does not name.
+// httpClient is the client for SMS: the operator's provider, as configured.
 func (s *Sender) httpClient() *http.Client {
-	c := &http.Client{Timeout: 15 * time.Second}
 	if s.HTTP != nil {
-		copied := *s.HTTP
-		c = &copied
+		return s.HTTP
 	}
-	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		first := via[0].URL
-		switch {
-		case len(via) >= 5:
-			return errors.New("stopped after 5 redirects")
-		case req.URL.Scheme != first.Scheme || req.URL.Host != first.Host:
-			return fmt.Errorf("refused a redirect to another host (%s://%s)", req.URL.Scheme, req.URL.Host)
-		case req.Method != http.MethodPost:
-			return errors.New("refused a redirect that turns the POST into a " + req.Method)
+	return &http.Client{Timeout: 15 * time.Second}
+}
+
+// webhookClient is the client for webhooks, which tenants point anywhere:
+// it connects only where Egress allows (checking every address the host
+// resolves to), through no proxy, and follows a redirect only to the same
+// scheme and host.
+func (s *Sender) webhookClient() *http.Client {
+	policy := s.egress()
+	c := &http.Client{Timeout: 15 * time.Second}
+	var transport *http.Transport
+	if s.HTTP != nil {
+		c = &http.Client{Timeout: s.HTTP.Timeout, Jar: s.HTTP.Jar}
+		if t, ok := s.HTTP.Transport.(*http.Transport); ok {
+			transport = t.Clone() // its TLS settings (roots) stay
 		}
-		return nil
 	}
+	if transport == nil {
+		transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	transport.Proxy, transport.DialContext, transport.DialTLSContext = nil, policy.DialContext, nil
+	c.Transport, c.CheckRedirect = transport, policy.CheckRedirect
 	return c
+}
+
+func (s *Sender) egress() *egress.Policy {
+	if s.Egress == nil {
+		return &egress.Policy{}
+	}
+	return s.Egress
 }
 
 func (s *Sender) now() time.Time {
@@ -134,19 +154,13 @@ func (s *Sender) now() time.Time {
 // webhook-id, webhook-timestamp and webhook-signature headers. Every attempt
 // carries the same ID and body, so receivers can drop repeats.
 func (s *Sender) sendWebhook(ctx context.Context, ch *hubv1.NotificationChannel, m Message) error {
-	ref := ch.Spec.Webhook.SigningSecretRef
-	secret := &corev1.Secret{}
-	if err := s.Reader.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: ref.Name}, secret); err != nil {
-		return fmt.Errorf("reading the signing Secret %s: %w", ref.Name, err)
-	}
-	value := strings.TrimSpace(string(secret.Data[ref.Key]))
-	if !strings.HasPrefix(value, "whsec_") {
-		return fmt.Errorf("key %s of Secret %s must hold a signing secret of the form whsec_<base64>", ref.Key, ref.Name)
-	}
-	signer, err := standardwebhooks.NewWebhook(value)
+	signer, err := s.signer(ctx, ch)
 	if err != nil {
-		// The library's error quotes nothing of the secret.
-		return fmt.Errorf("key %s of Secret %s is not whsec_ followed by base64", ref.Key, ref.Name)
+		return err
+	}
+	if err := s.egress().CheckURL(ch.Spec.Webhook.URL); err != nil {
+		// Admission checked it, perhaps under an older policy.
+		return &deliveryError{class: classRefused, cause: err}
 	}
 	ts := s.now()
 	signature, err := signer.Sign(m.ID, ts, m.Body)
@@ -162,7 +176,7 @@ func (s *Sender) sendWebhook(ctx context.Context, ch *hubv1.NotificationChannel,
 	req.Header.Set(standardwebhooks.HeaderWebhookID, m.ID)
 	req.Header.Set(standardwebhooks.HeaderWebhookTimestamp, fmt.Sprint(ts.Unix()))
 	req.Header.Set(standardwebhooks.HeaderWebhookSignature, signature)
-	err = s.do(req)
+	err = s.do(s.webhookClient(), req)
 	var status *statusError
 	if errors.As(err, &status) && status.code == http.StatusGone {
 		return ErrGone
@@ -179,15 +193,37 @@ type statusError struct {
 
 func (e *statusError) Error() string { return "the endpoint answered " + e.status }
 
-// do sends req and turns anything but 2xx into an error.
-func (s *Sender) do(req *http.Request) error {
-	resp, err := s.httpClient().Do(req)
+// signer reads the channel's signing secret. Every way it can fail gets
+// the same answer, so that the channel's status (which the namespace's
+// Developers read) tells nothing of which Secrets and keys exist; the
+// cause goes to the server's log.
+func (s *Sender) signer(ctx context.Context, ch *hubv1.NotificationChannel) (*standardwebhooks.Webhook, error) {
+	ref := ch.Spec.Webhook.SigningSecretRef
+	unusable := func(cause error) error {
+		return &deliveryError{class: fmt.Sprintf("the signing secret is unusable: key %s of Secret %s in this namespace "+
+			"must hold whsec_ followed by base64, and the hub must be allowed to read it", ref.Key, ref.Name), cause: cause}
+	}
+	secret := &corev1.Secret{}
+	if err := s.Reader.Get(ctx, client.ObjectKey{Namespace: ch.Namespace, Name: ref.Name}, secret); err != nil {
+		return nil, unusable(err)
+	}
+	value := strings.TrimSpace(string(secret.Data[ref.Key]))
+	if !strings.HasPrefix(value, "whsec_") {
+		return nil, unusable(errors.New("the key is missing or does not start with whsec_"))
+	}
+	signer, err := standardwebhooks.NewWebhook(value)
 	if err != nil {
-		var uerr *url.Error
-		if errors.As(err, &uerr) {
-			err = uerr.Err // the URL is the channel's; the cause is what to show
-		}
-		return err
+		// The library's error quotes nothing of the secret.
+		return nil, unusable(err)
+	}
+	return signer, nil
+}
+
+// do sends req with c and turns anything but 2xx into an error.
+func (s *Sender) do(c *http.Client, req *http.Request) error {
+	resp, err := c.Do(req)
+	if err != nil {
+		return classify(err)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	// Drain a little of the answer so that the connection can be reused.
@@ -216,7 +252,7 @@ func (s *Sender) sendSMS(ctx context.Context, cfg *SMSConfig, to []string, m Mes
 		}
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.SetBasicAuth(cfg.AccountSID, cfg.AuthToken)
-		if err := s.do(req); err != nil {
+		if err := s.do(s.httpClient(), req); err != nil {
 			errs = append(errs, fmt.Errorf("to %s: %w", number, err))
 		} else {
 			served = append(served, number)

@@ -30,6 +30,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/controllers"
 	"github.com/minimax/platform-hub/internal/audit"
+	"github.com/minimax/platform-hub/internal/egress"
 	hubmetrics "github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/serverclient"
@@ -58,9 +59,12 @@ type Options struct {
 	// HubNamespace is the hub's own namespace, where SpendingCaps cap the
 	// whole organization; default hubv1.DefaultHubNamespace.
 	HubNamespace string
-	// DevMode relaxes checks meant for production that a laptop cannot
-	// meet: NotificationChannel webhooks may use plain http.
-	DevMode bool
+	// Egress decides where NotificationChannel webhooks may point; nil
+	// allows public https receivers only. `hub dev` allows http on loopback.
+	Egress *egress.Policy
+	// ReservedProjectNames are path.Match patterns of names no Project may
+	// take; nil means webhooks.DefaultReservedProjectNames.
+	ReservedProjectNames []string
 	// SkipControllerNameValidation lets a process build more than one manager
 	// (controller names are otherwise unique per process); tests use it.
 	SkipControllerNameValidation bool
@@ -147,7 +151,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := webhooks.SetupWithManager(mgr, webhooks.Options{HubNamespace: hubNamespace, DevMode: opts.DevMode,
+	if err := webhooks.SetupWithManager(mgr, webhooks.Options{HubNamespace: hubNamespace, Egress: opts.Egress, ReservedProjectNames: opts.ReservedProjectNames,
 		Stamper: committer}); err != nil { // audit entries carry the real time, whatever clock the controllers use
 		return nil, fmt.Errorf("setting up webhooks: %w", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/alertlog"
 	"github.com/minimax/platform-hub/internal/auditlog"
+	"github.com/minimax/platform-hub/internal/egress"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/server"
@@ -30,6 +32,10 @@ import (
 )
 
 // webhookChannel creates a webhook channel to r, with its signing Secret.
+// receiversOnLoopback lets the tests' receivers (on 127.0.0.1) be reached,
+// as an operator's --webhook-allow would an internal receiver.
+var receiversOnLoopback = &egress.Policy{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+
 func webhookChannel(g Gomega, namespace, name string, r *webhookReceiver) *hubv1.NotificationChannel {
 	ctx := context.Background()
 	g.Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name + "-signing"},
@@ -84,7 +90,7 @@ func TestThresholdAlertsFireOnceInOrderAcrossRestarts(t *testing.T) {
 	projectWithNamespace(g, "alerts-order")
 	rcv := newWebhookReceiver(t)
 	webhookChannel(g, "alerts-order", "oncall", rcv)
-	sender := &notify.Sender{Reader: k8sClient, HTTP: rcv.Client()}
+	sender := &notify.Sender{Reader: k8sClient, Egress: receiversOnLoopback, HTTP: rcv.Client()}
 	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "alerts-order", Name: "budget"},
 		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("10")), Enforcement: hubv1.CapHard, Channels: []string{"oncall"}}}
 	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
@@ -158,11 +164,17 @@ func TestUnreachableReceivers(t *testing.T) {
 	flakyCh := webhookChannel(g, "alerts-down", "flaky", flaky)
 	downCh := webhookChannel(g, "alerts-down", "down", down)
 	goneCh := webhookChannel(g, "alerts-down", "gone", gone)
+	// A channel at a cluster IP, as a webhook stored before admission
+	// checked destinations would be: refused when connecting, and its
+	// status names the class of failure, not the address.
+	internalCh := webhookChannel(g, "alerts-down", "internal", gone)
+	internalCh.Spec.Webhook.URL = "https://10.96.0.1:6443/"
+	g.Expect(k8sClient.Update(ctx, internalCh)).To(Succeed())
 	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "alerts-down", Name: "budget"},
 		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("10")), Thresholds: []int32{50, 80},
-			Channels: []string{"flaky", "down", "gone"}}}
+			Channels: []string{"flaky", "down", "gone", "internal"}}}
 	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
-	e.start(g, &alerting{sender: &notify.Sender{Reader: k8sClient, HTTP: flaky.Client()}})
+	e.start(g, &alerting{sender: &notify.Sender{Reader: k8sClient, Egress: receiversOnLoopback, HTTP: flaky.Client()}})
 
 	e.spend(g, "alerts-down", 6, 1_000_000) // 60%: the 50% alert
 	g.Eventually(func(g Gomega) {
@@ -176,6 +188,15 @@ func TestUnreachableReceivers(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		ch := getChannel(g, goneCh)
 		g.Expect(meta.IsStatusConditionTrue(ch.Status.Conditions, hubv1.DisabledCondition)).To(BeTrue())
+	}, 10*time.Second).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		ch := getChannel(g, internalCh)
+		g.Expect(ch.Status.LastFailure).To(HavePrefix("the destination is not allowed"))
+		ready := meta.FindStatusCondition(ch.Status.Conditions, hubv1.ReadyCondition)
+		g.Expect(ready).NotTo(BeNil())
+		for _, text := range []string{ch.Status.LastFailure, ready.Message} {
+			g.Expect(text).NotTo(Or(ContainSubstring("10.96"), ContainSubstring("6443")), "no address or port in status")
+		}
 	}, 10*time.Second).Should(Succeed())
 
 	// Retries back off: nothing more before the first wait (about a
@@ -230,7 +251,8 @@ func TestUnreachableReceivers(t *testing.T) {
 		states[d.Channel] = d.State
 	}
 	g.Expect(states).To(Equal(map[string]alertlog.DeliveryState{"alerts-down/flaky": alertlog.DeliveryDelivered,
-		"alerts-down/down": alertlog.DeliveryDead, "alerts-down/gone": alertlog.DeliveryDead}))
+		"alerts-down/down": alertlog.DeliveryDead, "alerts-down/gone": alertlog.DeliveryDead,
+		"alerts-down/internal": alertlog.DeliveryDead}))
 }
 
 // send delivers one message with s, as the dispatcher's first attempt does.
@@ -252,7 +274,7 @@ func TestWebhookSignatures(t *testing.T) {
 	msg, err := notify.Render(a)
 	g.Expect(err).NotTo(HaveOccurred())
 
-	sender := &notify.Sender{Reader: k8sClient, HTTP: rcv.Client()}
+	sender := &notify.Sender{Reader: k8sClient, Egress: receiversOnLoopback, HTTP: rcv.Client()}
 	g.Expect(send(sender, ch, msg)).To(Succeed())
 	accepted, _, _, _ := rcv.snapshot()
 	g.Expect(accepted).To(HaveLen(1))
@@ -276,7 +298,7 @@ func TestWebhookSignatures(t *testing.T) {
 	// Re-stamped to look fresh: the signature no longer matches.
 	g.Expect(replay(func(h http.Header) { h.Set("webhook-timestamp", fmt.Sprint(time.Now().Unix()+60)) })).To(Equal(http.StatusBadRequest))
 	// Signed ten minutes ago: stale.
-	stale := &notify.Sender{Reader: k8sClient, HTTP: rcv.Client(), Now: func() time.Time { return time.Now().Add(-10 * time.Minute) }}
+	stale := &notify.Sender{Reader: k8sClient, Egress: receiversOnLoopback, HTTP: rcv.Client(), Now: func() time.Time { return time.Now().Add(-10 * time.Minute) }}
 	err = send(stale, ch, notify.Message{ID: "cap_test_2", Body: msg.Body})
 	g.Expect(err).To(MatchError(ContainSubstring("400")))
 	_, _, _, rejected := rcv.snapshot()
@@ -344,7 +366,7 @@ func TestEmailAndSMSAlerts(t *testing.T) {
 	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "alerts-mail", Name: "budget"},
 		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("10")), Thresholds: []int32{50}, Channels: []string{"phones"}}}
 	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
-	e.start(g, &alerting{sender: &notify.Sender{Reader: k8sClient, HTTP: sms.Client(),
+	e.start(g, &alerting{sender: &notify.Sender{Reader: k8sClient, Egress: receiversOnLoopback, HTTP: sms.Client(),
 		ConfigSecret: client.ObjectKey{Namespace: hub, Name: notify.ConfigSecretName}}})
 
 	e.spend(g, "alerts-mail", 7, 1_000_000) // 70%
@@ -397,7 +419,7 @@ func TestCycleBoundaryInOrganizationTimeZone(t *testing.T) {
 	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "alerts-cycle", Name: "budget"},
 		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("10")), Thresholds: []int32{50}, Channels: []string{"hook"}}}
 	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
-	e.start(g, &alerting{sender: &notify.Sender{Reader: k8sClient, HTTP: rcv.Client()}})
+	e.start(g, &alerting{sender: &notify.Sender{Reader: k8sClient, Egress: receiversOnLoopback, HTTP: rcv.Client()}})
 
 	novemberShanghai := time.Date(2026, 10, 31, 16, 0, 0, 0, time.UTC)
 	decemberShanghai := time.Date(2026, 11, 30, 16, 0, 0, 0, time.UTC)
@@ -449,7 +471,7 @@ func TestKeyExpiryWarnings(t *testing.T) {
 	}
 	newKey("long", now.Add(8*24*time.Hour))
 	newKey("short", now.Add(2*24*time.Hour))
-	e.start(g, &alerting{sender: &notify.Sender{Reader: k8sClient, HTTP: rcv.Client()}})
+	e.start(g, &alerting{sender: &notify.Sender{Reader: k8sClient, Egress: receiversOnLoopback, HTTP: rcv.Client()}})
 
 	warnings := func(g Gomega) []string {
 		accepted, _, _, _ := rcv.snapshot()
@@ -620,7 +642,7 @@ func TestCapCycleOffTheHourAndUnpricedCalls(t *testing.T) {
 	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "alerts-kolkata", Name: "budget"},
 		Spec: hubv1.SpendingCapSpec{Limit: ptr.To(hubv1.Amount("10")), Thresholds: []int32{50}, Channels: []string{"hook"}}}
 	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
-	e.start(g, &alerting{sender: &notify.Sender{Reader: k8sClient, HTTP: rcv.Client()}})
+	e.start(g, &alerting{sender: &notify.Sender{Reader: k8sClient, Egress: receiversOnLoopback, HTTP: rcv.Client()}})
 
 	e.spend(g, "alerts-kolkata", 6, 1_000_000) // 6 of 10: crosses 50%
 	unpriced := make([]usage.Event, 0, 3)

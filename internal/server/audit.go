@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -10,6 +9,7 @@ import (
 	"time"
 
 	"github.com/minimax/platform-hub/internal/auditlog"
+	"github.com/minimax/platform-hub/internal/csvexport"
 )
 
 // AuditPath takes audit entries from the manager (POST) and lists them
@@ -106,7 +106,7 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 func writeAuditCSV(w http.ResponseWriter, entries []auditlog.Entry) {
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="audit.csv"`)
-	cw := csv.NewWriter(w)
+	cw := csvexport.NewWriter(w)
 	_ = cw.Write([]string{"time", "actor", "groups", "action", "kind", "namespace", "name", "uid", "changes", "id", "resource_version"})
 	for _, e := range entries {
 		changes := make([]string, 0, len(e.Changes))

@@ -376,7 +376,7 @@ func TestGroupCapCountsItsMembersKeys(t *testing.T) {
 	// The server records who owns each key ID (from the APIKeys); here the
 	// store is written directly, as that recorder would.
 	g.Expect(e.store.RecordKeyOwners(ctx, []usage.KeyOwner{{KeyID: "AnnKeyA001", Project: "caps-grp-a", Owner: "ann@example.com"},
-		{KeyID: "AnnKeyB001", Project: "caps-grp-b", Owner: "ann@example.com"}, {KeyID: "BobKey0001", Project: "caps-grp-a", Owner: "bob@example.com"}})).To(Succeed())
+		{KeyID: "AnnKeyB001", Project: "caps-grp-b", Owner: "Ann@Example.COM" /* the same person */}, {KeyID: "BobKey0001", Project: "caps-grp-a", Owner: "bob@example.com"}})).To(Succeed())
 	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: hubNS, Name: "ml-budget"},
 		Spec: hubv1.SpendingCapSpec{Group: "ml", TokenLimit: ptr.To[int64](1000), Enforcement: hubv1.CapHard}}
 	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())

@@ -24,6 +24,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/alertlog"
 	"github.com/minimax/platform-hub/internal/auditlog"
+	"github.com/minimax/platform-hub/internal/egress"
 	"github.com/minimax/platform-hub/internal/invitations"
 	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/notify"
@@ -76,6 +77,10 @@ type Options struct {
 	// ConfigSecret is the name of the hub's configuration Secret (SMTP and
 	// SMS settings) in HubNamespace; default hub-config.
 	ConfigSecret string
+	// Egress decides where NotificationChannel webhooks may be delivered,
+	// checked again on every connection; nil allows public https
+	// receivers only. Give the manager the same policy.
+	Egress *egress.Policy
 	// DashboardURL is the dashboard's base URL, for the links in alerts.
 	DashboardURL string
 	// AlertRetention is how long alert history and the audit log are kept;
@@ -240,7 +245,7 @@ func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 		Client: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Store: s.Alerts, Clock: opts.Clock,
 		Log:  ctrl.Log.WithName("alerts"),
 		Poll: opts.AlertPoll, RetryFor: opts.AlertRetryFor, MinBackoff: opts.AlertMinBackoff,
-		Sender: &notify.Sender{Reader: mgr.GetAPIReader(),
+		Sender: &notify.Sender{Reader: mgr.GetAPIReader(), Egress: opts.Egress,
 			ConfigSecret: client.ObjectKey{Namespace: opts.HubNamespace, Name: opts.ConfigSecret}},
 	}
 	if err := mgr.Add(dispatcher); err != nil {

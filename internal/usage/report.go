@@ -2,12 +2,13 @@ package usage
 
 import (
 	"context"
-	"encoding/csv"
 	"fmt"
 	"io"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/minimax/platform-hub/internal/csvexport"
 )
 
 // Comparison puts a period's usage next to the period before it and the same
@@ -46,7 +47,7 @@ func Compare(ctx context.Context, s Store, from, to time.Time, loc *time.Locatio
 
 // WriteEventsCSV streams matching events as CSV (RFC 4180) with a header row.
 func WriteEventsCSV(ctx context.Context, w io.Writer, s Store, f EventFilter) error {
-	cw := csv.NewWriter(w)
+	cw := csvexport.NewWriter(w)
 	// The columns are the store's, with the time as RFC 3339.
 	header := strings.Split(eventColumns, ", ")
 	header[1] = "time"
@@ -72,7 +73,7 @@ func WriteEventsCSV(ctx context.Context, w io.Writer, s Store, f EventFilter) er
 // WriteBucketsCSV writes aggregated usage as CSV (RFC 4180) with a header row:
 // the bucket start, one column per grouped dimension, then the totals.
 func WriteBucketsCSV(w io.Writer, q Query, buckets []Bucket) error {
-	cw := csv.NewWriter(w)
+	cw := csvexport.NewWriter(w)
 	header := make([]string, 0, 1+len(q.GroupBy)+5)
 	header = append(header, "start")
 	for _, d := range q.GroupBy {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/sqldb"
 )
@@ -441,7 +442,7 @@ func (s *sqlStore) filterSQL(where string, args []any, f Filter) (string, []any)
 		}
 		marks := make([]string, 0, len(f.Owners))
 		for _, o := range f.Owners {
-			args = append(args, o)
+			args = append(args, hubv1.EmailKey(o)) // as RecordKeyOwners keeps them
 			marks = append(marks, s.d.Placeholder(len(args)))
 		}
 		where += " AND key_id IN (SELECT key_id FROM usage_key_owners WHERE owner IN (" + strings.Join(marks, ", ") + "))"
@@ -465,7 +466,9 @@ func (s *sqlStore) RecordKeyOwners(ctx context.Context, owners []KeyOwner) error
 		p(1), p(2), p(3), p(4))
 	now := time.Now().UnixMicro()
 	for _, o := range owners {
-		if _, err := tx.ExecContext(ctx, stmt, o.KeyID, o.Project, o.Owner, now); err != nil {
+		// Owners are kept in the form the hub compares emails in, so that
+		// Member@Example.com's keys count in member@example.com's group.
+		if _, err := tx.ExecContext(ctx, stmt, o.KeyID, o.Project, hubv1.EmailKey(o.Owner), now); err != nil {
 			return fmt.Errorf("recording the owner of key %s: %w", o.KeyID, err)
 		}
 	}

