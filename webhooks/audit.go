@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -23,6 +24,10 @@ import (
 // (audit.Committer). Admission itself writes nothing.
 type Stamper interface {
 	Stamp(audit.Stamp)
+	// Accepting is false while audit entries could not be kept (the
+	// usage server has been away long enough to fill the audit spool):
+	// changes are then refused, so that none goes unaudited.
+	Accepting() bool
 }
 
 // audited stamps, after a validator allowed it, every create, update and
@@ -36,6 +41,9 @@ type audited[T client.Object] struct {
 }
 
 func (a *audited[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warnings, error) {
+	if err := a.unauditable(ctx); err != nil {
+		return nil, err
+	}
 	w, err := a.inner.ValidateCreate(ctx, obj)
 	if err == nil {
 		var none T
@@ -45,6 +53,9 @@ func (a *audited[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warni
 }
 
 func (a *audited[T]) ValidateUpdate(ctx context.Context, old, obj T) (admission.Warnings, error) {
+	if err := a.unauditable(ctx); err != nil {
+		return nil, err
+	}
 	w, err := a.inner.ValidateUpdate(ctx, old, obj)
 	if err == nil {
 		a.stamp(ctx, auditlog.ActionUpdate, old, obj, a.diff(old, obj))
@@ -53,11 +64,27 @@ func (a *audited[T]) ValidateUpdate(ctx context.Context, old, obj T) (admission.
 }
 
 func (a *audited[T]) ValidateDelete(ctx context.Context, obj T) (admission.Warnings, error) {
+	if err := a.unauditable(ctx); err != nil {
+		return nil, err
+	}
 	w, err := a.inner.ValidateDelete(ctx, obj)
 	if err == nil {
 		a.stamp(ctx, auditlog.ActionDelete, obj, *new(T), a.diff(obj, *new(T)))
 	}
 	return w, err
+}
+
+// unauditable refuses a change that could not be audited: the audit
+// spool is full. Dry runs change nothing and pass.
+func (a *audited[T]) unauditable(ctx context.Context) error {
+	if a.stamper == nil || a.stamper.Accepting() {
+		return nil
+	}
+	if req, err := admission.RequestFromContext(ctx); err == nil && req.DryRun != nil && *req.DryRun {
+		return nil
+	}
+	return apierrors.NewServiceUnavailable("the hub cannot record this change in its audit log right now (the usage " +
+		"server has been unreachable long enough to fill the audit spool), so it refuses changes; retry later")
 }
 
 // diff is the changes of the access fields; old is nil for a create, obj

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -97,6 +98,8 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&opts.Audit.ServerCAFile, "audit-server-ca-file", "/etc/hub/server-ca/ca.crt", `CA that signed the usage server's certificate; "" uses the system roots.`)
 	f.StringVar(&opts.Audit.TokenFile, "audit-token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "ServiceAccount token shown to the usage server.")
 	f.StringVar(&opts.Audit.SpoolDir, "audit-spool-dir", "/var/lib/hub-manager/audit-spool", "Where audit entries wait while the usage server is unreachable.")
+	opts.Audit.SpoolLimit = 192 << 20
+	f.Var(&bytesFlag{&opts.Audit.SpoolLimit}, "audit-spool-limit", "Bound of the audit spool (e.g. 192Mi; 0: none): past it, changes to hub resources are refused until the usage server takes the backlog. Keep it below the spool volume's size.")
 	return cmd
 }
 
@@ -167,6 +170,8 @@ func newGatewayCommand() *cobra.Command {
 	f.StringVar(&opts.ServerCAFile, "server-ca-file", "/etc/hub/server-ca/ca.crt", `CA that signed the usage server's certificate; "" uses the system roots.`)
 	f.StringVar(&opts.TokenFile, "token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "ServiceAccount token shown to the usage server.")
 	f.StringVar(&opts.SpoolDir, "spool-dir", "/var/lib/hub-gateway/spool", "Directory for usage events waiting for the usage server.")
+	opts.SpoolLimit = 768 << 20
+	f.Var(&bytesFlag{&opts.SpoolLimit}, "spool-limit", "Bound of the usage spool (e.g. 768Mi; 0: none): past it, calls are refused with 503 until the usage server takes the backlog. Keep it below the spool volume's size.")
 	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8082", `Address of the metrics endpoint; "0" disables it.`)
 	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	f.BoolVar(&opts.TrustForwardedFor, "trust-forwarded-for", false, "Take client addresses from X-Forwarded-For (only behind a proxy that sets it).")
@@ -229,3 +234,20 @@ func (f *allowlistFlag) String() string {
 	}
 	return strings.Join(append(entries, f.policy.AllowHosts...), ",")
 }
+
+// bytesFlag reads a size as a Kubernetes quantity (768Mi, 1G, 1048576).
+type bytesFlag struct{ n *int64 }
+
+func (f *bytesFlag) Set(s string) error {
+	q, err := resource.ParseQuantity(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a size such as 768Mi: %w", s, err)
+	}
+	if q.Sign() < 0 {
+		return fmt.Errorf("%q: a size cannot be negative", s)
+	}
+	*f.n = q.Value()
+	return nil
+}
+func (f *bytesFlag) Type() string   { return "bytes" }
+func (f *bytesFlag) String() string { return resource.NewQuantity(*f.n, resource.BinarySI).String() }

@@ -51,6 +51,9 @@ type Recorder struct {
 	FlushInterval time.Duration
 	// Metrics, when set, registers the shipper's metrics (hub_audit_…).
 	Metrics prometheus.Registerer
+	// MaxSpoolBytes bounds the spool; past it, Accepting is false and
+	// admission refuses changes. Zero means no bound.
+	MaxSpoolBytes int64
 
 	once    sync.Once
 	shipper *shipping.Shipper[auditlog.Entry]
@@ -64,12 +67,18 @@ func (r *Recorder) init() {
 		}
 		r.shipper = shipping.New[auditlog.Entry](&auditSender{r: r}, shipping.Options{
 			Kind: "audit", SpoolDir: r.SpoolDir, BatchSize: 500, FlushInterval: interval, MemorySize: 10_000,
-			Log: r.Log, MetricsPrefix: "hub_audit",
+			Log: r.Log, MetricsPrefix: "hub_audit", MaxSpoolBytes: r.MaxSpoolBytes,
 		})
 		if r.Metrics != nil {
 			r.shipper.RegisterMetrics(r.Metrics)
 		}
 	})
+}
+
+// Accepting tells whether the spool is below its bound.
+func (r *Recorder) Accepting() bool {
+	r.init()
+	return r.shipper.Accepting()
 }
 
 // Record queues an entry; when the queue is full, or the sender has

@@ -40,6 +40,8 @@ type Stamp struct {
 // Sink takes the entries of stored changes (the Recorder).
 type Sink interface {
 	Record(auditlog.Entry)
+	// Accepting is false while entries could not be kept.
+	Accepting() bool
 }
 
 // Activity hears who made a stored change, and whether their sign-in used
@@ -118,6 +120,10 @@ func (c *Committer) RegisterMetrics(reg prometheus.Registerer) {
 	c.init()
 	c.recorded, c.unconfirmed = metrics.Register(reg, c.recorded), metrics.Register(reg, c.unconfirmed)
 }
+
+// Accepting tells whether entries can be kept: admission refuses changes
+// while it is false.
+func (c *Committer) Accepting() bool { return c.Sink == nil || c.Sink.Accepting() }
 
 // Stamp keeps what admission saw of a change it allowed, until the change
 // is seen stored. A request the API server sends to admission twice (it

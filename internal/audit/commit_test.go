@@ -16,6 +16,7 @@ import (
 type sink struct{ entries []auditlog.Entry }
 
 func (s *sink) Record(e auditlog.Entry) { s.entries = append(s.entries, e) }
+func (s *sink) Accepting() bool         { return true }
 
 type heard struct{ users []string }
 

@@ -55,6 +55,7 @@ const (
 	reasonUnpriced     = "model_not_priced"
 	reasonNotOwned     = "object_not_found"
 	reasonOwnerUnknown = "object_owner_unknown"
+	reasonSpoolFull    = "usage_spool_full"
 )
 
 // OpenAI error codes the gateway answers with (the "code" of an error body).

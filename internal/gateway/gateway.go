@@ -39,6 +39,10 @@ import (
 // Recorder takes the usage events of forwarded calls.
 type Recorder interface {
 	Record(usage.Event)
+	// Accepting is false while events could not be kept (the usage
+	// server has been away long enough to fill the spool): the gateway
+	// then refuses calls rather than serve them unmetered.
+	Accepting() bool
 }
 
 // maxRequestBody bounds a JSON request body the gateway reads.
@@ -176,6 +180,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := g.checkObjects(r.Context(), r, c); !v.allowed() {
 		g.refuse(w, v)
+		return
+	}
+	if !g.Recorder.Accepting() {
+		// A 503 with Retry-After is what OpenAI's SDKs retry with backoff.
+		w.Header().Set("Retry-After", "30")
+		g.refuse(w, refuse(http.StatusServiceUnavailable, reasonSpoolFull, "api_error", "service_unavailable",
+			"The gateway cannot record usage right now (the usage server has been unreachable for a while), so it takes "+
+				"no calls; retry later."))
 		return
 	}
 	// The upstream call outlives a client that leaves, for a while, so

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -144,4 +145,84 @@ func chatThrough(base, key string) (int64, int64, error) {
 		return 0, 0, err
 	}
 	return out.Usage.PromptTokens, out.Usage.CompletionTokens, nil
+}
+
+// TestFullSpoolRefusesCalls: with the usage server away long enough for
+// the spool to reach its bound, the gateway refuses calls (503, with
+// Retry-After) instead of serving them unmetered or filling its volume;
+// once the server is back and has the backlog, calls are served again,
+// and every call that was served is stored.
+func TestFullSpoolRefusesCalls(t *testing.T) {
+	g := NewWithT(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, key := issueKey(g, "gw-spool-full", nil)
+	dir := t.TempDir()
+	store, err := usage.OpenSQLite(ctx, filepath.Join(dir, "usage.db"))
+	g.Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = store.Close() }()
+	api := &server.Server{Store: store, Auth: &server.Authorizer{Client: env.Client, Clock: clock.RealClock{}}, Log: ctrl.Log}
+	token, err := env.ServiceAccountToken(ctx, "spool-full-gateway", rbacv1.PolicyRule{
+		APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usageevents"}, Verbs: []string{"create"},
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	serverAddr, gatewayAddr := freeAddr(), freeAddr() // nothing listens on serverAddr yet
+	mgr, _, err := gateway.NewManager(ctx, env.Cluster.Config, gateway.Options{
+		ListenAddr: gatewayAddr, Upstream: upstreamURL, ServerURL: "http://" + serverAddr,
+		Token: func() (string, error) { return token, nil }, SpoolDir: filepath.Join(dir, "spool"),
+		MetricsAddr: "0", ProbeAddr: "0", Clock: testClock, FlushInterval: 50 * time.Millisecond,
+		SpoolLimit: 1, // the first spilled event reaches it
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	go func() { _ = mgr.Start(ctx) }()
+	g.Expect(waitForHTTP("http://" + gatewayAddr)).To(Succeed())
+
+	chat := func() (*http.Response, []byte) {
+		body := `{"model":"MiniMax-M2","messages":[{"role":"user","content":"count these words please"}]}`
+		req, _ := http.NewRequest(http.MethodPost, "http://"+gatewayAddr+"/v1/chat/completions", stringsReader(body))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		defer func() { _ = resp.Body.Close() }()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp, raw
+	}
+	served := 0
+	var refused *http.Response
+	var refusal []byte
+	g.Eventually(func() int {
+		resp, body := chat()
+		if resp.StatusCode == http.StatusOK {
+			served++
+		}
+		refused, refusal = resp, body
+		return resp.StatusCode
+	}, 10*time.Second, 20*time.Millisecond).Should(Equal(http.StatusServiceUnavailable))
+	g.Expect(served).To(BeNumerically(">=", 1))
+	g.Expect(refused.Header.Get("Retry-After")).To(Equal("30"))
+	g.Expect(answer{body: refusal}.errorMessage()).To(ContainSubstring("cannot record usage right now"))
+
+	l, err := net.Listen("tcp", serverAddr)
+	g.Expect(err).NotTo(HaveOccurred())
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(l) }()
+	defer func() { _ = srv.Close() }()
+	g.Eventually(func() int {
+		resp, _ := chat()
+		if resp.StatusCode == http.StatusOK {
+			served++
+		}
+		return resp.StatusCode
+	}, 30*time.Second, 100*time.Millisecond).Should(Equal(http.StatusOK), "served again once the backlog is taken")
+	g.Eventually(func() int64 {
+		buckets, err := store.Aggregate(ctx, usage.Query{From: testClock.Now().Add(-time.Hour), To: testClock.Now().Add(time.Hour),
+			Filter: usage.Filter{Project: "gw-spool-full"}})
+		g.Expect(err).NotTo(HaveOccurred())
+		var total usage.Totals
+		for _, b := range buckets {
+			total.Add(b.Totals)
+		}
+		return total.Calls
+	}, 30*time.Second).Should(BeEquivalentTo(served), "every call served was stored; none refused was")
 }

@@ -58,6 +58,10 @@ type Options struct {
 	// MemoryEvents is how many usage events wait in memory before they go
 	// to disk; zero means the shipper's default.
 	MemoryEvents int
+	// SpoolLimit bounds the spool in bytes; past it, calls are refused with
+	// 503 until the usage server has taken the backlog. Keep it below the
+	// spool volume's size (room for calls under way). Zero means no bound.
+	SpoolLimit int64
 	// HubNamespace holds the organization's SpendingCaps; default
 	// hub-system.
 	HubNamespace string
@@ -106,7 +110,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	}
 	shipper := NewShipper(ShipperOptions{
 		URL: strings.TrimSuffix(opts.ServerURL, "/") + "/v1/usage/events", Client: serverClient, Token: token,
-		SpoolDir: opts.SpoolDir, FlushInterval: opts.FlushInterval, MemoryEvents: opts.MemoryEvents,
+		SpoolDir: opts.SpoolDir, FlushInterval: opts.FlushInterval, MemoryEvents: opts.MemoryEvents, MaxSpoolBytes: opts.SpoolLimit,
 		Log: ctrl.Log.WithName("usage-shipper"), Acks: budgets,
 	})
 	shipper.RegisterMetrics(ctrlmetrics.Registry)

@@ -37,8 +37,11 @@ type ShipperOptions struct {
 	FlushInterval time.Duration
 	// MemoryEvents is how many events may wait in memory; default 100,000.
 	MemoryEvents int
-	Clock        clock.WithTicker
-	Log          logr.Logger
+	// MaxSpoolBytes bounds the spool; past it the gateway refuses calls.
+	// Zero means no bound.
+	MaxSpoolBytes int64
+	Clock         clock.WithTicker
+	Log           logr.Logger
 	// Acks, when set, is told of every batch the server stored, with the
 	// Hard cap totals of its answer, and of events it refused (with none).
 	Acks Acknowledger
@@ -55,7 +58,8 @@ func NewShipper(opts ShipperOptions) *Shipper {
 	sender := &usageSender{url: opts.URL, client: opts.Client, token: opts.Token, acks: opts.Acks}
 	return shipping.New[usage.Event](sender, shipping.Options{
 		Kind: "usage", SpoolDir: opts.SpoolDir, BatchSize: 1000, FlushInterval: opts.FlushInterval,
-		MemorySize: opts.MemoryEvents, Clock: opts.Clock, Log: opts.Log, MetricsPrefix: "hub_gateway_usage",
+		MemorySize: opts.MemoryEvents, MaxSpoolBytes: opts.MaxSpoolBytes, Clock: opts.Clock, Log: opts.Log,
+		MetricsPrefix: "hub_gateway_usage",
 	})
 }
 

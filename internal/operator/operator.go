@@ -88,6 +88,10 @@ type AuditOptions struct {
 	Token     func() (string, error)
 	// SpoolDir keeps entries while the server is unreachable.
 	SpoolDir string
+	// SpoolLimit bounds the spool in bytes; past it, changes to hub
+	// resources are refused until the server has taken the backlog. Zero
+	// means no bound.
+	SpoolLimit int64
 }
 
 // NewManager builds a manager with every controller and webhook registered.
@@ -222,7 +226,7 @@ func newRecorder(mgr ctrl.Manager, opts AuditOptions) (*audit.Recorder, error) {
 		token = serverclient.FileToken(opts.TokenFile)
 	}
 	r := &audit.Recorder{URL: strings.TrimSuffix(opts.ServerURL, "/"), Client: httpClient, Token: token,
-		SpoolDir: opts.SpoolDir, Log: ctrl.Log.WithName("audit"), Metrics: ctrlmetrics.Registry}
+		SpoolDir: opts.SpoolDir, MaxSpoolBytes: opts.SpoolLimit, Log: ctrl.Log.WithName("audit"), Metrics: ctrlmetrics.Registry}
 	if err := mgr.Add(r); err != nil {
 		return nil, err
 	}

@@ -9,9 +9,15 @@
 //   - a failed batch goes to the spool, and the shipper backs off with a
 //     delay that grows (k8s.io/apimachinery's wait.Backoff, with jitter) to
 //     its cap, while new batches go straight to disk;
-//   - spool files are written whole and renamed, so a crash leaves no half
-//     file; a line that cannot be read (a disk fault) is skipped and counted,
-//     and the lines after it are still sent;
+//   - spool files are written whole and renamed, so no record is ever
+//     appended after a torn line; a file a crash left half written (its
+//     .tmp name) is taken at the next start for what it holds, its torn
+//     last line cut; a line that cannot be read (a disk fault) is skipped
+//     and counted, and the lines after it are still sent;
+//   - the spool is bounded (MaxSpoolBytes), below its volume: past the
+//     bound, Accepting turns false so that callers refuse new work (the
+//     gateway refuses calls) instead of the volume filling up, and what is
+//     already under way still spills into the headroom;
 //   - records the server refuses as invalid (which no retry can fix) are
 //     kept in the spool's quarantine directory and counted, and the rest of
 //     their batch is sent again at once;
@@ -27,6 +33,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -79,8 +86,13 @@ type Options struct {
 	// Clock tells the time; nil means the real clock.
 	Clock clock.WithTicker
 	Log   logr.Logger
+	// MaxSpoolBytes bounds the spool (quarantine included): past it,
+	// Accepting is false. Zero means no bound. Leave headroom below the
+	// volume's size for records already under way.
+	MaxSpoolBytes int64
 	// MetricsPrefix names the metrics: <prefix>_shipped_total,
-	// _spilled_total, _quarantined_total and _spool_corrupt_lines_total.
+	// _spilled_total, _quarantined_total, _spool_corrupt_lines_total,
+	// _spool_bytes and _spool_limit_bytes.
 	MetricsPrefix string
 }
 
@@ -102,7 +114,12 @@ type Shipper[T any] struct {
 	backoff wait.Backoff
 	retryAt time.Time
 
+	// spoolBytes is the size of the spool's files, kept as they are
+	// written and removed.
+	spoolBytes atomic.Int64
+
 	shipped, spilled, quarantined, corrupt prometheus.Counter
+	spoolSize, spoolLimit                  prometheus.GaugeFunc
 }
 
 // New returns a Shipper that sends with sender.
@@ -125,19 +142,36 @@ func New[T any](sender Sender[T], opts Options) *Shipper[T] {
 	counter := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Name: opts.MetricsPrefix + "_" + name, Help: help})
 	}
-	return &Shipper[T]{
+	s := &Shipper[T]{
 		opts: opts, sender: sender, in: make(chan T, opts.MemorySize), backoff: opts.Backoff,
 		shipped:     counter("shipped_total", "Records the server accepted."),
 		spilled:     counter("spilled_total", "Records written to disk to wait for the server."),
 		quarantined: counter("quarantined_total", "Records the server refused as invalid, kept in the spool's quarantine directory."),
 		corrupt:     counter("spool_corrupt_lines_total", "Lines of spool files that could not be read, and were skipped."),
 	}
+	gauge := func(name, help string, value func() float64) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: opts.MetricsPrefix + "_" + name, Help: help}, value)
+	}
+	s.spoolSize = gauge("spool_bytes", "Bytes of records waiting on disk for the server, quarantine included.",
+		func() float64 { return float64(s.spoolBytes.Load()) })
+	s.spoolLimit = gauge("spool_limit_bytes", "The spool's bound: past it, new work is refused (0: no bound).",
+		func() float64 { return float64(opts.MaxSpoolBytes) })
+	return s
 }
 
 // RegisterMetrics registers the shipper's metrics with reg.
 func (s *Shipper[T]) RegisterMetrics(reg prometheus.Registerer) {
 	s.shipped, s.spilled = metrics.Register(reg, s.shipped), metrics.Register(reg, s.spilled)
 	s.quarantined, s.corrupt = metrics.Register(reg, s.quarantined), metrics.Register(reg, s.corrupt)
+	s.spoolSize, s.spoolLimit = metrics.Register(reg, s.spoolSize), metrics.Register(reg, s.spoolLimit)
+}
+
+// Accepting tells whether the spool is below its bound, so that a caller
+// may take on work whose records it will Record. When it is false, the
+// server has been unreachable long enough to fill the spool: refuse new
+// work (and say so) rather than lose its records.
+func (s *Shipper[T]) Accepting() bool {
+	return s.opts.MaxSpoolBytes <= 0 || s.spoolBytes.Load() < s.opts.MaxSpoolBytes
 }
 
 // Record queues a record. It never blocks: when memory is full, or the
@@ -163,6 +197,9 @@ func (s *Shipper[T]) Record(r T) {
 func (s *Shipper[T]) Run(ctx context.Context) error {
 	if err := os.MkdirAll(s.opts.SpoolDir, 0o700); err != nil {
 		return fmt.Errorf("creating the %s spool directory: %w", s.opts.Kind, err)
+	}
+	if err := s.openSpool(); err != nil {
+		return fmt.Errorf("opening the %s spool: %w", s.opts.Kind, err)
 	}
 	s.stopMu.Lock()
 	s.stopped = false
@@ -313,21 +350,73 @@ func (s *Shipper[T]) spill(records []T) error {
 }
 
 // writeFile writes items to a new file of dir, whole, then renames it into
-// place: a crash never leaves half a file to read. Names sort oldest first.
+// place: nothing is ever appended to a file, so no record follows a torn
+// line. A write that fails (a full disk) leaves no file behind. Names sort
+// oldest first.
 func writeFile[T any, S any](s *Shipper[S], dir string, items []T) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	name := filepath.Join(dir, fmt.Sprintf("%s-%020d-%08d.jsonl", s.opts.Kind, s.opts.Clock.Now().UnixNano(), s.seq.Add(1)))
-	f, err := os.OpenFile(name+".tmp", os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
+	tmp := name + tempSuffix
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	if err := jsonl.WriteAndClose(f, items); err != nil {
-		_ = os.Remove(name + ".tmp")
+	err = jsonl.WriteAndClose(f, items)
+	var info os.FileInfo
+	if err == nil {
+		info, err = os.Stat(tmp)
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
 		return err
 	}
-	return os.Rename(name+".tmp", name)
+	s.spoolBytes.Add(info.Size())
+	return nil
+}
+
+// tempSuffix names a spool file while it is written.
+const tempSuffix = ".tmp"
+
+// openSpool takes the files a crash left half written (their records up
+// to the torn line are good; the reader cuts the torn one) and measures
+// the spool.
+func (s *Shipper[T]) openSpool() error {
+	s.spoolMu.Lock()
+	defer s.spoolMu.Unlock()
+	var size int64
+	for _, dir := range []string{s.opts.SpoolDir, filepath.Join(s.opts.SpoolDir, "quarantine")} {
+		entries, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				continue
+			}
+			path := filepath.Join(dir, e.Name())
+			if strings.HasSuffix(e.Name(), ".jsonl"+tempSuffix) {
+				final := strings.TrimSuffix(path, tempSuffix)
+				if err := os.Rename(path, final); err != nil {
+					return err
+				}
+				s.opts.Log.Info("Recovered a spool file a crash left half written", "kind", s.opts.Kind, "file", final)
+				path = final
+			}
+			if info, err := os.Stat(path); err == nil {
+				size += info.Size()
+			}
+		}
+	}
+	s.spoolBytes.Store(size)
+	return nil
 }
 
 // drainSpool sends spooled records, oldest file first, removing each file
@@ -345,8 +434,12 @@ func (s *Shipper[T]) drainSpool(ctx context.Context) error {
 		if err := s.send(ctx, records); err != nil {
 			return err // the file stays; what was sent is deduplicated later
 		}
+		info, statErr := os.Stat(name)
 		if err := os.Remove(name); err != nil {
 			return err
+		}
+		if statErr == nil {
+			s.spoolBytes.Add(-info.Size())
 		}
 	}
 	return nil

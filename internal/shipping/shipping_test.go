@@ -169,3 +169,95 @@ func counter(g Gomega, reg *prometheus.Registry, name string) prometheus.Collect
 	}
 	return c
 }
+
+// TestHalfWrittenFileIsRecovered: a spool file a crash left half written
+// (still under its .tmp name, its last line torn) is taken at the next
+// start: its whole lines are sent, the torn one is cut and counted, and no
+// file is left.
+func TestHalfWrittenFileIsRecovered(t *testing.T) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
+	rcv := newReceiver(t, clk)
+	dir := t.TempDir()
+	g.Expect(os.WriteFile(filepath.Join(dir, "test-00000000000000000001-00000001.jsonl.tmp"),
+		[]byte("{\"id\":\"a\"}\n{\"id\":\"b\"}\n{\"id\":\"c"), 0o600)).To(Succeed())
+	s := shipping.New[record](rcv, shipping.Options{Kind: "test", SpoolDir: dir, FlushInterval: 100 * time.Millisecond,
+		Clock: clk, Log: logr.Discard(), MetricsPrefix: "test_torn"})
+	reg := prometheus.NewRegistry()
+	s.RegisterMetrics(reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Run(ctx) }()
+	g.Eventually(func() map[string]int {
+		clk.Step(100 * time.Millisecond)
+		_, got := rcv.snapshot()
+		return got
+	}, 10*time.Second, 20*time.Millisecond).Should(Equal(map[string]int{"a": 1, "b": 1}))
+	g.Eventually(func() ([]os.DirEntry, error) { return os.ReadDir(dir) }).Should(BeEmpty())
+	g.Expect(testutil.ToFloat64(counter(g, reg, "test_torn_spool_corrupt_lines_total"))).To(Equal(1.0))
+}
+
+// TestSpoolIsBounded: while the server is down, the spool grows to its
+// bound and no further: Accepting turns false there (callers refuse new
+// work), the size is exported, and once the server is back every record
+// is sent once and Accepting is true again.
+func TestSpoolIsBounded(t *testing.T) {
+	g := NewWithT(t)
+	clk := clocktesting.NewFakeClock(time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC))
+	rcv := newReceiver(t, clk)
+	rcv.down = true
+	dir := t.TempDir()
+	const limit = 2000
+	s := shipping.New[record](rcv, shipping.Options{Kind: "test", SpoolDir: dir, FlushInterval: 100 * time.Millisecond,
+		BatchSize: 10, Clock: clk, Log: logr.Discard(), MetricsPrefix: "test_bounded", MaxSpoolBytes: limit})
+	reg := prometheus.NewRegistry()
+	s.RegisterMetrics(reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = s.Run(ctx) }()
+
+	recorded := 0
+	for s.Accepting() {
+		g.Expect(recorded).To(BeNumerically("<", 1000), "the spool never reached its bound")
+		before := gauge(g, reg, "test_bounded_spool_bytes")
+		for range 10 {
+			s.Record(record{ID: fmt.Sprintf("r%d", recorded)})
+			recorded++
+		}
+		g.Eventually(func() float64 { // the batch is on disk
+			clk.Step(100 * time.Millisecond)
+			return gauge(g, reg, "test_bounded_spool_bytes")
+		}).Should(BeNumerically(">", before))
+	}
+	size := gauge(g, reg, "test_bounded_spool_bytes")
+	g.Expect(size).To(BeNumerically(">=", limit))
+	g.Expect(size).To(BeNumerically("<", limit+500), "one batch past the bound at most")
+	g.Expect(gauge(g, reg, "test_bounded_spool_limit_bytes")).To(BeEquivalentTo(limit))
+
+	rcv.mu.Lock()
+	rcv.down = false
+	rcv.mu.Unlock()
+	g.Eventually(func() int {
+		clk.Step(time.Second)
+		_, got := rcv.snapshot()
+		return len(got)
+	}, 20*time.Second, 20*time.Millisecond).Should(Equal(recorded))
+	_, got := rcv.snapshot()
+	for id, n := range got {
+		g.Expect(n).To(Equal(1), "%s was sent once", id)
+	}
+	g.Eventually(s.Accepting).Should(BeTrue())
+	g.Expect(gauge(g, reg, "test_bounded_spool_bytes")).To(BeZero())
+}
+
+func gauge(g Gomega, reg *prometheus.Registry, name string) float64 {
+	families, err := reg.Gather()
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, f := range families {
+		if f.GetName() == name {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	g.Expect(false).To(BeTrue(), "no metric %s", name)
+	return 0
+}
