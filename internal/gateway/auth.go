@@ -120,8 +120,9 @@ func (g *Gateway) authorize(ctx context.Context, r *http.Request, now time.Time)
 }
 
 // checkKey checks the key's own state: revoked, expired, the previous key's
-// overlap ended. The gateway checks times itself, so a key stops at its
-// expiry exactly even if the controller is late.
+// overlap ended or cut short. The gateway reads times and the spec itself,
+// so a key stops at its expiry, and a retired previous key at once, even
+// while the manager is late or down.
 func checkKey(k *hubv1.APIKey, digest string, now time.Time) verdict {
 	s := &k.Status
 	switch {
@@ -134,6 +135,9 @@ func checkKey(k *hubv1.APIKey, digest string, now time.Time) verdict {
 	case s.Digest != digest && (s.PreviousKey == nil || !now.Before(s.PreviousKey.ValidUntil.Time)):
 		return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey,
 			"This API key was replaced by a rotation and its overlap window has ended; use the new key.")
+	case s.Digest != digest && k.Spec.Rotation != nil && k.Spec.Rotation.RetirePreviousKeyID == s.PreviousKey.KeyID:
+		return refuse(http.StatusUnauthorized, reasonRevoked, "invalid_request_error", codeInvalidKey,
+			"This API key was replaced by a rotation and has been retired; use the new key.")
 	case s.Phase == hubv1.KeyExpired:
 		return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey, "This API key has expired.")
 	case s.Phase == hubv1.KeyPending || s.Phase == "":
