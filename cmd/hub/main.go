@@ -173,6 +173,7 @@ func newGatewayCommand() *cobra.Command {
 	opts.SpoolLimit = 768 << 20
 	f.Var(&bytesFlag{&opts.SpoolLimit}, "spool-limit", "Bound of the usage spool (e.g. 768Mi; 0: none): past it, calls are refused with 503 until the usage server takes the backlog. Keep it below the spool volume's size.")
 	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8082", `Address of the metrics endpoint; "0" disables it.`)
+	f.BoolVar(&opts.SecureMetrics, "metrics-secure", true, "Serve metrics over HTTPS behind Kubernetes authentication and authorization.")
 	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	f.BoolVar(&opts.TrustForwardedFor, "trust-forwarded-for", false, "Take client addresses from X-Forwarded-For (only behind a proxy that sets it).")
 	return cmd

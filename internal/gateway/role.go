@@ -17,9 +17,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/serverclient"
 )
@@ -47,6 +47,10 @@ type Options struct {
 	SpoolDir string
 	// MetricsAddr serves metrics; "0" disables them.
 	MetricsAddr string
+	// SecureMetrics serves metrics over HTTPS behind Kubernetes
+	// authentication and authorization, as the other roles do (the
+	// in-cluster default); off, plain HTTP (a laptop's loopback).
+	SecureMetrics bool
 	// ProbeAddr serves /healthz and /readyz; "0" disables them.
 	ProbeAddr string
 	// TrustForwardedFor takes client addresses from X-Forwarded-For.
@@ -94,7 +98,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	shutdownTimeout := serveDrain + shipperFlush + 5*time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme.New(),
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
+		Metrics:                 metrics.ServerOptions(opts.MetricsAddr, opts.SecureMetrics),
 		HealthProbeBindAddress:  opts.ProbeAddr,
 		GracefulShutdownTimeout: &shutdownTimeout,
 	})

@@ -23,8 +23,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -101,16 +99,9 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	disableHTTP2 := func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }
 	opts.Webhook.TLSOpts = append(opts.Webhook.TLSOpts, disableHTTP2)
 
-	metricsOpts := metricsserver.Options{BindAddress: opts.MetricsAddr}
-	if opts.SecureMetrics {
-		metricsOpts.SecureServing = true
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
-		metricsOpts.TLSOpts = []func(*tls.Config){disableHTTP2}
-	}
-
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  scheme.New(),
-		Metrics:                 metricsOpts,
+		Metrics:                 hubmetrics.ServerOptions(opts.MetricsAddr, opts.SecureMetrics),
 		HealthProbeBindAddress:  opts.ProbeAddr,
 		WebhookServer:           webhook.NewServer(opts.Webhook),
 		LeaderElection:          opts.LeaderElection,

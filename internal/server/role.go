@@ -17,8 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
-	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -163,7 +161,7 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	store := stores.Usage
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme.New(),
-		Metrics:                       metricsOptions(opts),
+		Metrics:                       metrics.ServerOptions(opts.MetricsAddr, opts.SecureMetrics),
 		HealthProbeBindAddress:        opts.ProbeAddr,
 		LeaderElection:                opts.LeaderElection,
 		LeaderElectionID:              "platform-hub-server.hub.minimax.io",
@@ -274,16 +272,6 @@ func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 	}
 	s.Caps = r
 	return nil
-}
-
-func metricsOptions(opts Options) metricsserver.Options {
-	o := metricsserver.Options{BindAddress: opts.MetricsAddr}
-	if opts.SecureMetrics {
-		o.SecureServing = true
-		o.FilterProvider = filters.WithAuthenticationAndAuthorization
-		o.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
-	}
-	return o
 }
 
 // What the server role needs beyond its reconcilers: the status writer's
