@@ -137,6 +137,7 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&opts.DashboardURL, "dashboard-url", "", "Base URL of the dashboard, for the links in alerts (none when empty).")
 	f.StringVar(&opts.PublicURL, "public-url", "", "Base URL of invitation links, where people reach this server or the dashboard (default: --dashboard-url); without either, no invitation is sent.")
 	f.DurationVar(&opts.InvitationTTL, "invitation-ttl", 7*24*time.Hour, "How long an invitation link works.")
+	f.BoolVar(&opts.TrustForwardedFor, "trust-forwarded-for", false, "Take invitation visitors' addresses (for per-client rate limits) from X-Forwarded-For; only behind a proxy that overwrites it.")
 	f.DurationVar(&opts.AlertRetention, "alert-retention", server.DefaultAlertRetention, "How long alert history is kept.")
 	f.DurationVar(&opts.AlertRetryFor, "alert-retry-for", notify.DefaultRetryFor, "How long a failing alert delivery is retried before it is dead-lettered.")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one replica for work done once (retention, usage on status, alert delivery).")

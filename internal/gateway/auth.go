@@ -15,6 +15,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/billing"
 	"github.com/minimax/platform-hub/internal/keys"
+	"github.com/minimax/platform-hub/internal/perclient"
 	"github.com/minimax/platform-hub/internal/pricing"
 )
 
@@ -240,19 +241,7 @@ func allowedIP(ip netip.Addr, allowlist []hubv1.CIDR) bool {
 // TrustForwardedFor the first address of X-Forwarded-For (set it only behind
 // a load balancer that overwrites the header).
 func (g *Gateway) clientIP(r *http.Request) netip.Addr {
-	if g.TrustForwardedFor {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			if ip, err := netip.ParseAddr(strings.TrimSpace(first)); err == nil {
-				return ip
-			}
-		}
-	}
-	ap, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr()
+	return perclient.Address(r, g.TrustForwardedFor)
 }
 
 func refuse(status int, reason, errType, code, message string) verdict {

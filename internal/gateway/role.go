@@ -22,6 +22,7 @@ import (
 	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/serverclient"
+	"github.com/minimax/platform-hub/internal/serving"
 )
 
 // Options configure the gateway role.
@@ -226,7 +227,7 @@ func serve(ctx context.Context, addr string, h http.Handler) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", addr, err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	srv := serving.NewServer(h, serving.Gateway)
 	errs := make(chan error, 1)
 	go func() { errs <- srv.Serve(l) }()
 	ctrl.Log.WithName("gateway").Info("Serving the API", "address", l.Addr().String())

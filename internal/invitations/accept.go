@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/perclient"
 )
 
 // Handler serves invitation links. GET shows a page with an Accept button
@@ -30,10 +31,14 @@ type Handler struct {
 	// Client writes their status.
 	Client client.Client
 	Clock  clock.PassiveClock
-	// Limiter bounds the requests served (each reads from the API server,
-	// and the endpoint needs no authentication); nil means 10 a second
-	// with bursts of 20. Tokens are 256 bits: the bound protects the API
-	// server, not the tokens.
+	// PerClient bounds each client address's requests (the endpoint needs
+	// no authentication), so that one client's traffic cannot starve
+	// others' acceptances; nil means 1 a second in bursts of 10, by the
+	// connection's address. Tokens are 256 bits: the bounds protect the
+	// API server and other clients, not the tokens.
+	PerClient *perclient.Limiter
+	// Limiter bounds all requests together (each reads from the API
+	// server); nil means 100 a second with bursts of 200.
 	Limiter flowcontrol.RateLimiter
 
 	once sync.Once
@@ -96,11 +101,14 @@ func expiry(t *metav1.Time) string {
 // ServeHTTP answers GET (the page) and POST (accept).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(func() {
+		if h.PerClient == nil {
+			h.PerClient = perclient.NewLimiter(1, 10, 0, false)
+		}
 		if h.Limiter == nil {
-			h.Limiter = flowcontrol.NewTokenBucketRateLimiter(10, 20)
+			h.Limiter = flowcontrol.NewTokenBucketRateLimiter(100, 200)
 		}
 	})
-	if !h.Limiter.TryAccept() {
+	if !h.PerClient.Allow(r) || !h.Limiter.TryAccept() {
 		w.Header().Set("Retry-After", "1")
 		writeRefusal(w, &refusal{http.StatusTooManyRequests, "too many invitation requests; try again in a moment"})
 		return

@@ -3,10 +3,15 @@ package metrics
 import (
 	"crypto/tls"
 	"errors"
+	"net/http"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/minimax/platform-hub/internal/serving"
 )
 
 // Register registers c with reg, or returns the equal collector registered
@@ -38,7 +43,19 @@ func ServerOptions(addr string, secure bool) metricsserver.Options {
 	o := metricsserver.Options{BindAddress: addr}
 	if secure {
 		o.SecureServing = true
-		o.FilterProvider = filters.WithAuthenticationAndAuthorization
+		// The endpoint's server is controller-runtime's, which bounds
+		// headers and idle connections only: each request gets a read and
+		// a write deadline too.
+		o.FilterProvider = func(c *rest.Config, hc *http.Client) (metricsserver.Filter, error) {
+			authn, err := filters.WithAuthenticationAndAuthorization(c, hc)
+			if err != nil {
+				return nil, err
+			}
+			return func(log logr.Logger, h http.Handler) (http.Handler, error) {
+				h, err := authn(log, h)
+				return serving.WithDeadlines(h, serving.Metrics), err
+			}, nil
+		}
 		o.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
 	}
 	return o

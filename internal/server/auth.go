@@ -1,8 +1,9 @@
 package server
 
 import (
-	"context"
+	"cmp"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -12,24 +13,39 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/utils/clock"
+	"k8s.io/utils/lru"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/perclient"
 )
 
 // Authorizer admits a request when its bearer token is a Kubernetes token
 // (TokenReview) whose user may perform the verb on a virtual resource of the
 // hub.minimax.io group (SubjectAccessReview). The gateway's ServiceAccount,
 // for example, is granted "create" on "usageevents".
+//
+// Decisions, refusals included, are cached by token digest in a
+// least-recently-used cache of 10,000, so a client that repeats a bad token
+// costs the API server nothing more; and each client address may cause only
+// so many reviews a second (Reviews), so one sending ever new bogus tokens
+// is answered 429 without reaching the API server, while other clients'
+// cached decisions still serve them.
 type Authorizer struct {
 	Client client.Client
 	Clock  clock.PassiveClock
 	// TTL is how long a decision is cached, by token digest: a revoked
 	// token or binding takes effect within it. Default 10s.
 	TTL time.Duration
+	// Reviews bounds the reviews each client address causes; nil means 5
+	// a second in bursts of 20 (a gateway or manager needs about one per
+	// TTL per token).
+	Reviews *perclient.Limiter
+	// CacheSize is how many decisions are kept; default 10,000.
+	CacheSize int
 
-	mu    sync.Mutex
-	cache map[[32]byte]decision
+	once  sync.Once
+	cache *lru.Cache // [32]byte → decision; safe for concurrent use
 }
 
 type decision struct {
@@ -48,8 +64,12 @@ func (a *Authorizer) Require(verb, resource string, next http.Handler) http.Hand
 			writeError(w, http.StatusUnauthorized, errorBody{Message: "a Kubernetes bearer token is required (Authorization: Bearer <token>)"})
 			return
 		}
-		d, err := a.decide(r.Context(), token, verb, resource)
+		d, err := a.decide(r, token, verb, resource)
 		switch {
+		case errors.Is(err, errTooManyReviews):
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusTooManyRequests, errorBody{Message: "too many requests with tokens to check from this " +
+				"address; retry in a moment"})
 		case err != nil:
 			writeError(w, http.StatusServiceUnavailable, errorBody{Message: "cannot check the token with the Kubernetes API: " + err.Error()})
 		case d.user == "":
@@ -63,15 +83,25 @@ func (a *Authorizer) Require(verb, resource string, next http.Handler) http.Hand
 	})
 }
 
-func (a *Authorizer) decide(ctx context.Context, token, verb, resource string) (decision, error) {
+// errTooManyReviews: the client caused more reviews than Reviews allows.
+var errTooManyReviews = errors.New("too many token reviews from this client")
+
+func (a *Authorizer) decide(r *http.Request, token, verb, resource string) (decision, error) {
+	a.once.Do(func() {
+		a.cache = lru.New(cmp.Or(a.CacheSize, 10_000))
+		if a.Reviews == nil {
+			a.Reviews = perclient.NewLimiter(5, 20, 0, false)
+		}
+	})
+	ctx := r.Context()
 	now := a.Clock.Now()
 	key := sha256.Sum256([]byte(verb + "\x00" + resource + "\x00" + token))
-	a.mu.Lock()
-	if d, ok := a.cache[key]; ok && now.Before(d.expires) {
-		a.mu.Unlock()
-		return d, nil
+	if v, ok := a.cache.Get(key); ok && now.Before(v.(decision).expires) {
+		return v.(decision), nil
 	}
-	a.mu.Unlock()
+	if !a.Reviews.Allow(r) {
+		return decision{}, errTooManyReviews
+	}
 
 	review := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token}}
 	if err := a.Client.Create(ctx, review); err != nil {
@@ -97,12 +127,7 @@ func (a *Authorizer) decide(ctx context.Context, token, verb, resource string) (
 		ttl = 10 * time.Second
 	}
 	d.expires = now.Add(ttl)
-	a.mu.Lock()
-	if a.cache == nil || len(a.cache) > 10000 {
-		a.cache = map[[32]byte]decision{}
-	}
-	a.cache[key] = d
-	a.mu.Unlock()
+	a.cache.Add(key, d)
 	return d, nil
 }
 

@@ -27,6 +27,7 @@ import (
 	"github.com/minimax/platform-hub/controllers"
 	"github.com/minimax/platform-hub/internal/invitations"
 	"github.com/minimax/platform-hub/internal/notify"
+	"github.com/minimax/platform-hub/internal/perclient"
 	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/server/reconcilers"
 	"github.com/minimax/platform-hub/internal/statusapply"
@@ -195,6 +196,27 @@ func TestInvitations(t *testing.T) {
 		codes[resp.StatusCode]++
 	}
 	g.Expect(codes[http.StatusTooManyRequests]).To(BeNumerically(">=", 2))
+
+	// Limits are per client: one client's flood does not starve another.
+	perClient := httptest.NewServer(&invitations.Handler{Reader: k8sClient, Client: k8sClient, Clock: clk,
+		PerClient: perclient.NewLimiter(0.001, 2, 0, true)})
+	defer perClient.Close()
+	post := func(from string) int {
+		req, _ := http.NewRequest(http.MethodPost, perClient.URL+invitations.AcceptPath,
+			strings.NewReader(url.Values{"member": {"old"}, "token": {"x"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Forwarded-For", from)
+		resp, err := http.DefaultClient.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	flood := map[int]int{}
+	for range 5 {
+		flood[post("198.51.100.66")]++
+	}
+	g.Expect(flood[http.StatusTooManyRequests]).To(Equal(3), "the flooding client gets its burst, then 429")
+	g.Expect(post("203.0.113.5")).To(Equal(http.StatusForbidden), "another client is still answered (the token is wrong)")
 }
 
 func mustQuery(g Gomega, link, key string) string {

@@ -2,10 +2,8 @@ package server
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"net"
-	"net/http"
 	"path/filepath"
 	"time"
 
@@ -27,8 +25,10 @@ import (
 	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/objects"
+	"github.com/minimax/platform-hub/internal/perclient"
 	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/server/reconcilers"
+	"github.com/minimax/platform-hub/internal/serving"
 	"github.com/minimax/platform-hub/internal/sqldb"
 	"github.com/minimax/platform-hub/internal/usage"
 )
@@ -81,6 +81,10 @@ type Options struct {
 	Egress *egress.Policy
 	// DashboardURL is the dashboard's base URL, for the links in alerts.
 	DashboardURL string
+	// TrustForwardedFor takes the address of invitation links' visitors,
+	// which rate limits go by, from X-Forwarded-For: set it only behind a
+	// proxy that overwrites the header.
+	TrustForwardedFor bool
 	// AlertRetention is how long alert history and the audit log are kept;
 	// default 12 months.
 	AlertRetention time.Duration
@@ -256,7 +260,8 @@ func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 		PublicURL: opts.PublicURL, TTL: opts.InvitationTTL}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	s.Invitations = &invitations.Handler{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Clock: opts.Clock}
+	s.Invitations = &invitations.Handler{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Clock: opts.Clock,
+		PerClient: perclient.NewLimiter(1, 10, 0, opts.TrustForwardedFor)}
 	outbox := &notify.Outbox{Client: mgr.GetClient(), Store: s.Alerts, HubNamespace: opts.HubNamespace, Wake: dispatcher.Wake}
 	expiry := &reconcilers.KeyExpiryReconciler{Client: mgr.GetClient(), Outbox: outbox, Clock: opts.Clock, DashboardURL: opts.DashboardURL}
 	if err := expiry.SetupWithManager(mgr); err != nil {
@@ -301,9 +306,7 @@ func (h *httpRunnable) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", h.addr, err)
 	}
-	srv := &http.Server{Handler: h.server.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		// HTTP/2 off, as on the manager's servers.
-		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){}}
+	srv := serving.NewServer(h.server.Handler(), serving.API)
 	errs := make(chan error, 1)
 	go func() {
 		if h.certDir != "" {
