@@ -167,7 +167,7 @@ func (r *APIKeyReconciler) readContext(ctx context.Context, s *apiKeyScope) erro
 	default:
 		s.policy = org.Spec.Security.APIKeys
 	}
-	s.lifetime = s.policy.EffectiveLifetime(s.key.Spec.ExpiresAfter)
+	s.lifetime = s.policy.IssuedLifetime(s.key.Spec.ExpiresAfter)
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 // of this reconcile found and did.
 func computeAPIKeyStatus(s *apiKeyScope) {
 	status := &s.key.Status
+	reportLifetimePolicy(s)
 	ready := func(st metav1.ConditionStatus, reason, msg string) {
 		setCondition(&status.Conditions, s.key.Generation, hubv1.ReadyCondition, st, reason, msg)
 	}
@@ -70,6 +71,24 @@ func computeAPIKeyStatus(s *apiKeyScope) {
 	} else {
 		meta.RemoveStatusCondition(&status.Conditions, hubv1.StalledCondition)
 	}
+}
+
+// reportLifetimePolicy sets BeyondLifetimePolicy while the current key
+// outlives the organization's maximum lifetime, and removes it otherwise.
+func reportLifetimePolicy(s *apiKeyScope) {
+	status := &s.key.Status
+	if status.Revision == 0 || s.key.Spec.Revoked || s.expired() || !s.policy.BeyondPolicy(status.Lifetime) {
+		meta.RemoveStatusCondition(&status.Conditions, hubv1.BeyondLifetimePolicyCondition)
+		return
+	}
+	expires := "never expires"
+	if status.ExpiresAt != nil {
+		expires = "expires at " + formatTime(status.ExpiresAt)
+	}
+	setCondition(&status.Conditions, s.key.Generation, hubv1.BeyondLifetimePolicyCondition, metav1.ConditionTrue,
+		hubv1.LifetimeBeyondPolicyReason, fmt.Sprintf("key %s (lifetime %s) %s, beyond the organization's maximum of %d days: "+
+			"it was issued before that maximum; change spec.rotation.trigger to issue a key within it",
+			status.KeyID, status.Lifetime, expires, *s.policy.MaxLifetimeDays))
 }
 
 // recordTransition emits events for what changed, with the condition reason as

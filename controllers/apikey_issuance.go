@@ -359,15 +359,21 @@ func (s *apiKeyScope) renewAt() *time.Time {
 }
 
 // reconcileLifetime applies a changed spec.expiresAfter to the current key:
-// its expiry moves to its issue time plus the new lifetime. (A changed policy
-// default applies from the next key on.)
+// its expiry moves to its issue time plus the new lifetime, within the
+// policy. A changed policy (default or maximum) applies from the next key
+// on: a key the new maximum would not allow is reported, not cut short,
+// since cutting it could stop it at once.
 func (r *APIKeyReconciler) reconcileLifetime(_ context.Context, s *apiKeyScope) error {
 	status := &s.key.Status
 	if status.Revision == 0 || status.CreatedAt == nil {
 		return nil
 	}
 	if requested := s.key.Spec.ExpiresAfter; requested != nil && *requested != status.Lifetime {
-		status.Lifetime = *requested
+		// The key was issued with the policy's cut of what it asks for
+		// (no change then), or the spec asks for another lifetime.
+		if want := s.policy.IssuedLifetime(requested); want != status.Lifetime {
+			status.Lifetime = want
+		}
 	}
 	if status.Lifetime == "" {
 		status.Lifetime = s.lifetime

@@ -567,3 +567,52 @@ func TestAPIKeyLifetimeChangeMovesExpiry(t *testing.T) {
 		g.Expect(apiKey.Status.ExpiresAt).To(BeNil())
 	}).Should(Succeed())
 }
+
+// TestKeyLifetimePolicyAtIssuance: a key created before the organization
+// capped lifetimes, asking never to expire, is reported (on itself and on
+// the Organization) but not cut short; its next rotation issues a key
+// within the policy, and the reports clear.
+func TestKeyLifetimePolicyAtIssuance(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	activeProject(t, "keys-policy")
+	apiKey := newAPIKey("keys-policy", "forever")
+	apiKey.Spec.ExpiresAfter = ptr.To(hubv1.KeyLifetimeNever)
+	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
+	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
+	g.Expect(apiKey.Status.ExpiresAt).To(BeNil())
+
+	org := &hubv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: hubv1.OrganizationName}}
+	org.Spec.Security.APIKeys = &hubv1.APIKeyPolicy{MaxLifetimeDays: ptr.To[int32](100)}
+	g.Expect(k8sClient.Create(ctx, org)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(ctx, org) })
+
+	beyond := func(conds []metav1.Condition) *metav1.Condition {
+		return meta.FindStatusCondition(conds, hubv1.BeyondLifetimePolicyCondition)
+	}
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		c := beyond(apiKey.Status.Conditions)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Message).To(ContainSubstring("never expires, beyond the organization's maximum of 100 days"))
+		g.Expect(apiKey.Status.ExpiresAt).To(BeNil(), "reported, not cut short")
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
+		c = beyond(org.Status.Conditions)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Message).To(ContainSubstring("keys-policy/forever"))
+	}).Should(Succeed())
+
+	patch := client.MergeFrom(apiKey.DeepCopy())
+	apiKey.Spec.Rotation = &hubv1.RotationSpec{Trigger: "within-policy"}
+	g.Expect(k8sClient.Patch(ctx, apiKey, patch)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(2))
+		g.Expect(apiKey.Status.Lifetime).To(Equal(hubv1.KeyLifetime90Days), "the longest lifetime within 100 days")
+		g.Expect(apiKey.Status.ExpiresAt).NotTo(BeNil())
+		g.Expect(apiKey.Status.ExpiresAt.Time).To(BeTemporally("==", apiKey.Status.CreatedAt.Add(90*24*time.Hour)))
+		g.Expect(beyond(apiKey.Status.Conditions)).To(BeNil())
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
+		g.Expect(beyond(org.Status.Conditions)).To(BeNil())
+	}).Should(Succeed())
+}

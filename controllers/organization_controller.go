@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,8 +18,11 @@ import (
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -36,6 +40,9 @@ import (
 //   - PricingIncomplete: True with NoDefaultPrice when a service has no
 //     default price, so unlisted models of it cannot be priced.
 //   - Stalled: True with InvalidTimeZone, which only a spec change resolves.
+//   - BeyondLifetimePolicy: True with LifetimeBeyondPolicy while API keys
+//     outlive spec.security.apiKeys.maxLifetimeDays (issued before it was
+//     set or lowered), naming a few.
 type OrganizationReconciler struct {
 	client.Client
 	Clock    clock.PassiveClock
@@ -44,6 +51,7 @@ type OrganizationReconciler struct {
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=organizations,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=organizations/status,verbs=get;patch
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=apikeys,verbs=get;list;watch
 
 // Reconcile recomputes the Organization's status and comes back when the
 // current billing cycle ends.
@@ -61,6 +69,9 @@ func (r *OrganizationReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, err
 	}
 	reconcilePricing(org)
+	if err := r.reconcileKeyPolicy(ctx, org); err != nil {
+		return ctrl.Result{}, err
+	}
 	return r.reconcileCycle(org, statusBefore), nil
 }
 
@@ -86,6 +97,35 @@ func reconcilePricing(org *hubv1.Organization) {
 	setCondition(conds, org.Generation, hubv1.PricingIncompleteCondition, metav1.ConditionTrue, hubv1.NoDefaultPriceReason,
 		fmt.Sprintf("no default price for %s: usage of models without a price of their own is reported as unpriced; "+
 			"set a default under spec.pricing", strings.Join(names, ", ")))
+}
+
+// reconcileKeyPolicy reports, with BeyondLifetimePolicy, the API keys that
+// outlive the lifetime policy (each says so on its own status).
+func (r *OrganizationReconciler) reconcileKeyPolicy(ctx context.Context, org *hubv1.Organization) error {
+	keys := &hubv1.APIKeyList{}
+	if err := r.List(ctx, keys, client.UnsafeDisableDeepCopy); err != nil {
+		return fmt.Errorf("listing API keys: %w", err)
+	}
+	var beyond []string
+	for i := range keys.Items {
+		if meta.IsStatusConditionTrue(keys.Items[i].Status.Conditions, hubv1.BeyondLifetimePolicyCondition) {
+			beyond = append(beyond, keys.Items[i].Namespace+"/"+keys.Items[i].Name)
+		}
+	}
+	conds := &org.Status.Conditions
+	if len(beyond) == 0 {
+		meta.RemoveStatusCondition(conds, hubv1.BeyondLifetimePolicyCondition)
+		return nil
+	}
+	slices.Sort(beyond)
+	named := strings.Join(beyond[:min(len(beyond), 5)], ", ")
+	if len(beyond) > 5 {
+		named += fmt.Sprintf(" and %d more", len(beyond)-5)
+	}
+	setCondition(conds, org.Generation, hubv1.BeyondLifetimePolicyCondition, metav1.ConditionTrue, hubv1.LifetimeBeyondPolicyReason,
+		fmt.Sprintf("%d API keys outlive the maximum lifetime (spec.security.apiKeys.maxLifetimeDays), issued before it: %s; "+
+			"rotate them (spec.rotation.trigger) to issue keys within it", len(beyond), named))
+	return nil
 }
 
 // reconcileCycle records the current billing cycle and asks to be called again
@@ -151,14 +191,37 @@ func (r *OrganizationReconciler) patchStatus(ctx context.Context, org *hubv1.Org
 	return nil
 }
 
+// toOrganization maps any object to the Organization.
+var toOrganization = handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: hubv1.OrganizationName}}}
+})
+
+// lifetimePolicyStandingChanged passes the APIKey events that change what
+// the Organization reports: BeyondLifetimePolicy set or cleared, or a key
+// with it deleted.
+func lifetimePolicyStandingChanged() predicate.Predicate {
+	beyond := func(o client.Object) bool {
+		k, ok := o.(*hubv1.APIKey)
+		return ok && meta.IsStatusConditionTrue(k.Status.Conditions, hubv1.BeyondLifetimePolicyCondition)
+	}
+	return predicate.Funcs{
+		CreateFunc:  func(e event.CreateEvent) bool { return beyond(e.Object) },
+		UpdateFunc:  func(e event.UpdateEvent) bool { return beyond(e.ObjectOld) != beyond(e.ObjectNew) },
+		DeleteFunc:  func(e event.DeleteEvent) bool { return beyond(e.Object) },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+	}
+}
+
 // SetupWithManager registers the controller. Any Project change wakes the
-// Organization, whose counts depend on Projects.
+// Organization, whose counts depend on Projects, and so does a key whose
+// standing against the lifetime policy changes.
 func (r *OrganizationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&hubv1.Organization{}).
-		Watches(&hubv1.Project{}, handler.EnqueueRequestsFromMapFunc(func(context.Context, client.Object) []reconcile.Request {
-			return []reconcile.Request{{NamespacedName: types.NamespacedName{Name: hubv1.OrganizationName}}}
-		})).
+		Watches(&hubv1.Project{}, toOrganization).
+		// Only keys whose standing against the lifetime policy changes:
+		// issuing thousands of keys wakes the Organization for none.
+		Watches(&hubv1.APIKey{}, toOrganization, builder.WithPredicates(lifetimePolicyStandingChanged())).
 		Named("organization").
 		Complete(r)
 }

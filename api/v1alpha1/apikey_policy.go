@@ -26,6 +26,30 @@ func (p *APIKeyPolicy) EffectiveLifetime(requested *KeyLifetime) KeyLifetime {
 	return DefaultKeyLifetime
 }
 
+// IssuedLifetime is the lifetime a key issued now gets: EffectiveLifetime,
+// shortened to the longest lifetime within the policy's maximum when it is
+// beyond it (a key created before the maximum was set, asking for Never or
+// 180d). Every key the hub issues, the first and every rotation, expires
+// within the policy in force when it is issued. p may be nil (no policy).
+func (p *APIKeyPolicy) IssuedLifetime(requested *KeyLifetime) KeyLifetime {
+	l := p.EffectiveLifetime(requested)
+	if p.CheckLifetime(l) == nil {
+		return l
+	}
+	for _, shorter := range []KeyLifetime{KeyLifetime180Days, KeyLifetime90Days} {
+		if p.CheckLifetime(shorter) == nil {
+			return shorter
+		}
+	}
+	return KeyLifetime30Days // maxLifetimeDays is at least 30
+}
+
+// BeyondPolicy tells whether a key of lifetime l outlives the policy's
+// maximum: issued before the maximum was set or lowered. p may be nil.
+func (p *APIKeyPolicy) BeyondPolicy(l KeyLifetime) bool {
+	return l != "" && p.CheckLifetime(l) != nil
+}
+
 // CheckLifetime returns why the policy forbids a lifetime, or nil. p may be
 // nil (no policy).
 func (p *APIKeyPolicy) CheckLifetime(l KeyLifetime) error {

@@ -51,12 +51,22 @@ const (
 	// when an alert to it failed for the whole retry period and was given
 	// up; the next successful delivery sets it False.
 	DeadLetteredCondition = "DeadLettered"
+
+	// BeyondLifetimePolicyCondition (abnormal-true) is True on an APIKey
+	// whose current key outlives the organization's maxLifetimeDays (it was
+	// issued before the maximum was set or lowered), and on the
+	// Organization while any key does. The next rotation issues a key
+	// within the policy.
+	BeyondLifetimePolicyCondition = "BeyondLifetimePolicy"
 )
 
 // Condition reasons. They double as event reasons.
 const (
 	// ReconciledReason: the object is reconciled and nothing is pending.
 	ReconciledReason = "Reconciled"
+
+	// LifetimeBeyondPolicyReason: a key outlives the lifetime policy.
+	LifetimeBeyondPolicyReason = "LifetimeBeyondPolicy"
 
 	// ProgressingReason: the controller is working towards the desired state.
 	ProgressingReason = "Progressing"
