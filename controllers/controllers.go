@@ -21,6 +21,9 @@ type Options struct {
 	// key waits on two API-server round trips, so several workers keep the
 	// API server busy. Default 16.
 	APIKeyWorkers int
+	// ServerAccess grants the usage server get on Secrets in each project
+	// namespace; empty grants nothing.
+	ServerAccess ServerAccess
 }
 
 // SetupWithManager registers every reconciler with the manager.
@@ -32,9 +35,10 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		opts.APIKeyWorkers = 16
 	}
 	if err := (&ProjectReconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("project-controller"),
+		Client:       mgr.GetClient(),
+		APIReader:    mgr.GetAPIReader(),
+		Recorder:     mgr.GetEventRecorder("project-controller"),
+		ServerAccess: opts.ServerAccess,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the project controller: %w", err)
 	}

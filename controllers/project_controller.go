@@ -43,6 +43,10 @@ type ProjectReconciler struct {
 	APIReader client.Reader
 
 	Recorder events.EventRecorder
+
+	// ServerAccess, when it names a ServiceAccount, is granted get on
+	// Secrets in each project namespace.
+	ServerAccess ServerAccess
 }
 
 // projectScope is what one reconcile of a Project reads and decides.
@@ -81,6 +85,9 @@ func (r *ProjectReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 		return ctrl.Result{}, err
 	}
 	if err := r.reconcileNamespace(ctx, s); err != nil {
+		return ctrl.Result{}, err
+	}
+	if err := r.reconcileServerAccess(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.readCapReached(ctx, s); err != nil {

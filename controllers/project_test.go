@@ -4,8 +4,11 @@ import (
 	"context"
 	"testing"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
+
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -138,4 +141,35 @@ func setArchived(g Gomega, project *hubv1.Project, archived bool) {
 	patch := client.MergeFrom(project.DeepCopy())
 	project.Spec.Archived = archived
 	g.Expect(k8sClient.Patch(context.Background(), project, patch)).To(Succeed())
+}
+
+// TestServerReadsSecretsOnlyInProjects: the usage server holds no Secret
+// permission of its own; each project namespace grants it get on Secrets
+// there, and nowhere else, with a RoleBinding the manager makes with the
+// namespace.
+func TestServerReadsSecretsOnlyInProjects(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	reader := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: suiteServerAccess.ClusterRole},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}}}
+	if err := k8sClient.Create(ctx, reader); err != nil {
+		g.Expect(apierrors.IsAlreadyExists(err)).To(BeTrue(), "%v", err)
+	}
+	project := newProject("server-secrets")
+	g.Expect(k8sClient.Create(ctx, project)).To(Succeed())
+	t.Cleanup(func() { deleteProject(t, project) })
+	waitForPhase(g, project, hubv1.ProjectActive)
+
+	user := "system:serviceaccount:" + suiteServerAccess.ServiceAccount.Namespace + ":" + suiteServerAccess.ServiceAccount.Name
+	may := func(verb, namespace string) bool {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user,
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + suiteServerAccess.ServiceAccount.Namespace},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: "secrets"}}}
+		g.Expect(k8sClient.Create(ctx, sar)).To(Succeed())
+		return sar.Status.Allowed
+	}
+	g.Eventually(func() bool { return may("get", "server-secrets") }).Should(BeTrue(), "get in the project's namespace")
+	g.Expect(may("list", "server-secrets")).To(BeFalse(), "get only: no list")
+	g.Expect(may("get", "kube-system")).To(BeFalse(), "nothing outside project namespaces")
+	g.Expect(may("get", "default")).To(BeFalse())
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"go.uber.org/zap/zapcore"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -19,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/minimax/platform-hub/config"
+	"github.com/minimax/platform-hub/controllers"
 	"github.com/minimax/platform-hub/internal/devcluster"
 	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/scheme"
@@ -144,6 +146,11 @@ func startHelpers(benchmarking bool) (stop func(), err error) {
 	return func() { stopObserver(); stopAuditServer() }, nil
 }
 
+// suiteServerAccess is the usage server the suite's manager grants Secrets
+// in project namespaces to (TestServerReadsSecretsOnlyInProjects).
+var suiteServerAccess = controllers.ServerAccess{
+	ServiceAccount: types.NamespacedName{Namespace: "hub-system", Name: "hub-server"}, ClusterRole: "hub-server-secret-reader"}
+
 // startSuiteManager starts a hub manager against the suite's control plane.
 // faults, when set, intercepts its writes.
 func startSuiteManager(faults *faultInjector) error {
@@ -154,6 +161,7 @@ func startSuiteManager(faults *faultInjector) error {
 		Clock:                        testClock,
 		SkipControllerNameValidation: true,
 		Audit:                        auditOpts,
+		ServerAccess:                 suiteServerAccess,
 	}
 	if faults != nil {
 		opts.NewClient = faults.newClient

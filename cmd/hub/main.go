@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -66,6 +67,7 @@ func newRootCommand() *cobra.Command {
 
 func newManagerCommand() *cobra.Command {
 	opts := operator.Options{Egress: &egress.Policy{}}
+	opts.ServerAccess.ServiceAccount = types.NamespacedName{Namespace: hubv1.DefaultHubNamespace, Name: "hub-server"}
 	var certDir string
 	var webhookPort int
 	cmd := &cobra.Command{
@@ -92,6 +94,10 @@ func newManagerCommand() *cobra.Command {
 	f.StringVar(&certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "Directory holding the webhook serving tls.crt and tls.key.")
 	f.IntVar(&webhookPort, "webhook-port", 9443, "Port of the admission webhook server.")
 	f.Var(&allowlistFlag{opts.Egress}, webhookAllowFlag, webhookAllowUsage)
+	f.Var(&namespacedNameFlag{&opts.ServerAccess.ServiceAccount}, "server-service-account",
+		`The usage server's ServiceAccount (namespace/name), granted get on Secrets in each project namespace; "" grants nothing.`)
+	f.StringVar(&opts.ServerAccess.ClusterRole, "server-secret-reader-role", "hub-server-secret-reader",
+		"ClusterRole (get on Secrets) bound to the usage server in each project namespace.")
 	f.StringSliceVar(&opts.ReservedProjectNames, "reserved-project-names", webhooks.DefaultReservedProjectNames,
 		"Names no Project may take (its namespace's name), as shell patterns such as kube-* or *-system; replaces the default list.")
 	f.StringVar(&opts.Audit.ServerURL, "audit-server-url", "https://hub-server.hub-system.svc", `Usage server that keeps the audit log of changes to hub resources; "" keeps none.`)
@@ -253,3 +259,26 @@ func (f *bytesFlag) Set(s string) error {
 }
 func (f *bytesFlag) Type() string   { return "bytes" }
 func (f *bytesFlag) String() string { return resource.NewQuantity(*f.n, resource.BinarySI).String() }
+
+// namespacedNameFlag reads namespace/name.
+type namespacedNameFlag struct{ n *types.NamespacedName }
+
+func (f *namespacedNameFlag) Set(s string) error {
+	if s == "" {
+		*f.n = types.NamespacedName{}
+		return nil
+	}
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" {
+		return fmt.Errorf("%q is not namespace/name, such as hub-system/hub-server", s)
+	}
+	*f.n = types.NamespacedName{Namespace: ns, Name: name}
+	return nil
+}
+func (f *namespacedNameFlag) Type() string { return "namespace/name" }
+func (f *namespacedNameFlag) String() string {
+	if f.n == nil || f.n.Name == "" {
+		return ""
+	}
+	return f.n.String()
+}

@@ -73,7 +73,6 @@ type Dispatcher struct {
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=notificationchannels,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=notificationchannels/status,verbs=get;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 
 var _ manager.LeaderElectionRunnable = &Dispatcher{}
 

@@ -60,6 +60,9 @@ type Options struct {
 	// Egress decides where NotificationChannel webhooks may point; nil
 	// allows public https receivers only. `hub dev` allows http on loopback.
 	Egress *egress.Policy
+	// ServerAccess grants the usage server get on Secrets in each project
+	// namespace (and nowhere else); empty grants nothing.
+	ServerAccess controllers.ServerAccess
 	// ReservedProjectNames are path.Match patterns of names no Project may
 	// take; nil means webhooks.DefaultReservedProjectNames.
 	ReservedProjectNames []string
@@ -135,7 +138,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 
-	if err := controllers.SetupWithManager(mgr, controllers.Options{Clock: opts.Clock}); err != nil {
+	if err := controllers.SetupWithManager(mgr, controllers.Options{Clock: opts.Clock, ServerAccess: opts.ServerAccess}); err != nil {
 		return nil, err
 	}
 	hubNamespace := opts.HubNamespace
