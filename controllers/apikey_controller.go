@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -46,6 +45,8 @@ type APIKeyReconciler struct {
 	APIReader client.Reader
 	Clock     clock.PassiveClock
 	Recorder  events.EventRecorder
+	// Secrets reads the key Secrets, one cache per project namespace.
+	Secrets *SecretCaches
 
 	// pushSecrets is true when the cluster serves External Secrets Operator's
 	// PushSecret API.
@@ -85,7 +86,8 @@ type apiKeyScope struct {
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=apikeys,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=apikeys/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;delete
+// Secrets: only in project namespaces, through hub-manager-secrets, bound in
+// each as it is created (see SecretCaches and reconcileSecretAccess).
 // +kubebuilder:rbac:groups=external-secrets.io,resources=pushsecrets,verbs=get;list;watch;create;update;delete
 
 // Reconcile brings one APIKey's Secret and status in line with its spec and
@@ -204,11 +206,8 @@ func (r *APIKeyReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error
 		// need no reconcile; spec, label and annotation changes do.
 		For(&hubv1.APIKey{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 			predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
-		// The controller creates the Secrets itself; their later changes and
-		// deletion by others are what it must see.
-		Owns(&corev1.Secret{}, builder.WithPredicates(predicate.Funcs{
-			CreateFunc: func(event.CreateEvent) bool { return false },
-		})).
+		// Changes to the key Secrets come from each project namespace's
+		// cache (SecretCaches), added as the namespaces are.
 		Watches(&hubv1.Project{}, handler.EnqueueRequestsFromMapFunc(r.keysOfProject),
 			builder.WithPredicates(projectStateChanged())).
 		Watches(&hubv1.Organization{}, handler.EnqueueRequestsFromMapFunc(r.allKeys),
@@ -223,7 +222,12 @@ func (r *APIKeyReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error
 		r.pushSecrets = true
 		b = b.Owns(newPushSecret())
 	}
-	return b.Complete(r)
+	c, err := b.Build(r)
+	if err != nil {
+		return err
+	}
+	r.Secrets.apikeys = c
+	return nil
 }
 
 func (r *APIKeyReconciler) keysOfProject(ctx context.Context, obj client.Object) []reconcile.Request {

@@ -28,15 +28,15 @@ const (
 	issuanceBackoffMax  = 10 * time.Minute
 )
 
-// readSecret finds the key's Secret in the cache, which holds only Secrets
-// the hub labelled. Someone else's Secret of the same name shows up when
-// creating ours fails (see createSecret), so the common path costs no read
-// from the API server.
+// readSecret finds the key's Secret in its namespace's cache, which holds
+// only Secrets the hub labelled. Someone else's Secret of the same name
+// shows up when creating ours fails (see createSecret), so the common path
+// costs no read from the API server.
 func (r *APIKeyReconciler) readSecret(ctx context.Context, s *apiKeyScope) error {
 	name := secretName(s.key)
 	s.key.Status.SecretName = name
 	secret := &corev1.Secret{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: s.key.Namespace, Name: name}, secret)
+	err := r.Secrets.Get(ctx, client.ObjectKey{Namespace: s.key.Namespace, Name: name}, secret)
 	switch {
 	case apierrors.IsNotFound(err):
 		return nil

@@ -2,19 +2,23 @@ package controllers_test
 
 import (
 	"context"
+	"os"
 	"strconv"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/keys"
@@ -484,25 +488,61 @@ func nestedString(obj map[string]any, fields ...string) string {
 	return s
 }
 
-// TestManagerCachesOnlyHubSecrets: Secrets the hub did not label never enter
-// the manager's cache, so its memory does not grow with the cluster's Secrets.
-func TestManagerCachesOnlyHubSecrets(t *testing.T) {
+// TestManagerSecretsOnlyInProjectNamespaces: the manager's ClusterRole, as
+// generated (config/rbac/role.yaml), grants no Secret access; the manager
+// binds the key Secrets' role to itself in each project namespace it
+// creates, and issues keys there through per-namespace caches, which hold
+// only the Secrets the hub labelled.
+func TestManagerSecretsOnlyInProjectNamespaces(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
+	// The manager's roles, as installed.
+	for _, file := range []string{"../config/rbac/role.yaml", "../config/rbac/manager_secrets_role.yaml"} {
+		raw, err := os.ReadFile(file)
+		g.Expect(err).NotTo(HaveOccurred())
+		role := &rbacv1.ClusterRole{}
+		g.Expect(yaml.Unmarshal(raw, role)).To(Succeed())
+		if role.Name == "manager-role" {
+			role.Name = "test-manager-role"
+			binding := &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: role.Name},
+				RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+				Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: suiteManagerAccess.ServiceAccount.Namespace,
+					Name: suiteManagerAccess.ServiceAccount.Name}}}
+			g.Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, binding))).To(Succeed())
+		} else {
+			role.Name = suiteManagerAccess.ClusterRole
+		}
+		g.Expect(client.IgnoreAlreadyExists(k8sClient.Create(ctx, role))).To(Succeed())
+	}
 	activeProject(t, "keys-cache")
 	apiKey := newAPIKey("keys-cache", "cached")
 	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
 	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
-	other := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "keys-cache", Name: "unrelated"}}
-	g.Expect(k8sClient.Create(ctx, other)).To(Succeed())
 
-	cache := suiteManager.GetCache()
-	g.Eventually(func() error {
-		return cache.Get(ctx, client.ObjectKey{Namespace: "keys-cache", Name: "cached"}, &corev1.Secret{})
-	}).Should(Succeed(), "the key's Secret is cached")
-	g.Consistently(func() bool {
-		return apierrors.IsNotFound(cache.Get(ctx, client.ObjectKeyFromObject(other), &corev1.Secret{}))
-	}, time.Second).Should(BeTrue(), "an unrelated Secret is not cached")
+	user := "system:serviceaccount:" + suiteManagerAccess.ServiceAccount.Namespace + ":" + suiteManagerAccess.ServiceAccount.Name
+	may := func(verb, namespace string) bool {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user,
+			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + suiteManagerAccess.ServiceAccount.Namespace},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: "secrets"}}}
+		g.Expect(k8sClient.Create(ctx, sar)).To(Succeed())
+		return sar.Status.Allowed
+	}
+	for _, verb := range []string{"get", "list", "watch", "create", "update", "delete"} {
+		g.Eventually(func() bool { return may(verb, "keys-cache") }).Should(BeTrue(), "%s in a project namespace", verb)
+		g.Expect(may(verb, "kube-system")).To(BeFalse(), "%s outside project namespaces", verb)
+		g.Expect(may(verb, "")).To(BeFalse(), "%s across the cluster", verb)
+	}
+
+	// The key's Secret is watched through its namespace's cache: deleted,
+	// it is issued again.
+	secret := &corev1.Secret{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: "keys-cache", Name: "cached"}, secret)).To(Succeed())
+	g.Expect(k8sClient.Delete(ctx, secret)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		again := &corev1.Secret{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: "keys-cache", Name: "cached"}, again)).To(Succeed())
+		g.Expect(again.UID).NotTo(Equal(secret.UID))
+	}).Should(Succeed())
 }
 
 // TestAPIKeyRenewBeforeLongerThanLifetime: a renewBefore as long as the

@@ -23,7 +23,11 @@ type Options struct {
 	APIKeyWorkers int
 	// ServerAccess grants the usage server get on Secrets in each project
 	// namespace; empty grants nothing.
-	ServerAccess ServerAccess
+	ServerAccess SecretAccess
+	// ManagerAccess grants the manager itself its key Secret permissions
+	// in each project namespace; empty grants nothing (a manager whose
+	// ClusterRole grants them, as in tests and hub dev).
+	ManagerAccess SecretAccess
 }
 
 // SetupWithManager registers every reconciler with the manager.
@@ -34,11 +38,17 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 	if opts.APIKeyWorkers == 0 {
 		opts.APIKeyWorkers = 16
 	}
+	secrets := newSecretCaches(mgr)
+	if err := mgr.Add(secrets); err != nil {
+		return err
+	}
 	if err := (&ProjectReconciler{
-		Client:       mgr.GetClient(),
-		APIReader:    mgr.GetAPIReader(),
-		Recorder:     mgr.GetEventRecorder("project-controller"),
-		ServerAccess: opts.ServerAccess,
+		Client:        mgr.GetClient(),
+		APIReader:     mgr.GetAPIReader(),
+		Recorder:      mgr.GetEventRecorder("project-controller"),
+		ServerAccess:  opts.ServerAccess,
+		ManagerAccess: opts.ManagerAccess,
+		Secrets:       secrets,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the project controller: %w", err)
 	}
@@ -47,6 +57,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		APIReader: mgr.GetAPIReader(),
 		Clock:     opts.Clock,
 		Recorder:  mgr.GetEventRecorder("apikey-controller"),
+		Secrets:   secrets,
 	}).SetupWithManager(mgr, opts.APIKeyWorkers); err != nil {
 		return fmt.Errorf("setting up the API key controller: %w", err)
 	}

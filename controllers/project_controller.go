@@ -46,7 +46,12 @@ type ProjectReconciler struct {
 
 	// ServerAccess, when it names a ServiceAccount, is granted get on
 	// Secrets in each project namespace.
-	ServerAccess ServerAccess
+	ServerAccess SecretAccess
+	// ManagerAccess, when it names a ServiceAccount, is granted the key
+	// Secrets' permissions in each project namespace: the manager's own.
+	ManagerAccess SecretAccess
+	// Secrets is started for each project namespace once it is ready.
+	Secrets *SecretCaches
 }
 
 // projectScope is what one reconcile of a Project reads and decides.
@@ -87,7 +92,7 @@ func (r *ProjectReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ 
 	if err := r.reconcileNamespace(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
-	if err := r.reconcileServerAccess(ctx, s); err != nil {
+	if err := r.reconcileSecretAccess(ctx, s); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.readCapReached(ctx, s); err != nil {
@@ -161,6 +166,9 @@ func (r *ProjectReconciler) reconcileNamespace(ctx context.Context, s *projectSc
 // once the namespace is gone (the namespace controller deletes its content).
 func (r *ProjectReconciler) reconcileDelete(ctx context.Context, s *projectScope) error {
 	project := s.project
+	if r.Secrets != nil {
+		r.Secrets.Forget(project.Name)
+	}
 	s.project.Status.Phase = hubv1.ProjectTerminating
 	s.setCondition(hubv1.ReadyCondition, metav1.ConditionFalse, hubv1.DeletingReason,
 		fmt.Sprintf("deleting namespace %q and everything in it", project.Name))

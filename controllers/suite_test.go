@@ -148,8 +148,14 @@ func startHelpers(benchmarking bool) (stop func(), err error) {
 
 // suiteServerAccess is the usage server the suite's manager grants Secrets
 // in project namespaces to (TestServerReadsSecretsOnlyInProjects).
-var suiteServerAccess = controllers.ServerAccess{
+var suiteServerAccess = controllers.SecretAccess{
 	ServiceAccount: types.NamespacedName{Namespace: "hub-system", Name: "hub-server"}, ClusterRole: "hub-server-secret-reader"}
+
+// suiteManagerAccess is the ServiceAccount the suite's manager binds the key
+// Secrets' role to in project namespaces, as an installed manager binds its
+// own (TestManagerSecretsOnlyInProjectNamespaces).
+var suiteManagerAccess = controllers.SecretAccess{
+	ServiceAccount: types.NamespacedName{Namespace: "hub-system", Name: "hub-manager"}, ClusterRole: "hub-manager-secrets"}
 
 // startSuiteManager starts a hub manager against the suite's control plane.
 // faults, when set, intercepts its writes.
@@ -162,6 +168,7 @@ func startSuiteManager(faults *faultInjector) error {
 		SkipControllerNameValidation: true,
 		Audit:                        auditOpts,
 		ServerAccess:                 suiteServerAccess,
+		ManagerAccess:                suiteManagerAccess,
 	}
 	if faults != nil {
 		opts.NewClient = faults.newClient

@@ -68,6 +68,7 @@ func newRootCommand() *cobra.Command {
 func newManagerCommand() *cobra.Command {
 	opts := operator.Options{Egress: &egress.Policy{}}
 	opts.ServerAccess.ServiceAccount = types.NamespacedName{Namespace: hubv1.DefaultHubNamespace, Name: "hub-server"}
+	opts.ManagerAccess.ServiceAccount = types.NamespacedName{Namespace: hubv1.DefaultHubNamespace, Name: "hub-manager"}
 	var certDir string
 	var webhookPort int
 	cmd := &cobra.Command{
@@ -98,6 +99,10 @@ func newManagerCommand() *cobra.Command {
 		`The usage server's ServiceAccount (namespace/name), granted get on Secrets in each project namespace; "" grants nothing.`)
 	f.StringVar(&opts.ServerAccess.ClusterRole, "server-secret-reader-role", "hub-server-secret-reader",
 		"ClusterRole (get on Secrets) bound to the usage server in each project namespace.")
+	f.Var(&namespacedNameFlag{&opts.ManagerAccess.ServiceAccount}, "manager-service-account",
+		`This manager's ServiceAccount (namespace/name), granted the key Secrets' permissions in each project namespace; "" grants nothing.`)
+	f.StringVar(&opts.ManagerAccess.ClusterRole, "manager-secrets-role", "hub-manager-secrets",
+		"ClusterRole (the key Secrets' permissions) bound to the manager in each project namespace.")
 	f.StringSliceVar(&opts.ReservedProjectNames, "reserved-project-names", webhooks.DefaultReservedProjectNames,
 		"Names no Project may take (its namespace's name), as shell patterns such as kube-* or *-system; replaces the default list.")
 	f.StringVar(&opts.Audit.ServerURL, "audit-server-url", "https://hub-server.hub-system.svc", `Usage server that keeps the audit log of changes to hub resources; "" keeps none.`)

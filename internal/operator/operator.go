@@ -62,7 +62,12 @@ type Options struct {
 	Egress *egress.Policy
 	// ServerAccess grants the usage server get on Secrets in each project
 	// namespace (and nowhere else); empty grants nothing.
-	ServerAccess controllers.ServerAccess
+	ServerAccess controllers.SecretAccess
+	// ManagerAccess grants the manager's own ServiceAccount the key
+	// Secrets' permissions in each project namespace (its ClusterRole has
+	// none); empty grants nothing, for a manager that runs with broader
+	// credentials (tests, hub dev).
+	ManagerAccess controllers.SecretAccess
 	// ReservedProjectNames are path.Match patterns of names no Project may
 	// take; nil means webhooks.DefaultReservedProjectNames.
 	ReservedProjectNames []string
@@ -122,7 +127,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 				// Only the namespaces and Secrets the hub created are cached, so
 				// memory does not grow with the cluster's other objects.
 				&corev1.Namespace{}: {Label: hasLabel(hubv1.ProjectLabel)},
-				&corev1.Secret{}:    {Label: hasLabel(hubv1.APIKeyLabel)},
+				// Secrets are cached per project namespace (controllers.SecretCaches).
 				// Only the RBAC objects the hub generates (controllers/access).
 				&rbacv1.ClusterRole{}:        {Label: hasLabel(hubv1.AccessLabel)},
 				&rbacv1.ClusterRoleBinding{}: {Label: hasLabel(hubv1.AccessLabel)},
@@ -138,7 +143,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 
-	if err := controllers.SetupWithManager(mgr, controllers.Options{Clock: opts.Clock, ServerAccess: opts.ServerAccess}); err != nil {
+	if err := controllers.SetupWithManager(mgr, controllers.Options{Clock: opts.Clock, ServerAccess: opts.ServerAccess, ManagerAccess: opts.ManagerAccess}); err != nil {
 		return nil, err
 	}
 	hubNamespace := opts.HubNamespace
