@@ -304,7 +304,7 @@ func (s *apiKeyScope) recordIssued(keyID, digest string, revision int64, issuedA
 	}
 	status.KeyID, status.Digest, status.Revision = keyID, digest, revision
 	status.CreatedAt = ptrTime(issuedAt)
-	status.Lifetime = s.lifetime
+	status.Lifetime, status.RequestedLifetime = s.lifetime, requestedLifetime(s.key)
 	status.ExpiresAt = expiryOf(status)
 	if s.key.Spec.Rotation != nil {
 		status.ObservedRotationTrigger = s.key.Spec.Rotation.Trigger
@@ -368,11 +368,18 @@ func (r *APIKeyReconciler) reconcileLifetime(_ context.Context, s *apiKeyScope) 
 	if status.Revision == 0 || status.CreatedAt == nil {
 		return nil
 	}
-	if requested := s.key.Spec.ExpiresAfter; requested != nil && *requested != status.Lifetime {
-		// The key was issued with the policy's cut of what it asks for
-		// (no change then), or the spec asks for another lifetime.
-		if want := s.policy.IssuedLifetime(requested); want != status.Lifetime {
-			status.Lifetime = want
+	requested := requestedLifetime(s.key)
+	switch {
+	case status.RequestedLifetime == "" && requested == status.Lifetime:
+		// A key issued before requestedLifetime was kept: what it asked
+		// for is what it has.
+		status.RequestedLifetime = requested
+	case requested != status.RequestedLifetime:
+		// The spec asks for another lifetime: the current key gets it,
+		// within the policy now in force.
+		status.RequestedLifetime = requested
+		if requested != "" {
+			status.Lifetime = s.policy.IssuedLifetime(&requested)
 		}
 	}
 	if status.Lifetime == "" {
@@ -380,6 +387,15 @@ func (r *APIKeyReconciler) reconcileLifetime(_ context.Context, s *apiKeyScope) 
 	}
 	status.ExpiresAt = expiryOf(status)
 	return nil
+}
+
+// requestedLifetime is the key's spec.expiresAfter, or "" when it asks for
+// none.
+func requestedLifetime(key *hubv1.APIKey) hubv1.KeyLifetime {
+	if key.Spec.ExpiresAfter == nil {
+		return ""
+	}
+	return *key.Spec.ExpiresAfter
 }
 
 // expiryOf is when a key issued at status.createdAt with status.lifetime

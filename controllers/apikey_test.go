@@ -655,4 +655,17 @@ func TestKeyLifetimePolicyAtIssuance(t *testing.T) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
 		g.Expect(beyond(org.Status.Conditions)).To(BeNil())
 	}).Should(Succeed())
+
+	// A stricter policy does not cut the current key short (it could stop
+	// at once): it is reported, and its expiry stays.
+	expires := apiKey.Status.ExpiresAt.Time
+	orgPatch := client.MergeFrom(org.DeepCopy())
+	org.Spec.Security.APIKeys.MaxLifetimeDays = ptr.To[int32](30)
+	g.Expect(k8sClient.Patch(ctx, org, orgPatch)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(beyond(apiKey.Status.Conditions)).NotTo(BeNil())
+	}).Should(Succeed())
+	g.Expect(apiKey.Status.ExpiresAt.Time).To(BeTemporally("==", expires))
+	g.Expect(apiKey.Status.Lifetime).To(Equal(hubv1.KeyLifetime90Days))
 }

@@ -235,6 +235,14 @@ type APIKeyStatus struct {
 	// +optional
 	Lifetime KeyLifetime `json:"lifetime,omitempty"`
 
+	// requestedLifetime is spec.expiresAfter as it was when lifetime was
+	// last set (empty when none was asked for). A change of
+	// spec.expiresAfter moves the current key's expiry, within the policy
+	// then; a change of the organization's policy does not (it applies
+	// from the next key, and a key beyond it is reported).
+	// +optional
+	RequestedLifetime KeyLifetime `json:"requestedLifetime,omitempty"`
+
 	// createdAt is when the current key was issued.
 	// +optional
 	CreatedAt *metav1.Time `json:"createdAt,omitempty"`

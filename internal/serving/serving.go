@@ -6,13 +6,22 @@ package serving
 
 import (
 	"crypto/tls"
+	"errors"
+	"io"
 	"net/http"
 	"time"
 )
 
-// Timeouts are an http.Server's bounds. Read covers the whole request,
-// headers and body; Write runs from the end of the request's headers to
-// the end of the answer, so it bounds the longest answer (a stream).
+// Timeouts are an http.Server's bounds. Read covers the request's body
+// (ReadHeader its headers); Write runs from the end of the request's
+// headers to the end of the answer, so it bounds the longest answer (a
+// stream).
+//
+// Read is not http.Server's ReadTimeout: that deadline stays on the
+// connection while the answer is written, and when it passes, the server's
+// background read fails and cancels the request's context, cutting a long
+// answer at the read bound. Here the deadline is set when a request with a
+// body starts and lifted once the body has been read.
 type Timeouts struct {
 	ReadHeader, Read, Write, Idle time.Duration
 }
@@ -34,28 +43,63 @@ var Metrics = Timeouts{Read: 30 * time.Second, Write: time.Minute}
 // attacks, as on controller-runtime's servers).
 func NewServer(h http.Handler, t Timeouts) *http.Server {
 	return &http.Server{
-		Handler:           h,
+		Handler:           bodyDeadline(h, t.Read),
 		ReadHeaderTimeout: t.ReadHeader,
-		ReadTimeout:       t.Read,
 		WriteTimeout:      t.Write,
 		IdleTimeout:       t.Idle,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
 }
 
-// WithDeadlines bounds each request h serves by t.Read and t.Write (from
-// when the request reaches it), for servers whose http.Server the hub does
-// not build, such as controller-runtime's metrics endpoint.
+// WithDeadlines bounds each request h serves, for servers whose
+// http.Server the hub does not build (controller-runtime's metrics
+// endpoint): its body by t.Read, its answer by t.Write, from when the
+// request reaches h.
 func WithDeadlines(h http.Handler, t Timeouts) http.Handler {
+	h = bodyDeadline(h, t.Read)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		rc := http.NewResponseController(w)
-		now := time.Now()
-		if t.Read > 0 {
-			_ = rc.SetReadDeadline(now.Add(t.Read))
-		}
 		if t.Write > 0 {
-			_ = rc.SetWriteDeadline(now.Add(t.Write))
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(t.Write))
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// bodyDeadline gives a request that has a body read seconds to send it,
+// and lifts the deadline once the body has been read to its end. A body
+// left unread keeps the deadline, which then bounds the server's discarding
+// of it.
+// A request without a body gets none: the server reads on in the
+// background while the answer is written, and a deadline then would
+// cancel the request.
+func bodyDeadline(h http.Handler, read time.Duration) http.Handler {
+	if read <= 0 {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+			h.ServeHTTP(w, r)
+			return
+		}
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Now().Add(read))
+		r.Body = &liftOnEnd{ReadCloser: r.Body, lift: func() { _ = rc.SetReadDeadline(time.Time{}) }}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// liftOnEnd calls lift once, at the body's end.
+type liftOnEnd struct {
+	io.ReadCloser
+	lift func()
+	done bool
+}
+
+func (b *liftOnEnd) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, io.EOF) && !b.done {
+		b.done = true
+		b.lift()
+	}
+	return n, err
 }

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -79,5 +80,44 @@ func TestEveryRoleHasBounds(t *testing.T) {
 	}
 	if Metrics.Read <= 0 || Metrics.Write <= 0 {
 		t.Errorf("Metrics: %+v", Metrics)
+	}
+}
+
+// TestLongAnswersOutliveTheReadBound: an answer that takes longer than the
+// read bound (a stream) is not cut by it, with or without a request body:
+// the request's context stays alive, and the answer arrives whole.
+func TestLongAnswersOutliveTheReadBound(t *testing.T) {
+	bounds := Timeouts{ReadHeader: time.Second, Read: 200 * time.Millisecond, Write: 5 * time.Second, Idle: time.Second}
+	slow := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.ReadAll(r.Body)
+		select {
+		case <-time.After(600 * time.Millisecond):
+			_, _ = io.WriteString(w, "done")
+		case <-r.Context().Done():
+			t.Error("the request's context was cancelled while answering")
+		}
+	})
+	for name, h := range map[string]http.Handler{"NewServer": nil, "WithDeadlines": WithDeadlines(slow, bounds)} {
+		srv := NewServer(slow, bounds)
+		if h != nil {
+			srv = &http.Server{Handler: h, ReadHeaderTimeout: time.Second}
+		}
+		base := "http://" + serve(t, srv)
+		for _, body := range []string{"", "a body"} {
+			method := http.MethodGet
+			if body != "" {
+				method = http.MethodPost
+			}
+			req, _ := http.NewRequest(method, base, strings.NewReader(body))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatalf("%s %s: %v", name, method, err)
+			}
+			got, _ := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if string(got) != "done" {
+				t.Errorf("%s %s: got %q", name, method, got)
+			}
+		}
 	}
 }
