@@ -207,7 +207,8 @@ func (r *APIKeyReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error
 		For(&hubv1.APIKey{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{},
 			predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))).
 		// Changes to the key Secrets come from each project namespace's
-		// cache (SecretCaches), added as the namespaces are.
+		// cache (SecretCaches), through one channel.
+		WatchesRawSource(r.Secrets.Source()).
 		Watches(&hubv1.Project{}, handler.EnqueueRequestsFromMapFunc(r.keysOfProject),
 			builder.WithPredicates(projectStateChanged())).
 		Watches(&hubv1.Organization{}, handler.EnqueueRequestsFromMapFunc(r.allKeys),
@@ -222,12 +223,7 @@ func (r *APIKeyReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error
 		r.pushSecrets = true
 		b = b.Owns(newPushSecret())
 	}
-	c, err := b.Build(r)
-	if err != nil {
-		return err
-	}
-	r.Secrets.apikeys = c
-	return nil
+	return b.Complete(r)
 }
 
 func (r *APIKeyReconciler) keysOfProject(ctx context.Context, obj client.Object) []reconcile.Request {

@@ -11,13 +11,13 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -28,16 +28,20 @@ import (
 // namespaces only (granted there with each namespace) and never lists or
 // watches Secrets across the cluster, which RBAC could not scope to the
 // hub's Secrets. The Project controller starts a namespace's cache once the
-// namespace is ready and stops it when the namespace goes; until its cache
-// has synced, a namespace's Secrets are read from the API server.
+// namespace is ready (Ensure, which it retries until the cache syncs) and
+// stops it when the namespace goes (Forget); until its cache has synced, a
+// namespace's Secrets are read from the API server.
 //
-// Each cache feeds the APIKey controller the changes of the Secrets it
-// owns (a deleted or edited Secret is issued again).
+// Each cache tells the APIKey controller, through one channel source added
+// at setup, of the changes and deletions of the Secrets it owns (a deleted
+// or edited Secret is issued again). Stopping a cache stops its handlers
+// with it.
 type SecretCaches struct {
 	config    *rest.Config
 	client    client.Client
 	apiReader client.Reader
-	apikeys   controller.Controller
+	// events goes to the APIKey controller's channel source.
+	events chan event.TypedGenericEvent[*corev1.Secret]
 
 	started chan struct{} // closed once Start has ctx
 	mu      sync.Mutex
@@ -54,7 +58,15 @@ type namespaceCache struct {
 // newSecretCaches returns the caches of mgr's key Secrets.
 func newSecretCaches(mgr ctrl.Manager) *SecretCaches {
 	return &SecretCaches{config: mgr.GetConfig(), client: mgr.GetClient(), apiReader: mgr.GetAPIReader(),
-		started: make(chan struct{}), running: map[string]*namespaceCache{}}
+		events: make(chan event.TypedGenericEvent[*corev1.Secret], 1024), started: make(chan struct{}),
+		running: map[string]*namespaceCache{}}
+}
+
+// Source is what the APIKey controller watches: the changes and deletions
+// of key Secrets in every namespace with a cache, mapped to their APIKey.
+func (c *SecretCaches) Source() source.TypedSource[reconcile.Request] {
+	return source.Channel(c.events, handler.TypedEnqueueRequestForOwner[*corev1.Secret](c.client.Scheme(),
+		c.client.RESTMapper(), &hubv1.APIKey{}, handler.OnlyControllerOwner()))
 }
 
 // Start keeps the caches until ctx ends; the manager runs it on the leader,
@@ -76,7 +88,8 @@ func (c *SecretCaches) Start(ctx context.Context) error {
 
 // Ensure starts the cache of namespace's key Secrets, if it is not running,
 // and waits for it to sync (and, first, for Start: the controllers that
-// call it may start before it).
+// call it may start before it). A cache that does not sync is stopped, and
+// the error returned, so that the caller's retry starts it again.
 func (c *SecretCaches) Ensure(ctx context.Context, namespace string) error {
 	select {
 	case <-c.started:
@@ -108,28 +121,42 @@ func (c *SecretCaches) Ensure(ctx context.Context, namespace string) error {
 	c.running[namespace] = nc
 	c.mu.Unlock()
 
-	go func() { _ = nsCache.Start(cacheCtx) }()
-	if c.apikeys != nil {
-		// The controller creates the Secrets itself; their later changes
-		// and deletion by others are what it must see.
-		src := source.Kind(nsCache, &corev1.Secret{},
-			handler.TypedEnqueueRequestForOwner[*corev1.Secret](c.client.Scheme(), c.client.RESTMapper(), &hubv1.APIKey{},
-				handler.OnlyControllerOwner()),
-			predicate.TypedFuncs[*corev1.Secret]{CreateFunc: func(event.TypedCreateEvent[*corev1.Secret]) bool { return false }})
-		if err := c.apikeys.Watch(src); err != nil {
-			c.Forget(namespace)
-			return fmt.Errorf("watching the Secrets of namespace %q: %w", namespace, err)
-		}
-	}
-	syncCtx, cancelSync := context.WithTimeout(ctx, 30*time.Second)
-	defer cancelSync()
-	// Reading a Secret starts its informer; the sync is waited for here,
-	// so that reads after Ensure come from the cache.
-	if _, err := nsCache.GetInformer(syncCtx, &corev1.Secret{}); err != nil {
+	if err := c.startCache(ctx, cacheCtx, nc); err != nil {
+		c.forget(namespace, nc)
 		return fmt.Errorf("starting the Secret cache of namespace %q: %w", namespace, err)
 	}
-	if !nsCache.WaitForCacheSync(syncCtx) {
-		return fmt.Errorf("the Secret cache of namespace %q did not sync", namespace)
+	return nil
+}
+
+func (c *SecretCaches) startCache(ctx, cacheCtx context.Context, nc *namespaceCache) error {
+	go func() { _ = nc.cache.Start(cacheCtx) }()
+	syncCtx, cancelSync := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelSync()
+	informer, err := nc.cache.GetInformer(syncCtx, &corev1.Secret{})
+	if err != nil {
+		return err
+	}
+	tell := func(obj any) {
+		if tombstone, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = tombstone.Obj
+		}
+		if secret, ok := obj.(*corev1.Secret); ok {
+			select {
+			case c.events <- event.TypedGenericEvent[*corev1.Secret]{Object: secret}:
+			case <-cacheCtx.Done():
+			}
+		}
+	}
+	// The controller creates the Secrets itself; their later changes and
+	// deletion by others are what it must see.
+	if _, err := informer.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		UpdateFunc: func(_, obj any) { tell(obj) },
+		DeleteFunc: tell,
+	}); err != nil {
+		return err
+	}
+	if !nc.cache.WaitForCacheSync(syncCtx) {
+		return fmt.Errorf("not synced within 30s (can the manager list Secrets there?)")
 	}
 	c.mu.Lock()
 	nc.synced = true
@@ -140,22 +167,35 @@ func (c *SecretCaches) Ensure(ctx context.Context, namespace string) error {
 // Forget stops the cache of namespace (being deleted).
 func (c *SecretCaches) Forget(namespace string) {
 	c.mu.Lock()
+	nc := c.running[namespace]
+	c.mu.Unlock()
+	if nc != nil {
+		c.forget(namespace, nc)
+	}
+}
+
+// forget stops nc, and removes it if it is still namespace's cache.
+func (c *SecretCaches) forget(namespace string, nc *namespaceCache) {
+	nc.cancel()
+	c.mu.Lock()
 	defer c.mu.Unlock()
-	if nc := c.running[namespace]; nc != nil {
-		nc.cancel()
+	if c.running[namespace] == nc {
 		delete(c.running, namespace)
 	}
 }
 
 // Get reads a key Secret: from its namespace's cache once synced, else from
 // the API server. A Secret without the hub's label is not in a cache: it
-// is reported not found, as the manager-wide cache did.
+// is reported not found, as from the cache.
 func (c *SecretCaches) Get(ctx context.Context, key client.ObjectKey, secret *corev1.Secret) error {
 	c.mu.Lock()
-	nc := c.running[key.Namespace]
+	var synced cache.Cache
+	if nc := c.running[key.Namespace]; nc != nil && nc.synced {
+		synced = nc.cache
+	}
 	c.mu.Unlock()
-	if nc != nil && nc.synced {
-		return nc.cache.Get(ctx, key, secret)
+	if synced != nil {
+		return synced.Get(ctx, key, secret)
 	}
 	if err := c.apiReader.Get(ctx, key, secret); err != nil {
 		return err

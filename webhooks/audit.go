@@ -38,10 +38,13 @@ type audited[T client.Object] struct {
 	stamper Stamper
 	clock   clock.PassiveClock
 	changes func(old, new T) []auditlog.FieldChange
+	// hubNamespace is where the hub's own ServiceAccounts are, whose
+	// changes always pass (a finalizer removed by the manager, say).
+	hubNamespace string
 }
 
 func (a *audited[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warnings, error) {
-	if err := a.unauditable(ctx); err != nil {
+	if err := a.unauditable(ctx, false); err != nil {
 		return nil, err
 	}
 	w, err := a.inner.ValidateCreate(ctx, obj)
@@ -53,7 +56,7 @@ func (a *audited[T]) ValidateCreate(ctx context.Context, obj T) (admission.Warni
 }
 
 func (a *audited[T]) ValidateUpdate(ctx context.Context, old, obj T) (admission.Warnings, error) {
-	if err := a.unauditable(ctx); err != nil {
+	if err := a.unauditable(ctx, withdraws(old, obj)); err != nil {
 		return nil, err
 	}
 	w, err := a.inner.ValidateUpdate(ctx, old, obj)
@@ -64,7 +67,7 @@ func (a *audited[T]) ValidateUpdate(ctx context.Context, old, obj T) (admission.
 }
 
 func (a *audited[T]) ValidateDelete(ctx context.Context, obj T) (admission.Warnings, error) {
-	if err := a.unauditable(ctx); err != nil {
+	if err := a.unauditable(ctx, true); err != nil {
 		return nil, err
 	}
 	w, err := a.inner.ValidateDelete(ctx, obj)
@@ -75,16 +78,37 @@ func (a *audited[T]) ValidateDelete(ctx context.Context, obj T) (admission.Warni
 }
 
 // unauditable refuses a change that could not be audited: the audit
-// spool is full. Dry runs change nothing and pass.
-func (a *audited[T]) unauditable(ctx context.Context) error {
-	if a.stamper == nil || a.stamper.Accepting() {
+// spool is full. What must never wait for the usage server passes all the
+// same, its entry spilled into the spool's headroom: a change that
+// withdraws access (a delete, a key revoked, a member disabled), the
+// changes of cluster administrators (the way back in) and those of the
+// hub's own ServiceAccounts (the manager's finalizers). Dry runs change
+// nothing and pass.
+func (a *audited[T]) unauditable(ctx context.Context, withdrawing bool) error {
+	if a.stamper == nil || withdrawing || a.stamper.Accepting() {
 		return nil
 	}
-	if req, err := admission.RequestFromContext(ctx); err == nil && req.DryRun != nil && *req.DryRun {
+	req, err := admission.RequestFromContext(ctx)
+	if err == nil && ((req.DryRun != nil && *req.DryRun) || slices.Contains(req.UserInfo.Groups, masters) ||
+		(a.hubNamespace != "" && strings.HasPrefix(req.UserInfo.Username, "system:serviceaccount:"+a.hubNamespace+":"))) {
 		return nil
 	}
 	return apierrors.NewServiceUnavailable("the hub cannot record this change in its audit log right now (the usage " +
 		"server has been unreachable long enough to fill the audit spool), so it refuses changes; retry later")
+}
+
+// withdraws tells whether a change only takes access away: a key
+// revoked, a member disabled.
+func withdraws(old, obj client.Object) bool {
+	switch o := obj.(type) {
+	case *hubv1.APIKey:
+		before, ok := old.(*hubv1.APIKey)
+		return ok && o.Spec.Revoked && !before.Spec.Revoked && sameButRevoked(before, o)
+	case *hubv1.Member:
+		before, ok := old.(*hubv1.Member)
+		return ok && o.Spec.Disabled && !before.Spec.Disabled
+	}
+	return false
 }
 
 // diff is the changes of the access fields; old is nil for a create, obj

@@ -82,6 +82,7 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 func register[T client.Object](mgr ctrl.Manager, opts Options, obj T, v admission.Validator[T], changes func(old, new T) []auditlog.FieldChange) error {
 	guarded := &multiFactorRequired[T]{inner: v, team: opts.team}
 	return ctrl.NewWebhookManagedBy(mgr, obj).
-		WithValidator(&audited[T]{inner: guarded, stamper: opts.Stamper, clock: opts.Clock, changes: changes}).
+		WithValidator(&audited[T]{inner: guarded, stamper: opts.Stamper, clock: opts.Clock, changes: changes,
+			hubNamespace: opts.HubNamespace}).
 		Complete()
 }

@@ -26,7 +26,9 @@ const (
 	classConnect = "the connection to the receiver failed"
 	classTLS     = "the TLS handshake with the receiver failed: its certificate must be valid, " +
 		"trusted, and name the host"
-	classOther = "the request to the receiver failed"
+	classOther  = "the request to the receiver failed"
+	classConfig = "the hub's configuration Secret (email and SMS settings) cannot be read or is invalid: " +
+		"an operator must check it; the server's log has the cause"
 )
 
 // deliveryError is a failure shown by its class; the cause is kept for
@@ -49,8 +51,17 @@ func Cause(err error) string {
 	return err.Error()
 }
 
+// classifyAs is classify with the class prefixed ("email: ").
+func classifyAs(prefix string, err error) error {
+	d := classOf(err)
+	d.class = prefix + d.class
+	return d
+}
+
 // classify turns an error from an HTTP client into its class.
-func classify(err error) error {
+func classify(err error) error { return classOf(err) }
+
+func classOf(err error) *deliveryError {
 	var (
 		dnsErr      *net.DNSError
 		netErr      net.Error

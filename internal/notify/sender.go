@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
@@ -43,6 +44,10 @@ type Sender struct {
 	// only. SMS and email go to the operator's providers and are not
 	// subject to it.
 	Egress *egress.Policy
+
+	// webhook is built once, so that connections to receivers are reused.
+	webhookOnce sync.Once
+	webhook     *http.Client
 	// Now is the time written into webhook-timestamp; nil means time.Now.
 	// It is the real time of sending, never a test's fake clock, since
 	// receivers check it against their own.
@@ -94,13 +99,16 @@ func (s *Sender) Email(ctx context.Context, to []string, m Message) error {
 }
 
 func (s *Sender) config(ctx context.Context) (Config, error) {
+	// The cause goes to the server's log only: an error from the API
+	// server names the server's ServiceAccount and its permissions.
 	secret := &corev1.Secret{}
 	if err := s.Reader.Get(ctx, s.ConfigSecret, secret); err != nil {
-		return Config{}, fmt.Errorf("reading the hub configuration Secret %s: %w", s.ConfigSecret, err)
+		return Config{}, &deliveryError{class: classConfig, cause: fmt.Errorf("reading the hub configuration Secret %s: %w",
+			s.ConfigSecret, err)}
 	}
 	cfg, err := ParseConfig(secret.Data)
 	if err != nil {
-		return Config{}, fmt.Errorf("the hub configuration Secret %s: %w", s.ConfigSecret, err)
+		return Config{}, &deliveryError{class: classConfig, cause: fmt.Errorf("the hub configuration Secret %s: %w", s.ConfigSecret, err)}
 	}
 	return cfg, nil
 }
@@ -118,6 +126,11 @@ func (s *Sender) httpClient() *http.Client {
 // resolves to), through no proxy, and follows a redirect only to the same
 // scheme and host.
 func (s *Sender) webhookClient() *http.Client {
+	s.webhookOnce.Do(func() { s.webhook = s.newWebhookClient() })
+	return s.webhook
+}
+
+func (s *Sender) newWebhookClient() *http.Client {
 	policy := s.egress()
 	c := &http.Client{Timeout: 15 * time.Second}
 	var transport *http.Transport
@@ -295,7 +308,8 @@ func sendEmail(ctx context.Context, cfg *SMTPConfig, to []string, m Message) err
 		return fmt.Errorf("SMTP settings: %w", err)
 	}
 	if err := c.DialAndSendWithContext(ctx, msg); err != nil {
-		return fmt.Errorf("sending through %s:%d: %w", cfg.Host, cfg.Port, err)
+		// Shown by class: the cause names the SMTP server's address.
+		return classifyAs("email: ", fmt.Errorf("sending through %s:%d: %w", cfg.Host, cfg.Port, err))
 	}
 	return nil
 }

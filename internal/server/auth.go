@@ -14,6 +14,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/lru"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -27,19 +28,18 @@ import (
 //
 // Decisions, refusals included, are cached by token digest in a
 // least-recently-used cache of 10,000, so a client that repeats a bad token
-// costs the API server nothing more; and each client address may cause only
+// costs the API server nothing more; and each client address may fail only
 // so many reviews a second (Reviews), so one sending ever new bogus tokens
-// is answered 429 without reaching the API server, while other clients'
-// cached decisions still serve them.
+// is answered 429 without reaching the API server. Tokens that pass cost
+// nothing against the limit: gateways behind one address are not held back.
 type Authorizer struct {
 	Client client.Client
 	Clock  clock.PassiveClock
 	// TTL is how long a decision is cached, by token digest: a revoked
 	// token or binding takes effect within it. Default 10s.
 	TTL time.Duration
-	// Reviews bounds the reviews each client address causes; nil means 5
-	// a second in bursts of 20 (a gateway or manager needs about one per
-	// TTL per token).
+	// Reviews bounds the failed reviews of each client address (each IPv6
+	// address apart); nil means 5 a second in bursts of 20.
 	Reviews *perclient.Limiter
 	// CacheSize is how many decisions are kept; default 10,000.
 	CacheSize int
@@ -71,7 +71,9 @@ func (a *Authorizer) Require(verb, resource string, next http.Handler) http.Hand
 			writeError(w, http.StatusTooManyRequests, errorBody{Message: "too many requests with tokens to check from this " +
 				"address; retry in a moment"})
 		case err != nil:
-			writeError(w, http.StatusServiceUnavailable, errorBody{Message: "cannot check the token with the Kubernetes API: " + err.Error()})
+			// The cause may name the API server; callers are not yet known.
+			ctrl.LoggerFrom(r.Context()).Error(err, "Checking a bearer token")
+			writeError(w, http.StatusServiceUnavailable, errorBody{Message: "cannot check the token with the Kubernetes API right now; retry later"})
 		case d.user == "":
 			writeError(w, http.StatusUnauthorized, errorBody{Message: "the bearer token is not valid: " + d.reason})
 		case !d.allowed:
@@ -90,7 +92,7 @@ func (a *Authorizer) decide(r *http.Request, token, verb, resource string) (deci
 	a.once.Do(func() {
 		a.cache = lru.New(cmp.Or(a.CacheSize, 10_000))
 		if a.Reviews == nil {
-			a.Reviews = perclient.NewLimiter(5, 20, 0, false)
+			a.Reviews = perclient.NewLimiter(5, 20, 0, false).ExactAddresses()
 		}
 	})
 	ctx := r.Context()
@@ -99,7 +101,7 @@ func (a *Authorizer) decide(r *http.Request, token, verb, resource string) (deci
 	if v, ok := a.cache.Get(key); ok && now.Before(v.(decision).expires) {
 		return v.(decision), nil
 	}
-	if !a.Reviews.Allow(r) {
+	if a.Reviews.Spent(r) {
 		return decision{}, errTooManyReviews
 	}
 
@@ -108,6 +110,9 @@ func (a *Authorizer) decide(r *http.Request, token, verb, resource string) (deci
 		return decision{}, err
 	}
 	d := decision{reason: review.Status.Error}
+	if !review.Status.Authenticated {
+		a.Reviews.Take(r)
+	}
 	if review.Status.Authenticated {
 		u := review.Status.User
 		d.user = u.Username

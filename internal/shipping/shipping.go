@@ -86,9 +86,12 @@ type Options struct {
 	// Clock tells the time; nil means the real clock.
 	Clock clock.WithTicker
 	Log   logr.Logger
-	// MaxSpoolBytes bounds the spool (quarantine included): past it,
+	// MaxSpoolBytes bounds the records waiting for the server: past it,
 	// Accepting is false. Zero means no bound. Leave headroom below the
-	// volume's size for records already under way.
+	// volume's size for records already under way, and for quarantine,
+	// which the bound leaves out: records the server refused do not wait
+	// for it, and counting them would stop all work for good once enough
+	// had gathered.
 	MaxSpoolBytes int64
 	// MetricsPrefix names the metrics: <prefix>_shipped_total,
 	// _spilled_total, _quarantined_total, _spool_corrupt_lines_total,
@@ -152,7 +155,7 @@ func New[T any](sender Sender[T], opts Options) *Shipper[T] {
 	gauge := func(name, help string, value func() float64) prometheus.GaugeFunc {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: opts.MetricsPrefix + "_" + name, Help: help}, value)
 	}
-	s.spoolSize = gauge("spool_bytes", "Bytes of records waiting on disk for the server, quarantine included.",
+	s.spoolSize = gauge("spool_bytes", "Bytes of records waiting on disk for the server (quarantine not included).",
 		func() float64 { return float64(s.spoolBytes.Load()) })
 	s.spoolLimit = gauge("spool_limit_bytes", "The spool's bound: past it, new work is refused (0: no bound).",
 		func() float64 { return float64(opts.MaxSpoolBytes) })
@@ -375,7 +378,9 @@ func writeFile[T any, S any](s *Shipper[S], dir string, items []T) error {
 		_ = os.Remove(tmp)
 		return err
 	}
-	s.spoolBytes.Add(info.Size())
+	if dir == s.opts.SpoolDir { // quarantine is not what the bound is for
+		s.spoolBytes.Add(info.Size())
+	}
 	return nil
 }
 
@@ -410,7 +415,7 @@ func (s *Shipper[T]) openSpool() error {
 				s.opts.Log.Info("Recovered a spool file a crash left half written", "kind", s.opts.Kind, "file", final)
 				path = final
 			}
-			if info, err := os.Stat(path); err == nil {
+			if info, err := os.Stat(path); err == nil && dir == s.opts.SpoolDir {
 				size += info.Size()
 			}
 		}
