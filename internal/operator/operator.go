@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"net/http"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -32,6 +33,7 @@ import (
 	hubmetrics "github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/serverclient"
+	"github.com/minimax/platform-hub/internal/serving"
 	"github.com/minimax/platform-hub/webhooks"
 )
 
@@ -111,7 +113,7 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Scheme:                  scheme.New(),
 		Metrics:                 hubmetrics.ServerOptions(opts.MetricsAddr, opts.SecureMetrics),
 		HealthProbeBindAddress:  opts.ProbeAddr,
-		WebhookServer:           webhook.NewServer(opts.Webhook),
+		WebhookServer:           boundedWebhooks{webhook.NewServer(opts.Webhook)},
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        "platform-hub-manager.hub.minimax.io",
 		LeaderElectionNamespace: opts.LeaderElectionNamespace,
@@ -230,4 +232,13 @@ func newRecorder(mgr ctrl.Manager, opts AuditOptions) (*audit.Recorder, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// boundedWebhooks gives every admission webhook a body and an answer
+// deadline: controller-runtime's webhook server bounds only headers and
+// idle connections.
+type boundedWebhooks struct{ webhook.Server }
+
+func (s boundedWebhooks) Register(path string, hook http.Handler) {
+	s.Server.Register(path, serving.WithDeadlines(hook, serving.Webhooks))
 }

@@ -35,6 +35,10 @@ var API = Timeouts{ReadHeader: 10 * time.Second, Read: time.Minute, Write: 5 * t
 // generation does.
 var Gateway = Timeouts{ReadHeader: 30 * time.Second, Read: 10 * time.Minute, Write: 30 * time.Minute, Idle: 2 * time.Minute}
 
+// Webhooks is for admission webhooks: the API server sends a review and
+// waits at most 30 s for the answer.
+var Webhooks = Timeouts{Read: 10 * time.Second, Write: 30 * time.Second}
+
 // Metrics is for metrics endpoints: a scrape is small and quick.
 var Metrics = Timeouts{Read: 30 * time.Second, Write: time.Minute}
 

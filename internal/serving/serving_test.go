@@ -78,8 +78,10 @@ func TestEveryRoleHasBounds(t *testing.T) {
 			t.Errorf("%s: %+v", name, b)
 		}
 	}
-	if Metrics.Read <= 0 || Metrics.Write <= 0 {
-		t.Errorf("Metrics: %+v", Metrics)
+	for name, b := range map[string]Timeouts{"Metrics": Metrics, "Webhooks": Webhooks} {
+		if b.Read <= 0 || b.Write <= 0 {
+			t.Errorf("%s: %+v", name, b)
+		}
 	}
 }
 
