@@ -148,7 +148,7 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&opts.DashboardURL, "dashboard-url", "", "Base URL of the dashboard, for the links in alerts (none when empty).")
 	f.StringVar(&opts.PublicURL, "public-url", "", "Base URL of invitation links, where people reach this server or the dashboard (default: --dashboard-url); without either, no invitation is sent.")
 	f.DurationVar(&opts.InvitationTTL, "invitation-ttl", 7*24*time.Hour, "How long an invitation link works.")
-	f.BoolVar(&opts.TrustForwardedFor, "trust-forwarded-for", false, "Take invitation visitors' addresses (for per-client rate limits) from X-Forwarded-For; only behind a proxy that overwrites it.")
+	f.BoolVar(&opts.TrustForwardedFor, "trust-forwarded-for", false, "Take invitation visitors' addresses (for per-client rate limits) from the last X-Forwarded-For entry; only behind one proxy, which appends it.")
 	f.DurationVar(&opts.AlertRetention, "alert-retention", server.DefaultAlertRetention, "How long alert history is kept.")
 	f.DurationVar(&opts.AlertRetryFor, "alert-retry-for", notify.DefaultRetryFor, "How long a failing alert delivery is retried before it is dead-lettered.")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one replica for work done once (retention, usage on status, alert delivery).")
@@ -187,7 +187,7 @@ func newGatewayCommand() *cobra.Command {
 	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8082", `Address of the metrics endpoint; "0" disables it.`)
 	f.BoolVar(&opts.SecureMetrics, "metrics-secure", true, "Serve metrics over HTTPS behind Kubernetes authentication and authorization.")
 	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
-	f.BoolVar(&opts.TrustForwardedFor, "trust-forwarded-for", false, "Take client addresses from X-Forwarded-For (only behind a proxy that sets it).")
+	f.BoolVar(&opts.TrustForwardedFor, "trust-forwarded-for", false, "Take client addresses from the last X-Forwarded-For entry (only behind one load balancer, which appends it).")
 	return cmd
 }
 

@@ -54,7 +54,8 @@ type Options struct {
 	SecureMetrics bool
 	// ProbeAddr serves /healthz and /readyz; "0" disables them.
 	ProbeAddr string
-	// TrustForwardedFor takes client addresses from X-Forwarded-For.
+	// TrustForwardedFor takes client addresses from the last
+	// X-Forwarded-For entry, which the one load balancer in front appends.
 	TrustForwardedFor bool
 	// Clock tells the time; nil means the real clock.
 	Clock clock.PassiveClock
