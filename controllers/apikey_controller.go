@@ -48,6 +48,10 @@ type APIKeyReconciler struct {
 	// Secrets reads the key Secrets, one cache per project namespace.
 	Secrets *SecretCaches
 
+	// schedule wakes keys at their due moments by Clock (renewal, the end
+	// of an overlap, expiry); nil with a clock that cannot.
+	schedule *schedule
+
 	// pushSecrets is true when the cluster serves External Secrets Operator's
 	// PushSecret API.
 	pushSecrets bool
@@ -105,6 +109,9 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 	s := &apiKeyScope{key: key, statusBefore: *key.Status.DeepCopy(), now: r.Clock.Now().Truncate(time.Second)}
 	defer func() {
 		computeAPIKeyStatus(s)
+		// The next due moment, by this reconciler's clock, as well as
+		// the RequeueAfter returned (by the real one).
+		r.schedule.at(req, s.requeueAt)
 		err := r.writeStatus(ctx, s)
 		if err == nil {
 			// Only what was recorded is told, and only once: a failed status
@@ -222,6 +229,9 @@ func (r *APIKeyReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error
 	if served {
 		r.pushSecrets = true
 		b = b.Owns(newPushSecret())
+	}
+	if r.schedule = newSchedule(r.Clock); r.schedule != nil {
+		b = b.WatchesRawSource(r.schedule.source())
 	}
 	return b.Complete(r)
 }

@@ -17,6 +17,7 @@ import (
 func computeAPIKeyStatus(s *apiKeyScope) {
 	status := &s.key.Status
 	reportLifetimePolicy(s)
+	reportRenewal(s)
 	ready := func(st metav1.ConditionStatus, reason, msg string) {
 		setCondition(&status.Conditions, s.key.Generation, hubv1.ReadyCondition, st, reason, msg)
 	}
@@ -71,6 +72,23 @@ func computeAPIKeyStatus(s *apiKeyScope) {
 	} else {
 		meta.RemoveStatusCondition(&status.Conditions, hubv1.StalledCondition)
 	}
+}
+
+// reportRenewal sets RenewBeforeAdjusted while spec.rotation.renewBefore
+// cannot be honoured (see renewBefore), and removes it otherwise.
+func reportRenewal(s *apiKeyScope) {
+	status := &s.key.Status
+	before, adjusted, ok := s.renewBefore()
+	if !ok || !adjusted || s.key.Spec.Revoked || s.expired() {
+		meta.RemoveStatusCondition(&status.Conditions, hubv1.RenewBeforeAdjustedCondition)
+		return
+	}
+	setCondition(&status.Conditions, s.key.Generation, hubv1.RenewBeforeAdjustedCondition, metav1.ConditionTrue,
+		hubv1.RenewBeforeTooLongReason, fmt.Sprintf("spec.rotation.renewBefore (%s) would renew key %s less than a third of "+
+			"its lifetime, or less than its overlap (%s), after it was issued; it renews when a third of its lifetime is left, "+
+			"%s before expiry, at %s. Choose a renewBefore of at most %s", s.key.Spec.Rotation.RenewBefore.Duration, status.KeyID,
+			s.overlap(), before.Round(time.Second), formatTime(ptrTime(status.ExpiresAt.Add(-before))),
+			maxRenewBefore(status.ExpiresAt.Sub(status.CreatedAt.Time), s.overlap()).Round(time.Second)))
 }
 
 // reportLifetimePolicy sets BeyondLifetimePolicy while the current key

@@ -117,6 +117,9 @@ func (r *APIKeyReconciler) reconcileIssuance(ctx context.Context, s *apiKeyScope
 		return nil // retried after the backoff recorded in status
 	}
 	s.recordIssued(key.ID(), key.Digest(), next, s.now, reason)
+	if at := s.renewAt(); at != nil {
+		s.requeueAtTime(*at) // the new key's renewal: nothing else would wake it
+	}
 	return nil
 }
 
@@ -341,21 +344,42 @@ func (s *apiKeyScope) overlap() time.Duration {
 	return defaultOverlap
 }
 
-// renewAt is when automatic rotation is due, or nil when it is off. A
-// renewBefore as long as the key's lifetime or longer would rotate the key
-// at once, forever; such keys are renewed when a third of their lifetime is
-// left, as cert-manager does.
+// renewAt is when automatic rotation is due, or nil when it is off.
 func (s *apiKeyScope) renewAt() *time.Time {
-	r, status := s.key.Spec.Rotation, &s.key.Status
-	if r == nil || r.RenewBefore == nil || status.ExpiresAt == nil || status.CreatedAt == nil {
+	status := &s.key.Status
+	before, _, ok := s.renewBefore()
+	if !ok {
 		return nil
-	}
-	before := r.RenewBefore.Duration
-	if lifetime := status.ExpiresAt.Sub(status.CreatedAt.Time); before >= lifetime {
-		before = lifetime / 3
 	}
 	at := status.ExpiresAt.Add(-before)
 	return &at
+}
+
+// renewBefore is how long before expiry the current key renews: the
+// spec's renewBefore when it leaves the key at least a third of its
+// lifetime and at least its rotation overlap before renewing, else a third
+// of the lifetime, which cert-manager uses for a renewBefore it cannot
+// honour (adjusted is then true). A renewBefore near the lifetime would
+// otherwise renew seconds after issuance, over and over, each renewal
+// cutting the previous key's overlap short. ok is false when automatic
+// rotation is off or the key never expires.
+func (s *apiKeyScope) renewBefore() (before time.Duration, adjusted, ok bool) {
+	r, status := s.key.Spec.Rotation, &s.key.Status
+	if r == nil || r.RenewBefore == nil || status.ExpiresAt == nil || status.CreatedAt == nil {
+		return 0, false, false
+	}
+	lifetime := status.ExpiresAt.Sub(status.CreatedAt.Time)
+	if before = r.RenewBefore.Duration; before > maxRenewBefore(lifetime, s.overlap()) {
+		return lifetime / 3, true, true
+	}
+	return before, false, true
+}
+
+// maxRenewBefore is the longest renewBefore honoured for a key of lifetime
+// with the given rotation overlap: renewal no sooner than a third of the
+// lifetime, and no sooner than the overlap after issuance.
+func maxRenewBefore(lifetime, overlap time.Duration) time.Duration {
+	return min(lifetime*2/3, lifetime-overlap)
 }
 
 // reconcileLifetime applies a changed spec.expiresAfter to the current key:

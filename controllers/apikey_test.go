@@ -85,7 +85,6 @@ func TestAPIKeyExpiry(t *testing.T) {
 
 	// One second before expiry the key still works.
 	testClock.SetTime(expiresAt.Add(-time.Second))
-	poke(t, apiKey)
 	g.Consistently(func(g Gomega) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
 		g.Expect(apiKey.Status.Phase).To(Equal(hubv1.KeyActive))
@@ -93,7 +92,6 @@ func TestAPIKeyExpiry(t *testing.T) {
 
 	// At expiresAt exactly it stops, and its Secret goes.
 	testClock.SetTime(expiresAt)
-	poke(t, apiKey)
 	waitForKeyPhase(g, apiKey, hubv1.KeyExpired)
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKey{Namespace: "keys-expiry", Name: "short"}, &corev1.Secret{}))
@@ -139,7 +137,6 @@ func TestAPIKeyRotation(t *testing.T) {
 
 	// At the end of the overlap the previous key goes.
 	testClock.SetTime(apiKey.Status.PreviousKey.ValidUntil.Time)
-	poke(t, apiKey)
 	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
 	g.Expect(apiKey.Status.PreviousKey).To(BeNil())
 	g.Expect(keySecret(g, apiKey).Data).NotTo(HaveKey(hubv1.SecretKeyPrevious))
@@ -171,7 +168,6 @@ func TestAPIKeyAutomaticRotation(t *testing.T) {
 	firstExpiry := apiKey.Status.ExpiresAt.Time
 
 	testClock.SetTime(firstExpiry.Add(-7 * 24 * time.Hour))
-	poke(t, apiKey)
 	waitForKeyPhase(g, apiKey, hubv1.KeyRotating)
 	g.Expect(apiKey.Status.PreviousKey.KeyID).To(Equal(first.ID()))
 	g.Expect(apiKey.Status.ExpiresAt.Time).To(BeTemporally("==", testClock.Now().Add(30*24*time.Hour)))
@@ -553,27 +549,38 @@ func TestAPIKeyRenewBeforeLongerThanLifetime(t *testing.T) {
 	activeProject(t, "keys-renew-long")
 	restoreClock(t)
 
+	// 20 s short of the lifetime: due 20 s after issuance, and after each
+	// renewal again, each cutting the last overlap short, if honoured.
 	apiKey := newAPIKey("keys-renew-long", "eager")
 	apiKey.Spec.ExpiresAfter = ptr.To(hubv1.KeyLifetime30Days)
-	apiKey.Spec.Rotation = &hubv1.RotationSpec{RenewBefore: &metav1.Duration{Duration: 720 * time.Hour}}
+	apiKey.Spec.Rotation = &hubv1.RotationSpec{RenewBefore: &metav1.Duration{Duration: 720*time.Hour - 20*time.Second}}
 	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
 	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
 	created := apiKey.Status.CreatedAt.Time
+	adjusted := meta.FindStatusCondition(apiKey.Status.Conditions, hubv1.RenewBeforeAdjustedCondition)
+	g.Expect(adjusted).NotTo(BeNil())
+	g.Expect(adjusted.Message).To(ContainSubstring("it renews when a third of its lifetime is left"))
 	g.Consistently(func(g Gomega) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
 		g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(1))
 	}, 2*time.Second).Should(Succeed(), "the key must not rotate at once, over and over")
 
 	testClock.SetTime(created.Add(20*24*time.Hour - time.Second))
-	poke(t, apiKey)
 	g.Consistently(func(g Gomega) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
 		g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(1))
 	}, time.Second).Should(Succeed())
+	// Due at two thirds of the lifetime: the clock alone wakes it.
 	testClock.SetTime(created.Add(20 * 24 * time.Hour))
-	poke(t, apiKey)
 	waitForKeyPhase(g, apiKey, hubv1.KeyRotating)
 	g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(2))
+	g.Expect(apiKey.Status.PreviousKey.ValidUntil.Time).To(BeTemporally("==", testClock.Now().Add(24*time.Hour)),
+		"the previous key keeps its whole overlap")
+	g.Consistently(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(2))
+		g.Expect(apiKey.Status.PreviousKey).NotTo(BeNil())
+	}, 2*time.Second).Should(Succeed(), "no renewal loop")
 }
 
 // TestAPIKeyLifetimeChangeMovesExpiry: shortening expiresAfter moves the

@@ -58,6 +58,12 @@ const (
 	// Organization while any key does. The next rotation issues a key
 	// within the policy.
 	BeyondLifetimePolicyCondition = "BeyondLifetimePolicy"
+
+	// RenewBeforeAdjustedCondition (abnormal-true) is True on an APIKey
+	// whose spec.rotation.renewBefore would renew the key too soon after
+	// issuance (less than a third of its lifetime, or less than its
+	// overlap): the key renews when a third of its lifetime is left.
+	RenewBeforeAdjustedCondition = "RenewBeforeAdjusted"
 )
 
 // Condition reasons. They double as event reasons.
@@ -67,6 +73,10 @@ const (
 
 	// LifetimeBeyondPolicyReason: a key outlives the lifetime policy.
 	LifetimeBeyondPolicyReason = "LifetimeBeyondPolicy"
+
+	// RenewBeforeTooLongReason: renewBefore leaves too little of a key's
+	// lifetime before renewal.
+	RenewBeforeTooLongReason = "RenewBeforeTooLong"
 
 	// ProgressingReason: the controller is working towards the desired state.
 	ProgressingReason = "Progressing"
