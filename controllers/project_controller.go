@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -126,27 +127,9 @@ func (r *ProjectReconciler) reconcileNamespace(ctx context.Context, s *projectSc
 		return err
 	}
 	if ns == nil {
-		ns = &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
-			Name:   project.Name,
-			Labels: map[string]string{hubv1.ProjectLabel: project.Name},
-		}}
-		if err := controllerutil.SetControllerReference(project, ns, r.Scheme()); err != nil {
-			return err
-		}
-		err := r.Create(ctx, ns, client.FieldOwner(fieldOwner))
-		if apierrors.IsAlreadyExists(err) {
-			// Someone else's namespace appeared since admission checked.
-			s.setNamespaceConflict(fmt.Sprintf("namespace %q was created outside the hub; the hub never adopts "+
-				"an existing namespace: delete this project (or the namespace) and create it again", project.Name))
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("creating namespace %q: %w", project.Name, err)
-		}
-		r.Recorder.Eventf(project, ns, corev1.EventTypeNormal, hubv1.NamespaceCreatedReason, "CreateNamespace",
-			"Created namespace %s", ns.Name)
+		return r.createNamespace(ctx, s)
 	}
-
+	nsReady := meta.FindStatusCondition(project.Status.Conditions, hubv1.NamespaceReadyCondition)
 	switch {
 	case !metav1.IsControlledBy(ns, project) && ns.DeletionTimestamp != nil:
 		s.setCondition(hubv1.NamespaceReadyCondition, metav1.ConditionFalse, hubv1.NamespaceTerminatingReason,
@@ -154,11 +137,65 @@ func (r *ProjectReconciler) reconcileNamespace(ctx context.Context, s *projectSc
 	case !metav1.IsControlledBy(ns, project):
 		s.setNamespaceConflict(fmt.Sprintf("namespace %q belongs to another object; the hub never adopts "+
 			"an existing namespace: delete this project and choose another name", ns.Name))
+	case ns.DeletionTimestamp != nil:
+		// Being deleted outside the hub: once it is gone, it is created
+		// again (empty).
+		msg := fmt.Sprintf("namespace %q is being deleted outside the hub, and everything in it with it (API keys, "+
+			"spending caps, notification channels); the hub creates it again once it is gone", ns.Name)
+		if nsReady == nil || nsReady.Reason != hubv1.NamespaceDeletedReason {
+			r.Recorder.Eventf(project, ns, corev1.EventTypeWarning, hubv1.NamespaceDeletedReason, "WatchNamespace", msg)
+		}
+		s.setCondition(hubv1.NamespaceReadyCondition, metav1.ConditionFalse, hubv1.NamespaceDeletedReason, msg)
 	default:
 		s.namespace = ns
+		// A recreated namespace stays reported until the Project's spec
+		// next changes.
+		if nsReady == nil || nsReady.Reason != hubv1.NamespaceRecreatedReason || nsReady.ObservedGeneration != project.Generation {
+			s.setCondition(hubv1.NamespaceReadyCondition, metav1.ConditionTrue, hubv1.ReconciledReason,
+				fmt.Sprintf("namespace %q is ready", ns.Name))
+		}
+	}
+	return nil
+}
+
+// createNamespace creates the Project's namespace: the first time, or
+// again after someone deleted it outside the hub, which it reports.
+func (r *ProjectReconciler) createNamespace(ctx context.Context, s *projectScope) error {
+	project := s.project
+	// The project had a namespace (or saw it being deleted), though the
+	// Project is not being deleted: someone deleted it outside the hub.
+	nsReady := meta.FindStatusCondition(project.Status.Conditions, hubv1.NamespaceReadyCondition)
+	recreating := project.Status.Namespace == project.Name || (nsReady != nil && nsReady.Reason == hubv1.NamespaceDeletedReason)
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name:   project.Name,
+		Labels: map[string]string{hubv1.ProjectLabel: project.Name},
+	}}
+	if err := controllerutil.SetControllerReference(project, ns, r.Scheme()); err != nil {
+		return err
+	}
+	err := r.Create(ctx, ns, client.FieldOwner(fieldOwner))
+	if apierrors.IsAlreadyExists(err) {
+		// Someone else's namespace appeared since admission checked.
+		s.setNamespaceConflict(fmt.Sprintf("namespace %q was created outside the hub; the hub never adopts "+
+			"an existing namespace: delete this project (or the namespace) and create it again", project.Name))
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("creating namespace %q: %w", project.Name, err)
+	}
+	s.namespace = ns
+	if !recreating {
+		r.Recorder.Eventf(project, ns, corev1.EventTypeNormal, hubv1.NamespaceCreatedReason, "CreateNamespace",
+			"Created namespace %s", ns.Name)
 		s.setCondition(hubv1.NamespaceReadyCondition, metav1.ConditionTrue, hubv1.ReconciledReason,
 			fmt.Sprintf("namespace %q is ready", ns.Name))
+		return nil
 	}
+	msg := fmt.Sprintf("namespace %q was deleted outside the hub, and created again at %s; the API keys (and their "+
+		"Secrets), spending caps and notification channels that were in it were deleted with it and are not "+
+		"restored: re-apply them", ns.Name, ns.CreationTimestamp.UTC().Format(time.RFC3339))
+	r.Recorder.Eventf(project, ns, corev1.EventTypeWarning, hubv1.NamespaceRecreatedReason, "CreateNamespace", msg)
+	s.setCondition(hubv1.NamespaceReadyCondition, metav1.ConditionTrue, hubv1.NamespaceRecreatedReason, msg)
 	return nil
 }
 

@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 
@@ -172,4 +173,38 @@ func TestServerReadsSecretsOnlyInProjects(t *testing.T) {
 	g.Expect(may("list", "server-secrets")).To(BeFalse(), "get only: no list")
 	g.Expect(may("get", "kube-system")).To(BeFalse(), "nothing outside project namespaces")
 	g.Expect(may("get", "default")).To(BeFalse())
+}
+
+// TestProjectNamespaceDeletedOutsideTheHub: a project's namespace deleted
+// directly (not through its Project) is created again, empty; the Project
+// says so with events and its NamespaceReady condition, and what was in
+// the namespace (here an API key) is not restored.
+func TestProjectNamespaceDeletedOutsideTheHub(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	project := newProject("ns-deleted")
+	g.Expect(k8sClient.Create(ctx, project)).To(Succeed())
+	t.Cleanup(func() { deleteProject(t, project) })
+	waitForPhase(g, project, hubv1.ProjectActive)
+	key := newAPIKey("ns-deleted", "lost")
+	g.Expect(k8sClient.Create(ctx, key)).To(Succeed())
+	waitForKeyPhase(g, key, hubv1.KeyActive)
+
+	ns := &corev1.Namespace{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: "ns-deleted"}, ns)).To(Succeed())
+	g.Expect(k8sClient.Delete(ctx, ns)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		again := &corev1.Namespace{}
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: "ns-deleted"}, again)).To(Succeed())
+		g.Expect(again.UID).NotTo(Equal(ns.UID))
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(project), project)).To(Succeed())
+		ready := meta.FindStatusCondition(project.Status.Conditions, hubv1.NamespaceReadyCondition)
+		g.Expect(ready).NotTo(BeNil())
+		g.Expect(ready.Reason).To(Equal(hubv1.NamespaceRecreatedReason))
+		g.Expect(ready.Message).To(ContainSubstring("are not restored"))
+	}, 60*time.Second).Should(Succeed())
+	g.Expect(project.Status.Phase).To(Equal(hubv1.ProjectActive))
+	g.Expect(eventsFor(g, project, hubv1.NamespaceRecreatedReason)).NotTo(BeEmpty())
+	g.Expect(apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(key), &hubv1.APIKey{}))).To(BeTrue(),
+		"the key went with the namespace, and is not restored")
 }

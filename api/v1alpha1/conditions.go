@@ -74,6 +74,14 @@ const (
 	// LifetimeBeyondPolicyReason: a key outlives the lifetime policy.
 	LifetimeBeyondPolicyReason = "LifetimeBeyondPolicy"
 
+	// NamespaceDeletedReason: a project's namespace is being deleted
+	// outside the hub (not by deleting the Project).
+	NamespaceDeletedReason = "NamespaceDeleted"
+
+	// NamespaceRecreatedReason: a project's namespace was deleted outside
+	// the hub and created again, empty.
+	NamespaceRecreatedReason = "NamespaceRecreated"
+
 	// RenewBeforeTooLongReason: renewBefore leaves too little of a key's
 	// lifetime before renewal.
 	RenewBeforeTooLongReason = "RenewBeforeTooLong"
