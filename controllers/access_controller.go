@@ -337,5 +337,5 @@ func (r *AccessReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&rbacv1.ClusterRole{}, all).
 		Watches(&rbacv1.ClusterRoleBinding{}, all).
 		Watches(&rbacv1.RoleBinding{}, all).
-		Complete(r)
+		Complete(quietConflicts{r})
 }

@@ -233,7 +233,7 @@ func (r *APIKeyReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error
 	if r.schedule = newSchedule(r.Clock); r.schedule != nil {
 		b = b.WatchesRawSource(r.schedule.source())
 	}
-	return b.Complete(r)
+	return b.Complete(quietConflicts{r})
 }
 
 func (r *APIKeyReconciler) keysOfProject(ctx context.Context, obj client.Object) []reconcile.Request {

@@ -4,10 +4,14 @@
 package controllers
 
 import (
+	"context"
 	"fmt"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // fieldOwner is the field manager of every object the hub writes.
@@ -72,4 +76,24 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		return fmt.Errorf("setting up the organization controller: %w", err)
 	}
 	return nil
+}
+
+// conflictRequeue is how soon a reconcile that lost a write to a
+// concurrent one runs again.
+const conflictRequeue = 200 * time.Millisecond
+
+// quietConflicts runs a reconciler and turns an update conflict (a write
+// that met a concurrent one, which the next reconcile resolves by reading
+// again) into a prompt requeue, logged at debug level: controller-runtime
+// logs every returned error as "Reconciler error" with a stack trace, and
+// error level is for what an operator must act on.
+type quietConflicts struct{ reconcile.Reconciler }
+
+func (q quietConflicts) Reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	res, err := q.Reconciler.Reconcile(ctx, req)
+	if err != nil && apierrors.IsConflict(err) {
+		ctrl.LoggerFrom(ctx).V(1).Info("Write conflict; reconciling again", "error", err.Error())
+		return reconcile.Result{RequeueAfter: conflictRequeue}, nil
+	}
+	return res, err
 }

@@ -175,5 +175,5 @@ func (r *MemberActivityReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("member-activity").
 		WatchesRawSource(source.Channel(r.events, handler.EnqueueRequestsFromMapFunc(r.usernameToMembers))).
 		WithOptions(controller.Options{NeedLeaderElection: ptr.To(false)}).
-		Complete(r)
+		Complete(quietConflicts{r})
 }

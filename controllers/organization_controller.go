@@ -223,5 +223,5 @@ func (r *OrganizationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// issuing thousands of keys wakes the Organization for none.
 		Watches(&hubv1.APIKey{}, toOrganization, builder.WithPredicates(lifetimePolicyStandingChanged())).
 		Named("organization").
-		Complete(r)
+		Complete(quietConflicts{r})
 }

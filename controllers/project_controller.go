@@ -308,7 +308,7 @@ func (r *ProjectReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&hubv1.Organization{}, handler.EnqueueRequestsFromMapFunc(r.allProjects),
 			builder.WithPredicates(capReachedChanged())).
 		Named("project").
-		Complete(r)
+		Complete(quietConflicts{r})
 }
 
 func (r *ProjectReconciler) allProjects(ctx context.Context, _ client.Object) []reconcile.Request {

@@ -70,7 +70,8 @@ func TestProjectNameValidation(t *testing.T) {
 		{name: "kube-system", wantMessage: "belong to Kubernetes system namespaces"},
 		{name: "default", wantMessage: "belong to Kubernetes system namespaces"},
 		{name: "kube-public", wantMessage: "belong to Kubernetes system namespaces"},
-		{name: "Has.Dots", wantMessage: "becomes its namespace's name"},
+		{name: "Has.Dots", wantMessage: "a lowercase RFC 1123 subdomain"}, // the API server's own check
+		{name: "has.dots", wantMessage: "becomes its namespace's name"},
 		// Namespaces that add-ons create, perhaps after the hub.
 		{name: "istio-system", wantMessage: `names matching "*-system" are reserved`},
 		{name: "cert-manager", wantMessage: `names matching "cert-manager" are reserved`},
@@ -82,6 +83,8 @@ func TestProjectNameValidation(t *testing.T) {
 			err := k8sClient.Create(ctx, newProject(tt.name))
 			g.Expect(apierrors.IsInvalid(err)).To(BeTrue(), "want Invalid, got %v", err)
 			g.Expect(err.Error()).To(ContainSubstring(tt.wantMessage))
+			g.Expect(err.Error()).To(ContainSubstring("metadata.name"), "the field path, not <nil>")
+			g.Expect(err.Error()).NotTo(ContainSubstring("<nil>"))
 		})
 	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -58,9 +60,20 @@ func (v *ProjectValidator) reservedBy(name string) string {
 
 var _ admission.Validator[*hubv1.Project] = &ProjectValidator{}
 
-// ValidateCreate refuses a reserved name, and a Project whose namespace
-// already exists.
+// ValidateCreate refuses a name that cannot be a namespace's, a reserved
+// name, and a Project whose namespace already exists. (These checks are
+// here rather than in CEL, which could not name the field metadata.name.)
 func (v *ProjectValidator) ValidateCreate(ctx context.Context, project *hubv1.Project) (admission.Warnings, error) {
+	name := field.NewPath("metadata", "name")
+	if errs := validation.IsDNS1123Label(project.Name); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(projectKind, project.Name, field.ErrorList{field.Invalid(name, project.Name,
+			"a project's name becomes its namespace's name: use at most 63 lowercase letters, digits and '-', "+
+				"starting and ending with a letter or digit")})
+	}
+	if project.Name == "default" || strings.HasPrefix(project.Name, "kube-") {
+		return nil, apierrors.NewInvalid(projectKind, project.Name, field.ErrorList{field.Invalid(name, project.Name,
+			"'default' and names starting with 'kube-' belong to Kubernetes system namespaces; choose another project name")})
+	}
 	if pattern := v.reservedBy(project.Name); pattern != "" {
 		return nil, apierrors.NewInvalid(projectKind, project.Name, field.ErrorList{field.Invalid(field.NewPath("metadata", "name"),
 			project.Name, fmt.Sprintf("names matching %q are reserved for the namespaces of Kubernetes and cluster add-ons "+

@@ -1,6 +1,9 @@
 package v1alpha1
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // DefaultKeyLifetime is the lifetime of keys that ask for none when the
 // organization's policy names no default either.
@@ -50,6 +53,21 @@ func (p *APIKeyPolicy) BeyondPolicy(l KeyLifetime) bool {
 	return l != "" && p.CheckLifetime(l) != nil
 }
 
+// allowedLifetimes names the lifetimes the policy's maximum allows: "30d or
+// 90d".
+func (p *APIKeyPolicy) allowedLifetimes() string {
+	var allowed []string
+	for _, l := range []KeyLifetime{KeyLifetime30Days, KeyLifetime90Days, KeyLifetime180Days} {
+		if days, _ := l.Days(); days <= *p.MaxLifetimeDays {
+			allowed = append(allowed, string(l))
+		}
+	}
+	if len(allowed) == 1 {
+		return allowed[0]
+	}
+	return strings.Join(allowed[:len(allowed)-1], ", ") + " or " + allowed[len(allowed)-1]
+}
+
 // CheckLifetime returns why the policy forbids a lifetime, or nil. p may be
 // nil (no policy).
 func (p *APIKeyPolicy) CheckLifetime(l KeyLifetime) error {
@@ -59,8 +77,8 @@ func (p *APIKeyPolicy) CheckLifetime(l KeyLifetime) error {
 	days, expires := l.Days()
 	if !expires {
 		return fmt.Errorf("the organization's policy requires keys to expire within %d days "+
-			"(spec.security.apiKeys.maxLifetimeDays of Organization %q); choose 30d, 90d or 180d within it",
-			*p.MaxLifetimeDays, OrganizationName)
+			"(spec.security.apiKeys.maxLifetimeDays of Organization %q); choose %s",
+			*p.MaxLifetimeDays, OrganizationName, p.allowedLifetimes())
 	}
 	if days > *p.MaxLifetimeDays {
 		return fmt.Errorf("%s is longer than the %d days the organization's policy allows "+

@@ -123,8 +123,6 @@ type ProjectStatus struct {
 // +kubebuilder:printcolumn:name="Spend",type=string,JSONPath=`.status.usage.spend`
 // +kubebuilder:printcolumn:name="Cost Center",type=string,JSONPath=`.spec.costCenter`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="a project's name becomes its namespace's name: use at most 63 lowercase letters, digits and '-', starting and ending with a letter or digit"
-// +kubebuilder:validation:XValidation:rule="self.metadata.name != 'default' && !self.metadata.name.startsWith('kube-')",message="'default' and names starting with 'kube-' belong to Kubernetes system namespaces; choose another project name"
 type Project struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

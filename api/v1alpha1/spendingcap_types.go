@@ -138,8 +138,9 @@ type SpendingCapStatus struct {
 
 	// percent is how much of the cap is used, rounded down: the larger of
 	// spent/limit and tokens/tokenLimit.
+	// Always written, so that 0% shows as 0.
 	// +optional
-	Percent int32 `json:"percent,omitempty"`
+	Percent int32 `json:"percent"`
 
 	// state is OK, Warning (a threshold is crossed) or Exceeded (100%).
 	// +optional
@@ -205,9 +206,10 @@ type FiredAlert struct {
 // +kubebuilder:resource:shortName=cap;caps,categories=hub
 // +kubebuilder:printcolumn:name="Scope",type=string,JSONPath=`.status.scope`
 // +kubebuilder:printcolumn:name="Limit",type=string,JSONPath=`.spec.limit`
-// +kubebuilder:printcolumn:name="Token Limit",type=integer,JSONPath=`.spec.tokenLimit`,priority=1
+// +kubebuilder:printcolumn:name="Token Limit",type=integer,JSONPath=`.spec.tokenLimit`
 // +kubebuilder:printcolumn:name="Enforcement",type=string,JSONPath=`.spec.enforcement`
 // +kubebuilder:printcolumn:name="Spent",type=string,JSONPath=`.status.spent`
+// +kubebuilder:printcolumn:name="Tokens",type=integer,JSONPath=`.status.tokens`
 // +kubebuilder:printcolumn:name="Percent",type=integer,JSONPath=`.status.percent`
 // +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

@@ -64,7 +64,10 @@ func (c *KeyCollector) Collect(ch chan<- prometheus.Metric) {
 			phase = string(hubv1.KeyPending)
 		}
 		counts[group{project: key.Namespace, phase: phase, scope: string(key.Spec.Scope)}]++
-		if key.Status.ExpiresAt != nil && key.Status.KeyID != "" {
+		// Only keys that can still be used: a revoked or expired key's
+		// expiry would show in "expiring within a week" queries.
+		if key.Status.ExpiresAt != nil && key.Status.KeyID != "" && !key.Spec.Revoked &&
+			key.Status.Phase != hubv1.KeyRevoked && key.Status.Phase != hubv1.KeyExpired {
 			ch <- prometheus.MustNewConstMetric(apiKeyExpiryDesc, prometheus.GaugeValue,
 				float64(key.Status.ExpiresAt.Unix()), key.Name, key.Status.KeyID, key.Namespace)
 		}
