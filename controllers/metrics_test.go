@@ -9,6 +9,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 )
@@ -38,6 +39,14 @@ func TestAPIKeyMetrics(t *testing.T) {
 	))
 	g.Expect(scrape()).NotTo(ContainSubstring(fmt.Sprintf(`key_id=%q`, standard.Status.KeyID)),
 		"a key that never expires has no expiry")
+
+	// A revoked key can no longer be used: it leaves "expiring within a
+	// week" queries.
+	patch := client.MergeFrom(readOnly.DeepCopy())
+	readOnly.Spec.Revoked = true
+	g.Expect(k8sClient.Patch(ctx, readOnly, patch)).To(Succeed())
+	g.Eventually(scrape).ShouldNot(ContainSubstring(fmt.Sprintf(`hub_apikey_expiration_timestamp_seconds{key_id=%q`,
+		readOnly.Status.KeyID)))
 }
 
 func scrape() (string, error) {
