@@ -22,6 +22,7 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/statusapply"
+	"github.com/minimax/platform-hub/internal/wakeup"
 )
 
 // APIKeyReconciler issues API keys into Secrets and runs their lifecycle:
@@ -50,7 +51,7 @@ type APIKeyReconciler struct {
 
 	// schedule wakes keys at their due moments by Clock (renewal, the end
 	// of an overlap, expiry); nil with a clock that cannot.
-	schedule *schedule
+	schedule *wakeup.Schedule
 
 	// pushSecrets is true when the cluster serves External Secrets Operator's
 	// PushSecret API.
@@ -111,7 +112,7 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 		computeAPIKeyStatus(s)
 		// The next due moment, by this reconciler's clock, as well as
 		// the RequeueAfter returned (by the real one).
-		r.schedule.at(req, s.requeueAt)
+		r.schedule.At(req, s.requeueAt)
 		err := r.writeStatus(ctx, s)
 		if err == nil {
 			// Only what was recorded is told, and only once: a failed status
@@ -230,8 +231,8 @@ func (r *APIKeyReconciler) SetupWithManager(mgr ctrl.Manager, workers int) error
 		r.pushSecrets = true
 		b = b.Owns(newPushSecret())
 	}
-	if r.schedule = newSchedule(r.Clock); r.schedule != nil {
-		b = b.WatchesRawSource(r.schedule.source())
+	if r.schedule = wakeup.New(r.Clock); r.schedule != nil {
+		b = b.WatchesRawSource(r.schedule.Source())
 	}
 	return b.Complete(quietConflicts{r})
 }

@@ -92,7 +92,7 @@ func (e *capsEnv) start(g Gomega, a *alerting) {
 		}
 		e.caps.Outbox, e.caps.DashboardURL = outbox, "https://hub.example.com"
 		warner := &reconcilers.KeyExpiryReconciler{Client: mgr.GetClient(), Outbox: outbox, Clock: e.clock,
-			DashboardURL: "https://hub.example.com", Resync: 100 * time.Millisecond}
+			DashboardURL: "https://hub.example.com"}
 		g.Expect(warner.SetupWithManager(mgr)).To(Succeed())
 	}
 	g.Expect(e.caps.SetupWithManager(mgr)).To(Succeed())

@@ -16,6 +16,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/alertlog"
 	"github.com/minimax/platform-hub/internal/notify"
+	"github.com/minimax/platform-hub/internal/wakeup"
 )
 
 // KeyExpiryWarningDays are the days before expiry at which a key's project
@@ -34,9 +35,13 @@ type KeyExpiryReconciler struct {
 	Clock  clock.PassiveClock
 	// DashboardURL is the dashboard's base URL, for the links in warnings.
 	DashboardURL string
-	// Resync is the longest a key goes unchecked (default 1h), so that a
-	// clock that jumps (a suspended host, a test's fake clock) still warns.
+	// Resync is the longest a key goes unchecked (default 1h).
 	Resync time.Duration
+
+	// schedule wakes a key when its next warning is due, by Clock: a
+	// clock that jumps (a suspended host, a test's fake clock) still warns
+	// on time.
+	schedule *wakeup.Schedule
 }
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=apikeys,verbs=get;list;watch
@@ -80,6 +85,7 @@ func (r *KeyExpiryReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if resync <= 0 {
 		resync = time.Hour
 	}
+	r.schedule.At(req, next)
 	if next.IsZero() {
 		return ctrl.Result{}, nil // the last warning is out
 	}
@@ -124,8 +130,11 @@ func expiryChanged() predicate.Predicate {
 
 // SetupWithManager registers the reconciler; it runs on the elected replica.
 func (r *KeyExpiryReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&hubv1.APIKey{}, builder.WithPredicates(expiryChanged())).
-		Named("apikey-expiry-warning").
-		Complete(r)
+		Named("apikey-expiry-warning")
+	if r.schedule = wakeup.New(r.Clock); r.schedule != nil {
+		b = b.WatchesRawSource(r.schedule.Source())
+	}
+	return b.Complete(r)
 }

@@ -1,4 +1,7 @@
-package controllers
+// Package wakeup wakes a reconciler at the moments its objects' state says
+// something is due (a key's renewal, the end of an overlap, an expiry, an
+// expiry warning), by the reconciler's clock.
+package wakeup
 
 import (
 	"context"
@@ -14,14 +17,13 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 )
 
-// schedule wakes a reconciler at the moments its objects' state says
-// something is due (a renewal, the end of an overlap, an expiry), by the
-// reconciler's clock. A RequeueAfter alone waits by the workqueue's clock,
+// Schedule wakes a reconciler at the moments its objects' state says
+// something is due, by the reconciler's clock. A RequeueAfter alone waits by the workqueue's clock,
 // which is always the real one: with the clock of the tests (or any clock
 // moved on), a due moment would pass unnoticed until something else
 // touched the object. Each object has at most one wake-up, the latest one
 // asked for, since a reconcile computes its earliest due moment anew.
-type schedule struct {
+type Schedule struct {
 	clock  clock.WithDelayedExecution
 	wakeUp chan event.TypedGenericEvent[reconcile.Request]
 
@@ -29,19 +31,21 @@ type schedule struct {
 	timers map[types.NamespacedName]clock.Timer
 }
 
-// newSchedule returns a schedule by c, or nil when c cannot run functions
-// later (a bare PassiveClock): then RequeueAfter alone schedules.
-func newSchedule(c clock.PassiveClock) *schedule {
+// New returns a schedule by c, or nil when c cannot run functions later
+// (a bare PassiveClock): then RequeueAfter alone schedules. A nil Schedule
+// is valid and does nothing.
+func New(c clock.PassiveClock) *Schedule {
 	delayed, ok := c.(clock.WithDelayedExecution)
 	if !ok {
 		return nil
 	}
-	return &schedule{clock: delayed, wakeUp: make(chan event.TypedGenericEvent[reconcile.Request], 1024),
+	return &Schedule{clock: delayed, wakeUp: make(chan event.TypedGenericEvent[reconcile.Request], 1024),
 		timers: map[types.NamespacedName]clock.Timer{}}
 }
 
-// source is what the reconciler watches: its objects, at their moments.
-func (s *schedule) source() source.TypedSource[reconcile.Request] {
+// Source is what the reconciler watches (WatchesRawSource): its objects,
+// at their moments.
+func (s *Schedule) Source() source.TypedSource[reconcile.Request] {
 	return source.TypedChannel(s.wakeUp, handler.TypedFuncs[reconcile.Request, reconcile.Request]{
 		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[reconcile.Request],
 			q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
@@ -50,10 +54,10 @@ func (s *schedule) source() source.TypedSource[reconcile.Request] {
 	})
 }
 
-// at wakes req at t (by the clock), replacing any earlier wake-up of it; a
+// At wakes req at t (by the clock), replacing any earlier wake-up of it; a
 // zero t cancels it. A replaced wake-up that fires anyway costs one
 // reconcile that finds nothing due.
-func (s *schedule) at(req reconcile.Request, t time.Time) {
+func (s *Schedule) At(req reconcile.Request, t time.Time) {
 	if s == nil {
 		return
 	}
