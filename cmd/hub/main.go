@@ -208,8 +208,11 @@ State is kept in --state-dir across restarts; Ctrl-C stops everything.`,
 	f := cmd.Flags()
 	f.StringVar(&opts.StateDir, "state-dir", ".hub", "Directory for the cluster's data, the kubeconfig and logs.")
 	f.StringVar(&opts.BinDir, "bin-dir", "", "Directory holding etcd, kube-apiserver and kube-controller-manager (default: found automatically).")
-	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", "", "Address of the metrics endpoint (default: a free loopback port).")
 	f.StringVar(&opts.GatewayAddr, "gateway-address", "127.0.0.1:8080", "Address of the gateway (the OpenAI-compatible API, in front of the demo model).")
+	f.StringVar(&opts.MetricsAddr, "metrics-bind-address", "127.0.0.1:8081", "Address of the manager's metrics endpoint.")
+	f.StringVar(&opts.GatewayMetricsAddr, "gateway-metrics-address", "127.0.0.1:8082", "Address of the gateway's metrics endpoint.")
+	f.StringVar(&opts.ServerAddr, "server-address", "127.0.0.1:8090", "Address of the usage server (its API and invitation links).")
+	f.StringVar(&opts.ServerMetricsAddr, "server-metrics-address", "127.0.0.1:8091", "Address of the usage server's metrics endpoint.")
 	return cmd
 }
 

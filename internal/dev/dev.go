@@ -38,10 +38,17 @@ type Options struct {
 	StateDir string
 	// BinDir holds the control-plane binaries; empty means found automatically.
 	BinDir string
-	// MetricsAddr serves the manager's metrics; empty picks a free loopback port.
+	// MetricsAddr serves the manager's metrics; empty picks a free loopback
+	// port. `hub dev` gives every address a fixed default (see Endpoints).
 	MetricsAddr string
 	// GatewayAddr is where the gateway listens.
 	GatewayAddr string
+	// ServerAddr is where the usage server listens; empty picks a free
+	// loopback port.
+	ServerAddr string
+	// ServerMetricsAddr and GatewayMetricsAddr serve those roles' metrics;
+	// empty picks a free loopback port.
+	ServerMetricsAddr, GatewayMetricsAddr string
 	// Out receives the instructions printed for the user.
 	Out io.Writer
 
@@ -78,18 +85,16 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 		return err
 	}
 
-	metricsAddr := opts.MetricsAddr
-	if metricsAddr == "" {
-		if metricsAddr, err = freeLoopbackAddr(); err != nil {
-			return err
+	// Every address is chosen now: the manager sends the usage server the
+	// audit log (entries wait in a spool until it is up).
+	for _, addr := range []*string{&opts.MetricsAddr, &opts.ServerAddr, &opts.ServerMetricsAddr, &opts.GatewayMetricsAddr} {
+		if *addr == "" {
+			if *addr, err = freeLoopbackAddr(); err != nil {
+				return err
+			}
 		}
 	}
-	// The usage server's address is chosen now: the manager sends it the
-	// audit log (entries wait in a spool until it is up).
-	serverAddr, err := freeLoopbackAddr()
-	if err != nil {
-		return err
-	}
+	metricsAddr, serverAddr := opts.MetricsAddr, opts.ServerAddr
 	auditToken, err := managerToken(ctx, cluster)
 	if err != nil {
 		return err
@@ -131,11 +136,10 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 		return err
 	}
 
-	gatewayAddr, err := startUsagePath(rolesCtx, start, cluster, stateDir, serverAddr, opts)
-	if err != nil {
+	if _, err := startUsagePath(rolesCtx, start, cluster, stateDir, serverAddr, opts); err != nil {
 		return err
 	}
-	printNextSteps(opts.Out, opts.StateDir, kubeconfig, metricsAddr, gatewayAddr)
+	printNextSteps(opts.Out, opts.StateDir, kubeconfig, opts)
 
 	select {
 	case <-ctx.Done():
@@ -200,7 +204,7 @@ func startUsagePath(ctx context.Context, start func(string, func(context.Context
 
 	serverMgr, store, err := server.NewManager(ctx, cluster.Config, server.Options{
 		StoreURL: "sqlite:" + filepath.Join(stateDir, "usage.db"), ListenAddr: serverAddr, PublicURL: "http://" + serverAddr,
-		MetricsAddr: "0", ProbeAddr: "0", EventRetention: 90 * 24 * time.Hour, RollupRetention: 400 * 24 * time.Hour,
+		MetricsAddr: opts.ServerMetricsAddr, ProbeAddr: "0", EventRetention: 90 * 24 * time.Hour, RollupRetention: 400 * 24 * time.Hour,
 		Egress:                       devEgress(),
 		SkipControllerNameValidation: opts.SkipControllerNameValidation,
 	})
@@ -218,7 +222,7 @@ func startUsagePath(ctx context.Context, start func(string, func(context.Context
 	}
 	gatewayMgr, _, err := gateway.NewManager(ctx, cluster.Config, gateway.Options{
 		ListenAddr: opts.GatewayAddr, Upstream: "http://" + model.Addr().String(), ServerURL: "http://" + serverAddr,
-		Token: token, SpoolDir: filepath.Join(stateDir, "spool"), MetricsAddr: "0", ProbeAddr: "0",
+		Token: token, SpoolDir: filepath.Join(stateDir, "spool"), MetricsAddr: opts.GatewayMetricsAddr, ProbeAddr: "0",
 	})
 	if err != nil {
 		return "", err
@@ -254,13 +258,21 @@ func applySamplesOnce(ctx context.Context, mgr ctrl.Manager, stateDir string) er
 	return os.WriteFile(marker, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
 }
 
-func printNextSteps(out io.Writer, stateDir, kubeconfig, metricsAddr, gatewayAddr string) {
+func printNextSteps(out io.Writer, stateDir, kubeconfig string, opts Options) {
 	rel := kubeconfig
 	if r, err := filepath.Rel(mustGetwd(), kubeconfig); err == nil && !filepath.IsAbs(r) && len(r) < len(kubeconfig) {
 		rel = r
 	}
 	fmt.Fprintf(out, `
-Platform Hub is running. In another terminal:
+Platform Hub is running.
+
+  gateway (OpenAI-compatible API)  http://%[5]s/v1
+  usage server (API, invitations)  http://%[6]s
+  metrics: manager                 http://%[3]s/metrics
+           usage server            http://%[7]s/metrics
+           gateway                 http://%[8]s/metrics
+
+In another terminal:
 
   kubectl --kubeconfig %[1]s get organizations
   kubectl --kubeconfig %[1]s get projects
@@ -273,10 +285,10 @@ Spend tokens with the sample key, through the gateway, on the demo model:
     -H 'Content-Type: application/json' \
     -d '{"model":"MiniMax-M2","messages":[{"role":"user","content":"Hello, hub"}]}'
 
-or export KUBECONFIG=%[2]s once. Metrics: http://%[3]s/metrics
+or export KUBECONFIG=%[2]s once.
 
 State is kept in %[4]s across restarts (delete it to start over). Press Ctrl-C to stop.
-`, rel, kubeconfig, metricsAddr, stateDir, gatewayAddr)
+`, rel, kubeconfig, opts.MetricsAddr, stateDir, opts.GatewayAddr, opts.ServerAddr, opts.ServerMetricsAddr, opts.GatewayMetricsAddr)
 }
 
 func mustGetwd() string {
