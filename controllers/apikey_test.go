@@ -8,7 +8,6 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
-	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -515,13 +514,8 @@ func TestManagerSecretsOnlyInProjectNamespaces(t *testing.T) {
 	g.Expect(k8sClient.Create(ctx, apiKey)).To(Succeed())
 	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
 
-	user := "system:serviceaccount:" + suiteManagerAccess.ServiceAccount.Namespace + ":" + suiteManagerAccess.ServiceAccount.Name
 	may := func(verb, namespace string) bool {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user,
-			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + suiteManagerAccess.ServiceAccount.Namespace},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: "secrets"}}}
-		g.Expect(k8sClient.Create(ctx, sar)).To(Succeed())
-		return sar.Status.Allowed
+		return mayOnSecrets(g, suiteManagerAccess.ServiceAccount, verb, namespace)
 	}
 	for _, verb := range []string{"get", "list", "watch", "create", "update", "delete"} {
 		g.Eventually(func() bool { return may(verb, "keys-cache") }).Should(BeTrue(), "%s in a project namespace", verb)

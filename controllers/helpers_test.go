@@ -6,9 +6,11 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -60,4 +62,15 @@ func poke(t *testing.T, obj client.Object) {
 	annotations["test.hub.minimax.io/poke"] = time.Now().Format(time.RFC3339Nano)
 	obj.SetAnnotations(annotations)
 	g.Expect(k8sClient.Patch(context.Background(), obj, patch)).To(Succeed())
+}
+
+// mayOnSecrets asks the API server's authorizer whether sa may verb
+// Secrets in namespace ("" for across the cluster).
+func mayOnSecrets(g Gomega, sa types.NamespacedName, verb, namespace string) bool {
+	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User:               "system:serviceaccount:" + sa.Namespace + ":" + sa.Name,
+		Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + sa.Namespace},
+		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: "secrets"}}}
+	g.Expect(k8sClient.Create(context.Background(), sar)).To(Succeed())
+	return sar.Status.Allowed
 }

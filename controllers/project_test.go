@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	authorizationv1 "k8s.io/api/authorization/v1"
-
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -164,13 +162,8 @@ func TestServerReadsSecretsOnlyInProjects(t *testing.T) {
 	t.Cleanup(func() { deleteProject(t, project) })
 	waitForPhase(g, project, hubv1.ProjectActive)
 
-	user := "system:serviceaccount:" + suiteServerAccess.ServiceAccount.Namespace + ":" + suiteServerAccess.ServiceAccount.Name
 	may := func(verb, namespace string) bool {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{User: user,
-			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + suiteServerAccess.ServiceAccount.Namespace},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: namespace, Verb: verb, Resource: "secrets"}}}
-		g.Expect(k8sClient.Create(ctx, sar)).To(Succeed())
-		return sar.Status.Allowed
+		return mayOnSecrets(g, suiteServerAccess.ServiceAccount, verb, namespace)
 	}
 	g.Eventually(func() bool { return may("get", "server-secrets") }).Should(BeTrue(), "get in the project's namespace")
 	g.Expect(may("list", "server-secrets")).To(BeFalse(), "get only: no list")
