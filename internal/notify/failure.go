@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"net"
 	"syscall"
 
@@ -86,7 +87,9 @@ func classOf(err error) *deliveryError {
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr) && netErr.Timeout():
 		class = classTimeout
 	case errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EHOSTUNREACH),
-		errors.Is(err, syscall.ENETUNREACH):
+		errors.Is(err, syscall.ENETUNREACH),
+		// The receiver closed a kept-alive connection as the request went out on it.
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		class = classConnect
 	}
 	return &deliveryError{class: class, cause: err}

@@ -1,7 +1,9 @@
 package notify
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -88,4 +90,29 @@ func TestSigningSecretFailuresLookAlike(t *testing.T) {
 		answers[strings.NewReplacer(ref.Name, "NAME", ref.Key, "KEY").Replace(err.Error())] = true
 	}
 	g.Expect(answers).To(HaveLen(1), "one answer for every failure: %v", answers)
+}
+
+// TestReceiverHangsUp: a receiver that accepts the connection and closes
+// it without answering is a failed connection, not an unknown failure.
+func TestReceiverHangsUp(t *testing.T) {
+	g := NewWithT(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = ln.Close() }()
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			// Read the whole request, so that closing sends FIN, not RST.
+			if req, err := http.ReadRequest(bufio.NewReader(conn)); err == nil {
+				_, _ = io.Copy(io.Discard, req.Body)
+			}
+			_ = conn.Close()
+		}
+	}()
+	req, _ := http.NewRequest(http.MethodPost, "http://"+ln.Addr().String()+"/", strings.NewReader(`{}`))
+	err = (&Sender{}).do(&http.Client{}, req)
+	g.Expect(err).To(MatchError(classConnect))
 }
