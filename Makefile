@@ -30,7 +30,8 @@ KUBE_LDFLAGS := -s -w \
 
 CONTROLLER_GEN := $(BIN)/controller-gen
 GOLANGCI_LINT := $(BIN)/golangci-lint
-CONTROLPLANE := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager
+# kubectl is built beside them: the README walkthrough test runs it.
+CONTROLPLANE := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kubectl
 # The control plane's first build is long: list packages as they build,
 # except in CI, whose log keeps only its tail.
 BUILD_PROGRESS := $(if $(CI),,-v)
@@ -97,7 +98,7 @@ bench: envtest-assets ## Run the benchmarks.
 
 .PHONY: demo
 demo: build envtest-assets ## Run the hub with a local control plane and the samples (hub dev).
-	$(BIN)/hub dev
+	$(BIN)/hub dev $(DEMO_FLAGS)
 
 ##@ Build
 
@@ -106,10 +107,10 @@ build: ## Build bin/hub.
 	$(GO) build -trimpath -ldflags "-X main.version=$(VERSION)" -o $(BIN)/hub ./cmd/hub
 
 .PHONY: envtest-assets
-envtest-assets: $(CONTROLPLANE) ## Build etcd, kube-apiserver and kube-controller-manager into bin/ (once).
+envtest-assets: $(CONTROLPLANE) ## Build etcd, kube-apiserver, kube-controller-manager and kubectl into bin/ (once).
 
 # The control plane is rebuilt only when its pinned versions change.
-$(BIN)/kube-apiserver $(BIN)/kube-controller-manager: $(CONTROLPLANE_MOD)
+$(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kubectl: $(CONTROLPLANE_MOD)
 	@echo "Building $(@F) $(KUBE_VERSION) from the Go module proxy (5 to 20 minutes the first time; packages are listed as they build)"
 	cd hack/controlplane && $(GO) build $(BUILD_PROGRESS) -trimpath -ldflags "$(KUBE_LDFLAGS)" -o $@ k8s.io/kubernetes/cmd/$(@F)
 

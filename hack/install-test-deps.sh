@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs the programs the tests run beside the project's own: PostgreSQL
-# (the usage store's second backend) and Prometheus (the metrics tests), from
-# Debian packages. Does nothing when they are present.
+# (the usage store's second backend), Prometheus (the metrics tests) and curl
+# (the README walkthrough test), from Debian packages. Does nothing when they are present.
 set -euo pipefail
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 pg_found=""
 for dir in /usr/lib/postgresql/*/bin; do
 	[ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && pg_found=1

@@ -193,15 +193,21 @@ func newGatewayCommand() *cobra.Command {
 
 func newDevCommand() *cobra.Command {
 	opts := dev.Options{}
+	samples := true
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole hub on this machine with a local control plane",
 		Long: `Run etcd, kube-apiserver and kube-controller-manager locally, install the hub's
 CRDs and webhooks, run the manager, and apply the samples on first start.
-State is kept in --state-dir across restarts; Ctrl-C stops everything.`,
+State is kept in --state-dir across restarts; Ctrl-C stops everything.
+
+The samples are recorded as 'kubectl apply' records what it applies, so
+applying your own Organization (named default) replaces the sample's spec.
+To start from nothing, start a new state directory with --samples=false.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opts.Out = cmd.OutOrStdout()
+			opts.SkipSamples = !samples
 			return dev.Run(ctrl.SetupSignalHandler(), opts)
 		},
 	}
@@ -213,6 +219,7 @@ State is kept in --state-dir across restarts; Ctrl-C stops everything.`,
 	f.StringVar(&opts.GatewayMetricsAddr, "gateway-metrics-address", "127.0.0.1:8082", "Address of the gateway's metrics endpoint.")
 	f.StringVar(&opts.ServerAddr, "server-address", "127.0.0.1:8090", "Address of the usage server (its API and invitation links).")
 	f.StringVar(&opts.ServerMetricsAddr, "server-metrics-address", "127.0.0.1:8091", "Address of the usage server's metrics endpoint.")
+	f.BoolVar(&samples, "samples", true, "Apply the samples in config/samples on the first start of a state directory.")
 	return cmd
 }
 

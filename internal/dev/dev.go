@@ -5,6 +5,7 @@ package dev
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -16,6 +17,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -51,6 +55,10 @@ type Options struct {
 	ServerMetricsAddr, GatewayMetricsAddr string
 	// Out receives the instructions printed for the user.
 	Out io.Writer
+	// SkipSamples starts a new state directory without the samples, for
+	// users who apply their own Organization first. Only the first start of
+	// a state directory applies samples either way.
+	SkipSamples bool
 
 	// SkipControllerNameValidation lets a process run the hub more than once
 	// (tests restart it in-process).
@@ -132,7 +140,7 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 		wg.Wait()
 	}()
 	start("manager", mgr.Start)
-	if err := applySamplesOnce(ctx, mgr, stateDir); err != nil {
+	if err := applySamplesOnce(ctx, mgr, stateDir, !opts.SkipSamples); err != nil {
 		return err
 	}
 
@@ -232,11 +240,15 @@ func startUsagePath(ctx context.Context, start func(string, func(context.Context
 }
 
 // applySamplesOnce creates the sample resources on the first start of a state
-// directory. It retries while the webhook server comes up.
-func applySamplesOnce(ctx context.Context, mgr ctrl.Manager, stateDir string) error {
+// directory, unless apply is false. It retries while the webhook server comes
+// up.
+func applySamplesOnce(ctx context.Context, mgr ctrl.Manager, stateDir string, apply bool) error {
 	marker := filepath.Join(stateDir, samplesAppliedFile)
 	if _, err := os.Stat(marker); err == nil {
 		return nil
+	}
+	if !apply {
+		return os.WriteFile(marker, []byte("skipped "+time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
 	}
 	samples, err := config.Samples()
 	if err != nil {
@@ -244,6 +256,9 @@ func applySamplesOnce(ctx context.Context, mgr ctrl.Manager, stateDir string) er
 	}
 	c := mgr.GetClient()
 	for _, obj := range samples {
+		if err := recordAsApplied(obj); err != nil {
+			return err
+		}
 		// Retry while the webhook server comes up, the API server starts to
 		// serve new CRDs, and (for keys) the project's namespace gets ready.
 		var lastErr error
@@ -256,6 +271,25 @@ func applySamplesOnce(ctx context.Context, mgr ctrl.Manager, stateDir string) er
 		}
 	}
 	return os.WriteFile(marker, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o600)
+}
+
+// recordAsApplied annotates a sample with its own configuration, as
+// `kubectl apply` (or `kubectl create --save-config`) does. A user's later
+// `kubectl apply` of the same object then neither warns about a missing
+// annotation nor keeps the sample's fields that the user's file leaves out:
+// kubectl's three-way merge removes them.
+func recordAsApplied(obj *unstructured.Unstructured) error {
+	applied, err := json.Marshal(obj.Object)
+	if err != nil {
+		return fmt.Errorf("encoding sample %s %s: %w", obj.GetKind(), obj.GetName(), err)
+	}
+	annotations := obj.GetAnnotations()
+	if annotations == nil {
+		annotations = map[string]string{}
+	}
+	annotations[corev1.LastAppliedConfigAnnotation] = string(applied) + "\n"
+	obj.SetAnnotations(annotations)
+	return nil
 }
 
 func printNextSteps(out io.Writer, stateDir, kubeconfig string, opts Options) {

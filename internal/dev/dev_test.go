@@ -35,11 +35,7 @@ import (
 // the samples again.
 func TestDev(t *testing.T) {
 	g := NewWithT(t)
-	logOut := io.Discard
-	if os.Getenv("HUB_TEST_LOG") != "" {
-		logOut = os.Stderr
-	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(logOut)))
+	setTestLogger()
 	stateDir := t.TempDir()
 
 	hub := startDev(t, stateDir)
@@ -100,6 +96,16 @@ func TestDev(t *testing.T) {
 		return apierrors.IsNotFound(c.Get(ctx, client.ObjectKey{Name: "chatbot"}, &hubv1.Project{}))
 	}, 2*time.Second).Should(BeTrue())
 	g.Expect(hub.stop()).To(Succeed())
+}
+
+// setTestLogger sends the hub's logs to stderr when HUB_TEST_LOG is set,
+// and nowhere otherwise.
+func setTestLogger() {
+	logOut := io.Discard
+	if os.Getenv("HUB_TEST_LOG") != "" {
+		logOut = os.Stderr
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(logOut)))
 }
 
 type runningDev struct {
@@ -184,4 +190,17 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestSamplesDecidedOnFirstStart: a state directory started without the
+// samples never gets them, though a later start asks for them.
+func TestSamplesDecidedOnFirstStart(t *testing.T) {
+	g := NewWithT(t)
+	stateDir := t.TempDir()
+	g.Expect(applySamplesOnce(context.Background(), nil, stateDir, false)).To(Succeed())
+	marker, err := os.ReadFile(filepath.Join(stateDir, samplesAppliedFile))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(string(marker)).To(HavePrefix("skipped "))
+	// With no manager, applying would fail: the marker must stop it first.
+	g.Expect(applySamplesOnce(context.Background(), nil, stateDir, true)).To(Succeed())
 }

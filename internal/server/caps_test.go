@@ -1,11 +1,14 @@
 package server_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -40,6 +43,9 @@ type capsEnv struct {
 	caps         *reconcilers.SpendingCapReconciler
 	sent         int
 	stop         func()
+	// resync and statusInterval, when set, replace the test defaults
+	// (200ms, and the reconciler's 10s).
+	resync, statusInterval time.Duration
 }
 
 func startCaps(t *testing.T, g Gomega, hubNamespace string) *capsEnv {
@@ -81,7 +87,7 @@ func (e *capsEnv) start(g Gomega, a *alerting) {
 		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
 	g.Expect(err).NotTo(HaveOccurred())
 	e.caps = &reconcilers.SpendingCapReconciler{Client: mgr.GetClient(), Store: e.store, Clock: e.clock, HubNamespace: e.hubNamespace,
-		Log: ctrl.Log, Resync: 200 * time.Millisecond, Prices: e}
+		Log: ctrl.Log, Resync: cmp.Or(e.resync, 200*time.Millisecond), StatusInterval: e.statusInterval, Prices: e}
 	if a != nil {
 		outbox := &notify.Outbox{Client: mgr.GetClient(), Store: e.alerts, HubNamespace: e.hubNamespace}
 		if !a.noDispatch {
@@ -444,4 +450,35 @@ func TestCapEvaluatesAStoreOfExtremeValues(t *testing.T) {
 		g.Expect(string(s.Spent)).To(HavePrefix("252695."))
 		g.Expect(projectCapReached(g, "caps-extreme")).To(BeTrue())
 	}, 10*time.Second).Should(Succeed())
+}
+
+// TestCapFiguresHeldBackAreWritten: a cap with nothing spent shows 0%;
+// figures that change soon after a write
+// are held back for the status interval, then written without further
+// ingest or resync, so a cap's status is never more than an interval behind.
+func TestCapFiguresHeldBackAreWritten(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	e := newCapsEnv(t, g, "caps-hub-i")
+	e.resync, e.statusInterval = time.Hour, 2*time.Second
+	e.start(g, nil)
+	projectWithNamespace(g, "caps-fresh")
+	c := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "caps-fresh", Name: "watch"},
+		Spec: hubv1.SpendingCapSpec{TokenLimit: ptr.To[int64](1000)}}
+	g.Expect(k8sClient.Create(ctx, c)).To(Succeed())
+	// Nothing spent: percent is stored as 0, so kubectl prints 0%.
+	g.Eventually(func(g Gomega) {
+		raw := &unstructured.Unstructured{}
+		raw.SetGroupVersionKind(hubv1.GroupVersion.WithKind("SpendingCap"))
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(c), raw)).To(Succeed())
+		percent, found, err := unstructured.NestedInt64(raw.Object, "status", "percent")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(found).To(BeTrue(), "status.percent is stored")
+		g.Expect(percent).To(BeZero())
+	}, 10*time.Second).Should(Succeed())
+	e.spend(g, "caps-fresh", 1, 10)
+	g.Eventually(func() int64 { return getCap(g, c).Status.Tokens }, 10*time.Second).Should(BeEquivalentTo(10))
+
+	e.spend(g, "caps-fresh", 1, 20) // inside the interval: held back, then written
+	g.Eventually(func() int64 { return getCap(g, c).Status.Tokens }, 10*time.Second).Should(BeEquivalentTo(30))
 }

@@ -59,8 +59,8 @@ type Options struct {
 	// SkipControllerNameValidation lets a process build the role more than
 	// once (tests restart `hub dev` in-process).
 	SkipControllerNameValidation bool
-	// StatusInterval is how often usage goes to Project and APIKey status;
-	// default 10s.
+	// StatusInterval is how often usage goes to Project, APIKey and
+	// SpendingCap status; default 10s.
 	StatusInterval time.Duration
 	// StatusWritesPerSecond bounds those writes; default 5.
 	StatusWritesPerSecond int
@@ -269,7 +269,7 @@ func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 	}
 	r := &reconcilers.SpendingCapReconciler{
 		Client: mgr.GetClient(), Store: s.Store, Prices: s, Clock: opts.Clock, HubNamespace: opts.HubNamespace,
-		Log: ctrl.Log.WithName("spendingcap"), Resync: opts.CapResync,
+		Log: ctrl.Log.WithName("spendingcap"), Resync: opts.CapResync, StatusInterval: opts.StatusInterval,
 		Outbox: outbox, DashboardURL: opts.DashboardURL,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {

@@ -39,7 +39,7 @@ const (
 	// controller applies, so a patch that needs no read is enough.
 	OwnerUsage = "hub-usage-status"
 	// OwnerCaps (the cap evaluation) writes the CapReached condition of
-	// Projects and the Organization.
+	// Projects and the Organization, and the whole status of SpendingCaps.
 	OwnerCaps = "hub-spending-caps"
 	// OwnerAccessController writes a Member's phase, username, projects,
 	// keysOwned, observedGeneration and Ready condition.

@@ -151,7 +151,8 @@ func (r *SpendingCapReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			alertErr = fmt.Errorf("recording the alerts of cap %s/%s: %w", capObj.Namespace, capObj.Name, err)
 		}
 	}
-	if err := r.writeStatus(ctx, capObj, status, now); err != nil {
+	pending, err := r.writeStatus(ctx, capObj, status)
+	if err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := r.markCovered(ctx, capObj.Namespace, capObj, org); err != nil {
@@ -164,7 +165,11 @@ func (r *SpendingCapReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if resync == 0 {
 		resync = time.Minute
 	}
-	return ctrl.Result{RequeueAfter: min(resync, max(cycle.end.Sub(now), time.Second))}, nil
+	next := min(resync, max(cycle.end.Sub(now), time.Second))
+	if pending > 0 {
+		next = min(next, pending)
+	}
+	return ctrl.Result{RequeueAfter: next}, nil
 }
 
 // scopeOf is what a cap covers, and its project for a project cap.
@@ -179,26 +184,40 @@ func (r *SpendingCapReconciler) scopeOf(capObj *hubv1.SpendingCap) (hubv1.CapSco
 }
 
 // writeStatus writes the cap's status when its state changed, or when only
-// its figures did and the last write is StatusInterval old.
-func (r *SpendingCapReconciler) writeStatus(ctx context.Context, capObj *hubv1.SpendingCap, status hubv1.SpendingCapStatus, now time.Time) error {
+// its figures did and the last write is StatusInterval old. Figures held
+// back are pending: it returns how long until they may be written, so the
+// caller evaluates the cap again then, and the status is never more than an
+// interval behind (as the project's usage, written at the same interval).
+// The interval bounds writes to the API server, so it is measured in real
+// time, not by the evaluation's clock.
+func (r *SpendingCapReconciler) writeStatus(ctx context.Context, capObj *hubv1.SpendingCap, status hubv1.SpendingCapStatus,
+) (pending time.Duration, err error) {
+	now := time.Now()
 	old := capObj.Status
 	if equality.Semantic.DeepEqual(withoutFigures(old), withoutFigures(status)) {
+		if equality.Semantic.DeepEqual(withoutTime(old), withoutTime(status)) {
+			return 0, nil
+		}
 		r.mu.Lock()
 		last := r.written[capObj.UID]
 		r.mu.Unlock()
-		if equality.Semantic.DeepEqual(withoutTime(old), withoutTime(status)) || now.Sub(last) < r.statusInterval() {
-			return nil
+		if wait := r.statusInterval() - now.Sub(last); wait > 0 {
+			return wait, nil
 		}
 	}
-	before := capObj.DeepCopy()
-	capObj.Status = status
-	if err := r.Status().Patch(ctx, capObj, client.MergeFrom(before)); err != nil {
-		return client.IgnoreNotFound(err)
+	// Applied whole, so that zero figures (percent: 0) are stored and
+	// printed, which a merge patch of an unchanged zero would leave out.
+	fields, err := statusapply.Fields(status)
+	if err != nil {
+		return 0, err
+	}
+	if err := statusapply.Apply(ctx, r.Client, capObj, fields, statusapply.OwnerCaps); err != nil {
+		return 0, client.IgnoreNotFound(err)
 	}
 	r.mu.Lock()
 	r.written[capObj.UID] = now
 	r.mu.Unlock()
-	return nil
+	return 0, nil
 }
 
 func (r *SpendingCapReconciler) statusInterval() time.Duration {
