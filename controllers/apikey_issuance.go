@@ -294,8 +294,7 @@ func (s *apiKeyScope) recordIssued(keyID, digest string, revision int64, issuedA
 	if status.PreviousKey != nil {
 		// A rotation during an overlap: the older previous key stops now,
 		// the one being replaced takes its place.
-		s.retiredKeyID = status.PreviousKey.KeyID
-		status.PreviousKey = nil
+		s.retire(issuedAt)
 	}
 	if status.KeyID != "" && status.KeyID != keyID && !s.expired() {
 		// The previous key never outlives its own expiry.

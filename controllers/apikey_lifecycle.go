@@ -7,6 +7,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -40,10 +41,29 @@ func (r *APIKeyReconciler) reconcileOverlap(ctx context.Context, s *apiKeyScope)
 		}
 	}
 	if prev != nil {
-		s.key.Status.PreviousKey = nil
-		s.retiredKeyID = prev.KeyID
+		// At the end of the window, or now when retired sooner.
+		at := prev.ValidUntil.Time
+		if s.now.Before(at) {
+			at = s.now
+		}
+		s.retire(at)
 	}
 	return nil
+}
+
+// retire ends the previous key at the given time: it leaves status for the
+// list of retired keys, newest first, bounded by RetiredKeysLimit.
+func (s *apiKeyScope) retire(at time.Time) {
+	status := &s.key.Status
+	prev := status.PreviousKey
+	if prev == nil {
+		return
+	}
+	retired := hubv1.RetiredKey{KeyID: prev.KeyID, Digest: prev.Digest, RetiredAt: metav1.NewTime(at)}
+	status.RetiredKeys = append([]hubv1.RetiredKey{retired}, status.RetiredKeys...)
+	status.RetiredKeys = status.RetiredKeys[:min(len(status.RetiredKeys), hubv1.RetiredKeysLimit)]
+	status.PreviousKey = nil
+	s.retiredKeyID = prev.KeyID
 }
 
 // reconcileExpiry stops the key at status.expiresAt exactly: it comes back at
@@ -66,7 +86,7 @@ func (r *APIKeyReconciler) reconcileRevoked(ctx context.Context, s *apiKeyScope)
 	if s.key.Status.RevokedAt == nil {
 		s.key.Status.RevokedAt = ptrTime(s.now)
 	}
-	s.key.Status.PreviousKey = nil
+	s.retire(s.key.Status.RevokedAt.Time)
 	if err := r.readSecret(ctx, s); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"strconv"
 	"testing"
@@ -134,11 +135,13 @@ func TestAPIKeyRotation(t *testing.T) {
 	secret := keySecret(g, apiKey)
 	g.Expect(secret.Data).To(HaveKeyWithValue(hubv1.SecretKeyPrevious, []byte(first.Reveal())))
 
-	// At the end of the overlap the previous key goes.
-	testClock.SetTime(apiKey.Status.PreviousKey.ValidUntil.Time)
+	// At the end of the overlap the previous key goes, to the retired keys.
+	overlapEnd := apiKey.Status.PreviousKey.ValidUntil
+	testClock.SetTime(overlapEnd.Time)
 	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
 	g.Expect(apiKey.Status.PreviousKey).To(BeNil())
 	g.Expect(keySecret(g, apiKey).Data).NotTo(HaveKey(hubv1.SecretKeyPrevious))
+	g.Expect(apiKey.Status.RetiredKeys).To(Equal([]hubv1.RetiredKey{{KeyID: first.ID(), Digest: first.Digest(), RetiredAt: overlapEnd}}))
 
 	// Rotating again and retiring the previous key by its ID ends the
 	// overlap at once.
@@ -151,6 +154,18 @@ func TestAPIKeyRotation(t *testing.T) {
 	g.Expect(waitForKeyPhase(g, apiKey, hubv1.KeyActive).ID()).To(Equal(third.ID()))
 	g.Expect(keySecret(g, apiKey).Data).NotTo(HaveKey(hubv1.SecretKeyPrevious))
 	g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(3))
+	g.Expect(apiKey.Status.RetiredKeys).To(HaveLen(2))
+	g.Expect(apiKey.Status.RetiredKeys[0].KeyID).To(Equal(second.ID()), "newest first")
+
+	// The list keeps the last five.
+	for trigger := 4; trigger <= 9; trigger++ {
+		rotate(fmt.Sprint(trigger))
+		g.Eventually(func(g Gomega) {
+			g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+			g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(trigger))
+		}, 10*time.Second).Should(Succeed())
+	}
+	g.Expect(apiKey.Status.RetiredKeys).To(HaveLen(hubv1.RetiredKeysLimit))
 }
 
 func TestAPIKeyAutomaticRotation(t *testing.T) {

@@ -271,6 +271,14 @@ type APIKeyStatus struct {
 	// +optional
 	PreviousKey *PreviousKey `json:"previousKey,omitempty"`
 
+	// retiredKeys are the last keys that rotations replaced and that no
+	// longer work, newest first, at most five: the gateway tells the holder
+	// of one that it was rotated out and when, instead of "incorrect key".
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=5
+	RetiredKeys []RetiredKey `json:"retiredKeys,omitempty"`
+
 	// observedRotationTrigger is the spec.rotation.trigger the current key
 	// answers.
 	// +optional
@@ -301,6 +309,24 @@ type PreviousKey struct {
 	// validUntil is when the previous key stops working.
 	// +required
 	ValidUntil metav1.Time `json:"validUntil"`
+}
+
+// RetiredKeysLimit is how many retired keys an APIKey's status lists.
+const RetiredKeysLimit = 5
+
+// RetiredKey is a key that a rotation replaced and that no longer works.
+type RetiredKey struct {
+	// keyID is the retired key's public ID.
+	// +required
+	KeyID string `json:"keyID"`
+	// digest is the retired key's SHA-256 digest.
+	// +required
+	Digest string `json:"digest"`
+	// retiredAt is when the key stopped working: the end of its overlap
+	// window, a retirement by spec.rotation.retirePreviousKeyID, or the
+	// next rotation.
+	// +required
+	RetiredAt metav1.Time `json:"retiredAt"`
 }
 
 // APIKey is a credential for the platform's API, issued into a Secret in the

@@ -19,8 +19,9 @@ import (
 	"github.com/minimax/platform-hub/internal/pricing"
 )
 
-// DigestIndex is the cache index of APIKeys by the digests of the keys that
-// may work: the current key and, during an overlap, the previous one.
+// DigestIndex is the cache index of APIKeys by the digests of their keys:
+// the current key, during an overlap the previous one, and the last retired
+// ones (which never work, but get an answer that says when they stopped).
 const DigestIndex = "hub.minimax.io/digest"
 
 // IndexDigests registers DigestIndex with a cache.
@@ -33,6 +34,9 @@ func IndexDigests(ctx context.Context, c cache.Cache) error {
 		}
 		if p := key.Status.PreviousKey; p != nil && p.Digest != "" {
 			digests = append(digests, p.Digest)
+		}
+		for _, r := range key.Status.RetiredKeys {
+			digests = append(digests, r.Digest)
 		}
 		return digests
 	})
@@ -121,30 +125,56 @@ func (g *Gateway) authorize(ctx context.Context, r *http.Request, now time.Time)
 }
 
 // checkKey checks the key's own state: revoked, expired, the previous key's
-// overlap ended or cut short. The gateway reads times and the spec itself,
-// so a key stops at its expiry, and a retired previous key at once, even
-// while the manager is late or down.
+// overlap ended or cut short, a key rotated out. The gateway reads times and
+// the spec itself, so a key stops at its expiry, and a retired previous key
+// at once, even while the manager is late or down.
 func checkKey(k *hubv1.APIKey, digest string, now time.Time) verdict {
 	s := &k.Status
-	switch {
-	case k.Spec.Revoked || s.Phase == hubv1.KeyRevoked:
+	if k.Spec.Revoked || s.Phase == hubv1.KeyRevoked {
 		return refuse(http.StatusUnauthorized, reasonRevoked, "invalid_request_error", codeInvalidKey,
 			"This API key has been revoked.")
-	case s.Digest == digest && s.ExpiresAt != nil && !now.Before(s.ExpiresAt.Time):
-		return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey,
-			fmt.Sprintf("This API key expired at %s.", s.ExpiresAt.UTC().Format(time.RFC3339)))
-	case s.Digest != digest && (s.PreviousKey == nil || !now.Before(s.PreviousKey.ValidUntil.Time)):
-		return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey,
-			"This API key was replaced by a rotation and its overlap window has ended; use the new key.")
-	case s.Digest != digest && k.Spec.Rotation != nil && k.Spec.Rotation.RetirePreviousKeyID == s.PreviousKey.KeyID:
-		return refuse(http.StatusUnauthorized, reasonRevoked, "invalid_request_error", codeInvalidKey,
-			"This API key was replaced by a rotation and has been retired; use the new key.")
-	case s.Phase == hubv1.KeyExpired:
+	}
+	prev := s.PreviousKey
+	switch {
+	case s.Digest == digest:
+		if s.ExpiresAt != nil && !now.Before(s.ExpiresAt.Time) {
+			return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey,
+				fmt.Sprintf("This API key expired at %s.", s.ExpiresAt.UTC().Format(time.RFC3339)))
+		}
+	case prev != nil && prev.Digest == digest:
+		if !now.Before(prev.ValidUntil.Time) {
+			return rotatedOut(prev.ValidUntil.Time)
+		}
+		if k.Spec.Rotation != nil && k.Spec.Rotation.RetirePreviousKeyID == prev.KeyID {
+			return refuse(http.StatusUnauthorized, reasonRevoked, "invalid_request_error", codeInvalidKey,
+				"This API key was replaced by a rotation and has been retired; use the key that replaced it.")
+		}
+	default:
+		for _, r := range s.RetiredKeys {
+			if r.Digest == digest {
+				return rotatedOut(r.RetiredAt.Time)
+			}
+		}
+		return rotatedOut(time.Time{}) // listed a moment ago; the cache is behind the status
+	}
+	switch s.Phase {
+	case hubv1.KeyExpired:
 		return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey, "This API key has expired.")
-	case s.Phase == hubv1.KeyPending || s.Phase == "":
+	case hubv1.KeyPending, "":
 		return refuse(http.StatusUnauthorized, reasonNotIssued, "invalid_request_error", codeInvalidKey, "This API key is not active.")
 	}
 	return verdict{}
+}
+
+// rotatedOut refuses a key that a rotation replaced and that no longer
+// works, saying when it stopped (when known).
+func rotatedOut(at time.Time) verdict {
+	when := ""
+	if !at.IsZero() {
+		when = " at " + at.UTC().Format(time.RFC3339)
+	}
+	return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey,
+		fmt.Sprintf("This API key was rotated out: a rotation replaced it, and it stopped working%s; use the key that replaced it.", when))
 }
 
 // checkContext checks what the key's project and the organization allow:

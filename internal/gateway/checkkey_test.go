@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -31,5 +32,25 @@ func TestRetiredPreviousKeyStopsAtOnce(t *testing.T) {
 	key.Spec.Rotation.RetirePreviousKeyID = "SomeOther1"
 	if v := checkKey(key, "sha256:old", now); !v.allowed() {
 		t.Fatalf("retiring another key ID leaves this one: %+v", v)
+	}
+}
+
+// TestRotatedOutKeySaysWhen: a key that rotations replaced, whose overlap
+// ended or that a later rotation retired, is told it was rotated out and
+// when, not that it is an incorrect key.
+func TestRotatedOutKeySaysWhen(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	ended := now.Add(-time.Hour)
+	key := &hubv1.APIKey{Status: hubv1.APIKeyStatus{Phase: hubv1.KeyActive, Digest: "sha256:third",
+		PreviousKey: &hubv1.PreviousKey{KeyID: "Second0001", Digest: "sha256:second", ValidUntil: metav1.NewTime(ended)},
+		RetiredKeys: []hubv1.RetiredKey{{KeyID: "First00001", Digest: "sha256:first", RetiredAt: metav1.NewTime(now.Add(-48 * time.Hour))}}}}
+	for digest, when := range map[string]string{"sha256:first": "2026-11-28T12:00:00Z", "sha256:second": "2026-11-30T11:00:00Z"} {
+		v := checkKey(key, digest, now)
+		if v.allowed() || v.status != http.StatusUnauthorized || !strings.Contains(v.message, "rotated out") || !strings.Contains(v.message, when) {
+			t.Errorf("%s: %+v", digest, v)
+		}
+	}
+	if v := checkKey(key, "sha256:third", now); !v.allowed() {
+		t.Errorf("the current key: %+v", v)
 	}
 }

@@ -375,11 +375,22 @@ func TestGatewayRotationRevocationExpiry(t *testing.T) {
 	// clock, whatever the controller has done yet.
 	saved := testClock.Now()
 	t.Cleanup(func() { testClock.SetTime(saved) })
+	overlapEnd := apiKey.Status.PreviousKey.ValidUntil.UTC().Format(time.RFC3339)
 	testClock.SetTime(apiKey.Status.PreviousKey.ValidUntil.Time)
 	a := call(g, http.MethodGet, "/v1/models", first, nil)
 	g.Expect(a.status).To(Equal(http.StatusUnauthorized))
-	g.Expect(a.errorMessage()).To(ContainSubstring("overlap window has ended"))
+	g.Expect(a.errorMessage()).To(ContainSubstring("rotated out"))
+	g.Expect(a.errorMessage()).To(ContainSubstring(overlapEnd))
 	g.Expect(ok(second)).To(Equal(http.StatusOK))
+	// Once the controller has moved it to the retired keys, the answer
+	// stays the same: rotated out, and when.
+	g.Eventually(func(g Gomega) {
+		g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.PreviousKey).To(BeNil())
+		a := call(g, http.MethodGet, "/v1/models", first, nil)
+		g.Expect(a.errorMessage()).To(ContainSubstring("rotated out"))
+		g.Expect(a.errorMessage()).To(ContainSubstring(overlapEnd))
+	}, 10*time.Second).Should(Succeed())
 
 	// And the current key at its expiry.
 	testClock.SetTime(apiKey.Status.ExpiresAt.Time)
