@@ -1,7 +1,9 @@
 // Package devcluster runs a local Kubernetes control plane for `hub dev` and
 // for the tests: etcd, kube-apiserver and the two kube-controller-manager
 // controllers the hub relies on (namespace deletion and garbage collection of
-// owned objects), with the hub's CRDs and admission webhooks installed.
+// owned objects), with the hub's CRDs and admission webhooks installed and
+// the aggregation layer on, so aggregated API servers on loopback can be
+// registered (RegisterAggregatedAPI) and reached through the real aggregator.
 //
 // The binaries are the ones hack/controlplane builds into bin/ from the Go
 // module proxy. Processes are started through controller-runtime's envtest,
@@ -70,6 +72,9 @@ type Cluster struct {
 	lock              *stateLock
 	runDir            string
 	removeStateDir    bool
+	// servingCA signs the serving certificates of aggregated API servers
+	// (RegisterAggregatedAPI).
+	servingCA *authority
 }
 
 // Start starts etcd, kube-apiserver and the controller-manager, installs the
@@ -113,6 +118,9 @@ func Start(opts Options) (_ *Cluster, err error) {
 	apiServer := c.env.ControlPlane.GetAPIServer()
 	apiServer.CertDir = filepath.Join(c.runDir, "apiserver")
 	apiServer.Out, apiServer.Err = out, out
+	if err := c.configureAggregation(apiServer); err != nil {
+		return nil, fmt.Errorf("configuring the aggregation layer: %w", err)
+	}
 	if opts.AuthenticationConfig != nil {
 		path := filepath.Join(c.runDir, "authentication-config.yaml")
 		if err := os.WriteFile(path, opts.AuthenticationConfig, 0o600); err != nil {

@@ -305,10 +305,20 @@ func TestClientLeavingAStreamIsMeteredWhole(t *testing.T) {
 	base := startGateway(t, g, upstream.URL)
 	_, key := issueKey(g, "gw-leaver", nil)
 
-	req, _ := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true}`))
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	g.Expect(err).NotTo(HaveOccurred())
+	// Until this gateway's cache has the key, it answers 401 and calls no
+	// upstream.
+	var resp *http.Response
+	g.Eventually(func(g Gomega) {
+		req, _ := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		var err error
+		resp, err = http.DefaultClient.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		if resp.StatusCode != http.StatusOK {
+			_ = resp.Body.Close()
+		}
+		g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
 	read := make([]byte, 0, 4096)
 	buf := make([]byte, 512)
 	for !strings.Contains(string(read), "finish_reason") {
@@ -318,9 +328,9 @@ func TestClientLeavingAStreamIsMeteredWhole(t *testing.T) {
 	}
 	g.Expect(resp.Body.Close()).To(Succeed()) // hangs up before the usage
 
-	req, _ = http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(`{"model":"breaks-off"}`))
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(`{"model":"breaks-off"}`))
 	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err = http.DefaultClient.Do(req)
+	resp, err := http.DefaultClient.Do(req)
 	g.Expect(err).NotTo(HaveOccurred())
 	_ = resp.Body.Close()
 	g.Expect(resp.StatusCode).To(Equal(http.StatusBadGateway))
