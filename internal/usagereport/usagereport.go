@@ -1,0 +1,340 @@
+// Package usagereport answers usage reports: the organization's usage over
+// a time range, in buckets of a granularity, grouped and filtered by
+// dimension, priced in the organization's currency, and compared with the
+// period before and the same dates a month earlier. The usage server builds
+// them from its store; the management API (UsageReport) and the dashboard
+// ask the server for them.
+//
+// Prices apply per service and model, so a report is always summed from the
+// store grouped by service and model as well as the dimensions asked for,
+// each group is priced, and the priced groups are then folded into the
+// dimensions asked for. Money is decimal throughout.
+package usagereport
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// Limits on a request, so that one report stays one bounded answer.
+const (
+	// MaxBuckets is the most time buckets a report may span.
+	MaxBuckets = 2000
+	// MaxFilterValues is the most values one filter may list.
+	MaxFilterValues = 100
+)
+
+// Request asks for a report.
+type Request struct {
+	// From and To bound the range [From, To).
+	From time.Time `json:"startTime"`
+	To   time.Time `json:"endTime"`
+	// Granularity is the bucket size: hour, day or month; empty means one
+	// bucket for the whole range.
+	Granularity usage.Granularity `json:"granularity,omitempty"`
+	// TimeZone is the IANA zone where day and month buckets start and where
+	// "the same dates last month" are counted; empty means UTC.
+	TimeZone string `json:"timeZone,omitempty"`
+	// GroupBy splits each bucket by these dimensions.
+	GroupBy []usage.Dimension `json:"groupBy,omitempty"`
+	// Filter keeps only usage matching every non-empty list.
+	Filter Filter `json:"filter,omitzero"`
+	// Compare adds the figures of the period just before and of the same
+	// dates one month earlier.
+	Compare bool `json:"compare,omitempty"`
+}
+
+// Filter narrows a report: each non-empty list keeps usage whose value is
+// one of its values.
+type Filter struct {
+	Projects  []string `json:"projects,omitempty"`
+	KeyIDs    []string `json:"keyIDs,omitempty"`
+	Services  []string `json:"services,omitempty"`
+	Models    []string `json:"models,omitempty"`
+	Endpoints []string `json:"endpoints,omitempty"`
+}
+
+func (f Filter) lists() map[usage.Dimension][]string {
+	return map[usage.Dimension][]string{usage.ByProject: f.Projects, usage.ByKeyID: f.KeyIDs,
+		usage.ByService: f.Services, usage.ByModel: f.Models, usage.ByEndpoint: f.Endpoints}
+}
+
+// Figures are the sums of one group, priced.
+type Figures struct {
+	usage.Totals
+	// Cost is the price of the usage in the organization's currency, a
+	// decimal string; unpriced usage adds nothing (see UnpricedCalls).
+	Cost string `json:"cost"`
+	// UnpricedCalls counts calls whose model has no price and whose service
+	// has no default price: they are not in Cost.
+	UnpricedCalls int64 `json:"unpricedCalls,omitempty"`
+}
+
+// Bucket is the usage of one group in one time bucket.
+type Bucket struct {
+	// Start and End bound the bucket [Start, End), within the range.
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+	// Group holds the value of each grouped dimension.
+	Group map[usage.Dimension]string `json:"group,omitempty"`
+	Figures
+}
+
+// Report is the answer to a Request.
+type Report struct {
+	// Currency is the organization's currency (ISO 4217), for every cost.
+	Currency string `json:"currency"`
+	// Buckets are in time order, and within a time bucket in the order of
+	// their group values.
+	Buckets []Bucket `json:"buckets"`
+	// Total sums the whole range.
+	Total Figures `json:"total"`
+	// Previous is the period of the same length just before the range, and
+	// SameDatesLastMonth the same dates one month earlier (in TimeZone);
+	// both only when Compare was asked.
+	Previous           *Figures `json:"previous,omitempty"`
+	SameDatesLastMonth *Figures `json:"sameDatesLastMonth,omitempty"`
+}
+
+// InvalidError is a request that cannot be answered; Field names the
+// offending field as the request's JSON spells it.
+type InvalidError struct {
+	Field, Message string
+}
+
+func (e *InvalidError) Error() string { return e.Field + ": " + e.Message }
+
+// Validate checks a request and returns its time zone.
+func (r *Request) Validate() (*time.Location, error) {
+	if r.From.IsZero() || r.To.IsZero() || !r.From.Before(r.To) {
+		return nil, &InvalidError{"endTime", "must be after startTime, and both must be set"}
+	}
+	loc, err := time.LoadLocation(r.TimeZone)
+	if err != nil || strings.EqualFold(r.TimeZone, "local") {
+		return nil, &InvalidError{"timeZone", fmt.Sprintf("%q is not an IANA time zone such as Europe/Berlin", r.TimeZone)}
+	}
+	if err := r.validateGranularity(); err != nil {
+		return nil, err
+	}
+	seen := map[usage.Dimension]bool{}
+	for i, d := range r.GroupBy {
+		if _, ok := (Filter{}).lists()[d]; !ok {
+			return nil, &InvalidError{fmt.Sprintf("groupBy[%d]", i), fmt.Sprintf("must be project, keyID, service, model or endpoint, not %q", d)}
+		}
+		if seen[d] {
+			return nil, &InvalidError{fmt.Sprintf("groupBy[%d]", i), fmt.Sprintf("%q is listed twice", d)}
+		}
+		seen[d] = true
+	}
+	for d, values := range r.Filter.lists() {
+		if len(values) > MaxFilterValues {
+			return nil, &InvalidError{"filter." + string(d) + "s", fmt.Sprintf("may list at most %d values", MaxFilterValues)}
+		}
+	}
+	return loc, nil
+}
+
+// validateGranularity checks the granularity and that the range holds at
+// most MaxBuckets buckets of it.
+func (r *Request) validateGranularity() error {
+	var step time.Duration
+	switch r.Granularity {
+	case "":
+	case usage.Hour:
+		step = time.Hour
+	case usage.Day:
+		step = 24 * time.Hour
+	case usage.Month:
+		step = 28 * 24 * time.Hour
+	default:
+		return &InvalidError{"granularity", fmt.Sprintf("must be hour, day or month, not %q", r.Granularity)}
+	}
+	if step > 0 && r.To.Sub(r.From)/step > MaxBuckets {
+		return &InvalidError{"granularity", fmt.Sprintf("the range holds more than %d %s buckets; ask for a coarser granularity or a shorter range",
+			MaxBuckets, r.Granularity)}
+	}
+	return nil
+}
+
+// Build answers r from the store, priced by prices. The figures of every
+// bucket are the sums of the stored events in it, to the token; costs are
+// exact decimals.
+func Build(ctx context.Context, store usage.Store, prices *pricing.PriceList, currency string, r Request) (*Report, error) {
+	loc, err := r.Validate()
+	if err != nil {
+		return nil, err
+	}
+	buckets, err := build(ctx, store, prices, r, r.From, r.To, loc)
+	if err != nil {
+		return nil, err
+	}
+	report := &Report{Currency: currency, Buckets: buckets}
+	report.Total = sum(buckets)
+	if r.Compare {
+		whole := r
+		whole.Granularity, whole.GroupBy = "", nil
+		previous, err := build(ctx, store, prices, whole, r.From.Add(-r.To.Sub(r.From)), r.From, loc)
+		if err != nil {
+			return nil, err
+		}
+		lastMonth, err := build(ctx, store, prices, whole, r.From.In(loc).AddDate(0, -1, 0), r.To.In(loc).AddDate(0, -1, 0), loc)
+		if err != nil {
+			return nil, err
+		}
+		p, l := sum(previous), sum(lastMonth)
+		report.Previous, report.SameDatesLastMonth = &p, &l
+	}
+	return report, nil
+}
+
+// build sums [from, to) into the buckets and groups r asks for.
+func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r Request, from, to time.Time, loc *time.Location) ([]Bucket, error) {
+	q := usage.Query{From: from, To: to, Granularity: r.Granularity, Location: loc}
+	// The store filters on one value per dimension; a list of several is
+	// grouped by and filtered here.
+	keep := map[usage.Dimension]map[string]bool{}
+	dims := []usage.Dimension{usage.ByService, usage.ByModel}
+	for d, values := range r.Filter.lists() {
+		switch len(values) {
+		case 0:
+		case 1:
+			setFilter(&q.Filter, d, values[0])
+		default:
+			keep[d] = map[string]bool{}
+			for _, v := range values {
+				keep[d][v] = true
+			}
+			dims = append(dims, d)
+		}
+	}
+	for _, d := range r.GroupBy {
+		if !slices.Contains(dims, d) {
+			dims = append(dims, d)
+		}
+	}
+	q.GroupBy = dims
+	raw, err := store.Aggregate(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		start time.Time
+		group string
+	}
+	folded := map[key]*Bucket{}
+	var order []key
+	for _, b := range raw {
+		if !kept(b.Group, keep) {
+			continue
+		}
+		group := map[usage.Dimension]string{}
+		for _, d := range r.GroupBy {
+			group[d] = b.Group[d]
+		}
+		k := key{b.Start.UTC(), groupKey(r.GroupBy, group)}
+		out := folded[k]
+		if out == nil {
+			out = &Bucket{Start: b.Start, End: bucketEnd(b.Start, r.Granularity, to, loc), Figures: Figures{Cost: "0"}}
+			if len(group) > 0 {
+				out.Group = group
+			}
+			folded[k] = out
+			order = append(order, k)
+		}
+		out.add(b.Totals, prices.Cost(b.PricingUsage()))
+	}
+	slices.SortFunc(order, func(a, b key) int {
+		if c := a.start.Compare(b.start); c != 0 {
+			return c
+		}
+		return strings.Compare(a.group, b.group)
+	})
+	out := make([]Bucket, 0, len(order))
+	for _, k := range order {
+		out = append(out, *folded[k])
+	}
+	return out, nil
+}
+
+func (f *Figures) add(t usage.Totals, c pricing.Cost) {
+	f.Add(t)
+	if c.Unpriced {
+		f.UnpricedCalls = usage.SaturatingAdd(f.UnpricedCalls, t.Calls)
+	}
+	f.Cost = decimal.RequireFromString(f.Cost).Add(c.Amount).String()
+}
+
+func sum(buckets []Bucket) Figures {
+	total := Figures{Cost: "0"}
+	amount := decimal.Zero
+	for _, b := range buckets {
+		total.Add(b.Totals)
+		total.UnpricedCalls = usage.SaturatingAdd(total.UnpricedCalls, b.UnpricedCalls)
+		amount = amount.Add(decimal.RequireFromString(b.Cost))
+	}
+	total.Cost = amount.String()
+	return total
+}
+
+// kept tells whether a group's values pass the filters of several values.
+func kept(group map[usage.Dimension]string, keep map[usage.Dimension]map[string]bool) bool {
+	for d, values := range keep {
+		if !values[group[d]] {
+			return false
+		}
+	}
+	return true
+}
+
+func groupKey(dims []usage.Dimension, group map[usage.Dimension]string) string {
+	var b strings.Builder
+	for _, d := range dims {
+		b.WriteString(group[d])
+		b.WriteByte(0)
+	}
+	return b.String()
+}
+
+// bucketEnd is where the bucket that starts at start ends, within the range.
+func bucketEnd(start time.Time, g usage.Granularity, to time.Time, loc *time.Location) time.Time {
+	var end time.Time
+	switch g {
+	case usage.Hour:
+		end = start.Add(time.Hour)
+	case usage.Day:
+		s := start.In(loc)
+		end = time.Date(s.Year(), s.Month(), s.Day()+1, 0, 0, 0, 0, loc)
+	case usage.Month:
+		s := start.In(loc)
+		end = time.Date(s.Year(), s.Month()+1, 1, 0, 0, 0, 0, loc)
+	default:
+		return to
+	}
+	if end.After(to) {
+		return to
+	}
+	return end
+}
+
+func setFilter(f *usage.Filter, d usage.Dimension, v string) {
+	switch d {
+	case usage.ByProject:
+		f.Project = v
+	case usage.ByKeyID:
+		f.KeyID = v
+	case usage.ByService:
+		f.Service = v
+	case usage.ByModel:
+		f.Model = v
+	case usage.ByEndpoint:
+		f.Endpoint = v
+	}
+}

@@ -1,0 +1,216 @@
+package usagereport_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"path/filepath"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/shopspring/decimal"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/usage"
+	"github.com/minimax/platform-hub/internal/usagereport"
+)
+
+// berlin changes from summer to winter time on 2026-10-25 (03:00 CEST
+// becomes 02:00 CET), so that day has 25 hours.
+var berlin = mustZone("Europe/Berlin")
+
+func mustZone(name string) *time.Location {
+	loc, err := time.LoadLocation(name)
+	if err != nil {
+		panic(err)
+	}
+	return loc
+}
+
+// fixture stores a fixed, seeded data set around the daylight-saving change:
+// projects, keys, services, models and endpoints mixed, with one unpriced
+// model. Video lasts multiples of 6 s, so its cost per call is exact.
+func fixture(t *testing.T, g Gomega) (usage.Store, *pricing.PriceList, []usage.Event) {
+	store, err := usage.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "usage.db"))
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = store.Close() })
+	prices, err := pricing.New(&hubv1.PriceList{
+		Chat: &hubv1.TokenPricing{Models: []hubv1.ModelTokenPrice{
+			{Name: "MiniMax-M2", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20"}},
+			{Name: "MiniMax-Text-01", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.20", OutputPer1MTokens: "1.10"}}}},
+		Video: &hubv1.VideoPricing{DefaultPerMinute: ptrAmount("0.60")},
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	rng := rand.New(rand.NewPCG(7, 11))
+	start := time.Date(2026, 10, 23, 0, 0, 0, 0, berlin)
+	events := make([]usage.Event, 0, 3000)
+	for i := range 3000 {
+		e := usage.Event{ID: fmt.Sprintf("e%05d", i), Time: start.Add(time.Duration(rng.Int64N(int64(96 * time.Hour)))),
+			Project: []string{"chatbot", "research", "search"}[rng.IntN(3)], KeyID: fmt.Sprintf("Key%07d", rng.IntN(5)), StatusCode: 200}
+		switch rng.IntN(4) {
+		case 0:
+			e.Service, e.Endpoint, e.Model, e.VideoSeconds = pricing.Video, "/v1/video_generation", "MiniMax-Hailuo-02", 6*rng.Int64N(20)
+		case 1:
+			e.Service, e.Endpoint, e.Model = pricing.Chat, "/v1/chat/completions", "unpriced-model"
+			e.InputTokens, e.OutputTokens = rng.Int64N(5000), rng.Int64N(5000)
+		default:
+			e.Service, e.Endpoint = pricing.Chat, []string{"/v1/chat/completions", "/v1/responses"}[rng.IntN(2)]
+			e.Model = []string{"MiniMax-M2", "MiniMax-Text-01"}[rng.IntN(2)]
+			e.InputTokens, e.OutputTokens = rng.Int64N(5000), rng.Int64N(5000)
+		}
+		events = append(events, e)
+	}
+	_, err = store.Insert(context.Background(), events)
+	g.Expect(err).NotTo(HaveOccurred())
+	return store, prices, events
+}
+
+func ptrAmount(s string) *hubv1.Amount { a := hubv1.Amount(s); return &a }
+
+// expected sums the events one by one, the slow and obvious way: the
+// bucket of each is found from its own time, its cost priced alone.
+func expected(events []usage.Event, prices *pricing.PriceList, r usagereport.Request, loc *time.Location) map[string]usagereport.Figures {
+	out := map[string]usagereport.Figures{}
+	amounts := map[string]decimal.Decimal{}
+	for _, e := range events {
+		if e.Time.Before(r.From) || !e.Time.Before(r.To) || !matches(e, r.Filter) {
+			continue
+		}
+		t := e.Time.In(loc)
+		var start time.Time
+		switch r.Granularity {
+		case usage.Hour:
+			start = e.Time.UTC().Truncate(time.Hour)
+		case usage.Day:
+			start = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, loc)
+		case usage.Month:
+			start = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, loc)
+		}
+		key := start.UTC().Format(time.RFC3339)
+		for _, d := range r.GroupBy {
+			key += "/" + value(e, d)
+		}
+		f := out[key]
+		f.Calls++
+		f.InputTokens += e.InputTokens
+		f.OutputTokens += e.OutputTokens
+		f.VideoSeconds += e.VideoSeconds
+		c := prices.Cost(pricing.Usage{Service: e.Service, Model: e.Model, InputTokens: e.InputTokens,
+			OutputTokens: e.OutputTokens, VideoSeconds: e.VideoSeconds})
+		if c.Unpriced {
+			f.UnpricedCalls++
+		}
+		amounts[key] = amounts[key].Add(c.Amount)
+		f.Cost = amounts[key].String()
+		out[key] = f
+	}
+	return out
+}
+
+func value(e usage.Event, d usage.Dimension) string {
+	switch d {
+	case usage.ByProject:
+		return e.Project
+	case usage.ByKeyID:
+		return e.KeyID
+	case usage.ByService:
+		return string(e.Service)
+	case usage.ByModel:
+		return e.Model
+	}
+	return e.Endpoint
+}
+
+func matches(e usage.Event, f usagereport.Filter) bool {
+	in := func(values []string, v string) bool {
+		if len(values) == 0 {
+			return true
+		}
+		for _, x := range values {
+			if x == v {
+				return true
+			}
+		}
+		return false
+	}
+	return in(f.Projects, e.Project) && in(f.KeyIDs, e.KeyID) && in(f.Services, string(e.Service)) &&
+		in(f.Models, e.Model) && in(f.Endpoints, e.Endpoint)
+}
+
+func got(report *usagereport.Report, r usagereport.Request) map[string]usagereport.Figures {
+	out := map[string]usagereport.Figures{}
+	for _, b := range report.Buckets {
+		key := b.Start.UTC().Format(time.RFC3339)
+		if r.Granularity == "" {
+			key = time.Time{}.Format(time.RFC3339)
+		}
+		for _, d := range r.GroupBy {
+			key += "/" + b.Group[d]
+		}
+		out[key] = b.Figures
+	}
+	return out
+}
+
+// TestReportEqualsStoredEvents: for every grouping and granularity, across
+// the daylight-saving change, each bucket's figures equal the sum of the
+// stored events in it, to the token, and its cost the sum of their prices,
+// to the last decimal; filters of one value and of several agree with the
+// events too.
+func TestReportEqualsStoredEvents(t *testing.T) {
+	g := NewWithT(t)
+	store, prices, events := fixture(t, g)
+	from := time.Date(2026, 10, 23, 6, 0, 0, 0, berlin)
+	to := time.Date(2026, 10, 26, 18, 0, 0, 0, berlin)
+	dims := []usage.Dimension{usage.ByProject, usage.ByKeyID, usage.ByService, usage.ByModel, usage.ByEndpoint}
+	filters := []usagereport.Filter{{}, {Projects: []string{"research"}},
+		{Projects: []string{"chatbot", "search"}, Models: []string{"MiniMax-M2", "unpriced-model"}}}
+	for _, granularity := range []usage.Granularity{"", usage.Hour, usage.Day, usage.Month} {
+		for _, groupBy := range [][]usage.Dimension{nil, dims[:1], dims[1:2], dims[2:3], dims[3:4], dims[4:], dims} {
+			for _, f := range filters {
+				r := usagereport.Request{From: from, To: to, Granularity: granularity, TimeZone: "Europe/Berlin", GroupBy: groupBy, Filter: f}
+				report, err := usagereport.Build(context.Background(), store, prices, "USD", r)
+				g.Expect(err).NotTo(HaveOccurred())
+				want := expected(events, prices, r, berlin)
+				g.Expect(got(report, r)).To(Equal(want), "granularity %q, group by %v, filter %+v", granularity, groupBy, f)
+			}
+		}
+	}
+}
+
+// TestDayBucketsFollowTheZone: the day of the change has 25 hours, and
+// each day bucket ends at the next midnight in the zone.
+func TestDayBucketsFollowTheZone(t *testing.T) {
+	g := NewWithT(t)
+	store, prices, _ := fixture(t, g)
+	r := usagereport.Request{From: time.Date(2026, 10, 24, 0, 0, 0, 0, berlin), To: time.Date(2026, 10, 27, 0, 0, 0, 0, berlin),
+		Granularity: usage.Day, TimeZone: "Europe/Berlin", Compare: true}
+	report, err := usagereport.Build(context.Background(), store, prices, "USD", r)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(report.Buckets).To(HaveLen(3))
+	g.Expect(report.Buckets[1].End.Sub(report.Buckets[1].Start)).To(Equal(25 * time.Hour))
+	g.Expect(report.Previous).NotTo(BeNil(), "compare adds the period before")
+	g.Expect(report.Previous.Calls).To(BeNumerically(">", 0), "the fixture starts on the 23rd")
+	g.Expect(report.SameDatesLastMonth.Calls).To(BeZero(), "nothing in September")
+	g.Expect(report.Currency).To(Equal("USD"))
+}
+
+// TestBadRequestsNameTheField: every refusal names the field to change.
+func TestBadRequestsNameTheField(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	for field, r := range map[string]usagereport.Request{
+		"endTime":     {From: now, To: now},
+		"timeZone":    {From: now, To: now.Add(time.Hour), TimeZone: "Mars/Olympus"},
+		"granularity": {From: now, To: now.AddDate(1, 0, 0), Granularity: usage.Hour},
+		"groupBy[1]":  {From: now, To: now.Add(time.Hour), GroupBy: []usage.Dimension{usage.ByModel, "member"}},
+	} {
+		_, err := r.Validate()
+		var invalid *usagereport.InvalidError
+		g.Expect(errors.As(err, &invalid)).To(BeTrue(), field)
+		g.Expect(invalid.Field).To(Equal(field))
+	}
+}
