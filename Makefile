@@ -29,6 +29,8 @@ KUBE_LDFLAGS := -s -w \
 	-X k8s.io/client-go/pkg/version.gitMinor=$(KUBE_MINOR)
 
 CONTROLLER_GEN := $(BIN)/controller-gen
+OPENAPI_GEN := $(BIN)/openapi-gen
+MODULE := github.com/minimax/platform-hub
 GOLANGCI_LINT := $(BIN)/golangci-lint
 # kubectl is built beside them: the README walkthrough test runs it.
 CONTROLPLANE := $(BIN)/etcd $(BIN)/kube-apiserver $(BIN)/kube-controller-manager $(BIN)/kubectl
@@ -49,14 +51,22 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: generate
-generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods for the API types.
+generate: $(CONTROLLER_GEN) $(OPENAPI_GEN) ## Generate DeepCopy methods for the API types, and the management API's OpenAPI.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths=./api/...
+	$(OPENAPI_GEN) --output-dir internal/apiserver/openapi --output-pkg $(MODULE)/internal/apiserver/openapi \
+		--output-file zz_generated.openapi.go --go-header-file hack/boilerplate.go.txt \
+		--output-model-name-file zz_generated.model_name.go --readonly-pkg k8s.io/apimachinery/pkg/apis/meta/v1 \
+		--readonly-pkg k8s.io/apimachinery/pkg/runtime --readonly-pkg k8s.io/apimachinery/pkg/version \
+		--report-filename hack/openapi-violations.list \
+		k8s.io/apimachinery/pkg/apis/meta/v1 k8s.io/apimachinery/pkg/runtime k8s.io/apimachinery/pkg/version \
+		$(MODULE)/api/management/v1alpha1
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration into config/.
-	$(CONTROLLER_GEN) crd paths=./api/... output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) crd paths=./api/v1alpha1/... output:crd:artifacts:config=config/crd/bases
 	$(CONTROLLER_GEN) rbac:roleName=manager-role paths=./controllers/... paths=./webhooks/... output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=server-role paths=./internal/server/... paths=./internal/notify/... output:rbac:artifacts:config=config/server/rbac
+	$(CONTROLLER_GEN) rbac:roleName=apiserver-role paths=./internal/apiserver/... output:rbac:artifacts:config=config/apiserver/rbac
 	$(CONTROLLER_GEN) webhook paths=./webhooks/... output:webhook:artifacts:config=config/webhook
 
 .PHONY: fmt
@@ -78,10 +88,10 @@ verify: generate manifests ## Fail when generated code, manifests or go.mod file
 	cd hack/controlplane && $(GO) mod tidy -diff
 	@big=$$(git ls-files -z | xargs -0 -r stat -c '%s %n' 2>/dev/null | awk '$$1 > 1048576 { print $$2 }'); \
 	if [ -n "$$big" ]; then echo "Tracked files over 1 MiB (build outputs belong in bin/):"; echo "$$big"; exit 1; fi
-	@changed=$$(git status --porcelain -- api config); \
+	@changed=$$(git status --porcelain -- api config internal/apiserver/openapi hack/openapi-violations.list); \
 	if [ -n "$$changed" ]; then \
 		echo "Generated files are stale; run 'make generate manifests' and commit:"; \
-		echo "$$changed"; git --no-pager diff --stat -- api config; exit 1; \
+		echo "$$changed"; git --no-pager diff --stat -- api config internal/apiserver/openapi hack/openapi-violations.list; exit 1; \
 	fi
 
 .PHONY: test
@@ -120,6 +130,9 @@ $(BIN)/etcd: $(CONTROLPLANE_MOD)
 
 $(CONTROLLER_GEN): hack/tools/go.mod
 	cd hack/tools && $(GO) build -o $@ sigs.k8s.io/controller-tools/cmd/controller-gen
+
+$(OPENAPI_GEN): hack/tools/go.mod
+	cd hack/tools && $(GO) build -o $@ k8s.io/kube-openapi/cmd/openapi-gen
 
 $(GOLANGCI_LINT): hack/tools/go.mod
 	cd hack/tools && $(GO) build -o $@ github.com/golangci/golangci-lint/v2/cmd/golangci-lint

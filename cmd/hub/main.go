@@ -1,6 +1,8 @@
 // Command hub is Platform Hub's one binary. Its subcommands are the roles it
-// runs: `manager` (controllers and admission webhooks) and `dev` (the whole
-// hub with a local control plane, for a laptop).
+// runs: `manager` (controllers and admission webhooks), `server` (the usage
+// store), `apiserver` (the management API), `gateway` (the reference
+// gateway) and `dev` (the whole hub with a local control plane, for a
+// laptop).
 package main
 
 import (
@@ -23,6 +25,7 @@ import (
 	_ "time/tzdata"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/apiserver"
 	"github.com/minimax/platform-hub/internal/dev"
 	"github.com/minimax/platform-hub/internal/egress"
 	"github.com/minimax/platform-hub/internal/gateway"
@@ -30,6 +33,7 @@ import (
 	"github.com/minimax/platform-hub/internal/notify"
 	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/server"
+	"github.com/minimax/platform-hub/internal/serverclient"
 	"github.com/minimax/platform-hub/webhooks"
 )
 
@@ -61,7 +65,7 @@ func newRootCommand() *cobra.Command {
 	zapOpts.BindFlags(goFlags)
 	root.PersistentFlags().AddGoFlagSet(goFlags)
 
-	root.AddCommand(newManagerCommand(), newServerCommand(), newGatewayCommand(), newDevCommand(), newVersionCommand())
+	root.AddCommand(newManagerCommand(), newServerCommand(), newAPIServerCommand(), newGatewayCommand(), newDevCommand(), newVersionCommand())
 	return root
 }
 
@@ -156,6 +160,38 @@ func newServerCommand() *cobra.Command {
 	return cmd
 }
 
+func newAPIServerCommand() *cobra.Command {
+	opts := apiserver.Options{}
+	var serverURL, serverCAFile, tokenFile string
+	cmd := &cobra.Command{
+		Use:   "apiserver",
+		Short: "Run the management API (management.hub.minimax.io), an aggregated API server (in a cluster)",
+		Args:  cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			httpClient, err := serverclient.HTTPClient(serverCAFile)
+			if err != nil {
+				return err
+			}
+			opts.Usage = &apiserver.UsageClient{URL: serverURL, HTTP: httpClient, Token: serverclient.FileToken(tokenFile)}
+			srv, err := apiserver.New(opts)
+			if err != nil {
+				return err
+			}
+			ctrl.Log.WithName("setup").Info("Starting the management API", "version", version, "address", opts.ListenAddr)
+			return srv.Run(ctrl.SetupSignalHandler())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&opts.ListenAddr, "listen-address", ":8443", "Address of the HTTPS API that the APIService points at.")
+	f.StringVar(&opts.CertFile, "tls-cert-file", "/etc/hub/apiserver-tls/tls.crt", "Serving certificate; it must name the Service (hub-apiserver.hub-system.svc).")
+	f.StringVar(&opts.KeyFile, "tls-private-key-file", "/etc/hub/apiserver-tls/tls.key", "Key of the serving certificate.")
+	f.StringVar(&opts.Kubeconfig, "kubeconfig", "", `Kubeconfig reaching kube-apiserver; "" means in-cluster.`)
+	f.StringVar(&serverURL, "server-url", "https://hub-server.hub-system.svc", "Base URL of the usage server.")
+	f.StringVar(&serverCAFile, "server-ca-file", "/etc/hub/server-ca/ca.crt", `CA that signed the usage server's certificate; "" uses the system roots.`)
+	f.StringVar(&tokenFile, "token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "ServiceAccount token shown to the usage server.")
+	return cmd
+}
+
 func newGatewayCommand() *cobra.Command {
 	opts := gateway.Options{}
 	cmd := &cobra.Command{
@@ -219,6 +255,7 @@ To start from nothing, start a new state directory with --samples=false.`,
 	f.StringVar(&opts.GatewayMetricsAddr, "gateway-metrics-address", "127.0.0.1:8082", "Address of the gateway's metrics endpoint.")
 	f.StringVar(&opts.ServerAddr, "server-address", "127.0.0.1:8090", "Address of the usage server (its API and invitation links).")
 	f.StringVar(&opts.ServerMetricsAddr, "server-metrics-address", "127.0.0.1:8091", "Address of the usage server's metrics endpoint.")
+	f.StringVar(&opts.APIServerAddr, "apiserver-address", "127.0.0.1:8443", "Address of the management API (reached through kube-apiserver's aggregator).")
 	f.BoolVar(&samples, "samples", true, "Apply the samples in config/samples on the first start of a state directory.")
 	return cmd
 }

@@ -18,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 )
 
@@ -38,20 +39,32 @@ func ClusterRoleName(r hubv1.Role) string {
 
 // Verbs.
 const (
-	get   = "get"
-	list  = "list"
-	watch = "watch"
+	get    = "get"
+	list   = "list"
+	watch  = "watch"
+	create = "create"
 )
 
 var (
 	read  = []string{get, list, watch}
-	write = []string{get, list, watch, "create", "update", "patch", "delete"}
+	write = []string{get, list, watch, create, "update", "patch", "delete"}
 	usage = []string{get}
 )
 
 func hub(verbs []string, resources ...string) rbacv1.PolicyRule {
 	return rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: resources, Verbs: verbs}
 }
+
+// reports lets a role ask the management API for usage reports: every role
+// reads the organization's usage.
+var reports = rbacv1.PolicyRule{APIGroups: []string{mgmtv1alpha1.GroupName}, Resources: []string{"usagereports"}, Verbs: []string{create}}
+
+// definitions lets a role list CustomResourceDefinitions, which kubectl
+// reads before it validates a create-only object (a UsageReport): finding
+// no PATCH for the kind in the OpenAPI, it asks whether the kind is a CRD,
+// and without this refuses the create. Definitions hold schemas, not data.
+var definitions = rbacv1.PolicyRule{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"},
+	Verbs: []string{get, list}}
 
 // Rules are what each role may do. The virtual resources (usage, alerts,
 // auditevents) are checked by the usage server with SubjectAccessReviews.
@@ -60,6 +73,7 @@ func Rules(r hubv1.Role) []rbacv1.PolicyRule {
 		// Overview and usage.
 		hub(read, "organizations", "projects", "spendingcaps"),
 		hub(usage, "usage"),
+		reports, definitions,
 	}
 	developer := []rbacv1.PolicyRule{
 		// Keys and notifications, in the projects a binding is in; caps
@@ -67,6 +81,7 @@ func Rules(r hubv1.Role) []rbacv1.PolicyRule {
 		hub(write, "apikeys", "notificationchannels"),
 		hub(read, "spendingcaps", "projects"),
 		hub(usage, "usage"),
+		reports, definitions,
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: read},
 	}
 	admin := []rbacv1.PolicyRule{
@@ -75,12 +90,13 @@ func Rules(r hubv1.Role) []rbacv1.PolicyRule {
 		hub([]string{get, list, watch, "update", "patch"}, "organizations"),
 		hub(write, "projects", "apikeys", "notificationchannels", "spendingcaps", "members", "groups"),
 		hub(usage, "usage"),
+		reports, definitions,
 		hub([]string{list}, "alerts", "auditevents"),
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: read},
 	}
 	switch r {
 	case hubv1.RoleOwner:
-		return append(admin, hub([]string{"create", "delete"}, "organizations"))
+		return append(admin, hub([]string{create, "delete"}, "organizations"))
 	case hubv1.RoleAdmin:
 		return admin
 	case hubv1.RoleDeveloper:

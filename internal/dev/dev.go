@@ -26,7 +26,9 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
 	"github.com/minimax/platform-hub/config"
+	"github.com/minimax/platform-hub/internal/apiserver"
 	"github.com/minimax/platform-hub/internal/demomodel"
 	"github.com/minimax/platform-hub/internal/devcluster"
 	"github.com/minimax/platform-hub/internal/egress"
@@ -53,6 +55,9 @@ type Options struct {
 	// ServerMetricsAddr and GatewayMetricsAddr serve those roles' metrics;
 	// empty picks a free loopback port.
 	ServerMetricsAddr, GatewayMetricsAddr string
+	// APIServerAddr is where the management API listens (kube-apiserver's
+	// aggregator proxies to it); empty picks a free loopback port.
+	APIServerAddr string
 	// Out receives the instructions printed for the user.
 	Out io.Writer
 	// SkipSamples starts a new state directory without the samples, for
@@ -95,12 +100,8 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 
 	// Every address is chosen now: the manager sends the usage server the
 	// audit log (entries wait in a spool until it is up).
-	for _, addr := range []*string{&opts.MetricsAddr, &opts.ServerAddr, &opts.ServerMetricsAddr, &opts.GatewayMetricsAddr} {
-		if *addr == "" {
-			if *addr, err = freeLoopbackAddr(); err != nil {
-				return err
-			}
-		}
+	if err := opts.pickFreeAddrs(); err != nil {
+		return err
 	}
 	metricsAddr, serverAddr := opts.MetricsAddr, opts.ServerAddr
 	auditToken, err := managerToken(ctx, cluster)
@@ -147,6 +148,9 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 	if _, err := startUsagePath(rolesCtx, start, cluster, stateDir, serverAddr, opts); err != nil {
 		return err
 	}
+	if err := startManagementAPI(rolesCtx, start, cluster, stateDir, opts); err != nil {
+		return err
+	}
 	printNextSteps(opts.Out, opts.StateDir, kubeconfig, opts)
 
 	select {
@@ -155,6 +159,19 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 	case err := <-failed:
 		return err
 	}
+}
+
+// pickFreeAddrs gives every address left empty a free loopback port.
+func (opts *Options) pickFreeAddrs() error {
+	for _, addr := range []*string{&opts.MetricsAddr, &opts.ServerAddr, &opts.ServerMetricsAddr, &opts.GatewayMetricsAddr, &opts.APIServerAddr} {
+		if *addr == "" {
+			var err error
+			if *addr, err = freeLoopbackAddr(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // startControlPlane starts etcd, kube-apiserver and kube-controller-manager
@@ -239,6 +256,66 @@ func startUsagePath(ctx context.Context, start func(string, func(context.Context
 	return opts.GatewayAddr, nil
 }
 
+// startManagementAPI runs the management API on loopback and registers it
+// with the control plane's aggregator, as config/apiserver does in a
+// cluster. Like the other roles of `hub dev`, it reaches kube-apiserver as
+// a cluster administrator; it asks the usage server for usage as its
+// ServiceAccount.
+func startManagementAPI(ctx context.Context, start func(string, func(context.Context) error), cluster *devcluster.Cluster,
+	stateDir string, opts Options) error {
+	_, portText, err := net.SplitHostPort(opts.APIServerAddr)
+	if err != nil {
+		return fmt.Errorf("--apiserver-address: %w", err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return fmt.Errorf("--apiserver-address: the port must be a number, not %q", portText)
+	}
+	api := devcluster.AggregatedAPI{Group: mgmtv1alpha1.GroupName, Version: mgmtv1alpha1.SchemeGroupVersion.Version,
+		Namespace: hubNamespace, Service: "hub-apiserver", Port: port}
+	serving, err := cluster.AggregatedAPICertificate(api)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Join(stateDir, "run", "hub-apiserver")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	files := map[string][]byte{"tls.crt": serving.CertPEM, "tls.key": serving.KeyPEM}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			return err
+		}
+	}
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	if err := cluster.WriteKubeconfig(kubeconfig, "hub-apiserver", "system:masters"); err != nil {
+		return err
+	}
+	token, err := apiserverToken(ctx, cluster)
+	if err != nil {
+		return err
+	}
+	srv, err := apiserver.New(apiserver.Options{ListenAddr: opts.APIServerAddr, CertFile: filepath.Join(dir, "tls.crt"),
+		KeyFile: filepath.Join(dir, "tls.key"), Kubeconfig: kubeconfig,
+		Usage: &apiserver.UsageClient{URL: "http://" + opts.ServerAddr, HTTP: &http.Client{Timeout: time.Minute}, Token: token}})
+	if err != nil {
+		return err
+	}
+	start("management API", srv.Run)
+	// Registered once it listens: the aggregator reads its OpenAPI at once.
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, time.Minute, true, func(context.Context) (bool, error) {
+		conn, dialErr := net.Dial("tcp", opts.APIServerAddr)
+		if dialErr == nil {
+			_ = conn.Close()
+		}
+		return dialErr == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the management API did not come up on %s: %w", opts.APIServerAddr, err)
+	}
+	return cluster.RegisterAggregatedAPI(ctx, api)
+}
+
 // applySamplesOnce creates the sample resources on the first start of a state
 // directory, unless apply is false. It retries while the webhook server comes
 // up.
@@ -302,6 +379,7 @@ Platform Hub is running.
 
   gateway (OpenAI-compatible API)  http://%[5]s/v1
   usage server (API, invitations)  http://%[6]s
+  management API                   https://%[9]s, through kube-apiserver: kubectl explain usagereports
   metrics: manager                 http://%[3]s/metrics
            usage server            http://%[7]s/metrics
            gateway                 http://%[8]s/metrics
@@ -322,7 +400,8 @@ Spend tokens with the sample key, through the gateway, on the demo model:
 or export KUBECONFIG=%[2]s once.
 
 State is kept in %[4]s across restarts (delete it to start over). Press Ctrl-C to stop.
-`, rel, kubeconfig, opts.MetricsAddr, stateDir, opts.GatewayAddr, opts.ServerAddr, opts.ServerMetricsAddr, opts.GatewayMetricsAddr)
+`, rel, kubeconfig, opts.MetricsAddr, stateDir, opts.GatewayAddr, opts.ServerAddr, opts.ServerMetricsAddr, opts.GatewayMetricsAddr,
+		opts.APIServerAddr)
 }
 
 func mustGetwd() string {

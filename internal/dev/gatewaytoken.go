@@ -38,6 +38,13 @@ func managerToken(ctx context.Context, cluster *devcluster.Cluster) (func() (str
 		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"auditevents"}, Verbs: []string{"create"}})
 }
 
+// apiserverToken does the same for the management API, which asks the
+// usage server for reports (as config/apiserver does).
+func apiserverToken(ctx context.Context, cluster *devcluster.Cluster) (func() (string, error), error) {
+	return serviceAccountToken(ctx, cluster, "hub-apiserver", "hub-usage-reports",
+		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagereports"}, Verbs: []string{"create"}})
+}
+
 // serviceAccountToken sets up ServiceAccount account in the hub's namespace
 // with ClusterRole role, which grants rules (on the hub's virtual
 // resources), and returns a token source for it.

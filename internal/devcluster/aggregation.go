@@ -160,15 +160,11 @@ type ServingCertificate struct {
 	CertPEM, KeyPEM []byte
 }
 
-// RegisterAggregatedAPI makes kube-apiserver's aggregator route api to a
-// server on loopback, the way it routes to one in a cluster: an APIService
-// whose Service is of type ExternalName, with externalName localhost and
-// the server's port (Endpoints may not hold loopback addresses; an
-// ExternalName may). The aggregator verifies the server's certificate
-// against the APIService's caBundle, never skipping TLS verification; the
-// returned certificate is the one to serve. Registering again (a restart
-// of `hub dev` on its state) replaces both objects.
-func (c *Cluster) RegisterAggregatedAPI(ctx context.Context, api AggregatedAPI) (*ServingCertificate, error) {
+// AggregatedAPICertificate issues the certificate an aggregated API server
+// serves: it names <Service>.<Namespace>.svc, as the aggregator expects,
+// and loopback, and is signed by the CA that RegisterAggregatedAPI puts in
+// the APIService's caBundle.
+func (c *Cluster) AggregatedAPICertificate(api AggregatedAPI) (*ServingCertificate, error) {
 	if c.servingCA == nil {
 		return nil, fmt.Errorf("the control plane was started without the aggregation layer")
 	}
@@ -177,20 +173,37 @@ func (c *Cluster) RegisterAggregatedAPI(ctx context.Context, api AggregatedAPI) 
 	if err != nil {
 		return nil, err
 	}
+	return &ServingCertificate{CertPEM: certPEM, KeyPEM: keyPEM}, nil
+}
+
+// RegisterAggregatedAPI makes kube-apiserver's aggregator route api to a
+// server on loopback, the way it routes to one in a cluster: an APIService
+// whose Service is of type ExternalName, with externalName localhost and
+// the server's port (Endpoints may not hold loopback addresses; an
+// ExternalName may). The aggregator verifies the server's certificate
+// (AggregatedAPICertificate) against the APIService's caBundle, never
+// skipping TLS verification. Register once the server listens: the
+// aggregator reads its OpenAPI at once, and retries only after a while.
+// Registering again (a restart of `hub dev` on its state) replaces both
+// objects.
+func (c *Cluster) RegisterAggregatedAPI(ctx context.Context, api AggregatedAPI) error {
+	if c.servingCA == nil {
+		return fmt.Errorf("the control plane was started without the aggregation layer")
+	}
 	cl, err := client.New(c.Config, client.Options{})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: api.Namespace}}
 	if err := cl.Create(ctx, ns); err != nil && !apierrors.IsAlreadyExists(err) {
-		return nil, fmt.Errorf("creating namespace %s: %w", api.Namespace, err)
+		return fmt.Errorf("creating namespace %s: %w", api.Namespace, err)
 	}
 	owner := client.FieldOwner("hub-devcluster")
 	svc := corev1ac.Service(api.Service, api.Namespace).WithSpec(corev1ac.ServiceSpec().
 		WithType(corev1.ServiceTypeExternalName).WithExternalName("localhost").
 		WithPorts(corev1ac.ServicePort().WithName("https").WithPort(int32(api.Port))))
 	if err := cl.Apply(ctx, svc, owner, client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("applying Service %s/%s: %w", api.Namespace, api.Service, err)
+		return fmt.Errorf("applying Service %s/%s: %w", api.Namespace, api.Service, err)
 	}
 	apiService := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": "apiregistration.k8s.io/v1",
@@ -206,9 +219,9 @@ func (c *Cluster) RegisterAggregatedAPI(ctx context.Context, api AggregatedAPI) 
 		},
 	}}
 	if err := cl.Apply(ctx, client.ApplyConfigurationFromUnstructured(apiService), owner, client.ForceOwnership); err != nil {
-		return nil, fmt.Errorf("applying APIService %s: %w", apiService.GetName(), err)
+		return fmt.Errorf("applying APIService %s: %w", apiService.GetName(), err)
 	}
-	return &ServingCertificate{CertPEM: certPEM, KeyPEM: keyPEM}, nil
+	return nil
 }
 
 func orDefault(v, def int32) int32 {

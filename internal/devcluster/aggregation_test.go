@@ -45,8 +45,8 @@ func TestAggregatedAPIThroughTheAggregator(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	g.Expect(err).NotTo(HaveOccurred())
 	port := ln.Addr().(*net.TCPAddr).Port
-	serving, err := cluster.RegisterAggregatedAPI(ctx, AggregatedAPI{Group: "test.hub.minimax.io", Version: "v1",
-		Namespace: "hub-system", Service: "test-api", Port: port})
+	api := AggregatedAPI{Group: "test.hub.minimax.io", Version: "v1", Namespace: "hub-system", Service: "test-api", Port: port}
+	serving, err := cluster.AggregatedAPICertificate(api)
 	g.Expect(err).NotTo(HaveOccurred())
 	pair, err := tls.X509KeyPair(serving.CertPEM, serving.KeyPEM)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -71,6 +71,7 @@ func TestAggregatedAPIThroughTheAggregator(t *testing.T) {
 		Certificates: []tls.Certificate{pair}, ClientCAs: frontProxy, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	defer func() { _ = srv.Close() }()
+	g.Expect(cluster.RegisterAggregatedAPI(ctx, api)).To(Succeed())
 
 	alice, err := cluster.AddUser("alice", "system:masters")
 	g.Expect(err).NotTo(HaveOccurred())

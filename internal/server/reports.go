@@ -10,7 +10,7 @@ import (
 
 // ReportsPath is where the management API and the dashboard ask for usage
 // reports (usagereport.Request in, usagereport.Report out).
-const ReportsPath = "/v1/usage/reports"
+const ReportsPath = usagereport.Path
 
 // maxReportRequestBytes bounds a report request's body.
 const maxReportRequestBytes = 64 << 10

@@ -24,6 +24,10 @@ import (
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
+// Path is where the usage server answers reports: POST a Request as JSON,
+// get a Report.
+const Path = "/v1/usage/reports"
+
 // Limits on a request, so that one report stays one bounded answer.
 const (
 	// MaxBuckets is the most time buckets a report may span.

@@ -1,0 +1,148 @@
+// Package apiserver is the `apiserver` role: the management API
+// (management.hub.minimax.io), an aggregated API server built on
+// k8s.io/apiserver. kube-apiserver's aggregator routes the group to it, so
+// kubectl, RBAC, audit and OpenAPI work as for any Kubernetes API.
+//
+// It is stateless: it has no etcd of its own. It reads the hub's objects
+// from an informer cache, asks the usage server (the `server` role) for
+// usage, and writes only the hub's custom resources, so the operator stays
+// the source of truth. People are authenticated and authorized by
+// delegation to kube-apiserver (the front-proxy headers of the aggregator,
+// TokenReview, SubjectAccessReview).
+package apiserver
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strconv"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/endpoints/openapi"
+	registryrest "k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/apiserver/pkg/util/compatibility"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+
+	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	hubopenapi "github.com/minimax/platform-hub/internal/apiserver/openapi"
+	"github.com/minimax/platform-hub/internal/scheme"
+)
+
+// Options configure the management API server.
+type Options struct {
+	// ListenAddr is host:port to serve HTTPS on.
+	ListenAddr string
+	// CertFile and KeyFile are the serving certificate, which must name
+	// the Service the APIService points at (<service>.<namespace>.svc).
+	CertFile, KeyFile string
+	// Kubeconfig reaches kube-apiserver, for the delegated authentication
+	// and authorization and the hub's objects; empty means in-cluster.
+	Kubeconfig string
+	// Usage reaches the usage server.
+	Usage *UsageClient
+}
+
+// Server is a configured management API server.
+type Server struct {
+	generic *genericapiserver.GenericAPIServer
+	cache   cache.Cache
+}
+
+// New configures the server; Run serves it.
+func New(opts Options) (*Server, error) {
+	host, portText, err := net.SplitHostPort(opts.ListenAddr)
+	if err != nil {
+		return nil, fmt.Errorf("--listen-address %q: %w", opts.ListenAddr, err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return nil, fmt.Errorf("--listen-address %q: the port must be a number", opts.ListenAddr)
+	}
+	hubScheme, codecs := newScheme()
+
+	secure := genericoptions.NewSecureServingOptions().WithLoopback()
+	secure.BindPort = port
+	if host != "" {
+		secure.BindAddress = net.ParseIP(host)
+	}
+	secure.ServerCert.CertKey = genericoptions.CertKey{CertFile: opts.CertFile, KeyFile: opts.KeyFile}
+	authn := genericoptions.NewDelegatingAuthenticationOptions()
+	authn.RemoteKubeConfigFile = opts.Kubeconfig
+	authz := genericoptions.NewDelegatingAuthorizationOptions()
+	authz.RemoteKubeConfigFile = opts.Kubeconfig
+
+	cfg := genericapiserver.NewRecommendedConfig(codecs)
+	cfg.EffectiveVersion = compatibility.DefaultBuildEffectiveVersion()
+	namer := openapi.NewDefinitionNamer(hubScheme)
+	cfg.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(hubopenapi.GetOpenAPIDefinitions, namer)
+	cfg.OpenAPIConfig.Info.Title, cfg.OpenAPIConfig.Info.Version = "Platform Hub management API", "v1alpha1"
+	cfg.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(hubopenapi.GetOpenAPIDefinitions, namer)
+	cfg.OpenAPIV3Config.Info.Title, cfg.OpenAPIV3Config.Info.Version = "Platform Hub management API", "v1alpha1"
+	if err := secure.ApplyTo(&cfg.SecureServing, &cfg.LoopbackClientConfig); err != nil {
+		return nil, fmt.Errorf("serving: %w", err)
+	}
+	if err := authn.ApplyTo(&cfg.Authentication, cfg.SecureServing, cfg.OpenAPIConfig); err != nil {
+		return nil, fmt.Errorf("delegated authentication: %w", err)
+	}
+	if err := authz.ApplyTo(&cfg.Authorization); err != nil {
+		return nil, fmt.Errorf("delegated authorization: %w", err)
+	}
+	// No API priority and fairness of its own: kube-apiserver's applies
+	// before the aggregator proxies.
+	cfg.FlowControl = nil
+
+	generic, err := cfg.Complete().New("hub-apiserver", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, err
+	}
+
+	kube, err := restConfig(opts.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	objects, err := cache.New(kube, cache.Options{Scheme: scheme.New()})
+	if err != nil {
+		return nil, fmt.Errorf("the cache of the hub's objects: %w", err)
+	}
+	group := genericapiserver.NewDefaultAPIGroupInfo(mgmtv1alpha1.GroupName, hubScheme, runtime.NewParameterCodec(hubScheme), codecs)
+	group.VersionedResourcesStorageMap[mgmtv1alpha1.SchemeGroupVersion.Version] = map[string]registryrest.Storage{
+		"usagereports": &usageReports{usage: opts.Usage, cache: objects},
+	}
+	if err := generic.InstallAPIGroup(&group); err != nil {
+		return nil, fmt.Errorf("installing %s: %w", mgmtv1alpha1.GroupName, err)
+	}
+	return &Server{generic: generic, cache: objects}, nil
+}
+
+// Run serves until ctx ends. The cache of the hub's objects fills first,
+// so that no answer is made from an empty cache.
+func (s *Server) Run(ctx context.Context) error {
+	// The informers the answers read, created before the cache starts.
+	if _, err := s.cache.GetInformer(ctx, &hubv1.Organization{}); err != nil {
+		return err
+	}
+	go func() { _ = s.cache.Start(ctx) }()
+	if !s.cache.WaitForCacheSync(ctx) {
+		return fmt.Errorf("the cache of the hub's objects did not fill")
+	}
+	return s.generic.PrepareRun().RunWithContext(ctx)
+}
+
+// restConfig reaches kube-apiserver through kubeconfig, or in-cluster when
+// it is empty.
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return rest.InClusterConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", kubeconfig)
+}
+
+// What the management API reads of the hub, from its cache. Delegated
+// authentication and authorization, the front-proxy ConfigMap and the usage
+// reports are granted in config/apiserver/rbac.yaml.
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=organizations,verbs=get;list;watch

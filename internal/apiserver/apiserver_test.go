@@ -1,0 +1,224 @@
+package apiserver_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/prometheus/client_golang/prometheus"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/config"
+	"github.com/minimax/platform-hub/internal/access"
+	"github.com/minimax/platform-hub/internal/apiserver"
+	"github.com/minimax/platform-hub/internal/devcluster"
+	"github.com/minimax/platform-hub/internal/metrics"
+	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/scheme"
+	"github.com/minimax/platform-hub/internal/server"
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// env is a local control plane with the management API registered through
+// its aggregator, and a usage server on SQLite.
+type env struct {
+	cluster *devcluster.Cluster
+	client  client.Client
+	store   usage.Store
+	kubectl string
+	dir     string
+}
+
+func startEnv(t *testing.T, g Gomega) *env {
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	dir := t.TempDir() // removed after the servers below stop
+	ctx, cancel := context.WithCancel(context.Background())
+	crds, err := config.CRDs()
+	g.Expect(err).NotTo(HaveOccurred())
+	cluster, err := devcluster.Start(devcluster.Options{Scheme: scheme.New(), CRDs: crds})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() {
+		cancel()
+		_ = cluster.Stop()
+	})
+	binDir, err := devcluster.FindBinDir()
+	g.Expect(err).NotTo(HaveOccurred())
+	e := &env{cluster: cluster, kubectl: filepath.Join(binDir, "kubectl"), dir: dir}
+	e.client, err = client.New(cluster.Config, client.Options{Scheme: scheme.New()})
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, role := range access.ClusterRoles() {
+		g.Expect(e.client.Create(ctx, &role)).To(Succeed())
+	}
+
+	// The usage server, checking the management API's ServiceAccount token.
+	stores, err := server.OpenStores(ctx, "sqlite:"+filepath.Join(e.dir, "usage.db"))
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = stores.Close() })
+	e.store = stores.Usage
+	prices, err := pricing.New(&hubv1.PriceList{Chat: &hubv1.TokenPricing{Models: []hubv1.ModelTokenPrice{{
+		Name: "MiniMax-M2", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20"}}}}})
+	g.Expect(err).NotTo(HaveOccurred())
+	usageServer := &server.Server{Store: stores.Usage, Alerts: stores.Alerts, Audit: stores.Audit,
+		Auth:    &server.Authorizer{Client: e.client, Clock: clock.RealClock{}},
+		Metrics: metrics.NewUsageMetrics(prometheus.NewRegistry()), Log: ctrl.Log}
+	usageServer.SetPrices(prices, "USD")
+	hs := httptest.NewServer(usageServer.Handler())
+	t.Cleanup(hs.Close)
+	token := serviceAccountToken(g, cluster, e.client, "hub-system", "hub-apiserver",
+		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagereports"}, Verbs: []string{"create"}})
+
+	// The management API, registered through the aggregator.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	addr := ln.Addr().String()
+	g.Expect(ln.Close()).To(Succeed())
+	api := devcluster.AggregatedAPI{Group: mgmtv1alpha1.GroupName, Version: "v1alpha1",
+		Namespace: "hub-system", Service: "hub-apiserver", Port: ln.Addr().(*net.TCPAddr).Port}
+	serving, err := cluster.AggregatedAPICertificate(api)
+	g.Expect(err).NotTo(HaveOccurred())
+	certFile, keyFile := filepath.Join(e.dir, "tls.crt"), filepath.Join(e.dir, "tls.key")
+	g.Expect(os.WriteFile(certFile, serving.CertPEM, 0o600)).To(Succeed())
+	g.Expect(os.WriteFile(keyFile, serving.KeyPEM, 0o600)).To(Succeed())
+	kubeconfig := filepath.Join(e.dir, "apiserver.kubeconfig")
+	g.Expect(cluster.WriteKubeconfig(kubeconfig, "hub-apiserver", "system:masters")).To(Succeed())
+	srv, err := apiserver.New(apiserver.Options{ListenAddr: addr, CertFile: certFile, KeyFile: keyFile, Kubeconfig: kubeconfig,
+		Usage: &apiserver.UsageClient{URL: hs.URL, HTTP: hs.Client(), Token: func() (string, error) { return token, nil }}})
+	g.Expect(err).NotTo(HaveOccurred())
+	go func() { _ = srv.Run(ctx) }()
+	g.Eventually(func() error {
+		conn, err := net.Dial("tcp", addr)
+		if err == nil {
+			_ = conn.Close()
+		}
+		return err
+	}, time.Minute, 50*time.Millisecond).Should(Succeed())
+	g.Expect(cluster.RegisterAggregatedAPI(ctx, api)).To(Succeed())
+	// Ready when kubectl can explain it: the aggregator has its OpenAPI.
+	g.Eventually(func() error {
+		_, err := e.run("admin", "get", "--raw", "/openapi/v3/apis/management.hub.minimax.io/v1alpha1")
+		return err
+	}, time.Minute, 200*time.Millisecond).Should(Succeed())
+	return e
+}
+
+// serviceAccountToken makes a ServiceAccount allowed rules and returns a
+// token of it.
+func serviceAccountToken(g Gomega, cluster *devcluster.Cluster, c client.Client, namespace, name string, rules ...rbacv1.PolicyRule) string {
+	ctx := context.Background()
+	_ = c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})
+	g.Expect(c.Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}})).To(Succeed())
+	g.Expect(c.Create(ctx, &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: name}, Rules: rules})).To(Succeed())
+	g.Expect(c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects: []rbacv1.Subject{{Kind: "ServiceAccount", Namespace: namespace, Name: name}}})).To(Succeed())
+	clientset, err := kubernetes.NewForConfig(cluster.Config)
+	g.Expect(err).NotTo(HaveOccurred())
+	tr, err := clientset.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name,
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](3600)}}, metav1.CreateOptions{})
+	g.Expect(err).NotTo(HaveOccurred())
+	return tr.Status.Token
+}
+
+// member signs a person in with a hub role, as the access controller
+// binds them.
+func (e *env) member(g Gomega, user string, role hubv1.Role) {
+	g.Expect(e.client.Create(context.Background(), &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "test-" + strings.ReplaceAll(user, "@", ".")},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: access.ClusterRoleName(role)},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: "User", Name: user}}})).To(Succeed())
+}
+
+// run runs kubectl as user ("admin" for the cluster administrator).
+func (e *env) run(user string, args ...string) (string, error) {
+	return e.runWithInput(user, "", args...)
+}
+
+func (e *env) runWithInput(user, input string, args ...string) (string, error) {
+	kubeconfig := filepath.Join(e.dir, "kubeconfig-"+user)
+	if _, err := os.Stat(kubeconfig); err != nil {
+		groups := []string{}
+		if user == "admin" {
+			groups = append(groups, "system:masters")
+		}
+		if err := e.cluster.WriteKubeconfig(kubeconfig, user, groups...); err != nil {
+			return "", err
+		}
+	}
+	cmd := exec.Command(e.kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd.Stdin = strings.NewReader(input)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+const reportYAML = `apiVersion: management.hub.minimax.io/v1alpha1
+kind: UsageReport
+spec:
+  startTime: "2026-11-01T00:00:00Z"
+  endTime: "2026-12-01T00:00:00Z"
+  granularity: Day
+  timeZone: UTC
+  groupBy: [Project]
+`
+
+// TestUsageReportThroughTheAggregator: a Viewer creates a UsageReport with
+// kubectl, through kube-apiserver's aggregator, and reads the figures of
+// the stored events, priced; kubectl explain reads the published OpenAPI;
+// bad input is refused with the field path; someone without a hub role is
+// refused by RBAC.
+func TestUsageReportThroughTheAggregator(t *testing.T) {
+	g := NewWithT(t)
+	e := startEnv(t, g)
+	at := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
+	_, err := e.store.Insert(context.Background(), []usage.Event{
+		{ID: "a1", Time: at, Project: "chatbot", KeyID: "AbCdEf0123", Service: pricing.Chat, Endpoint: "/v1/chat/completions",
+			Model: "MiniMax-M2", InputTokens: 1000, OutputTokens: 500, StatusCode: 200},
+		{ID: "a2", Time: at.Add(time.Hour), Project: "research", KeyID: "ZyXwVu9876", Service: pricing.Chat, Endpoint: "/v1/chat/completions",
+			Model: "MiniMax-M2", InputTokens: 2000, StatusCode: 200},
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	e.member(g, "viewer@example.com", hubv1.RoleViewer)
+
+	out, err := e.runWithInput("viewer@example.com", reportYAML, "create", "-f", "-", "-o", "json")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	report := &mgmtv1alpha1.UsageReport{}
+	g.Expect(json.Unmarshal([]byte(out), report)).To(Succeed(), out)
+	g.Expect(report.Status.Currency).To(Equal("USD"))
+	g.Expect(report.Status.Total.Calls).To(BeEquivalentTo(2))
+	g.Expect(report.Status.Total.InputTokens).To(BeEquivalentTo(3000))
+	g.Expect(report.Status.Total.Cost).To(Equal("0.0015"), "3000 input tokens at 0.30/M and 500 output at 1.20/M")
+	g.Expect(report.Status.Buckets).To(HaveLen(2))
+	g.Expect(report.Status.Buckets[0].Project).To(Equal("chatbot"))
+	g.Expect(report.Status.Buckets[0].Cost).To(Equal("0.0009"))
+
+	out, err = e.run("viewer@example.com", "explain", "usagereports.spec.groupBy")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring("groupBy splits every bucket"))
+
+	bad := strings.Replace(reportYAML, "groupBy: [Project]", "groupBy: [Member]", 1)
+	out, err = e.runWithInput("viewer@example.com", bad, "create", "-f", "-")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(out).To(ContainSubstring(`spec.groupBy[0]: Unsupported value: "Member"`))
+
+	out, err = e.runWithInput("stranger@example.com", reportYAML, "create", "--validate=false", "-f", "-")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(out).To(ContainSubstring(`cannot create resource "usagereports" in API group "management.hub.minimax.io"`))
+}
