@@ -18,6 +18,7 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
@@ -47,6 +48,9 @@ type env struct {
 	store   usage.Store
 	kubectl string
 	dir     string
+	// api configures the management API; stopAPI stops it.
+	api     apiserver.Options
+	stopAPI func()
 }
 
 func startEnv(t *testing.T, g Gomega) *env {
@@ -87,10 +91,9 @@ func startEnv(t *testing.T, g Gomega) *env {
 	token := serviceAccountToken(g, cluster, e.client, "hub-system", "hub-apiserver",
 		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagereports"}, Verbs: []string{"create"}})
 
-	// The management API, registered through the aggregator.
+	// The management API, registered through the aggregator once it listens.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	g.Expect(err).NotTo(HaveOccurred())
-	addr := ln.Addr().String()
 	g.Expect(ln.Close()).To(Succeed())
 	api := devcluster.AggregatedAPI{Group: mgmtv1alpha1.GroupName, Version: "v1alpha1",
 		Namespace: "hub-system", Service: "hub-apiserver", Port: ln.Addr().(*net.TCPAddr).Port}
@@ -101,17 +104,9 @@ func startEnv(t *testing.T, g Gomega) *env {
 	g.Expect(os.WriteFile(keyFile, serving.KeyPEM, 0o600)).To(Succeed())
 	kubeconfig := filepath.Join(e.dir, "apiserver.kubeconfig")
 	g.Expect(cluster.WriteKubeconfig(kubeconfig, "hub-apiserver", "system:masters")).To(Succeed())
-	srv, err := apiserver.New(apiserver.Options{ListenAddr: addr, CertFile: certFile, KeyFile: keyFile, Kubeconfig: kubeconfig,
-		Usage: &apiserver.UsageClient{URL: hs.URL, HTTP: hs.Client(), Token: func() (string, error) { return token, nil }}})
-	g.Expect(err).NotTo(HaveOccurred())
-	go func() { _ = srv.Run(ctx) }()
-	g.Eventually(func() error {
-		conn, err := net.Dial("tcp", addr)
-		if err == nil {
-			_ = conn.Close()
-		}
-		return err
-	}, time.Minute, 50*time.Millisecond).Should(Succeed())
+	e.api = apiserver.Options{ListenAddr: ln.Addr().String(), CertFile: certFile, KeyFile: keyFile, Kubeconfig: kubeconfig,
+		Usage: &apiserver.UsageClient{URL: hs.URL, HTTP: hs.Client(), Token: func() (string, error) { return token, nil }}}
+	e.startAPI(t, g)
 	g.Expect(cluster.RegisterAggregatedAPI(ctx, api)).To(Succeed())
 	// Ready when kubectl can explain it: the aggregator has its OpenAPI.
 	g.Eventually(func() error {
@@ -119,6 +114,31 @@ func startEnv(t *testing.T, g Gomega) *env {
 		return err
 	}, time.Minute, 200*time.Millisecond).Should(Succeed())
 	return e
+}
+
+// startAPI runs the management API until stopAPI or the end of the test,
+// and returns once it listens.
+func (e *env) startAPI(t *testing.T, g Gomega) {
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := apiserver.New(e.api)
+	g.Expect(err).NotTo(HaveOccurred())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Run(ctx)
+	}()
+	e.stopAPI = func() {
+		cancel()
+		<-done
+	}
+	t.Cleanup(e.stopAPI)
+	g.Eventually(func() error {
+		conn, err := net.Dial("tcp", e.api.ListenAddr)
+		if err == nil {
+			_ = conn.Close()
+		}
+		return err
+	}, time.Minute, 50*time.Millisecond).Should(Succeed())
 }
 
 // serviceAccountToken makes a ServiceAccount allowed rules and returns a
@@ -221,4 +241,53 @@ func TestUsageReportThroughTheAggregator(t *testing.T) {
 	out, err = e.runWithInput("stranger@example.com", reportYAML, "create", "--validate=false", "-f", "-")
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(out).To(ContainSubstring(`cannot create resource "usagereports" in API group "management.hub.minimax.io"`))
+}
+
+// TestManagementAPIDown: while the management API is down, its APIService
+// says so, the hub's own resources are still served, asking the group
+// answers 503, and a namespace deleted meanwhile waits, then goes once the
+// management API is back: what deleting a Project does to its namespace.
+func TestManagementAPIDown(t *testing.T) {
+	g := NewWithT(t)
+	e := startEnv(t, g)
+	ctx := context.Background()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "doomed"}}
+	g.Expect(e.client.Create(ctx, ns)).To(Succeed())
+	e.member(g, "viewer@example.com", hubv1.RoleViewer)
+
+	e.stopAPI()
+	// The aggregator notices within its availability checks.
+	g.Eventually(func() string {
+		out, _ := e.run("admin", "get", "apiservice", "v1alpha1.management.hub.minimax.io")
+		return out
+	}, time.Minute, time.Second).Should(MatchRegexp(`False \(FailedDiscoveryCheck\)`))
+	out, err := e.run("admin", "get", "projects")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(Equal("No resources found\n"), "the hub's own resources are served as before, without a warning")
+	out, err = e.runWithInput("viewer@example.com", reportYAML, "create", "-f", "-")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(out).To(ContainSubstring("Error from server (ServiceUnavailable)"))
+
+	g.Expect(e.client.Delete(ctx, ns)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(e.client.Get(ctx, client.ObjectKeyFromObject(ns), ns)).To(Succeed())
+		cond := namespaceCondition(ns, corev1.NamespaceDeletionDiscoveryFailure)
+		g.Expect(cond).NotTo(BeNil())
+		g.Expect(cond.Status).To(Equal(corev1.ConditionTrue))
+		g.Expect(cond.Message).To(ContainSubstring("management.hub.minimax.io"))
+	}, time.Minute, 200*time.Millisecond).Should(Succeed())
+
+	e.startAPI(t, g)
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(e.client.Get(ctx, client.ObjectKeyFromObject(ns), ns))
+	}, 3*time.Minute, time.Second).Should(BeTrue(), "the namespace goes once the management API is back")
+}
+
+func namespaceCondition(ns *corev1.Namespace, t corev1.NamespaceConditionType) *corev1.NamespaceCondition {
+	for i := range ns.Status.Conditions {
+		if ns.Status.Conditions[i].Type == t {
+			return &ns.Status.Conditions[i]
+		}
+	}
+	return nil
 }
