@@ -17,7 +17,12 @@ import (
 	"net"
 	"strconv"
 
+	"time"
+
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/authentication/request/union"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+	authorizerunion "k8s.io/apiserver/pkg/authorization/union"
 	"k8s.io/apiserver/pkg/endpoints/openapi"
 	registryrest "k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
@@ -26,10 +31,12 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	hubopenapi "github.com/minimax/platform-hub/internal/apiserver/openapi"
+	"github.com/minimax/platform-hub/internal/keycheck"
 	"github.com/minimax/platform-hub/internal/scheme"
 )
 
@@ -96,11 +103,6 @@ func New(opts Options) (*Server, error) {
 	// before the aggregator proxies.
 	cfg.FlowControl = nil
 
-	generic, err := cfg.Complete().New("hub-apiserver", genericapiserver.NewEmptyDelegate())
-	if err != nil {
-		return nil, err
-	}
-
 	kube, err := restConfig(opts.Kubeconfig)
 	if err != nil {
 		return nil, err
@@ -108,6 +110,25 @@ func New(opts Options) (*Server, error) {
 	objects, err := cache.New(kube, cache.Options{Scheme: scheme.New()})
 	if err != nil {
 		return nil, fmt.Errorf("the cache of the hub's objects: %w", err)
+	}
+	if err := keycheck.IndexDigests(context.Background(), objects); err != nil {
+		return nil, err
+	}
+	// Hub keys first: a hub key never reaches a TokenReview. Then the
+	// front-proxy headers of the aggregator, client certificates and
+	// TokenReview. Keys of a scope other than Admin are refused before
+	// RBAC is asked.
+	cfg.Authentication.Authenticator = union.NewFailOnError(&hubKeyAuthenticator{cache: objects, now: time.Now},
+		cfg.Authentication.Authenticator)
+	if cfg.Authorization.Authorizer, err = authorizerunion.New(
+		authorizerunion.NamedAuthorizer{AuthorizerName: "hub-key-scope", Authorizer: authorizer.AuthorizerFunc(authorizeKeyScope)},
+		authorizerunion.NamedAuthorizer{AuthorizerName: "delegated", Authorizer: cfg.Authorization.Authorizer}); err != nil {
+		return nil, err
+	}
+
+	generic, err := cfg.Complete().New("hub-apiserver", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, err
 	}
 	group := genericapiserver.NewDefaultAPIGroupInfo(mgmtv1alpha1.GroupName, hubScheme, runtime.NewParameterCodec(hubScheme), codecs)
 	group.VersionedResourcesStorageMap[mgmtv1alpha1.SchemeGroupVersion.Version] = map[string]registryrest.Storage{
@@ -123,8 +144,10 @@ func New(opts Options) (*Server, error) {
 // so that no answer is made from an empty cache.
 func (s *Server) Run(ctx context.Context) error {
 	// The informers the answers read, created before the cache starts.
-	if _, err := s.cache.GetInformer(ctx, &hubv1.Organization{}); err != nil {
-		return err
+	for _, obj := range []client.Object{&hubv1.Organization{}, &hubv1.APIKey{}, &hubv1.Member{}} {
+		if _, err := s.cache.GetInformer(ctx, obj); err != nil {
+			return err
+		}
 	}
 	go func() { _ = s.cache.Start(ctx) }()
 	if !s.cache.WaitForCacheSync(ctx) {
@@ -145,4 +168,4 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 // What the management API reads of the hub, from its cache. Delegated
 // authentication and authorization, the front-proxy ConfigMap and the usage
 // reports are granted in config/apiserver/rbac.yaml.
-// +kubebuilder:rbac:groups=hub.minimax.io,resources=organizations,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=organizations;apikeys;members,verbs=get;list;watch

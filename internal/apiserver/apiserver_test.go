@@ -33,6 +33,7 @@ import (
 	"github.com/minimax/platform-hub/internal/access"
 	"github.com/minimax/platform-hub/internal/apiserver"
 	"github.com/minimax/platform-hub/internal/devcluster"
+	"github.com/minimax/platform-hub/internal/keys"
 	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/scheme"
@@ -102,6 +103,7 @@ func startEnv(t *testing.T, g Gomega) *env {
 	certFile, keyFile := filepath.Join(e.dir, "tls.crt"), filepath.Join(e.dir, "tls.key")
 	g.Expect(os.WriteFile(certFile, serving.CertPEM, 0o600)).To(Succeed())
 	g.Expect(os.WriteFile(keyFile, serving.KeyPEM, 0o600)).To(Succeed())
+	g.Expect(os.WriteFile(filepath.Join(e.dir, "ca.crt"), serving.CAPEM, 0o600)).To(Succeed())
 	kubeconfig := filepath.Join(e.dir, "apiserver.kubeconfig")
 	g.Expect(cluster.WriteKubeconfig(kubeconfig, "hub-apiserver", "system:masters")).To(Succeed())
 	e.api = apiserver.Options{ListenAddr: ln.Addr().String(), CertFile: certFile, KeyFile: keyFile, Kubeconfig: kubeconfig,
@@ -290,4 +292,69 @@ func namespaceCondition(ns *corev1.Namespace, t corev1.NamespaceConditionType) *
 		}
 	}
 	return nil
+}
+
+// apiKey makes an issued APIKey in namespace for owner, as the APIKey
+// controller would (this suite runs no controllers), and returns its key.
+func (e *env) apiKey(g Gomega, namespace, name, owner string, scope hubv1.APIKeyScope) (*hubv1.APIKey, string) {
+	ctx := context.Background()
+	_ = e.client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespace}})
+	k := &hubv1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}, Spec: hubv1.APIKeySpec{Owner: owner, Scope: scope}}
+	g.Expect(e.client.Create(ctx, k)).To(Succeed())
+	key, err := keys.New()
+	g.Expect(err).NotTo(HaveOccurred())
+	k.Status = hubv1.APIKeyStatus{Phase: hubv1.KeyActive, KeyID: key.ID(), Digest: key.Digest(), Revision: 1}
+	g.Expect(e.client.Status().Update(ctx, k)).To(Succeed())
+	return k, key.Reveal()
+}
+
+// direct runs kubectl against the management API itself, not through
+// kube-apiserver, with a bearer token: what a tool outside the cluster does.
+func (e *env) direct(token, input string, args ...string) (string, error) {
+	empty := filepath.Join(e.dir, "empty-kubeconfig")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		return "", err
+	}
+	cmd := exec.Command(e.kubectl, append([]string{"--kubeconfig", empty, "--server", "https://" + e.api.ListenAddr,
+		"--certificate-authority", filepath.Join(e.dir, "ca.crt"), "--token", token}, args...)...)
+	cmd.Stdin = strings.NewReader(input)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// TestHubKeysAsCredentials: a tool outside the cluster calls the
+// management API with an Admin-scope hub key and acts as the key's owner;
+// a Standard-scope key of the same owner is refused with the scope needed;
+// a key revoked a moment ago is refused as unauthenticated.
+func TestHubKeysAsCredentials(t *testing.T) {
+	g := NewWithT(t)
+	e := startEnv(t, g)
+	ctx := context.Background()
+	_, err := e.store.Insert(ctx, []usage.Event{{ID: "k1", Time: time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC), Project: "chatbot",
+		KeyID: "AbCdEf0123", Service: pricing.Chat, Endpoint: "/v1/chat/completions", Model: "MiniMax-M2", InputTokens: 1000, StatusCode: 200}})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(e.client.Create(ctx, &hubv1.Member{ObjectMeta: metav1.ObjectMeta{Name: "ops"},
+		Spec: hubv1.MemberSpec{Email: "Ops@Example.com", Role: hubv1.RoleAdmin}})).To(Succeed())
+	e.member(g, "Ops@Example.com", hubv1.RoleAdmin)
+	adminKey, admin := e.apiKey(g, "tools", "ops-admin", "ops@example.com", hubv1.ScopeAdmin)
+	_, standard := e.apiKey(g, "tools", "ops-standard", "ops@example.com", hubv1.ScopeStandard)
+
+	var out string
+	g.Eventually(func() error {
+		out, err = e.direct(admin, reportYAML, "create", "-f", "-", "-o", "jsonpath={.status.total.calls} {.status.total.cost}")
+		return err
+	}, 10*time.Second, 200*time.Millisecond).Should(Succeed(), func() string { return out })
+	g.Expect(out).To(Equal("1 0.0003"))
+
+	out, err = e.direct(standard, reportYAML, "create", "-f", "-")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(out).To(ContainSubstring("a Standard-scope hub key cannot use the management API; use an Admin-scope key"))
+
+	patch := client.MergeFrom(adminKey.DeepCopy())
+	adminKey.Spec.Revoked = true
+	g.Expect(e.client.Patch(ctx, adminKey, patch)).To(Succeed())
+	g.Eventually(func() string {
+		out, _ = e.direct(admin, reportYAML, "create", "--validate=false", "-f", "-")
+		return out
+	}, time.Second, 50*time.Millisecond).Should(ContainSubstring("You must be logged in to the server"))
 }

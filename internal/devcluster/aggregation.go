@@ -158,6 +158,9 @@ type AggregatedAPI struct {
 // signed by the CA of the APIService's caBundle.
 type ServingCertificate struct {
 	CertPEM, KeyPEM []byte
+	// CAPEM is the CA that signed it, for clients that call the server
+	// directly rather than through the aggregator.
+	CAPEM []byte
 }
 
 // AggregatedAPICertificate issues the certificate an aggregated API server
@@ -173,7 +176,7 @@ func (c *Cluster) AggregatedAPICertificate(api AggregatedAPI) (*ServingCertifica
 	if err != nil {
 		return nil, err
 	}
-	return &ServingCertificate{CertPEM: certPEM, KeyPEM: keyPEM}, nil
+	return &ServingCertificate{CertPEM: certPEM, KeyPEM: keyPEM, CAPEM: c.servingCA.certPEM}, nil
 }
 
 // RegisterAggregatedAPI makes kube-apiserver's aggregator route api to a

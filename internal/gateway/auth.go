@@ -14,42 +14,26 @@ import (
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/billing"
+	"github.com/minimax/platform-hub/internal/keycheck"
 	"github.com/minimax/platform-hub/internal/keys"
 	"github.com/minimax/platform-hub/internal/perclient"
 	"github.com/minimax/platform-hub/internal/pricing"
 )
 
-// DigestIndex is the cache index of APIKeys by the digests of their keys:
-// the current key, during an overlap the previous one, and the last retired
-// ones (which never work, but get an answer that says when they stopped).
-const DigestIndex = "hub.minimax.io/digest"
+// DigestIndex is the cache index of APIKeys by key digest (keycheck.DigestIndex).
+const DigestIndex = keycheck.DigestIndex
 
 // IndexDigests registers DigestIndex with a cache.
-func IndexDigests(ctx context.Context, c cache.Cache) error {
-	return c.IndexField(ctx, &hubv1.APIKey{}, DigestIndex, func(obj client.Object) []string {
-		key := obj.(*hubv1.APIKey)
-		var digests []string
-		if key.Status.Digest != "" {
-			digests = append(digests, key.Status.Digest)
-		}
-		if p := key.Status.PreviousKey; p != nil && p.Digest != "" {
-			digests = append(digests, p.Digest)
-		}
-		for _, r := range key.Status.RetiredKeys {
-			digests = append(digests, r.Digest)
-		}
-		return digests
-	})
-}
+func IndexDigests(ctx context.Context, c cache.Cache) error { return keycheck.IndexDigests(ctx, c) }
 
 // Reasons a request is refused; they label the rejection metric.
 const (
 	reasonMissingKey   = "missing_key"
 	reasonMalformedKey = "malformed_key"
 	reasonUnknownKey   = "unknown_key"
-	reasonRevoked      = "revoked"
-	reasonExpired      = "expired"
-	reasonNotIssued    = "not_issued"
+	reasonRevoked      = keycheck.ReasonRevoked
+	reasonExpired      = keycheck.ReasonExpired
+	reasonNotIssued    = keycheck.ReasonNotIssued
 	reasonScope        = "scope"
 	reasonIPNotAllowed = "ip_not_allowed"
 	reasonArchived     = "project_archived"
@@ -124,57 +108,13 @@ func (g *Gateway) authorize(ctx context.Context, r *http.Request, now time.Time)
 	return g.checkContext(ctx, v, r, now)
 }
 
-// checkKey checks the key's own state: revoked, expired, the previous key's
-// overlap ended or cut short, a key rotated out. The gateway reads times and
-// the spec itself, so a key stops at its expiry, and a retired previous key
-// at once, even while the manager is late or down.
+// checkKey checks the key's own state (keycheck.Check), answered the way
+// OpenAI answers an unusable key: 401 invalid_api_key.
 func checkKey(k *hubv1.APIKey, digest string, now time.Time) verdict {
-	s := &k.Status
-	if k.Spec.Revoked || s.Phase == hubv1.KeyRevoked {
-		return refuse(http.StatusUnauthorized, reasonRevoked, "invalid_request_error", codeInvalidKey,
-			"This API key has been revoked.")
-	}
-	prev := s.PreviousKey
-	switch {
-	case s.Digest == digest:
-		if s.ExpiresAt != nil && !now.Before(s.ExpiresAt.Time) {
-			return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey,
-				fmt.Sprintf("This API key expired at %s.", s.ExpiresAt.UTC().Format(time.RFC3339)))
-		}
-	case prev != nil && prev.Digest == digest:
-		if !now.Before(prev.ValidUntil.Time) {
-			return rotatedOut(prev.ValidUntil.Time)
-		}
-		if k.Spec.Rotation != nil && k.Spec.Rotation.RetirePreviousKeyID == prev.KeyID {
-			return refuse(http.StatusUnauthorized, reasonRevoked, "invalid_request_error", codeInvalidKey,
-				"This API key was replaced by a rotation and has been retired; use the key that replaced it.")
-		}
-	default:
-		for _, r := range s.RetiredKeys {
-			if r.Digest == digest {
-				return rotatedOut(r.RetiredAt.Time)
-			}
-		}
-		return rotatedOut(time.Time{}) // listed a moment ago; the cache is behind the status
-	}
-	switch s.Phase {
-	case hubv1.KeyExpired:
-		return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey, "This API key has expired.")
-	case hubv1.KeyPending, "":
-		return refuse(http.StatusUnauthorized, reasonNotIssued, "invalid_request_error", codeInvalidKey, "This API key is not active.")
+	if r := keycheck.Check(k, digest, now); r != nil {
+		return refuse(http.StatusUnauthorized, r.Reason, "invalid_request_error", codeInvalidKey, r.Message)
 	}
 	return verdict{}
-}
-
-// rotatedOut refuses a key that a rotation replaced and that no longer
-// works, saying when it stopped (when known).
-func rotatedOut(at time.Time) verdict {
-	when := ""
-	if !at.IsZero() {
-		when = " at " + at.UTC().Format(time.RFC3339)
-	}
-	return refuse(http.StatusUnauthorized, reasonExpired, "invalid_request_error", codeInvalidKey,
-		fmt.Sprintf("This API key was rotated out: a rotation replaced it, and it stopped working%s; use the key that replaced it.", when))
 }
 
 // checkContext checks what the key's project and the organization allow:

@@ -1,7 +1,6 @@
-package gateway
+package keycheck
 
 import (
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -19,18 +18,18 @@ func TestRetiredPreviousKeyStopsAtOnce(t *testing.T) {
 	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
 	key := &hubv1.APIKey{Status: hubv1.APIKeyStatus{Phase: hubv1.KeyActive, Digest: "sha256:new",
 		PreviousKey: &hubv1.PreviousKey{KeyID: "OldKey0001", Digest: "sha256:old", ValidUntil: metav1.NewTime(now.Add(24 * time.Hour))}}}
-	if v := checkKey(key, "sha256:old", now); !v.allowed() {
+	if v := Check(key, "sha256:old", now); v != nil {
 		t.Fatalf("the previous key within its overlap: %+v", v)
 	}
 	key.Spec.Rotation = &hubv1.RotationSpec{RetirePreviousKeyID: "OldKey0001"}
-	if v := checkKey(key, "sha256:old", now); v.allowed() || v.status != http.StatusUnauthorized {
+	if v := Check(key, "sha256:old", now); v == nil {
 		t.Fatalf("the retired previous key: %+v", v)
 	}
-	if v := checkKey(key, "sha256:new", now); !v.allowed() {
+	if v := Check(key, "sha256:new", now); v != nil {
 		t.Fatalf("the current key: %+v", v)
 	}
 	key.Spec.Rotation.RetirePreviousKeyID = "SomeOther1"
-	if v := checkKey(key, "sha256:old", now); !v.allowed() {
+	if v := Check(key, "sha256:old", now); v != nil {
 		t.Fatalf("retiring another key ID leaves this one: %+v", v)
 	}
 }
@@ -45,12 +44,12 @@ func TestRotatedOutKeySaysWhen(t *testing.T) {
 		PreviousKey: &hubv1.PreviousKey{KeyID: "Second0001", Digest: "sha256:second", ValidUntil: metav1.NewTime(ended)},
 		RetiredKeys: []hubv1.RetiredKey{{KeyID: "First00001", Digest: "sha256:first", RetiredAt: metav1.NewTime(now.Add(-48 * time.Hour))}}}}
 	for digest, when := range map[string]string{"sha256:first": "2026-11-28T12:00:00Z", "sha256:second": "2026-11-30T11:00:00Z"} {
-		v := checkKey(key, digest, now)
-		if v.allowed() || v.status != http.StatusUnauthorized || !strings.Contains(v.message, "rotated out") || !strings.Contains(v.message, when) {
+		v := Check(key, digest, now)
+		if v == nil || !strings.Contains(v.Message, "rotated out") || !strings.Contains(v.Message, when) {
 			t.Errorf("%s: %+v", digest, v)
 		}
 	}
-	if v := checkKey(key, "sha256:third", now); !v.allowed() {
+	if v := Check(key, "sha256:third", now); v != nil {
 		t.Errorf("the current key: %+v", v)
 	}
 }
