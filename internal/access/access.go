@@ -55,45 +55,43 @@ func hub(verbs []string, resources ...string) rbacv1.PolicyRule {
 	return rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: resources, Verbs: verbs}
 }
 
-// reports lets a role ask the management API for usage reports: every role
-// reads the organization's usage.
-var reports = rbacv1.PolicyRule{APIGroups: []string{mgmtv1alpha1.GroupName}, Resources: []string{"usagereports"}, Verbs: []string{create}}
-
-// definitions lets a role list CustomResourceDefinitions, which kubectl
+// readUsage lets a role read the organization's usage, as every role may:
+// the usage server's usage, and the management API's usage reports and
+// project usage. It also lists CustomResourceDefinitions, which kubectl
 // reads before it validates a create-only object (a UsageReport): finding
 // no PATCH for the kind in the OpenAPI, it asks whether the kind is a CRD,
 // and without this refuses the create. Definitions hold schemas, not data.
-var definitions = rbacv1.PolicyRule{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"},
-	Verbs: []string{get, list}}
+func readUsage() []rbacv1.PolicyRule {
+	return []rbacv1.PolicyRule{
+		hub(usage, "usage"),
+		{APIGroups: []string{mgmtv1alpha1.GroupName}, Resources: []string{"usagereports"}, Verbs: []string{create}},
+		{APIGroups: []string{mgmtv1alpha1.GroupName}, Resources: []string{"projectusages"}, Verbs: []string{get, list}},
+		{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, Verbs: []string{get, list}},
+	}
+}
 
 // Rules are what each role may do. The virtual resources (usage, alerts,
 // auditevents) are checked by the usage server with SubjectAccessReviews.
 func Rules(r hubv1.Role) []rbacv1.PolicyRule {
-	viewer := []rbacv1.PolicyRule{
-		// Overview and usage.
+	// Overview and usage.
+	viewer := append([]rbacv1.PolicyRule{
 		hub(read, "organizations", "projects", "spendingcaps"),
-		hub(usage, "usage"),
-		reports, definitions,
-	}
-	developer := []rbacv1.PolicyRule{
-		// Keys and notifications, in the projects a binding is in; caps
-		// and usage to read.
+	}, readUsage()...)
+	// Keys and notifications, in the projects a binding is in; caps and
+	// usage to read.
+	developer := append([]rbacv1.PolicyRule{
 		hub(write, "apikeys", "notificationchannels"),
 		hub(read, "spendingcaps", "projects"),
-		hub(usage, "usage"),
-		reports, definitions,
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: read},
-	}
-	admin := []rbacv1.PolicyRule{
-		// Everything of the hub, including team, billing view, settings
-		// and audit; plan changes are refused at admission.
+	}, readUsage()...)
+	// Everything of the hub, including team, billing view, settings and
+	// audit; plan changes are refused at admission.
+	admin := append([]rbacv1.PolicyRule{
 		hub([]string{get, list, watch, "update", "patch"}, "organizations"),
 		hub(write, "projects", "apikeys", "notificationchannels", "spendingcaps", "members", "groups"),
-		hub(usage, "usage"),
-		reports, definitions,
 		hub([]string{list}, "alerts", "auditevents"),
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: read},
-	}
+	}, readUsage()...)
 	switch r {
 	case hubv1.RoleOwner:
 		return append(admin, hub([]string{create, "delete"}, "organizations"))

@@ -52,6 +52,8 @@ type Options struct {
 	Kubeconfig string
 	// Usage reaches the usage server.
 	Usage *UsageClient
+	// Now tells the time (the current billing cycle); nil means time.Now.
+	Now func() time.Time
 }
 
 // Server is a configured management API server.
@@ -71,6 +73,10 @@ func New(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("--listen-address %q: the port must be a number", opts.ListenAddr)
 	}
 	hubScheme, codecs := newScheme()
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
 
 	secure := genericoptions.NewSecureServingOptions().WithLoopback()
 	secure.BindPort = port
@@ -118,7 +124,7 @@ func New(opts Options) (*Server, error) {
 	// front-proxy headers of the aggregator, client certificates and
 	// TokenReview. Keys of a scope other than Admin are refused before
 	// RBAC is asked.
-	cfg.Authentication.Authenticator = union.NewFailOnError(&hubKeyAuthenticator{cache: objects, now: time.Now},
+	cfg.Authentication.Authenticator = union.NewFailOnError(&hubKeyAuthenticator{cache: objects, now: now},
 		cfg.Authentication.Authenticator)
 	if cfg.Authorization.Authorizer, err = authorizerunion.New(
 		authorizerunion.NamedAuthorizer{AuthorizerName: "hub-key-scope", Authorizer: authorizer.AuthorizerFunc(authorizeKeyScope)},
@@ -132,7 +138,8 @@ func New(opts Options) (*Server, error) {
 	}
 	group := genericapiserver.NewDefaultAPIGroupInfo(mgmtv1alpha1.GroupName, hubScheme, runtime.NewParameterCodec(hubScheme), codecs)
 	group.VersionedResourcesStorageMap[mgmtv1alpha1.SchemeGroupVersion.Version] = map[string]registryrest.Storage{
-		"usagereports": &usageReports{usage: opts.Usage, cache: objects},
+		"usagereports":  &usageReports{usage: opts.Usage, cache: objects},
+		"projectusages": &projectUsages{usage: opts.Usage, cache: objects, now: now},
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, fmt.Errorf("installing %s: %w", mgmtv1alpha1.GroupName, err)
@@ -144,7 +151,7 @@ func New(opts Options) (*Server, error) {
 // so that no answer is made from an empty cache.
 func (s *Server) Run(ctx context.Context) error {
 	// The informers the answers read, created before the cache starts.
-	for _, obj := range []client.Object{&hubv1.Organization{}, &hubv1.APIKey{}, &hubv1.Member{}} {
+	for _, obj := range []client.Object{&hubv1.Organization{}, &hubv1.Project{}, &hubv1.APIKey{}, &hubv1.Member{}} {
 		if _, err := s.cache.GetInformer(ctx, obj); err != nil {
 			return err
 		}
@@ -168,4 +175,4 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 // What the management API reads of the hub, from its cache. Delegated
 // authentication and authorization, the front-proxy ConfigMap and the usage
 // reports are granted in config/apiserver/rbac.yaml.
-// +kubebuilder:rbac:groups=hub.minimax.io,resources=organizations;apikeys;members,verbs=get;list;watch
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=organizations;projects;apikeys;members,verbs=get;list;watch

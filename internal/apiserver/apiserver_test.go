@@ -107,7 +107,8 @@ func startEnv(t *testing.T, g Gomega) *env {
 	kubeconfig := filepath.Join(e.dir, "apiserver.kubeconfig")
 	g.Expect(cluster.WriteKubeconfig(kubeconfig, "hub-apiserver", "system:masters")).To(Succeed())
 	e.api = apiserver.Options{ListenAddr: ln.Addr().String(), CertFile: certFile, KeyFile: keyFile, Kubeconfig: kubeconfig,
-		Usage: &apiserver.UsageClient{URL: hs.URL, HTTP: hs.Client(), Token: func() (string, error) { return token, nil }}}
+		Usage: &apiserver.UsageClient{URL: hs.URL, HTTP: hs.Client(), Token: func() (string, error) { return token, nil }},
+		Now:   func() time.Time { return testNow }}
 	e.startAPI(t, g)
 	g.Expect(cluster.RegisterAggregatedAPI(ctx, api)).To(Succeed())
 	// Ready when kubectl can explain it: the aggregator has its OpenAPI.
@@ -191,6 +192,9 @@ func (e *env) runWithInput(user, input string, args ...string) (string, error) {
 	return string(out), err
 }
 
+// testNow is the management API's clock: in the November 2026 cycle.
+var testNow = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
+
 const reportYAML = `apiVersion: management.hub.minimax.io/v1alpha1
 kind: UsageReport
 spec:
@@ -230,6 +234,24 @@ func TestUsageReportThroughTheAggregator(t *testing.T) {
 	g.Expect(report.Status.Buckets).To(HaveLen(2))
 	g.Expect(report.Status.Buckets[0].Project).To(Equal("chatbot"))
 	g.Expect(report.Status.Buckets[0].Cost).To(Equal("0.0009"))
+
+	// Every project's usage in the current cycle, idle ones included.
+	for _, name := range []string{"chatbot", "research", "idle"} {
+		g.Expect(e.client.Create(context.Background(), &hubv1.Project{ObjectMeta: metav1.ObjectMeta{Name: name}})).To(Succeed())
+	}
+	g.Eventually(func() string {
+		out, _ = e.run("viewer@example.com", "get", "projectusages")
+		return out
+	}, 10*time.Second, 200*time.Millisecond).Should(ContainSubstring("idle"))
+	g.Expect(out).To(MatchRegexp(`chatbot +1 +1000 +500 +0\.0009 +USD +2026-12-01T00:00:00Z`))
+	g.Expect(out).To(MatchRegexp(`idle +0 +0 +0 +0 +USD`))
+	g.Expect(out).To(MatchRegexp(`research +1 +2000 +0 +0\.0006 +USD`))
+	out, err = e.run("viewer@example.com", "get", "projectusage", "research", "-o", "jsonpath={.usage.calls} {.usage.cost} {.cycleStart}")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(Equal("1 0.0006 2026-11-01T00:00:00Z"))
+	out, err = e.run("viewer@example.com", "get", "projectusage", "nowhere")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(out).To(ContainSubstring(`projectusages.management.hub.minimax.io "nowhere" not found`))
 
 	out, err = e.run("viewer@example.com", "explain", "usagereports.spec.groupBy")
 	g.Expect(err).NotTo(HaveOccurred(), out)

@@ -174,8 +174,8 @@ func figures(f usagereport.Figures) mgmtv1alpha1.UsageFigures {
 func (r *usageReports) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.Object) (*metav1.Table, error) {
 	const text, count = "string", "integer"
 	table := &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{
-		{Name: "Start", Type: text, Format: "date-time"},
-		{Name: "End", Type: text, Format: "date-time"},
+		{Name: "Start", Type: text, Format: dateTime},
+		{Name: "End", Type: text, Format: dateTime},
 		{Name: "Buckets", Type: count},
 		{Name: "Calls", Type: count},
 		{Name: "Input Tokens", Type: count},
@@ -193,3 +193,6 @@ func (r *usageReports) ConvertToTable(_ context.Context, obj runtime.Object, _ r
 		int64(len(report.Status.Buckets)), t.Calls, t.InputTokens, t.OutputTokens, t.Cost, report.Status.Currency}}}
 	return table, nil
 }
+
+// dateTime is the OpenAPI format of the times in tables.
+const dateTime = "date-time"

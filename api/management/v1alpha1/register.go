@@ -26,7 +26,7 @@ var (
 
 // knownTypes are every type of the group.
 func knownTypes() []runtime.Object {
-	return []runtime.Object{&UsageReport{}}
+	return []runtime.Object{&UsageReport{}, &ProjectUsage{}, &ProjectUsageList{}}
 }
 
 func addKnownTypes(scheme *runtime.Scheme) error {

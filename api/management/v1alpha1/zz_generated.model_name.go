@@ -22,6 +22,16 @@ limitations under the License.
 package v1alpha1
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ProjectUsage) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.ProjectUsage"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in ProjectUsageList) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.ProjectUsageList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in UsageBucket) OpenAPIModelName() string {
 	return "io.minimax.hub.management.v1alpha1.UsageBucket"
 }
