@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -205,7 +206,26 @@ func TestAdmissionRulesByRole(t *testing.T) {
 	}).Should(Succeed(), "an Admin may give a key to someone else")
 	refusedWith(g, d.Create(ctx, adminKey("dev-admin")),
 		`spec.scope: Forbidden: an Admin-scope key in project "rules-proj" needs the Admin or Owner role; rdev@example.com is a Developer`)
-	g.Eventually(func() error { return a.Create(ctx, adminKey("admin-admin")) }).Should(Succeed())
+	// An Admin-scope key signs in to the management API as its owner, so a
+	// member makes only their own, whatever their role.
+	// (The webhook's cache may not know adm as a member yet.)
+	g.Eventually(func() error {
+		k := adminKey("admin-for-alice")
+		err := a.Create(ctx, k)
+		if err == nil {
+			_ = k8sClient.Delete(ctx, k)
+			return errors.New("created before the webhook knew the member")
+		}
+		return err
+	}).Should(MatchError(ContainSubstring("spec.owner: Forbidden: an Admin-scope key signs in to the management API as its owner, " +
+		"so a member may only make their own: set spec.owner to adm@example.com, or ask alice@example.com to make the key")))
+	ownKey := adminKey("admin-admin")
+	ownKey.Spec.Owner = "adm@example.com"
+	g.Eventually(func() error { return a.Create(ctx, ownKey) }).Should(Succeed())
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(ownKey), ownKey)).To(Succeed())
+	bossPatch := client.MergeFrom(ownKey.DeepCopy())
+	ownKey.Spec.Owner = "boss@example.com"
+	refusedWith(g, o.Patch(ctx, ownKey.DeepCopy(), bossPatch), "spec.owner: Forbidden: the owner of an Admin-scope key cannot change")
 
 	// Nor may a Developer send a key elsewhere, label its Secret for tools
 	// that copy Secrets, or change an Admin-scope key; revoking one is fine.

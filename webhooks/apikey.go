@@ -87,19 +87,50 @@ func (v *APIKeyValidator) adminOnly(ctx context.Context, project *hubv1.Project,
 		applicable = append(applicable, adminRule{field.NewPath("spec", "owner"), fmt.Sprintf(
 			"a key owned by someone else (%s, not %s)", key.Spec.Owner, r.member.Spec.Email)})
 	}
+	var errs field.ErrorList
+	if ferr := r.ownAdminKey(old, key); ferr != nil {
+		errs = append(errs, ferr)
+	}
 	if len(applicable) == 0 {
-		return nil, nil
+		return errs, nil
 	}
 	if r.role, err = v.inProject(ctx, r, project); err != nil {
 		return nil, err
 	}
-	var errs field.ErrorList
 	for _, a := range applicable {
 		if ferr := r.needs(hubv1.RoleAdmin, a.path, a.what); ferr != nil {
 			errs = append(errs, ferr)
 		}
 	}
 	return errs, nil
+}
+
+// ownAdminKey refuses a member an Admin-scope key that someone else owns,
+// whatever their role: the management API takes an Admin-scope key as its
+// owner's credentials, so holding one owned by the Owner would be acting as
+// the Owner. A member may create one, or turn a key Admin-scope, only as its
+// owner, and nobody may give an Admin-scope key another owner, since whoever
+// holds it would act as the new owner: revoke it, and let the new owner
+// make their own. Cluster administrators and non-members (workloads, GitOps
+// controllers) are governed by RBAC alone.
+func (r requester) ownAdminKey(old, key *hubv1.APIKey) *field.Error {
+	if key.Spec.Scope != hubv1.ScopeAdmin || r.member == nil {
+		return nil
+	}
+	owner := field.NewPath("spec", "owner")
+	if old != nil && old.Spec.Scope == hubv1.ScopeAdmin {
+		if hubv1.SameEmail(old.Spec.Owner, key.Spec.Owner) {
+			return nil // made before, by someone allowed to
+		}
+		return field.Forbidden(owner, "the owner of an Admin-scope key cannot change, since whoever holds the key would act as "+
+			"the new owner in the management API; revoke it, and let the new owner make their own")
+	}
+	if hubv1.SameEmail(r.member.Spec.Email, key.Spec.Owner) {
+		return nil
+	}
+	return field.Forbidden(owner, fmt.Sprintf(
+		"an Admin-scope key signs in to the management API as its owner, so a member may only make their own: "+
+			"set spec.owner to %s, or ask %s to make the key", r.member.Spec.Email, key.Spec.Owner))
 }
 
 // adminRule is a change only an Admin may make: where, and what, for the

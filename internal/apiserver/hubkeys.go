@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -40,9 +41,8 @@ type hubKeyAuthenticator struct {
 var _ authenticator.Request = (*hubKeyAuthenticator)(nil)
 
 func (a *hubKeyAuthenticator) AuthenticateRequest(req *http.Request) (*authenticator.Response, bool, error) {
-	scheme, token, ok := strings.Cut(req.Header.Get("Authorization"), " ")
-	token = strings.TrimSpace(token)
-	if !ok || !strings.EqualFold(scheme, "Bearer") || !strings.HasPrefix(token, keys.Prefix) {
+	token := bearerToken(req)
+	if !strings.HasPrefix(token, keys.Prefix) {
 		return nil, false, nil
 	}
 	// A hub key never goes on to a TokenReview: from here, every failure
@@ -79,28 +79,63 @@ func (a *hubKeyAuthenticator) AuthenticateRequest(req *http.Request) (*authentic
 		Extra: map[string][]string{ExtraKeyID: {key.ID()}, ExtraKeyScope: {string(scope)}}}}, true, nil
 }
 
+// websocketBearerPrefix marks a bearer token carried in the WebSocket
+// subprotocol header, the way Kubernetes clients send one where browsers
+// cannot set Authorization.
+const websocketBearerPrefix = "base64url.bearer.authorization.k8s.io."
+
+// bearerToken is the request's bearer token, from the Authorization header
+// or the WebSocket subprotocol header: a hub key is found wherever a
+// client puts it, so that it never goes on to a TokenReview.
+func bearerToken(req *http.Request) string {
+	if scheme, token, ok := strings.Cut(req.Header.Get("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(token)
+	}
+	for _, header := range req.Header.Values("Sec-WebSocket-Protocol") {
+		for _, protocol := range strings.Split(header, ",") {
+			encoded, ok := strings.CutPrefix(strings.TrimSpace(protocol), websocketBearerPrefix)
+			if !ok {
+				continue
+			}
+			if raw, err := base64.RawURLEncoding.DecodeString(encoded); err == nil {
+				return string(raw)
+			}
+		}
+	}
+	return ""
+}
+
 // ownerUsername is the username of the active Member that owns k.
 func (a *hubKeyAuthenticator) ownerUsername(ctx context.Context, k *hubv1.APIKey) (string, error) {
 	members := &hubv1.MemberList{}
 	if err := a.cache.List(ctx, members); err != nil {
 		return "", err
 	}
+	var owner *hubv1.Member
 	for i := range members.Items {
 		m := &members.Items[i]
 		if !hubv1.SameEmail(m.Spec.Email, k.Spec.Owner) {
 			continue
 		}
-		if m.Spec.Disabled || !m.DeletionTimestamp.IsZero() {
-			return "", errors.New("its owner is disabled or removed")
+		if owner != nil {
+			// Admission keeps emails unique; should two ever match, refuse
+			// rather than pick one.
+			return "", errors.New("two members have its owner's email")
 		}
-		org := &hubv1.Organization{}
-		prefix := ""
-		if err := a.cache.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err == nil {
-			prefix = org.Spec.Security.UsernamePrefix
-		}
-		return prefix + m.Spec.Email, nil
+		owner = m
 	}
-	return "", errors.New("its owner is no member of the organization")
+	switch {
+	case owner == nil:
+		return "", errors.New("its owner is no member of the organization")
+	case owner.Spec.Disabled || !owner.DeletionTimestamp.IsZero():
+		return "", errors.New("its owner is disabled or removed")
+	}
+	org := &hubv1.Organization{}
+	prefix := ""
+	if err := a.cache.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err == nil {
+		prefix = org.Spec.Security.UsernamePrefix
+	}
+	return prefix + owner.Spec.Email, nil
 }
 
 // authorizeKeyScope refuses every request made with a hub key whose scope
@@ -113,10 +148,25 @@ func authorizeKeyScope(_ context.Context, a authorizer.Attributes) (authorizer.D
 		return authorizer.DecisionNoOpinion, "", nil
 	}
 	scope := a.GetUser().GetExtra()[ExtraKeyScope]
-	// Discovery and OpenAPI stay open, so that clients reach the request
-	// itself and its refusal names the scope.
-	if len(scope) == 0 || scope[0] == string(hubv1.ScopeAdmin) || !a.IsResourceRequest() {
+	if len(scope) == 0 || scope[0] == string(hubv1.ScopeAdmin) || discovery(a) {
 		return authorizer.DecisionNoOpinion, "", nil
 	}
 	return authorizer.DecisionDeny, fmt.Sprintf("a %s-scope hub key cannot use the management API; use an Admin-scope key", scope[0]), nil
+}
+
+// discovery tells whether a request only reads discovery, OpenAPI or the
+// version: left open to keys of every scope, so that clients reach the
+// request itself and its refusal names the scope. Every other path (debug,
+// metrics) is refused to them.
+func discovery(a authorizer.Attributes) bool {
+	if a.IsResourceRequest() || (a.GetVerb() != "get" && a.GetVerb() != "head") {
+		return false
+	}
+	path := a.GetPath()
+	for _, prefix := range []string{"/api", "/apis", "/openapi/", "/version"} {
+		if path == prefix || strings.HasPrefix(path, prefix+"/") || (strings.HasSuffix(prefix, "/") && strings.HasPrefix(path, prefix)) {
+			return true
+		}
+	}
+	return false
 }

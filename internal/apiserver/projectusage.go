@@ -84,7 +84,7 @@ func (r *projectUsages) usages(ctx context.Context, projects []hubv1.Project) (*
 	}
 	report, err := r.usage.Report(ctx, req)
 	if err != nil {
-		return nil, apierrors.NewServiceUnavailable("the usage server cannot answer right now; retry later (" + err.Error() + ")")
+		return nil, usageUnavailable(ctx, err)
 	}
 	byProject := map[string]mgmtv1alpha1.UsageFigures{}
 	for _, b := range report.Buckets {

@@ -7,6 +7,9 @@ import (
 	"io"
 	"net/http"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/klog/v2"
+
 	"github.com/minimax/platform-hub/internal/serverclient"
 	"github.com/minimax/platform-hub/internal/usagereport"
 )
@@ -61,4 +64,12 @@ func (c *UsageClient) Report(ctx context.Context, req usagereport.Request) (*usa
 		return nil, fmt.Errorf("decoding the usage server's report: %w", err)
 	}
 	return report, nil
+}
+
+// usageUnavailable is the answer when the usage server cannot answer: the
+// cause (addresses, the token's file, the server's words) goes to the log,
+// the caller gets a fixed message.
+func usageUnavailable(ctx context.Context, cause error) error {
+	klog.FromContext(ctx).Error(cause, "Asking the usage server")
+	return apierrors.NewServiceUnavailable("the usage server cannot answer right now; retry later")
 }

@@ -65,7 +65,7 @@ func (r *usageReports) Create(ctx context.Context, obj runtime.Object, validate 
 		return nil, apierrors.NewInvalid(mgmtv1alpha1.SchemeGroupVersion.WithKind("UsageReport").GroupKind(), report.Name,
 			field.ErrorList{field.Invalid(specPath(refused.field), nil, refused.message)})
 	case err != nil:
-		return nil, apierrors.NewServiceUnavailable("the usage server cannot answer right now; retry later (" + err.Error() + ")")
+		return nil, usageUnavailable(ctx, err)
 	}
 	report.Status = reportStatus(answer, req.TimeZone)
 	report.CreationTimestamp = metav1.Now()

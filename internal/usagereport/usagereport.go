@@ -36,6 +36,11 @@ const (
 	MaxFilterValues = 100
 )
 
+// maxRows is the most groups (over all buckets, before folding the service
+// and model every group is priced by) a report may sum; a variable for
+// tests.
+var maxRows = 50000
+
 // Request asks for a report.
 type Request struct {
 	// From and To bound the range [From, To).
@@ -142,6 +147,9 @@ func (r *Request) Validate() (*time.Location, error) {
 		if len(values) > MaxFilterValues {
 			return nil, &InvalidError{"filter." + string(d) + "s", fmt.Sprintf("may list at most %d values", MaxFilterValues)}
 		}
+		if i := slices.Index(values, ""); i >= 0 {
+			return nil, &InvalidError{fmt.Sprintf("filter.%ss[%d]", d, i), "must not be empty"}
+		}
 	}
 	return loc, nil
 }
@@ -189,7 +197,7 @@ func Build(ctx context.Context, store usage.Store, prices *pricing.PriceList, cu
 		if err != nil {
 			return nil, err
 		}
-		lastMonth, err := build(ctx, store, prices, whole, r.From.In(loc).AddDate(0, -1, 0), r.To.In(loc).AddDate(0, -1, 0), loc)
+		lastMonth, err := build(ctx, store, prices, whole, monthEarlier(r.From, loc), monthEarlier(r.To, loc), loc)
 		if err != nil {
 			return nil, err
 		}
@@ -201,9 +209,66 @@ func Build(ctx context.Context, store usage.Store, prices *pricing.PriceList, cu
 
 // build sums [from, to) into the buckets and groups r asks for.
 func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r Request, from, to time.Time, loc *time.Location) ([]Bucket, error) {
+	q, keep := storeQuery(r, from, to, loc)
+	raw, err := store.Aggregate(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if len(raw) > maxRows {
+		return nil, &InvalidError{"groupBy", fmt.Sprintf("the report would sum more than %d groups; group by fewer dimensions, "+
+			"filter, or ask for a coarser granularity or a shorter range", maxRows)}
+	}
+	type key struct {
+		start time.Time
+		group string
+	}
+	folded := map[key]*Bucket{}
+	var order []key
+	for _, b := range raw {
+		if !kept(b.Group, keep) {
+			continue
+		}
+		group := map[usage.Dimension]string{}
+		for _, d := range r.GroupBy {
+			group[d] = b.Group[d]
+		}
+		k := key{b.Start.UTC(), groupKey(r.GroupBy, group)}
+		out := folded[k]
+		if out == nil {
+			// The store's first bucket starts at its hour, day or month;
+			// the report's starts where the range does.
+			start := b.Start
+			if start.Before(from) {
+				start = from
+			}
+			out = &Bucket{Start: start, End: bucketEnd(b.Start, r.Granularity, to, loc), Figures: Figures{Cost: "0"}}
+			if len(group) > 0 {
+				out.Group = group
+			}
+			folded[k] = out
+			order = append(order, k)
+		}
+		out.add(b.Totals, prices.Cost(b.PricingUsage()))
+	}
+	slices.SortFunc(order, func(a, b key) int {
+		if c := a.start.Compare(b.start); c != 0 {
+			return c
+		}
+		return strings.Compare(a.group, b.group)
+	})
+	out := make([]Bucket, 0, len(order))
+	for _, k := range order {
+		out = append(out, *folded[k])
+	}
+	return out, nil
+}
+
+// storeQuery is the store's query for r over [from, to): grouped by
+// service and model (prices apply per model) and the dimensions r asks for.
+// The store filters on one value per dimension; a filter of several values
+// is grouped by, and keep says which values to keep.
+func storeQuery(r Request, from, to time.Time, loc *time.Location) (usage.Query, map[usage.Dimension]map[string]bool) {
 	q := usage.Query{From: from, To: to, Granularity: r.Granularity, Location: loc}
-	// The store filters on one value per dimension; a list of several is
-	// grouped by and filtered here.
 	keep := map[usage.Dimension]map[string]bool{}
 	dims := []usage.Dimension{usage.ByService, usage.ByModel}
 	for d, values := range r.Filter.lists() {
@@ -225,47 +290,7 @@ func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r 
 		}
 	}
 	q.GroupBy = dims
-	raw, err := store.Aggregate(ctx, q)
-	if err != nil {
-		return nil, err
-	}
-	type key struct {
-		start time.Time
-		group string
-	}
-	folded := map[key]*Bucket{}
-	var order []key
-	for _, b := range raw {
-		if !kept(b.Group, keep) {
-			continue
-		}
-		group := map[usage.Dimension]string{}
-		for _, d := range r.GroupBy {
-			group[d] = b.Group[d]
-		}
-		k := key{b.Start.UTC(), groupKey(r.GroupBy, group)}
-		out := folded[k]
-		if out == nil {
-			out = &Bucket{Start: b.Start, End: bucketEnd(b.Start, r.Granularity, to, loc), Figures: Figures{Cost: "0"}}
-			if len(group) > 0 {
-				out.Group = group
-			}
-			folded[k] = out
-			order = append(order, k)
-		}
-		out.add(b.Totals, prices.Cost(b.PricingUsage()))
-	}
-	slices.SortFunc(order, func(a, b key) int {
-		if c := a.start.Compare(b.start); c != 0 {
-			return c
-		}
-		return strings.Compare(a.group, b.group)
-	})
-	out := make([]Bucket, 0, len(order))
-	for _, k := range order {
-		out = append(out, *folded[k])
-	}
-	return out, nil
+	return q, keep
 }
 
 func (f *Figures) add(t usage.Totals, c pricing.Cost) {
@@ -341,4 +366,16 @@ func setFilter(f *usage.Filter, d usage.Dimension, v string) {
 	case usage.ByEndpoint:
 		f.Endpoint = v
 	}
+}
+
+// monthEarlier is the same date and time one month before t in loc, on the
+// month's last day when it has no such day (March 31 → February 28), where
+// time.AddDate would roll over into the next month.
+func monthEarlier(t time.Time, loc *time.Location) time.Time {
+	t = t.In(loc)
+	year, month, day := t.Date()
+	firstOfPrevious := time.Date(year, month-1, 1, 0, 0, 0, 0, loc)
+	lastDay := firstOfPrevious.AddDate(0, 1, -1).Day()
+	hour, minute, second := t.Clock()
+	return time.Date(firstOfPrevious.Year(), firstOfPrevious.Month(), min(day, lastDay), hour, minute, second, t.Nanosecond(), loc)
 }

@@ -89,6 +89,9 @@ func expected(events []usage.Event, prices *pricing.PriceList, r usagereport.Req
 		case usage.Month:
 			start = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, loc)
 		}
+		if start.Before(r.From) && r.Granularity != "" {
+			start = r.From // the first bucket starts where the range does
+		}
 		key := start.UTC().Format(time.RFC3339)
 		for _, d := range r.GroupBy {
 			key += "/" + value(e, d)
@@ -203,14 +206,50 @@ func TestBadRequestsNameTheField(t *testing.T) {
 	g := NewWithT(t)
 	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	for field, r := range map[string]usagereport.Request{
-		"endTime":     {From: now, To: now},
-		"timeZone":    {From: now, To: now.Add(time.Hour), TimeZone: "Mars/Olympus"},
-		"granularity": {From: now, To: now.AddDate(1, 0, 0), Granularity: usage.Hour},
-		"groupBy[1]":  {From: now, To: now.Add(time.Hour), GroupBy: []usage.Dimension{usage.ByModel, "member"}},
+		"endTime":            {From: now, To: now},
+		"timeZone":           {From: now, To: now.Add(time.Hour), TimeZone: "Mars/Olympus"},
+		"granularity":        {From: now, To: now.AddDate(1, 0, 0), Granularity: usage.Hour},
+		"groupBy[1]":         {From: now, To: now.Add(time.Hour), GroupBy: []usage.Dimension{usage.ByModel, "member"}},
+		"filter.projects[1]": {From: now, To: now.Add(time.Hour), Filter: usagereport.Filter{Projects: []string{"chatbot", ""}}},
 	} {
 		_, err := r.Validate()
 		var invalid *usagereport.InvalidError
 		g.Expect(errors.As(err, &invalid)).To(BeTrue(), field)
 		g.Expect(invalid.Field).To(Equal(field))
 	}
+}
+
+// TestSameDatesLastMonth: a month earlier is the same date and time, or the
+// month's last day when it has no such date, never a rollover.
+func TestSameDatesLastMonth(t *testing.T) {
+	g := NewWithT(t)
+	store, prices, _ := fixture(t, g)
+	// October 31 to November 1: the same dates last month are September 30
+	// to October 1, not October 1 to October 1.
+	r := usagereport.Request{From: time.Date(2026, 10, 31, 0, 0, 0, 0, berlin), To: time.Date(2026, 11, 1, 0, 0, 0, 0, berlin),
+		TimeZone: "Europe/Berlin", Compare: true}
+	report, err := usagereport.Build(context.Background(), store, prices, "USD", r)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(report.SameDatesLastMonth).NotTo(BeNil())
+	g.Expect(usagereport.MonthEarlier(time.Date(2026, 3, 31, 10, 0, 0, 0, berlin), berlin)).To(
+		BeTemporally("==", time.Date(2026, 2, 28, 10, 0, 0, 0, berlin)))
+	g.Expect(usagereport.MonthEarlier(time.Date(2026, 10, 31, 0, 0, 0, 0, berlin), berlin)).To(
+		BeTemporally("==", time.Date(2026, 9, 30, 0, 0, 0, 0, berlin)))
+	g.Expect(usagereport.MonthEarlier(time.Date(2026, 1, 15, 8, 30, 0, 0, berlin), berlin)).To(
+		BeTemporally("==", time.Date(2025, 12, 15, 8, 30, 0, 0, berlin)))
+}
+
+// TestReportSizeIsBounded: a report that would sum too many groups is
+// refused with the field to change, not answered at any size.
+func TestReportSizeIsBounded(t *testing.T) {
+	g := NewWithT(t)
+	store, prices, _ := fixture(t, g)
+	r := usagereport.Request{From: time.Date(2026, 10, 23, 0, 0, 0, 0, berlin), To: time.Date(2026, 10, 27, 0, 0, 0, 0, berlin),
+		Granularity: usage.Hour, TimeZone: "Europe/Berlin",
+		GroupBy: []usage.Dimension{usage.ByProject, usage.ByKeyID, usage.ByService, usage.ByModel, usage.ByEndpoint}}
+	defer usagereport.SetMaxRows(100)()
+	_, err := usagereport.Build(context.Background(), store, prices, "USD", r)
+	var invalid *usagereport.InvalidError
+	g.Expect(errors.As(err, &invalid)).To(BeTrue(), "%v", err)
+	g.Expect(invalid.Field).To(Equal("groupBy"))
 }

@@ -1,0 +1,54 @@
+package apiserver
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+	"testing"
+
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
+)
+
+// TestHubKeyFoundWhereverClientsPutIt: a hub key in the WebSocket
+// subprotocol header is found as surely as in Authorization, so that it
+// never goes on to a TokenReview.
+func TestHubKeyFoundWhereverClientsPutIt(t *testing.T) {
+	key := "mhub_AbCdEf0123_0123456789abcdefghijABCDEFGHIJ0123456789"
+	req, _ := http.NewRequest(http.MethodGet, "https://hub/apis", nil)
+	req.Header.Set("Sec-WebSocket-Protocol", "v5.channel.k8s.io, "+websocketBearerPrefix+base64.RawURLEncoding.EncodeToString([]byte(key)))
+	if got := bearerToken(req); got != key {
+		t.Fatalf("from the WebSocket header: got %q", got)
+	}
+	req.Header.Set("Authorization", "bearer "+key)
+	if got := bearerToken(req); got != key {
+		t.Fatalf("from Authorization: got %q", got)
+	}
+}
+
+// TestKeyScopeLeavesOnlyDiscoveryOpen: a Standard-scope key may read
+// discovery, OpenAPI and the version, and nothing else.
+func TestKeyScopeLeavesOnlyDiscoveryOpen(t *testing.T) {
+	standard := &user.DefaultInfo{Name: "ops@example.com", Extra: map[string][]string{ExtraKeyScope: {"Standard"}}}
+	admin := &user.DefaultInfo{Name: "ops@example.com", Extra: map[string][]string{ExtraKeyScope: {"Admin"}}}
+	for _, c := range []struct {
+		who      user.Info
+		attrs    authorizer.AttributesRecord
+		decision authorizer.Decision
+	}{
+		{standard, authorizer.AttributesRecord{Verb: "get", Path: "/openapi/v3"}, authorizer.DecisionNoOpinion},
+		{standard, authorizer.AttributesRecord{Verb: "get", Path: "/apis/management.hub.minimax.io/v1alpha1"}, authorizer.DecisionNoOpinion},
+		{standard, authorizer.AttributesRecord{Verb: "get", Path: "/version"}, authorizer.DecisionNoOpinion},
+		{standard, authorizer.AttributesRecord{Verb: "get", Path: "/metrics"}, authorizer.DecisionDeny},
+		{standard, authorizer.AttributesRecord{Verb: "put", Path: "/debug/flags/v"}, authorizer.DecisionDeny},
+		{standard, authorizer.AttributesRecord{Verb: "get", Path: "/apiserver-debug"}, authorizer.DecisionDeny},
+		{standard, authorizer.AttributesRecord{Verb: "create", ResourceRequest: true, Resource: "usagereports"}, authorizer.DecisionDeny},
+		{admin, authorizer.AttributesRecord{Verb: "create", ResourceRequest: true, Resource: "usagereports"}, authorizer.DecisionNoOpinion},
+		{&user.DefaultInfo{Name: "alice"}, authorizer.AttributesRecord{Verb: "get", Path: "/metrics"}, authorizer.DecisionNoOpinion},
+	} {
+		c.attrs.User = c.who
+		if d, reason, _ := authorizeKeyScope(context.Background(), c.attrs); d != c.decision {
+			t.Errorf("%s %s %s: got %v (%s), want %v", c.who.GetExtra()[ExtraKeyScope], c.attrs.Verb, c.attrs.Path+c.attrs.Resource, d, reason, c.decision)
+		}
+	}
+}
