@@ -1,10 +1,12 @@
 package apiserver_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -12,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"k8s.io/client-go/rest"
 
 	. "github.com/onsi/gomega"
 	"github.com/prometheus/client_golang/prometheus"
@@ -234,6 +238,25 @@ func TestUsageReportThroughTheAggregator(t *testing.T) {
 	g.Expect(report.Status.Buckets).To(HaveLen(2))
 	g.Expect(report.Status.Buckets[0].Project).To(Equal("chatbot"))
 	g.Expect(report.Status.Buckets[0].Cost).To(Equal("0.0009"))
+
+	// Asked for a Table, the answer is the totals as columns.
+	hc, err := rest.HTTPClientFor(e.cluster.Config)
+	g.Expect(err).NotTo(HaveOccurred())
+	body, _ := json.Marshal(map[string]any{"apiVersion": "management.hub.minimax.io/v1alpha1", "kind": "UsageReport",
+		"spec": map[string]any{"startTime": "2026-11-01T00:00:00Z", "endTime": "2026-12-01T00:00:00Z", "timeZone": "UTC"}})
+	req, _ := http.NewRequest(http.MethodPost, strings.TrimSuffix(e.cluster.Config.Host, "/")+"/apis/management.hub.minimax.io/v1alpha1/usagereports",
+		bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json;as=Table;g=meta.k8s.io;v=v1")
+	resp, err := hc.Do(req)
+	g.Expect(err).NotTo(HaveOccurred())
+	table := &metav1.Table{}
+	g.Expect(json.NewDecoder(resp.Body).Decode(table)).To(Succeed())
+	_ = resp.Body.Close()
+	g.Expect(table.Kind).To(Equal("Table"))
+	g.Expect(table.ColumnDefinitions[6].Name).To(Equal("Cost"))
+	g.Expect(table.Rows).To(HaveLen(1))
+	g.Expect(table.Rows[0].Cells[6]).To(Equal("0.0015"))
 
 	// Every project's usage in the current cycle, idle ones included.
 	for _, name := range []string{"chatbot", "research", "idle"} {
