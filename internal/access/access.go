@@ -56,8 +56,8 @@ func hub(verbs []string, resources ...string) rbacv1.PolicyRule {
 }
 
 // readUsage lets a role read the organization's usage, as every role may:
-// the usage server's usage, and the management API's usage reports and
-// project usage. It also lists CustomResourceDefinitions, which kubectl
+// the usage server's usage, and the management API's usage reports,
+// project usage and usage records. It also lists CustomResourceDefinitions, which kubectl
 // reads before it validates a create-only object (a UsageReport): finding
 // no PATCH for the kind in the OpenAPI, it asks whether the kind is a CRD,
 // and without this refuses the create. Definitions hold schemas, not data.
@@ -66,6 +66,7 @@ func readUsage() []rbacv1.PolicyRule {
 		hub(usage, "usage"),
 		{APIGroups: []string{mgmtv1alpha1.GroupName}, Resources: []string{"usagereports"}, Verbs: []string{create}},
 		{APIGroups: []string{mgmtv1alpha1.GroupName}, Resources: []string{"projectusages"}, Verbs: []string{get, list}},
+		{APIGroups: []string{mgmtv1alpha1.GroupName}, Resources: []string{"usagerecords"}, Verbs: []string{list}},
 		{APIGroups: []string{"apiextensions.k8s.io"}, Resources: []string{"customresourcedefinitions"}, Verbs: []string{get, list}},
 	}
 }

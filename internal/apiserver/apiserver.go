@@ -140,6 +140,7 @@ func New(opts Options) (*Server, error) {
 	group.VersionedResourcesStorageMap[mgmtv1alpha1.SchemeGroupVersion.Version] = map[string]registryrest.Storage{
 		"usagereports":  &usageReports{usage: opts.Usage, cache: objects},
 		"projectusages": &projectUsages{usage: opts.Usage, cache: objects, now: now},
+		"usagerecords":  &usageRecords{usage: opts.Usage, cache: objects, now: now},
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, fmt.Errorf("installing %s: %w", mgmtv1alpha1.GroupName, err)

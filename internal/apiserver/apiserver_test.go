@@ -94,7 +94,8 @@ func startEnv(t *testing.T, g Gomega) *env {
 	hs := httptest.NewServer(usageServer.Handler())
 	t.Cleanup(hs.Close)
 	token := serviceAccountToken(g, cluster, e.client, "hub-system", "hub-apiserver",
-		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagereports"}, Verbs: []string{"create"}})
+		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagereports"}, Verbs: []string{"create"}},
+		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagerecords"}, Verbs: []string{"list"}})
 
 	// The management API, registered through the aggregator once it listens.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -275,6 +276,19 @@ func TestUsageReportThroughTheAggregator(t *testing.T) {
 	out, err = e.run("viewer@example.com", "get", "projectusage", "nowhere")
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(out).To(ContainSubstring(`projectusages.management.hub.minimax.io "nowhere" not found`))
+
+	// The calls behind a bucket, a page at a time.
+	out, err = e.run("viewer@example.com", "get", "usagerecords", "--field-selector",
+		"startTime=2026-11-27T00:00:00Z,endTime=2026-11-28T00:00:00Z,project=research")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(MatchRegexp(`2026-11-27T11:00:00Z +research +ZyXwVu9876 +/v1/chat/completions +MiniMax-M2 +2000 +0 +0\.0006 +200`))
+	g.Expect(out).NotTo(ContainSubstring("chatbot"))
+	out, err = e.run("viewer@example.com", "get", "usagerecords", "--chunk-size=1", "-o", "jsonpath={.items[*].metadata.name}")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(Equal("a1 a2"), "kubectl follows continue, one record per page")
+	out, err = e.run("viewer@example.com", "get", "usagerecords", "--field-selector", "owner=x")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(out).To(ContainSubstring(`"owner" is not supported for UsageRecords`))
 
 	out, err = e.run("viewer@example.com", "explain", "usagereports.spec.groupBy")
 	g.Expect(err).NotTo(HaveOccurred(), out)

@@ -107,12 +107,11 @@ func (r *projectUsages) usages(ctx context.Context, projects []hubv1.Project) (*
 // ConvertToTable shows each project's figures: what `kubectl get
 // projectusages` prints.
 func (r *projectUsages) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.Object) (*metav1.Table, error) {
-	const text, count = "string", "integer"
 	table := &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{
 		{Name: "Name", Type: text, Format: "name", Description: "the project"},
 		{Name: "Calls", Type: count},
-		{Name: "Input Tokens", Type: count},
-		{Name: "Output Tokens", Type: count},
+		inputTokensColumn,
+		outputTokensColumn,
 		{Name: "Spend", Type: text, Description: "cost in the cycle so far"},
 		{Name: "Currency", Type: text},
 		{Name: "Cycle Ends", Type: text, Format: dateTime},

@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
@@ -44,10 +47,54 @@ func (c *UsageClient) Report(ctx context.Context, req usagereport.Request) (*usa
 	if err != nil {
 		return nil, err
 	}
+	report := &usagereport.Report{}
+	if err := decodeAnswer(resp, report); err != nil {
+		return nil, err
+	}
+	return report, nil
+}
+
+// Records asks for a page of usage records.
+func (c *UsageClient) Records(ctx context.Context, req usagereport.RecordsRequest) (*usagereport.RecordsPage, error) {
+	q := url.Values{}
+	q.Set("startTime", req.From.UTC().Format(time.RFC3339Nano))
+	q.Set("endTime", req.To.UTC().Format(time.RFC3339Nano))
+	for name, v := range map[string]string{"project": req.Filter.Project, "keyID": req.Filter.KeyID, "service": req.Filter.Service,
+		"model": req.Filter.Model, "endpoint": req.Filter.Endpoint, "continue": req.Continue} {
+		if v != "" {
+			q.Set(name, v)
+		}
+	}
+	if req.Limit > 0 {
+		q.Set("limit", strconv.Itoa(req.Limit))
+	}
+	httpReq, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+usagereport.RecordsPath+"?"+q.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	bearer, err := c.Token()
+	if err != nil {
+		return nil, fmt.Errorf("reading the ServiceAccount token: %w", err)
+	}
+	httpReq.Header.Set("Authorization", "Bearer "+bearer)
+	resp, err := c.HTTP.Do(httpReq)
+	if err != nil {
+		return nil, err
+	}
+	page := &usagereport.RecordsPage{}
+	if err := decodeAnswer(resp, page); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// decodeAnswer decodes a 200 answer of the usage server into out, or turns
+// another into a usageServerError; it closes the body.
+func decodeAnswer(resp *http.Response, out any) error {
 	defer func() { _ = resp.Body.Close() }()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, fmt.Errorf("reading the usage server's answer: %w", err)
+		return fmt.Errorf("reading the usage server's answer: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		var e struct {
@@ -57,13 +104,12 @@ func (c *UsageClient) Report(ctx context.Context, req usagereport.Request) (*usa
 			} `json:"error"`
 		}
 		_ = json.Unmarshal(body, &e)
-		return nil, &usageServerError{status: resp.StatusCode, message: e.Error.Message, field: e.Error.Field}
+		return &usageServerError{status: resp.StatusCode, message: e.Error.Message, field: e.Error.Field}
 	}
-	report := &usagereport.Report{}
-	if err := json.Unmarshal(body, report); err != nil {
-		return nil, fmt.Errorf("decoding the usage server's report: %w", err)
+	if err := json.Unmarshal(body, out); err != nil {
+		return fmt.Errorf("decoding the usage server's answer: %w", err)
 	}
-	return report, nil
+	return nil
 }
 
 // usageUnavailable is the answer when the usage server cannot answer: the

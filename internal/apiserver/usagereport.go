@@ -172,14 +172,13 @@ func figures(f usagereport.Figures) mgmtv1alpha1.UsageFigures {
 // ConvertToTable shows a report's totals: what `kubectl create -f` of a
 // report prints without -o.
 func (r *usageReports) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.Object) (*metav1.Table, error) {
-	const text, count = "string", "integer"
 	table := &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{
 		{Name: "Start", Type: text, Format: dateTime},
 		{Name: "End", Type: text, Format: dateTime},
 		{Name: "Buckets", Type: count},
 		{Name: "Calls", Type: count},
-		{Name: "Input Tokens", Type: count},
-		{Name: "Output Tokens", Type: count},
+		inputTokensColumn,
+		outputTokensColumn,
 		{Name: "Cost", Type: text},
 		{Name: "Currency", Type: text},
 	}}
@@ -193,6 +192,3 @@ func (r *usageReports) ConvertToTable(_ context.Context, obj runtime.Object, _ r
 		int64(len(report.Status.Buckets)), t.Calls, t.InputTokens, t.OutputTokens, t.Cost, report.Status.Currency}}}
 	return table, nil
 }
-
-// dateTime is the OpenAPI format of the times in tables.
-const dateTime = "date-time"

@@ -42,7 +42,8 @@ func managerToken(ctx context.Context, cluster *devcluster.Cluster) (func() (str
 // usage server for reports (as config/apiserver does).
 func apiserverToken(ctx context.Context, cluster *devcluster.Cluster) (func() (string, error), error) {
 	return serviceAccountToken(ctx, cluster, "hub-apiserver", "hub-usage-reports",
-		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagereports"}, Verbs: []string{"create"}})
+		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagereports"}, Verbs: []string{"create"}},
+		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagerecords"}, Verbs: []string{"list"}})
 }
 
 // serviceAccountToken sets up ServiceAccount account in the hub's namespace

@@ -50,3 +50,32 @@ func TestUsageReportAPI(t *testing.T) {
 	g.Expect(code).To(Equal(http.StatusForbidden))
 	g.Expect(body["error"].(map[string]any)["message"]).To(ContainSubstring("may not create usagereports.hub.minimax.io"))
 }
+
+// TestUsageRecordsAPI: GET /v1/usage/records pages through priced calls for
+// callers RBAC allows to list usagerecords.
+func TestUsageRecordsAPI(t *testing.T) {
+	g := NewWithT(t)
+	srv := startServer(t, g)
+	ingest := serviceAccountToken(g, "records-gateway", true)
+	code, body := post(g, srv.url, ingest, server.IngestRequest{Events: []usage.Event{chatEvent("c1", 1000, 500), chatEvent("c2", 2000, 0)}})
+	g.Expect(code).To(Equal(http.StatusOK), "%v", body)
+	reader := serviceAccountTokenWith(g, "records-reader", rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group},
+		Resources: []string{"usagerecords"}, Verbs: []string{"list"}})
+	base := srv.url + server.RecordsPath + "?startTime=2026-11-01T00:00:00Z&endTime=2026-12-01T00:00:00Z&project=chatbot"
+	var page map[string]any
+	g.Expect(getJSON(g, base+"&limit=1", reader, &page)).To(Equal(http.StatusOK))
+	g.Expect(page["records"]).To(HaveLen(1))
+	record := page["records"].([]any)[0].(map[string]any)
+	g.Expect(record["id"]).To(Equal("c1"))
+	g.Expect(record["cost"]).To(Equal("0.0009"))
+	g.Expect(page["continue"]).NotTo(BeEmpty())
+	next := page["continue"].(string)
+	page = nil
+	g.Expect(getJSON(g, base+"&limit=1&continue="+next, reader, &page)).To(Equal(http.StatusOK))
+	g.Expect(page["records"].([]any)[0].(map[string]any)["id"]).To(Equal("c2"))
+	g.Expect(page).NotTo(HaveKey("continue"), "the last page")
+
+	var refusal map[string]map[string]any
+	g.Expect(getJSON(g, srv.url+server.RecordsPath+"?startTime=yesterday", reader, &refusal)).To(Equal(http.StatusBadRequest))
+	g.Expect(getJSON(g, base, ingest, &refusal)).To(Equal(http.StatusForbidden))
+}

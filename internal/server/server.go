@@ -109,6 +109,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST "+IngestPath, s.Auth.Require("create", "usageevents", http.HandlerFunc(s.ingest)))
 	mux.Handle("GET "+AlertsPath, s.Auth.Require("list", "alerts", http.HandlerFunc(s.listAlerts)))
 	mux.Handle("POST "+ReportsPath, s.Auth.Require("create", "usagereports", http.HandlerFunc(s.report)))
+	mux.Handle("GET "+RecordsPath, s.Auth.Require("list", "usagerecords", http.HandlerFunc(s.records)))
 	mux.Handle("POST "+AuditPath, s.Auth.Require("create", "auditevents", http.HandlerFunc(s.recordAudit)))
 	mux.Handle("GET "+AuditPath, s.Auth.Require("list", "auditevents", http.HandlerFunc(s.listAudit)))
 	if s.Objects != nil {

@@ -480,6 +480,11 @@ func (s *sqlStore) Events(ctx context.Context, f EventFilter, fn func(Event) err
 	args := []any{f.From.UnixMicro(), f.To.UnixMicro()}
 	where := fmt.Sprintf("ts >= %s AND ts < %s", s.d.Placeholder(1), s.d.Placeholder(2))
 	where, args = s.filterSQL(where, args, f.Filter)
+	if f.After != nil {
+		args = append(args, f.After.Time.UnixMicro(), f.After.Time.UnixMicro(), f.After.ID)
+		n := len(args)
+		where += fmt.Sprintf(" AND (ts > %s OR (ts = %s AND id > %s))", s.d.Placeholder(n-2), s.d.Placeholder(n-1), s.d.Placeholder(n))
+	}
 	query := "SELECT " + eventColumns + " FROM usage_events WHERE " + where + " ORDER BY ts, id"
 	if f.Limit > 0 {
 		query += fmt.Sprintf(" LIMIT %d", f.Limit)

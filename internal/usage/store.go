@@ -114,6 +114,16 @@ type EventFilter struct {
 	Filter
 	// Limit caps the number of events; zero means no cap.
 	Limit int
+	// After, when set, keeps only events after it in the store's order
+	// (time, then ID): where the previous page ended.
+	After *EventCursor
+}
+
+// EventCursor is a place in the store's order of events: the time and ID of
+// an event.
+type EventCursor struct {
+	Time time.Time
+	ID   string
 }
 
 // QuarantinedEvent is an event the store set aside.

@@ -154,6 +154,26 @@ var storeSuite = []storeCase{
 			func(e usage.Event) error { first = e; return nil })).To(Succeed())
 		g.Expect(first).To(Equal(event("early", t0, "p1", "k1", "m", 2, 0)), "events come back as stored")
 	}},
+	{"pages through events after a cursor, ties in time ordered by ID", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		_, err := s.Insert(ctx, []usage.Event{
+			event("c", t0, "p1", "k1", "m", 1, 0), event("a", t0, "p1", "k1", "m", 1, 0),
+			event("b", t0, "p1", "k1", "m", 1, 0), event("d", t0.Add(time.Minute), "p1", "k1", "m", 1, 0),
+		})
+		g.Expect(err).NotTo(HaveOccurred())
+		page := func(after *usage.EventCursor) []string {
+			var ids []string
+			g.Expect(s.Events(ctx, usage.EventFilter{From: t0, To: t0.Add(time.Hour), Limit: 2, After: after}, func(e usage.Event) error {
+				ids = append(ids, e.ID)
+				return nil
+			})).To(Succeed())
+			return ids
+		}
+		g.Expect(page(nil)).To(Equal([]string{"a", "b"}))
+		g.Expect(page(&usage.EventCursor{Time: t0, ID: "b"})).To(Equal([]string{"c", "d"}))
+		g.Expect(page(&usage.EventCursor{Time: t0.Add(time.Minute), ID: "d"})).To(BeEmpty())
+	}},
 	{"compares a period with the one before and the same one last month", func(t *testing.T, s usage.Store) {
 		g := NewWithT(t)
 		ctx := context.Background()

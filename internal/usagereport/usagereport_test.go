@@ -253,3 +253,46 @@ func TestReportSizeIsBounded(t *testing.T) {
 	g.Expect(errors.As(err, &invalid)).To(BeTrue(), "%v", err)
 	g.Expect(invalid.Field).To(Equal("groupBy"))
 }
+
+// TestRecordsPageThroughEveryCall: pages of records, read on with each
+// page's token, hold every stored call of the range once, in time order,
+// each priced as it is alone.
+func TestRecordsPageThroughEveryCall(t *testing.T) {
+	g := NewWithT(t)
+	store, prices, events := fixture(t, g)
+	from, to := time.Date(2026, 10, 24, 0, 0, 0, 0, berlin), time.Date(2026, 10, 25, 0, 0, 0, 0, berlin)
+	want := map[string]string{}
+	for _, e := range events {
+		if !e.Time.Before(from) && e.Time.Before(to) && e.Project == "research" {
+			want[e.ID] = prices.Cost(pricing.Usage{Service: e.Service, Model: e.Model, InputTokens: e.InputTokens,
+				OutputTokens: e.OutputTokens, VideoSeconds: e.VideoSeconds}).Amount.String()
+		}
+	}
+	got := map[string]string{}
+	var last time.Time
+	token, pages := "", 0
+	for {
+		page, err := usagereport.Records(context.Background(), store, prices, "USD", usagereport.RecordsRequest{From: from, To: to,
+			Filter: usage.Filter{Project: "research"}, Limit: 37, Continue: token})
+		g.Expect(err).NotTo(HaveOccurred())
+		pages++
+		for _, r := range page.Records {
+			g.Expect(got).NotTo(HaveKey(r.ID), "every call once")
+			g.Expect(r.Time.Before(last)).To(BeFalse(), "in time order")
+			last = r.Time
+			got[r.ID] = r.Cost
+		}
+		if page.Continue == "" {
+			break
+		}
+		g.Expect(page.Records).To(HaveLen(37))
+		token = page.Continue
+	}
+	g.Expect(got).To(Equal(want))
+	g.Expect(pages).To(BeNumerically(">", 2))
+
+	_, err := usagereport.Records(context.Background(), store, prices, "USD", usagereport.RecordsRequest{From: from, To: to, Continue: "garbage!"})
+	var invalid *usagereport.InvalidError
+	g.Expect(errors.As(err, &invalid)).To(BeTrue())
+	g.Expect(invalid.Field).To(Equal("continue"))
+}

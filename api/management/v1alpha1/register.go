@@ -1,6 +1,10 @@
 package v1alpha1
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -26,13 +30,24 @@ var (
 
 // knownTypes are every type of the group.
 func knownTypes() []runtime.Object {
-	return []runtime.Object{&UsageReport{}, &ProjectUsage{}, &ProjectUsageList{}}
+	return []runtime.Object{&UsageReport{}, &ProjectUsage{}, &ProjectUsageList{}, &UsageRecord{}, &UsageRecordList{}}
 }
 
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion, knownTypes()...)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
-	return nil
+	return scheme.AddFieldLabelConversionFunc(SchemeGroupVersion.WithKind("UsageRecord"), usageRecordField)
+}
+
+// UsageRecordFields are the field selectors of UsageRecords.
+var UsageRecordFields = []string{"startTime", "endTime", "project", "keyID", "service", "model", "endpoint"}
+
+// usageRecordField accepts the field selectors of UsageRecords.
+func usageRecordField(label, value string) (string, string, error) {
+	if label == "metadata.name" || slices.Contains(UsageRecordFields, label) {
+		return label, value, nil
+	}
+	return "", "", fmt.Errorf("field label %q is not supported for UsageRecords; use %s", label, strings.Join(UsageRecordFields, ", "))
 }
 
 // AddInternalToScheme registers the same types as the group's internal

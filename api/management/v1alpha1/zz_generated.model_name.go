@@ -42,6 +42,16 @@ func (in UsageFigures) OpenAPIModelName() string {
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in UsageRecord) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.UsageRecord"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in UsageRecordList) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.UsageRecordList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in UsageReport) OpenAPIModelName() string {
 	return "io.minimax.hub.management.v1alpha1.UsageReport"
 }

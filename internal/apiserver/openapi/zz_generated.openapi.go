@@ -36,6 +36,8 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.ProjectUsageList{}.OpenAPIModelName():    schema_platform_hub_api_management_v1alpha1_ProjectUsageList(ref),
 		v1alpha1.UsageBucket{}.OpenAPIModelName():         schema_platform_hub_api_management_v1alpha1_UsageBucket(ref),
 		v1alpha1.UsageFigures{}.OpenAPIModelName():        schema_platform_hub_api_management_v1alpha1_UsageFigures(ref),
+		v1alpha1.UsageRecord{}.OpenAPIModelName():         schema_platform_hub_api_management_v1alpha1_UsageRecord(ref),
+		v1alpha1.UsageRecordList{}.OpenAPIModelName():     schema_platform_hub_api_management_v1alpha1_UsageRecordList(ref),
 		v1alpha1.UsageReport{}.OpenAPIModelName():         schema_platform_hub_api_management_v1alpha1_UsageReport(ref),
 		v1alpha1.UsageReportSpec{}.OpenAPIModelName():     schema_platform_hub_api_management_v1alpha1_UsageReportSpec(ref),
 		v1alpha1.UsageReportStatus{}.OpenAPIModelName():   schema_platform_hub_api_management_v1alpha1_UsageReportStatus(ref),
@@ -378,6 +380,187 @@ func schema_platform_hub_api_management_v1alpha1_UsageFigures(ref common.Referen
 				Required: []string{"calls", "inputTokens", "outputTokens", "cost"},
 			},
 		},
+	}
+}
+
+func schema_platform_hub_api_management_v1alpha1_UsageRecord(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "UsageRecord is one API call as the usage store keeps it, priced: the per-call log behind every usage report bucket. Records are listed, with field selectors for the range and the filters, and paged with limit and continue:\n\n\tkubectl get usagerecords --field-selector startTime=2026-11-27T10:00:00Z,endTime=2026-11-27T11:00:00Z,project=chatbot\n\nThe fields are startTime and endTime (RFC 3339, the range [startTime, endTime); default the current billing cycle), project, keyID, service, model and endpoint, each compared with \"=\". A record is named after the call's ID.\n\nWho may list them: every hub role (Viewer and up).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"time": {
+						SchemaProps: spec.SchemaProps{
+							Description: "time is when the call was made.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"project": {
+						SchemaProps: spec.SchemaProps{
+							Description: "project, keyID, service, endpoint and model say what was called, with which key.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"keyID": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+					"service": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+					"endpoint": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+					"model": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"string"},
+							Format: "",
+						},
+					},
+					"inputTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "inputTokens, outputTokens, videoSeconds and storageByteHours are what the call used.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"outputTokens": {
+						SchemaProps: spec.SchemaProps{
+							Default: 0,
+							Type:    []string{"integer"},
+							Format:  "int64",
+						},
+					},
+					"videoSeconds": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"integer"},
+							Format: "int64",
+						},
+					},
+					"storageByteHours": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"integer"},
+							Format: "int64",
+						},
+					},
+					"statusCode": {
+						SchemaProps: spec.SchemaProps{
+							Description: "statusCode is the HTTP status the caller got.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"cost": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cost is the call's price in the organization's currency, a decimal string; unpriced is set when its model has no price (cost is then 0).",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"unpriced": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"boolean"},
+							Format: "",
+						},
+					},
+					"currency": {
+						SchemaProps: spec.SchemaProps{
+							Description: "currency is the organization's currency (ISO 4217).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"time", "project", "keyID", "service", "endpoint", "inputTokens", "outputTokens", "statusCode", "cost"},
+			},
+		},
+		Dependencies: []string{
+			v1.ObjectMeta{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_platform_hub_api_management_v1alpha1_UsageRecordList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "UsageRecordList is a page of UsageRecords, in time order (then by ID); metadata.continue reads on.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.UsageRecord{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.UsageRecord{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
 	}
 }
 
