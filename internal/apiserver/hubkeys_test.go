@@ -3,9 +3,11 @@ package apiserver
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"net/http"
 	"testing"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 )
@@ -50,5 +52,32 @@ func TestKeyScopeLeavesOnlyDiscoveryOpen(t *testing.T) {
 		if d, reason, _ := authorizeKeyScope(context.Background(), c.attrs); d != c.decision {
 			t.Errorf("%s %s %s: got %v (%s), want %v", c.who.GetExtra()[ExtraKeyScope], c.attrs.Verb, c.attrs.Path+c.attrs.Resource, d, reason, c.decision)
 		}
+	}
+}
+
+// TestUsageQueriesInFlightAreBounded: past MaxInFlight queries at once, the
+// next waits a little and is then refused with 429, not queued forever;
+// a freed slot serves the next.
+func TestUsageQueriesInFlightAreBounded(t *testing.T) {
+	c := &UsageClient{}
+	ctx := context.Background()
+	releases := make([]func(), 0, MaxInFlight)
+	for range MaxInFlight {
+		release, err := c.acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		releases = append(releases, release)
+	}
+	_, err := c.acquire(ctx)
+	if !apierrors.IsTooManyRequests(err) {
+		t.Fatalf("past the bound: got %v, want 429", err)
+	}
+	if !errors.Is(usageUnavailable(ctx, err), err) {
+		t.Fatal("a 429 must reach the caller as it is")
+	}
+	releases[0]()
+	if _, err := c.acquire(ctx); err != nil {
+		t.Fatalf("after a slot is freed: %v", err)
 	}
 }

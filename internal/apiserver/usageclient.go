@@ -3,11 +3,13 @@ package apiserver
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -27,6 +29,36 @@ type UsageClient struct {
 	// Token is the bearer token the usage server checks (TokenReview, then
 	// create usagereports.hub.minimax.io).
 	Token func() (string, error)
+
+	// slots bounds the usage queries in flight from this replica
+	// (MaxInFlight): callers with a hub key do not pass kube-apiserver's
+	// priority and fairness, so the bound is the management API's own.
+	slotsOnce sync.Once
+	slots     chan struct{}
+}
+
+// MaxInFlight is how many usage queries (reports, pages of records) one
+// management API replica has the usage server answer at once; more wait a
+// little, then get 429.
+const MaxInFlight = 8
+
+// queueWait is how long a query waits for a slot before it is refused.
+const queueWait = 2 * time.Second
+
+// acquire takes a slot for one query, or answers 429 Too Many Requests
+// (with Retry-After) when none frees up within queueWait.
+func (c *UsageClient) acquire(ctx context.Context) (func(), error) {
+	c.slotsOnce.Do(func() { c.slots = make(chan struct{}, MaxInFlight) })
+	timer := time.NewTimer(queueWait)
+	defer timer.Stop()
+	select {
+	case c.slots <- struct{}{}:
+		return func() { <-c.slots }, nil
+	case <-timer.C:
+		return nil, apierrors.NewTooManyRequests("the management API is answering as many usage queries as it may; retry in a moment", 1)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // usageServerError is an answer of the usage server other than 200.
@@ -43,6 +75,11 @@ func (e *usageServerError) Error() string {
 
 // Report asks for a usage report.
 func (c *UsageClient) Report(ctx context.Context, req usagereport.Request) (*usagereport.Report, error) {
+	release, err := c.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	resp, err := serverclient.Post(ctx, c.HTTP, c.URL+usagereport.Path, c.Token, req)
 	if err != nil {
 		return nil, err
@@ -56,6 +93,11 @@ func (c *UsageClient) Report(ctx context.Context, req usagereport.Request) (*usa
 
 // Records asks for a page of usage records.
 func (c *UsageClient) Records(ctx context.Context, req usagereport.RecordsRequest) (*usagereport.RecordsPage, error) {
+	release, err := c.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	q := url.Values{}
 	q.Set("startTime", req.From.UTC().Format(time.RFC3339Nano))
 	q.Set("endTime", req.To.UTC().Format(time.RFC3339Nano))
@@ -116,6 +158,10 @@ func decodeAnswer(resp *http.Response, out any) error {
 // cause (addresses, the token's file, the server's words) goes to the log,
 // the caller gets a fixed message.
 func usageUnavailable(ctx context.Context, cause error) error {
+	var status apierrors.APIStatus
+	if errors.As(cause, &status) {
+		return cause // already an answer, such as 429 while the queries in flight are at their bound
+	}
 	klog.FromContext(ctx).Error(cause, "Asking the usage server")
 	return apierrors.NewServiceUnavailable("the usage server cannot answer right now; retry later")
 }
