@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -40,7 +41,11 @@ var (
 	env        *testenv.Env
 	testClock  = clocktesting.NewFakeClock(time.Now().UTC().Truncate(time.Second))
 	gatewayURL string
-	store      usage.Store
+	// gatewayCache is the shared gateway's cache: waitForKey waits until
+	// it has what the API server says, so a test's first call is not
+	// refused for a key the gateway has not seen yet.
+	gatewayCache cache.Cache
+	store        usage.Store
 	// upstreamURL is the demo model's address.
 	upstreamURL string
 	// serverURL is the usage server's address, and ingestToken a token
@@ -106,7 +111,7 @@ func runSuite(m *testing.M) (int, error) {
 		return 0, err
 	}
 	go func() { _ = gatewayMgr.Start(ctx) }()
-	gatewayURL = "http://" + gatewayAddr
+	gatewayURL, gatewayCache = "http://"+gatewayAddr, gatewayMgr.GetCache()
 	if err := waitForHTTP(gatewayURL); err != nil {
 		return 0, err
 	}
@@ -161,6 +166,9 @@ func waitForKey(g Gomega, k *hubv1.APIKey, phase hubv1.APIKeyPhase) string {
 		g.Expect(env.Client.Get(context.Background(), client.ObjectKey{Namespace: k.Namespace, Name: k.Name}, secret)).To(Succeed())
 		plaintext = string(secret.Data[hubv1.SecretKeyCurrent])
 		g.Expect(keys.Digest(plaintext)).To(Equal(k.Status.Digest))
+		seen := &hubv1.APIKey{}
+		g.Expect(gatewayCache.Get(context.Background(), client.ObjectKeyFromObject(k), seen)).To(Succeed())
+		g.Expect(seen.ResourceVersion).To(Equal(k.ResourceVersion), "the shared gateway has the key as it is now")
 	}, 30*time.Second).Should(Succeed())
 	return plaintext
 }
