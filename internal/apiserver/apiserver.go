@@ -120,6 +120,9 @@ func New(opts Options) (*Server, error) {
 	if err := keycheck.IndexDigests(context.Background(), objects); err != nil {
 		return nil, err
 	}
+	if err := indexMemberEmails(context.Background(), objects); err != nil {
+		return nil, err
+	}
 	// Hub keys first: a hub key never reaches a TokenReview. Then the
 	// front-proxy headers of the aggregator, client certificates and
 	// TokenReview. Keys of a scope other than Admin are refused before

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -105,28 +106,35 @@ func bearerToken(req *http.Request) string {
 	return ""
 }
 
+// memberEmailIndex is the cache index of Members by email (hubv1.EmailKey),
+// so that a request with a hub key finds its owner without reading every
+// Member.
+const memberEmailIndex = "hub.minimax.io/email"
+
+// indexMemberEmails registers memberEmailIndex with a cache.
+func indexMemberEmails(ctx context.Context, c cache.Cache) error {
+	return c.IndexField(ctx, &hubv1.Member{}, memberEmailIndex, func(obj client.Object) []string {
+		return []string{hubv1.EmailKey(obj.(*hubv1.Member).Spec.Email)}
+	})
+}
+
 // ownerUsername is the username of the active Member that owns k.
 func (a *hubKeyAuthenticator) ownerUsername(ctx context.Context, k *hubv1.APIKey) (string, error) {
 	members := &hubv1.MemberList{}
-	if err := a.cache.List(ctx, members); err != nil {
+	if err := a.cache.List(ctx, members, client.MatchingFields{memberEmailIndex: hubv1.EmailKey(k.Spec.Owner)}); err != nil {
 		return "", err
 	}
-	var owner *hubv1.Member
-	for i := range members.Items {
-		m := &members.Items[i]
-		if !hubv1.SameEmail(m.Spec.Email, k.Spec.Owner) {
-			continue
-		}
-		if owner != nil {
-			// Admission keeps emails unique; should two ever match, refuse
-			// rather than pick one.
-			return "", errors.New("two members have its owner's email")
-		}
-		owner = m
-	}
-	switch {
-	case owner == nil:
+	switch len(members.Items) {
+	case 0:
 		return "", errors.New("its owner is no member of the organization")
+	case 1:
+	default:
+		// Admission keeps emails unique; should two ever match, refuse
+		// rather than pick one.
+		return "", errors.New("two members have its owner's email")
+	}
+	owner := &members.Items[0]
+	switch {
 	case owner.Spec.Disabled || !owner.DeletionTimestamp.IsZero():
 		return "", errors.New("its owner is disabled or removed")
 	}

@@ -14,7 +14,6 @@ import (
 
 	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
-	"github.com/minimax/platform-hub/internal/billing"
 	"github.com/minimax/platform-hub/internal/usage"
 	"github.com/minimax/platform-hub/internal/usagereport"
 )
@@ -69,14 +68,9 @@ func (r *projectUsages) List(ctx context.Context, _ *metainternalversion.ListOpt
 
 // usages asks the usage server for the cycle's figures of projects.
 func (r *projectUsages) usages(ctx context.Context, projects []hubv1.Project) (*mgmtv1alpha1.ProjectUsageList, error) {
-	org := &hubv1.Organization{}
-	if err := r.cache.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); client.IgnoreNotFound(err) != nil {
+	cycle, zone, err := currentCycle(ctx, r.cache, r.now())
+	if err != nil {
 		return nil, err
-	}
-	zone := org.Spec.Billing.TimeZone
-	cycle := billing.OrganizationCycle(org.Spec.Billing.CycleStartDay, zone, r.now())
-	if cycle.Start.Location() == time.UTC {
-		zone = "UTC"
 	}
 	req := usagereport.Request{From: cycle.Start, To: cycle.End, TimeZone: zone, GroupBy: []usage.Dimension{usage.ByProject}}
 	if len(projects) == 1 {

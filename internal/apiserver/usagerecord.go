@@ -17,8 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
-	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
-	"github.com/minimax/platform-hub/internal/billing"
 	"github.com/minimax/platform-hub/internal/usagereport"
 )
 
@@ -87,11 +85,10 @@ func (r *usageRecords) request(ctx context.Context, opts *metainternalversion.Li
 		}
 	}
 	if req.From.IsZero() || req.To.IsZero() {
-		org := &hubv1.Organization{}
-		if err := r.cache.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); client.IgnoreNotFound(err) != nil {
+		cycle, _, err := currentCycle(ctx, r.cache, r.now())
+		if err != nil {
 			return req, err
 		}
-		cycle := billing.OrganizationCycle(org.Spec.Billing.CycleStartDay, org.Spec.Billing.TimeZone, r.now())
 		if req.From.IsZero() {
 			req.From = cycle.Start
 		}

@@ -16,7 +16,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
-	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/usage"
 	"github.com/minimax/platform-hub/internal/usagereport"
 )
@@ -120,11 +119,11 @@ func (r *usageReports) request(ctx context.Context, spec *mgmtv1alpha1.UsageRepo
 	return req, nil
 }
 
-// organizationTimeZone is the Organization's billing time zone, or UTC.
+// organizationTimeZone is the zone the organization's billing cycle is cut
+// in (currentCycle), or UTC.
 func (r *usageReports) organizationTimeZone(ctx context.Context) string {
-	org := &hubv1.Organization{}
-	if err := r.cache.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err == nil && org.Spec.Billing.TimeZone != "" {
-		return org.Spec.Billing.TimeZone
+	if _, zone, err := currentCycle(ctx, r.cache, time.Now()); err == nil {
+		return zone
 	}
 	return "UTC"
 }

@@ -223,6 +223,8 @@ func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r 
 		group string
 	}
 	folded := map[key]*Bucket{}
+	// Costs are summed as decimals and written once per bucket.
+	amounts := map[key]decimal.Decimal{}
 	var order []key
 	for _, b := range raw {
 		if !kept(b.Group, keep) {
@@ -241,14 +243,19 @@ func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r 
 			if start.Before(from) {
 				start = from
 			}
-			out = &Bucket{Start: start, End: bucketEnd(b.Start, r.Granularity, to, loc), Figures: Figures{Cost: "0"}}
+			out = &Bucket{Start: start, End: bucketEnd(b.Start, r.Granularity, to, loc)}
 			if len(group) > 0 {
 				out.Group = group
 			}
 			folded[k] = out
 			order = append(order, k)
 		}
-		out.add(b.Totals, prices.Cost(b.PricingUsage()))
+		cost := prices.Cost(b.PricingUsage())
+		out.Add(b.Totals)
+		if cost.Unpriced {
+			out.UnpricedCalls = usage.SaturatingAdd(out.UnpricedCalls, b.Calls)
+		}
+		amounts[k] = amounts[k].Add(cost.Amount)
 	}
 	slices.SortFunc(order, func(a, b key) int {
 		if c := a.start.Compare(b.start); c != 0 {
@@ -258,7 +265,9 @@ func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r 
 	})
 	out := make([]Bucket, 0, len(order))
 	for _, k := range order {
-		out = append(out, *folded[k])
+		b := folded[k]
+		b.Cost = amounts[k].String()
+		out = append(out, *b)
 	}
 	return out, nil
 }
@@ -291,14 +300,6 @@ func storeQuery(r Request, from, to time.Time, loc *time.Location) (usage.Query,
 	}
 	q.GroupBy = dims
 	return q, keep
-}
-
-func (f *Figures) add(t usage.Totals, c pricing.Cost) {
-	f.Add(t)
-	if c.Unpriced {
-		f.UnpricedCalls = usage.SaturatingAdd(f.UnpricedCalls, t.Calls)
-	}
-	f.Cost = decimal.RequireFromString(f.Cost).Add(c.Amount).String()
 }
 
 func sum(buckets []Bucket) Figures {
