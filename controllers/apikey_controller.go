@@ -87,6 +87,9 @@ type apiKeyScope struct {
 	issuedReason                  string
 	issuanceError                 error
 	retiredKeyID                  string
+	// awaitingKey says why a key of delivery mode None waits for a key
+	// the management API mints.
+	awaitingKey string
 }
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=apikeys,verbs=get;list;watch
@@ -133,8 +136,10 @@ func (r *APIKeyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ c
 			"API keys are issued only in project namespaces", s.key.Namespace))
 		return ctrl.Result{}, nil
 	}
-	if err := r.readSecret(ctx, s); err != nil {
-		return ctrl.Result{}, err
+	if key.DeliveryMode() == hubv1.DeliverySecret {
+		if err := r.readSecret(ctx, s); err != nil {
+			return ctrl.Result{}, err
+		}
 	}
 	// With the Secret's name taken by someone else, the phases that write the
 	// Secret stand back, and the ones that only decide from status (the end

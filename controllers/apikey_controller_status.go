@@ -64,6 +64,9 @@ func computeAPIKeyStatus(s *apiKeyScope) {
 		setCondition(&status.Conditions, s.key.Generation, hubv1.IssuingCondition, metav1.ConditionTrue,
 			hubv1.IssuanceFailedReason, fmt.Sprintf("could not issue the next key (attempt %d, retrying with backoff): %v",
 				status.FailedIssuanceAttempts, s.issuanceError))
+	} else if s.awaitingKey != "" {
+		setCondition(&status.Conditions, s.key.Generation, hubv1.IssuingCondition, metav1.ConditionTrue,
+			hubv1.AwaitingKeyRequestReason, s.awaitingKey)
 	} else if s.issuanceError == nil {
 		meta.RemoveStatusCondition(&status.Conditions, hubv1.IssuingCondition)
 	}

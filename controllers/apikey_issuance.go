@@ -85,6 +85,10 @@ func (r *APIKeyReconciler) reconcileIssuance(ctx context.Context, s *apiKeyScope
 	if s.conflict() {
 		return nil
 	}
+	if s.key.DeliveryMode() == hubv1.DeliveryNone {
+		takeIssuedKey(s)
+		return nil
+	}
 	// A key already written for the next revision is adopted first, whatever
 	// else is due: it may have reached clients, and must not be lost.
 	next := s.key.Status.Revision + 1
@@ -123,13 +127,51 @@ func (r *APIKeyReconciler) reconcileIssuance(ctx context.Context, s *apiKeyScope
 	return nil
 }
 
+// takeIssuedKey records, for a key of delivery mode None, the key the
+// management API minted: the first one, and the one of each rotation whose
+// trigger the hub.minimax.io/issued-key annotation answers. The controller
+// never mints such a key itself, for it could show it to no one; a trigger
+// changed by other means waits (Issuing) while the current key works on.
+func takeIssuedKey(s *apiKeyScope) {
+	status := &s.key.Status
+	trigger := rotationTrigger(s.key)
+	if status.Revision > 0 && trigger == status.ObservedRotationTrigger {
+		return
+	}
+	issued, ok, err := hubv1.ParseIssuedKey(s.key.Annotations)
+	switch {
+	case err != nil:
+		s.awaitingKey = fmt.Sprintf("annotation %s is unusable (%v); create a rotation request for this key", hubv1.IssuedKeyAnnotation, err)
+		return
+	case !ok || issued.Trigger != trigger:
+		s.awaitingKey = fmt.Sprintf("spec.rotation.trigger is %q, but a key of delivery mode None gets a new key only "+
+			"from a rotation request of the management API, which shows it once; create one for this key "+
+			"(docs/management-api.md)", trigger)
+		return
+	case status.Revision > 0 && issued.KeyID == status.KeyID:
+		// The annotation still names the current key: the trigger moved
+		// without a new one.
+		s.awaitingKey = fmt.Sprintf("spec.rotation.trigger changed to %q without a new key; create a rotation request for this key", trigger)
+		return
+	}
+	reason := hubv1.KeyIssuedReason
+	if status.Revision > 0 {
+		reason = "rotation requested through the management API"
+	}
+	s.recordIssued(issued.KeyID, issued.Digest, status.Revision+1, s.now, reason)
+}
+
+func rotationTrigger(key *hubv1.APIKey) string {
+	if key.Spec.Rotation != nil {
+		return key.Spec.Rotation.Trigger
+	}
+	return ""
+}
+
 // issuanceDue says whether a new key is needed now, and why.
 func issuanceDue(s *apiKeyScope) (reason string, due bool) {
 	status := &s.key.Status
-	trigger := ""
-	if s.key.Spec.Rotation != nil {
-		trigger = s.key.Spec.Rotation.Trigger
-	}
+	trigger := rotationTrigger(s.key)
 	switch {
 	case status.Revision == 0:
 		return hubv1.KeyIssuedReason, true

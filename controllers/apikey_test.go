@@ -16,11 +16,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/identity"
 	"github.com/minimax/platform-hub/internal/keys"
 )
 
@@ -684,4 +686,83 @@ func TestKeyLifetimePolicyAtIssuance(t *testing.T) {
 	}).Should(Succeed())
 	g.Expect(apiKey.Status.ExpiresAt.Time).To(BeTemporally("==", expires))
 	g.Expect(apiKey.Status.Lifetime).To(Equal(hubv1.KeyLifetime90Days))
+}
+
+// asManagementAPI is a client that writes as the management API does: as
+// a person, by impersonation, with the extra that admission trusts for
+// keys minted elsewhere.
+func asManagementAPI(g Gomega, user string) client.Client {
+	cfg := rest.CopyConfig(restCfg)
+	cfg.Impersonate = rest.ImpersonationConfig{UserName: user, Groups: []string{"system:masters"},
+		Extra: map[string][]string{identity.ViaExtra: {identity.ViaManagementAPI}}}
+	c, err := client.New(cfg, client.Options{Scheme: k8sClient.Scheme()})
+	g.Expect(err).NotTo(HaveOccurred())
+	return c
+}
+
+// TestAPIKeyOfModeNone: a key of delivery mode None takes the key the
+// management API minted from its annotation, and has no Secret; a trigger
+// changed by hand leaves the key working and waiting for a rotation
+// request; the rotation request's key, for that trigger, rotates it.
+func TestAPIKeyOfModeNone(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	activeProject(t, "keys-none")
+	first, err := keys.New()
+	g.Expect(err).NotTo(HaveOccurred())
+	apiKey := newAPIKey("keys-none", "shown-once")
+	apiKey.Spec.Delivery = &hubv1.KeyDelivery{Mode: hubv1.DeliveryNone}
+	apiKey.Annotations = map[string]string{hubv1.IssuedKeyAnnotation: hubv1.IssuedKey{KeyID: first.ID(), Digest: first.Digest()}.String()}
+	mgmt := asManagementAPI(g, "admin@example.com")
+	g.Expect(mgmt.Create(ctx, apiKey)).To(Succeed())
+
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.Phase).To(Equal(hubv1.KeyActive))
+	}).Should(Succeed())
+	g.Expect(apiKey.Status.KeyID).To(Equal(first.ID()))
+	g.Expect(apiKey.Status.Digest).To(Equal(first.Digest()))
+	g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(1))
+	g.Expect(apiKey.Status.ExpiresAt).NotTo(BeNil())
+	err = k8sClient.Get(ctx, client.ObjectKey{Namespace: "keys-none", Name: "shown-once"}, &corev1.Secret{})
+	g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "no Secret for a key of mode None")
+
+	// A trigger changed by hand: no new key, the current one works on.
+	patch := client.MergeFrom(apiKey.DeepCopy())
+	apiKey.Spec.Rotation = &hubv1.RotationSpec{Trigger: "by-hand"}
+	g.Expect(k8sClient.Patch(ctx, apiKey, patch)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		issuing := meta.FindStatusCondition(apiKey.Status.Conditions, hubv1.IssuingCondition)
+		g.Expect(issuing).NotTo(BeNil())
+		g.Expect(issuing.Reason).To(Equal(hubv1.AwaitingKeyRequestReason))
+		g.Expect(issuing.Message).To(ContainSubstring("create one for this key"))
+	}).Should(Succeed())
+	g.Expect(apiKey.Status.Phase).To(Equal(hubv1.KeyActive))
+	g.Expect(apiKey.Status.KeyID).To(Equal(first.ID()))
+
+	// The rotation request's write: the trigger and its key together.
+	second, err := keys.New()
+	g.Expect(err).NotTo(HaveOccurred())
+	patch = client.MergeFrom(apiKey.DeepCopy())
+	apiKey.Spec.Rotation.Trigger = "r2"
+	apiKey.Annotations[hubv1.IssuedKeyAnnotation] = hubv1.IssuedKey{KeyID: second.ID(), Digest: second.Digest(), Trigger: "r2"}.String()
+	g.Expect(mgmt.Patch(ctx, apiKey, patch)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+		g.Expect(apiKey.Status.KeyID).To(Equal(second.ID()))
+	}).Should(Succeed())
+	g.Expect(apiKey.Status.Phase).To(Equal(hubv1.KeyRotating))
+	g.Expect(apiKey.Status.PreviousKey.KeyID).To(Equal(first.ID()))
+	g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(2))
+	g.Expect(meta.FindStatusCondition(apiKey.Status.Conditions, hubv1.IssuingCondition)).To(BeNil())
+
+	// Anyone else changing the annotation, or the mode, is refused.
+	patch = client.MergeFrom(apiKey.DeepCopy())
+	apiKey.Annotations[hubv1.IssuedKeyAnnotation] = hubv1.IssuedKey{KeyID: first.ID(), Digest: first.Digest(), Trigger: "r2"}.String()
+	g.Expect(k8sClient.Patch(ctx, apiKey, patch)).To(MatchError(ContainSubstring("set only by the management API")))
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(apiKey), apiKey)).To(Succeed())
+	patch = client.MergeFrom(apiKey.DeepCopy())
+	apiKey.Spec.Delivery = nil
+	g.Expect(k8sClient.Patch(ctx, apiKey, patch)).To(MatchError(ContainSubstring("delivery.mode cannot change")))
 }

@@ -32,6 +32,9 @@ type Options struct {
 	// in each project namespace; empty grants nothing (a manager whose
 	// ClusterRole grants them, as in tests and hub dev).
 	ManagerAccess SecretAccess
+	// APIServerAccess grants the management API get on Secrets in each
+	// project namespace; empty grants nothing.
+	APIServerAccess SecretAccess
 }
 
 // SetupWithManager registers every reconciler with the manager.
@@ -47,12 +50,13 @@ func SetupWithManager(mgr ctrl.Manager, opts Options) error {
 		return err
 	}
 	if err := (&ProjectReconciler{
-		Client:        mgr.GetClient(),
-		APIReader:     mgr.GetAPIReader(),
-		Recorder:      mgr.GetEventRecorder("project-controller"),
-		ServerAccess:  opts.ServerAccess,
-		ManagerAccess: opts.ManagerAccess,
-		Secrets:       secrets,
+		Client:          mgr.GetClient(),
+		APIReader:       mgr.GetAPIReader(),
+		Recorder:        mgr.GetEventRecorder("project-controller"),
+		ServerAccess:    opts.ServerAccess,
+		ManagerAccess:   opts.ManagerAccess,
+		APIServerAccess: opts.APIServerAccess,
+		Secrets:         secrets,
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("setting up the project controller: %w", err)
 	}

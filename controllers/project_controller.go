@@ -51,6 +51,10 @@ type ProjectReconciler struct {
 	// ManagerAccess, when it names a ServiceAccount, is granted the key
 	// Secrets' permissions in each project namespace: the manager's own.
 	ManagerAccess SecretAccess
+	// APIServerAccess, when it names a ServiceAccount, is granted get on
+	// Secrets in each project namespace (the management API's key
+	// requests of delivery Secret).
+	APIServerAccess SecretAccess
 	// Secrets is started for each project namespace once it is ready.
 	Secrets *SecretCaches
 }

@@ -19,7 +19,9 @@ import (
 // namespace gets a RoleBinding that grants its ServiceAccount ClusterRole
 // there, and nowhere else. The manager needs the key Secrets' permissions
 // (hub-manager-secrets in config/rbac); the usage server reads webhook
-// signing secrets (hub-server-secret-reader in config/server).
+// signing secrets (hub-server-secret-reader in config/server); the management
+// API reads the key Secrets its key requests answer with
+// (hub-apiserver-secret-reader in config/apiserver).
 type SecretAccess struct {
 	// ServiceAccount is the component's ServiceAccount; empty grants
 	// nothing.
@@ -30,14 +32,16 @@ type SecretAccess struct {
 
 // The RoleBindings in each project namespace.
 const (
-	managerSecretsBinding = "platform-hub:manager-secrets"
-	serverSecretsBinding  = "platform-hub:server-secrets"
+	managerSecretsBinding   = "platform-hub:manager-secrets"
+	serverSecretsBinding    = "platform-hub:server-secrets"
+	apiserverSecretsBinding = "platform-hub:apiserver-secrets"
 )
 
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=update;delete,resourceNames=platform-hub:manager-secrets;platform-hub:server-secrets
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=hub-manager-secrets;hub-server-secret-reader
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=rolebindings,verbs=update;delete,resourceNames=platform-hub:manager-secrets;platform-hub:server-secrets;platform-hub:apiserver-secrets
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=bind,resourceNames=hub-manager-secrets;hub-server-secret-reader;hub-apiserver-secret-reader
 
-// reconcileSecretAccess binds the manager's and the server's Secret roles
+// reconcileSecretAccess binds the manager's, the server's and the
+// management API's Secret roles
 // in the project's namespace (the namespace owns the bindings, so they go
 // with it), then starts the namespace's key Secret cache.
 func (r *ProjectReconciler) reconcileSecretAccess(ctx context.Context, s *projectScope) error {
@@ -47,7 +51,7 @@ func (r *ProjectReconciler) reconcileSecretAccess(ctx context.Context, s *projec
 	for _, grant := range []struct {
 		name   string
 		access SecretAccess
-	}{{managerSecretsBinding, r.ManagerAccess}, {serverSecretsBinding, r.ServerAccess}} {
+	}{{managerSecretsBinding, r.ManagerAccess}, {serverSecretsBinding, r.ServerAccess}, {apiserverSecretsBinding, r.APIServerAccess}} {
 		if grant.access.ServiceAccount.Name == "" {
 			continue
 		}

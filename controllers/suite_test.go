@@ -24,6 +24,7 @@ import (
 	"github.com/minimax/platform-hub/internal/devcluster"
 	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/scheme"
+	"github.com/minimax/platform-hub/internal/testlog"
 )
 
 // The suite runs one real control plane (etcd, kube-apiserver and the
@@ -40,7 +41,7 @@ var (
 	issuer *oidcIssuer
 	// managerLogs holds everything every manager logged, at full verbosity,
 	// for the key-material leak check.
-	managerLogs = &syncBuffer{}
+	managerLogs = &testlog.Buffer{}
 	// metricsAddr is where the suite's manager serves Prometheus metrics.
 	metricsAddr string
 	// stopSuiteManager stops the suite's manager; startSuiteManager starts a

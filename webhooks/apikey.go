@@ -3,6 +3,7 @@ package webhooks
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/identity"
 )
 
 // +kubebuilder:webhook:path=/validate-hub-minimax-io-v1alpha1-apikey,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=hub.minimax.io,resources=apikeys,verbs=create;update;delete,versions=v1alpha1,name=vapikey.hub.minimax.io,admissionReviewVersions=v1,timeoutSeconds=10
@@ -57,6 +59,11 @@ func (v *APIKeyValidator) ValidateCreate(ctx context.Context, key *hubv1.APIKey)
 			"project %q is archived, so it takes no new keys; unarchive it first (spec.archived: false)", project.Name)))
 	}
 	errs = append(errs, v.checkLifetime(ctx, key)...)
+	issued, err := checkIssuedKey(ctx, nil, key)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	errs = append(errs, issued...)
 	if project != nil {
 		ferrs, err := v.adminOnly(ctx, project, nil, key)
 		if err != nil {
@@ -153,7 +160,7 @@ func adminRules(project *hubv1.Project, old, key *hubv1.APIKey) []adminRule {
 			adminRule{spec.Child("scope"), fmt.Sprintf("an Admin-scope key in project %q", project.Name)}},
 		{key.Spec.Scope == hubv1.ScopeAdmin && old != nil && !sameButRevoked(old, key),
 			adminRule{spec, fmt.Sprintf("changing an Admin-scope key in project %q", project.Name)}},
-		{key.Spec.Delivery != nil && (old == nil || !equality.Semantic.DeepEqual(old.Spec.Delivery, key.Spec.Delivery)),
+		{externalSecretOf(key) != nil && (old == nil || !equality.Semantic.DeepEqual(externalSecretOf(old), externalSecretOf(key))),
 			adminRule{spec.Child("delivery"), "delivering a key to an external store"}},
 		{templateMeta(key) && (old == nil || !equality.Semantic.DeepEqual(templateMetaOf(old), templateMetaOf(key))),
 			adminRule{spec.Child("secretTemplate"), "labels or annotations on a key's Secret"}},
@@ -176,6 +183,47 @@ func sameButRevoked(old, key *hubv1.APIKey) bool {
 	return equality.Semantic.DeepEqual(a, b)
 }
 
+func externalSecretOf(k *hubv1.APIKey) *hubv1.ExternalSecretDelivery {
+	if k.Spec.Delivery == nil {
+		return nil
+	}
+	return k.Spec.Delivery.ExternalSecret
+}
+
+// checkIssuedKey guards the hub.minimax.io/issued-key annotation, which
+// makes the controller take a key minted elsewhere instead of minting one:
+// only the management API may set or change it (a key request or rotation
+// request, impersonating the person with identity.ViaExtra set), it must
+// be well formed, and a key of delivery mode None, which the controller
+// cannot mint, must carry one from its creation. Anyone else could
+// otherwise choose a key's digest: register a weak key, or another key's
+// digest to take its calls.
+func checkIssuedKey(ctx context.Context, old, key *hubv1.APIKey) (field.ErrorList, error) {
+	path := field.NewPath("metadata", "annotations").Key(hubv1.IssuedKeyAnnotation)
+	value, set := key.Annotations[hubv1.IssuedKeyAnnotation]
+	changed := set && (old == nil || old.Annotations[hubv1.IssuedKeyAnnotation] != value)
+	if old == nil && !set && key.DeliveryMode() == hubv1.DeliveryNone {
+		return field.ErrorList{field.Forbidden(field.NewPath("spec", "delivery", "mode"), "a key of mode None "+
+			"is created by a key request of the management API, which shows it once (docs/management-api.md); "+
+			"create a KeyRequest with delivery None, or leave mode out for a key in a Secret")}, nil
+	}
+	if !changed {
+		return nil, nil
+	}
+	req, err := admission.RequestFromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(req.UserInfo.Extra[identity.ViaExtra], identity.ViaManagementAPI) {
+		return field.ErrorList{field.Forbidden(path, "set only by the management API's key requests and rotation "+
+			"requests, which mint the key it names; remove the annotation")}, nil
+	}
+	if _, _, err := hubv1.ParseIssuedKey(key.Annotations); err != nil {
+		return field.ErrorList{field.Invalid(path, value, err.Error())}, nil
+	}
+	return nil, nil
+}
+
 func templateMeta(k *hubv1.APIKey) bool {
 	t := k.Spec.SecretTemplate
 	return t != nil && (len(t.Labels) > 0 || len(t.Annotations) > 0)
@@ -191,7 +239,10 @@ func templateMetaOf(k *hubv1.APIKey) [2]map[string]string {
 // ValidateUpdate checks a changed lifetime against the policy, and what
 // only Admins may change.
 func (v *APIKeyValidator) ValidateUpdate(ctx context.Context, oldKey, key *hubv1.APIKey) (admission.Warnings, error) {
-	var errs field.ErrorList
+	errs, err := checkIssuedKey(ctx, oldKey, key)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
 	if lifetimeOf(oldKey) != lifetimeOf(key) && !key.Spec.Revoked {
 		errs = append(errs, v.checkLifetime(ctx, key)...)
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	authenticationv1 "k8s.io/api/authentication/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -144,6 +145,7 @@ func (a *audited[T]) stamp(ctx context.Context, action string, old, obj T, chang
 	s := audit.Stamp{
 		Entry: auditlog.Entry{
 			Time: a.clock.Now().UTC(), Actor: req.UserInfo.Username, Groups: req.UserInfo.Groups,
+			Via: firstExtra(req.UserInfo.Extra, identity.ViaExtra), KeyID: firstExtra(req.UserInfo.Extra, identity.KeyIDExtra),
 			Action: action, Kind: req.Kind.Kind, Namespace: req.Namespace, Name: name, UID: string(subject.GetUID()),
 			Changes: changes,
 		},
@@ -232,4 +234,12 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
+}
+
+// firstExtra is the first value of the user's extra key, or "".
+func firstExtra(extra map[string]authenticationv1.ExtraValue, key string) string {
+	if v := extra[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

@@ -23,6 +23,9 @@ const (
 // APIKeySpec is what a developer declares about an API key.
 // +kubebuilder:validation:XValidation:rule="!(has(oldSelf.revoked) && oldSelf.revoked) || (has(self.revoked) && self.revoked)",message="a revoked key stays revoked; create a new APIKey instead"
 // +kubebuilder:validation:XValidation:rule="(has(self.secretTemplate) && has(self.secretTemplate.name) ? self.secretTemplate.name : '-') == (has(oldSelf.secretTemplate) && has(oldSelf.secretTemplate.name) ? oldSelf.secretTemplate.name : '-')",message="secretTemplate.name cannot change once set; create a new APIKey for a Secret of another name"
+// +kubebuilder:validation:XValidation:rule="(has(self.delivery) && has(self.delivery.mode) ? self.delivery.mode : 'Secret') == (has(oldSelf.delivery) && has(oldSelf.delivery.mode) ? oldSelf.delivery.mode : 'Secret')",message="delivery.mode cannot change; create a new APIKey (a key request) with the mode you need"
+// +kubebuilder:validation:XValidation:rule="!has(self.delivery) || !has(self.delivery.mode) || self.delivery.mode != 'None' || !has(self.secretTemplate)",message="a key with delivery.mode None has no Secret: remove secretTemplate"
+// +kubebuilder:validation:XValidation:rule="!has(self.delivery) || !has(self.delivery.mode) || self.delivery.mode != 'None' || !has(self.rotation) || !has(self.rotation.renewBefore)",message="a key with delivery.mode None is rotated only by a rotation request, which shows the new key: remove rotation.renewBefore"
 type APIKeySpec struct {
 	// label says what the key is for, as people read it.
 	// +optional
@@ -132,8 +135,34 @@ type SecretTemplate struct {
 	Aliases []string `json:"aliases,omitempty"`
 }
 
-// KeyDelivery pushes the key beyond the cluster.
+// KeyDeliveryMode says where an issued key's plaintext goes.
+// +kubebuilder:validation:Enum=Secret;None
+type KeyDeliveryMode string
+
+// Key delivery modes.
+const (
+	// DeliverySecret writes the key into the APIKey's Secret (the default).
+	DeliverySecret KeyDeliveryMode = "Secret"
+	// DeliveryNone keeps the key nowhere: only its digest is stored, and
+	// its plaintext is shown once, in the answer to the management API's
+	// key request or rotation request that made it.
+	DeliveryNone KeyDeliveryMode = "None"
+)
+
+// KeyDelivery says where the key goes: the key's Secret, and from there,
+// optionally, an external secret store; or nowhere at all.
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode != 'None' || !has(self.externalSecret)",message="a key with mode None has no Secret to push: remove externalSecret"
 type KeyDelivery struct {
+	// mode is Secret (the default: the controller writes the key into the
+	// APIKey's Secret) or None: the key exists only in the answer to the
+	// management API's key request that created it, and its Secret is
+	// never written. Keys of mode None are created by key requests and
+	// rotated by rotation requests (docs/management-api.md), which mint
+	// the key and set the hub.minimax.io/issued-key annotation; the
+	// controller records the digest from there. It cannot change.
+	// +optional
+	Mode KeyDeliveryMode `json:"mode,omitempty"`
+
 	// externalSecret pushes the key's Secret to a secret store through the
 	// External Secrets Operator (a PushSecret the hub owns).
 	// +optional

@@ -148,6 +148,11 @@ const (
 	// IssuanceFailedReason: writing a new key failed; the controller backs off.
 	IssuanceFailedReason = "IssuanceFailed"
 
+	// AwaitingKeyRequestReason: a key of delivery mode None needs a new key
+	// (spec.rotation.trigger changed) that only the management API can
+	// mint; the current key keeps working meanwhile.
+	AwaitingKeyRequestReason = "AwaitingKeyRequest"
+
 	// DeliveryFailedReason: writing the PushSecret failed; it is retried.
 	DeliveryFailedReason = "DeliveryFailed"
 

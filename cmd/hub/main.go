@@ -73,6 +73,7 @@ func newManagerCommand() *cobra.Command {
 	opts := operator.Options{Egress: &egress.Policy{}}
 	opts.ServerAccess.ServiceAccount = types.NamespacedName{Namespace: hubv1.DefaultHubNamespace, Name: "hub-server"}
 	opts.ManagerAccess.ServiceAccount = types.NamespacedName{Namespace: hubv1.DefaultHubNamespace, Name: "hub-manager"}
+	opts.APIServerAccess.ServiceAccount = types.NamespacedName{Namespace: hubv1.DefaultHubNamespace, Name: "hub-apiserver"}
 	var certDir string
 	var webhookPort int
 	cmd := &cobra.Command{
@@ -107,6 +108,10 @@ func newManagerCommand() *cobra.Command {
 		`This manager's ServiceAccount (namespace/name), granted the key Secrets' permissions in each project namespace; "" grants nothing.`)
 	f.StringVar(&opts.ManagerAccess.ClusterRole, "manager-secrets-role", "hub-manager-secrets",
 		"ClusterRole (the key Secrets' permissions) bound to the manager in each project namespace.")
+	f.Var(&namespacedNameFlag{&opts.APIServerAccess.ServiceAccount}, "apiserver-service-account",
+		`The management API's ServiceAccount (namespace/name), granted get on Secrets in each project namespace; "" grants nothing.`)
+	f.StringVar(&opts.APIServerAccess.ClusterRole, "apiserver-secret-reader-role", "hub-apiserver-secret-reader",
+		"ClusterRole (get on Secrets) bound to the management API in each project namespace.")
 	f.StringSliceVar(&opts.ReservedProjectNames, "reserved-project-names", webhooks.DefaultReservedProjectNames,
 		"Names no Project may take (its namespace's name), as shell patterns such as kube-* or *-system; replaces the default list.")
 	f.StringVar(&opts.Audit.ServerURL, "audit-server-url", "https://hub-server.hub-system.svc", `Usage server that keeps the audit log of changes to hub resources; "" keeps none.`)

@@ -71,17 +71,29 @@ func readUsage() []rbacv1.PolicyRule {
 	}
 }
 
+// requestKeys lets every role ask the management API for keys and
+// rotations, which it then makes as the caller: a request succeeds exactly
+// when the caller may write the APIKey (Developers in their projects,
+// Admins, Owners), and a refusal then names the role needed, which a
+// refusal of RBAC here could not.
+func requestKeys() rbacv1.PolicyRule {
+	return rbacv1.PolicyRule{APIGroups: []string{mgmtv1alpha1.GroupName}, Resources: []string{"keyrequests", "rotationrequests"},
+		Verbs: []string{create}}
+}
+
 // Rules are what each role may do. The virtual resources (usage, alerts,
 // auditevents) are checked by the usage server with SubjectAccessReviews.
 func Rules(r hubv1.Role) []rbacv1.PolicyRule {
 	// Overview and usage.
 	viewer := append([]rbacv1.PolicyRule{
 		hub(read, "organizations", "projects", "spendingcaps"),
+		requestKeys(),
 	}, readUsage()...)
 	// Keys and notifications, in the projects a binding is in; caps and
 	// usage to read.
 	developer := append([]rbacv1.PolicyRule{
 		hub(write, "apikeys", "notificationchannels"),
+		requestKeys(),
 		hub(read, "spendingcaps", "projects"),
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: read},
 	}, readUsage()...)
@@ -90,6 +102,7 @@ func Rules(r hubv1.Role) []rbacv1.PolicyRule {
 	admin := append([]rbacv1.PolicyRule{
 		hub([]string{get, list, watch, "update", "patch"}, "organizations"),
 		hub(write, "projects", "apikeys", "notificationchannels", "spendingcaps", "members", "groups"),
+		requestKeys(),
 		hub([]string{list}, "alerts", "auditevents"),
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: read},
 	}, readUsage()...)
@@ -277,4 +290,24 @@ func subjects(users []string) []rbacv1.Subject {
 		out = append(out, rbacv1.Subject{Kind: rbacv1.UserKind, APIGroup: rbacv1.GroupName, Name: u})
 	}
 	return out
+}
+
+// LeastRole is the least privileged hub role whose rules allow verb on
+// resource of group (resource may carry a /subresource), for refusals that
+// name the role needed; ok is false when no hub role allows it. A role's
+// rules hold where it is bound: a Developer's only in the projects whose
+// access lists name them.
+func LeastRole(group, resource, verb string) (role hubv1.Role, ok bool) {
+	for i := len(Roles) - 1; i >= 0; i-- {
+		for _, rule := range Rules(Roles[i]) {
+			if matches(rule.APIGroups, group) && matches(rule.Resources, resource) && matches(rule.Verbs, verb) {
+				return Roles[i], true
+			}
+		}
+	}
+	return "", false
+}
+
+func matches(values []string, v string) bool {
+	return slices.Contains(values, v) || slices.Contains(values, rbacv1.ResourceAll)
 }

@@ -87,3 +87,24 @@ func TestNoRoleReadsSecrets(t *testing.T) {
 	g.Expect(access.AtLeast(hubv1.RoleDeveloper, hubv1.RoleAdmin)).To(BeFalse())
 	g.Expect(access.Higher(hubv1.RoleViewer, hubv1.RoleDeveloper)).To(Equal(hubv1.RoleDeveloper))
 }
+
+func TestLeastRole(t *testing.T) {
+	for _, c := range []struct {
+		group, resource, verb string
+		want                  hubv1.Role
+		ok                    bool
+	}{
+		{"management.hub.minimax.io", "usagereports", "create", hubv1.RoleViewer, true},
+		{"management.hub.minimax.io", "keyrequests", "create", hubv1.RoleViewer, true},
+		{"hub.minimax.io", "apikeys", "create", hubv1.RoleDeveloper, true},
+		{"hub.minimax.io", "members", "update", hubv1.RoleAdmin, true},
+		{"hub.minimax.io", "organizations", "delete", hubv1.RoleOwner, true},
+		{"management.hub.minimax.io", "keyrequests", "delete", "", false},
+		{"", "secrets", "get", "", false},
+	} {
+		got, ok := access.LeastRole(c.group, c.resource, c.verb)
+		if got != c.want || ok != c.ok {
+			t.Errorf("LeastRole(%s, %s, %s) = %q, %v; want %q, %v", c.group, c.resource, c.verb, got, ok, c.want, c.ok)
+		}
+	}
+}

@@ -19,7 +19,9 @@ import (
 
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
 	"k8s.io/apiserver/pkg/authentication/request/union"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	authorizerunion "k8s.io/apiserver/pkg/authorization/union"
@@ -32,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -54,6 +57,9 @@ type Options struct {
 	Usage *UsageClient
 	// Now tells the time (the current billing cycle); nil means time.Now.
 	Now func() time.Time
+	// IssueWait bounds how long a key request or rotation request waits
+	// for the controller to record the key; 0 means 20 seconds.
+	IssueWait time.Duration
 }
 
 // Server is a configured management API server.
@@ -64,6 +70,63 @@ type Server struct {
 
 // New configures the server; Run serves it.
 func New(opts Options) (*Server, error) {
+	hubScheme, codecs := newScheme()
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	cfg, err := genericConfig(opts, hubScheme, codecs)
+	if err != nil {
+		return nil, err
+	}
+	kube, err := restConfig(opts.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	hub, err := newHubClients(kube)
+	if err != nil {
+		return nil, err
+	}
+	// Hub keys first: a hub key never reaches a TokenReview. Then the
+	// front-proxy headers of the aggregator, client certificates and
+	// TokenReview. Keys of a scope other than Admin are refused before
+	// RBAC is asked; what RBAC refuses is refused naming the role needed.
+	cfg.Authentication.Authenticator = union.NewFailOnError(&hubKeyAuthenticator{cache: hub.cache, now: now},
+		cfg.Authentication.Authenticator)
+	if cfg.Authorization.Authorizer, err = authorizerunion.New(
+		authorizerunion.NamedAuthorizer{AuthorizerName: "hub-key-scope", Authorizer: authorizer.AuthorizerFunc(authorizeKeyScope)},
+		authorizerunion.NamedAuthorizer{AuthorizerName: "delegated", Authorizer: cfg.Authorization.Authorizer},
+		authorizerunion.NamedAuthorizer{AuthorizerName: "hub-roles", Authorizer: authorizer.AuthorizerFunc(explainRefusal)}); err != nil {
+		return nil, err
+	}
+
+	generic, err := cfg.Complete().New("hub-apiserver", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, err
+	}
+	issueWait := opts.IssueWait
+	if issueWait == 0 {
+		issueWait = 20 * time.Second
+	}
+	issuer := keyIssuer{cache: hub.cache, secrets: hub.client, wait: issueWait,
+		actAs: &actAs{config: kube, scheme: scheme.New(), mapper: hub.mapper}}
+	group := genericapiserver.NewDefaultAPIGroupInfo(mgmtv1alpha1.GroupName, hubScheme, runtime.NewParameterCodec(hubScheme), codecs)
+	group.VersionedResourcesStorageMap[mgmtv1alpha1.SchemeGroupVersion.Version] = map[string]registryrest.Storage{
+		"usagereports":     &usageReports{usage: opts.Usage, cache: hub.cache},
+		"projectusages":    &projectUsages{usage: opts.Usage, cache: hub.cache, now: now},
+		"usagerecords":     &usageRecords{usage: opts.Usage, cache: hub.cache, now: now},
+		"keyrequests":      &keyRequests{issuer},
+		"rotationrequests": &rotationRequests{issuer},
+	}
+	if err := generic.InstallAPIGroup(&group); err != nil {
+		return nil, fmt.Errorf("installing %s: %w", mgmtv1alpha1.GroupName, err)
+	}
+	return &Server{generic: generic, cache: hub.cache}, nil
+}
+
+// genericConfig is the configuration of k8s.io/apiserver: serving,
+// delegated authentication and authorization, and OpenAPI.
+func genericConfig(opts Options, hubScheme *runtime.Scheme, codecs serializer.CodecFactory) (*genericapiserver.RecommendedConfig, error) {
 	host, portText, err := net.SplitHostPort(opts.ListenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("--listen-address %q: %w", opts.ListenAddr, err)
@@ -72,12 +135,6 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--listen-address %q: the port must be a number", opts.ListenAddr)
 	}
-	hubScheme, codecs := newScheme()
-	now := opts.Now
-	if now == nil {
-		now = time.Now
-	}
-
 	secure := genericoptions.NewSecureServingOptions().WithLoopback()
 	secure.BindPort = port
 	if host != "" {
@@ -108,47 +165,40 @@ func New(opts Options) (*Server, error) {
 	// No API priority and fairness of its own: kube-apiserver's applies
 	// before the aggregator proxies.
 	cfg.FlowControl = nil
+	return cfg, nil
+}
 
-	kube, err := restConfig(opts.Kubeconfig)
+// hubClients reach the hub's objects: a cache (with the key digest and
+// member email indexes) for reads, a client for the few reads past it
+// (key Secrets), sharing one REST mapper and connection pool.
+type hubClients struct {
+	cache  cache.Cache
+	client client.Client
+	mapper meta.RESTMapper
+}
+
+func newHubClients(kube *rest.Config) (*hubClients, error) {
+	httpClient, err := rest.HTTPClientFor(kube)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("reaching kube-apiserver: %w", err)
 	}
-	objects, err := cache.New(kube, cache.Options{Scheme: scheme.New()})
-	if err != nil {
+	h := &hubClients{}
+	if h.mapper, err = apiutil.NewDynamicRESTMapper(kube, httpClient); err != nil {
+		return nil, fmt.Errorf("reaching kube-apiserver: %w", err)
+	}
+	if h.cache, err = cache.New(kube, cache.Options{Scheme: scheme.New(), HTTPClient: httpClient, Mapper: h.mapper}); err != nil {
 		return nil, fmt.Errorf("the cache of the hub's objects: %w", err)
 	}
-	if err := keycheck.IndexDigests(context.Background(), objects); err != nil {
+	if err := keycheck.IndexDigests(context.Background(), h.cache); err != nil {
 		return nil, err
 	}
-	if err := indexMemberEmails(context.Background(), objects); err != nil {
+	if err := indexMemberEmails(context.Background(), h.cache); err != nil {
 		return nil, err
 	}
-	// Hub keys first: a hub key never reaches a TokenReview. Then the
-	// front-proxy headers of the aggregator, client certificates and
-	// TokenReview. Keys of a scope other than Admin are refused before
-	// RBAC is asked.
-	cfg.Authentication.Authenticator = union.NewFailOnError(&hubKeyAuthenticator{cache: objects, now: now},
-		cfg.Authentication.Authenticator)
-	if cfg.Authorization.Authorizer, err = authorizerunion.New(
-		authorizerunion.NamedAuthorizer{AuthorizerName: "hub-key-scope", Authorizer: authorizer.AuthorizerFunc(authorizeKeyScope)},
-		authorizerunion.NamedAuthorizer{AuthorizerName: "delegated", Authorizer: cfg.Authorization.Authorizer}); err != nil {
+	if h.client, err = client.New(kube, client.Options{Scheme: scheme.New(), HTTPClient: httpClient, Mapper: h.mapper}); err != nil {
 		return nil, err
 	}
-
-	generic, err := cfg.Complete().New("hub-apiserver", genericapiserver.NewEmptyDelegate())
-	if err != nil {
-		return nil, err
-	}
-	group := genericapiserver.NewDefaultAPIGroupInfo(mgmtv1alpha1.GroupName, hubScheme, runtime.NewParameterCodec(hubScheme), codecs)
-	group.VersionedResourcesStorageMap[mgmtv1alpha1.SchemeGroupVersion.Version] = map[string]registryrest.Storage{
-		"usagereports":  &usageReports{usage: opts.Usage, cache: objects},
-		"projectusages": &projectUsages{usage: opts.Usage, cache: objects, now: now},
-		"usagerecords":  &usageRecords{usage: opts.Usage, cache: objects, now: now},
-	}
-	if err := generic.InstallAPIGroup(&group); err != nil {
-		return nil, fmt.Errorf("installing %s: %w", mgmtv1alpha1.GroupName, err)
-	}
-	return &Server{generic: generic, cache: objects}, nil
+	return h, nil
 }
 
 // Run serves until ctx ends. The cache of the hub's objects fills first,
@@ -180,3 +230,9 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 // authentication and authorization, the front-proxy ConfigMap and the usage
 // reports are granted in config/apiserver/rbac.yaml.
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=organizations;projects;apikeys;members,verbs=get;list;watch
+// Key and rotation requests write APIKeys as the caller: impersonation of
+// users, their groups and ServiceAccounts, and of the extras actAs forwards.
+// Key Secrets are read only in project namespaces, through
+// hub-apiserver-secret-reader, which the manager binds in each.
+// +kubebuilder:rbac:groups="",resources=users;groups;serviceaccounts,verbs=impersonate
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=userextras/hub.minimax.io/via;userextras/hub.minimax.io/amr;userextras/hub.minimax.io/key-id;userextras/hub.minimax.io/key-scope,verbs=impersonate

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +24,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -36,12 +36,17 @@ import (
 	"github.com/minimax/platform-hub/config"
 	"github.com/minimax/platform-hub/internal/access"
 	"github.com/minimax/platform-hub/internal/apiserver"
+	"github.com/minimax/platform-hub/internal/auditlog"
+	"github.com/minimax/platform-hub/internal/demomodel"
 	"github.com/minimax/platform-hub/internal/devcluster"
+	"github.com/minimax/platform-hub/internal/gateway"
 	"github.com/minimax/platform-hub/internal/keys"
 	"github.com/minimax/platform-hub/internal/metrics"
+	"github.com/minimax/platform-hub/internal/operator"
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/server"
+	"github.com/minimax/platform-hub/internal/testlog"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -51,20 +56,47 @@ type env struct {
 	cluster *devcluster.Cluster
 	client  client.Client
 	store   usage.Store
+	audit   auditlog.Store
 	kubectl string
 	dir     string
 	// api configures the management API; stopAPI stops it.
 	api     apiserver.Options
 	stopAPI func()
+
+	// With the hub (startHubEnv): the gateway's address, and every log
+	// line of the control plane, the manager, the gateway, the usage
+	// server and the management API.
+	gatewayURL string
+	logs       *testlog.Buffer
 }
 
+// startEnv starts a control plane, a usage server and the management API,
+// but no controllers: tests write the status controllers would.
 func startEnv(t *testing.T, g Gomega) *env {
-	ctrl.SetLogger(zap.New(zap.WriteTo(io.Discard)))
+	return startEnvWith(t, g, false)
+}
+
+// startHubEnv also runs the hub's admission webhooks and manager, and a
+// gateway in front of the demo model.
+func startHubEnv(t *testing.T, g Gomega) *env {
+	return startEnvWith(t, g, true)
+}
+
+func startEnvWith(t *testing.T, g Gomega, hub bool) *env {
+	logs := &testlog.Buffer{}
+	logger := zap.New(zap.WriteTo(logs))
+	ctrl.SetLogger(logger)
+	klog.SetLogger(logger)
 	dir := t.TempDir() // removed after the servers below stop
 	ctx, cancel := context.WithCancel(context.Background())
 	crds, err := config.CRDs()
 	g.Expect(err).NotTo(HaveOccurred())
-	cluster, err := devcluster.Start(devcluster.Options{Scheme: scheme.New(), CRDs: crds})
+	opts := devcluster.Options{Scheme: scheme.New(), CRDs: crds, StateDir: filepath.Join(dir, "cluster"), Output: logs}
+	if hub {
+		opts.ValidatingWebhooks, err = config.ValidatingWebhooks()
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	cluster, err := devcluster.Start(opts)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() {
 		cancel()
@@ -72,7 +104,7 @@ func startEnv(t *testing.T, g Gomega) *env {
 	})
 	binDir, err := devcluster.FindBinDir()
 	g.Expect(err).NotTo(HaveOccurred())
-	e := &env{cluster: cluster, kubectl: filepath.Join(binDir, "kubectl"), dir: dir}
+	e := &env{cluster: cluster, kubectl: filepath.Join(binDir, "kubectl"), dir: dir, logs: logs}
 	e.client, err = client.New(cluster.Config, client.Options{Scheme: scheme.New()})
 	g.Expect(err).NotTo(HaveOccurred())
 	for _, role := range access.ClusterRoles() {
@@ -83,7 +115,7 @@ func startEnv(t *testing.T, g Gomega) *env {
 	stores, err := server.OpenStores(ctx, "sqlite:"+filepath.Join(e.dir, "usage.db"))
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = stores.Close() })
-	e.store = stores.Usage
+	e.store, e.audit = stores.Usage, stores.Audit
 	prices, err := pricing.New(&hubv1.PriceList{Chat: &hubv1.TokenPricing{Models: []hubv1.ModelTokenPrice{{
 		Name: "MiniMax-M2", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20"}}}}})
 	g.Expect(err).NotTo(HaveOccurred())
@@ -114,6 +146,9 @@ func startEnv(t *testing.T, g Gomega) *env {
 	e.api = apiserver.Options{ListenAddr: ln.Addr().String(), CertFile: certFile, KeyFile: keyFile, Kubeconfig: kubeconfig,
 		Usage: &apiserver.UsageClient{URL: hs.URL, HTTP: hs.Client(), Token: func() (string, error) { return token, nil }},
 		Now:   func() time.Time { return testNow }}
+	if hub {
+		e.startHub(ctx, g, hs.URL)
+	}
 	e.startAPI(t, g)
 	g.Expect(cluster.RegisterAggregatedAPI(ctx, api)).To(Succeed())
 	// Ready when kubectl can explain it: the aggregator has its OpenAPI.
@@ -122,6 +157,37 @@ func startEnv(t *testing.T, g Gomega) *env {
 		return err
 	}, time.Minute, 200*time.Millisecond).Should(Succeed())
 	return e
+}
+
+// startHub runs the manager (controllers and webhooks) and a gateway that
+// sends usage to serverURL, until ctx ends.
+func (e *env) startHub(ctx context.Context, g Gomega, serverURL string) {
+	auditToken := serviceAccountToken(g, e.cluster, e.client, "hub-system", "hub-manager",
+		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"auditevents"}, Verbs: []string{"create"}})
+	mgr, err := operator.NewManager(e.cluster.Config, operator.Options{MetricsAddr: "0", ProbeAddr: "0",
+		Webhook: e.cluster.WebhookServerOptions(), SkipControllerNameValidation: true,
+		Audit: operator.AuditOptions{ServerURL: serverURL, Token: func() (string, error) { return auditToken, nil },
+			SpoolDir: filepath.Join(e.dir, "audit-spool")}})
+	g.Expect(err).NotTo(HaveOccurred())
+	go func() { _ = mgr.Start(ctx) }()
+	g.Eventually(func() error { return mgr.GetWebhookServer().StartedChecker()(nil) }, 30*time.Second, 50*time.Millisecond).Should(Succeed())
+
+	model := httptest.NewServer(demomodel.Handler())
+	go func() {
+		<-ctx.Done()
+		model.Close()
+	}()
+	token := serviceAccountToken(g, e.cluster, e.client, "hub-system", "hub-gateway", gateway.ServerRules()...)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	g.Expect(err).NotTo(HaveOccurred())
+	addr := ln.Addr().String()
+	g.Expect(ln.Close()).To(Succeed())
+	gw, _, err := gateway.NewManager(ctx, e.cluster.Config, gateway.Options{ListenAddr: addr, Upstream: model.URL,
+		ServerURL: serverURL, Token: func() (string, error) { return token, nil }, SpoolDir: filepath.Join(e.dir, "spool"),
+		MetricsAddr: "0", ProbeAddr: "0", FlushInterval: 100 * time.Millisecond})
+	g.Expect(err).NotTo(HaveOccurred())
+	go func() { _ = gw.Start(ctx) }()
+	e.gatewayURL = "http://" + addr
 }
 
 // startAPI runs the management API until stopAPI or the end of the test,

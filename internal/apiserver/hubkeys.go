@@ -16,15 +16,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/access"
+	"github.com/minimax/platform-hub/internal/identity"
 	"github.com/minimax/platform-hub/internal/keycheck"
 	"github.com/minimax/platform-hub/internal/keys"
-)
-
-// The extra fields of a person who signed in with a hub key: which key,
-// and its scope. Audit logs show them; the scope authorizer reads the scope.
-const (
-	ExtraKeyID    = "hub.minimax.io/key-id"
-	ExtraKeyScope = "hub.minimax.io/key-scope"
 )
 
 // hubKeyAuthenticator lets tools outside the cluster call the management
@@ -77,7 +72,7 @@ func (a *hubKeyAuthenticator) AuthenticateRequest(req *http.Request) (*authentic
 		scope = hubv1.ScopeStandard
 	}
 	return &authenticator.Response{User: &user.DefaultInfo{Name: name, Groups: []string{user.AllAuthenticated},
-		Extra: map[string][]string{ExtraKeyID: {key.ID()}, ExtraKeyScope: {string(scope)}}}}, true, nil
+		Extra: map[string][]string{identity.KeyIDExtra: {key.ID()}, identity.KeyScopeExtra: {string(scope)}}}}, true, nil
 }
 
 // websocketBearerPrefix marks a bearer token carried in the WebSocket
@@ -155,7 +150,7 @@ func authorizeKeyScope(_ context.Context, a authorizer.Attributes) (authorizer.D
 	if a.GetUser() == nil {
 		return authorizer.DecisionNoOpinion, "", nil
 	}
-	scope := a.GetUser().GetExtra()[ExtraKeyScope]
+	scope := a.GetUser().GetExtra()[identity.KeyScopeExtra]
 	if len(scope) == 0 || scope[0] == string(hubv1.ScopeAdmin) || discovery(a) {
 		return authorizer.DecisionNoOpinion, "", nil
 	}
@@ -177,4 +172,39 @@ func discovery(a authorizer.Attributes) bool {
 		}
 	}
 	return false
+}
+
+// explainRefusal runs last, once RBAC has allowed nothing: it refuses,
+// naming the hub role that the request needs, which Kubernetes appends to
+// its 403 ("… cannot create resource "usagereports" …: every hub role
+// (Viewer and up) may; …"). Requests no hub role may make get Kubernetes'
+// message alone. Only requests made to the management API directly (with
+// a hub key) meet it: through the aggregator, kube-apiserver authorizes
+// first, with its own message.
+func explainRefusal(_ context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
+	if !a.IsResourceRequest() {
+		return authorizer.DecisionNoOpinion, "", nil
+	}
+	resource := a.GetResource()
+	if a.GetSubresource() != "" {
+		resource += "/" + a.GetSubresource()
+	}
+	role, ok := access.LeastRole(a.GetAPIGroup(), resource, a.GetVerb())
+	if !ok {
+		return authorizer.DecisionNoOpinion, "", nil
+	}
+	return authorizer.DecisionDeny, roleNeeded(role), nil
+}
+
+// roleNeeded says which hub role a refused request needs.
+func roleNeeded(role hubv1.Role) string {
+	switch role {
+	case hubv1.RoleViewer:
+		return "every hub role (Viewer and up) may; ask an Admin to make you a member of the organization"
+	case hubv1.RoleDeveloper:
+		return "needs the Developer role in this project (the Project's access list names you), or the Admin or Owner role"
+	case hubv1.RoleAdmin:
+		return "needs the Admin or Owner role"
+	}
+	return "needs the Owner role"
 }

@@ -5,11 +5,15 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
+	"strings"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
+
+	"github.com/minimax/platform-hub/internal/identity"
 )
 
 // TestHubKeyFoundWhereverClientsPutIt: a hub key in the WebSocket
@@ -31,8 +35,8 @@ func TestHubKeyFoundWhereverClientsPutIt(t *testing.T) {
 // TestKeyScopeLeavesOnlyDiscoveryOpen: a Standard-scope key may read
 // discovery, OpenAPI and the version, and nothing else.
 func TestKeyScopeLeavesOnlyDiscoveryOpen(t *testing.T) {
-	standard := &user.DefaultInfo{Name: "ops@example.com", Extra: map[string][]string{ExtraKeyScope: {"Standard"}}}
-	admin := &user.DefaultInfo{Name: "ops@example.com", Extra: map[string][]string{ExtraKeyScope: {"Admin"}}}
+	standard := &user.DefaultInfo{Name: "ops@example.com", Extra: map[string][]string{identity.KeyScopeExtra: {"Standard"}}}
+	admin := &user.DefaultInfo{Name: "ops@example.com", Extra: map[string][]string{identity.KeyScopeExtra: {"Admin"}}}
 	for _, c := range []struct {
 		who      user.Info
 		attrs    authorizer.AttributesRecord
@@ -50,7 +54,7 @@ func TestKeyScopeLeavesOnlyDiscoveryOpen(t *testing.T) {
 	} {
 		c.attrs.User = c.who
 		if d, reason, _ := authorizeKeyScope(context.Background(), c.attrs); d != c.decision {
-			t.Errorf("%s %s %s: got %v (%s), want %v", c.who.GetExtra()[ExtraKeyScope], c.attrs.Verb, c.attrs.Path+c.attrs.Resource, d, reason, c.decision)
+			t.Errorf("%s %s %s: got %v (%s), want %v", c.who.GetExtra()[identity.KeyScopeExtra], c.attrs.Verb, c.attrs.Path+c.attrs.Resource, d, reason, c.decision)
 		}
 	}
 }
@@ -79,5 +83,35 @@ func TestUsageQueriesInFlightAreBounded(t *testing.T) {
 	releases[0]()
 	if _, err := c.acquire(ctx); err != nil {
 		t.Fatalf("after a slot is freed: %v", err)
+	}
+}
+
+// TestRefusalsNameTheRole: what RBAC leaves refused is refused naming the
+// least hub role that may do it; what no hub role may do is left to
+// Kubernetes' message.
+func TestRefusalsNameTheRole(t *testing.T) {
+	for _, c := range []struct {
+		resource, verb string
+		want           authorizer.Decision
+		reason         string
+	}{
+		{"usagereports", "create", authorizer.DecisionDeny, "every hub role (Viewer and up) may"},
+		{"keyrequests", "create", authorizer.DecisionDeny, "every hub role (Viewer and up) may"},
+		{"keyrequests", "delete", authorizer.DecisionNoOpinion, ""},
+	} {
+		a := authorizer.AttributesRecord{ResourceRequest: true, APIGroup: "management.hub.minimax.io", Resource: c.resource, Verb: c.verb}
+		got, reason, err := explainRefusal(context.Background(), a)
+		if err != nil || got != c.want || !strings.HasPrefix(reason, c.reason) {
+			t.Errorf("%s %s: got %v %q %v; want %v %q", c.verb, c.resource, got, reason, err, c.want, c.reason)
+		}
+	}
+	err := asCaller(apierrors.NewForbidden(schema.GroupResource{Group: "hub.minimax.io", Resource: "apikeys"}, "k",
+		errors.New(`User "v" cannot create resource "apikeys" in API group "hub.minimax.io" in the namespace "p"`)), "create")
+	if !strings.HasSuffix(err.Error(), `in the namespace "p": needs the Developer role in this project (the Project's access list names you), or the Admin or Owner role`) {
+		t.Errorf("an APIKey refused: %v", err)
+	}
+	invalid := apierrors.NewBadRequest("spec.scope")
+	if !errors.Is(asCaller(invalid, "create"), invalid) {
+		t.Errorf("other refusals go as they are")
 	}
 }

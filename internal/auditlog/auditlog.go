@@ -24,6 +24,12 @@ type Entry struct {
 	// Actor and Groups are the user the API server authenticated.
 	Actor  string   `json:"actor"`
 	Groups []string `json:"groups,omitempty"`
+	// Via names the hub component that made the change for the actor, by
+	// impersonation: "management-api" for key and rotation requests.
+	Via string `json:"via,omitempty"`
+	// KeyID is the hub key the actor signed in to the management API
+	// with, when they did.
+	KeyID string `json:"keyID,omitempty"`
 	// Action is create, update or delete.
 	Action string `json:"action"`
 	// Kind, Namespace, Name and UID name the object.
@@ -88,10 +94,19 @@ func New(ctx context.Context, db *sqldb.DB) (Store, error) {
 	return &sqlStore{db: db, d: db.D}, nil
 }
 
+// The audit table, and the definition of a text column added to it once
+// it had rows: empty for them.
+const (
+	table     = "audit_events"
+	emptyText = "TEXT NOT NULL DEFAULT ''"
+)
+
 // added are the columns added since the table was first made; Migrate adds
 // them to an older table.
 var added = []sqldb.Column{
-	{Table: "audit_events", Name: "resource_version", Definition: "TEXT NOT NULL DEFAULT ''"},
+	{Table: table, Name: "resource_version", Definition: emptyText},
+	{Table: table, Name: "via", Definition: emptyText},
+	{Table: table, Name: "key_id", Definition: emptyText},
 }
 
 var schema = []string{
@@ -106,7 +121,9 @@ var schema = []string{
 		name TEXT NOT NULL,
 		uid TEXT NOT NULL,
 		changes_json TEXT NOT NULL,
-		resource_version TEXT NOT NULL DEFAULT '')` + "%TABLE_OPTIONS%",
+		resource_version TEXT NOT NULL DEFAULT '',
+		via TEXT NOT NULL DEFAULT '',
+		key_id TEXT NOT NULL DEFAULT '')` + "%TABLE_OPTIONS%",
 	`CREATE INDEX IF NOT EXISTS audit_events_ts ON audit_events (ts)`,
 	`CREATE INDEX IF NOT EXISTS audit_events_actor ON audit_events (actor, ts)`,
 	`CREATE INDEX IF NOT EXISTS audit_events_object ON audit_events (kind, name, ts)`,
@@ -123,14 +140,14 @@ func (s *sqlStore) RecordAudit(ctx context.Context, entries []Entry) error {
 	}
 	defer func() { _ = tx.Rollback() }()
 	p := s.d.Placeholder
-	stmt := fmt.Sprintf(`INSERT INTO audit_events (id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json, resource_version)
-		VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING`,
-		p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11))
+	stmt := fmt.Sprintf(`INSERT INTO audit_events (id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json,
+		resource_version, via, key_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING`,
+		p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12), p(13))
 	for _, e := range entries {
 		groups, _ := json.Marshal(e.Groups)
 		changes, _ := json.Marshal(e.Changes)
 		if _, err := tx.ExecContext(ctx, stmt, e.ID, e.Time.UnixMicro(), e.Actor, string(groups), e.Action, e.Kind,
-			e.Namespace, e.Name, e.UID, string(changes), e.ResourceVersion); err != nil {
+			e.Namespace, e.Name, e.UID, string(changes), e.ResourceVersion, e.Via, e.KeyID); err != nil {
 			return fmt.Errorf("recording audit entry %s: %w", e.ID, err)
 		}
 	}
@@ -146,7 +163,8 @@ func (s *sqlStore) AuditEntries(ctx context.Context, f Filter) ([]Entry, error) 
 	c.Equal("namespace", f.Namespace)
 	c.Equal("name", f.Name)
 	args := c.Args
-	q := "SELECT id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json, resource_version FROM audit_events" + c.SQL()
+	q := "SELECT id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json, resource_version, via, key_id " +
+		"FROM audit_events" + c.SQL()
 	q += " ORDER BY ts DESC, id DESC"
 	if f.Limit > 0 {
 		q += fmt.Sprintf(" LIMIT %d", f.Limit)
@@ -162,7 +180,8 @@ func (s *sqlStore) AuditEntries(ctx context.Context, f Filter) ([]Entry, error) 
 		var e Entry
 		var ts int64
 		var groups, changes string
-		if err := rows.Scan(&e.ID, &ts, &e.Actor, &groups, &e.Action, &e.Kind, &e.Namespace, &e.Name, &e.UID, &changes, &e.ResourceVersion); err != nil {
+		if err := rows.Scan(&e.ID, &ts, &e.Actor, &groups, &e.Action, &e.Kind, &e.Namespace, &e.Name, &e.UID, &changes, &e.ResourceVersion,
+			&e.Via, &e.KeyID); err != nil {
 			return nil, fmt.Errorf("reading an audit entry: %w", err)
 		}
 		e.Time = time.UnixMicro(ts).UTC()

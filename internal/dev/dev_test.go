@@ -27,6 +27,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/devcluster"
 	"github.com/minimax/platform-hub/internal/scheme"
+	"github.com/minimax/platform-hub/internal/testlog"
 )
 
 // TestDev runs `hub dev` as a user would: the samples come up through the
@@ -70,7 +71,7 @@ func TestDev(t *testing.T) {
 	}, 30*time.Second).Should(Succeed())
 
 	// A second hub on the same state directory is refused at once.
-	err := Run(ctx, Options{StateDir: stateDir, Out: &syncBuffer{}})
+	err := Run(ctx, Options{StateDir: stateDir, Out: &testlog.Buffer{}})
 	g.Expect(errors.Is(err, devcluster.ErrStateDirInUse)).To(BeTrue(), "got %v", err)
 	g.Expect(err.Error()).To(ContainSubstring("--state-dir"))
 
@@ -109,7 +110,7 @@ func setTestLogger() {
 }
 
 type runningDev struct {
-	out         *syncBuffer
+	out         *testlog.Buffer
 	gatewayAddr string
 	done        chan error
 	// stop stops the hub and returns how Run ended; it may be called twice.
@@ -120,7 +121,7 @@ type runningDev struct {
 func startDev(t *testing.T, stateDir string) *runningDev {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &runningDev{out: &syncBuffer{}, done: make(chan error, 1), gatewayAddr: freeAddr(t)}
+	d := &runningDev{out: &testlog.Buffer{}, done: make(chan error, 1), gatewayAddr: freeAddr(t)}
 	d.stop = sync.OnceValue(func() error {
 		cancel()
 		return <-d.done
@@ -173,23 +174,6 @@ func processesUsing(dir string) []string {
 		}
 	}
 	return found
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // TestSamplesDecidedOnFirstStart: a state directory started without the

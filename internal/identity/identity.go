@@ -17,6 +17,25 @@ import (
 // authentication methods of the sign-in (the ID token's amr claim).
 const AMRExtra = "hub.minimax.io/amr"
 
+// ViaExtra is the key of the user's extra information that names the hub
+// component acting for the user, by impersonation. Only a component allowed
+// to impersonate userextras/hub.minimax.io/via can set it; admission trusts
+// it for what only that component may do (ViaManagementAPI).
+const ViaExtra = "hub.minimax.io/via"
+
+// The extras of a person who signed in to the management API with a hub
+// key: which key, and its scope. Audit logs show the key; the management
+// API's scope authorizer reads the scope.
+const (
+	KeyIDExtra    = "hub.minimax.io/key-id"
+	KeyScopeExtra = "hub.minimax.io/key-scope"
+)
+
+// ViaManagementAPI is ViaExtra's value on the management API's writes: an
+// APIKey it creates or rotates may carry a key it minted
+// (hub.minimax.io/issued-key).
+const ViaManagementAPI = "management-api"
+
 // factor is a kind of proof: something the person knows, has, or is.
 type factor int
 

@@ -70,6 +70,9 @@ type Options struct {
 	// none); empty grants nothing, for a manager that runs with broader
 	// credentials (tests, hub dev).
 	ManagerAccess controllers.SecretAccess
+	// APIServerAccess grants the management API's ServiceAccount get on
+	// Secrets in each project namespace; empty grants nothing.
+	APIServerAccess controllers.SecretAccess
 	// ReservedProjectNames are path.Match patterns of names no Project may
 	// take; nil means webhooks.DefaultReservedProjectNames.
 	ReservedProjectNames []string
@@ -145,7 +148,8 @@ func NewManager(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("creating manager: %w", err)
 	}
 
-	if err := controllers.SetupWithManager(mgr, controllers.Options{Clock: opts.Clock, ServerAccess: opts.ServerAccess, ManagerAccess: opts.ManagerAccess}); err != nil {
+	if err := controllers.SetupWithManager(mgr, controllers.Options{Clock: opts.Clock, ServerAccess: opts.ServerAccess, ManagerAccess: opts.ManagerAccess,
+		APIServerAccess: opts.APIServerAccess}); err != nil {
 		return nil, err
 	}
 	hubNamespace := opts.HubNamespace

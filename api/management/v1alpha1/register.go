@@ -30,7 +30,8 @@ var (
 
 // knownTypes are every type of the group.
 func knownTypes() []runtime.Object {
-	return []runtime.Object{&UsageReport{}, &ProjectUsage{}, &ProjectUsageList{}, &UsageRecord{}, &UsageRecordList{}}
+	return []runtime.Object{&UsageReport{}, &ProjectUsage{}, &ProjectUsageList{}, &UsageRecord{}, &UsageRecordList{},
+		&KeyRequest{}, &RotationRequest{}}
 }
 
 func addKnownTypes(scheme *runtime.Scheme) error {

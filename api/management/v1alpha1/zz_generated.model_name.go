@@ -22,6 +22,21 @@ limitations under the License.
 package v1alpha1
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in KeyRequest) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.KeyRequest"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in KeyRequestSpec) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.KeyRequestSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in KeyRequestStatus) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.KeyRequestStatus"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ProjectUsage) OpenAPIModelName() string {
 	return "io.minimax.hub.management.v1alpha1.ProjectUsage"
 }
@@ -29,6 +44,21 @@ func (in ProjectUsage) OpenAPIModelName() string {
 // OpenAPIModelName returns the OpenAPI model name for this type.
 func (in ProjectUsageList) OpenAPIModelName() string {
 	return "io.minimax.hub.management.v1alpha1.ProjectUsageList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RotationRequest) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.RotationRequest"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RotationRequestSpec) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.RotationRequestSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in RotationRequestStatus) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.RotationRequestStatus"
 }
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
