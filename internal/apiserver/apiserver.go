@@ -111,6 +111,7 @@ func New(opts Options) (*Server, error) {
 	issuer := keyIssuer{cache: hub.cache, secrets: hub.client, wait: issueWait,
 		actAs: &actAs{config: kube, scheme: scheme.New(), mapper: hub.mapper}}
 	group := genericapiserver.NewDefaultAPIGroupInfo(mgmtv1alpha1.GroupName, hubScheme, runtime.NewParameterCodec(hubScheme), codecs)
+	group.NegotiatedSerializer = withCSV{codecs}
 	group.VersionedResourcesStorageMap[mgmtv1alpha1.SchemeGroupVersion.Version] = map[string]registryrest.Storage{
 		"usagereports":     &usageReports{usage: opts.Usage, cache: hub.cache},
 		"projectusages":    &projectUsages{usage: opts.Usage, cache: hub.cache, now: now},

@@ -67,6 +67,13 @@ func (r *usageReports) Create(ctx context.Context, obj runtime.Object, validate 
 		return nil, usageUnavailable(ctx, err)
 	}
 	report.Status = reportStatus(answer, req.TimeZone)
+	if report.Spec.CSV {
+		var csv strings.Builder
+		if err := writeCSV(&csv, reportCSV(report)); err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		report.Status.CSV = csv.String()
+	}
 	report.CreationTimestamp = metav1.Now()
 	return report, nil
 }

@@ -74,6 +74,12 @@ type UsageReportSpec struct {
 	// before startTime, and of the same dates one month earlier.
 	// +optional
 	Compare bool `json:"compare,omitempty"`
+
+	// csv adds status.csv: the buckets as CSV, for a spreadsheet, with
+	// kubectl create -f report.yaml -o jsonpath='{.status.csv}'. Clients
+	// that can send Accept: text/csv get the same CSV as the whole answer.
+	// +optional
+	CSV bool `json:"csv,omitempty"`
 }
 
 // Granularity is the size of a report's time buckets.
@@ -126,6 +132,11 @@ type UsageReportStatus struct {
 	Previous *UsageFigures `json:"previous,omitempty"`
 	// +optional
 	SameDatesLastMonth *UsageFigures `json:"sameDatesLastMonth,omitempty"`
+
+	// csv holds the buckets as CSV (RFC 4180, a header row first), with
+	// spec.csv only.
+	// +optional
+	CSV string `json:"csv,omitempty"`
 }
 
 // UsageBucket is the usage of one group in one time bucket.

@@ -1078,6 +1078,13 @@ func schema_platform_hub_api_management_v1alpha1_UsageReportSpec(ref common.Refe
 							Format:      "",
 						},
 					},
+					"csv": {
+						SchemaProps: spec.SchemaProps{
+							Description: "csv adds status.csv: the buckets as CSV, for a spreadsheet, with kubectl create -f report.yaml -o jsonpath='{.status.csv}'. Clients that can send Accept: text/csv get the same CSV as the whole answer.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
 				},
 				Required: []string{"startTime", "endTime"},
 			},
@@ -1142,6 +1149,13 @@ func schema_platform_hub_api_management_v1alpha1_UsageReportStatus(ref common.Re
 					"sameDatesLastMonth": {
 						SchemaProps: spec.SchemaProps{
 							Ref: ref(v1alpha1.UsageFigures{}.OpenAPIModelName()),
+						},
+					},
+					"csv": {
+						SchemaProps: spec.SchemaProps{
+							Description: "csv holds the buckets as CSV (RFC 4180, a header row first), with spec.csv only.",
+							Type:        []string{"string"},
+							Format:      "",
 						},
 					},
 				},

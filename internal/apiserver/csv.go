@@ -1,0 +1,110 @@
+package apiserver
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
+	"github.com/minimax/platform-hub/internal/csvexport"
+)
+
+// csvMediaType is served besides JSON, YAML and protobuf: a client that
+// asks for it (Accept: text/csv) gets usage reports and pages of usage
+// records as CSV (RFC 4180, formula cells neutralised by csvexport), for
+// spreadsheets.
+const csvMediaType = "text/csv"
+
+// withCSV adds the CSV form to the group's serializers. Content negotiation
+// of k8s.io/apiserver then answers Accept: text/csv with it.
+type withCSV struct{ runtime.NegotiatedSerializer }
+
+func (n withCSV) SupportedMediaTypes() []runtime.SerializerInfo {
+	return append(slices.Clone(n.NegotiatedSerializer.SupportedMediaTypes()), runtime.SerializerInfo{
+		MediaType: csvMediaType, MediaTypeType: "text", MediaTypeSubType: "csv", EncodesAsText: true, Serializer: csvSerializer{},
+	})
+}
+
+// csvSerializer writes the CSV form of the kinds that have one; it reads
+// nothing.
+type csvSerializer struct{}
+
+func (csvSerializer) Identifier() runtime.Identifier { return "hub-csv" }
+
+func (csvSerializer) Decode([]byte, *schema.GroupVersionKind, runtime.Object) (runtime.Object, *schema.GroupVersionKind, error) {
+	return nil, nil, errors.New("the management API reads JSON, YAML or protobuf; CSV is a form of its answers only")
+}
+
+// Encode writes obj as CSV: a usage report's buckets, a page of usage
+// records, or an error's code, reason and message.
+func (csvSerializer) Encode(obj runtime.Object, w io.Writer) error {
+	switch o := obj.(type) {
+	case *mgmtv1alpha1.UsageReport:
+		return writeCSV(w, reportCSV(o))
+	case *mgmtv1alpha1.UsageRecordList:
+		return writeCSV(w, recordsCSV(o))
+	case *metav1.Status:
+		return writeCSV(w, [][]string{{"code", "reason", "message"}, {strconv.Itoa(int(o.Code)), string(o.Reason), o.Message}})
+	}
+	return fmt.Errorf("%s has no CSV form: ask for usage reports or usage records, or for JSON", obj.GetObjectKind().GroupVersionKind().Kind)
+}
+
+func writeCSV(w io.Writer, rows [][]string) error {
+	var buf bytes.Buffer
+	cw := csvexport.NewWriter(&buf)
+	for _, row := range rows {
+		if err := cw.Write(row); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	_, err := w.Write(buf.Bytes())
+	return err
+}
+
+// reportCSV is a usage report's buckets as CSV rows, a header first: the
+// bucket's bounds (RFC 3339, UTC), the five group values (empty for a
+// dimension the report does not group by), the figures, and the currency.
+func reportCSV(r *mgmtv1alpha1.UsageReport) [][]string {
+	rows := make([][]string, 0, 1+len(r.Status.Buckets))
+	rows = append(rows, strings.Split(reportColumns, ","))
+	for _, b := range r.Status.Buckets {
+		rows = append(rows, []string{csvTime(b.StartTime), csvTime(b.EndTime), b.Project, b.KeyID, b.Service, b.Model,
+			b.Endpoint, itoa(b.Calls), itoa(b.InputTokens), itoa(b.OutputTokens), itoa(b.VideoSeconds),
+			itoa(b.StorageByteHours), b.Cost, r.Status.Currency, itoa(b.UnpricedCalls)})
+	}
+	return rows
+}
+
+// recordsCSV is a page of usage records as CSV rows, a header first.
+func recordsCSV(l *mgmtv1alpha1.UsageRecordList) [][]string {
+	rows := make([][]string, 0, 1+len(l.Items))
+	rows = append(rows, strings.Split(recordColumns, ","))
+	for _, r := range l.Items {
+		rows = append(rows, []string{csvTime(r.Time), r.Name, r.Project, r.KeyID, r.Service, r.Endpoint, r.Model,
+			itoa(r.InputTokens), itoa(r.OutputTokens), itoa(r.VideoSeconds), itoa(r.StorageByteHours),
+			strconv.Itoa(int(r.StatusCode)), r.Cost, r.Currency, strconv.FormatBool(r.Unpriced)})
+	}
+	return rows
+}
+
+// The header rows: snake_case, as in the usage server's CSV.
+const (
+	reportColumns = "start_time,end_time,project,key_id,service,model,endpoint,calls,input_tokens,output_tokens," +
+		"video_seconds,storage_byte_hours,cost,currency,unpriced_calls"
+	recordColumns = "time,id,project,key_id,service,endpoint,model,input_tokens,output_tokens,video_seconds," +
+		"storage_byte_hours,status_code,cost,currency,unpriced"
+)
+
+func csvTime(t metav1.Time) string { return t.UTC().Format(time.RFC3339) }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
