@@ -59,7 +59,7 @@ generate: $(CONTROLLER_GEN) $(OPENAPI_GEN) ## Generate DeepCopy methods for the 
 		--readonly-pkg k8s.io/apimachinery/pkg/runtime --readonly-pkg k8s.io/apimachinery/pkg/version \
 		--report-filename hack/openapi-violations.list \
 		k8s.io/apimachinery/pkg/apis/meta/v1 k8s.io/apimachinery/pkg/runtime k8s.io/apimachinery/pkg/version \
-		$(MODULE)/api/management/v1alpha1
+		$(MODULE)/api/management/v1alpha1 $(MODULE)/api/v1alpha1
 
 .PHONY: manifests
 manifests: $(CONTROLLER_GEN) ## Generate CRDs, RBAC and webhook configuration into config/.

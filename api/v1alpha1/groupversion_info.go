@@ -1,8 +1,3 @@
-// Package v1alpha1 contains the hub.minimax.io/v1alpha1 API: the resources a
-// platform team declares to run the account side of an AI API platform.
-//
-// +kubebuilder:object:generate=true
-// +groupName=hub.minimax.io
 package v1alpha1
 
 import (

@@ -103,6 +103,8 @@ func Rules(r hubv1.Role) []rbacv1.PolicyRule {
 		hub([]string{get, list, watch, "update", "patch"}, "organizations"),
 		hub(write, "projects", "apikeys", "notificationchannels", "spendingcaps", "members", "groups"),
 		requestKeys(),
+		{APIGroups: []string{mgmtv1alpha1.GroupName}, Resources: []string{"members"}, Verbs: write},
+		{APIGroups: []string{mgmtv1alpha1.GroupName}, Resources: []string{"auditevents", "alerts"}, Verbs: []string{list}},
 		hub([]string{list}, "alerts", "auditevents"),
 		{APIGroups: []string{""}, Resources: []string{"events"}, Verbs: read},
 	}, readUsage()...)

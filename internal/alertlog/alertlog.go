@@ -94,6 +94,9 @@ type PendingDelivery struct {
 	Alert Alert
 }
 
+// Path is where the usage server lists the alert history (GET).
+const Path = "/v1/alerts"
+
 // Filter selects alerts from the history. Empty fields match all.
 type Filter struct {
 	// From and To bound the firing time [From, To); zero means unbounded.
@@ -106,6 +109,10 @@ type Filter struct {
 	// Limit caps the number of alerts (the newest are kept); zero means
 	// no cap.
 	Limit int
+	// After, when set, reads a page instead: the alerts after it in
+	// (time, ID) order, at most Limit of them, oldest first. The zero
+	// Cursor starts from the first alert.
+	After *sqldb.Cursor
 }
 
 // Store is the alert outbox and history.
@@ -237,12 +244,18 @@ func timeOrZero(us int64) time.Time {
 // Alerts implements Store.
 func (s *sqlStore) Alerts(ctx context.Context, f Filter) ([]Alert, error) {
 	where, args := s.alertWhere(f)
-	newest := " FROM alerts a" + where + " ORDER BY a.ts DESC, a.threshold DESC"
+	limit := ""
 	if f.Limit > 0 {
-		newest += fmt.Sprintf(" LIMIT %d", f.Limit)
+		limit = fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	// The newest are kept under a limit; the answer is oldest first.
+	// The newest are kept under a limit; the answer is oldest first. A page
+	// is the oldest after its cursor.
+	newest := " FROM alerts a" + where + " ORDER BY a.ts DESC, a.threshold DESC" + limit
 	q := "SELECT * FROM (SELECT " + alertColumns + newest + ") a ORDER BY a.ts, a.threshold"
+	if f.After != nil {
+		newest = " FROM alerts a" + where + " ORDER BY a.ts, a.id" + limit
+		q = "SELECT " + alertColumns + newest
+	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing alerts: %w", err)
@@ -274,6 +287,9 @@ func (s *sqlStore) alertWhere(f Filter) (string, []any) {
 	c.Equal("a.source_uid", f.SourceUID)
 	if !f.CycleStart.IsZero() {
 		c.Add("a.cycle_start = ?", f.CycleStart.UnixMicro())
+	}
+	if f.After != nil {
+		c.After("a.ts", "a.id", *f.After)
 	}
 	return c.SQL(), c.Args
 }

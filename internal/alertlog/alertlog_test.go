@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/minimax/platform-hub/internal/alertlog"
+	"github.com/minimax/platform-hub/internal/sqldb"
 	"github.com/minimax/platform-hub/internal/testpg"
 )
 
@@ -55,6 +56,27 @@ var storeSuite = []testpg.Case[alertlog.Store]{
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(newest).To(HaveLen(1))
 		g.Expect(newest[0].ID).To(Equal("cap-uid-1-80"), "a limit keeps the newest")
+	}},
+	{Name: "alerts are read a page at a time, after a cursor", Run: func(t *testing.T, s alertlog.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		// Two alerts at one time: the ID orders them.
+		_, err := s.RecordAlerts(ctx, []alertlog.Alert{capAlert("b", t0, 80, "p1/hook"), capAlert("a", t0, 50, "p1/hook"),
+			capAlert("c", t0.Add(time.Minute), 100, "p1/hook")})
+		g.Expect(err).NotTo(HaveOccurred())
+		page := func(after sqldb.Cursor) []string {
+			alerts, err := s.Alerts(ctx, alertlog.Filter{After: &after, Limit: 2})
+			g.Expect(err).NotTo(HaveOccurred())
+			ids := make([]string, 0, len(alerts))
+			for _, a := range alerts {
+				ids = append(ids, a.ID)
+				g.Expect(a.Deliveries).To(HaveLen(1))
+			}
+			return ids
+		}
+		g.Expect(page(sqldb.Cursor{})).To(Equal([]string{"a", "b"}))
+		g.Expect(page(sqldb.Cursor{Time: t0, ID: "b"})).To(Equal([]string{"c"}))
+		g.Expect(page(sqldb.Cursor{Time: t0.Add(time.Minute), ID: "c"})).To(BeEmpty())
 	}},
 	{Name: "pending deliveries come by channel in firing order, and leave when done", Run: func(t *testing.T, s alertlog.Store) {
 		g := NewWithT(t)

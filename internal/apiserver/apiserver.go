@@ -118,6 +118,9 @@ func New(opts Options) (*Server, error) {
 		"usagerecords":     &usageRecords{usage: opts.Usage, cache: hub.cache, now: now},
 		"keyrequests":      &keyRequests{issuer},
 		"rotationrequests": &rotationRequests{issuer},
+		"members":          &members{actAs: issuer.actAs},
+		"auditevents":      &auditEvents{usage: opts.Usage},
+		"alerts":           &alerts{usage: opts.Usage},
 	}
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, fmt.Errorf("installing %s: %w", mgmtv1alpha1.GroupName, err)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -35,6 +36,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/config"
 	"github.com/minimax/platform-hub/internal/access"
+	"github.com/minimax/platform-hub/internal/alertlog"
 	"github.com/minimax/platform-hub/internal/apiserver"
 	"github.com/minimax/platform-hub/internal/auditlog"
 	"github.com/minimax/platform-hub/internal/demomodel"
@@ -57,6 +59,7 @@ type env struct {
 	client  client.Client
 	store   usage.Store
 	audit   auditlog.Store
+	alerts  alertlog.Store
 	kubectl string
 	dir     string
 	// api configures the management API; stopAPI stops it.
@@ -82,11 +85,21 @@ func startHubEnv(t *testing.T, g Gomega) *env {
 	return startEnvWith(t, g, true)
 }
 
+// testLogs holds every log line of every test's servers. The loggers are
+// set once: servers of an earlier test may still be logging while the next
+// test starts.
+var (
+	testLogs   = &testlog.Buffer{}
+	setLoggers sync.Once
+)
+
 func startEnvWith(t *testing.T, g Gomega, hub bool) *env {
-	logs := &testlog.Buffer{}
-	logger := zap.New(zap.WriteTo(logs))
-	ctrl.SetLogger(logger)
-	klog.SetLogger(logger)
+	logs := testLogs
+	setLoggers.Do(func() {
+		logger := zap.New(zap.WriteTo(logs))
+		ctrl.SetLogger(logger)
+		klog.SetLogger(logger)
+	})
 	dir := t.TempDir() // removed after the servers below stop
 	ctx, cancel := context.WithCancel(context.Background())
 	crds, err := config.CRDs()
@@ -115,7 +128,7 @@ func startEnvWith(t *testing.T, g Gomega, hub bool) *env {
 	stores, err := server.OpenStores(ctx, "sqlite:"+filepath.Join(e.dir, "usage.db"))
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = stores.Close() })
-	e.store, e.audit = stores.Usage, stores.Audit
+	e.store, e.audit, e.alerts = stores.Usage, stores.Audit, stores.Alerts
 	prices, err := pricing.New(&hubv1.PriceList{Chat: &hubv1.TokenPricing{Models: []hubv1.ModelTokenPrice{{
 		Name: "MiniMax-M2", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20"}}}}})
 	g.Expect(err).NotTo(HaveOccurred())
@@ -127,7 +140,8 @@ func startEnvWith(t *testing.T, g Gomega, hub bool) *env {
 	t.Cleanup(hs.Close)
 	token := serviceAccountToken(g, cluster, e.client, "hub-system", "hub-apiserver",
 		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagereports"}, Verbs: []string{"create"}},
-		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagerecords"}, Verbs: []string{"list"}})
+		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagerecords", "auditevents", "alerts"},
+			Verbs: []string{"list"}})
 
 	// The management API, registered through the aggregator once it listens.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -106,12 +106,12 @@ func TestRefusalsNameTheRole(t *testing.T) {
 		}
 	}
 	err := asCaller(apierrors.NewForbidden(schema.GroupResource{Group: "hub.minimax.io", Resource: "apikeys"}, "k",
-		errors.New(`User "v" cannot create resource "apikeys" in API group "hub.minimax.io" in the namespace "p"`)), "create")
+		errors.New(`User "v" cannot create resource "apikeys" in API group "hub.minimax.io" in the namespace "p"`)), "create", "apikeys")
 	if !strings.HasSuffix(err.Error(), `in the namespace "p": needs the Developer role in this project (the Project's access list names you), or the Admin or Owner role`) {
 		t.Errorf("an APIKey refused: %v", err)
 	}
 	invalid := apierrors.NewBadRequest("spec.scope")
-	if !errors.Is(asCaller(invalid, "create"), invalid) {
+	if !errors.Is(asCaller(invalid, "create", "apikeys"), invalid) {
 		t.Errorf("other refusals go as they are")
 	}
 }

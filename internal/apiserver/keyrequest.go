@@ -94,7 +94,7 @@ func (r *keyRequests) Create(ctx context.Context, obj runtime.Object, validate r
 		if apierrors.IsAlreadyExists(err) && idempotency != "" {
 			return r.repeated(ctx, as, req, idempotency)
 		}
-		return nil, asCaller(err, "create")
+		return nil, asCaller(err, "create", "apikeys")
 	}
 	req.Name, req.GenerateName = key.Name, ""
 	req.CreationTimestamp = key.CreationTimestamp
@@ -161,7 +161,7 @@ func (r *keyRequests) repeated(ctx context.Context, as client.Client, req *mgmtv
 	idempotency string) (runtime.Object, error) {
 	key := &hubv1.APIKey{}
 	if err := as.Get(ctx, client.ObjectKey{Namespace: req.Namespace, Name: req.Name}, key); err != nil {
-		return nil, asCaller(err, "get")
+		return nil, asCaller(err, "get", "apikeys")
 	}
 	if key.Annotations[hubv1.IdempotencyKeyAnnotation] != idempotency {
 		return nil, apierrors.NewAlreadyExists(schema.GroupResource{Group: hubv1.GroupVersion.Group, Resource: "apikeys"}, req.Name)
@@ -291,18 +291,18 @@ func notIssuedYet(key *hubv1.APIKey, cause error) error {
 		key.Name, key.Namespace), 5)
 }
 
-// asCaller returns an error of kube-apiserver, met writing or reading an
-// APIKey as the caller with verb, as the management API's answer: RBAC's
+// asCaller returns an error of kube-apiserver, met writing or reading a hub
+// resource as the caller with verb, as the management API's answer: RBAC's
 // 403 gains the hub role needed (kube-apiserver names none); other status
 // errors (Invalid with the APIKey's field paths, AlreadyExists, NotFound)
 // go as they are, anything else as an internal error.
-func asCaller(err error, verb string) error {
+func asCaller(err error, verb, resource string) error {
 	var status apierrors.APIStatus
 	if !errors.As(err, &status) {
 		return apierrors.NewInternalError(err)
 	}
 	s := status.Status()
-	role, ok := access.LeastRole(hubv1.GroupVersion.Group, "apikeys", verb)
+	role, ok := access.LeastRole(hubv1.GroupVersion.Group, resource, verb)
 	if s.Reason != metav1.StatusReasonForbidden || !ok || !strings.Contains(s.Message, "cannot "+verb+" resource") {
 		return err
 	}

@@ -14,12 +14,14 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/alertlog"
 	"github.com/minimax/platform-hub/internal/auditlog"
 	"github.com/minimax/platform-hub/internal/identity"
 )
@@ -321,4 +323,139 @@ spec: {apiKeyName: batch}
 	out, err = e.direct(standard.Status.Key, rotateBatch, "create", "-f", "-")
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(out).To(ContainSubstring("a Standard-scope hub key cannot use the management API; use an Admin-scope key"))
+}
+
+const inviteYAML = `apiVersion: management.hub.minimax.io/v1alpha1
+kind: Member
+metadata:
+  name: carol
+spec:
+  email: carol@example.com
+  role: Viewer
+`
+
+// TestMembersWithAHubKey: the third automation case. A tool outside the
+// cluster, with an Admin's Admin-scope hub key, invites a member, changes
+// their role and removes them through the management API alone; the
+// Members are the hub's own, written as the Admin (audit names them, the
+// management API and the key). A Developer's key may not (the refusal
+// names the role), nor may a Developer through the aggregator.
+func TestMembersWithAHubKey(t *testing.T) {
+	g := NewWithT(t)
+	e := startHubEnv(t, g)
+	e.team(g)
+	ctx := context.Background()
+	admin := e.createKey(g, "ops@example.com", `apiVersion: management.hub.minimax.io/v1alpha1
+kind: KeyRequest
+metadata: {name: ops-automation, namespace: research}
+spec: {scope: Admin}
+`)
+
+	var out string
+	var err error
+	g.Eventually(func() error {
+		out, err = e.direct(admin.Status.Key, inviteYAML, "create", "-f", "-")
+		return err
+	}, 10*time.Second, 200*time.Millisecond).Should(Succeed(), func() string { return out })
+	g.Expect(out).To(Equal("member.management.hub.minimax.io/carol created\n"))
+	carol := &hubv1.Member{}
+	g.Expect(e.client.Get(ctx, client.ObjectKey{Name: "carol"}, carol)).To(Succeed())
+	g.Expect(carol.Spec.Role).To(Equal(hubv1.RoleViewer))
+
+	out, err = e.direct(admin.Status.Key, "", "patch", "member", "carol", "--type=merge", "-p", `{"spec":{"role":"Developer"}}`)
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(e.client.Get(ctx, client.ObjectKey{Name: "carol"}, carol)).To(Succeed())
+	g.Expect(carol.Spec.Role).To(Equal(hubv1.RoleDeveloper))
+	out, err = e.direct(admin.Status.Key, "", "get", "members")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(MatchRegexp(`carol +carol@example.com +Developer`))
+	g.Expect(out).To(MatchRegexp(`ops +ops@example.com +Admin`))
+
+	// Raising someone above the caller's own role is admission's to refuse.
+	out, err = e.direct(admin.Status.Key, "", "patch", "member", "carol", "--type=merge", "-p", `{"spec":{"role":"Owner"}}`)
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(out).To(ContainSubstring("spec.role"))
+
+	g.Eventually(func(g Gomega) {
+		entries, err := e.audit.AuditEntries(ctx, auditlog.Filter{Kind: "Member", Name: "carol"})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(entries).To(ContainElement(And(HaveField("Action", auditlog.ActionUpdate), HaveField("Actor", "ops@example.com"),
+			HaveField("Via", identity.ViaManagementAPI), HaveField("KeyID", admin.Status.KeyID))))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+
+	out, err = e.direct(admin.Status.Key, "", "delete", "member", "carol")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(e.client.Get(ctx, client.ObjectKey{Name: "carol"}, carol))
+	}, 20*time.Second, 200*time.Millisecond).Should(BeTrue())
+
+	out, err = e.runWithInput("dev@example.com", inviteYAML, "create", "-f", "-")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(out).To(ContainSubstring(`cannot create resource "members" in API group "management.hub.minimax.io"`))
+	// Through the aggregator, an Admin invites as with the CRD; the
+	// schema is the CRD's.
+	out, err = e.runWithInput("ops@example.com", strings.ReplaceAll(inviteYAML, "carol", "dave"), "create", "-f", "-")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	out, err = e.run("ops@example.com", "explain", "members.management.hub.minimax.io.spec.role")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring("GROUP:      management.hub.minimax.io"))
+
+	// The audit log, page by page: carol's invitation, role change and
+	// removal, each with who, through what and which key (the removal's
+	// entry is committed once the Member is gone).
+	g.Eventually(func(g Gomega) {
+		out, err := e.run("ops@example.com", "get", "auditevents", "--chunk-size=1", "--field-selector", "object.kind=Member,object.name=carol")
+		g.Expect(err).NotTo(HaveOccurred(), out)
+		g.Expect(out).To(MatchRegexp(`(?m)^\S+ +ops@example.com +create +Member +carol +management-api +` + admin.Status.KeyID))
+		g.Expect(out).To(MatchRegexp(`(?m)^\S+ +ops@example.com +update +Member +carol +management-api`))
+		g.Expect(out).To(MatchRegexp(`(?m)^\S+ +ops@example.com +delete +Member +carol +management-api`))
+	}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+	out, err = e.run("ops@example.com", "get", "auditevents", "--field-selector", "object.kind=Member,object.name=carol",
+		"-o", "jsonpath={.items[1].changes}")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring(`"field":"spec.role","new":"Developer","old":"Viewer"`))
+	out, err = e.run("viewer@example.com", "get", "auditevents")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(out).To(ContainSubstring(`cannot list resource "auditevents"`))
+	out, err = e.run("ops@example.com", "get", "auditevents", "--field-selector", "verb=x")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(out).To(ContainSubstring(`"verb" is not supported for AuditEvents`))
+}
+
+// TestAlertHistory: Admins list the alert history page by page, with each
+// delivery's state, filtered by project and type; Viewers may not.
+func TestAlertHistory(t *testing.T) {
+	g := NewWithT(t)
+	e := startEnv(t, g)
+	ctx := context.Background()
+	at := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+	alert := func(id string, when time.Time, kind alertlog.Kind, project string, threshold int32) alertlog.Alert {
+		return alertlog.Alert{ID: id, Kind: kind, Time: when, Namespace: project, Name: "monthly-budget", SourceUID: "uid-" + id,
+			Project: project, CycleStart: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), Threshold: threshold,
+			Payload: []byte(`{}`), Deliveries: []alertlog.Delivery{{Channel: project + "/finance"}}}
+	}
+	_, err := e.alerts.RecordAlerts(ctx, []alertlog.Alert{
+		alert("cap-50", at, alertlog.KindCapThreshold, "chatbot", 50),
+		alert("cap-80", at.Add(time.Hour), alertlog.KindCapThreshold, "chatbot", 80),
+		alert("key-7", at.Add(2*time.Hour), alertlog.KindKeyExpiring, "research", 7),
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	e.member(g, "ops@example.com", hubv1.RoleAdmin)
+	e.member(g, "viewer@example.com", hubv1.RoleViewer)
+
+	out, err := e.run("ops@example.com", "get", "alerts.management.hub.minimax.io", "--chunk-size=1")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(strings.Split(strings.TrimSpace(out), "\n")).To(HaveLen(4), out)
+	g.Expect(out).To(MatchRegexp(`2026-11-20T09:00:00Z +spendingcap.threshold +chatbot +chatbot/monthly-budget +50 +0/1`))
+	out, err = e.run("ops@example.com", "get", "alerts.management.hub.minimax.io", "--field-selector", "project=chatbot",
+		"-o", "jsonpath={.items[*].metadata.name} {.items[0].deliveries[0].state}")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(Equal("cap-50 cap-80 Pending"))
+	out, err = e.run("ops@example.com", "get", "alerts.management.hub.minimax.io", "--field-selector", "type=apikey.expiring",
+		"-o", "jsonpath={.items[*].metadata.name}")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(Equal("key-7"))
+	out, err = e.run("viewer@example.com", "get", "alerts.management.hub.minimax.io")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(out).To(ContainSubstring(`cannot list resource "alerts"`))
 }

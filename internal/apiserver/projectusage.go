@@ -102,7 +102,7 @@ func (r *projectUsages) usages(ctx context.Context, projects []hubv1.Project) (*
 // projectusages` prints.
 func (r *projectUsages) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.Object) (*metav1.Table, error) {
 	table := &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{
-		{Name: "Name", Type: text, Format: "name", Description: "the project"},
+		{Name: nameHeader, Type: text, Format: nameFormat, Description: "the project"},
 		{Name: "Calls", Type: count},
 		inputTokensColumn,
 		outputTokensColumn,

@@ -83,7 +83,7 @@ func (r *rotationRequests) rotate(ctx context.Context, as client.Client, req *mg
 	id := req.Spec.RotationID
 	key := &hubv1.APIKey{}
 	if err := as.Get(ctx, client.ObjectKey{Namespace: req.Namespace, Name: req.Spec.APIKeyName}, key); err != nil {
-		return nil, asCaller(err, "get")
+		return nil, asCaller(err, "get", "apikeys")
 	}
 	path := field.NewPath("spec", "apiKeyName")
 	switch {
@@ -113,7 +113,7 @@ func (r *rotationRequests) rotate(ctx context.Context, as client.Client, req *mg
 	// The patch carries the resource version read: a rotation racing
 	// another change is retried, never merged into it.
 	if err := as.Patch(ctx, key, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
-		return nil, asCaller(err, "patch")
+		return nil, asCaller(err, "patch", "apikeys")
 	}
 	req.CreationTimestamp = metav1.Now()
 	rotated, err := r.waitForKey(ctx, key, func(k *hubv1.APIKey) bool { return k.Status.ObservedRotationTrigger == id })

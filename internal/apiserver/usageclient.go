@@ -15,6 +15,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/klog/v2"
 
+	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
+	"github.com/minimax/platform-hub/internal/alertlog"
+	"github.com/minimax/platform-hub/internal/audit"
+	"github.com/minimax/platform-hub/internal/auditlog"
 	"github.com/minimax/platform-hub/internal/serverclient"
 	"github.com/minimax/platform-hub/internal/usagereport"
 )
@@ -93,15 +97,10 @@ func (c *UsageClient) Report(ctx context.Context, req usagereport.Request) (*usa
 
 // Records asks for a page of usage records.
 func (c *UsageClient) Records(ctx context.Context, req usagereport.RecordsRequest) (*usagereport.RecordsPage, error) {
-	release, err := c.acquire(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
 	q := url.Values{}
 	q.Set("startTime", req.From.UTC().Format(time.RFC3339Nano))
 	q.Set("endTime", req.To.UTC().Format(time.RFC3339Nano))
-	for name, v := range map[string]string{"project": req.Filter.Project, "keyID": req.Filter.KeyID, "service": req.Filter.Service,
+	for name, v := range map[string]string{mgmtv1alpha1.FieldProject: req.Filter.Project, "keyID": req.Filter.KeyID, "service": req.Filter.Service,
 		"model": req.Filter.Model, "endpoint": req.Filter.Endpoint, "continue": req.Continue} {
 		if v != "" {
 			q.Set(name, v)
@@ -110,24 +109,69 @@ func (c *UsageClient) Records(ctx context.Context, req usagereport.RecordsReques
 	if req.Limit > 0 {
 		q.Set("limit", strconv.Itoa(req.Limit))
 	}
-	httpReq, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+usagereport.RecordsPath+"?"+q.Encode(), nil)
-	if err != nil {
+	page := &usagereport.RecordsPage{}
+	if err := c.get(ctx, usagereport.RecordsPath, q, page); err != nil {
 		return nil, err
+	}
+	return page, nil
+}
+
+// AuditPage is a page of the audit log, as the usage server answers it.
+type AuditPage struct {
+	Entries  []auditlog.Entry `json:"entries"`
+	Continue string           `json:"continue,omitempty"`
+}
+
+// AuditEvents asks for a page of the audit log; q holds the usage server's
+// parameters (from, to, actor, kind, namespace, name, limit, continue).
+func (c *UsageClient) AuditEvents(ctx context.Context, q url.Values) (*AuditPage, error) {
+	q.Set("paging", "true")
+	page := &AuditPage{}
+	if err := c.get(ctx, audit.Path, q, page); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// AlertPage is a page of the alert history, as the usage server answers it.
+type AlertPage struct {
+	Alerts   []alertlog.Alert `json:"alerts"`
+	Continue string           `json:"continue,omitempty"`
+}
+
+// Alerts asks for a page of the alert history; q holds the usage server's
+// parameters (from, to, project, kind, limit, continue).
+func (c *UsageClient) Alerts(ctx context.Context, q url.Values) (*AlertPage, error) {
+	q.Set("paging", "true")
+	page := &AlertPage{}
+	if err := c.get(ctx, alertlog.Path, q, page); err != nil {
+		return nil, err
+	}
+	return page, nil
+}
+
+// get asks the usage server GET path?q, within a slot, and decodes a 200
+// answer into out.
+func (c *UsageClient) get(ctx context.Context, path string, q url.Values, out any) error {
+	release, err := c.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	defer release()
+	httpReq, err := http.NewRequestWithContext(ctx, http.MethodGet, c.URL+path+"?"+q.Encode(), nil)
+	if err != nil {
+		return err
 	}
 	bearer, err := c.Token()
 	if err != nil {
-		return nil, fmt.Errorf("reading the ServiceAccount token: %w", err)
+		return fmt.Errorf("reading the ServiceAccount token: %w", err)
 	}
 	httpReq.Header.Set("Authorization", "Bearer "+bearer)
 	resp, err := c.HTTP.Do(httpReq)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	page := &usagereport.RecordsPage{}
-	if err := decodeAnswer(resp, page); err != nil {
-		return nil, err
-	}
-	return page, nil
+	return decodeAnswer(resp, out)
 }
 
 // decodeAnswer decodes a 200 answer of the usage server into out, or turns

@@ -101,17 +101,17 @@ func (r *usageRecords) request(ctx context.Context, opts *metainternalversion.Li
 
 func setRecordField(req *usagereport.RecordsRequest, field, value string) error {
 	switch field {
-	case "startTime", "endTime":
+	case mgmtv1alpha1.FieldStartTime, mgmtv1alpha1.FieldEndTime:
 		t, err := time.Parse(time.RFC3339, value)
 		if err != nil {
 			return fmt.Errorf("field selector %s: %q is not an RFC 3339 time, such as 2026-11-27T10:00:00Z", field, value)
 		}
-		if field == "startTime" {
+		if field == mgmtv1alpha1.FieldStartTime {
 			req.From = t
 		} else {
 			req.To = t
 		}
-	case "project":
+	case mgmtv1alpha1.FieldProject:
 		req.Filter.Project = value
 	case "keyID":
 		req.Filter.KeyID = value
@@ -130,7 +130,7 @@ func setRecordField(req *usagereport.RecordsRequest, field, value string) error 
 // ConvertToTable shows each call: what `kubectl get usagerecords` prints.
 func (r *usageRecords) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.Object) (*metav1.Table, error) {
 	table := &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{
-		{Name: "Time", Type: text, Format: dateTime},
+		timeColumn,
 		{Name: "Project", Type: text},
 		{Name: "Key ID", Type: text},
 		{Name: "Endpoint", Type: text},
@@ -139,7 +139,7 @@ func (r *usageRecords) ConvertToTable(_ context.Context, obj runtime.Object, _ r
 		outputTokensColumn,
 		{Name: "Cost", Type: text},
 		{Name: "Status", Type: count},
-		{Name: "Name", Type: text, Format: "name", Priority: 1},
+		wideNameColumn,
 	}}
 	list, ok := obj.(*mgmtv1alpha1.UsageRecordList)
 	if !ok {

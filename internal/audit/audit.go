@@ -31,7 +31,8 @@ import (
 	"github.com/minimax/platform-hub/internal/shipping"
 )
 
-// Path is where the usage server takes audit entries.
+// Path is where the usage server takes audit entries (POST) and lists
+// them (GET).
 const Path = "/v1/audit/events"
 
 // Recorder sends audit entries to the usage server, through a

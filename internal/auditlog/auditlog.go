@@ -68,6 +68,10 @@ type Filter struct {
 	Name      string
 	// Limit caps the entries (the newest are kept); zero means no cap.
 	Limit int
+	// After, when set, reads a page instead: the entries after it in
+	// (time, ID) order, at most Limit of them, oldest first. The zero
+	// Cursor starts from the first entry.
+	After *sqldb.Cursor
 }
 
 // Store is the audit log.
@@ -162,14 +166,22 @@ func (s *sqlStore) AuditEntries(ctx context.Context, f Filter) ([]Entry, error) 
 	c.Equal("kind", f.Kind)
 	c.Equal("namespace", f.Namespace)
 	c.Equal("name", f.Name)
+	if f.After != nil {
+		c.After("ts", "id", *f.After)
+	}
 	args := c.Args
 	q := "SELECT id, ts, actor, groups_json, action, kind, namespace, name, uid, changes_json, resource_version, via, key_id " +
 		"FROM audit_events" + c.SQL()
-	q += " ORDER BY ts DESC, id DESC"
+	limit := ""
 	if f.Limit > 0 {
-		q += fmt.Sprintf(" LIMIT %d", f.Limit)
+		limit = fmt.Sprintf(" LIMIT %d", f.Limit)
 	}
-	q = "SELECT * FROM (" + q + ") e ORDER BY ts, id"
+	if f.After != nil {
+		q += " ORDER BY ts, id" + limit
+	} else {
+		// The newest under the limit, answered oldest first.
+		q = "SELECT * FROM (" + q + " ORDER BY ts DESC, id DESC" + limit + ") e ORDER BY ts, id"
+	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("listing audit entries: %w", err)

@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/minimax/platform-hub/internal/auditlog"
+	"github.com/minimax/platform-hub/internal/sqldb"
 	"github.com/minimax/platform-hub/internal/testpg"
 )
 
@@ -51,5 +52,28 @@ var storeSuite = []testpg.Case[auditlog.Store]{
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(all).To(HaveLen(1))
 		g.Expect(all[0].ID).To(Equal("req-2"))
+	}},
+	{Name: "audit entries are read a page at a time, after a cursor", Run: func(t *testing.T, s auditlog.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		entry := func(id string, at time.Time) auditlog.Entry {
+			return auditlog.Entry{ID: id, Time: at, Actor: "adm@example.com", Action: "create", Kind: "Member", Name: id,
+				Via: "management-api", KeyID: "AbCdEf0123"}
+		}
+		g.Expect(s.RecordAudit(ctx, []auditlog.Entry{entry("b", t0), entry("a", t0), entry("c", t0.Add(time.Minute))})).To(Succeed())
+		page := func(after sqldb.Cursor) []string {
+			entries, err := s.AuditEntries(ctx, auditlog.Filter{After: &after, Limit: 2})
+			g.Expect(err).NotTo(HaveOccurred())
+			ids := make([]string, 0, len(entries))
+			for _, e := range entries {
+				ids = append(ids, e.ID)
+				g.Expect(e.Via).To(Equal("management-api"))
+				g.Expect(e.KeyID).To(Equal("AbCdEf0123"))
+			}
+			return ids
+		}
+		g.Expect(page(sqldb.Cursor{})).To(Equal([]string{"a", "b"}))
+		g.Expect(page(sqldb.Cursor{Time: t0, ID: "b"})).To(Equal([]string{"c"}))
+		g.Expect(page(sqldb.Cursor{Time: t0.Add(time.Minute), ID: "c"})).To(BeEmpty())
 	}},
 }

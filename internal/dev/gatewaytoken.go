@@ -43,7 +43,7 @@ func managerToken(ctx context.Context, cluster *devcluster.Cluster) (func() (str
 func apiserverToken(ctx context.Context, cluster *devcluster.Cluster) (func() (string, error), error) {
 	return serviceAccountToken(ctx, cluster, "hub-apiserver", "hub-usage-reports",
 		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagereports"}, Verbs: []string{"create"}},
-		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagerecords"}, Verbs: []string{"list"}})
+		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagerecords", "auditevents", "alerts"}, Verbs: []string{"list"}})
 }
 
 // serviceAccountToken sets up ServiceAccount account in the hub's namespace

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -8,10 +9,11 @@ import (
 	"time"
 
 	"github.com/minimax/platform-hub/internal/alertlog"
+	"github.com/minimax/platform-hub/internal/sqldb"
 )
 
 // AlertsPath lists the alert history.
-const AlertsPath = "/v1/alerts"
+const AlertsPath = alertlog.Path
 
 // storeUnavailable answers a query the store could not serve.
 const storeUnavailable = "the usage store is unavailable; retry"
@@ -41,8 +43,39 @@ const (
 
 // AlertsResponse is the body of an alert listing.
 type AlertsResponse struct {
-	// Alerts are oldest first; under a limit, the newest are kept.
+	// Alerts are oldest first; under a limit, the newest are kept, but
+	// for a page (paging=true), which holds the oldest after continue.
 	Alerts []alertlog.Alert `json:"alerts"`
+	// Continue, in a page, reads on: pass it back as continue. Empty on
+	// the last page.
+	Continue string `json:"continue,omitempty"`
+}
+
+// pageAfter reads the paging parameters: paging=true asks for pages in
+// time order, and continue, a page's token, for the one after it. It
+// returns nil when no page is asked for.
+func pageAfter(q url.Values) (*sqldb.Cursor, error) {
+	if token := q.Get("continue"); token != "" {
+		c, err := sqldb.ParseCursor(token)
+		if err != nil {
+			return nil, errors.New("continue is not a token this server gave; start again without it")
+		}
+		return &c, nil
+	}
+	if q.Get("paging") == "true" {
+		return &sqldb.Cursor{}, nil
+	}
+	return nil, nil
+}
+
+// nextPage trims a page read with one row more than its limit, and says
+// where the next one starts ("" when this is the last).
+func nextPage[T any](rows []T, limit int, at func(T) sqldb.Cursor) ([]T, string) {
+	if len(rows) <= limit {
+		return rows, ""
+	}
+	rows = rows[:limit]
+	return rows, at(rows[limit-1]).Token()
 }
 
 // listAlerts answers GET /v1/alerts: the alert history (spending cap
@@ -64,6 +97,14 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
+	var err error
+	if f.After, err = pageAfter(q); err != nil {
+		writeError(w, http.StatusBadRequest, errorBody{Message: err.Error()})
+		return
+	}
+	if f.After != nil {
+		f.Limit++ // one more, to tell whether a next page exists
+	}
 	switch f.Kind {
 	case "", alertlog.KindCapThreshold, alertlog.KindKeyExpiring:
 	default:
@@ -80,5 +121,11 @@ func (s *Server) listAlerts(w http.ResponseWriter, r *http.Request) {
 	if alerts == nil {
 		alerts = []alertlog.Alert{}
 	}
-	writeJSON(w, http.StatusOK, AlertsResponse{Alerts: alerts})
+	answer := AlertsResponse{Alerts: alerts}
+	if f.After != nil {
+		answer.Alerts, answer.Continue = nextPage(alerts, f.Limit-1, func(a alertlog.Alert) sqldb.Cursor {
+			return sqldb.Cursor{Time: a.Time, ID: a.ID}
+		})
+	}
+	writeJSON(w, http.StatusOK, answer)
 }

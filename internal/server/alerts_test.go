@@ -599,6 +599,19 @@ func TestAuditAPI(t *testing.T) {
 	g.Expect(list.Entries[0].Changes).To(Equal(entries.Entries[0].Changes))
 	g.Expect(list.Entries[0].ResourceVersion).To(Equal("4711"))
 
+	// A page at a time, in time order.
+	g.Expect(getJSON(g, srv.url+server.AuditPath+"?paging=true&limit=1", reader, &list)).To(Equal(http.StatusOK))
+	g.Expect(list.Entries).To(HaveLen(1))
+	g.Expect(list.Entries[0].ID).To(Equal("a1"))
+	g.Expect(list.Continue).NotTo(BeEmpty())
+	next := list.Continue
+	list = server.AuditResponse{}
+	g.Expect(getJSON(g, srv.url+server.AuditPath+"?limit=1&continue="+next, reader, &list)).To(Equal(http.StatusOK))
+	g.Expect(list.Entries).To(HaveLen(1))
+	g.Expect(list.Entries[0].ID).To(Equal("a2"))
+	g.Expect(list.Continue).To(BeEmpty(), "the last page")
+	g.Expect(getJSON(g, srv.url+server.AuditPath+"?continue=nonsense", reader, &list)).To(Equal(http.StatusBadRequest))
+
 	req, err := http.NewRequest(http.MethodGet, srv.url+server.AuditPath+"?format=csv&from=2026-11-20T00:00:00Z", nil)
 	g.Expect(err).NotTo(HaveOccurred())
 	req.Header.Set("Authorization", "Bearer "+reader)
@@ -609,7 +622,7 @@ func TestAuditAPI(t *testing.T) {
 	rows, err := csv.NewReader(resp.Body).ReadAll()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(rows).To(HaveLen(3))
-	g.Expect(rows[0]).To(Equal([]string{"time", "actor", "groups", "action", "kind", "namespace", "name", "uid", "changes", "id", "resource_version"}))
+	g.Expect(rows[0]).To(Equal([]string{"time", "actor", "groups", "action", "kind", "namespace", "name", "uid", "changes", "id", "resource_version", "via", "key_id"}))
 	g.Expect(rows[1][10]).To(Equal("4711"))
 	g.Expect(rows[1][1]).To(Equal("adm@example.com"))
 	g.Expect(rows[1][8]).To(Equal("spec.role: Developer -> Admin"))

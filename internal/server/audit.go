@@ -8,13 +8,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/minimax/platform-hub/internal/audit"
 	"github.com/minimax/platform-hub/internal/auditlog"
 	"github.com/minimax/platform-hub/internal/csvexport"
+	"github.com/minimax/platform-hub/internal/sqldb"
 )
 
 // AuditPath takes audit entries from the manager (POST) and lists them
 // (GET).
-const AuditPath = "/v1/audit/events"
+const AuditPath = audit.Path
 
 // MaxAuditEntries is the most entries one POST may carry.
 const MaxAuditEntries = 1000
@@ -26,8 +28,12 @@ type AuditRequest struct {
 
 // AuditResponse is the answer to a GET of AuditPath.
 type AuditResponse struct {
-	// Entries are oldest first; under a limit, the newest are kept.
+	// Entries are oldest first; under a limit, the newest are kept, but
+	// for a page (paging=true), which holds the oldest after continue.
 	Entries []auditlog.Entry `json:"entries"`
+	// Continue, in a page, reads on: pass it back as continue. Empty on
+	// the last page.
+	Continue string `json:"continue,omitempty"`
 }
 
 func (s *Server) recordAudit(w http.ResponseWriter, r *http.Request) {
@@ -69,7 +75,8 @@ func (s *Server) recordAudit(w http.ResponseWriter, r *http.Request) {
 
 // listAudit answers GET /v1/audit/events. Parameters, all optional: from and
 // to (RFC 3339), actor, kind, namespace, name, limit (default 1000, at most
-// 100000). With format=csv (or Accept: text/csv) the answer is CSV.
+// 100000), and paging=true or continue for pages in time order (see
+// pageAfter). With format=csv (or Accept: text/csv) the answer is CSV.
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := auditlog.Filter{Actor: q.Get("actor"), Kind: q.Get("kind"), Namespace: q.Get("namespace"), Name: q.Get("name"), Limit: 1000}
@@ -85,6 +92,14 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
+	var err error
+	if f.After, err = pageAfter(q); err != nil {
+		writeError(w, http.StatusBadRequest, errorBody{Message: err.Error()})
+		return
+	}
+	if f.After != nil {
+		f.Limit++ // one more, to tell whether a next page exists
+	}
 	entries, err := s.Audit.AuditEntries(r.Context(), f)
 	if err != nil {
 		s.Log.Error(err, "Listing audit entries")
@@ -98,7 +113,13 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 	if entries == nil {
 		entries = []auditlog.Entry{}
 	}
-	writeJSON(w, http.StatusOK, AuditResponse{Entries: entries})
+	answer := AuditResponse{Entries: entries}
+	if f.After != nil {
+		answer.Entries, answer.Continue = nextPage(entries, f.Limit-1, func(e auditlog.Entry) sqldb.Cursor {
+			return sqldb.Cursor{Time: e.Time, ID: e.ID}
+		})
+	}
+	writeJSON(w, http.StatusOK, answer)
 }
 
 // writeAuditCSV writes one row per entry (RFC 4180), field changes as
@@ -107,14 +128,14 @@ func writeAuditCSV(w http.ResponseWriter, entries []auditlog.Entry) {
 	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
 	w.Header().Set("Content-Disposition", `attachment; filename="audit.csv"`)
 	cw := csvexport.NewWriter(w)
-	_ = cw.Write([]string{"time", "actor", "groups", "action", "kind", "namespace", "name", "uid", "changes", "id", "resource_version"})
+	_ = cw.Write([]string{"time", "actor", "groups", "action", "kind", "namespace", "name", "uid", "changes", "id", "resource_version", "via", "key_id"})
 	for _, e := range entries {
 		changes := make([]string, 0, len(e.Changes))
 		for _, c := range e.Changes {
 			changes = append(changes, fmt.Sprintf("%s: %s -> %s", c.Field, c.Old, c.New))
 		}
 		_ = cw.Write([]string{e.Time.UTC().Format(time.RFC3339Nano), e.Actor, strings.Join(e.Groups, " "), e.Action, e.Kind,
-			e.Namespace, e.Name, e.UID, strings.Join(changes, "; "), e.ID, e.ResourceVersion})
+			e.Namespace, e.Name, e.UID, strings.Join(changes, "; "), e.ID, e.ResourceVersion, e.Via, e.KeyID})
 	}
 	cw.Flush()
 }

@@ -3,6 +3,8 @@ package usage
 import (
 	"context"
 	"time"
+
+	"github.com/minimax/platform-hub/internal/sqldb"
 )
 
 // Store keeps usage events and their rollups. Implementations are safe for
@@ -121,10 +123,7 @@ type EventFilter struct {
 
 // EventCursor is a place in the store's order of events: the time and ID of
 // an event.
-type EventCursor struct {
-	Time time.Time
-	ID   string
-}
+type EventCursor = sqldb.Cursor
 
 // QuarantinedEvent is an event the store set aside.
 type QuarantinedEvent struct {

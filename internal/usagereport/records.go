@@ -2,13 +2,11 @@ package usagereport
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/sqldb"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -78,11 +76,11 @@ func Records(ctx context.Context, store usage.Store, prices *pricing.PriceList, 
 	}
 	f := usage.EventFilter{From: r.From, To: r.To, Filter: r.Filter, Limit: limit + 1}
 	if r.Continue != "" {
-		after, err := decodeCursor(r.Continue)
+		after, err := sqldb.ParseCursor(r.Continue)
 		if err != nil {
 			return nil, &InvalidError{"continue", "is not a token this server gave; start again without it"}
 		}
-		f.After = after
+		f.After = &after
 	}
 	page := &RecordsPage{Currency: currency, Records: make([]Record, 0, limit)}
 	var next *usage.EventCursor
@@ -103,28 +101,7 @@ func Records(ctx context.Context, store usage.Store, prices *pricing.PriceList, 
 		return nil, err
 	}
 	if next != nil {
-		page.Continue = encodeCursor(*next)
+		page.Continue = next.Token()
 	}
 	return page, nil
-}
-
-// encodeCursor makes an opaque page token of a place in the store's order.
-func encodeCursor(c usage.EventCursor) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(c.Time.UnixMicro(), 10) + "/" + c.ID))
-}
-
-func decodeCursor(token string) (*usage.EventCursor, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(token)
-	if err != nil {
-		return nil, err
-	}
-	micros, id, ok := strings.Cut(string(raw), "/")
-	if !ok || id == "" {
-		return nil, fmt.Errorf("malformed cursor")
-	}
-	n, err := strconv.ParseInt(micros, 10, 64)
-	if err != nil {
-		return nil, err
-	}
-	return &usage.EventCursor{Time: time.UnixMicro(n).UTC(), ID: id}, nil
 }

@@ -8,6 +8,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 )
 
 // GroupName is the management API's group.
@@ -28,27 +30,51 @@ var (
 	AddToScheme = SchemeBuilder.AddToScheme
 )
 
-// knownTypes are every type of the group.
+// knownTypes are every type of the group. Members are the hub's own type,
+// served here too, for tools that reach only the management API.
 func knownTypes() []runtime.Object {
 	return []runtime.Object{&UsageReport{}, &ProjectUsage{}, &ProjectUsageList{}, &UsageRecord{}, &UsageRecordList{},
-		&KeyRequest{}, &RotationRequest{}}
+		&KeyRequest{}, &RotationRequest{}, &hubv1.Member{}, &hubv1.MemberList{},
+		&AuditEvent{}, &AuditEventList{}, &Alert{}, &AlertList{}}
 }
 
 func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion, knownTypes()...)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
-	return scheme.AddFieldLabelConversionFunc(SchemeGroupVersion.WithKind("UsageRecord"), usageRecordField)
+	for kind, fields := range map[string][]string{"UsageRecord": UsageRecordFields, "AuditEvent": AuditEventFields, "Alert": AlertFields} {
+		if err := scheme.AddFieldLabelConversionFunc(SchemeGroupVersion.WithKind(kind), fieldLabels(kind, fields)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // UsageRecordFields are the field selectors of UsageRecords.
-var UsageRecordFields = []string{"startTime", "endTime", "project", "keyID", "service", "model", "endpoint"}
+var UsageRecordFields = []string{FieldStartTime, FieldEndTime, FieldProject, "keyID", "service", "model", "endpoint"}
 
-// usageRecordField accepts the field selectors of UsageRecords.
-func usageRecordField(label, value string) (string, string, error) {
-	if label == "metadata.name" || slices.Contains(UsageRecordFields, label) {
-		return label, value, nil
+// Field selectors that several listed kinds share: the range, and the
+// project.
+const (
+	FieldStartTime = "startTime"
+	FieldEndTime   = "endTime"
+	FieldProject   = "project"
+)
+
+// AuditEventFields are the field selectors of AuditEvents.
+var AuditEventFields = []string{FieldStartTime, FieldEndTime, "actor", "object.kind", "object.namespace", "object.name"}
+
+// AlertFields are the field selectors of Alerts.
+var AlertFields = []string{FieldStartTime, FieldEndTime, FieldProject, "type"}
+
+// fieldLabels accepts the field selectors of a kind: metadata.name and
+// fields.
+func fieldLabels(kind string, fields []string) runtime.FieldLabelConversionFunc {
+	return func(label, value string) (string, string, error) {
+		if label == "metadata.name" || slices.Contains(fields, label) {
+			return label, value, nil
+		}
+		return "", "", fmt.Errorf("field label %q is not supported for %ss; use %s", label, kind, strings.Join(fields, ", "))
 	}
-	return "", "", fmt.Errorf("field label %q is not supported for UsageRecords; use %s", label, strings.Join(UsageRecordFields, ", "))
 }
 
 // AddInternalToScheme registers the same types as the group's internal

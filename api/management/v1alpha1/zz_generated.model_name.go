@@ -22,6 +22,46 @@ limitations under the License.
 package v1alpha1
 
 // OpenAPIModelName returns the OpenAPI model name for this type.
+func (in Alert) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.Alert"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AlertDelivery) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.AlertDelivery"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AlertList) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.AlertList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AlertSource) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.AlertSource"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AuditEvent) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.AuditEvent"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AuditEventList) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.AuditEventList"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in AuditObject) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.AuditObject"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in FieldChange) OpenAPIModelName() string {
+	return "io.minimax.hub.management.v1alpha1.FieldChange"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
 func (in KeyRequest) OpenAPIModelName() string {
 	return "io.minimax.hub.management.v1alpha1.KeyRequest"
 }

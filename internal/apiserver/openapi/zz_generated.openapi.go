@@ -23,6 +23,7 @@ package openapi
 
 import (
 	v1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
+	apiv1alpha1 "github.com/minimax/platform-hub/api/v1alpha1"
 	v1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	runtime "k8s.io/apimachinery/pkg/runtime"
 	version "k8s.io/apimachinery/pkg/version"
@@ -32,75 +33,624 @@ import (
 
 func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenAPIDefinition {
 	return map[string]common.OpenAPIDefinition{
-		v1alpha1.KeyRequest{}.OpenAPIModelName():            schema_platform_hub_api_management_v1alpha1_KeyRequest(ref),
-		v1alpha1.KeyRequestSpec{}.OpenAPIModelName():        schema_platform_hub_api_management_v1alpha1_KeyRequestSpec(ref),
-		v1alpha1.KeyRequestStatus{}.OpenAPIModelName():      schema_platform_hub_api_management_v1alpha1_KeyRequestStatus(ref),
-		v1alpha1.ProjectUsage{}.OpenAPIModelName():          schema_platform_hub_api_management_v1alpha1_ProjectUsage(ref),
-		v1alpha1.ProjectUsageList{}.OpenAPIModelName():      schema_platform_hub_api_management_v1alpha1_ProjectUsageList(ref),
-		v1alpha1.RotationRequest{}.OpenAPIModelName():       schema_platform_hub_api_management_v1alpha1_RotationRequest(ref),
-		v1alpha1.RotationRequestSpec{}.OpenAPIModelName():   schema_platform_hub_api_management_v1alpha1_RotationRequestSpec(ref),
-		v1alpha1.RotationRequestStatus{}.OpenAPIModelName(): schema_platform_hub_api_management_v1alpha1_RotationRequestStatus(ref),
-		v1alpha1.UsageBucket{}.OpenAPIModelName():           schema_platform_hub_api_management_v1alpha1_UsageBucket(ref),
-		v1alpha1.UsageFigures{}.OpenAPIModelName():          schema_platform_hub_api_management_v1alpha1_UsageFigures(ref),
-		v1alpha1.UsageRecord{}.OpenAPIModelName():           schema_platform_hub_api_management_v1alpha1_UsageRecord(ref),
-		v1alpha1.UsageRecordList{}.OpenAPIModelName():       schema_platform_hub_api_management_v1alpha1_UsageRecordList(ref),
-		v1alpha1.UsageReport{}.OpenAPIModelName():           schema_platform_hub_api_management_v1alpha1_UsageReport(ref),
-		v1alpha1.UsageReportSpec{}.OpenAPIModelName():       schema_platform_hub_api_management_v1alpha1_UsageReportSpec(ref),
-		v1alpha1.UsageReportStatus{}.OpenAPIModelName():     schema_platform_hub_api_management_v1alpha1_UsageReportStatus(ref),
-		v1.APIGroup{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_APIGroup(ref),
-		v1.APIGroupList{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_APIGroupList(ref),
-		v1.APIResource{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_APIResource(ref),
-		v1.APIResourceList{}.OpenAPIModelName():             schema_pkg_apis_meta_v1_APIResourceList(ref),
-		v1.APIVersions{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_APIVersions(ref),
-		v1.ApplyOptions{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_ApplyOptions(ref),
-		v1.Condition{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_Condition(ref),
-		v1.CreateOptions{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_CreateOptions(ref),
-		v1.DeleteOptions{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_DeleteOptions(ref),
-		v1.Duration{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_Duration(ref),
-		v1.FieldSelectorRequirement{}.OpenAPIModelName():    schema_pkg_apis_meta_v1_FieldSelectorRequirement(ref),
-		v1.FieldsV1{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_FieldsV1(ref),
-		v1.GetOptions{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_GetOptions(ref),
-		v1.GroupKind{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_GroupKind(ref),
-		v1.GroupResource{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_GroupResource(ref),
-		v1.GroupVersion{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_GroupVersion(ref),
-		v1.GroupVersionForDiscovery{}.OpenAPIModelName():    schema_pkg_apis_meta_v1_GroupVersionForDiscovery(ref),
-		v1.GroupVersionKind{}.OpenAPIModelName():            schema_pkg_apis_meta_v1_GroupVersionKind(ref),
-		v1.GroupVersionResource{}.OpenAPIModelName():        schema_pkg_apis_meta_v1_GroupVersionResource(ref),
-		v1.InternalEvent{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_InternalEvent(ref),
-		v1.LabelSelector{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_LabelSelector(ref),
-		v1.LabelSelectorRequirement{}.OpenAPIModelName():    schema_pkg_apis_meta_v1_LabelSelectorRequirement(ref),
-		v1.List{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_List(ref),
-		v1.ListMeta{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_ListMeta(ref),
-		v1.ListOptions{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_ListOptions(ref),
-		v1.ManagedFieldsEntry{}.OpenAPIModelName():          schema_pkg_apis_meta_v1_ManagedFieldsEntry(ref),
-		v1.MicroTime{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_MicroTime(ref),
-		v1.ObjectMeta{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_ObjectMeta(ref),
-		v1.OwnerReference{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_OwnerReference(ref),
-		v1.PartialObjectMetadata{}.OpenAPIModelName():       schema_pkg_apis_meta_v1_PartialObjectMetadata(ref),
-		v1.PartialObjectMetadataList{}.OpenAPIModelName():   schema_pkg_apis_meta_v1_PartialObjectMetadataList(ref),
-		v1.Patch{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_Patch(ref),
-		v1.PatchOptions{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_PatchOptions(ref),
-		v1.Preconditions{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_Preconditions(ref),
-		v1.RootPaths{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_RootPaths(ref),
-		v1.ServerAddressByClientCIDR{}.OpenAPIModelName():   schema_pkg_apis_meta_v1_ServerAddressByClientCIDR(ref),
-		v1.ShardInfo{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_ShardInfo(ref),
-		v1.Status{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_Status(ref),
-		v1.StatusCause{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_StatusCause(ref),
-		v1.StatusDetails{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_StatusDetails(ref),
-		v1.Table{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_Table(ref),
-		v1.TableColumnDefinition{}.OpenAPIModelName():       schema_pkg_apis_meta_v1_TableColumnDefinition(ref),
-		v1.TableOptions{}.OpenAPIModelName():                schema_pkg_apis_meta_v1_TableOptions(ref),
-		v1.TableRow{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_TableRow(ref),
-		v1.TableRowCondition{}.OpenAPIModelName():           schema_pkg_apis_meta_v1_TableRowCondition(ref),
-		v1.Time{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_Time(ref),
-		v1.Timestamp{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_Timestamp(ref),
-		v1.TypeMeta{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_TypeMeta(ref),
-		v1.UpdateOptions{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_UpdateOptions(ref),
-		v1.WatchEvent{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_WatchEvent(ref),
-		runtime.RawExtension{}.OpenAPIModelName():           schema_k8sio_apimachinery_pkg_runtime_RawExtension(ref),
-		runtime.TypeMeta{}.OpenAPIModelName():               schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
-		runtime.Unknown{}.OpenAPIModelName():                schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
-		version.Info{}.OpenAPIModelName():                   schema_k8sio_apimachinery_pkg_version_Info(ref),
+		v1alpha1.Alert{}.OpenAPIModelName():                        schema_platform_hub_api_management_v1alpha1_Alert(ref),
+		v1alpha1.AlertDelivery{}.OpenAPIModelName():                schema_platform_hub_api_management_v1alpha1_AlertDelivery(ref),
+		v1alpha1.AlertList{}.OpenAPIModelName():                    schema_platform_hub_api_management_v1alpha1_AlertList(ref),
+		v1alpha1.AlertSource{}.OpenAPIModelName():                  schema_platform_hub_api_management_v1alpha1_AlertSource(ref),
+		v1alpha1.AuditEvent{}.OpenAPIModelName():                   schema_platform_hub_api_management_v1alpha1_AuditEvent(ref),
+		v1alpha1.AuditEventList{}.OpenAPIModelName():               schema_platform_hub_api_management_v1alpha1_AuditEventList(ref),
+		v1alpha1.AuditObject{}.OpenAPIModelName():                  schema_platform_hub_api_management_v1alpha1_AuditObject(ref),
+		v1alpha1.FieldChange{}.OpenAPIModelName():                  schema_platform_hub_api_management_v1alpha1_FieldChange(ref),
+		v1alpha1.KeyRequest{}.OpenAPIModelName():                   schema_platform_hub_api_management_v1alpha1_KeyRequest(ref),
+		v1alpha1.KeyRequestSpec{}.OpenAPIModelName():               schema_platform_hub_api_management_v1alpha1_KeyRequestSpec(ref),
+		v1alpha1.KeyRequestStatus{}.OpenAPIModelName():             schema_platform_hub_api_management_v1alpha1_KeyRequestStatus(ref),
+		v1alpha1.ProjectUsage{}.OpenAPIModelName():                 schema_platform_hub_api_management_v1alpha1_ProjectUsage(ref),
+		v1alpha1.ProjectUsageList{}.OpenAPIModelName():             schema_platform_hub_api_management_v1alpha1_ProjectUsageList(ref),
+		v1alpha1.RotationRequest{}.OpenAPIModelName():              schema_platform_hub_api_management_v1alpha1_RotationRequest(ref),
+		v1alpha1.RotationRequestSpec{}.OpenAPIModelName():          schema_platform_hub_api_management_v1alpha1_RotationRequestSpec(ref),
+		v1alpha1.RotationRequestStatus{}.OpenAPIModelName():        schema_platform_hub_api_management_v1alpha1_RotationRequestStatus(ref),
+		v1alpha1.UsageBucket{}.OpenAPIModelName():                  schema_platform_hub_api_management_v1alpha1_UsageBucket(ref),
+		v1alpha1.UsageFigures{}.OpenAPIModelName():                 schema_platform_hub_api_management_v1alpha1_UsageFigures(ref),
+		v1alpha1.UsageRecord{}.OpenAPIModelName():                  schema_platform_hub_api_management_v1alpha1_UsageRecord(ref),
+		v1alpha1.UsageRecordList{}.OpenAPIModelName():              schema_platform_hub_api_management_v1alpha1_UsageRecordList(ref),
+		v1alpha1.UsageReport{}.OpenAPIModelName():                  schema_platform_hub_api_management_v1alpha1_UsageReport(ref),
+		v1alpha1.UsageReportSpec{}.OpenAPIModelName():              schema_platform_hub_api_management_v1alpha1_UsageReportSpec(ref),
+		v1alpha1.UsageReportStatus{}.OpenAPIModelName():            schema_platform_hub_api_management_v1alpha1_UsageReportStatus(ref),
+		apiv1alpha1.APIKey{}.OpenAPIModelName():                    schema_minimax_platform_hub_api_v1alpha1_APIKey(ref),
+		apiv1alpha1.APIKeyList{}.OpenAPIModelName():                schema_minimax_platform_hub_api_v1alpha1_APIKeyList(ref),
+		apiv1alpha1.APIKeyPolicy{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_APIKeyPolicy(ref),
+		apiv1alpha1.APIKeySpec{}.OpenAPIModelName():                schema_minimax_platform_hub_api_v1alpha1_APIKeySpec(ref),
+		apiv1alpha1.APIKeyStatus{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_APIKeyStatus(ref),
+		apiv1alpha1.BillingCycle{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_BillingCycle(ref),
+		apiv1alpha1.BillingSpec{}.OpenAPIModelName():               schema_minimax_platform_hub_api_v1alpha1_BillingSpec(ref),
+		apiv1alpha1.BurnRate{}.OpenAPIModelName():                  schema_minimax_platform_hub_api_v1alpha1_BurnRate(ref),
+		apiv1alpha1.EmailChannel{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_EmailChannel(ref),
+		apiv1alpha1.ExternalSecretDelivery{}.OpenAPIModelName():    schema_minimax_platform_hub_api_v1alpha1_ExternalSecretDelivery(ref),
+		apiv1alpha1.FineTuningPricing{}.OpenAPIModelName():         schema_minimax_platform_hub_api_v1alpha1_FineTuningPricing(ref),
+		apiv1alpha1.FiredAlert{}.OpenAPIModelName():                schema_minimax_platform_hub_api_v1alpha1_FiredAlert(ref),
+		apiv1alpha1.Group{}.OpenAPIModelName():                     schema_minimax_platform_hub_api_v1alpha1_Group(ref),
+		apiv1alpha1.GroupList{}.OpenAPIModelName():                 schema_minimax_platform_hub_api_v1alpha1_GroupList(ref),
+		apiv1alpha1.GroupSpec{}.OpenAPIModelName():                 schema_minimax_platform_hub_api_v1alpha1_GroupSpec(ref),
+		apiv1alpha1.GroupStatus{}.OpenAPIModelName():               schema_minimax_platform_hub_api_v1alpha1_GroupStatus(ref),
+		apiv1alpha1.IssuedKey{}.OpenAPIModelName():                 schema_minimax_platform_hub_api_v1alpha1_IssuedKey(ref),
+		apiv1alpha1.JITProvisioning{}.OpenAPIModelName():           schema_minimax_platform_hub_api_v1alpha1_JITProvisioning(ref),
+		apiv1alpha1.KeyDelivery{}.OpenAPIModelName():               schema_minimax_platform_hub_api_v1alpha1_KeyDelivery(ref),
+		apiv1alpha1.MFAPolicy{}.OpenAPIModelName():                 schema_minimax_platform_hub_api_v1alpha1_MFAPolicy(ref),
+		apiv1alpha1.Member{}.OpenAPIModelName():                    schema_minimax_platform_hub_api_v1alpha1_Member(ref),
+		apiv1alpha1.MemberList{}.OpenAPIModelName():                schema_minimax_platform_hub_api_v1alpha1_MemberList(ref),
+		apiv1alpha1.MemberSpec{}.OpenAPIModelName():                schema_minimax_platform_hub_api_v1alpha1_MemberSpec(ref),
+		apiv1alpha1.MemberStatus{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_MemberStatus(ref),
+		apiv1alpha1.ModelMinutePrice{}.OpenAPIModelName():          schema_minimax_platform_hub_api_v1alpha1_ModelMinutePrice(ref),
+		apiv1alpha1.ModelTokenPrice{}.OpenAPIModelName():           schema_minimax_platform_hub_api_v1alpha1_ModelTokenPrice(ref),
+		apiv1alpha1.ModelTrainingPrice{}.OpenAPIModelName():        schema_minimax_platform_hub_api_v1alpha1_ModelTrainingPrice(ref),
+		apiv1alpha1.NotificationChannel{}.OpenAPIModelName():       schema_minimax_platform_hub_api_v1alpha1_NotificationChannel(ref),
+		apiv1alpha1.NotificationChannelList{}.OpenAPIModelName():   schema_minimax_platform_hub_api_v1alpha1_NotificationChannelList(ref),
+		apiv1alpha1.NotificationChannelSpec{}.OpenAPIModelName():   schema_minimax_platform_hub_api_v1alpha1_NotificationChannelSpec(ref),
+		apiv1alpha1.NotificationChannelStatus{}.OpenAPIModelName(): schema_minimax_platform_hub_api_v1alpha1_NotificationChannelStatus(ref),
+		apiv1alpha1.OIDCClaims{}.OpenAPIModelName():                schema_minimax_platform_hub_api_v1alpha1_OIDCClaims(ref),
+		apiv1alpha1.OIDCProvider{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_OIDCProvider(ref),
+		apiv1alpha1.Organization{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_Organization(ref),
+		apiv1alpha1.OrganizationCounts{}.OpenAPIModelName():        schema_minimax_platform_hub_api_v1alpha1_OrganizationCounts(ref),
+		apiv1alpha1.OrganizationList{}.OpenAPIModelName():          schema_minimax_platform_hub_api_v1alpha1_OrganizationList(ref),
+		apiv1alpha1.OrganizationSpec{}.OpenAPIModelName():          schema_minimax_platform_hub_api_v1alpha1_OrganizationSpec(ref),
+		apiv1alpha1.OrganizationStatus{}.OpenAPIModelName():        schema_minimax_platform_hub_api_v1alpha1_OrganizationStatus(ref),
+		apiv1alpha1.PreviousKey{}.OpenAPIModelName():               schema_minimax_platform_hub_api_v1alpha1_PreviousKey(ref),
+		apiv1alpha1.PriceList{}.OpenAPIModelName():                 schema_minimax_platform_hub_api_v1alpha1_PriceList(ref),
+		apiv1alpha1.Project{}.OpenAPIModelName():                   schema_minimax_platform_hub_api_v1alpha1_Project(ref),
+		apiv1alpha1.ProjectAccess{}.OpenAPIModelName():             schema_minimax_platform_hub_api_v1alpha1_ProjectAccess(ref),
+		apiv1alpha1.ProjectList{}.OpenAPIModelName():               schema_minimax_platform_hub_api_v1alpha1_ProjectList(ref),
+		apiv1alpha1.ProjectRole{}.OpenAPIModelName():               schema_minimax_platform_hub_api_v1alpha1_ProjectRole(ref),
+		apiv1alpha1.ProjectSpec{}.OpenAPIModelName():               schema_minimax_platform_hub_api_v1alpha1_ProjectSpec(ref),
+		apiv1alpha1.ProjectStatus{}.OpenAPIModelName():             schema_minimax_platform_hub_api_v1alpha1_ProjectStatus(ref),
+		apiv1alpha1.RetiredKey{}.OpenAPIModelName():                schema_minimax_platform_hub_api_v1alpha1_RetiredKey(ref),
+		apiv1alpha1.RotationSpec{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_RotationSpec(ref),
+		apiv1alpha1.SAMLProvider{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_SAMLProvider(ref),
+		apiv1alpha1.SMSChannel{}.OpenAPIModelName():                schema_minimax_platform_hub_api_v1alpha1_SMSChannel(ref),
+		apiv1alpha1.SSOPolicy{}.OpenAPIModelName():                 schema_minimax_platform_hub_api_v1alpha1_SSOPolicy(ref),
+		apiv1alpha1.SecretKeyRef{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_SecretKeyRef(ref),
+		apiv1alpha1.SecretStoreRef{}.OpenAPIModelName():            schema_minimax_platform_hub_api_v1alpha1_SecretStoreRef(ref),
+		apiv1alpha1.SecretTemplate{}.OpenAPIModelName():            schema_minimax_platform_hub_api_v1alpha1_SecretTemplate(ref),
+		apiv1alpha1.SecurityPolicy{}.OpenAPIModelName():            schema_minimax_platform_hub_api_v1alpha1_SecurityPolicy(ref),
+		apiv1alpha1.ServiceUsage{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_ServiceUsage(ref),
+		apiv1alpha1.SpendingCap{}.OpenAPIModelName():               schema_minimax_platform_hub_api_v1alpha1_SpendingCap(ref),
+		apiv1alpha1.SpendingCapList{}.OpenAPIModelName():           schema_minimax_platform_hub_api_v1alpha1_SpendingCapList(ref),
+		apiv1alpha1.SpendingCapSpec{}.OpenAPIModelName():           schema_minimax_platform_hub_api_v1alpha1_SpendingCapSpec(ref),
+		apiv1alpha1.SpendingCapStatus{}.OpenAPIModelName():         schema_minimax_platform_hub_api_v1alpha1_SpendingCapStatus(ref),
+		apiv1alpha1.StoragePricing{}.OpenAPIModelName():            schema_minimax_platform_hub_api_v1alpha1_StoragePricing(ref),
+		apiv1alpha1.TokenPrice{}.OpenAPIModelName():                schema_minimax_platform_hub_api_v1alpha1_TokenPrice(ref),
+		apiv1alpha1.TokenPricing{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_TokenPricing(ref),
+		apiv1alpha1.UsageSummary{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_UsageSummary(ref),
+		apiv1alpha1.VideoPricing{}.OpenAPIModelName():              schema_minimax_platform_hub_api_v1alpha1_VideoPricing(ref),
+		apiv1alpha1.WebhookChannel{}.OpenAPIModelName():            schema_minimax_platform_hub_api_v1alpha1_WebhookChannel(ref),
+		v1.APIGroup{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_APIGroup(ref),
+		v1.APIGroupList{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_APIGroupList(ref),
+		v1.APIResource{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_APIResource(ref),
+		v1.APIResourceList{}.OpenAPIModelName():                    schema_pkg_apis_meta_v1_APIResourceList(ref),
+		v1.APIVersions{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_APIVersions(ref),
+		v1.ApplyOptions{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_ApplyOptions(ref),
+		v1.Condition{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_Condition(ref),
+		v1.CreateOptions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_CreateOptions(ref),
+		v1.DeleteOptions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_DeleteOptions(ref),
+		v1.Duration{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_Duration(ref),
+		v1.FieldSelectorRequirement{}.OpenAPIModelName():           schema_pkg_apis_meta_v1_FieldSelectorRequirement(ref),
+		v1.FieldsV1{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_FieldsV1(ref),
+		v1.GetOptions{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_GetOptions(ref),
+		v1.GroupKind{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_GroupKind(ref),
+		v1.GroupResource{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_GroupResource(ref),
+		v1.GroupVersion{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_GroupVersion(ref),
+		v1.GroupVersionForDiscovery{}.OpenAPIModelName():           schema_pkg_apis_meta_v1_GroupVersionForDiscovery(ref),
+		v1.GroupVersionKind{}.OpenAPIModelName():                   schema_pkg_apis_meta_v1_GroupVersionKind(ref),
+		v1.GroupVersionResource{}.OpenAPIModelName():               schema_pkg_apis_meta_v1_GroupVersionResource(ref),
+		v1.InternalEvent{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_InternalEvent(ref),
+		v1.LabelSelector{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_LabelSelector(ref),
+		v1.LabelSelectorRequirement{}.OpenAPIModelName():           schema_pkg_apis_meta_v1_LabelSelectorRequirement(ref),
+		v1.List{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_List(ref),
+		v1.ListMeta{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_ListMeta(ref),
+		v1.ListOptions{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_ListOptions(ref),
+		v1.ManagedFieldsEntry{}.OpenAPIModelName():                 schema_pkg_apis_meta_v1_ManagedFieldsEntry(ref),
+		v1.MicroTime{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_MicroTime(ref),
+		v1.ObjectMeta{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_ObjectMeta(ref),
+		v1.OwnerReference{}.OpenAPIModelName():                     schema_pkg_apis_meta_v1_OwnerReference(ref),
+		v1.PartialObjectMetadata{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_PartialObjectMetadata(ref),
+		v1.PartialObjectMetadataList{}.OpenAPIModelName():          schema_pkg_apis_meta_v1_PartialObjectMetadataList(ref),
+		v1.Patch{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_Patch(ref),
+		v1.PatchOptions{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_PatchOptions(ref),
+		v1.Preconditions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_Preconditions(ref),
+		v1.RootPaths{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_RootPaths(ref),
+		v1.ServerAddressByClientCIDR{}.OpenAPIModelName():          schema_pkg_apis_meta_v1_ServerAddressByClientCIDR(ref),
+		v1.ShardInfo{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_ShardInfo(ref),
+		v1.Status{}.OpenAPIModelName():                             schema_pkg_apis_meta_v1_Status(ref),
+		v1.StatusCause{}.OpenAPIModelName():                        schema_pkg_apis_meta_v1_StatusCause(ref),
+		v1.StatusDetails{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_StatusDetails(ref),
+		v1.Table{}.OpenAPIModelName():                              schema_pkg_apis_meta_v1_Table(ref),
+		v1.TableColumnDefinition{}.OpenAPIModelName():              schema_pkg_apis_meta_v1_TableColumnDefinition(ref),
+		v1.TableOptions{}.OpenAPIModelName():                       schema_pkg_apis_meta_v1_TableOptions(ref),
+		v1.TableRow{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_TableRow(ref),
+		v1.TableRowCondition{}.OpenAPIModelName():                  schema_pkg_apis_meta_v1_TableRowCondition(ref),
+		v1.Time{}.OpenAPIModelName():                               schema_pkg_apis_meta_v1_Time(ref),
+		v1.Timestamp{}.OpenAPIModelName():                          schema_pkg_apis_meta_v1_Timestamp(ref),
+		v1.TypeMeta{}.OpenAPIModelName():                           schema_pkg_apis_meta_v1_TypeMeta(ref),
+		v1.UpdateOptions{}.OpenAPIModelName():                      schema_pkg_apis_meta_v1_UpdateOptions(ref),
+		v1.WatchEvent{}.OpenAPIModelName():                         schema_pkg_apis_meta_v1_WatchEvent(ref),
+		runtime.RawExtension{}.OpenAPIModelName():                  schema_k8sio_apimachinery_pkg_runtime_RawExtension(ref),
+		runtime.TypeMeta{}.OpenAPIModelName():                      schema_k8sio_apimachinery_pkg_runtime_TypeMeta(ref),
+		runtime.Unknown{}.OpenAPIModelName():                       schema_k8sio_apimachinery_pkg_runtime_Unknown(ref),
+		version.Info{}.OpenAPIModelName():                          schema_k8sio_apimachinery_pkg_version_Info(ref),
+	}
+}
+
+func schema_platform_hub_api_management_v1alpha1_Alert(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Alert is one alert the hub fired: a spending cap crossing a threshold, or an API key nearing its expiry, with its delivery to each notification channel. Alerts are listed only, a page at a time, oldest first; the range and filters are field selectors (AlertFields). Named after the alert's ID.\n\nWho may list them: Admins and Owners.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"time": {
+						SchemaProps: spec.SchemaProps{
+							Description: "time is when the alert fired.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"type": {
+						SchemaProps: spec.SchemaProps{
+							Description: "type is spendingcap.threshold or apikey.expiring.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"source": {
+						SchemaProps: spec.SchemaProps{
+							Description: "source names the SpendingCap or APIKey the alert is about.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.AlertSource{}.OpenAPIModelName()),
+						},
+					},
+					"project": {
+						SchemaProps: spec.SchemaProps{
+							Description: "project is the project concerned; empty for the organization.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"cycleStart": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cycleStart is the billing cycle of a cap alert.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"threshold": {
+						SchemaProps: spec.SchemaProps{
+							Description: "threshold is the percentage of a cap alert, or the days left of a key expiry warning.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"deliveries": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "deliveries are the alert's deliveries, one per channel.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.AlertDelivery{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"time", "type", "source", "threshold"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.AlertDelivery{}.OpenAPIModelName(), v1alpha1.AlertSource{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_platform_hub_api_management_v1alpha1_AlertDelivery(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "AlertDelivery is an alert's delivery to one notification channel.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"channel": {
+						SchemaProps: spec.SchemaProps{
+							Description: "channel is the NotificationChannel, as namespace/name.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"state": {
+						SchemaProps: spec.SchemaProps{
+							Description: "state is Pending (retried until delivered), Delivered or Dead (given up on: the channel refused it for good, or retries ran out).",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"attempts": {
+						SchemaProps: spec.SchemaProps{
+							Description: "attempts counts the attempts so far.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"lastError": {
+						SchemaProps: spec.SchemaProps{
+							Description: "lastError says why the last attempt failed.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"updated": {
+						SchemaProps: spec.SchemaProps{
+							Description: "updated is when the delivery last changed.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"channel", "state", "attempts", "updated"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_platform_hub_api_management_v1alpha1_AlertList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "AlertList is a page of alerts.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.Alert{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.Alert{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_platform_hub_api_management_v1alpha1_AlertSource(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "AlertSource names the object an alert is about.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"namespace": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"string"},
+							Format: "",
+						},
+					},
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+					"uid": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"string"},
+							Format: "",
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
+	}
+}
+
+func schema_platform_hub_api_management_v1alpha1_AuditEvent(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "AuditEvent is one change to a hub resource, as the hub's audit log recorded it at admission: who made it (and through which component and hub key), what changed, and when. Audit events are listed only, a page at a time, oldest first; the range and filters are field selectors (AuditEventFields). Named after the entry's ID.\n\nWho may list them: Admins and Owners.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"time": {
+						SchemaProps: spec.SchemaProps{
+							Description: "time is when admission let the change through.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"actor": {
+						SchemaProps: spec.SchemaProps{
+							Description: "actor is the user kube-apiserver authenticated; groups are theirs.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"groups": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+					"via": {
+						SchemaProps: spec.SchemaProps{
+							Description: "via names the hub component that acted for the actor, by impersonation (management-api), when one did.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"keyID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "keyID is the hub key the actor signed in to the management API with, when they did.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"action": {
+						SchemaProps: spec.SchemaProps{
+							Description: "action is create, update or delete.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"object": {
+						SchemaProps: spec.SchemaProps{
+							Description: "object is the resource changed.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(v1alpha1.AuditObject{}.OpenAPIModelName()),
+						},
+					},
+					"changes": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "changes are the old and new values of the fields that grant access (roles, membership, project access lists) and of the plan.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.FieldChange{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"time", "actor", "action", "object"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.AuditObject{}.OpenAPIModelName(), v1alpha1.FieldChange{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_platform_hub_api_management_v1alpha1_AuditEventList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "AuditEventList is a page of audit events.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.AuditEvent{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			v1alpha1.AuditEvent{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_platform_hub_api_management_v1alpha1_AuditObject(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "AuditObject names the resource an audit event is about.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+					"namespace": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"string"},
+							Format: "",
+						},
+					},
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+					"uid": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"string"},
+							Format: "",
+						},
+					},
+					"resourceVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "resourceVersion is the object's version the change produced.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"kind", "name"},
+			},
+		},
+	}
+}
+
+func schema_platform_hub_api_management_v1alpha1_FieldChange(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "FieldChange is a field's value before and after a change.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"field": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+					"old": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+					"new": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+				},
+				Required: []string{"field", "old", "new"},
+			},
+		},
 	}
 }
 
@@ -1163,6 +1713,3181 @@ func schema_platform_hub_api_management_v1alpha1_UsageReportStatus(ref common.Re
 		},
 		Dependencies: []string{
 			v1alpha1.UsageBucket{}.OpenAPIModelName(), v1alpha1.UsageFigures{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_APIKey(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "APIKey is a credential for the platform's API, issued into a Secret in the project's namespace.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Description: "spec is the desired state of the key.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.APIKeySpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Description: "status is the observed state of the key.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.APIKeyStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"spec"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.APIKeySpec{}.OpenAPIModelName(), apiv1alpha1.APIKeyStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_APIKeyList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "APIKeyList is a list of APIKeys.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.APIKey{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.APIKey{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_APIKeyPolicy(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "APIKeyPolicy limits the lifetime of API keys.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"maxLifetimeDays": {
+						SchemaProps: spec.SchemaProps{
+							Description: "maxLifetimeDays is the longest lifetime, in days, an API key may request. When set, keys that never expire are refused. When absent, any lifetime, including Never, is allowed. At least 30, the shortest key lifetime.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"defaultExpiresAfter": {
+						SchemaProps: spec.SchemaProps{
+							Description: "defaultExpiresAfter is the lifetime given to keys that do not ask for one.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_APIKeySpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "APIKeySpec is what a developer declares about an API key.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"label": {
+						SchemaProps: spec.SchemaProps{
+							Description: "label says what the key is for, as people read it.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"scope": {
+						SchemaProps: spec.SchemaProps{
+							Description: "scope is what the key may do: Read, Standard or Admin. It cannot change; create another key for another scope.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"expiresAfter": {
+						SchemaProps: spec.SchemaProps{
+							Description: "expiresAfter is how long each issued key stays valid: 30d, 90d, 180d or Never. The organization's policy may forbid longer lifetimes and Never. When absent, the organization's default applies (see status.lifetime).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"owner": {
+						SchemaProps: spec.SchemaProps{
+							Description: "owner is the email address of the person responsible for the key.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"revoked": {
+						SchemaProps: spec.SchemaProps{
+							Description: "revoked, when true, stops the key for good and deletes its Secret. It cannot be undone; the key ID and digest stay in status for audit.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"rotation": {
+						SchemaProps: spec.SchemaProps{
+							Description: "rotation controls key rotation.",
+							Ref:         ref(apiv1alpha1.RotationSpec{}.OpenAPIModelName()),
+						},
+					},
+					"secretTemplate": {
+						SchemaProps: spec.SchemaProps{
+							Description: "secretTemplate shapes the Secret that holds the key.",
+							Ref:         ref(apiv1alpha1.SecretTemplate{}.OpenAPIModelName()),
+						},
+					},
+					"delivery": {
+						SchemaProps: spec.SchemaProps{
+							Description: "delivery also pushes the key to an external secret store.",
+							Ref:         ref(apiv1alpha1.KeyDelivery{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"owner"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.KeyDelivery{}.OpenAPIModelName(), apiv1alpha1.RotationSpec{}.OpenAPIModelName(), apiv1alpha1.SecretTemplate{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_APIKeyStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "APIKeyStatus is what the hub observed and issued.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"observedGeneration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "observedGeneration is the spec generation this status describes.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"conditions": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"type",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "conditions describe the key's state; Ready comes first.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1.Condition{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"phase": {
+						SchemaProps: spec.SchemaProps{
+							Description: "phase summarises the key's state.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"keyID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "keyID is the public ID of the current key (also in the key itself).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"digest": {
+						SchemaProps: spec.SchemaProps{
+							Description: "digest is the SHA-256 digest of the current key, \"sha256:<hex>\". The gateway authenticates keys against it; the plaintext is never stored outside the Secret.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"revision": {
+						SchemaProps: spec.SchemaProps{
+							Description: "revision counts the keys issued for this APIKey; the Secret records the revision of the key it holds.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"lifetime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "lifetime is the effective lifetime of issued keys: spec.expiresAfter, or the organization's default when that is absent.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"requestedLifetime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "requestedLifetime is spec.expiresAfter as it was when lifetime was last set (empty when none was asked for). A change of spec.expiresAfter moves the current key's expiry, within the policy then; a change of the organization's policy does not (it applies from the next key, and a key beyond it is reported).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"createdAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "createdAt is when the current key was issued.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"expiresAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "expiresAt is when the current key stops working; absent for keys that never expire.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"lastUsedAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "lastUsedAt is when the gateway last accepted the key (filled by usage metering).",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"usage": {
+						SchemaProps: spec.SchemaProps{
+							Description: "usage is the key's usage and spend in the current billing cycle, written by the usage server.",
+							Ref:         ref(apiv1alpha1.UsageSummary{}.OpenAPIModelName()),
+						},
+					},
+					"secretName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "secretName is the Secret holding the key.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"previousKey": {
+						SchemaProps: spec.SchemaProps{
+							Description: "previousKey is the key replaced by the last rotation, while it is still valid.",
+							Ref:         ref(apiv1alpha1.PreviousKey{}.OpenAPIModelName()),
+						},
+					},
+					"retiredKeys": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "retiredKeys are the last keys that rotations replaced and that no longer work, newest first, at most five: the gateway tells the holder of one that it was rotated out and when, instead of \"incorrect key\".",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.RetiredKey{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"observedRotationTrigger": {
+						SchemaProps: spec.SchemaProps{
+							Description: "observedRotationTrigger is the spec.rotation.trigger the current key answers.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"revokedAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "revokedAt is when the key was revoked.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"failedIssuanceAttempts": {
+						SchemaProps: spec.SchemaProps{
+							Description: "failedIssuanceAttempts counts failed attempts to issue the next key in a row; the controller backs off exponentially between them.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"lastFailureTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "lastFailureTime is when issuance last failed.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.PreviousKey{}.OpenAPIModelName(), apiv1alpha1.RetiredKey{}.OpenAPIModelName(), apiv1alpha1.UsageSummary{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_BillingCycle(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "BillingCycle is a half-open interval [start, end) of time.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"start": {
+						SchemaProps: spec.SchemaProps{
+							Description: "start is the first instant of the cycle.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"end": {
+						SchemaProps: spec.SchemaProps{
+							Description: "end is the first instant after the cycle (the start of the next one).",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"start", "end"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_BillingSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "BillingSpec sets the billing cycle and currency.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"cycleStartDay": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cycleStartDay is the day of the month (1 to 28) on which each billing cycle starts, at midnight in timeZone. Days after the 28th are not allowed so that every month has a cycle start.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"timeZone": {
+						SchemaProps: spec.SchemaProps{
+							Description: "timeZone is the IANA time zone (for example \"Asia/Shanghai\") in which billing cycles start.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"currency": {
+						SchemaProps: spec.SchemaProps{
+							Description: "currency is the ISO 4217 code of every price and spend, such as USD or CNY.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_BurnRate(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "BurnRate is spend and tokens per hour.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"spendPerHour": {
+						SchemaProps: spec.SchemaProps{
+							Description: "spendPerHour is money per hour, a decimal string.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"tokensPerHour": {
+						SchemaProps: spec.SchemaProps{
+							Description: "tokensPerHour is tokens per hour.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_EmailChannel(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "EmailChannel lists the recipients of alert emails.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"to": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "to lists the recipients.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"to"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_ExternalSecretDelivery(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ExternalSecretDelivery names where External Secrets Operator puts the key.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"secretStoreRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "secretStoreRef names the SecretStore (in the key's namespace) or ClusterSecretStore to push to.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.SecretStoreRef{}.OpenAPIModelName()),
+						},
+					},
+					"remoteKey": {
+						SchemaProps: spec.SchemaProps{
+							Description: "remoteKey is the name of the secret in the external store.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"property": {
+						SchemaProps: spec.SchemaProps{
+							Description: "property, when set, stores the key under this property of the remote secret instead of as the whole secret.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"secretStoreRef", "remoteKey"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.SecretStoreRef{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_FineTuningPricing(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "FineTuningPricing prices fine-tuning jobs by training tokens.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"defaultPer1MTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "defaultPer1MTokens prices any base model not listed in models.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"models": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "models lists per-base-model prices.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.ModelTrainingPrice{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.ModelTrainingPrice{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_FiredAlert(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "FiredAlert is a threshold that fired.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"threshold": {
+						SchemaProps: spec.SchemaProps{
+							Description: "threshold is the percentage.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"firedAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "firedAt is when usage crossed it.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"threshold", "firedAt"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_Group(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Group gives its members (the Members that name it) access to projects.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(apiv1alpha1.GroupSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(apiv1alpha1.GroupStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.GroupSpec{}.OpenAPIModelName(), apiv1alpha1.GroupStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_GroupList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "GroupList contains a list of Group.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.Group{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.Group{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_GroupSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "GroupSpec is a set of members who share project access.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"displayName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "displayName is the group's name as people read it.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"projectAccess": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"project",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "projectAccess grants the group's members a role in projects.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.ProjectRole{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.ProjectRole{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_GroupStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "GroupStatus reports the group's members.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"members": {
+						SchemaProps: spec.SchemaProps{
+							Description: "members counts the Members that name the group.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"observedGeneration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "observedGeneration is the spec generation the status describes.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"conditions": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"type",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "conditions: Ready.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1.Condition{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1.Condition{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_IssuedKey(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "IssuedKey is a key minted outside the controller, as the hub.minimax.io/issued-key annotation carries it.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"keyID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "KeyID is the key's public ID.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"digest": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Digest is the key's digest as status.digest holds it: \"sha256:\" and 64 lowercase hex digits.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"trigger": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Trigger is the spec.rotation.trigger the key answers: empty for the first key, the rotation ID for a rotation.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"keyID", "digest"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_JITProvisioning(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "JITProvisioning creates members on first sign-in.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"defaultRole": {
+						SchemaProps: spec.SchemaProps{
+							Description: "defaultRole is the role of a member created on first sign-in. Owner cannot be granted this way.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"defaultRole"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_KeyDelivery(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "KeyDelivery says where the key goes: the key's Secret, and from there, optionally, an external secret store; or nowhere at all.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"mode": {
+						SchemaProps: spec.SchemaProps{
+							Description: "mode is Secret (the default: the controller writes the key into the APIKey's Secret) or None: the key exists only in the answer to the management API's key request that created it, and its Secret is never written. Keys of mode None are created by key requests and rotated by rotation requests (docs/management-api.md), which mint the key and set the hub.minimax.io/issued-key annotation; the controller records the digest from there. It cannot change.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"externalSecret": {
+						SchemaProps: spec.SchemaProps{
+							Description: "externalSecret pushes the key's Secret to a secret store through the External Secrets Operator (a PushSecret the hub owns).",
+							Ref:         ref(apiv1alpha1.ExternalSecretDelivery{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.ExternalSecretDelivery{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_MFAPolicy(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "MFAPolicy sets who must use multi-factor authentication. Admission refuses changes to hub resources by the members it covers when they signed in without a second factor (reads never reach admission).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"enforcement": {
+						SchemaProps: spec.SchemaProps{
+							Description: "enforcement is None, AllMembers, or Roles (only the roles listed in roles).",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"roles": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "roles lists the roles that must use MFA when enforcement is Roles.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"enforcement"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_Member(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Member is a person in the organization, with a role. The hub turns Members, Groups and project access lists into RBAC bindings, so kubectl, GitOps, the dashboard and the management API obey the same rules.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(apiv1alpha1.MemberSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(apiv1alpha1.MemberStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"spec"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.MemberSpec{}.OpenAPIModelName(), apiv1alpha1.MemberStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_MemberList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "MemberList contains a list of Member.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.Member{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.Member{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_MemberSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "MemberSpec is a person in the organization.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"email": {
+						SchemaProps: spec.SchemaProps{
+							Description: "email is the person's address: where the invitation goes, and (with the organization's usernamePrefix) the Kubernetes username their RBAC bindings name, as the cluster's OIDC setup reports it.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"role": {
+						SchemaProps: spec.SchemaProps{
+							Description: "role is the member's role in the organization: Owner, Admin, Developer or Viewer. Developers work only in the projects that grant them access (a project's access list, or a group's).",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"groups": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "groups names the Groups the member belongs to.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+					"disabled": {
+						SchemaProps: spec.SchemaProps{
+							Description: "disabled, when true, removes every permission of the member, keeping the record (and the audit trail naming them).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"resendInvitation": {
+						SchemaProps: spec.SchemaProps{
+							Description: "resendInvitation sends the invitation again when it changes (any value, such as a date), with a new link.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"email", "role"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_MemberStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "MemberStatus is what the hub knows of a member.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"phase": {
+						SchemaProps: spec.SchemaProps{
+							Description: "phase is Invited, Active or Disabled.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"username": {
+						SchemaProps: spec.SchemaProps{
+							Description: "username is the Kubernetes username the member's bindings name.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"invitationSentAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "invitationSentAt, invitationExpiresAt and acceptedAt track the invitation.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"invitationExpiresAt": {
+						SchemaProps: spec.SchemaProps{
+							Ref: ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"acceptedAt": {
+						SchemaProps: spec.SchemaProps{
+							Ref: ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"invitationDigest": {
+						SchemaProps: spec.SchemaProps{
+							Description: "invitationDigest is the SHA-256 digest of the current invitation's token (\"sha256:\" and hex); the token itself is only in the email. Empty once the invitation is accepted: a link works once.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"acceptedDigest": {
+						SchemaProps: spec.SchemaProps{
+							Description: "acceptedDigest is the digest of the token that accepted the invitation, so that a second use of the link is told it was used.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"invitationFor": {
+						SchemaProps: spec.SchemaProps{
+							Description: "invitationFor is the spec.resendInvitation value the current invitation answers; a new value sends a new one.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"lastActiveAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "lastActiveAt is when the member last changed a hub resource, as admission saw it (written at most once a minute; reads are not seen).",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"keysOwned": {
+						SchemaProps: spec.SchemaProps{
+							Description: "keysOwned counts the API keys whose owner is the member's email.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"mfaEnrolled": {
+						SchemaProps: spec.SchemaProps{
+							Description: "mfaEnrolled is true once the member made a change signed in with a second factor, as the identity provider reports it (the amr claim, passed on by the API server as the user extra hub.minimax.io/amr).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"projects": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"project",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "projects lists the projects the member works in, with the role.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.ProjectRole{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"observedGeneration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "observedGeneration is the spec generation the status describes.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"conditions": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"type",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "conditions: Ready when the member's RBAC bindings are in place.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1.Condition{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.ProjectRole{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_ModelMinutePrice(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ModelMinutePrice is the per-minute price of one video model.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name is the model name as clients send it.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"perMinute": {
+						SchemaProps: spec.SchemaProps{
+							Description: "perMinute is the price of one minute of generated video.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name", "perMinute"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_ModelTokenPrice(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ModelTokenPrice is the token price of one model.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name is the model name as clients send it, for example \"MiniMax-M2\".",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"inputPer1MTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "inputPer1MTokens is the price of one million input (prompt) tokens.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"outputPer1MTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "outputPer1MTokens is the price of one million output (completion) tokens.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name", "inputPer1MTokens", "outputPer1MTokens"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_ModelTrainingPrice(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ModelTrainingPrice is the fine-tuning price of one base model.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name is the base model name.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"per1MTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "per1MTokens is the price of one million training tokens.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name", "per1MTokens"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_NotificationChannel(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "NotificationChannel is a destination for spending alerts and key expiry warnings: email recipients, a signed webhook, or SMS numbers.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(apiv1alpha1.NotificationChannelSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(apiv1alpha1.NotificationChannelStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"spec"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.NotificationChannelSpec{}.OpenAPIModelName(), apiv1alpha1.NotificationChannelStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_NotificationChannelList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "NotificationChannelList contains a list of NotificationChannel.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.NotificationChannel{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.NotificationChannel{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_NotificationChannelSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "NotificationChannelSpec is where alerts go: exactly one of email, webhook or sms.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"default": {
+						SchemaProps: spec.SchemaProps{
+							Description: "default makes the channel receive the alerts of every project, so administrators hear when any project nears its cap. Only channels in the hub's namespace may be defaults.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"email": {
+						SchemaProps: spec.SchemaProps{
+							Description: "email sends alerts by email, through the SMTP server of the hub's configuration Secret.",
+							Ref:         ref(apiv1alpha1.EmailChannel{}.OpenAPIModelName()),
+						},
+					},
+					"webhook": {
+						SchemaProps: spec.SchemaProps{
+							Description: "webhook posts alerts as JSON, signed the Standard Webhooks way.",
+							Ref:         ref(apiv1alpha1.WebhookChannel{}.OpenAPIModelName()),
+						},
+					},
+					"sms": {
+						SchemaProps: spec.SchemaProps{
+							Description: "sms sends alerts as text messages through the SMS provider of the hub's configuration Secret. Enterprise plan only.",
+							Ref:         ref(apiv1alpha1.SMSChannel{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.EmailChannel{}.OpenAPIModelName(), apiv1alpha1.SMSChannel{}.OpenAPIModelName(), apiv1alpha1.WebhookChannel{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_NotificationChannelStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "NotificationChannelStatus reports deliveries.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"lastDeliveryTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "lastDeliveryTime is when an alert was last delivered.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"lastFailureTime": {
+						SchemaProps: spec.SchemaProps{
+							Description: "lastFailureTime and lastFailure describe the last failed attempt.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"lastFailure": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"string"},
+							Format: "",
+						},
+					},
+					"failures": {
+						SchemaProps: spec.SchemaProps{
+							Description: "failures counts failed delivery attempts.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"observedGeneration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "observedGeneration is the spec generation the status describes.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"conditions": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"type",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "conditions: Ready; Disabled when a webhook answered 410 Gone.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1.Condition{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_OIDCClaims(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "OIDCClaims names the token claims the hub reads.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"email": {
+						SchemaProps: spec.SchemaProps{
+							Description: "email is the claim holding the member's email address.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"groups": {
+						SchemaProps: spec.SchemaProps{
+							Description: "groups is the claim holding the member's groups.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_OIDCProvider(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "OIDCProvider is an OpenID Connect identity provider.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"issuerURL": {
+						SchemaProps: spec.SchemaProps{
+							Description: "issuerURL is the provider's issuer, an https URL.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"clientID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "clientID is the client ID registered with the provider.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"clientSecretRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "clientSecretRef names the Secret key, in the hub's namespace, that holds the client secret.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.SecretKeyRef{}.OpenAPIModelName()),
+						},
+					},
+					"claims": {
+						SchemaProps: spec.SchemaProps{
+							Description: "claims maps token claims to member attributes.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.OIDCClaims{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"issuerURL", "clientID", "clientSecretRef"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.OIDCClaims{}.OpenAPIModelName(), apiv1alpha1.SecretKeyRef{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_Organization(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Organization is the account: plan, billing, prices and security policy. The hub serves exactly one, named \"default\".",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Description: "spec is the desired state of the organization.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.OrganizationSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Description: "status is the observed state of the organization.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.OrganizationStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.OrganizationSpec{}.OpenAPIModelName(), apiv1alpha1.OrganizationStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_OrganizationCounts(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "OrganizationCounts summarises what the organization holds.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"projects": {
+						SchemaProps: spec.SchemaProps{
+							Description: "projects is the number of Projects, archived ones included.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"archivedProjects": {
+						SchemaProps: spec.SchemaProps{
+							Description: "archivedProjects is the number of archived Projects.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_OrganizationList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "OrganizationList is a list of Organizations.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.Organization{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.Organization{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_OrganizationSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "OrganizationSpec is what the platform team declares about the organization.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"displayName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "displayName is the organization's name as people read it.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"plan": {
+						SchemaProps: spec.SchemaProps{
+							Description: "plan is the subscription plan. Some features (SMS alerts) need Enterprise.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"billing": {
+						SchemaProps: spec.SchemaProps{
+							Description: "billing sets when billing cycles start and the currency of every price.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.BillingSpec{}.OpenAPIModelName()),
+						},
+					},
+					"pricing": {
+						SchemaProps: spec.SchemaProps{
+							Description: "pricing is the price list the hub uses to turn usage into spend.",
+							Ref:         ref(apiv1alpha1.PriceList{}.OpenAPIModelName()),
+						},
+					},
+					"security": {
+						SchemaProps: spec.SchemaProps{
+							Description: "security is the organization's security policy.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.SecurityPolicy{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.BillingSpec{}.OpenAPIModelName(), apiv1alpha1.PriceList{}.OpenAPIModelName(), apiv1alpha1.SecurityPolicy{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_OrganizationStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "OrganizationStatus is what the hub observed about the organization.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"observedGeneration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "observedGeneration is the spec generation this status describes.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"conditions": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"type",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "conditions describe the organization's state; Ready comes first.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1.Condition{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"currentCycle": {
+						SchemaProps: spec.SchemaProps{
+							Description: "currentCycle is the billing cycle that contains the present moment.",
+							Ref:         ref(apiv1alpha1.BillingCycle{}.OpenAPIModelName()),
+						},
+					},
+					"counts": {
+						SchemaProps: spec.SchemaProps{
+							Description: "counts summarises what the organization holds.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.OrganizationCounts{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.BillingCycle{}.OpenAPIModelName(), apiv1alpha1.OrganizationCounts{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_PreviousKey(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "PreviousKey is a replaced key that still works during the overlap window.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"keyID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "keyID is the previous key's public ID.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"digest": {
+						SchemaProps: spec.SchemaProps{
+							Description: "digest is the previous key's SHA-256 digest.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"validUntil": {
+						SchemaProps: spec.SchemaProps{
+							Description: "validUntil is when the previous key stops working.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"keyID", "digest", "validUntil"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_PriceList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "PriceList holds the price of each service. Prices are decimal strings in the organization's currency.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"chat": {
+						SchemaProps: spec.SchemaProps{
+							Description: "chat prices text models (chat completions, embeddings) per million tokens.",
+							Ref:         ref(apiv1alpha1.TokenPricing{}.OpenAPIModelName()),
+						},
+					},
+					"video": {
+						SchemaProps: spec.SchemaProps{
+							Description: "video prices video generation per minute of generated video.",
+							Ref:         ref(apiv1alpha1.VideoPricing{}.OpenAPIModelName()),
+						},
+					},
+					"fineTuning": {
+						SchemaProps: spec.SchemaProps{
+							Description: "fineTuning prices fine-tuning per million training tokens.",
+							Ref:         ref(apiv1alpha1.FineTuningPricing{}.OpenAPIModelName()),
+						},
+					},
+					"storage": {
+						SchemaProps: spec.SchemaProps{
+							Description: "storage prices file storage.",
+							Ref:         ref(apiv1alpha1.StoragePricing{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.FineTuningPricing{}.OpenAPIModelName(), apiv1alpha1.StoragePricing{}.OpenAPIModelName(), apiv1alpha1.TokenPricing{}.OpenAPIModelName(), apiv1alpha1.VideoPricing{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_Project(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "Project groups API keys, spending caps and people around one piece of work. Each Project owns a namespace of the same name, created by the hub.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Description: "spec is the desired state of the project.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.ProjectSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Description: "status is the observed state of the project.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.ProjectStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.ProjectSpec{}.OpenAPIModelName(), apiv1alpha1.ProjectStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_ProjectAccess(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ProjectAccess grants a member or a group a role in the project.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "kind is Member or Group.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name is the name of the Member or Group resource.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"role": {
+						SchemaProps: spec.SchemaProps{
+							Description: "role is the role granted in this project.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"kind", "name", "role"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_ProjectList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ProjectList is a list of Projects.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.Project{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.Project{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_ProjectRole(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ProjectRole is a role in one project.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"project": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+					"role": {
+						SchemaProps: spec.SchemaProps{
+							Default: "",
+							Type:    []string{"string"},
+							Format:  "",
+						},
+					},
+				},
+				Required: []string{"project", "role"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_ProjectSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ProjectSpec is what the platform team declares about a project.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"displayName": {
+						SchemaProps: spec.SchemaProps{
+							Description: "displayName is the project's name as people read it.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"description": {
+						SchemaProps: spec.SchemaProps{
+							Description: "description says what the project is for.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"costCenter": {
+						SchemaProps: spec.SchemaProps{
+							Description: "costCenter is a tag that finance uses to attribute the project's spend.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"archived": {
+						SchemaProps: spec.SchemaProps{
+							Description: "archived, when true, suspends the project: its API keys stop working and no new keys can be created. Setting it back to false resumes the project.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"access": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"kind",
+									"name",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "access lists the members and groups that may work in the project, and with which role. The hub grants it as RoleBindings in the project's namespace.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.ProjectAccess{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.ProjectAccess{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_ProjectStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ProjectStatus is what the hub observed about a project.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"observedGeneration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "observedGeneration is the spec generation this status describes.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"conditions": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"type",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "conditions describe the project's state; Ready comes first.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1.Condition{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"phase": {
+						SchemaProps: spec.SchemaProps{
+							Description: "phase summarises the project's state for people scanning a list.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"namespace": {
+						SchemaProps: spec.SchemaProps{
+							Description: "namespace is the namespace the hub created for the project. API keys, spending caps and notification channels of the project live there.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"usage": {
+						SchemaProps: spec.SchemaProps{
+							Description: "usage is the project's usage and spend in the current billing cycle.",
+							Ref:         ref(apiv1alpha1.UsageSummary{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.UsageSummary{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_RetiredKey(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RetiredKey is a key that a rotation replaced and that no longer works.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"keyID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "keyID is the retired key's public ID.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"digest": {
+						SchemaProps: spec.SchemaProps{
+							Description: "digest is the retired key's SHA-256 digest.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"retiredAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "retiredAt is when the key stopped working: the end of its overlap window, a retirement by spec.rotation.retirePreviousKeyID, or the next rotation.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"keyID", "digest", "retiredAt"},
+			},
+		},
+		Dependencies: []string{
+			v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_RotationSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "RotationSpec controls key rotation. A rotation mints a new key; the previous key keeps working for the overlap window, so clients can switch without downtime.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"trigger": {
+						SchemaProps: spec.SchemaProps{
+							Description: "trigger rotates the key whenever it changes: set it to a counter or a timestamp and bump it in a commit to rotate.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"overlap": {
+						SchemaProps: spec.SchemaProps{
+							Description: "overlap is how long the previous key stays valid after a rotation, between 5m and 168h (7 days). Default 24h.",
+							Ref:         ref(v1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"renewBefore": {
+						SchemaProps: spec.SchemaProps{
+							Description: "renewBefore, when set, rotates the key automatically this long before it expires, between 1h and 720h (30 days).",
+							Ref:         ref(v1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"retirePreviousKeyID": {
+						SchemaProps: spec.SchemaProps{
+							Description: "retirePreviousKeyID ends the overlap early: when it equals the previous key's ID (status.previousKey.keyID), the previous key stops working now.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			v1.Duration{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_SAMLProvider(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SAMLProvider is a SAML 2.0 identity provider.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"metadataURL": {
+						SchemaProps: spec.SchemaProps{
+							Description: "metadataURL is where the provider publishes its metadata, an https URL.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"metadataURL"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_SMSChannel(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SMSChannel lists the phone numbers that receive alert texts.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"to": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "to lists E.164 phone numbers, such as \"+8613800138000\".",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"to"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_SSOPolicy(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SSOPolicy configures single sign-on through one identity provider.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"oidc": {
+						SchemaProps: spec.SchemaProps{
+							Description: "oidc configures an OpenID Connect provider.",
+							Ref:         ref(apiv1alpha1.OIDCProvider{}.OpenAPIModelName()),
+						},
+					},
+					"saml": {
+						SchemaProps: spec.SchemaProps{
+							Description: "saml configures a SAML 2.0 identity provider.",
+							Ref:         ref(apiv1alpha1.SAMLProvider{}.OpenAPIModelName()),
+						},
+					},
+					"jitProvisioning": {
+						SchemaProps: spec.SchemaProps{
+							Description: "jitProvisioning, when set, creates a Member on a person's first sign-in with the given default role. When absent, only invited members may sign in.",
+							Ref:         ref(apiv1alpha1.JITProvisioning{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.JITProvisioning{}.OpenAPIModelName(), apiv1alpha1.OIDCProvider{}.OpenAPIModelName(), apiv1alpha1.SAMLProvider{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_SecretKeyRef(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecretKeyRef names one key of a Secret; the field that holds it says in which namespace (the hub's own, or the referring object's).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name is the name of the Secret.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"key": {
+						SchemaProps: spec.SchemaProps{
+							Description: "key is the key within the Secret's data.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name", "key"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_SecretStoreRef(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecretStoreRef names an External Secrets Operator store.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name of the store.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "kind is SecretStore (default) or ClusterSecretStore.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"name"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_SecretTemplate(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecretTemplate shapes the Secret that holds the key.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"name": {
+						SchemaProps: spec.SchemaProps{
+							Description: "name of the Secret. Default: the APIKey's name.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"labels": {
+						SchemaProps: spec.SchemaProps{
+							Description: "labels are added to the Secret, for example the label a gateway selects key Secrets by (Authorino: authorino.kuadrant.io/managed-by).",
+							Type:        []string{"object"},
+							AdditionalProperties: &spec.SchemaOrBool{
+								Allows: true,
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+					"annotations": {
+						SchemaProps: spec.SchemaProps{
+							Description: "annotations are added to the Secret.",
+							Type:        []string{"object"},
+							AdditionalProperties: &spec.SchemaOrBool{
+								Allows: true,
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+					"aliases": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "aliases are extra data keys that hold the current key too, so that a gateway can read the Secret as it is (Authorino reads \"api_key\").",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_SecurityPolicy(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SecurityPolicy is the organization's security policy.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"sessionTimeout": {
+						SchemaProps: spec.SchemaProps{
+							Description: "sessionTimeout is how long a dashboard session lasts without activity, between 15m and 8h.",
+							Ref:         ref(v1.Duration{}.OpenAPIModelName()),
+						},
+					},
+					"mfa": {
+						SchemaProps: spec.SchemaProps{
+							Description: "mfa sets who must use multi-factor authentication.",
+							Ref:         ref(apiv1alpha1.MFAPolicy{}.OpenAPIModelName()),
+						},
+					},
+					"apiKeys": {
+						SchemaProps: spec.SchemaProps{
+							Description: "apiKeys limits the lifetime of API keys.",
+							Ref:         ref(apiv1alpha1.APIKeyPolicy{}.OpenAPIModelName()),
+						},
+					},
+					"ipAllowlist": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "ipAllowlist lists the networks from which API keys may be used. Empty means any address.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+					"sso": {
+						SchemaProps: spec.SchemaProps{
+							Description: "sso configures single sign-on for the dashboard.",
+							Ref:         ref(apiv1alpha1.SSOPolicy{}.OpenAPIModelName()),
+						},
+					},
+					"usernamePrefix": {
+						SchemaProps: spec.SchemaProps{
+							Description: "usernamePrefix is put before a member's email to make the Kubernetes username that the hub's RBAC bindings name. Set it to the prefix of the cluster's OIDC setup (claimMappings.username.prefix of the API server's authentication configuration, or --oidc-username-prefix), such as \"oidc:\"; empty means the email itself.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.APIKeyPolicy{}.OpenAPIModelName(), apiv1alpha1.MFAPolicy{}.OpenAPIModelName(), apiv1alpha1.SSOPolicy{}.OpenAPIModelName(), v1.Duration{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_ServiceUsage(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "ServiceUsage is the usage of one service.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"service": {
+						SchemaProps: spec.SchemaProps{
+							Description: "service is chat, video, fine_tuning or storage.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"calls": {
+						SchemaProps: spec.SchemaProps{
+							Description: "calls counts API calls.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"tokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "tokens counts input and output tokens.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"videoSeconds": {
+						SchemaProps: spec.SchemaProps{
+							Description: "videoSeconds counts seconds of generated video.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"storageByteHours": {
+						SchemaProps: spec.SchemaProps{
+							Description: "storageByteHours counts storage in byte-hours.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"spend": {
+						SchemaProps: spec.SchemaProps{
+							Description: "spend is the cost, a decimal string.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"service"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_SpendingCap(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SpendingCap is a monthly budget in money and/or tokens. In a project's namespace it caps that project; in the hub's own namespace it caps the whole organization.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(apiv1alpha1.SpendingCapSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(apiv1alpha1.SpendingCapStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"spec"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.SpendingCapSpec{}.OpenAPIModelName(), apiv1alpha1.SpendingCapStatus{}.OpenAPIModelName(), v1.ObjectMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_SpendingCapList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SpendingCapList contains a list of SpendingCap.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.SpendingCap{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.SpendingCap{}.OpenAPIModelName(), v1.ListMeta{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_SpendingCapSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SpendingCapSpec defines a monthly budget.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"limit": {
+						SchemaProps: spec.SchemaProps{
+							Description: "limit is the most that may be spent in one billing cycle, in the organization's currency, as a decimal string (\"500.00\").",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"tokenLimit": {
+						SchemaProps: spec.SchemaProps{
+							Description: "tokenLimit is the most input and output tokens that may be used in one billing cycle.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"enforcement": {
+						SchemaProps: spec.SchemaProps{
+							Description: "enforcement is Hard (stop all API activity at 100%, until the cap is raised or the next cycle starts) or AlertOnly (default).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"thresholds": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "thresholds are the percentages of the cap at which alerts fire, once each per billing cycle, in ascending order. Default 50, 80, 100.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"integer"},
+										Format: "int32",
+									},
+								},
+							},
+						},
+					},
+					"group": {
+						SchemaProps: spec.SchemaProps{
+							Description: "group, in the hub's namespace only, makes the cap a group cap: it caps the combined usage of the keys owned by the group's members (their spec.owner is a member's email), in every project.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"channels": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "channels name the NotificationChannels (in this namespace) that receive this cap's alerts, besides the organization's default channels.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_SpendingCapStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SpendingCapStatus is the cap's state in the current billing cycle.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"scope": {
+						SchemaProps: spec.SchemaProps{
+							Description: "scope is what the cap covers: Project or Organization.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"project": {
+						SchemaProps: spec.SchemaProps{
+							Description: "project is the project the cap covers (scope Project).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"cycleStart": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cycleStart and cycleEnd bound the billing cycle the figures are for.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"cycleEnd": {
+						SchemaProps: spec.SchemaProps{
+							Ref: ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"spent": {
+						SchemaProps: spec.SchemaProps{
+							Description: "spent is the spend in the cycle, in the organization's currency.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"tokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "tokens counts input and output tokens in the cycle.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"unpricedCalls": {
+						SchemaProps: spec.SchemaProps{
+							Description: "unpricedCalls counts the calls in the cycle whose model had no price and whose service had no default: they are not in spent. A Hard money cap refuses such calls at the gateway; these got through before the cap existed, under an AlertOnly cap, or from another gateway.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"percent": {
+						SchemaProps: spec.SchemaProps{
+							Description: "percent is how much of the cap is used, rounded down: the larger of spent/limit and tokens/tokenLimit. Always written, so that 0% shows as 0.",
+							Default:     0,
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
+					"state": {
+						SchemaProps: spec.SchemaProps{
+							Description: "state is OK, Warning (a threshold is crossed) or Exceeded (100%).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"burnRate": {
+						SchemaProps: spec.SchemaProps{
+							Description: "burnRate is the rate of use over the last 24 hours of the cycle.",
+							Ref:         ref(apiv1alpha1.BurnRate{}.OpenAPIModelName()),
+						},
+					},
+					"projectedExhaustion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "projectedExhaustion is when the cap will reach 100% at the burn rate, if that is before the cycle ends.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"alertsFired": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"threshold",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "alertsFired lists the thresholds that fired in this cycle.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.FiredAlert{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"evaluatedAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "evaluatedAt is when the figures were computed.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"observedGeneration": {
+						SchemaProps: spec.SchemaProps{
+							Description: "observedGeneration is the spec generation the status describes.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"conditions": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"type",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "conditions: Ready, and CapReached while a Hard cap stops traffic.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1.Condition{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.BurnRate{}.OpenAPIModelName(), apiv1alpha1.FiredAlert{}.OpenAPIModelName(), v1.Condition{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_StoragePricing(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "StoragePricing prices file storage.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"perGBMonth": {
+						SchemaProps: spec.SchemaProps{
+							Description: "perGBMonth is the price of storing one gigabyte (10^9 bytes) for a month.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"perGBMonth"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_TokenPrice(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TokenPrice is the price of a million input and a million output tokens.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"inputPer1MTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "inputPer1MTokens is the price of one million input (prompt) tokens.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"outputPer1MTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "outputPer1MTokens is the price of one million output (completion) tokens.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"inputPer1MTokens", "outputPer1MTokens"},
+			},
+		},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_TokenPricing(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TokenPricing prices text models by input and output tokens.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"default": {
+						SchemaProps: spec.SchemaProps{
+							Description: "default prices any model not listed in models. Without it, usage of an unlisted model is reported as unpriced rather than silently free.",
+							Ref:         ref(apiv1alpha1.TokenPrice{}.OpenAPIModelName()),
+						},
+					},
+					"models": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "models lists per-model prices.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.ModelTokenPrice{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.ModelTokenPrice{}.OpenAPIModelName(), apiv1alpha1.TokenPrice{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_UsageSummary(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "UsageSummary is usage over the current billing cycle, written by the usage server at a bounded rate (so it may trail live traffic by some seconds).",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"cycleStart": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cycleStart is the start of the billing cycle summed.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"calls": {
+						SchemaProps: spec.SchemaProps{
+							Description: "calls counts API calls.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"inputTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "inputTokens and outputTokens count tokens.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"outputTokens": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"integer"},
+							Format: "int64",
+						},
+					},
+					"videoSeconds": {
+						SchemaProps: spec.SchemaProps{
+							Description: "videoSeconds counts seconds of generated video.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"storageByteHours": {
+						SchemaProps: spec.SchemaProps{
+							Description: "storageByteHours counts storage held, in byte-hours.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"spend": {
+						SchemaProps: spec.SchemaProps{
+							Description: "spend is the cost of the usage in the organization's currency, as a decimal string; unpriced calls are not in it (see unpricedCalls).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"unpricedCalls": {
+						SchemaProps: spec.SchemaProps{
+							Description: "unpricedCalls counts calls of models that have no price.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
+					"byService": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"service",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "byService splits the usage by service.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.ServiceUsage{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"updatedAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "updatedAt is when the summary was computed.",
+							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.ServiceUsage{}.OpenAPIModelName(), v1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_VideoPricing(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "VideoPricing prices video generation.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"defaultPerMinute": {
+						SchemaProps: spec.SchemaProps{
+							Description: "defaultPerMinute prices any video model not listed in models.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"models": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-map-keys": []interface{}{
+									"name",
+								},
+								"x-kubernetes-list-type": "map",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "models lists per-model prices.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(apiv1alpha1.ModelMinutePrice{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.ModelMinutePrice{}.OpenAPIModelName()},
+	}
+}
+
+func schema_minimax_platform_hub_api_v1alpha1_WebhookChannel(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "WebhookChannel is an HTTPS endpoint that receives signed alerts.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"url": {
+						SchemaProps: spec.SchemaProps{
+							Description: "url receives a POST per alert. It must be https (plain http only in the hub's dev mode); redirects to other hosts are not followed.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"signingSecretRef": {
+						SchemaProps: spec.SchemaProps{
+							Description: "signingSecretRef names the Secret key (in this namespace) holding the signing secret, \"whsec_\" followed by base64, as Standard Webhooks define it.",
+							Default:     map[string]interface{}{},
+							Ref:         ref(apiv1alpha1.SecretKeyRef{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"url", "signingSecretRef"},
+			},
+		},
+		Dependencies: []string{
+			apiv1alpha1.SecretKeyRef{}.OpenAPIModelName()},
 	}
 }
 
