@@ -15,6 +15,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 	"strconv"
 
 	"time"
@@ -40,6 +41,7 @@ import (
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	hubopenapi "github.com/minimax/platform-hub/internal/apiserver/openapi"
 	"github.com/minimax/platform-hub/internal/keycheck"
+	"github.com/minimax/platform-hub/internal/openaiadmin"
 	"github.com/minimax/platform-hub/internal/scheme"
 )
 
@@ -93,13 +95,20 @@ func New(opts Options) (*Server, error) {
 	// RBAC is asked; what RBAC refuses is refused naming the role needed.
 	cfg.Authentication.Authenticator = union.NewFailOnError(&hubKeyAuthenticator{cache: hub.cache, now: now},
 		cfg.Authentication.Authenticator)
+	delegated := cfg.Authorization.Authorizer
 	if cfg.Authorization.Authorizer, err = authorizerunion.New(
 		authorizerunion.NamedAuthorizer{AuthorizerName: "hub-key-scope", Authorizer: authorizer.AuthorizerFunc(authorizeKeyScope)},
-		authorizerunion.NamedAuthorizer{AuthorizerName: "delegated", Authorizer: cfg.Authorization.Authorizer},
+		authorizerunion.NamedAuthorizer{AuthorizerName: "openai-admin", Authorizer: authorizer.AuthorizerFunc(authorizeOpenAIPaths)},
+		authorizerunion.NamedAuthorizer{AuthorizerName: "delegated", Authorizer: delegated},
 		authorizerunion.NamedAuthorizer{AuthorizerName: "hub-roles", Authorizer: authorizer.AuthorizerFunc(explainRefusal)}); err != nil {
 		return nil, err
 	}
 
+	// The OpenAI-compatible surface answers refusals of the filters in
+	// OpenAI's error body.
+	cfg.BuildHandlerChainFunc = func(h http.Handler, c *genericapiserver.Config) http.Handler {
+		return openaiadmin.Errors(genericapiserver.DefaultBuildHandlerChain(h, c))
+	}
 	generic, err := cfg.Complete().New("hub-apiserver", genericapiserver.NewEmptyDelegate())
 	if err != nil {
 		return nil, err
@@ -125,6 +134,8 @@ func New(opts Options) (*Server, error) {
 	if err := generic.InstallAPIGroup(&group); err != nil {
 		return nil, fmt.Errorf("installing %s: %w", mgmtv1alpha1.GroupName, err)
 	}
+	generic.Handler.NonGoRestfulMux.HandlePrefix(openaiadmin.Prefix, &openaiadmin.Handler{Usage: openAIUsage{opts.Usage},
+		ActAs: issuer.actAs.client, Authorizer: delegated, Now: now})
 	return &Server{generic: generic, cache: hub.cache}, nil
 }
 
