@@ -192,6 +192,7 @@ func newAPIServerCommand() *cobra.Command {
 	f.StringVar(&opts.KeyFile, "tls-private-key-file", "/etc/hub/apiserver-tls/tls.key", "Key of the serving certificate.")
 	f.StringVar(&opts.Kubeconfig, "kubeconfig", "", `Kubeconfig reaching kube-apiserver; "" means in-cluster.`)
 	f.StringVar(&serverURL, "server-url", "https://hub-server.hub-system.svc", "Base URL of the usage server.")
+	f.BoolVar(&opts.TrustForwardedFor, "trust-forwarded-for", false, "Take the addresses of callers with a hub key (for the organization's IP allowlist) from the last X-Forwarded-For entry; only behind one proxy, which appends it.")
 	f.StringVar(&serverCAFile, "server-ca-file", "/etc/hub/server-ca/ca.crt", `CA that signed the usage server's certificate; "" uses the system roots.`)
 	f.StringVar(&tokenFile, "token-file", "/var/run/secrets/kubernetes.io/serviceaccount/token", "ServiceAccount token shown to the usage server.")
 	return cmd

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -21,8 +20,8 @@ import (
 // the MFA policy, who may own an Admin-scope key) and the audit log see
 // that person, not the management API. Impersonated requests carry:
 //   - the user's name and groups;
-//   - the user's extras under hub.minimax.io/ (the sign-in's amr, and for
-//     a hub key its key ID and scope); other extras are dropped, since
+//   - the user's extras named in forwardedExtras (the sign-in's amr, and
+//     for a hub key its key ID and scope); other extras are dropped, since
 //     each forwarded key needs its own impersonation grant;
 //   - identity.ViaExtra, naming the management API, which admission
 //     trusts for keys it minted (hub.minimax.io/issued-key).
@@ -34,6 +33,9 @@ type actAs struct {
 	mapper meta.RESTMapper
 }
 
+// forwardedExtras are the extras impersonation carries on.
+var forwardedExtras = []string{identity.AMRExtra, identity.KeyIDExtra, identity.KeyScopeExtra}
+
 // client is a client of kube-apiserver acting as ctx's user. Clients share
 // the connections of config's transport (client-go caches transports by TLS
 // settings; impersonation is a layer above).
@@ -43,8 +45,8 @@ func (a *actAs) client(ctx context.Context) (client.Client, error) {
 		return nil, apierrors.NewUnauthorized("no user in the request")
 	}
 	extra := map[string][]string{}
-	for k, v := range u.GetExtra() {
-		if strings.HasPrefix(k, "hub.minimax.io/") {
+	for _, k := range forwardedExtras {
+		if v, ok := u.GetExtra()[k]; ok {
 			extra[k] = v
 		}
 	}

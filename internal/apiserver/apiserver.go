@@ -59,6 +59,11 @@ type Options struct {
 	Usage *UsageClient
 	// Now tells the time (the current billing cycle); nil means time.Now.
 	Now func() time.Time
+	// TrustForwardedFor takes the address of a caller with a hub key (for
+	// the organization's IP allowlist) from the last X-Forwarded-For
+	// entry: set it only behind one proxy, which appends the address it
+	// saw (perclient.Address).
+	TrustForwardedFor bool
 	// IssueWait bounds how long a key request or rotation request waits
 	// for the controller to record the key; 0 means 20 seconds.
 	IssueWait time.Duration
@@ -93,7 +98,8 @@ func New(opts Options) (*Server, error) {
 	// front-proxy headers of the aggregator, client certificates and
 	// TokenReview. Keys of a scope other than Admin are refused before
 	// RBAC is asked; what RBAC refuses is refused naming the role needed.
-	cfg.Authentication.Authenticator = union.NewFailOnError(&hubKeyAuthenticator{cache: hub.cache, now: now},
+	cfg.Authentication.Authenticator = union.NewFailOnError(&hubKeyAuthenticator{cache: hub.cache, now: now,
+		trustForwardedFor: opts.TrustForwardedFor},
 		cfg.Authentication.Authenticator)
 	delegated := cfg.Authorization.Authorizer
 	if cfg.Authorization.Authorizer, err = authorizerunion.New(

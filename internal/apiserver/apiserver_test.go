@@ -489,6 +489,22 @@ func TestHubKeysAsCredentials(t *testing.T) {
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(out).To(ContainSubstring("a Standard-scope hub key cannot use the management API; use an Admin-scope key"))
 
+	// The organization's IP allowlist holds for hub keys here as at the
+	// gateway: a 403 that says so, then allowed once loopback is listed.
+	org := &hubv1.Organization{ObjectMeta: metav1.ObjectMeta{Name: hubv1.OrganizationName},
+		Spec: hubv1.OrganizationSpec{Security: hubv1.SecurityPolicy{IPAllowlist: []hubv1.CIDR{"10.0.0.0/8"}}}}
+	g.Expect(e.client.Create(ctx, org)).To(Succeed())
+	g.Eventually(func() string {
+		out, _ = e.direct(admin, reportYAML, "create", "--validate=false", "-f", "-")
+		return out
+	}, 10*time.Second, 100*time.Millisecond).Should(ContainSubstring("requests from this IP address are not allowed by the organization's IP allowlist"))
+	org.Spec.Security.IPAllowlist = append(org.Spec.Security.IPAllowlist, "127.0.0.1/32")
+	g.Expect(e.client.Update(ctx, org)).To(Succeed())
+	g.Eventually(func() error {
+		_, err := e.direct(admin, reportYAML, "create", "--validate=false", "-f", "-")
+		return err
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+
 	patch := client.MergeFrom(adminKey.DeepCopy())
 	adminKey.Spec.Revoked = true
 	g.Expect(e.client.Patch(ctx, adminKey, patch)).To(Succeed())

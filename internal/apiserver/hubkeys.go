@@ -20,6 +20,7 @@ import (
 	"github.com/minimax/platform-hub/internal/identity"
 	"github.com/minimax/platform-hub/internal/keycheck"
 	"github.com/minimax/platform-hub/internal/keys"
+	"github.com/minimax/platform-hub/internal/perclient"
 )
 
 // hubKeyAuthenticator lets tools outside the cluster call the management
@@ -32,7 +33,16 @@ import (
 type hubKeyAuthenticator struct {
 	cache client.Reader
 	now   func() time.Time
+	// trustForwardedFor reads the caller's address from X-Forwarded-For.
+	trustForwardedFor bool
 }
+
+// refusedExtra carries why a key that authenticated may do nothing here
+// (an address outside the organization's IP allowlist): authorizeKeyScope
+// refuses every request of such a user with that reason, as a 403 that
+// says it, where a failed authentication would answer a bare 401. It is
+// never forwarded (actAs forwards only the extras it names).
+const refusedExtra = "hub.minimax.io/refused"
 
 var _ authenticator.Request = (*hubKeyAuthenticator)(nil)
 
@@ -63,7 +73,13 @@ func (a *hubKeyAuthenticator) AuthenticateRequest(req *http.Request) (*authentic
 	if k.Status.Phase == hubv1.KeySuspended {
 		return nil, false, fmt.Errorf("hub key %s is suspended (its project is archived or at its spending cap)", key.ID())
 	}
-	name, err := a.ownerUsername(ctx, k)
+	// The Organization: the username prefix, the IP allowlist. Without
+	// one, neither applies.
+	org := &hubv1.Organization{}
+	if err := a.cache.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); client.IgnoreNotFound(err) != nil {
+		return nil, false, fmt.Errorf("reading the organization: %w", err)
+	}
+	name, err := a.ownerUsername(ctx, k, org.Spec.Security.UsernamePrefix)
 	if err != nil {
 		return nil, false, fmt.Errorf("hub key %s: %w", key.ID(), err)
 	}
@@ -71,8 +87,12 @@ func (a *hubKeyAuthenticator) AuthenticateRequest(req *http.Request) (*authentic
 	if scope == "" {
 		scope = hubv1.ScopeStandard
 	}
-	return &authenticator.Response{User: &user.DefaultInfo{Name: name, Groups: []string{user.AllAuthenticated},
-		Extra: map[string][]string{identity.KeyIDExtra: {key.ID()}, identity.KeyScopeExtra: {string(scope)}}}}, true, nil
+	extra := map[string][]string{identity.KeyIDExtra: {key.ID()}, identity.KeyScopeExtra: {string(scope)}}
+	if !keycheck.AllowedIP(perclient.Address(req, a.trustForwardedFor), org.Spec.Security.IPAllowlist) {
+		extra[refusedExtra] = []string{"requests from this IP address are not allowed by the organization's IP allowlist " +
+			"(spec.security.ipAllowlist), for hub keys at the management API as at the gateway"}
+	}
+	return &authenticator.Response{User: &user.DefaultInfo{Name: name, Groups: []string{user.AllAuthenticated}, Extra: extra}}, true, nil
 }
 
 // websocketBearerPrefix marks a bearer token carried in the WebSocket
@@ -114,7 +134,7 @@ func indexMemberEmails(ctx context.Context, c cache.Cache) error {
 }
 
 // ownerUsername is the username of the active Member that owns k.
-func (a *hubKeyAuthenticator) ownerUsername(ctx context.Context, k *hubv1.APIKey) (string, error) {
+func (a *hubKeyAuthenticator) ownerUsername(ctx context.Context, k *hubv1.APIKey, prefix string) (string, error) {
 	members := &hubv1.MemberList{}
 	if err := a.cache.List(ctx, members, client.MatchingFields{memberEmailIndex: hubv1.EmailKey(k.Spec.Owner)}); err != nil {
 		return "", err
@@ -133,22 +153,21 @@ func (a *hubKeyAuthenticator) ownerUsername(ctx context.Context, k *hubv1.APIKey
 	case owner.Spec.Disabled || !owner.DeletionTimestamp.IsZero():
 		return "", errors.New("its owner is disabled or removed")
 	}
-	org := &hubv1.Organization{}
-	prefix := ""
-	if err := a.cache.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err == nil {
-		prefix = org.Spec.Security.UsernamePrefix
-	}
 	return prefix + owner.Spec.Email, nil
 }
 
-// authorizeKeyScope refuses every request made with a hub key whose scope
-// is not Admin (but discovery and OpenAPI), naming the scope needed,
+// authorizeKeyScope refuses every request made with a hub key from an
+// address outside the IP allowlist (refusedExtra), and with a key whose
+// scope is not Admin (but discovery and OpenAPI), naming the scope needed,
 // whatever the owner's role allows;
 // for Admin keys, and for everyone else, it has no opinion, and RBAC
 // decides (through the delegated authorizer) as for the owner in person.
 func authorizeKeyScope(_ context.Context, a authorizer.Attributes) (authorizer.Decision, string, error) {
 	if a.GetUser() == nil {
 		return authorizer.DecisionNoOpinion, "", nil
+	}
+	if refused := a.GetUser().GetExtra()[refusedExtra]; len(refused) > 0 {
+		return authorizer.DecisionDeny, refused[0], nil
 	}
 	scope := a.GetUser().GetExtra()[identity.KeyScopeExtra]
 	if len(scope) == 0 || scope[0] == string(hubv1.ScopeAdmin) || discovery(a) {

@@ -144,7 +144,7 @@ func (g *Gateway) checkContext(ctx context.Context, v verdict, r *http.Request, 
 		// the cap: stopped before the server's mark arrives.
 		return capRefusal(fmt.Sprintf("Project %q", project.Name), org, hasOrg, now)
 	}
-	if hasOrg && len(org.Spec.Security.IPAllowlist) > 0 && !allowedIP(g.clientIP(r), org.Spec.Security.IPAllowlist) {
+	if hasOrg && len(org.Spec.Security.IPAllowlist) > 0 && !keycheck.AllowedIP(g.clientIP(r), org.Spec.Security.IPAllowlist) {
 		return refuse(http.StatusForbidden, reasonIPNotAllowed, "permission_error", "ip_not_allowed",
 			"Requests from this IP address are not allowed by the organization's IP allowlist.")
 	}
@@ -192,19 +192,6 @@ func scopeAllows(scope hubv1.APIKeyScope, r *http.Request) bool {
 		return r.Method == http.MethodGet || r.Method == http.MethodHead
 	}
 	return true
-}
-
-func allowedIP(ip netip.Addr, allowlist []hubv1.CIDR) bool {
-	if !ip.IsValid() {
-		return false
-	}
-	ip = ip.Unmap()
-	for _, c := range allowlist {
-		if prefix, err := netip.ParsePrefix(string(c)); err == nil && prefix.Contains(ip) {
-			return true
-		}
-	}
-	return false
 }
 
 // clientIP is the caller's address: the connection's peer, or with

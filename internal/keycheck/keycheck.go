@@ -8,6 +8,7 @@ package keycheck
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -103,4 +104,23 @@ func rotatedOut(at time.Time) *Refusal {
 	}
 	return &Refusal{ReasonExpired,
 		fmt.Sprintf("This API key was rotated out: a rotation replaced it, and it stopped working%s; use the key that replaced it.", when)}
+}
+
+// AllowedIP says whether a key may be used from ip under the
+// organization's IP allowlist (spec.security.ipAllowlist): an empty list
+// allows every address; an address that does not parse is allowed by none.
+func AllowedIP(ip netip.Addr, allowlist []hubv1.CIDR) bool {
+	if len(allowlist) == 0 {
+		return true
+	}
+	if !ip.IsValid() {
+		return false
+	}
+	ip = ip.Unmap()
+	for _, c := range allowlist {
+		if prefix, err := netip.ParsePrefix(string(c)); err == nil && prefix.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }

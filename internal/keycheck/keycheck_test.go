@@ -1,6 +1,7 @@
 package keycheck
 
 import (
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -51,5 +52,29 @@ func TestRotatedOutKeySaysWhen(t *testing.T) {
 	}
 	if v := Check(key, "sha256:third", now); v != nil {
 		t.Errorf("the current key: %+v", v)
+	}
+}
+
+// TestAllowedIP: an empty allowlist allows every address; otherwise an
+// address is allowed when a listed network holds it (IPv4 in IPv6 form
+// too), and an address that does not parse never is.
+func TestAllowedIP(t *testing.T) {
+	list := []hubv1.CIDR{"10.0.0.0/8", "2001:db8::/32"}
+	for _, c := range []struct {
+		ip   string
+		list []hubv1.CIDR
+		want bool
+	}{
+		{"192.0.2.1", nil, true},
+		{"10.1.2.3", list, true},
+		{"::ffff:10.1.2.3", list, true},
+		{"2001:db8::1", list, true},
+		{"192.0.2.1", list, false},
+		{"", list, false},
+	} {
+		ip, _ := netip.ParseAddr(c.ip)
+		if got := AllowedIP(ip, c.list); got != c.want {
+			t.Errorf("AllowedIP(%q, %v) = %v, want %v", c.ip, c.list, got, c.want)
+		}
 	}
 }
