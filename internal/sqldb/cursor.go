@@ -40,14 +40,17 @@ func ParseCursor(token string) (Cursor, error) {
 }
 
 // After keeps the rows after cursor in the order of the microsecond column
-// tsCol, then idCol; the zero Cursor keeps every row.
+// tsCol, then idCol; the zero Cursor keeps every row. The condition leads
+// with tsCol >= the cursor's time, which an index on tsCol can start its
+// range at (usage events, the large table, set the one lower bound
+// themselves: see the usage store's Events).
 func (c *Conds) After(tsCol, idCol string, cursor Cursor) {
 	ts := cursor.Time.UnixMicro()
 	if cursor.Time.IsZero() {
 		ts = -1 << 62
 	}
-	c.Args = append(c.Args, ts, ts, cursor.ID)
+	c.Args = append(c.Args, ts, ts, ts, cursor.ID)
 	n := len(c.Args)
-	c.Where = append(c.Where, fmt.Sprintf("(%s > %s OR (%s = %s AND %s > %s))",
+	c.Where = append(c.Where, fmt.Sprintf("%s >= %s AND (%s > %s OR (%s = %s AND %s > %s))", tsCol, c.D.Placeholder(n-3),
 		tsCol, c.D.Placeholder(n-2), tsCol, c.D.Placeholder(n-1), idCol, c.D.Placeholder(n)))
 }

@@ -477,13 +477,23 @@ func (s *sqlStore) RecordKeyOwners(ctx context.Context, owners []KeyOwner) error
 
 // Events implements Store.
 func (s *sqlStore) Events(ctx context.Context, f EventFilter, fn func(Event) error) error {
-	args := []any{f.From.UnixMicro(), f.To.UnixMicro()}
+	// A page starts its scan of the time index at its cursor: the range's
+	// one lower bound is the later of From and the cursor's time (two
+	// bounds, and the planner may start at the earlier one, scanning every
+	// event before the cursor: 13 s a page deep in 10 million events).
+	from := f.From
+	if f.After != nil && f.After.Time.After(from) {
+		from = f.After.Time
+	}
+	args := []any{from.UnixMicro(), f.To.UnixMicro()}
 	where := fmt.Sprintf("ts >= %s AND ts < %s", s.d.Placeholder(1), s.d.Placeholder(2))
 	where, args = s.filterSQL(where, args, f.Filter)
 	if f.After != nil {
-		args = append(args, f.After.Time.UnixMicro(), f.After.Time.UnixMicro(), f.After.ID)
+		// With ts at or after the cursor's time, after it in (ts, id)
+		// order is: a later time, or the same time and a greater ID.
+		args = append(args, f.After.Time.UnixMicro(), f.After.ID)
 		n := len(args)
-		where += fmt.Sprintf(" AND (ts > %s OR (ts = %s AND id > %s))", s.d.Placeholder(n-2), s.d.Placeholder(n-1), s.d.Placeholder(n))
+		where += fmt.Sprintf(" AND (ts > %s OR id > %s)", s.d.Placeholder(n-1), s.d.Placeholder(n))
 	}
 	query := "SELECT " + eventColumns + " FROM usage_events WHERE " + where + " ORDER BY ts, id"
 	if f.Limit > 0 {
