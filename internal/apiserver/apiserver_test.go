@@ -374,10 +374,10 @@ func TestUsageReportThroughTheAggregator(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(out).To(ContainSubstring("groupBy splits every bucket"))
 
-	bad := strings.Replace(reportYAML, "groupBy: [Project]", "groupBy: [Member]", 1)
+	bad := strings.Replace(reportYAML, "groupBy: [Project]", "groupBy: [Owner]", 1)
 	out, err = e.runWithInput("viewer@example.com", bad, "create", "-f", "-")
 	g.Expect(err).To(HaveOccurred())
-	g.Expect(out).To(ContainSubstring(`spec.groupBy[0]: Unsupported value: "Member"`))
+	g.Expect(out).To(ContainSubstring(`spec.groupBy[0]: Unsupported value: "Owner"`))
 
 	out, err = e.runWithInput("stranger@example.com", reportYAML, "create", "--validate=false", "-f", "-")
 	g.Expect(err).To(HaveOccurred())

@@ -72,14 +72,14 @@ func writeCSV(w io.Writer, rows [][]string) error {
 }
 
 // reportCSV is a usage report's buckets as CSV rows, a header first: the
-// bucket's bounds (RFC 3339, UTC), the five group values (empty for a
+// bucket's bounds (RFC 3339, UTC), the six group values (empty for a
 // dimension the report does not group by), the figures, and the currency.
 func reportCSV(r *mgmtv1alpha1.UsageReport) [][]string {
 	rows := make([][]string, 0, 1+len(r.Status.Buckets))
 	rows = append(rows, strings.Split(reportColumns, ","))
 	for _, b := range r.Status.Buckets {
 		rows = append(rows, []string{csvTime(b.StartTime), csvTime(b.EndTime), b.Project, b.KeyID, b.Service, b.Model,
-			b.Endpoint, itoa(b.Calls), itoa(b.InputTokens), itoa(b.OutputTokens), itoa(b.VideoSeconds),
+			b.Endpoint, b.Member, itoa(b.Calls), itoa(b.InputTokens), itoa(b.OutputTokens), itoa(b.VideoSeconds),
 			itoa(b.StorageByteHours), b.Cost, r.Status.Currency, itoa(b.UnpricedCalls)})
 	}
 	return rows
@@ -99,7 +99,7 @@ func recordsCSV(l *mgmtv1alpha1.UsageRecordList) [][]string {
 
 // The header rows: snake_case, as in the usage server's CSV.
 const (
-	reportColumns = "start_time,end_time,project,key_id,service,model,endpoint,calls,input_tokens,output_tokens," +
+	reportColumns = "start_time,end_time,project,key_id,service,model,endpoint,member,calls,input_tokens,output_tokens," +
 		"video_seconds,storage_byte_hours,cost,currency,unpriced_calls"
 	recordColumns = "time,id,project,key_id,service,endpoint,model,input_tokens,output_tokens,video_seconds," +
 		"storage_byte_hours,status_code,cost,currency,unpriced"

@@ -48,10 +48,10 @@ spec:
 	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(rows).To(Equal([][]string{
-		{"start_time", "end_time", "project", "key_id", "service", "model", "endpoint", "calls", "input_tokens", "output_tokens",
+		{"start_time", "end_time", "project", "key_id", "service", "model", "endpoint", "member", "calls", "input_tokens", "output_tokens",
 			"video_seconds", "storage_byte_hours", "cost", "currency", "unpriced_calls"},
-		{"2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "chatbot", "", "", "MiniMax-M2", "", "1", "1000", "500", "0", "0", "0.0009", "USD", "0"},
-		{"2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "research", "", "", `'=HYPERLINK("https://evil.example")`, "", "1", "7", "0",
+		{"2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "chatbot", "", "", "MiniMax-M2", "", "", "1", "1000", "500", "0", "0", "0.0009", "USD", "0"},
+		{"2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "research", "", "", `'=HYPERLINK("https://evil.example")`, "", "", "1", "7", "0",
 			"0", "0", "0", "USD", "1"},
 	}))
 

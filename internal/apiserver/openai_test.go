@@ -106,6 +106,15 @@ spec: {scope: Admin}
 	g.Expect(completions.Data[1].Results).To(HaveLen(1), "the video call is not a completion")
 	g.Expect(completions.Data[1].Results[0].InputTokens).To(BeEquivalentTo(2000))
 	g.Expect(completions.Data[2].Results).To(BeEmpty())
+	// By user: the member who owns each key, as the usage server records it.
+	g.Expect(e.store.RecordKeyOwners(ctx, []usage.KeyOwner{{KeyID: "AbCdEf0123", Project: "chatbot", Owner: "dev@example.com"}})).To(Succeed())
+	byUser, err := oai.Admin.Organization.Usage.Completions(ctx, openai.AdminOrganizationUsageCompletionsParams{
+		StartTime: day.Unix(), EndTime: openai.Int(day.Add(24 * time.Hour).Unix()), GroupBy: []string{"user_id"},
+		UserIDs: []string{"Dev@Example.com"}})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(byUser.Data[0].Results).To(HaveLen(1))
+	g.Expect(byUser.Data[0].Results[0].UserID).To(Equal("dev@example.com"))
+	g.Expect(byUser.Data[0].Results[0].InputTokens).To(BeEquivalentTo(1000))
 	// Pages of buckets: one day a page, next_page reads on.
 	paged, err := oai.Admin.Organization.Usage.Completions(ctx, openai.AdminOrganizationUsageCompletionsParams{
 		StartTime: day.Unix(), EndTime: openai.Int(day.Add(72 * time.Hour).Unix()), Limit: openai.Int(1)})

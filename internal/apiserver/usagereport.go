@@ -85,7 +85,7 @@ func (r *usageReports) request(ctx context.Context, spec *mgmtv1alpha1.UsageRepo
 	var errs field.ErrorList
 	req := usagereport.Request{From: spec.StartTime.Time, To: spec.EndTime.Time, TimeZone: spec.TimeZone, Compare: spec.Compare,
 		Filter: usagereport.Filter{Projects: spec.Projects, KeyIDs: spec.KeyIDs, Services: spec.Services, Models: spec.Models,
-			Endpoints: spec.Endpoints}}
+			Endpoints: spec.Endpoints, Members: spec.Members}}
 	switch spec.Granularity {
 	case "":
 	case mgmtv1alpha1.GranularityHour, mgmtv1alpha1.GranularityDay, mgmtv1alpha1.GranularityMonth:
@@ -99,7 +99,7 @@ func (r *usageReports) request(ctx context.Context, spec *mgmtv1alpha1.UsageRepo
 		if !ok {
 			errs = append(errs, field.NotSupported(path.Child("groupBy").Index(i), d, []mgmtv1alpha1.Dimension{
 				mgmtv1alpha1.DimensionProject, mgmtv1alpha1.DimensionKeyID, mgmtv1alpha1.DimensionService,
-				mgmtv1alpha1.DimensionModel, mgmtv1alpha1.DimensionEndpoint}))
+				mgmtv1alpha1.DimensionModel, mgmtv1alpha1.DimensionEndpoint, mgmtv1alpha1.DimensionMember}))
 			continue
 		}
 		req.GroupBy = append(req.GroupBy, dim)
@@ -138,7 +138,7 @@ func (r *usageReports) organizationTimeZone(ctx context.Context) string {
 var dimensions = map[mgmtv1alpha1.Dimension]usage.Dimension{
 	mgmtv1alpha1.DimensionProject: usage.ByProject, mgmtv1alpha1.DimensionKeyID: usage.ByKeyID,
 	mgmtv1alpha1.DimensionService: usage.ByService, mgmtv1alpha1.DimensionModel: usage.ByModel,
-	mgmtv1alpha1.DimensionEndpoint: usage.ByEndpoint,
+	mgmtv1alpha1.DimensionEndpoint: usage.ByEndpoint, mgmtv1alpha1.DimensionMember: usagereport.ByMember,
 }
 
 // specPath turns a field of the usage server's request into the spec's:
@@ -157,7 +157,8 @@ func reportStatus(r *usagereport.Report, zone string) mgmtv1alpha1.UsageReportSt
 		s.Buckets = append(s.Buckets, mgmtv1alpha1.UsageBucket{
 			StartTime: metav1.NewTime(b.Start.UTC()), EndTime: metav1.NewTime(b.End.UTC()),
 			Project: b.Group[usage.ByProject], KeyID: b.Group[usage.ByKeyID], Service: b.Group[usage.ByService],
-			Model: b.Group[usage.ByModel], Endpoint: b.Group[usage.ByEndpoint], UsageFigures: figures(b.Figures)})
+			Model: b.Group[usage.ByModel], Endpoint: b.Group[usage.ByEndpoint], Member: b.Group[usagereport.ByMember],
+			UsageFigures: figures(b.Figures)})
 	}
 	if r.Previous != nil {
 		p := figures(*r.Previous)

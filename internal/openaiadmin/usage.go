@@ -133,7 +133,7 @@ func (h *Handler) mayReadUsage(w http.ResponseWriter, r *http.Request) bool {
 
 // groupings maps OpenAI's group_by values to the hub's dimensions.
 var groupings = map[string]usage.Dimension{groupProject: usage.ByProject, groupKey: usage.ByKeyID, groupModel: usage.ByModel,
-	groupLineItem: usage.ByModel}
+	groupLineItem: usage.ByModel, groupUser: usagereport.ByMember}
 
 // The group_by values served.
 const (
@@ -141,6 +141,8 @@ const (
 	groupKey      = "api_key_id"
 	groupModel    = "model"
 	groupLineItem = "line_item"
+	// groupUser groups by the member who owns each key: OpenAI's users.
+	groupUser = "user_id"
 )
 
 // bucket is OpenAI's time bucket of results.
@@ -187,7 +189,7 @@ func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	req, ok := reportRequest(w, r, win, "group_by", []string{groupProject, groupKey, groupModel})
+	req, ok := reportRequest(w, r, win, "group_by", []string{groupProject, groupKey, groupModel, groupUser})
 	if !ok {
 		return
 	}
@@ -200,7 +202,7 @@ func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, buckets(win, report, func(b usagereport.Bucket) completionsResult {
 		return completionsResult{Object: "organization.usage.completions.result", InputTokens: b.InputTokens,
 			OutputTokens: b.OutputTokens, NumModelRequests: b.Calls, ProjectID: group(b, usage.ByProject),
-			APIKeyID: group(b, usage.ByKeyID), Model: group(b, usage.ByModel)}
+			APIKeyID: group(b, usage.ByKeyID), Model: group(b, usage.ByModel), UserID: group(b, usagereport.ByMember)}
 	}))
 }
 
@@ -210,6 +212,7 @@ type costsResult struct {
 	Amount    amount  `json:"amount"`
 	LineItem  *string `json:"line_item"`
 	ProjectID *string `json:"project_id"`
+	UserID    *string `json:"user_id"`
 }
 
 // amount is money as OpenAI writes it: a JSON number, here the exact
@@ -230,7 +233,7 @@ func (h *Handler) costs(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	req, ok := reportRequest(w, r, win, "group_by", []string{groupProject, groupLineItem})
+	req, ok := reportRequest(w, r, win, "group_by", []string{groupProject, groupLineItem, groupUser})
 	if !ok {
 		return
 	}
@@ -249,7 +252,7 @@ func (h *Handler) costs(w http.ResponseWriter, r *http.Request) {
 	currency := strings.ToLower(report.Currency)
 	writeJSON(w, http.StatusOK, buckets(win, report, func(b usagereport.Bucket) costsResult {
 		out := costsResult{Object: "organization.costs.result", Amount: amount{Value: json.Number(b.Cost), Currency: currency},
-			ProjectID: group(b, usage.ByProject)}
+			ProjectID: group(b, usage.ByProject), UserID: group(b, usagereport.ByMember)}
 		if lineItems {
 			item := b.Group[usage.ByModel]
 			if item == "" {
@@ -266,11 +269,8 @@ func (h *Handler) costs(w http.ResponseWriter, r *http.Request) {
 // models).
 func reportRequest(w http.ResponseWriter, r *http.Request, win usageWindow, param string, allowed []string) (usagereport.Request, bool) {
 	req := usagereport.Request{From: win.start, To: win.end, Granularity: win.granularity, TimeZone: "UTC",
-		Filter: usagereport.Filter{Projects: values(r, "project_ids"), KeyIDs: values(r, "api_key_ids"), Models: values(r, "models")}}
-	if len(values(r, "user_ids")) > 0 {
-		invalid(w, "user_ids", "user_ids is not served: the hub records usage by API key; filter by api_key_ids")
-		return req, false
-	}
+		Filter: usagereport.Filter{Projects: values(r, "project_ids"), KeyIDs: values(r, "api_key_ids"), Models: values(r, "models"),
+			Members: values(r, "user_ids")}}
 	for _, g := range values(r, param) {
 		d, ok := groupings[g]
 		if !ok || !contains(allowed, g) {

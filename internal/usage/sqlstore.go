@@ -450,6 +450,35 @@ func (s *sqlStore) filterSQL(where string, args []any, f Filter) (string, []any)
 	return where, args
 }
 
+// KeyOwners implements Store, in chunks of at most 500 key IDs a query.
+func (s *sqlStore) KeyOwners(ctx context.Context, keyIDs []string) (map[string]string, error) {
+	owners := make(map[string]string, len(keyIDs))
+	for chunk := range slices.Chunk(keyIDs, 500) {
+		marks := make([]string, len(chunk))
+		args := make([]any, len(chunk))
+		for i, id := range chunk {
+			marks[i], args[i] = s.d.Placeholder(i+1), id
+		}
+		rows, err := s.db.QueryContext(ctx, "SELECT key_id, owner FROM usage_key_owners WHERE key_id IN ("+
+			strings.Join(marks, ", ")+")", args...)
+		if err != nil {
+			return nil, fmt.Errorf("reading key owners: %w", err)
+		}
+		for rows.Next() {
+			var id, owner string
+			if err := rows.Scan(&id, &owner); err != nil {
+				_ = rows.Close()
+				return nil, fmt.Errorf("reading key owners: %w", err)
+			}
+			owners[id] = owner
+		}
+		if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+			return nil, fmt.Errorf("reading key owners: %w", err)
+		}
+	}
+	return owners, nil
+}
+
 // RecordKeyOwners implements Store.
 func (s *sqlStore) RecordKeyOwners(ctx context.Context, owners []KeyOwner) error {
 	if len(owners) == 0 {

@@ -46,6 +46,10 @@ type Store interface {
 	// (group spending caps). A key ID keeps its last recorded owner.
 	RecordKeyOwners(ctx context.Context, owners []KeyOwner) error
 
+	// KeyOwners returns the recorded owner (as hubv1.EmailKey keeps it) of
+	// each of keyIDs that has one.
+	KeyOwners(ctx context.Context, keyIDs []string) (map[string]string, error)
+
 	// Close releases the store's connections.
 	Close() error
 }

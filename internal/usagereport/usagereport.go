@@ -69,8 +69,19 @@ type Filter struct {
 	Services  []string `json:"services,omitempty"`
 	Models    []string `json:"models,omitempty"`
 	Endpoints []string `json:"endpoints,omitempty"`
+	// Members keeps the usage of keys these members own (emails, compared
+	// without case).
+	Members []string `json:"members,omitempty"`
 }
 
+// ByMember groups a report by the member who owns each key (an email, as
+// hubv1.EmailKey keeps it; empty for a key with no recorded owner). The
+// store groups by key ID, and the report folds key IDs into their owners,
+// as the usage server recorded them from the APIKeys.
+const ByMember usage.Dimension = "member"
+
+// lists are the store's filters, by dimension (Members apart: the store
+// filters by owner itself).
 func (f Filter) lists() map[usage.Dimension][]string {
 	return map[usage.Dimension][]string{usage.ByProject: f.Projects, usage.ByKeyID: f.KeyIDs,
 		usage.ByService: f.Services, usage.ByModel: f.Models, usage.ByEndpoint: f.Endpoints}
@@ -135,15 +146,17 @@ func (r *Request) Validate() (*time.Location, error) {
 	}
 	seen := map[usage.Dimension]bool{}
 	for i, d := range r.GroupBy {
-		if _, ok := (Filter{}).lists()[d]; !ok {
-			return nil, &InvalidError{fmt.Sprintf("groupBy[%d]", i), fmt.Sprintf("must be project, keyID, service, model or endpoint, not %q", d)}
+		if _, ok := (Filter{}).lists()[d]; !ok && d != ByMember {
+			return nil, &InvalidError{fmt.Sprintf("groupBy[%d]", i), fmt.Sprintf("must be project, keyID, service, model, endpoint or member, not %q", d)}
 		}
 		if seen[d] {
 			return nil, &InvalidError{fmt.Sprintf("groupBy[%d]", i), fmt.Sprintf("%q is listed twice", d)}
 		}
 		seen[d] = true
 	}
-	for d, values := range r.Filter.lists() {
+	lists := r.Filter.lists()
+	lists[ByMember] = r.Filter.Members
+	for d, values := range lists {
 		if len(values) > MaxFilterValues {
 			return nil, &InvalidError{"filter." + string(d) + "s", fmt.Sprintf("may list at most %d values", MaxFilterValues)}
 		}
@@ -218,6 +231,10 @@ func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r 
 		return nil, &InvalidError{"groupBy", fmt.Sprintf("the report would sum more than %d groups; group by fewer dimensions, "+
 			"filter, or ask for a coarser granularity or a shorter range", maxRows)}
 	}
+	owners, err := keyOwners(ctx, store, r, raw)
+	if err != nil {
+		return nil, err
+	}
 	type key struct {
 		start time.Time
 		group string
@@ -232,6 +249,10 @@ func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r 
 		}
 		group := map[usage.Dimension]string{}
 		for _, d := range r.GroupBy {
+			if d == ByMember {
+				group[d] = owners[b.Group[usage.ByKeyID]]
+				continue
+			}
 			group[d] = b.Group[d]
 		}
 		k := key{b.Start.UTC(), groupKey(r.GroupBy, group)}
@@ -278,6 +299,9 @@ func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r 
 // is grouped by, and keep says which values to keep.
 func storeQuery(r Request, from, to time.Time, loc *time.Location) (usage.Query, map[usage.Dimension]map[string]bool) {
 	q := usage.Query{From: from, To: to, Granularity: r.Granularity, Location: loc}
+	if len(r.Filter.Members) > 0 {
+		q.Owners = r.Filter.Members
+	}
 	keep := map[usage.Dimension]map[string]bool{}
 	dims := []usage.Dimension{usage.ByService, usage.ByModel}
 	for d, values := range r.Filter.lists() {
@@ -294,6 +318,9 @@ func storeQuery(r Request, from, to time.Time, loc *time.Location) (usage.Query,
 		}
 	}
 	for _, d := range r.GroupBy {
+		if d == ByMember {
+			d = usage.ByKeyID // folded into owners by build
+		}
 		if !slices.Contains(dims, d) {
 			dims = append(dims, d)
 		}
@@ -379,4 +406,20 @@ func monthEarlier(t time.Time, loc *time.Location) time.Time {
 	lastDay := firstOfPrevious.AddDate(0, 1, -1).Day()
 	hour, minute, second := t.Clock()
 	return time.Date(firstOfPrevious.Year(), firstOfPrevious.Month(), min(day, lastDay), hour, minute, second, t.Nanosecond(), loc)
+}
+
+// keyOwners is the owner of each key ID in raw, when r groups by member.
+func keyOwners(ctx context.Context, store usage.Store, r Request, raw []usage.Bucket) (map[string]string, error) {
+	if !slices.Contains(r.GroupBy, ByMember) {
+		return nil, nil
+	}
+	seen := map[string]bool{}
+	ids := []string{}
+	for _, b := range raw {
+		if id := b.Group[usage.ByKeyID]; !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return store.KeyOwners(ctx, ids)
 }

@@ -65,8 +65,18 @@ func fixture(t *testing.T, g Gomega) (usage.Store, *pricing.PriceList, []usage.E
 	}
 	_, err = store.Insert(context.Background(), events)
 	g.Expect(err).NotTo(HaveOccurred())
+	// Alice owns two keys, Bob two; the fifth has no recorded owner.
+	owned := make([]usage.KeyOwner, 0, len(keyOwner))
+	for id, owner := range keyOwner {
+		owned = append(owned, usage.KeyOwner{KeyID: id, Project: "chatbot", Owner: owner})
+	}
+	g.Expect(store.RecordKeyOwners(context.Background(), owned)).To(Succeed())
 	return store, prices, events
 }
+
+// keyOwner is who owns the fixture's keys, as the usage server records it.
+var keyOwner = map[string]string{"Key0000000": "alice@example.com", "Key0000001": "alice@example.com",
+	"Key0000002": "bob@example.com", "Key0000003": "bob@example.com"}
 
 func ptrAmount(s string) *hubv1.Amount { a := hubv1.Amount(s); return &a }
 
@@ -123,6 +133,8 @@ func value(e usage.Event, d usage.Dimension) string {
 		return string(e.Service)
 	case usage.ByModel:
 		return e.Model
+	case usagereport.ByMember:
+		return keyOwner[e.KeyID]
 	}
 	return e.Endpoint
 }
@@ -140,7 +152,21 @@ func matches(e usage.Event, f usagereport.Filter) bool {
 		return false
 	}
 	return in(f.Projects, e.Project) && in(f.KeyIDs, e.KeyID) && in(f.Services, string(e.Service)) &&
-		in(f.Models, e.Model) && in(f.Endpoints, e.Endpoint)
+		in(f.Models, e.Model) && in(f.Endpoints, e.Endpoint) && ownedBy(f.Members, e.KeyID)
+}
+
+// ownedBy tells whether key is owned by one of members (none: every key),
+// emails compared without case.
+func ownedBy(members []string, key string) bool {
+	if len(members) == 0 {
+		return true
+	}
+	for _, m := range members {
+		if keyOwner[key] != "" && hubv1.EmailKey(m) == keyOwner[key] {
+			return true
+		}
+	}
+	return false
 }
 
 func got(report *usagereport.Report, r usagereport.Request) map[string]usagereport.Figures {
@@ -168,11 +194,13 @@ func TestReportEqualsStoredEvents(t *testing.T) {
 	store, prices, events := fixture(t, g)
 	from := time.Date(2026, 10, 23, 6, 0, 0, 0, berlin)
 	to := time.Date(2026, 10, 26, 18, 0, 0, 0, berlin)
-	dims := []usage.Dimension{usage.ByProject, usage.ByKeyID, usage.ByService, usage.ByModel, usage.ByEndpoint}
+	dims := []usage.Dimension{usage.ByProject, usage.ByKeyID, usage.ByService, usage.ByModel, usage.ByEndpoint, usagereport.ByMember}
 	filters := []usagereport.Filter{{}, {Projects: []string{"research"}},
-		{Projects: []string{"chatbot", "search"}, Models: []string{"MiniMax-M2", "unpriced-model"}}}
+		{Projects: []string{"chatbot", "search"}, Models: []string{"MiniMax-M2", "unpriced-model"}},
+		{Members: []string{"Bob@Example.com"}}}
 	for _, granularity := range []usage.Granularity{"", usage.Hour, usage.Day, usage.Month} {
-		for _, groupBy := range [][]usage.Dimension{nil, dims[:1], dims[1:2], dims[2:3], dims[3:4], dims[4:], dims} {
+		for _, groupBy := range [][]usage.Dimension{nil, dims[:1], dims[1:2], dims[2:3], dims[3:4], dims[4:5], dims[5:],
+			{usagereport.ByMember, usage.ByModel}, dims} {
 			for _, f := range filters {
 				r := usagereport.Request{From: from, To: to, Granularity: granularity, TimeZone: "Europe/Berlin", GroupBy: groupBy, Filter: f}
 				report, err := usagereport.Build(context.Background(), store, prices, "USD", r)
@@ -209,7 +237,7 @@ func TestBadRequestsNameTheField(t *testing.T) {
 		"endTime":            {From: now, To: now},
 		"timeZone":           {From: now, To: now.Add(time.Hour), TimeZone: "Mars/Olympus"},
 		"granularity":        {From: now, To: now.AddDate(1, 0, 0), Granularity: usage.Hour},
-		"groupBy[1]":         {From: now, To: now.Add(time.Hour), GroupBy: []usage.Dimension{usage.ByModel, "member"}},
+		"groupBy[1]":         {From: now, To: now.Add(time.Hour), GroupBy: []usage.Dimension{usage.ByModel, "owner"}},
 		"filter.projects[1]": {From: now, To: now.Add(time.Hour), Filter: usagereport.Filter{Projects: []string{"chatbot", ""}}},
 	} {
 		_, err := r.Validate()

@@ -51,7 +51,7 @@ type UsageReportSpec struct {
 	// +listType=set
 	GroupBy []Dimension `json:"groupBy,omitempty"`
 
-	// projects, keyIDs, services, models and endpoints keep only usage
+	// projects, keyIDs, services, models, endpoints and members keep only usage
 	// whose value is one of those listed (at most 100 each); an empty list
 	// keeps everything.
 	// +optional
@@ -69,6 +69,11 @@ type UsageReportSpec struct {
 	// +optional
 	// +listType=set
 	Endpoints []string `json:"endpoints,omitempty"`
+	// members keeps the usage of keys these members own (emails, compared
+	// without case).
+	// +optional
+	// +listType=set
+	Members []string `json:"members,omitempty"`
 
 	// compare adds the figures of the period of the same length just
 	// before startTime, and of the same dates one month earlier.
@@ -104,6 +109,8 @@ const (
 	DimensionService  Dimension = "Service"
 	DimensionModel    Dimension = "Model"
 	DimensionEndpoint Dimension = "Endpoint"
+	// DimensionMember groups by the member who owns each key (their email).
+	DimensionMember Dimension = "Member"
 )
 
 // UsageReportStatus is the report.
@@ -157,6 +164,10 @@ type UsageBucket struct {
 	Model string `json:"model,omitempty"`
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
+	// member is the email of the member who owns the keys, when grouped by
+	// Member; empty for keys whose owner the usage server has not recorded.
+	// +optional
+	Member string `json:"member,omitempty"`
 
 	UsageFigures `json:",inline"`
 }

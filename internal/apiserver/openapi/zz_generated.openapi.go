@@ -1119,6 +1119,13 @@ func schema_platform_hub_api_management_v1alpha1_UsageBucket(ref common.Referenc
 							Format: "",
 						},
 					},
+					"member": {
+						SchemaProps: spec.SchemaProps{
+							Description: "member is the email of the member who owns the keys, when grouped by Member; empty for keys whose owner the usage server has not recorded.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 					"calls": {
 						SchemaProps: spec.SchemaProps{
 							Description: "calls counts API calls.",
@@ -1524,7 +1531,7 @@ func schema_platform_hub_api_management_v1alpha1_UsageReportSpec(ref common.Refe
 									SchemaProps: spec.SchemaProps{
 										Type:   []string{"string"},
 										Format: "",
-										Enum:   []interface{}{"Endpoint", "KeyID", "Model", "Project", "Service"},
+										Enum:   []interface{}{"Endpoint", "KeyID", "Member", "Model", "Project", "Service"},
 									},
 								},
 							},
@@ -1537,7 +1544,7 @@ func schema_platform_hub_api_management_v1alpha1_UsageReportSpec(ref common.Refe
 							},
 						},
 						SchemaProps: spec.SchemaProps{
-							Description: "projects, keyIDs, services, models and endpoints keep only usage whose value is one of those listed (at most 100 each); an empty list keeps everything.",
+							Description: "projects, keyIDs, services, models, endpoints and members keep only usage whose value is one of those listed (at most 100 each); an empty list keeps everything.",
 							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
@@ -1611,6 +1618,25 @@ func schema_platform_hub_api_management_v1alpha1_UsageReportSpec(ref common.Refe
 						},
 						SchemaProps: spec.SchemaProps{
 							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Type:   []string{"string"},
+										Format: "",
+									},
+								},
+							},
+						},
+					},
+					"members": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "set",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "members keeps the usage of keys these members own (emails, compared without case).",
+							Type:        []string{"array"},
 							Items: &spec.SchemaOrArray{
 								Schema: &spec.Schema{
 									SchemaProps: spec.SchemaProps{
