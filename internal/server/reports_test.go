@@ -37,7 +37,7 @@ func TestUsageReportAPI(t *testing.T) {
 	g.Expect(bucket["start"]).To(Equal("2026-11-27T00:00:00Z"))
 	g.Expect(bucket["group"]).To(Equal(map[string]any{"project": "chatbot"}))
 
-	request["groupBy"] = []string{"member"}
+	request["groupBy"] = []string{"owner"}
 	code, body = postTo(g, srv.url+server.ReportsPath, reader, request)
 	g.Expect(code).To(Equal(http.StatusBadRequest))
 	g.Expect(body["error"]).To(HaveKeyWithValue("field", "groupBy[0]"))
