@@ -8,12 +8,14 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/flowcontrol"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -225,4 +227,51 @@ func mustQuery(g Gomega, link, key string) string {
 	v := u.Query().Get(key)
 	g.Expect(v).NotTo(BeEmpty())
 	return v
+}
+
+// TestInvitationFailureBacksOff: while invitations cannot be sent (no
+// configuration Secret: no mail settings), each failed attempt writes the
+// Member's status, and the next attempt waits for the failure's backoff
+// rather than following that write at once. Waking on its own status
+// writes, the controller retried hundreds of times a second (found in
+// hub dev).
+func TestInvitationFailureBacksOff(t *testing.T) {
+	g := NewWithT(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	mgr, err := ctrl.NewManager(cluster.Config, ctrl.Options{Scheme: scheme.New(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, Controller: config.Controller{SkipNameValidation: ptr.To(true)}})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect((&reconcilers.InvitationReconciler{Client: mgr.GetClient(), PublicURL: "https://hub.example.com",
+		Sender: &notify.Sender{Reader: k8sClient, ConfigSecret: client.ObjectKey{Namespace: "no-such-namespace", Name: notify.ConfigSecretName}},
+	}).SetupWithManager(mgr)).To(Succeed())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = mgr.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	m := &hubv1.Member{ObjectMeta: metav1.ObjectMeta{Name: "unsendable"},
+		Spec: hubv1.MemberSpec{Email: "unsendable@example.com", Role: hubv1.RoleViewer}}
+	g.Expect(k8sClient.Create(ctx, m)).To(Succeed())
+	t.Cleanup(func() { _ = k8sClient.Delete(context.Background(), m) })
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
+		g.Expect(meta.FindStatusCondition(m.Status.Conditions, hubv1.InvitationSentCondition)).NotTo(BeNil())
+	}, 10*time.Second, 50*time.Millisecond).Should(Succeed())
+	first, err := strconv.ParseInt(m.ResourceVersion, 10, 64)
+	g.Expect(err).NotTo(HaveOccurred())
+	digests := map[string]bool{}
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(m), m)).To(Succeed())
+		digests[m.Status.InvitationDigest] = true
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Exponential backoff from 5 ms: about ten attempts in three seconds,
+	// two status writes each.
+	g.Expect(len(digests)).To(BeNumerically("<=", 15), "attempts seen in 3 s")
+	last, err := strconv.ParseInt(m.ResourceVersion, 10, 64)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(last).To(BeNumerically(">", first), "it does retry")
+	cond := meta.FindStatusCondition(m.Status.Conditions, hubv1.InvitationSentCondition)
+	g.Expect(cond.Reason).To(Equal(hubv1.InvitationFailedReason))
 }

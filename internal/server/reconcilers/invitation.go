@@ -10,7 +10,9 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/invitations"
@@ -131,10 +133,14 @@ func (r *InvitationReconciler) message(ctx context.Context, m *hubv1.Member, tok
 }
 
 // SetupWithManager registers the reconciler; it runs on the elected
-// replica, so that one invitation goes out.
+// replica, so that one invitation goes out. It wakes on spec changes only
+// (a new Member, spec.resendInvitation): a failed attempt writes status (a
+// new digest, the condition), and waking on that would retry at once, over
+// and over, instead of after the failure's backoff.
 func (r *InvitationReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
-	return ctrl.NewControllerManagedBy(mgr).For(&hubv1.Member{}).Named("invitations").Complete(r)
+	return ctrl.NewControllerManagedBy(mgr).For(&hubv1.Member{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Named("invitations").Complete(r)
 }
