@@ -56,7 +56,8 @@ type Refusal struct {
 
 // Check reads the state of the key with the given digest, which the APIKey
 // k lists: revoked, expired, its overlap ended or cut short, rotated out,
-// not yet issued. It reads times and the spec itself, so a key stops at its
+// not yet issued, in a phase it does not know. It reads times and the spec
+// itself, so a key stops at its
 // expiry, and a retired previous key at once, even while the manager is
 // late or down. nil means the key may be used, as far as its own state
 // goes (the project and the organization may still refuse it).
@@ -86,13 +87,17 @@ func Check(k *hubv1.APIKey, digest string, now time.Time) *Refusal {
 		}
 		return rotatedOut(time.Time{}) // listed a moment ago; the cache is behind the status
 	}
+	// The phases a key works in; Suspended is the project's or the cap's to
+	// refuse, with their own words. Any other phase, one a newer manager
+	// may write that this version does not know included, refuses: a key
+	// is used only in a state known to allow it.
 	switch s.Phase {
+	case hubv1.KeyActive, hubv1.KeyRotating, hubv1.KeySuspended:
+		return nil
 	case hubv1.KeyExpired:
 		return &Refusal{ReasonExpired, "This API key has expired."}
-	case hubv1.KeyPending, "":
-		return &Refusal{ReasonNotIssued, "This API key is not active."}
 	}
-	return nil
+	return &Refusal{ReasonNotIssued, "This API key is not active."}
 }
 
 // rotatedOut refuses a key that a rotation replaced and that no longer

@@ -78,3 +78,17 @@ func TestAllowedIP(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyKnownWorkingPhasesAllow: a key works in Active, Rotating and
+// Suspended (which the project's checks refuse in their own words); in
+// Pending, Expired, or a phase this version does not know, it is refused.
+func TestOnlyKnownWorkingPhasesAllow(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	for phase, works := range map[hubv1.APIKeyPhase]bool{hubv1.KeyActive: true, hubv1.KeyRotating: true, hubv1.KeySuspended: true,
+		hubv1.KeyPending: false, "": false, hubv1.KeyExpired: false, "Quarantined": false} {
+		key := &hubv1.APIKey{Status: hubv1.APIKeyStatus{Phase: phase, Digest: "sha256:k"}}
+		if got := Check(key, "sha256:k", now) == nil; got != works {
+			t.Errorf("phase %q: works %v, want %v", phase, got, works)
+		}
+	}
+}
