@@ -134,7 +134,7 @@ func (r *APIKeyReconciler) reconcileIssuance(ctx context.Context, s *apiKeyScope
 // changed by other means waits (Issuing) while the current key works on.
 func takeIssuedKey(s *apiKeyScope) {
 	status := &s.key.Status
-	trigger := rotationTrigger(s.key)
+	trigger := s.key.RotationTrigger()
 	if status.Revision > 0 && trigger == status.ObservedRotationTrigger {
 		return
 	}
@@ -161,17 +161,10 @@ func takeIssuedKey(s *apiKeyScope) {
 	s.recordIssued(issued.KeyID, issued.Digest, status.Revision+1, s.now, reason)
 }
 
-func rotationTrigger(key *hubv1.APIKey) string {
-	if key.Spec.Rotation != nil {
-		return key.Spec.Rotation.Trigger
-	}
-	return ""
-}
-
 // issuanceDue says whether a new key is needed now, and why.
 func issuanceDue(s *apiKeyScope) (reason string, due bool) {
 	status := &s.key.Status
-	trigger := rotationTrigger(s.key)
+	trigger := s.key.RotationTrigger()
 	switch {
 	case status.Revision == 0:
 		return hubv1.KeyIssuedReason, true

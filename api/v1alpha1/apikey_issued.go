@@ -65,6 +65,14 @@ func (k IssuedKey) String() string {
 	return string(b)
 }
 
+// RotationTrigger is the key's spec.rotation.trigger, or "" without one.
+func (k *APIKey) RotationTrigger() string {
+	if k.Spec.Rotation != nil {
+		return k.Spec.Rotation.Trigger
+	}
+	return ""
+}
+
 // DeliveryMode is the key's delivery mode: Secret unless spec.delivery.mode
 // says None.
 func (k *APIKey) DeliveryMode() KeyDeliveryMode {

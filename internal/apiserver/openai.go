@@ -2,14 +2,11 @@ package apiserver
 
 import (
 	"context"
-	"errors"
-	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 
 	"github.com/minimax/platform-hub/internal/auditlog"
@@ -53,11 +50,7 @@ func (u openAIUsage) AuditPage(ctx context.Context, q openaiadmin.AuditQuery) ([
 	}
 	page, err := u.usage.AuditEvents(ctx, v)
 	if err != nil {
-		var refused *usageServerError
-		if errors.As(err, &refused) && refused.status == http.StatusBadRequest {
-			return nil, "", apierrors.NewBadRequest(refused.message)
-		}
-		return nil, "", usageUnavailable(ctx, err)
+		return nil, "", historyError(ctx, err)
 	}
 	return page.Entries, page.Continue, nil
 }

@@ -90,7 +90,7 @@ func (r *rotationRequests) rotate(ctx context.Context, as client.Client, req *mg
 	case key.Spec.Revoked:
 		return nil, apierrors.NewInvalid(rotationRequestKind, req.Name, field.ErrorList{field.Invalid(path, key.Name,
 			"the key is revoked, and a revoked key stays revoked; create a new key (a KeyRequest)")})
-	case rotationTrigger(key) == id:
+	case key.RotationTrigger() == id:
 		return r.repeatedRotation(ctx, key, req)
 	}
 
@@ -171,11 +171,4 @@ func validateRotationRequest(req *mgmtv1alpha1.RotationRequest) field.ErrorList 
 		errs = append(errs, field.TooLong(spec.Child("rotationID"), len(id), validation.DNS1123LabelMaxLength))
 	}
 	return errs
-}
-
-func rotationTrigger(key *hubv1.APIKey) string {
-	if key.Spec.Rotation != nil {
-		return key.Spec.Rotation.Trigger
-	}
-	return ""
 }

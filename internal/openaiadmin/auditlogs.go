@@ -2,6 +2,7 @@ package openaiadmin
 
 import (
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -107,7 +108,7 @@ func (h *Handler) auditLogs(w http.ResponseWriter, r *http.Request) {
 	types := values(r, "event_types")
 	items := make([]auditLog, 0, len(entries))
 	for _, e := range entries {
-		if len(types) == 0 || contains(types, eventType(e)) {
+		if len(types) == 0 || slices.Contains(types, eventType(e)) {
 			items = append(items, auditLogOf(e))
 		}
 	}

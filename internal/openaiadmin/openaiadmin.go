@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -67,10 +68,19 @@ type Handler struct {
 	Authorizer authorizer.Authorizer
 	// Now tells the time; nil means time.Now.
 	Now func() time.Time
+
+	routesOnce sync.Once
+	routes     *http.ServeMux
 }
 
 // ServeHTTP routes a request under Prefix.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.routesOnce.Do(h.route)
+	h.routes.ServeHTTP(w, r)
+}
+
+// route builds the routes, once.
+func (h *Handler) route() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/organization/usage/completions", h.completions)
 	mux.HandleFunc("GET /v1/organization/costs", h.costs)
@@ -94,7 +104,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("Invalid URL (%s %s)", r.Method, r.URL.Path), "invalid_request_error", "", "unknown_url")
 	})
-	mux.ServeHTTP(w, r)
+	h.routes = mux
 }
 
 func (h *Handler) now() time.Time {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -273,7 +274,7 @@ func reportRequest(w http.ResponseWriter, r *http.Request, win usageWindow, para
 			Members: values(r, "user_ids")}}
 	for _, g := range values(r, param) {
 		d, ok := groupings[g]
-		if !ok || !contains(allowed, g) {
+		if !ok || !slices.Contains(allowed, g) {
 			invalid(w, param, fmt.Sprintf("%s %q is not served; use %s", param, g, strings.Join(allowed, ", ")))
 			return req, false
 		}
@@ -293,15 +294,6 @@ func usagereportValidate(req *usagereport.Request) error {
 		return fmt.Errorf("%s %s", bad.Field, bad.Message)
 	}
 	return err
-}
-
-func contains(list []string, v string) bool {
-	for _, x := range list {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 // buckets lays the report's groups out in every time bucket of the window,
