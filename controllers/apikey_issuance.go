@@ -337,7 +337,8 @@ func (s *apiKeyScope) recordIssued(keyID, digest string, revision int64, issuedA
 		if status.ExpiresAt != nil && status.ExpiresAt.Before(&metav1.Time{Time: validUntil}) {
 			validUntil = status.ExpiresAt.Time
 		}
-		status.PreviousKey = &hubv1.PreviousKey{KeyID: status.KeyID, Digest: status.Digest, ValidUntil: metav1.NewTime(validUntil)}
+		status.PreviousKey = &hubv1.PreviousKey{KeyID: status.KeyID, Digest: status.Digest, ValidUntil: metav1.NewTime(validUntil),
+			RotationTrigger: status.ObservedRotationTrigger}
 	}
 	status.KeyID, status.Digest, status.Revision = keyID, digest, revision
 	status.CreatedAt = ptrTime(issuedAt)

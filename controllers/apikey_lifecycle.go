@@ -59,7 +59,7 @@ func (s *apiKeyScope) retire(at time.Time) {
 	if prev == nil {
 		return
 	}
-	retired := hubv1.RetiredKey{KeyID: prev.KeyID, Digest: prev.Digest, RetiredAt: metav1.NewTime(at)}
+	retired := hubv1.RetiredKey{KeyID: prev.KeyID, Digest: prev.Digest, RetiredAt: metav1.NewTime(at), RotationTrigger: prev.RotationTrigger}
 	status.RetiredKeys = append([]hubv1.RetiredKey{retired}, status.RetiredKeys...)
 	status.RetiredKeys = status.RetiredKeys[:min(len(status.RetiredKeys), hubv1.RetiredKeysLimit)]
 	status.PreviousKey = nil

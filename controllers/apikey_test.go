@@ -134,6 +134,7 @@ func TestAPIKeyRotation(t *testing.T) {
 	g.Expect(apiKey.Status.PreviousKey.KeyID).To(Equal(first.ID()))
 	g.Expect(apiKey.Status.PreviousKey.Digest).To(Equal(first.Digest()))
 	g.Expect(apiKey.Status.PreviousKey.ValidUntil.Time).To(BeTemporally("==", apiKey.Status.CreatedAt.Add(time.Hour)))
+	g.Expect(apiKey.Status.PreviousKey.RotationTrigger).To(Equal("1"), "the trigger that issued it")
 	secret := keySecret(g, apiKey)
 	g.Expect(secret.Data).To(HaveKeyWithValue(hubv1.SecretKeyPrevious, []byte(first.Reveal())))
 
@@ -143,7 +144,8 @@ func TestAPIKeyRotation(t *testing.T) {
 	waitForKeyPhase(g, apiKey, hubv1.KeyActive)
 	g.Expect(apiKey.Status.PreviousKey).To(BeNil())
 	g.Expect(keySecret(g, apiKey).Data).NotTo(HaveKey(hubv1.SecretKeyPrevious))
-	g.Expect(apiKey.Status.RetiredKeys).To(Equal([]hubv1.RetiredKey{{KeyID: first.ID(), Digest: first.Digest(), RetiredAt: overlapEnd}}))
+	g.Expect(apiKey.Status.RetiredKeys).To(Equal([]hubv1.RetiredKey{{KeyID: first.ID(), Digest: first.Digest(), RetiredAt: overlapEnd,
+		RotationTrigger: "1"}}))
 
 	// Rotating again and retiring the previous key by its ID ends the
 	// overlap at once.
@@ -158,6 +160,7 @@ func TestAPIKeyRotation(t *testing.T) {
 	g.Expect(apiKey.Status.Revision).To(BeEquivalentTo(3))
 	g.Expect(apiKey.Status.RetiredKeys).To(HaveLen(2))
 	g.Expect(apiKey.Status.RetiredKeys[0].KeyID).To(Equal(second.ID()), "newest first")
+	g.Expect(apiKey.Status.RetiredKeys[0].RotationTrigger).To(Equal("2"))
 
 	// The list keeps the last five.
 	for trigger := 4; trigger <= 9; trigger++ {

@@ -338,6 +338,10 @@ type PreviousKey struct {
 	// validUntil is when the previous key stops working.
 	// +required
 	ValidUntil metav1.Time `json:"validUntil"`
+	// rotationTrigger is the spec.rotation.trigger that issued the previous
+	// key, when a rotation did: a repeated rotation request names it.
+	// +optional
+	RotationTrigger string `json:"rotationTrigger,omitempty"`
 }
 
 // RetiredKeysLimit is how many retired keys an APIKey's status lists.
@@ -356,6 +360,10 @@ type RetiredKey struct {
 	// next rotation.
 	// +required
 	RetiredAt metav1.Time `json:"retiredAt"`
+	// rotationTrigger is the spec.rotation.trigger that issued the retired
+	// key, when a rotation did.
+	// +optional
+	RotationTrigger string `json:"rotationTrigger,omitempty"`
 }
 
 // APIKey is a credential for the platform's API, issued into a Secret in the

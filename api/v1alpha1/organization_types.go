@@ -118,6 +118,12 @@ type TokenPrice struct {
 	// +required
 	InputPer1MTokens Amount `json:"inputPer1MTokens"`
 
+	// cachedInputPer1MTokens is the price of one million input tokens read
+	// from the prompt cache (OpenAI's cached input; Anthropic's cache
+	// reads). Unset, cached tokens cost the input price.
+	// +optional
+	CachedInputPer1MTokens *Amount `json:"cachedInputPer1MTokens,omitempty"`
+
 	// outputPer1MTokens is the price of one million output (completion) tokens.
 	// +required
 	OutputPer1MTokens Amount `json:"outputPer1MTokens"`

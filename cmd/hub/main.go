@@ -148,7 +148,7 @@ func newServerCommand() *cobra.Command {
 	f.BoolVar(&opts.SecureMetrics, "metrics-secure", true, "Serve metrics over HTTPS behind Kubernetes authentication and authorization.")
 	f.StringVar(&opts.ProbeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz endpoints.")
 	f.DurationVar(&opts.EventRetention, "event-retention", 90*24*time.Hour, "How long raw usage events are kept.")
-	f.DurationVar(&opts.RollupRetention, "rollup-retention", 400*24*time.Hour, "How long hourly usage rollups are kept (at least 13 months for year-on-year reports).")
+	f.DurationVar(&opts.RollupRetention, "rollup-retention", 400*24*time.Hour, "How long hourly and daily usage rollups are kept (at least 13 months for year-on-year reports).")
 	f.StringVar(&opts.HubNamespace, "hub-namespace", hubv1.DefaultHubNamespace, "The hub's own namespace: its SpendingCaps cap the whole organization.")
 	f.DurationVar(&opts.StatusInterval, "status-interval", 10*time.Second, "How often usage goes to Project and APIKey status.")
 	f.IntVar(&opts.StatusWritesPerSecond, "status-writes-per-second", 5, "Average bound on those status writes, over all projects and keys.")

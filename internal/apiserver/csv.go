@@ -79,7 +79,8 @@ func reportCSV(r *mgmtv1alpha1.UsageReport) [][]string {
 	rows = append(rows, strings.Split(reportColumns, ","))
 	for _, b := range r.Status.Buckets {
 		rows = append(rows, []string{csvTime(b.StartTime), csvTime(b.EndTime), b.Project, b.KeyID, b.Service, b.Model,
-			b.Endpoint, b.Member, itoa(b.Calls), itoa(b.InputTokens), itoa(b.OutputTokens), itoa(b.VideoSeconds),
+			b.Endpoint, b.Member, itoa(b.Calls), itoa(b.InputTokens), itoa(b.CachedInputTokens), itoa(b.OutputTokens),
+			itoa(b.VideoSeconds),
 			itoa(b.StorageByteHours), b.Cost, r.Status.Currency, itoa(b.UnpricedCalls)})
 	}
 	return rows
@@ -91,7 +92,7 @@ func recordsCSV(l *mgmtv1alpha1.UsageRecordList) [][]string {
 	rows = append(rows, strings.Split(recordColumns, ","))
 	for _, r := range l.Items {
 		rows = append(rows, []string{csvTime(r.Time), r.Name, r.Project, r.KeyID, r.Service, r.Endpoint, r.Model,
-			itoa(r.InputTokens), itoa(r.OutputTokens), itoa(r.VideoSeconds), itoa(r.StorageByteHours),
+			itoa(r.InputTokens), itoa(r.CachedInputTokens), itoa(r.OutputTokens), itoa(r.VideoSeconds), itoa(r.StorageByteHours),
 			strconv.Itoa(int(r.StatusCode)), r.Cost, r.Currency, strconv.FormatBool(r.Unpriced)})
 	}
 	return rows
@@ -99,10 +100,10 @@ func recordsCSV(l *mgmtv1alpha1.UsageRecordList) [][]string {
 
 // The header rows: snake_case, as in the usage server's CSV.
 const (
-	reportColumns = "start_time,end_time,project,key_id,service,model,endpoint,member,calls,input_tokens,output_tokens," +
-		"video_seconds,storage_byte_hours,cost,currency,unpriced_calls"
-	recordColumns = "time,id,project,key_id,service,endpoint,model,input_tokens,output_tokens,video_seconds," +
-		"storage_byte_hours,status_code,cost,currency,unpriced"
+	reportColumns = "start_time,end_time,project,key_id,service,model,endpoint,member,calls,input_tokens," +
+		"cached_input_tokens,output_tokens,video_seconds,storage_byte_hours,cost,currency,unpriced_calls"
+	recordColumns = "time,id,project,key_id,service,endpoint,model,input_tokens,cached_input_tokens,output_tokens," +
+		"video_seconds,storage_byte_hours,status_code,cost,currency,unpriced"
 )
 
 func csvTime(t metav1.Time) string { return t.UTC().Format(time.RFC3339) }

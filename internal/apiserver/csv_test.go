@@ -27,7 +27,7 @@ func TestUsageAsCSV(t *testing.T) {
 	at := time.Date(2026, 10, 14, 9, 30, 0, 0, time.UTC)
 	_, err := e.store.Insert(context.Background(), []usage.Event{
 		{ID: "c1", Time: at, Project: "chatbot", KeyID: "AbCdEf0123", Service: pricing.Chat, Endpoint: "/v1/chat/completions",
-			Model: "MiniMax-M2", InputTokens: 1000, OutputTokens: 500, StatusCode: 200},
+			Model: "MiniMax-M2", InputTokens: 1000, CachedInputTokens: 300, OutputTokens: 500, StatusCode: 200},
 		{ID: "c2", Time: at.Add(24 * time.Hour), Project: "research", KeyID: "ZyXwVu9876", Service: pricing.Chat,
 			Endpoint: "/v1/chat/completions", Model: "=HYPERLINK(\"https://evil.example\")", InputTokens: 7, StatusCode: 200},
 	})
@@ -48,11 +48,12 @@ spec:
 	rows, err := csv.NewReader(strings.NewReader(out)).ReadAll()
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(rows).To(Equal([][]string{
-		{"start_time", "end_time", "project", "key_id", "service", "model", "endpoint", "member", "calls", "input_tokens", "output_tokens",
-			"video_seconds", "storage_byte_hours", "cost", "currency", "unpriced_calls"},
-		{"2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "chatbot", "", "", "MiniMax-M2", "", "", "1", "1000", "500", "0", "0", "0.0009", "USD", "0"},
+		{"start_time", "end_time", "project", "key_id", "service", "model", "endpoint", "member", "calls", "input_tokens",
+			"cached_input_tokens", "output_tokens", "video_seconds", "storage_byte_hours", "cost", "currency", "unpriced_calls"},
+		{"2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "chatbot", "", "", "MiniMax-M2", "", "", "1", "1000", "300", "500", "0", "0",
+			"0.0009", "USD", "0"},
 		{"2026-10-01T00:00:00Z", "2026-11-01T00:00:00Z", "research", "", "", `'=HYPERLINK("https://evil.example")`, "", "", "1", "7", "0",
-			"0", "0", "0", "USD", "1"},
+			"0", "0", "0", "0", "USD", "1"},
 	}))
 
 	// The same report as the whole answer, for clients that set Accept.
@@ -72,10 +73,10 @@ spec:
 	rows, err = csv.NewReader(strings.NewReader(do(g, hc, req))).ReadAll()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(rows).To(Equal([][]string{
-		{"time", "id", "project", "key_id", "service", "endpoint", "model", "input_tokens", "output_tokens", "video_seconds",
-			"storage_byte_hours", "status_code", "cost", "currency", "unpriced"},
-		{"2026-10-14T09:30:00Z", "c1", "chatbot", "AbCdEf0123", "chat", "/v1/chat/completions", "MiniMax-M2", "1000", "500", "0", "0",
-			"200", "0.0009", "USD", "false"},
+		{"time", "id", "project", "key_id", "service", "endpoint", "model", "input_tokens", "cached_input_tokens", "output_tokens",
+			"video_seconds", "storage_byte_hours", "status_code", "cost", "currency", "unpriced"},
+		{"2026-10-14T09:30:00Z", "c1", "chatbot", "AbCdEf0123", "chat", "/v1/chat/completions", "MiniMax-M2", "1000", "300", "500",
+			"0", "0", "200", "0.0009", "USD", "false"},
 	}))
 
 	// Kinds without a CSV form say so; so do errors.

@@ -234,7 +234,8 @@ spec:
 
 // TestRotationRequests: a Developer rotates their key of delivery None and
 // sees the new key once; both keys work through the overlap; the same
-// rotation ID again gets the new key ID and no key, and rotates nothing.
+// rotation ID again gets the new key ID and no key, and rotates nothing,
+// even after a later rotation.
 // A key in a Secret rotates there. With an Admin-scope hub key, a tool
 // outside the aggregator rotates a key and asks for one; a Standard key
 // is refused with the scope needed.
@@ -268,6 +269,23 @@ func TestRotationRequests(t *testing.T) {
 	key := &hubv1.APIKey{}
 	g.Expect(e.client.Get(ctx, client.ObjectKey{Namespace: "chatbot", Name: "ci-deploy"}, key)).To(Succeed())
 	g.Expect(key.Status.Revision).To(BeEquivalentTo(2), "a repeat rotates nothing")
+
+	// A later rotation, then the first one again (a retry that took long):
+	// it answers the key it made, superseded, and rotates nothing.
+	out, err = e.runWithInput("dev@example.com", strings.Replace(rotationYAML, "2026-12-01", "2026-12-02", 1), "create", "-f", "-", "-o", "yaml")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	second := &mgmtv1alpha1.RotationRequest{}
+	g.Expect(yaml.Unmarshal([]byte(out), second)).To(Succeed())
+	g.Expect(second.Status.PreviousKeyID).To(Equal(rotated.Status.KeyID))
+	out, err = e.runWithInput("dev@example.com", rotationYAML, "create", "-f", "-", "-o", "yaml")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	late := &mgmtv1alpha1.RotationRequest{}
+	g.Expect(yaml.Unmarshal([]byte(out), late)).To(Succeed())
+	g.Expect(late.Status).To(Equal(mgmtv1alpha1.RotationRequestStatus{RotationID: "2026-12-01", KeyID: rotated.Status.KeyID,
+		Repeated: true, Superseded: true}))
+	g.Expect(e.client.Get(ctx, client.ObjectKey{Namespace: "chatbot", Name: "ci-deploy"}, key)).To(Succeed())
+	g.Expect(key.Status.Revision).To(BeEquivalentTo(3), "an earlier rotation repeated rotates nothing")
+	g.Expect(key.Status.KeyID).To(Equal(second.Status.KeyID))
 
 	out, err = e.runWithInput("viewer@example.com", rotationYAML, "create", "-f", "-")
 	g.Expect(err).To(HaveOccurred())

@@ -70,7 +70,8 @@ func TestOpenAIAdminAPI(t *testing.T) {
 	day := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
 	_, err := e.store.Insert(ctx, []usage.Event{
 		{ID: "o1", Time: day.Add(9 * time.Hour), Project: "chatbot", KeyID: "AbCdEf0123", Service: pricing.Chat,
-			Endpoint: "/v1/chat/completions", Model: "MiniMax-M2", InputTokens: 1000, OutputTokens: 500, StatusCode: 200},
+			Endpoint: "/v1/chat/completions", Model: "MiniMax-M2", InputTokens: 1000, CachedInputTokens: 300, OutputTokens: 500,
+			StatusCode: 200},
 		{ID: "o2", Time: day.Add(33 * time.Hour), Project: "research", KeyID: "ZyXwVu9876", Service: pricing.Chat,
 			Endpoint: "/v1/chat/completions", Model: "MiniMax-M2", InputTokens: 2000, StatusCode: 200},
 		{ID: "o3", Time: day.Add(34 * time.Hour), Project: "research", KeyID: "ZyXwVu9876", Service: pricing.Video,
@@ -101,6 +102,7 @@ spec: {scope: Admin}
 	g.Expect(first.Results).To(HaveLen(1))
 	g.Expect(first.Results[0].ProjectID).To(Equal("chatbot"))
 	g.Expect(first.Results[0].InputTokens).To(BeEquivalentTo(1000))
+	g.Expect(first.Results[0].InputCachedTokens).To(BeEquivalentTo(300))
 	g.Expect(first.Results[0].OutputTokens).To(BeEquivalentTo(500))
 	g.Expect(first.Results[0].NumModelRequests).To(BeEquivalentTo(1))
 	g.Expect(completions.Data[1].Results).To(HaveLen(1), "the video call is not a completion")
@@ -116,6 +118,18 @@ spec: {scope: Admin}
 	g.Expect(byUser.Data[0].Results[0].UserID).To(Equal("dev@example.com"))
 	g.Expect(byUser.Data[0].Results[0].InputTokens).To(BeEquivalentTo(1000))
 	// Pages of buckets: one day a page, next_page reads on.
+	// Minute buckets, from the raw events: 60 a page by default.
+	minutes, err := oai.Admin.Organization.Usage.Completions(ctx, openai.AdminOrganizationUsageCompletionsParams{
+		StartTime: day.Add(8*time.Hour + 30*time.Minute).Unix(), BucketWidth: openai.AdminOrganizationUsageCompletionsParamsBucketWidth1m})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(minutes.Data).To(HaveLen(60))
+	g.Expect(minutes.HasMore).To(BeTrue())
+	g.Expect(minutes.Data[30].StartTime).To(Equal(day.Add(9 * time.Hour).Unix()))
+	g.Expect(minutes.Data[30].EndTime).To(Equal(day.Add(9*time.Hour + time.Minute).Unix()))
+	g.Expect(minutes.Data[30].Results).To(HaveLen(1))
+	g.Expect(minutes.Data[30].Results[0].InputTokens).To(BeEquivalentTo(1000))
+	g.Expect(minutes.Data[29].Results).To(BeEmpty())
+
 	paged, err := oai.Admin.Organization.Usage.Completions(ctx, openai.AdminOrganizationUsageCompletionsParams{
 		StartTime: day.Unix(), EndTime: openai.Int(day.Add(72 * time.Hour).Unix()), Limit: openai.Int(1)})
 	g.Expect(err).NotTo(HaveOccurred())
@@ -275,7 +289,7 @@ spec: {label: calls}
 	code, raw = rawJSON(g, hc, base, admin.Status.Key, "/v1/organization/nope")
 	g.Expect(code).To(Equal(http.StatusNotFound))
 	g.Expect(raw["error"]).To(HaveKeyWithValue("code", "unknown_url"))
-	code, raw = rawJSON(g, hc, base, admin.Status.Key, "/v1/organization/usage/completions?start_time=1&bucket_width=1m")
+	code, raw = rawJSON(g, hc, base, admin.Status.Key, "/v1/organization/usage/completions?start_time=1&bucket_width=2m")
 	g.Expect(code).To(Equal(http.StatusBadRequest))
 	g.Expect(raw["error"]).To(HaveKeyWithValue("param", "bucket_width"))
 }

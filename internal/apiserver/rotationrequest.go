@@ -45,7 +45,10 @@ var rotationRequestKind = mgmtv1alpha1.SchemeGroupVersion.WithKind("RotationRequ
 const rotationAttempts = 3
 
 // Create rotates the key and answers with the new one. A request that
-// repeats the rotation ID the key last answered gets its key ID and no key.
+// repeats a rotation ID gets the key ID that rotation made and no key: for
+// the current key's rotation, once it is issued; for an earlier one that
+// the key still remembers (previous and retired keys), at once, marked
+// superseded.
 func (r *rotationRequests) Create(ctx context.Context, obj runtime.Object, validate rest.ValidateObjectFunc,
 	_ *metav1.CreateOptions) (runtime.Object, error) {
 	req, ok := obj.(*mgmtv1alpha1.RotationRequest)
@@ -92,6 +95,11 @@ func (r *rotationRequests) rotate(ctx context.Context, as client.Client, req *mg
 			"the key is revoked, and a revoked key stays revoked; create a new key (a KeyRequest)")})
 	case key.RotationTrigger() == id:
 		return r.repeatedRotation(ctx, key, req)
+	}
+	if keyID, ok := issuedBy(key, id); ok {
+		req.CreationTimestamp = metav1.Now()
+		req.Status = mgmtv1alpha1.RotationRequestStatus{RotationID: id, KeyID: keyID, Repeated: true, Superseded: true}
+		return req, nil
 	}
 
 	before := key.DeepCopy()
@@ -148,6 +156,20 @@ func (r *rotationRequests) repeatedRotation(ctx context.Context, key *hubv1.APIK
 	req.Status = mgmtv1alpha1.RotationRequestStatus{RotationID: id, KeyID: rotated.Status.KeyID, Repeated: true}
 	setRotated(&req.Status, rotated)
 	return req, nil
+}
+
+// issuedBy finds the replaced key that the rotation id issued, among the
+// key's previous and retired keys.
+func issuedBy(key *hubv1.APIKey, id string) (keyID string, ok bool) {
+	if prev := key.Status.PreviousKey; prev != nil && prev.RotationTrigger == id {
+		return prev.KeyID, true
+	}
+	for _, r := range key.Status.RetiredKeys {
+		if r.RotationTrigger == id {
+			return r.KeyID, true
+		}
+	}
+	return "", false
 }
 
 func setRotated(status *mgmtv1alpha1.RotationRequestStatus, key *hubv1.APIKey) {

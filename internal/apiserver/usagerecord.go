@@ -60,7 +60,8 @@ func (r *usageRecords) List(ctx context.Context, opts *metainternalversion.ListO
 	for _, rec := range page.Records {
 		list.Items = append(list.Items, mgmtv1alpha1.UsageRecord{ObjectMeta: metav1.ObjectMeta{Name: rec.ID},
 			Time: metav1.NewTime(rec.Time), Project: rec.Project, KeyID: rec.KeyID, Service: rec.Service, Endpoint: rec.Endpoint,
-			Model: rec.Model, InputTokens: rec.InputTokens, OutputTokens: rec.OutputTokens, VideoSeconds: rec.VideoSeconds,
+			Model: rec.Model, InputTokens: rec.InputTokens, CachedInputTokens: rec.CachedInputTokens,
+			OutputTokens: rec.OutputTokens, VideoSeconds: rec.VideoSeconds,
 			StorageByteHours: rec.StorageByteHours, StatusCode: int32(rec.StatusCode), Cost: rec.Cost, Unpriced: rec.Unpriced,
 			Currency: page.Currency})
 	}

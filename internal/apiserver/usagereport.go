@@ -88,11 +88,11 @@ func (r *usageReports) request(ctx context.Context, spec *mgmtv1alpha1.UsageRepo
 			Endpoints: spec.Endpoints, Members: spec.Members}}
 	switch spec.Granularity {
 	case "":
-	case mgmtv1alpha1.GranularityHour, mgmtv1alpha1.GranularityDay, mgmtv1alpha1.GranularityMonth:
+	case mgmtv1alpha1.GranularityMinute, mgmtv1alpha1.GranularityHour, mgmtv1alpha1.GranularityDay, mgmtv1alpha1.GranularityMonth:
 		req.Granularity = usage.Granularity(strings.ToLower(string(spec.Granularity)))
 	default:
-		errs = append(errs, field.NotSupported(path.Child("granularity"), spec.Granularity,
-			[]mgmtv1alpha1.Granularity{mgmtv1alpha1.GranularityHour, mgmtv1alpha1.GranularityDay, mgmtv1alpha1.GranularityMonth}))
+		errs = append(errs, field.NotSupported(path.Child("granularity"), spec.Granularity, []mgmtv1alpha1.Granularity{
+			mgmtv1alpha1.GranularityMinute, mgmtv1alpha1.GranularityHour, mgmtv1alpha1.GranularityDay, mgmtv1alpha1.GranularityMonth}))
 	}
 	for i, d := range spec.GroupBy {
 		dim, ok := dimensions[d]
@@ -172,7 +172,8 @@ func reportStatus(r *usagereport.Report, zone string) mgmtv1alpha1.UsageReportSt
 }
 
 func figures(f usagereport.Figures) mgmtv1alpha1.UsageFigures {
-	return mgmtv1alpha1.UsageFigures{Calls: f.Calls, InputTokens: f.InputTokens, OutputTokens: f.OutputTokens,
+	return mgmtv1alpha1.UsageFigures{Calls: f.Calls, InputTokens: f.InputTokens, CachedInputTokens: f.CachedInputTokens,
+		OutputTokens: f.OutputTokens,
 		VideoSeconds: f.VideoSeconds, StorageByteHours: f.StorageByteHours, Cost: f.Cost, UnpricedCalls: f.UnpricedCalls}
 }
 

@@ -291,8 +291,7 @@ func (b *Budgets) Metered(e *usage.Event, org func() *hubv1.Organization) {
 	if !money {
 		// No money cap to count towards.
 	} else if list := b.priceList(org()); list != nil {
-		a.nanos = toNanos(list.Cost(pricing.Usage{Service: e.Service, Model: e.Model, InputTokens: e.InputTokens,
-			OutputTokens: e.OutputTokens, VideoSeconds: e.VideoSeconds, StorageByteHours: e.StorageByteHours}).Amount)
+		a.nanos = toNanos(list.Cost(e.PricingUsage()).Amount)
 	}
 	if a == (amounts{}) {
 		return

@@ -110,6 +110,10 @@ func figures(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.WriteString(w, `{"usage":{"prompt_tokens":100000000000000000000,"completion_tokens":5}}`)
 	case "fraction":
 		_, _ = io.WriteString(w, `{"usage":{"prompt_tokens":2.5,"completion_tokens":5}}`)
+	case "details-not-an-object":
+		_, _ = io.WriteString(w, `{"usage":{"prompt_tokens":9,"completion_tokens":5,"prompt_tokens_details":"cached"}}`)
+	case "cache-beyond-input":
+		_, _ = io.WriteString(w, `{"usage":{"prompt_tokens":9,"completion_tokens":5,"prompt_tokens_details":{"cached_tokens":40}}}`)
 	case "no-usage":
 		_, _ = io.WriteString(w, `{"id":"c","choices":[]}`)
 	case "cut-short":
@@ -121,8 +125,9 @@ func figures(w http.ResponseWriter, r *http.Request) {
 }
 
 // TestMalformedUpstreamFiguresAreRecordedAndFlagged: usage of the wrong
-// type, negative, huge or fractional counts as zero; a missing or unreadable
-// usage is flagged; an answer in an encoding the gateway did not ask for is
+// type, negative, huge or fractional counts as zero; a malformed details
+// object costs only the cached figure, and a cached figure beyond the input
+// counts as the input; a missing or unreadable usage is flagged; an answer in an encoding the gateway did not ask for is
 // not passed on (502). In every case the call is recorded.
 func TestMalformedUpstreamFiguresAreRecordedAndFlagged(t *testing.T) {
 	g := NewWithT(t)
@@ -131,7 +136,9 @@ func TestMalformedUpstreamFiguresAreRecordedAndFlagged(t *testing.T) {
 	base := startGateway(t, g, upstream.URL)
 	_, key := issueKey(g, "gw-figures", nil)
 	status := map[string]int{}
-	for _, model := range []string{"string-figure", "negative", "huge", "fraction", "no-usage", "cut-short", "brotli"} {
+	models := []string{"string-figure", "negative", "huge", "fraction", "details-not-an-object", "cache-beyond-input",
+		"no-usage", "cut-short", "brotli"}
+	for _, model := range models {
 		req, _ := http.NewRequest(http.MethodPost, base+"/v1/chat/completions", strings.NewReader(`{"model":"`+model+`"}`))
 		req.Header.Set("Authorization", "Bearer "+key)
 		resp, err := http.DefaultClient.Do(req)
@@ -142,23 +149,25 @@ func TestMalformedUpstreamFiguresAreRecordedAndFlagged(t *testing.T) {
 	}
 	g.Expect(status["brotli"]).To(Equal(http.StatusBadGateway))
 	got := map[string]usage.Event{}
-	for _, e := range projectEvents(g, "gw-figures", 7) {
+	for _, e := range projectEvents(g, "gw-figures", len(models)) {
 		got[e.Model] = e
 	}
 	for model, want := range map[string]struct {
-		in, out int64
-		flag    usage.Flag
+		in, cached, out int64
+		flag            usage.Flag
 	}{
-		"string-figure": {0, 5, usage.FlagUsageMalformed},
-		"negative":      {0, 5, usage.FlagUsageMalformed},
-		"huge":          {0, 5, usage.FlagUsageMalformed},
-		"fraction":      {0, 5, usage.FlagUsageMalformed},
-		"no-usage":      {0, 0, usage.FlagUsageMissing},
-		"cut-short":     {0, 0, usage.FlagUsageUnreadable},
-		"brotli":        {0, 0, usage.FlagUsageUnreadable},
+		"string-figure":         {0, 0, 5, usage.FlagUsageMalformed},
+		"negative":              {0, 0, 5, usage.FlagUsageMalformed},
+		"huge":                  {0, 0, 5, usage.FlagUsageMalformed},
+		"fraction":              {0, 0, 5, usage.FlagUsageMalformed},
+		"details-not-an-object": {9, 0, 5, usage.FlagUsageMalformed},
+		"cache-beyond-input":    {9, 9, 5, usage.FlagUsageMalformed},
+		"no-usage":              {0, 0, 0, usage.FlagUsageMissing},
+		"cut-short":             {0, 0, 0, usage.FlagUsageUnreadable},
+		"brotli":                {0, 0, 0, usage.FlagUsageUnreadable},
 	} {
 		e := got[model]
-		g.Expect([]int64{e.InputTokens, e.OutputTokens}).To(Equal([]int64{want.in, want.out}), model)
+		g.Expect([]int64{e.InputTokens, e.CachedInputTokens, e.OutputTokens}).To(Equal([]int64{want.in, want.cached, want.out}), model)
 		g.Expect(e.Flags).To(ContainElement(want.flag), model)
 		g.Expect(e.StatusCode).To(Equal(status[model]), model)
 	}

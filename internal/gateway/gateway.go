@@ -412,7 +412,7 @@ func fillUsage(e *usage.Event, c *call, r *reading, ok bool) {
 			e.VideoSeconds = c.seconds
 		}
 	default:
-		e.InputTokens, e.OutputTokens = r.tokens(c.route.Usage)
+		e.InputTokens, e.CachedInputTokens, e.OutputTokens = r.tokens(c.route.Usage)
 		if ok && !r.seen && len(r.flags) == 0 {
 			r.flag(usage.FlagUsageMissing)
 		}

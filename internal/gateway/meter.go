@@ -30,6 +30,16 @@ type usageObject struct {
 	OutputTokens             json.RawMessage `json:"output_tokens"`
 	CacheCreationInputTokens json.RawMessage `json:"cache_creation_input_tokens"`
 	CacheReadInputTokens     json.RawMessage `json:"cache_read_input_tokens"`
+	// The details objects hold cached_tokens (OpenAI's chat completions
+	// and Responses API). They are decoded on their own, so that a
+	// malformed one costs only the cached figure.
+	PromptTokensDetails json.RawMessage `json:"prompt_tokens_details"`
+	InputTokensDetails  json.RawMessage `json:"input_tokens_details"`
+}
+
+// tokenDetails is OpenAI's prompt_tokens_details and input_tokens_details.
+type tokenDetails struct {
+	CachedTokens json.RawMessage `json:"cached_tokens"`
 }
 
 // A usage field, by its index in reading.figures.
@@ -40,20 +50,41 @@ const (
 	fieldOutput
 	fieldCacheCreation
 	fieldCacheRead
+	fieldPromptCached
+	fieldInputCached
 	fieldCount
 )
 
-func (u *usageObject) fields() [fieldCount]json.RawMessage {
-	return [fieldCount]json.RawMessage{u.PromptTokens, u.CompletionTokens, u.InputTokens, u.OutputTokens,
+// fields are the object's figures by field index; the cached figures of
+// malformed details objects are left out and listed in malformed.
+func (u *usageObject) fields() (fields [fieldCount]json.RawMessage, malformed bool) {
+	fields = [fieldCount]json.RawMessage{u.PromptTokens, u.CompletionTokens, u.InputTokens, u.OutputTokens,
 		u.CacheCreationInputTokens, u.CacheReadInputTokens}
+	for _, d := range [...]struct {
+		field int
+		raw   json.RawMessage
+	}{{fieldPromptCached, u.PromptTokensDetails}, {fieldInputCached, u.InputTokensDetails}} {
+		i, raw := d.field, d.raw
+		if raw == nil || bytes.Equal(bytes.TrimSpace(raw), []byte(jsonNull)) {
+			continue
+		}
+		var d tokenDetails
+		if err := json.Unmarshal(raw, &d); err != nil {
+			malformed = true
+			continue
+		}
+		fields[i] = d.CachedTokens
+	}
+	return fields, malformed
 }
 
-// usageFields are the fields of a source's usage object that count as input
-// and as output tokens.
-var usageFields = map[UsageSource]struct{ input, output []int }{
-	UsageOpenAI:    {input: []int{fieldPrompt}, output: []int{fieldCompletion}},
-	UsageResponses: {input: []int{fieldInput}, output: []int{fieldOutput}},
-	UsageAnthropic: {input: []int{fieldInput, fieldCacheCreation, fieldCacheRead}, output: []int{fieldOutput}},
+// usageFields are the fields of a source's usage object that count as
+// input, cached input (a part of the input) and output tokens.
+var usageFields = map[UsageSource]struct{ input, cached, output []int }{
+	UsageOpenAI:    {input: []int{fieldPrompt}, cached: []int{fieldPromptCached}, output: []int{fieldCompletion}},
+	UsageResponses: {input: []int{fieldInput}, cached: []int{fieldInputCached}, output: []int{fieldOutput}},
+	UsageAnthropic: {input: []int{fieldInput, fieldCacheCreation, fieldCacheRead}, cached: []int{fieldCacheRead},
+		output: []int{fieldOutput}},
 }
 
 // reading is what an answer said about a call's usage.
@@ -80,9 +111,11 @@ func (r *reading) flag(f usage.Flag) {
 	r.flags = append(r.flags, f)
 }
 
-// tokens sums the source's input and output fields, each within the
-// ceiling (beyond it, the figure is flagged and the ceiling counts).
-func (r *reading) tokens(source UsageSource) (input, output int64) {
+// tokens sums the source's input, cached input and output fields, each
+// within the ceiling (beyond it, the figure is flagged and the ceiling
+// counts). Cached tokens beyond the input are flagged and count as the
+// input: the cache is a part of it.
+func (r *reading) tokens(source UsageSource) (input, cached, output int64) {
 	sum := func(fields []int) int64 {
 		var n int64
 		for _, f := range fields {
@@ -95,7 +128,12 @@ func (r *reading) tokens(source UsageSource) (input, output int64) {
 		return n
 	}
 	fields := usageFields[source]
-	return sum(fields.input), sum(fields.output)
+	input, cached, output = sum(fields.input), sum(fields.cached), sum(fields.output)
+	if cached > input {
+		r.flag(usage.FlagUsageMalformed)
+		cached = input
+	}
+	return input, cached, output
 }
 
 // applyUsage reads a usage object. With merge, fields it lacks keep their
@@ -113,7 +151,11 @@ func (r *reading) applyUsage(raw json.RawMessage, merge bool) {
 		r.figures = [fieldCount]int64{}
 	}
 	r.seen = true
-	for i, v := range obj.fields() {
+	fields, malformed := obj.fields()
+	if malformed {
+		r.flag(usage.FlagUsageMalformed)
+	}
+	for i, v := range fields {
 		if v == nil {
 			continue
 		}

@@ -40,7 +40,10 @@ type shapes struct {
 
 // The usage each shape reports.
 const (
-	chatIn, chatOut             = 8, 11
+	chatIn, chatOut = 8, 11
+	// Cached input tokens, a part of the input: OpenAI's
+	// prompt_tokens_details and input_tokens_details.
+	chatCached, responsesCached = 5, 6
 	completionIn, completionOut = 4, 6
 	embeddingIn                 = 9
 	responsesIn, responsesOut   = 13, 17
@@ -103,14 +106,14 @@ func (s *shapes) openAI(w http.ResponseWriter, r *http.Request, path, model stri
 			`data: {"id":"c1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"\"usage\":{\"prompt_tokens\":999}"}}]}`,
 		}
 		if includeUsage {
-			events = append(events, fmt.Sprintf(`data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}`,
-				chatIn, chatOut, chatIn+chatOut))
+			events = append(events, fmt.Sprintf(`data: {"id":"c1","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,"prompt_tokens_details":{"cached_tokens":%d,"audio_tokens":0}}}`,
+				chatIn, chatOut, chatIn+chatOut, chatCached))
 		}
 		s.write(w, r, "text/event-stream", http.StatusOK, append(events, "data: [DONE]"))
 	case path == "/v1/chat/completions":
 		s.write(w, r, "application/json", http.StatusOK, []string{fmt.Sprintf(
-			`{"id":"c1","object":"chat.completion","model":%s,"choices":[{"index":0,%s}],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d}}`,
-			model, decoy, chatIn, chatOut, chatIn+chatOut)})
+			`{"id":"c1","object":"chat.completion","model":%s,"choices":[{"index":0,%s}],"usage":{"prompt_tokens":%d,"completion_tokens":%d,"total_tokens":%d,"prompt_tokens_details":{"cached_tokens":%d}}}`,
+			model, decoy, chatIn, chatOut, chatIn+chatOut, chatCached)})
 	case path == "/v1/completions" && stream:
 		events := []string{fmt.Sprintf(`data: {"id":"t1","object":"text_completion","model":%s,"choices":[{"text":"usage","index":0}]}`, model)}
 		if includeUsage {
@@ -135,8 +138,8 @@ func (s *shapes) openAI(w http.ResponseWriter, r *http.Request, path, model stri
 func (s *shapes) responses(w http.ResponseWriter, r *http.Request, model string, stream bool) {
 	if !stream {
 		s.write(w, r, "application/json", http.StatusOK, []string{fmt.Sprintf(
-			`{"id":"r1","object":"response","model":%s,"output":[{"type":"message",%s}],"usage":{"input_tokens":%d,"output_tokens":%d,"total_tokens":%d}}`,
-			model, decoy, responsesIn, responsesOut, responsesIn+responsesOut)})
+			`{"id":"r1","object":"response","model":%s,"output":[{"type":"message",%s}],"usage":{"input_tokens":%d,"input_tokens_details":{"cached_tokens":%d},"output_tokens":%d,"total_tokens":%d}}`,
+			model, decoy, responsesIn, responsesCached, responsesOut, responsesIn+responsesOut)})
 		return
 	}
 	s.write(w, r, "text/event-stream", http.StatusOK, []string{
@@ -145,8 +148,8 @@ func (s *shapes) responses(w http.ResponseWriter, r *http.Request, model string,
 			"data: \"usage\":{\"input_tokens\":999}}",
 		fmt.Sprintf("event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"r1\",\"model\":%s,"+
 			"\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"%s\"}]}],"+
-			"\"usage\":{\"input_tokens\":%d,\"output_tokens\":%d,\"total_tokens\":%d}}}",
-			model, strings.Repeat("long reply ", 20000), responsesIn, responsesOut, responsesIn+responsesOut),
+			"\"usage\":{\"input_tokens\":%d,\"input_tokens_details\":{\"cached_tokens\":%d},\"output_tokens\":%d,\"total_tokens\":%d}}}",
+			model, strings.Repeat("long reply ", 20000), responsesIn, responsesCached, responsesOut, responsesIn+responsesOut),
 	})
 }
 
@@ -264,6 +267,7 @@ type shapeCase struct {
 	stream     bool
 	model      string
 	in, out    int64
+	cached     int64 // the part of in read from a prompt cache
 	seconds    int64
 	marker     string // in every answer the client must receive whole
 	statusWant int
@@ -287,15 +291,16 @@ func expected(c *shapeCase) {
 	c.marker, c.statusWant = "", http.StatusOK
 	switch c.route.Path {
 	case "/v1/chat/completions":
-		c.in, c.out, c.marker = chatIn, chatOut, `"completion_tokens":11`
+		c.in, c.cached, c.out, c.marker = chatIn, chatCached, chatOut, `"completion_tokens":11`
 	case "/v1/completions":
 		c.in, c.out, c.marker = completionIn, completionOut, `"completion_tokens":6`
 	case "/v1/embeddings":
 		c.in, c.marker = embeddingIn, `"prompt_tokens":9`
 	case "/v1/responses":
-		c.in, c.out, c.marker = responsesIn, responsesOut, `"output_tokens":17`
+		c.in, c.cached, c.out, c.marker = responsesIn, responsesCached, responsesOut, `"output_tokens":17`
 	case "/v1/messages":
 		c.in, c.out, c.marker = anthropicIn+anthropicCacheWrite+anthropicCacheRead, anthropicOut, `"output_tokens":21`
+		c.cached = anthropicCacheRead
 	case "/v1/video_generation":
 		c.seconds, c.marker = 10, `"task_id":"t-1"`
 	default:
@@ -423,7 +428,7 @@ func TestEveryRouteIsMeteredExactly(t *testing.T) {
 		g.Expect(ok).To(BeTrue(), "%+v was recorded", c)
 		g.Expect(e.Endpoint).To(Equal(c.route.Path))
 		g.Expect(e.Service).To(Equal(c.route.Service))
-		g.Expect([]int64{e.InputTokens, e.OutputTokens, e.VideoSeconds}).To(Equal([]int64{c.in, c.out, c.seconds}),
-			"%+v: recorded what the upstream reported", c)
+		g.Expect([]int64{e.InputTokens, e.CachedInputTokens, e.OutputTokens, e.VideoSeconds}).To(
+			Equal([]int64{c.in, c.cached, c.out, c.seconds}), "%+v: recorded what the upstream reported", c)
 	}
 }

@@ -19,6 +19,7 @@ import (
 type UsageMetrics struct {
 	requests     *prometheus.CounterVec
 	tokens       *prometheus.CounterVec
+	cachedInput  *prometheus.CounterVec
 	videoSeconds *prometheus.CounterVec
 	storage      *prometheus.CounterVec
 	spend        *prometheus.CounterVec
@@ -36,6 +37,10 @@ func NewUsageMetrics(reg prometheus.Registerer) *UsageMetrics {
 		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hub_usage_tokens_total", Help: "Tokens used, by direction (input or output).",
 		}, append(labels, "direction")),
+		cachedInput: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hub_usage_cached_input_tokens_total",
+			Help: "Input tokens read from a prompt cache: a part of hub_usage_tokens_total{direction=\"input\"}.",
+		}, labels),
 		videoSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hub_usage_video_seconds_total", Help: "Seconds of generated video.",
 		}, labels),
@@ -51,6 +56,7 @@ func NewUsageMetrics(reg prometheus.Registerer) *UsageMetrics {
 	}
 	m.requests, m.tokens, m.videoSeconds = Register(reg, m.requests), Register(reg, m.tokens), Register(reg, m.videoSeconds)
 	m.storage, m.spend, m.unpriced = Register(reg, m.storage), Register(reg, m.spend), Register(reg, m.unpriced)
+	m.cachedInput = Register(reg, m.cachedInput)
 	m.quarantined = Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "hub_usage_quarantined_events_total",
 		Help: "Usage events the store could not take although it was working; they are kept in its quarantine table.",
@@ -80,6 +86,9 @@ func (m *UsageMetrics) Add(u Usage) {
 	m.requests.WithLabelValues(lv...).Inc()
 	if u.InputTokens != 0 {
 		m.tokens.WithLabelValues(append(lv, "input")...).Add(float64(u.InputTokens))
+	}
+	if u.CachedInputTokens != 0 {
+		m.cachedInput.WithLabelValues(lv...).Add(float64(u.CachedInputTokens))
 	}
 	if u.OutputTokens != 0 {
 		m.tokens.WithLabelValues(append(lv, "output")...).Add(float64(u.OutputTokens))

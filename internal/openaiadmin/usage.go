@@ -20,13 +20,13 @@ import (
 )
 
 // widths are the bucket widths served, with their default and largest
-// number of buckets a page (OpenAI's). 1m is not: the hub keeps no minute
-// rollups.
+// number of buckets a page (OpenAI's).
 var widths = map[string]struct {
 	step         time.Duration
 	granularity  usage.Granularity
 	def, maximum int
 }{
+	"1m": {time.Minute, usage.Minute, 60, 1440},
 	"1h": {time.Hour, usage.Hour, 24, 168},
 	"1d": {24 * time.Hour, usage.Day, 7, 31},
 }
@@ -47,12 +47,8 @@ func (h *Handler) window(w http.ResponseWriter, r *http.Request, defaultWidth st
 		width = defaultWidth
 	}
 	spec, ok := widths[width]
-	switch {
-	case width == "1m":
-		invalid(w, "bucket_width", "bucket_width 1m is not served: the hub keeps usage by the hour at the finest; use 1h or 1d")
-		return usageWindow{}, false
-	case !ok || (costs && width != "1d"):
-		invalid(w, "bucket_width", fmt.Sprintf("bucket_width must be 1h or 1d (costs: 1d), not %q", width))
+	if !ok || (costs && width != "1d") {
+		invalid(w, "bucket_width", fmt.Sprintf("bucket_width must be 1m, 1h or 1d (costs: 1d), not %q", width))
 		return usageWindow{}, false
 	}
 	maximum, def := spec.maximum, spec.def
@@ -202,7 +198,7 @@ func (h *Handler) completions(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, buckets(win, report, func(b usagereport.Bucket) completionsResult {
 		return completionsResult{Object: "organization.usage.completions.result", InputTokens: b.InputTokens,
-			OutputTokens: b.OutputTokens, NumModelRequests: b.Calls, ProjectID: group(b, usage.ByProject),
+			InputCachedTokens: b.CachedInputTokens, OutputTokens: b.OutputTokens, NumModelRequests: b.Calls, ProjectID: group(b, usage.ByProject),
 			APIKeyID: group(b, usage.ByKeyID), Model: group(b, usage.ByModel), UserID: group(b, usagereport.ByMember)}
 	}))
 }

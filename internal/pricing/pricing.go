@@ -31,6 +31,10 @@ type Usage struct {
 	// InputTokens and OutputTokens count tokens (chat, and training tokens
 	// for fine-tuning in InputTokens).
 	InputTokens, OutputTokens int64
+	// CachedInputTokens are the part of InputTokens read from a prompt
+	// cache (chat): priced at the model's cached input price where it has
+	// one, at its input price otherwise.
+	CachedInputTokens int64
 	// VideoSeconds counts seconds of generated video.
 	VideoSeconds int64
 	// StorageByteHours counts bytes held times hours held.
@@ -66,7 +70,9 @@ type PriceList struct {
 	storagePerGBM *decimal.Decimal
 }
 
-type tokenPrice struct{ input, output decimal.Decimal }
+// tokenPrice is per million tokens; cachedInput is input unless the price
+// list names a cached input price.
+type tokenPrice struct{ input, cachedInput, output decimal.Decimal }
 
 // New parses a price list. A nil list prices nothing: every usage is unpriced.
 func New(list *hubv1.PriceList) (*PriceList, error) {
@@ -144,7 +150,11 @@ func (p *PriceList) Cost(u Usage) Cost {
 			}
 			tp, defaulted = *p.chatDefault, true
 		}
-		amount := tp.input.Mul(decimal.NewFromInt(u.InputTokens)).
+		// Cached tokens are a part of the input; a figure beyond it (which
+		// validation refuses) is priced as input, never as a credit.
+		cached := min(max(u.CachedInputTokens, 0), u.InputTokens)
+		amount := tp.input.Mul(decimal.NewFromInt(u.InputTokens - cached)).
+			Add(tp.cachedInput.Mul(decimal.NewFromInt(cached))).
 			Add(tp.output.Mul(decimal.NewFromInt(u.OutputTokens))).
 			Shift(-6)
 		return Cost{Amount: amount, Defaulted: defaulted}
@@ -235,7 +245,14 @@ func parseTokenPrice(path string, tp hubv1.TokenPrice) (tokenPrice, error) {
 	if err != nil {
 		return tokenPrice{}, err
 	}
-	return tokenPrice{input: in, output: out}, nil
+	cached, err := parseOptional(path+".cachedInputPer1MTokens", tp.CachedInputPer1MTokens)
+	if err != nil {
+		return tokenPrice{}, err
+	}
+	if cached == nil {
+		cached = &in
+	}
+	return tokenPrice{input: in, cachedInput: *cached, output: out}, nil
 }
 
 func parseOptional(path string, a *hubv1.Amount) (*decimal.Decimal, error) {

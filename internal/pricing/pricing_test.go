@@ -15,7 +15,8 @@ func samplePrices(t *testing.T) *PriceList {
 		Chat: &hubv1.TokenPricing{
 			Default: &hubv1.TokenPrice{InputPer1MTokens: "1.00", OutputPer1MTokens: "4.00"},
 			Models: []hubv1.ModelTokenPrice{{
-				Name: "MiniMax-M2", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20"},
+				Name: "MiniMax-M2", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20",
+					CachedInputPer1MTokens: ptr.To(hubv1.Amount("0.03"))},
 			}},
 		},
 		Video:      &hubv1.VideoPricing{Models: []hubv1.ModelMinutePrice{{Name: "Hailuo-02", PerMinute: "0.45"}}},
@@ -38,6 +39,9 @@ func TestCost(t *testing.T) {
 		wantUnpriced  bool
 	}{
 		{"listed chat model", Usage{Service: Chat, Model: "MiniMax-M2", InputTokens: 1_000_000, OutputTokens: 500_000}, "0.9", false, false},
+		{"cached input at the cached price", Usage{Service: Chat, Model: "MiniMax-M2", InputTokens: 1_000_000, CachedInputTokens: 600_000}, "0.138", false, false},
+		{"cached input without a cached price costs the input price", Usage{Service: Chat, Model: "other", InputTokens: 1_000_000, CachedInputTokens: 600_000}, "1", true, false},
+		{"cached beyond the input is priced as input, never as a credit", Usage{Service: Chat, Model: "MiniMax-M2", InputTokens: 100, CachedInputTokens: 1_000}, "0.000003", false, false},
 		{"one token is priced exactly", Usage{Service: Chat, Model: "MiniMax-M2", InputTokens: 1}, "0.0000003", false, false},
 		{"unlisted chat model uses the default", Usage{Service: Chat, Model: "other", InputTokens: 2_000_000, OutputTokens: 1_000_000}, "6", true, false},
 		{"video per minute", Usage{Service: Video, Model: "Hailuo-02", VideoSeconds: 90}, "0.675", false, false},

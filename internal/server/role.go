@@ -326,7 +326,8 @@ func (h *httpRunnable) Start(ctx context.Context) error {
 	return srv.Shutdown(shutdown)
 }
 
-// retention prunes the store hourly, on the leader only.
+// retention rolls up the days that are over and prunes the store, hourly,
+// on the leader only.
 type retention struct {
 	stores                         *Stores
 	events, rollups, alerts, audit time.Duration
@@ -340,6 +341,9 @@ func (r *retention) Start(ctx context.Context) error {
 	defer ticker.Stop()
 	for {
 		now := time.Now()
+		if err := r.stores.Usage.RollUpDays(ctx, now); err != nil && ctx.Err() == nil {
+			log.Error(err, "Rolling up usage by day")
+		}
 		if err := r.stores.Usage.Prune(ctx, now.Add(-r.events), now.Add(-r.rollups)); err != nil && ctx.Err() == nil {
 			log.Error(err, "Pruning usage")
 		}

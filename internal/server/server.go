@@ -289,8 +289,7 @@ func (s *Server) count(stored []usage.Event) {
 	projects := map[string]bool{}
 	for i := range stored {
 		e := &stored[i]
-		u := pricing.Usage{Service: e.Service, Model: e.Model, InputTokens: e.InputTokens, OutputTokens: e.OutputTokens,
-			VideoSeconds: e.VideoSeconds, StorageByteHours: e.StorageByteHours}
+		u := e.PricingUsage()
 		if s.Metrics != nil {
 			labelled := u
 			if labelled.Model != "" && !prices.List.Lists(u.Service, u.Model) {

@@ -179,19 +179,22 @@ func TestIngest(t *testing.T) {
 	srv := startServer(t, g)
 	token := serviceAccountToken(g, "gateway", true)
 
-	code, body := post(g, srv.url, token, server.IngestRequest{Events: []usage.Event{chatEvent("e1", 1000, 500), chatEvent("e2", 2000, 0)}})
+	cached := chatEvent("e2", 2000, 0)
+	cached.CachedInputTokens = 600
+
+	code, body := post(g, srv.url, token, server.IngestRequest{Events: []usage.Event{chatEvent("e1", 1000, 500), cached}})
 	g.Expect(code).To(Equal(http.StatusOK), "%v", body)
 	g.Expect(body).To(Equal(map[string]any{"received": 2.0, "stored": 2.0}))
 
 	// The same batch again (a retry after a lost response) stores nothing new.
-	code, body = post(g, srv.url, token, server.IngestRequest{Events: []usage.Event{chatEvent("e1", 1000, 500), chatEvent("e2", 2000, 0)}})
+	code, body = post(g, srv.url, token, server.IngestRequest{Events: []usage.Event{chatEvent("e1", 1000, 500), cached}})
 	g.Expect(code).To(Equal(http.StatusOK))
 	g.Expect(body["stored"]).To(BeEquivalentTo(0))
 
 	buckets, err := srv.store.Aggregate(context.Background(), usage.Query{From: time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC), To: time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)})
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(buckets).To(HaveLen(1))
-	g.Expect(buckets[0].Totals).To(Equal(usage.Totals{Calls: 2, InputTokens: 3000, OutputTokens: 500}))
+	g.Expect(buckets[0].Totals).To(Equal(usage.Totals{Calls: 2, InputTokens: 3000, CachedInputTokens: 600, OutputTokens: 500}))
 
 	// Metrics count each event once, with spend from the price list.
 	g.Expect(testutil.ToFloat64(counter(g, srv.reg, "hub_usage_requests_total"))).To(Equal(2.0))
@@ -202,6 +205,7 @@ hub_usage_tokens_total{api_service="chat",direction="input",model="MiniMax-M2",p
 hub_usage_tokens_total{api_service="chat",direction="output",model="MiniMax-M2",project="chatbot",route="/v1/chat/completions"} 500
 `
 	g.Expect(testutil.GatherAndCompare(srv.reg, strings.NewReader(expected), "hub_usage_tokens_total")).To(Succeed())
+	g.Expect(testutil.ToFloat64(counter(g, srv.reg, "hub_usage_cached_input_tokens_total"))).To(Equal(600.0))
 	// 3000 input tokens at 0.30/M and 500 output at 1.20/M: 0.0009 + 0.0006.
 	g.Expect(testutil.ToFloat64(counter(g, srv.reg, "hub_usage_spend_total"))).To(BeNumerically("~", 0.0015, 1e-12))
 }

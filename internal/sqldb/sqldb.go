@@ -43,15 +43,45 @@ type Dialect struct {
 	MigrationLock string
 	// ColumnExists counts the columns named $2 of table $1 (0 or 1).
 	ColumnExists string
+	// ConcurrentWriters is set when several transactions may write at once
+	// (PostgreSQL): writers must then lock rows in one order. SQLite
+	// writes one transaction at a time.
+	ConcurrentWriters bool
+	// LockForWrites, when set, is the statement (with %s for the table)
+	// that keeps other transactions from writing a table until this one
+	// ends. SQLite needs none: its transactions here are immediate, and
+	// one writes at a time.
+	LockForWrites string
+	// RowTrigger returns the statements that (re)create the trigger name,
+	// which runs stmt after each row that event (INSERT or UPDATE) writes
+	// into table, when the condition when holds for it. Both read the row
+	// as NEW (and, for UPDATE, as it was, as OLD).
+	RowTrigger func(name, table, event, when, stmt string) []string
 }
 
 // The dialects.
 var (
 	SQLite = Dialect{Name: "sqlite", Placeholder: func(int) string { return "?" }, Greatest: "max", TableOptions: " WITHOUT ROWID",
-		ColumnExists: "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?"}
+		ColumnExists: "SELECT COUNT(*) FROM pragma_table_info(?) WHERE name = ?",
+		RowTrigger: func(name, table, event, when, stmt string) []string {
+			return []string{"DROP TRIGGER IF EXISTS " + name,
+				fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s FOR EACH ROW WHEN %s BEGIN %s; END", name, event, table, when, stmt)}
+		}}
 	Postgres = Dialect{Name: "postgres", Placeholder: func(i int) string { return fmt.Sprintf("$%d", i) }, Greatest: "GREATEST",
-		MigrationLock: "SELECT pg_advisory_xact_lock(7486375001)",
-		ColumnExists:  "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2"}
+		MigrationLock:     "SELECT pg_advisory_xact_lock(7486375001)",
+		ColumnExists:      "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
+		ConcurrentWriters: true,
+		LockForWrites:     "LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE",
+		// A PostgreSQL trigger runs a function; each trigger here has its
+		// own, of the same name, which checks the condition (a trigger's
+		// WHEN may not hold a subquery).
+		RowTrigger: func(name, table, event, when, stmt string) []string {
+			return []string{
+				fmt.Sprintf("CREATE OR REPLACE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF %s THEN %s; END IF; RETURN NULL; END $$",
+					name, when, stmt),
+				fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s", name, table),
+				fmt.Sprintf("CREATE TRIGGER %s AFTER %s ON %s FOR EACH ROW EXECUTE FUNCTION %s()", name, event, table, name)}
+		}}
 )
 
 // DB is an open database and its dialect. Its methods are safe for

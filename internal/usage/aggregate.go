@@ -41,6 +41,9 @@ func (s *sqlStore) Aggregate(ctx context.Context, q Query) ([]Bucket, error) {
 	if q.Location == nil {
 		q.Location = time.UTC
 	}
+	if q.Granularity == Minute {
+		return s.aggregateMinutes(ctx, q, groupCols)
+	}
 	plan := planHours(q)
 	if len(plan.split) > 0 {
 		horizon, err := s.eventsPrunedBefore(ctx)
@@ -50,7 +53,15 @@ func (s *sqlStore) Aggregate(ctx context.Context, q Query) ([]Bucket, error) {
 		plan.resolve(horizon)
 	}
 	acc := &bucketSet{q: q, index: map[bucketKey]int{}}
-	if err := s.sumRollups(ctx, q, groupCols, plan, acc); err != nil {
+	rolledUp, err := s.dailyRollupsBefore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	days := plan.wholeDays(q, rolledUp.Unix())
+	if err := s.sumDailyRollups(ctx, q, groupCols, days, acc); err != nil {
+		return nil, err
+	}
+	if err := s.sumRollups(ctx, q, groupCols, plan, days, acc); err != nil {
 		return nil, err
 	}
 	if err := s.sumSplitHours(ctx, q, groupCols, plan, acc); err != nil {
@@ -164,6 +175,8 @@ func boundaries(q Query) []time.Time {
 func bucketStart(t time.Time, q Query) time.Time {
 	local := t.In(q.Location)
 	switch q.Granularity {
+	case Minute:
+		return t.UTC().Truncate(time.Minute)
 	case Hour:
 		return t.UTC().Truncate(time.Hour)
 	case Day:
@@ -174,17 +187,82 @@ func bucketStart(t time.Time, q Query) time.Time {
 	return q.From
 }
 
-// sumRollups adds the rollups of the hours that come whole from them.
-func (s *sqlStore) sumRollups(ctx context.Context, q Query, groupCols []string, plan *hourPlan, acc *bucketSet) error {
+// dayRun is a run of whole UTC days, [from, to) in Unix seconds, that the
+// daily rollups give.
+type dayRun struct{ from, to int64 }
+
+// secondsPerDay is the length of a UTC day: Unix time has no leap seconds.
+const secondsPerDay = 24 * 60 * 60
+
+// wholeDays finds the UTC days that can come from the daily rollups: days
+// rolled up (before rolledUp, Unix seconds) inside the hours looked at,
+// none of whose hours is split, that lie in one bucket (a day bucket in a
+// zone other than UTC, or a month that starts at a local midnight, does not
+// hold whole UTC days). Hour buckets never do. A 30-day report reads 24
+// times fewer rows so.
+func (p *hourPlan) wholeDays(q Query, rolledUp int64) []dayRun {
+	if q.Granularity == Hour {
+		return nil
+	}
+	split := make(map[int64]bool, len(p.split))
+	for _, h := range p.split {
+		split[h.start.Unix()-h.start.Unix()%secondsPerDay] = true
+	}
+	var runs []dayRun
+	first := p.first + (secondsPerDay-p.first%secondsPerDay)%secondsPerDay
+	for day := first; day+secondsPerDay <= min(p.end, rolledUp); day += secondsPerDay {
+		start, last := time.Unix(day, 0), time.Unix(day+secondsPerDay-1, 0)
+		if split[day] || !bucketStart(start, q).Equal(bucketStart(last, q)) {
+			continue
+		}
+		if n := len(runs); n > 0 && runs[n-1].to == day {
+			runs[n-1].to += secondsPerDay
+		} else {
+			runs = append(runs, dayRun{day, day + secondsPerDay})
+		}
+	}
+	return runs
+}
+
+// daysSQL is the SQL condition on col of being in one of runs.
+func daysSQL(col string, runs []dayRun) string {
+	parts := make([]string, len(runs))
+	for i, r := range runs {
+		parts[i] = fmt.Sprintf("(%s >= %d AND %s < %d)", col, r.from, col, r.to)
+	}
+	return "(" + strings.Join(parts, " OR ") + ")"
+}
+
+// sumDailyRollups adds the daily rollups of the whole days.
+func (s *sqlStore) sumDailyRollups(ctx context.Context, q Query, groupCols []string, days []dayRun, acc *bucketSet) error {
+	if len(days) == 0 {
+		return nil
+	}
+	where, args := s.filterSQL(daysSQL("day", days), nil, q.Filter)
+	keys := strings.Join(append([]string{"day"}, groupCols...), ", ")
+	summed := fmt.Sprintf(`SELECT %s, %s FROM usage_daily WHERE %s GROUP BY %s`, keys, sumsOf(totalsColumns), where, keys)
+	raw := fmt.Sprintf(`SELECT %s, %s FROM usage_daily WHERE %s`, keys, totalsColumns, where)
+	return s.sumRows(ctx, s.db, summed, raw, args, len(groupCols), func(day int64, group []string, t Totals) {
+		acc.add(bucketStart(time.Unix(day, 0), q), group, t)
+	})
+}
+
+// sumRollups adds the hourly rollups of the hours that come whole from
+// them, except the whole days the daily rollups gave.
+func (s *sqlStore) sumRollups(ctx context.Context, q Query, groupCols []string, plan *hourPlan, days []dayRun, acc *bucketSet) error {
+	if len(days) == 1 && days[0].from == plan.first && days[0].to == plan.end {
+		return nil // all of it came from the daily rollups
+	}
 	args := []any{plan.first, plan.end}
 	where := fmt.Sprintf("hour >= %s AND hour < %s", s.d.Placeholder(1), s.d.Placeholder(2)) + plan.notFromRollups(q.From)
+	if len(days) > 0 {
+		where += " AND NOT " + daysSQL("hour", days)
+	}
 	where, args = s.filterSQL(where, args, q.Filter)
 	keys := strings.Join(append([]string{"hour"}, groupCols...), ", ")
-	summed := fmt.Sprintf(`SELECT %s, SUM(calls), SUM(input_tokens), SUM(output_tokens), SUM(video_seconds),
-		SUM(storage_byte_hours) FROM usage_hourly WHERE %s GROUP BY %s`, keys, where, keys)
-	raw := fmt.Sprintf(`SELECT %s, calls, input_tokens, output_tokens, video_seconds, storage_byte_hours
-		FROM usage_hourly WHERE %s`, keys, where)
-	return s.sumRows(ctx, summed, raw, args, len(groupCols), func(hour int64, group []string, t Totals) {
+	summed := fmt.Sprintf(`SELECT %s, %s FROM usage_hourly WHERE %s GROUP BY %s`, keys, sumsOf(totalsColumns), where, keys)
+	raw := fmt.Sprintf(`SELECT %s, %s FROM usage_hourly WHERE %s`, keys, totalsColumns, where)
+	return s.sumRows(ctx, s.db, summed, raw, args, len(groupCols), func(hour int64, group []string, t Totals) {
 		acc.add(bucketStart(time.Unix(hour, 0), q), group, t)
 	})
 }
@@ -227,11 +305,10 @@ func (s *sqlStore) sumSplitHours(ctx context.Context, q Query, groupCols []strin
 			groups += ", " + col
 			ordinals += ", " + strconv.Itoa(i+2)
 		}
-		summed := fmt.Sprintf(`SELECT %s%s, COUNT(*), SUM(input_tokens), SUM(output_tokens), SUM(video_seconds),
-			SUM(storage_byte_hours) FROM usage_events WHERE %s GROUP BY %s`, which.String(), groups, where, ordinals)
-		raw := fmt.Sprintf(`SELECT %s%s, 1, input_tokens, output_tokens, video_seconds, storage_byte_hours
-			FROM usage_events WHERE %s`, which.String(), groups, where)
-		err := s.sumRows(ctx, summed, raw, args, len(groupCols), func(i int64, group []string, t Totals) {
+		summed := fmt.Sprintf(`SELECT %s%s, COUNT(*), %s FROM usage_events WHERE %s GROUP BY %s`,
+			which.String(), groups, sumsOf(eventTotalsColumns), where, ordinals)
+		raw := fmt.Sprintf(`SELECT %s%s, 1, %s FROM usage_events WHERE %s`, which.String(), groups, eventTotalsColumns, where)
+		err := s.sumRows(ctx, s.db, summed, raw, args, len(groupCols), func(i int64, group []string, t Totals) {
 			acc.add(bucketStart(chunk[i].from, q), group, t)
 		})
 		if err != nil {
@@ -241,12 +318,84 @@ func (s *sqlStore) sumSplitHours(ctx context.Context, q Query, groupCols []strin
 	return nil
 }
 
-// sumRows runs summed, a query of rows (key, group values..., calls, input
-// tokens, output tokens, video seconds, storage byte-hours), and gives each
+// eventTotalsColumns are the columns of an event that Totals sums besides
+// calls, in the order of Totals.
+const eventTotalsColumns = "input_tokens, cached_input_tokens, output_tokens, video_seconds, storage_byte_hours"
+
+// sumsOf is the SUM of each of the comma-separated columns.
+func sumsOf(columns string) string {
+	cols := strings.Split(columns, ", ")
+	for i, c := range cols {
+		cols[i] = "SUM(" + c + ")"
+	}
+	return strings.Join(cols, ", ")
+}
+
+// querier is a database or a transaction.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// aggregateMinutes answers a query of minute buckets: from raw events, by
+// the minute of each, except for the hours whose raw events may be pruned,
+// which count whole from their rollups in the minute they start (and in
+// the range that holds that minute).
+func (s *sqlStore) aggregateMinutes(ctx context.Context, q Query, groupCols []string) ([]Bucket, error) {
+	horizon, err := s.eventsPrunedBefore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	acc := &bucketSet{q: q, index: map[bucketKey]int{}}
+	// Hours from rollups: those that start in the range, before the first
+	// whole hour of raw events.
+	firstRaw := horizon.Truncate(time.Hour)
+	if firstRaw.Before(horizon) {
+		firstRaw = firstRaw.Add(time.Hour)
+	}
+	if rollupTo := earlierOf(firstRaw, q.To); q.From.Before(rollupTo) {
+		first := q.From.Truncate(time.Hour)
+		if first.Before(q.From) {
+			first = first.Add(time.Hour)
+		}
+		plan := &hourPlan{first: first.Unix(), end: rollupTo.Truncate(time.Hour).Unix()}
+		if rollupTo.After(rollupTo.Truncate(time.Hour)) {
+			plan.end += 3600 // the hour that holds the range's end starts in it
+		}
+		if err := s.sumRollups(ctx, q, groupCols, plan, nil, acc); err != nil {
+			return nil, err
+		}
+	}
+	from := laterOf(q.From, firstRaw)
+	if !from.Before(q.To) {
+		return acc.sorted(), nil
+	}
+	minute := "ts / 60000000"
+	args := []any{from.UnixMicro(), q.To.UnixMicro()}
+	where, args := s.filterSQL(fmt.Sprintf("ts >= %s AND ts < %s", s.d.Placeholder(1), s.d.Placeholder(2)), args, q.Filter)
+	groups, ordinals := "", "1"
+	for i, col := range groupCols {
+		groups += ", " + col
+		ordinals += ", " + strconv.Itoa(i+2)
+	}
+	summed := fmt.Sprintf(`SELECT %s%s, COUNT(*), %s FROM usage_events WHERE %s GROUP BY %s`,
+		minute, groups, sumsOf(eventTotalsColumns), where, ordinals)
+	raw := fmt.Sprintf(`SELECT %s%s, 1, %s FROM usage_events WHERE %s`, minute, groups, eventTotalsColumns, where)
+	err = s.sumRows(ctx, s.db, summed, raw, args, len(groupCols), func(m int64, group []string, t Totals) {
+		acc.add(time.Unix(m*60, 0).UTC(), group, t)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return acc.sorted(), nil
+}
+
+// sumRows runs summed (on db), a query of rows (key, group values..., then the
+// figures of Totals in order), and gives each
 // row to add once all are read. When the database cannot sum (SQLite stops
 // on an integer overflow; PostgreSQL's sum of bigints can exceed a bigint),
 // it runs raw, the same rows unsummed, and sums them here, saturating.
-func (s *sqlStore) sumRows(ctx context.Context, summed, raw string, args []any, groups int,
+func (s *sqlStore) sumRows(ctx context.Context, db querier, summed, raw string, args []any, groups int,
 	add func(key int64, group []string, t Totals)) error {
 	type row struct {
 		key   int64
@@ -257,13 +406,13 @@ func (s *sqlStore) sumRows(ctx context.Context, summed, raw string, args []any, 
 	collect := func(key int64, group []string, t Totals) {
 		rows = append(rows, row{key, slices.Clone(group), t})
 	}
-	err := s.scanUsage(ctx, summed, args, groups, collect)
+	err := s.scanUsage(ctx, db, summed, args, groups, collect)
 	if err != nil && ctx.Err() == nil {
 		// Sums too large for the database: sum here. A database that is
 		// down fails this query too, and that error is returned.
 		rows = rows[:0]
 		sums := map[string]int{}
-		err = s.scanUsage(ctx, raw, args, groups, func(key int64, group []string, t Totals) {
+		err = s.scanUsage(ctx, db, raw, args, groups, func(key int64, group []string, t Totals) {
 			k := strconv.FormatInt(key, 10) + "\x00" + strings.Join(group, "\x00")
 			i, ok := sums[k]
 			if !ok {
@@ -285,8 +434,8 @@ func (s *sqlStore) sumRows(ctx context.Context, summed, raw string, args []any, 
 
 // scanUsage runs a query of usage rows and calls fn for each; group is
 // reused between calls.
-func (s *sqlStore) scanUsage(ctx context.Context, query string, args []any, groups int, fn func(int64, []string, Totals)) error {
-	rows, err := s.db.QueryContext(ctx, query, args...)
+func (s *sqlStore) scanUsage(ctx context.Context, db querier, query string, args []any, groups int, fn func(int64, []string, Totals)) error {
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return err
 	}
@@ -294,12 +443,12 @@ func (s *sqlStore) scanUsage(ctx context.Context, query string, args []any, grou
 	var key int64
 	var t Totals
 	group := make([]string, groups)
-	dest := make([]any, 0, 1+groups+5)
+	dest := make([]any, 0, 1+groups+6)
 	dest = append(dest, &key)
 	for i := range group {
 		dest = append(dest, &group[i])
 	}
-	dest = append(dest, &t.Calls, &t.InputTokens, &t.OutputTokens, &t.VideoSeconds, &t.StorageByteHours)
+	dest = append(dest, &t.Calls, &t.InputTokens, &t.CachedInputTokens, &t.OutputTokens, &t.VideoSeconds, &t.StorageByteHours)
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			return err

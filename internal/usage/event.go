@@ -1,8 +1,8 @@
 // Package usage stores metered usage: raw events, deduplicated by ID, and
-// hourly rollups by project, key, service, model and endpoint, with one Store
-// interface and two implementations run through the same test suite:
-// SQLite (the embedded default, pure Go) and PostgreSQL (for several server
-// replicas).
+// hourly and daily rollups by project, key, service, model and endpoint
+// (daily.go), with one Store interface and two implementations run through
+// the same test suite: SQLite (the embedded default, pure Go) and
+// PostgreSQL (for several server replicas).
 package usage
 
 import (
@@ -37,6 +37,11 @@ type Event struct {
 	// input).
 	InputTokens  int64 `json:"inputTokens,omitempty"`
 	OutputTokens int64 `json:"outputTokens,omitempty"`
+	// CachedInputTokens are the input tokens that the upstream read from
+	// its prompt cache, a part of InputTokens (OpenAI's
+	// prompt_tokens_details.cached_tokens, Anthropic's
+	// cache_read_input_tokens); they are priced at the cached input price.
+	CachedInputTokens int64 `json:"cachedInputTokens,omitempty"`
 	// VideoSeconds counts seconds of generated video.
 	VideoSeconds int64 `json:"videoSeconds,omitempty"`
 	// StorageByteHours counts bytes held times hours held.
@@ -176,6 +181,10 @@ func (e *Event) quantityProblem() (field, msg string) {
 			return q.name, fmt.Sprintf("must be between 0 and %d, not %d", q.max, q.value)
 		}
 	}
+	if e.CachedInputTokens < 0 || e.CachedInputTokens > e.InputTokens {
+		return "cachedInputTokens", fmt.Sprintf("must be between 0 and inputTokens (%d), not %d: cached tokens are a part of the input",
+			e.InputTokens, e.CachedInputTokens)
+	}
 	if e.StatusCode < 100 || e.StatusCode > 599 {
 		return "statusCode", "must be an HTTP status (100 to 599)"
 	}
@@ -196,11 +205,14 @@ func (e *Event) quantityProblem() (field, msg string) {
 
 // Totals sums usage.
 type Totals struct {
-	Calls            int64 `json:"calls"`
-	InputTokens      int64 `json:"inputTokens"`
-	OutputTokens     int64 `json:"outputTokens"`
-	VideoSeconds     int64 `json:"videoSeconds"`
-	StorageByteHours int64 `json:"storageByteHours"`
+	Calls       int64 `json:"calls"`
+	InputTokens int64 `json:"inputTokens"`
+	// CachedInputTokens are the part of InputTokens read from a prompt
+	// cache.
+	CachedInputTokens int64 `json:"cachedInputTokens"`
+	OutputTokens      int64 `json:"outputTokens"`
+	VideoSeconds      int64 `json:"videoSeconds"`
+	StorageByteHours  int64 `json:"storageByteHours"`
 }
 
 // Add adds other to t. Sums saturate at math.MaxInt64 rather than wrap:
@@ -209,6 +221,7 @@ type Totals struct {
 func (t *Totals) Add(other Totals) {
 	t.Calls = SaturatingAdd(t.Calls, other.Calls)
 	t.InputTokens = SaturatingAdd(t.InputTokens, other.InputTokens)
+	t.CachedInputTokens = SaturatingAdd(t.CachedInputTokens, other.CachedInputTokens)
 	t.OutputTokens = SaturatingAdd(t.OutputTokens, other.OutputTokens)
 	t.VideoSeconds = SaturatingAdd(t.VideoSeconds, other.VideoSeconds)
 	t.StorageByteHours = SaturatingAdd(t.StorageByteHours, other.StorageByteHours)
@@ -227,15 +240,21 @@ func SaturatingAdd(a, b int64) int64 {
 }
 
 func (e *Event) totals() Totals {
-	return Totals{Calls: 1, InputTokens: e.InputTokens, OutputTokens: e.OutputTokens,
+	return Totals{Calls: 1, InputTokens: e.InputTokens, CachedInputTokens: e.CachedInputTokens, OutputTokens: e.OutputTokens,
 		VideoSeconds: e.VideoSeconds, StorageByteHours: e.StorageByteHours}
+}
+
+// PricingUsage is the event's usage as the price list takes it.
+func (e *Event) PricingUsage() pricing.Usage {
+	return pricing.Usage{Service: e.Service, Model: e.Model, InputTokens: e.InputTokens, CachedInputTokens: e.CachedInputTokens,
+		OutputTokens: e.OutputTokens, VideoSeconds: e.VideoSeconds, StorageByteHours: e.StorageByteHours}
 }
 
 // PricingUsage is the usage of a bucket grouped by service and model, as
 // the price list takes it.
 func (b *Bucket) PricingUsage() pricing.Usage {
 	return pricing.Usage{Service: pricing.Service(b.Group[ByService]), Model: b.Group[ByModel],
-		InputTokens: b.InputTokens, OutputTokens: b.OutputTokens, VideoSeconds: b.VideoSeconds, StorageByteHours: b.StorageByteHours}
+		InputTokens: b.InputTokens, CachedInputTokens: b.CachedInputTokens, OutputTokens: b.OutputTokens, VideoSeconds: b.VideoSeconds, StorageByteHours: b.StorageByteHours}
 }
 
 // CapTotals is a Hard spending cap's usage in its billing cycle, as the

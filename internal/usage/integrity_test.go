@@ -120,6 +120,11 @@ var integritySuite = []storeCase{
 		for i := 0; i < len(events); i += 1000 {
 			_, err := s.Insert(ctx, events[i:i+1000])
 			g.Expect(err).NotTo(HaveOccurred())
+			if i == 1000 {
+				// The last batch comes late for the days before the
+				// middle of the span, already rolled up.
+				g.Expect(s.RollUpDays(ctx, start.Add(span/2))).To(Succeed())
+			}
 		}
 		count := func(from, to time.Time) (n int64) {
 			for _, e := range events {
@@ -166,6 +171,67 @@ var integritySuite = []storeCase{
 			g.Expect(days).To(Equal(count(from, to)))
 		}
 	}},
+	{"whole UTC days come from the daily rollups, which follow every write of the hourly ones", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		day := time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)
+		insert := func(events ...usage.Event) {
+			_, err := s.Insert(ctx, events)
+			g.Expect(err).NotTo(HaveOccurred())
+		}
+		insert(event("a", day.Add(10*time.Hour), "p1", "k1", "m", 1, 0), event("b", day.Add(30*time.Hour), "p1", "k1", "m", 10, 0))
+		g.Expect(s.RollUpDays(ctx, day.Add(2*24*time.Hour+time.Hour))).To(Succeed())
+		// Late events for days rolled up: the same hour again (an update of
+		// its rollup), and a day long past (a new one).
+		insert(event("c", day.Add(10*time.Hour+time.Minute), "p1", "k1", "m", 100, 0))
+		insert(event("d", day.Add(-20*24*time.Hour), "p2", "k2", "m", 1000, 0))
+		g.Expect(s.RollUpDays(ctx, day.Add(2*24*time.Hour))).To(Succeed(), "again: nothing to add")
+		days := func(from, to time.Time) map[string]int64 {
+			buckets, err := s.Aggregate(ctx, usage.Query{From: from, To: to, Granularity: usage.Day})
+			g.Expect(err).NotTo(HaveOccurred())
+			out := map[string]int64{}
+			for _, b := range buckets {
+				out[b.Start.Format(time.DateOnly)] = b.InputTokens
+			}
+			return out
+		}
+		g.Expect(days(day.Add(-30*24*time.Hour), day.Add(2*24*time.Hour))).To(Equal(map[string]int64{
+			"2026-08-12": 1000, "2026-09-01": 101, "2026-09-02": 10}))
+		g.Expect(days(day.Add(10*time.Hour), day.Add(2*24*time.Hour))).To(Equal(map[string]int64{"2026-09-01": 101, "2026-09-02": 10}),
+			"a day the range cuts comes from its hours")
+		// Pruning rollups keeps the day that holds the first hour kept.
+		g.Expect(s.Prune(ctx, time.Time{}, day.Add(12*time.Hour))).To(Succeed())
+		g.Expect(days(day.Add(-30*24*time.Hour), day.Add(2*24*time.Hour))).To(Equal(map[string]int64{"2026-09-01": 101, "2026-09-02": 10}))
+	}},
+	{"minute buckets come from raw events; an hour whose events are pruned counts whole in the minute it starts", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		h := time.Date(2026, 9, 1, 10, 0, 0, 0, time.UTC)
+		_, err := s.Insert(ctx, []usage.Event{
+			event("a", h.Add(5*time.Minute+20*time.Second), "p1", "k1", "m", 1, 0),
+			event("b", h.Add(5*time.Minute+40*time.Second), "p1", "k2", "m", 2, 0),
+			event("c", h.Add(59*time.Minute+59*time.Second), "p1", "k1", "m", 4, 0),
+			event("d", h.Add(90*time.Minute), "p1", "k1", "m", 8, 0),
+		})
+		g.Expect(err).NotTo(HaveOccurred())
+		minutes := func(from, to time.Time) map[string]int64 {
+			buckets, err := s.Aggregate(ctx, usage.Query{From: from, To: to, Granularity: usage.Minute, Location: time.FixedZone("+0545", 345*60),
+				GroupBy: []usage.Dimension{usage.ByModel}})
+			g.Expect(err).NotTo(HaveOccurred())
+			out := map[string]int64{}
+			for _, b := range buckets {
+				out[b.Start.UTC().Format("15:04:05")] += b.InputTokens
+			}
+			return out
+		}
+		g.Expect(minutes(h, h.Add(2*time.Hour))).To(Equal(map[string]int64{"10:05:00": 3, "10:59:00": 4, "11:30:00": 8}))
+		g.Expect(minutes(h.Add(5*time.Minute+30*time.Second), h.Add(time.Hour))).To(Equal(map[string]int64{"10:05:00": 2, "10:59:00": 4}),
+			"the range's ends cut minutes exactly")
+		g.Expect(s.Prune(ctx, h.Add(70*time.Minute), time.Time{})).To(Succeed())
+		g.Expect(minutes(h, h.Add(2*time.Hour))).To(Equal(map[string]int64{"10:00:00": 7, "11:00:00": 8}))
+		g.Expect(minutes(h.Add(30*time.Minute), h.Add(2*time.Hour))).To(Equal(map[string]int64{"11:00:00": 8}),
+			"an hour counts in the range that holds its start")
+	}},
 	{"once raw events are pruned, a cut hour counts whole in the range holding its start", func(t *testing.T, s usage.Store) {
 		g := NewWithT(t)
 		ctx := context.Background()
@@ -210,6 +276,30 @@ var integritySuite = []storeCase{
 		_, err = s.Insert(ctx, []usage.Event{e})
 		g.Expect(err).To(MatchError(ContainSubstring("flags")))
 	}},
+	{"cached input tokens are stored, summed and bounded by the input", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		a, b := event("c1", t0, "p1", "k1", "m", 100, 5), event("c2", t0.Add(time.Hour), "p1", "k1", "m", 50, 5)
+		a.CachedInputTokens, b.CachedInputTokens = 60, 50
+		_, err := s.Insert(ctx, []usage.Event{a, b})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(total(g, s)).To(Equal(usage.Totals{Calls: 2, InputTokens: 150, CachedInputTokens: 110, OutputTokens: 10}))
+		// A range that cuts an hour sums raw events.
+		buckets, err := s.Aggregate(ctx, usage.Query{From: t0, To: t0.Add(time.Minute)})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(buckets).To(HaveLen(1))
+		g.Expect(buckets[0].CachedInputTokens).To(Equal(int64(60)))
+		var got []usage.Event
+		g.Expect(s.Events(ctx, usage.EventFilter{From: t0, To: t0.Add(2 * time.Hour)}, func(e usage.Event) error {
+			got = append(got, e)
+			return nil
+		})).To(Succeed())
+		g.Expect(got).To(Equal([]usage.Event{a, b}))
+		over := event("c3", t0, "p1", "k1", "m", 10, 0)
+		over.CachedInputTokens = 11
+		_, err = s.Insert(ctx, []usage.Event{over})
+		g.Expect(err).To(MatchError(ContainSubstring("cachedInputTokens: must be between 0 and inputTokens (10), not 11")))
+	}},
 	{"quarantined events are kept, and count in no usage", func(t *testing.T, s usage.Store) {
 		g := NewWithT(t)
 		ctx := context.Background()
@@ -227,14 +317,23 @@ var integritySuite = []storeCase{
 
 func init() { storeSuite = append(storeSuite, integritySuite...) }
 
-// TestOlderSchemaGainsFlags opens stores whose events table predates the
-// flags column: the column is added, and old rows read as unflagged.
-func TestOlderSchemaGainsFlags(t *testing.T) {
-	const oldTable = `CREATE TABLE usage_events (id TEXT PRIMARY KEY, ts BIGINT NOT NULL, project TEXT NOT NULL,
+// TestOlderSchemaIsUpgraded opens stores whose tables predate the flags
+// and cached input columns: the columns are added, old rows read as
+// unflagged and uncached, and old rollups count with new ones.
+func TestOlderSchemaIsUpgraded(t *testing.T) {
+	oldSchema := []string{`CREATE TABLE usage_events (id TEXT PRIMARY KEY, ts BIGINT NOT NULL, project TEXT NOT NULL,
 		key_id TEXT NOT NULL, service TEXT NOT NULL, endpoint TEXT NOT NULL, model TEXT NOT NULL,
 		input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL, video_seconds BIGINT NOT NULL,
-		storage_byte_hours BIGINT NOT NULL, status_code INTEGER NOT NULL)`
-	const oldRow = `INSERT INTO usage_events VALUES ('old', %d, 'p1', 'k1', 'chat', '/v1/chat/completions', 'm', 1, 2, 0, 0, 200)`
+		storage_byte_hours BIGINT NOT NULL, status_code INTEGER NOT NULL)`,
+		fmt.Sprintf(`INSERT INTO usage_events VALUES ('old', %d, 'p1', 'k1', 'chat', '/v1/chat/completions', 'm', 1, 2, 0, 0, 200)`,
+			t0.UnixMicro()),
+		`CREATE TABLE usage_hourly (hour BIGINT NOT NULL, project TEXT NOT NULL, key_id TEXT NOT NULL, service TEXT NOT NULL,
+		model TEXT NOT NULL, endpoint TEXT NOT NULL, calls BIGINT NOT NULL, input_tokens BIGINT NOT NULL,
+		output_tokens BIGINT NOT NULL, video_seconds BIGINT NOT NULL, storage_byte_hours BIGINT NOT NULL,
+		PRIMARY KEY (hour, project, key_id, service, model, endpoint))`,
+		fmt.Sprintf(`INSERT INTO usage_hourly VALUES (%d, 'p1', 'k1', 'chat', 'm', '/v1/chat/completions', 1, 1, 2, 0, 0)`,
+			t0.Truncate(time.Hour).Unix()),
+	}
 	ctx := context.Background()
 	for name, open := range map[string]func(t *testing.T) (*sql.DB, func() (usage.Store, error)){
 		"sqlite": func(t *testing.T) (*sql.DB, func() (usage.Store, error)) {
@@ -261,15 +360,15 @@ func TestOlderSchemaGainsFlags(t *testing.T) {
 			g := NewWithT(t)
 			db, reopen := open(t)
 			defer func() { _ = db.Close() }()
-			_, err := db.ExecContext(ctx, oldTable)
-			g.Expect(err).NotTo(HaveOccurred())
-			_, err = db.ExecContext(ctx, fmt.Sprintf(oldRow, t0.UnixMicro()))
-			g.Expect(err).NotTo(HaveOccurred())
+			for _, stmt := range oldSchema {
+				_, err := db.ExecContext(ctx, stmt)
+				g.Expect(err).NotTo(HaveOccurred())
+			}
 			s, err := reopen()
 			g.Expect(err).NotTo(HaveOccurred())
 			defer func() { _ = s.Close() }()
-			flagged := event("new", t0.Add(time.Second), "p1", "k1", "m", 1, 1)
-			flagged.Flags = []usage.Flag{usage.FlagUsageMissing}
+			flagged := event("new", t0.Add(time.Second), "p1", "k1", "m", 10, 1)
+			flagged.Flags, flagged.CachedInputTokens = []usage.Flag{usage.FlagUsageMissing}, 4
 			_, err = s.Insert(ctx, []usage.Event{flagged})
 			g.Expect(err).NotTo(HaveOccurred())
 			var got []usage.Event
@@ -280,7 +379,10 @@ func TestOlderSchemaGainsFlags(t *testing.T) {
 			g.Expect(got).To(HaveLen(2))
 			g.Expect(got[0].ID).To(Equal("old"))
 			g.Expect(got[0].Flags).To(BeEmpty())
+			g.Expect(got[0].CachedInputTokens).To(BeZero())
 			g.Expect(got[1]).To(Equal(flagged))
+			g.Expect(total(g, s)).To(Equal(usage.Totals{Calls: 2, InputTokens: 11, CachedInputTokens: 4, OutputTokens: 3}),
+				"the old hour's rollup and the new event's count together")
 			// Opening again changes nothing.
 			s2, err := reopen()
 			g.Expect(err).NotTo(HaveOccurred())

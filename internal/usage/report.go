@@ -58,9 +58,10 @@ func WriteEventsCSV(ctx context.Context, w io.Writer, s Store, f EventFilter) er
 	err := s.Events(ctx, f, func(e Event) error {
 		record[0], record[1], record[2], record[3] = e.ID, e.Time.UTC().Format(time.RFC3339Nano), e.Project, e.KeyID
 		record[4], record[5], record[6] = string(e.Service), e.Endpoint, e.Model
-		record[7], record[8] = strconv.FormatInt(e.InputTokens, 10), strconv.FormatInt(e.OutputTokens, 10)
-		record[9], record[10] = strconv.FormatInt(e.VideoSeconds, 10), strconv.FormatInt(e.StorageByteHours, 10)
-		record[11], record[12] = strconv.Itoa(e.StatusCode), joinFlags(e.Flags)
+		record[7], record[8] = strconv.FormatInt(e.InputTokens, 10), strconv.FormatInt(e.CachedInputTokens, 10)
+		record[9], record[10] = strconv.FormatInt(e.OutputTokens, 10), strconv.FormatInt(e.VideoSeconds, 10)
+		record[11], record[12] = strconv.FormatInt(e.StorageByteHours, 10), strconv.Itoa(e.StatusCode)
+		record[13] = joinFlags(e.Flags)
 		return cw.Write(record)
 	})
 	if err != nil {
@@ -74,12 +75,12 @@ func WriteEventsCSV(ctx context.Context, w io.Writer, s Store, f EventFilter) er
 // the bucket start, one column per grouped dimension, then the totals.
 func WriteBucketsCSV(w io.Writer, q Query, buckets []Bucket) error {
 	cw := csvexport.NewWriter(w)
-	header := make([]string, 0, 1+len(q.GroupBy)+5)
+	header := make([]string, 0, 1+len(q.GroupBy)+6)
 	header = append(header, "start")
 	for _, d := range q.GroupBy {
 		header = append(header, string(d))
 	}
-	header = append(header, "calls", "input_tokens", "output_tokens", "video_seconds", "storage_byte_hours")
+	header = append(header, strings.Split(totalsColumns, ", ")...)
 	if err := cw.Write(header); err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func WriteBucketsCSV(w io.Writer, q Query, buckets []Bucket) error {
 			record = append(record, b.Group[d])
 		}
 		record = append(record, strconv.FormatInt(b.Calls, 10), strconv.FormatInt(b.InputTokens, 10),
-			strconv.FormatInt(b.OutputTokens, 10), strconv.FormatInt(b.VideoSeconds, 10),
+			strconv.FormatInt(b.CachedInputTokens, 10), strconv.FormatInt(b.OutputTokens, 10), strconv.FormatInt(b.VideoSeconds, 10),
 			strconv.FormatInt(b.StorageByteHours, 10))
 		if err := cw.Write(record); err != nil {
 			return err

@@ -17,10 +17,11 @@ import (
 	"github.com/minimax/platform-hub/internal/sqldb"
 )
 
-// schema is the same for both databases: times are integers (microseconds
-// for events, seconds of the UTC hour for rollups), so no database converts
-// time zones behind our back.
-var schema = []string{
+// eventSchema creates the table of events. The schema is the same for both
+// databases: times are integers (microseconds for events, seconds of the
+// UTC hour or day for rollups), so no database converts time zones behind
+// our back.
+var eventSchema = []string{
 	`CREATE TABLE IF NOT EXISTS usage_events (
 		id TEXT PRIMARY KEY,
 		ts BIGINT NOT NULL,
@@ -30,6 +31,7 @@ var schema = []string{
 		endpoint TEXT NOT NULL,
 		model TEXT NOT NULL,
 		input_tokens BIGINT NOT NULL,
+		cached_input_tokens BIGINT NOT NULL DEFAULT 0,
 		output_tokens BIGINT NOT NULL,
 		video_seconds BIGINT NOT NULL,
 		storage_byte_hours BIGINT NOT NULL,
@@ -40,22 +42,16 @@ var schema = []string{
 	// range and filter it; per-key and per-project questions over long
 	// ranges are answered from the rollups.
 	`CREATE INDEX IF NOT EXISTS usage_events_ts ON usage_events (ts)`,
-	`CREATE TABLE IF NOT EXISTS usage_hourly (
-		hour BIGINT NOT NULL,
-		project TEXT NOT NULL,
-		key_id TEXT NOT NULL,
-		service TEXT NOT NULL,
-		model TEXT NOT NULL,
-		endpoint TEXT NOT NULL,
-		calls BIGINT NOT NULL,
-		input_tokens BIGINT NOT NULL,
-		output_tokens BIGINT NOT NULL,
-		video_seconds BIGINT NOT NULL,
-		storage_byte_hours BIGINT NOT NULL,
-		PRIMARY KEY (hour, project, key_id, service, model, endpoint))` + "%TABLE_OPTIONS%",
-	// Per-project questions (dashboards, caps) are the common filter;
-	// anything else scans the hours of the range.
-	`CREATE INDEX IF NOT EXISTS usage_hourly_project_hour ON usage_hourly (project, hour)`,
+}
+
+// rollupSchema creates the tables of rollups: the hourly ones, and the
+// hourly ones summed by UTC day, for the days that are over (daily.go).
+// Per-project questions (dashboards, caps) are the common filter, with an
+// index each; anything else scans the periods of the range.
+var rollupSchema = slices.Concat(hourlyRollups.schema(), dailyRollups.schema())
+
+// keySchema creates the tables of keys and of the store itself.
+var keySchema = []string{
 	// One row per key: when it was last used (event time) and when usage of
 	// it was last stored (store time). Which keys were used recently is asked
 	// by store time, so events delivered late, after an outage, count too.
@@ -89,10 +85,15 @@ var schema = []string{
 		event TEXT NOT NULL)` + "%TABLE_OPTIONS%",
 }
 
+// schema is the usage store's tables, in the order they are created.
+var schema = slices.Concat(eventSchema, rollupSchema, keySchema)
+
 // addedColumns are columns added to tables after their first release:
 // CREATE TABLE IF NOT EXISTS leaves an older table as it was.
 var addedColumns = []sqldb.Column{
 	{Table: "usage_events", Name: flagsField, Definition: "TEXT NOT NULL DEFAULT ''"},
+	{Table: "usage_events", Name: "cached_input_tokens", Definition: "BIGINT NOT NULL DEFAULT 0"},
+	{Table: "usage_hourly", Name: "cached_input_tokens", Definition: "BIGINT NOT NULL DEFAULT 0"},
 }
 
 // metaEventsPrunedBefore names the instant (Unix microseconds) before which
@@ -117,7 +118,11 @@ func newStore(ctx context.Context, db *sqldb.DB, own bool) (*sqlStore, error) {
 	if err := db.Migrate(ctx, "usage", schema, addedColumns); err != nil {
 		return nil, err
 	}
-	return &sqlStore{db: db, d: db.D, own: own}, nil
+	s := &sqlStore{db: db, d: db.D, own: own}
+	if err := s.keepDailyRollups(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // OpenSQLite opens (creating if needed) a SQLite database at path with the
@@ -154,10 +159,11 @@ func (s *sqlStore) prepared(ctx context.Context, kind string, rows int, build fu
 // values writes the placeholders of n arguments after the first after.
 func (s *sqlStore) values(b *strings.Builder, after, n int) { s.db.Values(b, after, n) }
 
-const eventColumns = "id, ts, project, key_id, service, endpoint, model, input_tokens, output_tokens, video_seconds, storage_byte_hours, status_code, flags"
+const eventColumns = "id, ts, project, key_id, service, endpoint, model, input_tokens, cached_input_tokens, output_tokens, " +
+	"video_seconds, storage_byte_hours, status_code, flags"
 
 // eventColumnCount is the number of eventColumns.
-const eventColumnCount = 13
+const eventColumnCount = 14
 
 // Insert implements Store.
 //
@@ -217,7 +223,7 @@ func (s *sqlStore) insert(ctx context.Context, events []Event, findDuplicates bo
 			delete(isNew, e.ID) // an ID twice in one batch counts once
 			stored = append(stored, *e)
 		}
-		k := rollupKey{hour: e.Time.UTC().Truncate(time.Hour).Unix(), project: e.Project, keyID: e.KeyID,
+		k := rollupKey{start: e.Time.UTC().Truncate(time.Hour).Unix(), project: e.Project, keyID: e.KeyID,
 			service: string(e.Service), model: e.Model, endpoint: e.Endpoint}
 		t := rollups[k]
 		t.Add(e.totals())
@@ -226,7 +232,10 @@ func (s *sqlStore) insert(ctx context.Context, events []Event, findDuplicates bo
 			activity[a] = e.Time
 		}
 	}
-	if err := s.upsertRollups(ctx, tx, rollups); err != nil {
+	if err := s.lockDays(ctx, tx, rollups); err != nil {
+		return nil, err
+	}
+	if err := s.upsertRollups(ctx, tx, hourlyRollups, rollups); err != nil {
 		return nil, err
 	}
 	if err := s.upsertActivity(ctx, tx, activity); err != nil {
@@ -255,7 +264,8 @@ func (s *sqlStore) insertEvents(ctx context.Context, tx *sql.Tx, events []Event,
 		for i := range chunk {
 			e := &chunk[i]
 			args = append(args, e.ID, e.Time.UnixMicro(), e.Project, e.KeyID, string(e.Service), e.Endpoint, e.Model,
-				e.InputTokens, e.OutputTokens, e.VideoSeconds, e.StorageByteHours, e.StatusCode, joinFlags(e.Flags))
+				e.InputTokens, e.CachedInputTokens, e.OutputTokens, e.VideoSeconds, e.StorageByteHours, e.StatusCode,
+				joinFlags(e.Flags))
 		}
 		if isNew != nil {
 			if err := scanIDs(tx.StmtContext(ctx, stmt).QueryContext(ctx, args...))(isNew); err != nil {
@@ -312,35 +322,68 @@ func insertEventsSQL(returning bool) func(s *sqlStore, rows int) string {
 	}
 }
 
+// rollupKey keys a rollup: the start of its hour or day (Unix seconds),
+// then rollupKeyColumns.
 type rollupKey struct {
-	hour                                     int64
+	start                                    int64
 	project, keyID, service, model, endpoint string
 }
 
 func (k rollupKey) compare(o rollupKey) int {
-	return cmp.Or(cmp.Compare(k.hour, o.hour), strings.Compare(k.project, o.project), strings.Compare(k.keyID, o.keyID),
+	return cmp.Or(cmp.Compare(k.start, o.start), strings.Compare(k.project, o.project), strings.Compare(k.keyID, o.keyID),
 		strings.Compare(k.service, o.service), strings.Compare(k.model, o.model), strings.Compare(k.endpoint, o.endpoint))
 }
 
-// upsertRollups adds the batch's sums to the hourly rollups. Rows are written
-// in key order, so concurrent writers (server replicas on PostgreSQL) take
-// row locks in the same order and cannot deadlock.
-func (s *sqlStore) upsertRollups(ctx context.Context, tx *sql.Tx, rollups map[rollupKey]Totals) error {
+// rollupTable is a table of rollups: its name, and the column of the start
+// of its periods.
+type rollupTable struct{ name, start string }
+
+// The rollup tables.
+var (
+	hourlyRollups = rollupTable{"usage_hourly", "hour"}
+	dailyRollups  = rollupTable{"usage_daily", "day"}
+)
+
+// schema creates the table and its index by project.
+func (t rollupTable) schema() []string {
+	return []string{
+		`CREATE TABLE IF NOT EXISTS ` + t.name + ` (
+		` + t.start + ` BIGINT NOT NULL,
+		project TEXT NOT NULL,
+		key_id TEXT NOT NULL,
+		service TEXT NOT NULL,
+		model TEXT NOT NULL,
+		endpoint TEXT NOT NULL,
+		calls BIGINT NOT NULL,
+		input_tokens BIGINT NOT NULL,
+		cached_input_tokens BIGINT NOT NULL DEFAULT 0,
+		output_tokens BIGINT NOT NULL,
+		video_seconds BIGINT NOT NULL,
+		storage_byte_hours BIGINT NOT NULL,
+		PRIMARY KEY (` + t.start + `, project, key_id, service, model, endpoint))` + "%TABLE_OPTIONS%",
+		`CREATE INDEX IF NOT EXISTS ` + t.name + `_project_` + t.start + ` ON ` + t.name + ` (project, ` + t.start + `)`,
+	}
+}
+
+// upsertRollups adds sums to a table of rollups. Rows are written in key
+// order, so concurrent writers (server replicas on PostgreSQL) take row
+// locks in the same order and cannot deadlock.
+func (s *sqlStore) upsertRollups(ctx context.Context, tx *sql.Tx, table rollupTable, rollups map[rollupKey]Totals) error {
 	keys := make([]rollupKey, 0, len(rollups))
 	for k := range rollups {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, rollupKey.compare)
 	for _, chunk := range sqldb.SplitBatch(keys) {
-		stmt, err := s.prepared(ctx, "rollups", len(chunk), upsertRollupsSQL)
+		stmt, err := s.prepared(ctx, table.name, len(chunk), upsertRollupsSQL(table))
 		if err != nil {
 			return err
 		}
 		args := make([]any, 0, len(chunk)*rollupColumns)
 		for _, k := range chunk {
 			t := rollups[k]
-			args = append(args, k.hour, k.project, k.keyID, k.service, k.model, k.endpoint,
-				t.Calls, t.InputTokens, t.OutputTokens, t.VideoSeconds, t.StorageByteHours)
+			args = append(args, k.start, k.project, k.keyID, k.service, k.model, k.endpoint,
+				t.Calls, t.InputTokens, t.CachedInputTokens, t.OutputTokens, t.VideoSeconds, t.StorageByteHours)
 		}
 		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("updating usage rollups: %w", err)
@@ -349,8 +392,11 @@ func (s *sqlStore) upsertRollups(ctx context.Context, tx *sql.Tx, rollups map[ro
 	return nil
 }
 
+// totalsColumns are the rollups' sums, in the order of Totals.
+const totalsColumns = "calls, input_tokens, cached_input_tokens, output_tokens, video_seconds, storage_byte_hours"
+
 // rollupColumns is the number of columns an upsert of rollups writes.
-const rollupColumns = 11
+const rollupColumns = 12
 
 func upsertActivitySQL(s *sqlStore, rows int) string {
 	var b strings.Builder
@@ -367,24 +413,28 @@ func upsertActivitySQL(s *sqlStore, rows int) string {
 	return b.String()
 }
 
-func upsertRollupsSQL(s *sqlStore, rows int) string {
-	var b strings.Builder
-	b.WriteString("INSERT INTO usage_hourly (hour, project, key_id, service, model, endpoint, calls, input_tokens, " +
-		"output_tokens, video_seconds, storage_byte_hours) VALUES ")
-	for i := range rows {
-		if i > 0 {
-			b.WriteString(",")
+func upsertRollupsSQL(table rollupTable) func(s *sqlStore, rows int) string {
+	return func(s *sqlStore, rows int) string {
+		var b strings.Builder
+		b.WriteString("INSERT INTO " + table.name + " (" + table.start + ", " + rollupKeyColumns + ", " + totalsColumns + ") VALUES ")
+		for i := range rows {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			s.values(&b, i*rollupColumns, rollupColumns)
 		}
-		s.values(&b, i*rollupColumns, rollupColumns)
+		return b.String() + onConflictAdd(table)
 	}
-	b.WriteString(" ON CONFLICT (hour, project, key_id, service, model, endpoint) DO UPDATE SET ")
-	for i, col := range []string{"calls", "input_tokens", "output_tokens", "video_seconds", "storage_byte_hours"} {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(col + " = " + saturatingSum("usage_hourly."+col, "excluded."+col))
+}
+
+// onConflictAdd ends an insert of rollups: a rollup already there gains
+// the figures, saturating.
+func onConflictAdd(table rollupTable) string {
+	sums := strings.Split(totalsColumns, ", ")
+	for i, c := range sums {
+		sums[i] = c + " = " + saturatingSum(table.name+"."+c, "excluded."+c)
 	}
-	return b.String()
+	return " ON CONFLICT (" + table.start + ", " + rollupKeyColumns + ") DO UPDATE SET " + strings.Join(sums, ", ")
 }
 
 // maxInt64SQL is math.MaxInt64 as an SQL literal (a bigint in both
@@ -538,7 +588,7 @@ func (s *sqlStore) Events(ctx context.Context, f EventFilter, fn func(Event) err
 		var ts int64
 		var service, flags string
 		if err := rows.Scan(&e.ID, &ts, &e.Project, &e.KeyID, &service, &e.Endpoint, &e.Model,
-			&e.InputTokens, &e.OutputTokens, &e.VideoSeconds, &e.StorageByteHours, &e.StatusCode, &flags); err != nil {
+			&e.InputTokens, &e.CachedInputTokens, &e.OutputTokens, &e.VideoSeconds, &e.StorageByteHours, &e.StatusCode, &flags); err != nil {
 			return err
 		}
 		e.Time = time.UnixMicro(ts).UTC()
@@ -583,9 +633,11 @@ func (s *sqlStore) Prune(ctx context.Context, eventsBefore, rollupsBefore time.T
 		return fmt.Errorf("pruning usage: %w", err)
 	}
 	_, err1 := s.db.ExecContext(ctx, "DELETE FROM usage_events WHERE ts < "+p(1), eventsBefore.UnixMicro())
-	_, err2 := s.db.ExecContext(ctx, "DELETE FROM usage_hourly WHERE hour < "+p(1),
-		rollupsBefore.UTC().Truncate(time.Hour).Unix())
-	if err := errors.Join(err1, err2); err != nil {
+	hour := rollupsBefore.UTC().Truncate(time.Hour).Unix()
+	_, err2 := s.db.ExecContext(ctx, "DELETE FROM usage_hourly WHERE hour < "+p(1), hour)
+	// The day that holds the first hour kept stays whole.
+	_, err3 := s.db.ExecContext(ctx, "DELETE FROM usage_daily WHERE day < "+p(1), hour-hour%secondsPerDay)
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return fmt.Errorf("pruning usage: %w", err)
 	}
 	return nil

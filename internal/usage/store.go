@@ -29,6 +29,13 @@ type Store interface {
 	// the time of its latest event among them, and when they were stored.
 	LastUsed(ctx context.Context, since time.Time) ([]KeyActivity, error)
 
+	// RollUpDays sums the hourly rollups of the UTC days that end at or
+	// before before, and not summed yet, into daily rollups, which long
+	// reports then read. Usage that arrives later for those days is added
+	// to them as it is stored. The server's leader calls it hourly; until
+	// it has, reports read hours, and answer the same.
+	RollUpDays(ctx context.Context, before time.Time) error
+
 	// Prune deletes raw events before eventsBefore and rollups before
 	// rollupsBefore (retention).
 	Prune(ctx context.Context, eventsBefore, rollupsBefore time.Time) error
@@ -57,11 +64,16 @@ type Store interface {
 // Granularity is the size of an aggregation bucket.
 type Granularity string
 
-// Granularities. Day and month buckets start at midnight in Query.Location.
+// Granularities. Day and month buckets start at midnight in Query.Location;
+// minute and hour buckets are UTC minutes and hours (every zone's offset is
+// whole minutes). Minute buckets are summed from raw events, where they are
+// kept: an hour whose raw events are pruned counts whole, in the minute its
+// starts.
 const (
-	Hour  Granularity = "hour"
-	Day   Granularity = "day"
-	Month Granularity = "month"
+	Minute Granularity = "minute"
+	Hour   Granularity = "hour"
+	Day    Granularity = "day"
+	Month  Granularity = "month"
 )
 
 // Dimension is something usage can be grouped by.

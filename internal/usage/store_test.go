@@ -193,6 +193,7 @@ var storeSuite = []storeCase{
 		g := NewWithT(t)
 		ctx := context.Background()
 		e := event("q", t0, "p1", "k1", `model "x", v2`, 7, 3)
+		e.CachedInputTokens = 2
 		_, err := s.Insert(ctx, []usage.Event{e})
 		g.Expect(err).NotTo(HaveOccurred())
 		var buf bytes.Buffer
@@ -202,6 +203,8 @@ var storeSuite = []storeCase{
 		g.Expect(records).To(HaveLen(2))
 		g.Expect(records[1][6]).To(Equal(`model "x", v2`), "quotes and commas survive")
 		g.Expect(records[1][1]).To(Equal("2026-11-27T10:15:00Z"))
+		g.Expect(records[0][7:10]).To(Equal([]string{"input_tokens", "cached_input_tokens", "output_tokens"}))
+		g.Expect(records[1][7:10]).To(Equal([]string{"7", "2", "3"}))
 
 		q := usage.Query{From: t0.Add(-time.Hour), To: t0.Add(time.Hour), Granularity: usage.Hour, GroupBy: []usage.Dimension{usage.ByModel}}
 		buckets, err := s.Aggregate(ctx, q)
@@ -211,8 +214,8 @@ var storeSuite = []storeCase{
 		records, err = csv.NewReader(&buf).ReadAll()
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(records).To(Equal([][]string{
-			{"start", "model", "calls", "input_tokens", "output_tokens", "video_seconds", "storage_byte_hours"},
-			{"2026-11-27T10:00:00Z", `model "x", v2`, "1", "7", "3", "0", "0"},
+			{"start", "model", "calls", "input_tokens", "cached_input_tokens", "output_tokens", "video_seconds", "storage_byte_hours"},
+			{"2026-11-27T10:00:00Z", `model "x", v2`, "1", "7", "2", "3", "0", "0"},
 		}))
 	}},
 	{"exports a model name that is a formula as text", func(t *testing.T, s usage.Store) {

@@ -36,18 +36,21 @@ type RecordsRequest struct {
 
 // Record is one call, priced.
 type Record struct {
-	ID               string    `json:"id"`
-	Time             time.Time `json:"time"`
-	Project          string    `json:"project"`
-	KeyID            string    `json:"keyID"`
-	Service          string    `json:"service"`
-	Endpoint         string    `json:"endpoint"`
-	Model            string    `json:"model,omitempty"`
-	InputTokens      int64     `json:"inputTokens"`
-	OutputTokens     int64     `json:"outputTokens"`
-	VideoSeconds     int64     `json:"videoSeconds,omitempty"`
-	StorageByteHours int64     `json:"storageByteHours,omitempty"`
-	StatusCode       int       `json:"statusCode"`
+	ID          string    `json:"id"`
+	Time        time.Time `json:"time"`
+	Project     string    `json:"project"`
+	KeyID       string    `json:"keyID"`
+	Service     string    `json:"service"`
+	Endpoint    string    `json:"endpoint"`
+	Model       string    `json:"model,omitempty"`
+	InputTokens int64     `json:"inputTokens"`
+	// CachedInputTokens are the part of InputTokens read from a prompt
+	// cache.
+	CachedInputTokens int64 `json:"cachedInputTokens"`
+	OutputTokens      int64 `json:"outputTokens"`
+	VideoSeconds      int64 `json:"videoSeconds,omitempty"`
+	StorageByteHours  int64 `json:"storageByteHours,omitempty"`
+	StatusCode        int   `json:"statusCode"`
 	// Cost is the call's price, a decimal string; Unpriced is set when its
 	// model has no price (Cost is then 0).
 	Cost     string `json:"cost"`
@@ -90,10 +93,10 @@ func Records(ctx context.Context, store usage.Store, prices *pricing.PriceList, 
 			next = &usage.EventCursor{Time: last.Time, ID: last.ID}
 			return nil
 		}
-		cost := prices.Cost(pricing.Usage{Service: e.Service, Model: e.Model, InputTokens: e.InputTokens, OutputTokens: e.OutputTokens,
-			VideoSeconds: e.VideoSeconds, StorageByteHours: e.StorageByteHours})
+		cost := prices.Cost(e.PricingUsage())
 		page.Records = append(page.Records, Record{ID: e.ID, Time: e.Time, Project: e.Project, KeyID: e.KeyID, Service: string(e.Service),
-			Endpoint: e.Endpoint, Model: e.Model, InputTokens: e.InputTokens, OutputTokens: e.OutputTokens, VideoSeconds: e.VideoSeconds,
+			Endpoint: e.Endpoint, Model: e.Model, InputTokens: e.InputTokens, CachedInputTokens: e.CachedInputTokens,
+			OutputTokens: e.OutputTokens, VideoSeconds: e.VideoSeconds,
 			StorageByteHours: e.StorageByteHours, StatusCode: e.StatusCode, Cost: cost.Amount.String(), Unpriced: cost.Unpriced})
 		return nil
 	})

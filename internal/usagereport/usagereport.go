@@ -46,8 +46,8 @@ type Request struct {
 	// From and To bound the range [From, To).
 	From time.Time `json:"startTime"`
 	To   time.Time `json:"endTime"`
-	// Granularity is the bucket size: hour, day or month; empty means one
-	// bucket for the whole range.
+	// Granularity is the bucket size: minute, hour, day or month; empty
+	// means one bucket for the whole range.
 	Granularity usage.Granularity `json:"granularity,omitempty"`
 	// TimeZone is the IANA zone where day and month buckets start and where
 	// "the same dates last month" are counted; empty means UTC.
@@ -173,6 +173,8 @@ func (r *Request) validateGranularity() error {
 	var step time.Duration
 	switch r.Granularity {
 	case "":
+	case usage.Minute:
+		step = time.Minute
 	case usage.Hour:
 		step = time.Hour
 	case usage.Day:
@@ -180,7 +182,7 @@ func (r *Request) validateGranularity() error {
 	case usage.Month:
 		step = 28 * 24 * time.Hour
 	default:
-		return &InvalidError{"granularity", fmt.Sprintf("must be hour, day or month, not %q", r.Granularity)}
+		return &InvalidError{"granularity", fmt.Sprintf("must be minute, hour, day or month, not %q", r.Granularity)}
 	}
 	if step > 0 && r.To.Sub(r.From)/step > MaxBuckets {
 		return &InvalidError{"granularity", fmt.Sprintf("the range holds more than %d %s buckets; ask for a coarser granularity or a shorter range",
@@ -364,6 +366,8 @@ func groupKey(dims []usage.Dimension, group map[usage.Dimension]string) string {
 func bucketEnd(start time.Time, g usage.Granularity, to time.Time, loc *time.Location) time.Time {
 	var end time.Time
 	switch g {
+	case usage.Minute:
+		end = start.Add(time.Minute)
 	case usage.Hour:
 		end = start.Add(time.Hour)
 	case usage.Day:

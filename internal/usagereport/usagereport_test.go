@@ -39,7 +39,8 @@ func fixture(t *testing.T, g Gomega) (usage.Store, *pricing.PriceList, []usage.E
 	t.Cleanup(func() { _ = store.Close() })
 	prices, err := pricing.New(&hubv1.PriceList{
 		Chat: &hubv1.TokenPricing{Models: []hubv1.ModelTokenPrice{
-			{Name: "MiniMax-M2", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20"}},
+			{Name: "MiniMax-M2", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20",
+				CachedInputPer1MTokens: ptrAmount("0.03")}},
 			{Name: "MiniMax-Text-01", TokenPrice: hubv1.TokenPrice{InputPer1MTokens: "0.20", OutputPer1MTokens: "1.10"}}}},
 		Video: &hubv1.VideoPricing{DefaultPerMinute: ptrAmount("0.60")},
 	})
@@ -60,10 +61,16 @@ func fixture(t *testing.T, g Gomega) (usage.Store, *pricing.PriceList, []usage.E
 			e.Service, e.Endpoint = pricing.Chat, []string{"/v1/chat/completions", "/v1/responses"}[rng.IntN(2)]
 			e.Model = []string{"MiniMax-M2", "MiniMax-Text-01"}[rng.IntN(2)]
 			e.InputTokens, e.OutputTokens = rng.Int64N(5000), rng.Int64N(5000)
+			e.CachedInputTokens = rng.Int64N(e.InputTokens + 1)
 		}
 		events = append(events, e)
 	}
-	_, err = store.Insert(context.Background(), events)
+	// The days before October 26 (UTC) are rolled up after two thirds of
+	// the events are stored: the rest of theirs come late.
+	_, err = store.Insert(context.Background(), events[:2000])
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(store.RollUpDays(context.Background(), time.Date(2026, 10, 26, 0, 0, 0, 0, time.UTC))).To(Succeed())
+	_, err = store.Insert(context.Background(), events[2000:])
 	g.Expect(err).NotTo(HaveOccurred())
 	// Alice owns two keys, Bob two; the fifth has no recorded owner.
 	owned := make([]usage.KeyOwner, 0, len(keyOwner))
@@ -92,6 +99,8 @@ func expected(events []usage.Event, prices *pricing.PriceList, r usagereport.Req
 		t := e.Time.In(loc)
 		var start time.Time
 		switch r.Granularity {
+		case usage.Minute:
+			start = e.Time.UTC().Truncate(time.Minute)
 		case usage.Hour:
 			start = e.Time.UTC().Truncate(time.Hour)
 		case usage.Day:
@@ -109,10 +118,11 @@ func expected(events []usage.Event, prices *pricing.PriceList, r usagereport.Req
 		f := out[key]
 		f.Calls++
 		f.InputTokens += e.InputTokens
+		f.CachedInputTokens += e.CachedInputTokens
 		f.OutputTokens += e.OutputTokens
 		f.VideoSeconds += e.VideoSeconds
 		c := prices.Cost(pricing.Usage{Service: e.Service, Model: e.Model, InputTokens: e.InputTokens,
-			OutputTokens: e.OutputTokens, VideoSeconds: e.VideoSeconds})
+			CachedInputTokens: e.CachedInputTokens, OutputTokens: e.OutputTokens, VideoSeconds: e.VideoSeconds})
 		if c.Unpriced {
 			f.UnpricedCalls++
 		}
@@ -198,15 +208,30 @@ func TestReportEqualsStoredEvents(t *testing.T) {
 	filters := []usagereport.Filter{{}, {Projects: []string{"research"}},
 		{Projects: []string{"chatbot", "search"}, Models: []string{"MiniMax-M2", "unpriced-model"}},
 		{Members: []string{"Bob@Example.com"}}}
-	for _, granularity := range []usage.Granularity{"", usage.Hour, usage.Day, usage.Month} {
-		for _, groupBy := range [][]usage.Dimension{nil, dims[:1], dims[1:2], dims[2:3], dims[3:4], dims[4:5], dims[5:],
-			{usagereport.ByMember, usage.ByModel}, dims} {
-			for _, f := range filters {
-				r := usagereport.Request{From: from, To: to, Granularity: granularity, TimeZone: "Europe/Berlin", GroupBy: groupBy, Filter: f}
-				report, err := usagereport.Build(context.Background(), store, prices, "USD", r)
-				g.Expect(err).NotTo(HaveOccurred())
-				want := expected(events, prices, r, berlin)
-				g.Expect(got(report, r)).To(Equal(want), "granularity %q, group by %v, filter %+v", granularity, groupBy, f)
+	// Berlin changes to winter time in the range, and is tried with every
+	// grouping; UTC days come whole from the daily rollups; Kolkata's
+	// midnights (+05:30) cut UTC hours.
+	// Minute buckets over the change: at most 2000 a report.
+	minutesFrom := time.Date(2026, 10, 24, 20, 0, 30, 0, berlin)
+	for _, zone := range []string{"Europe/Berlin", "UTC", "Asia/Kolkata"} {
+		loc := mustZone(zone)
+		for _, granularity := range []usage.Granularity{"", usage.Minute, usage.Hour, usage.Day, usage.Month} {
+			groupBys := [][]usage.Dimension{nil, dims[:1], dims[1:2], dims[2:3], dims[3:4], dims[4:5], dims[5:],
+				{usagereport.ByMember, usage.ByModel}, dims}
+			if zone != "Europe/Berlin" {
+				groupBys = [][]usage.Dimension{nil, {usagereport.ByMember, usage.ByModel}, dims}
+			}
+			for _, groupBy := range groupBys {
+				for _, f := range filters {
+					r := usagereport.Request{From: from, To: to, Granularity: granularity, TimeZone: zone, GroupBy: groupBy, Filter: f}
+					if granularity == usage.Minute {
+						r.From, r.To = minutesFrom, minutesFrom.Add(30*time.Hour)
+					}
+					report, err := usagereport.Build(context.Background(), store, prices, "USD", r)
+					g.Expect(err).NotTo(HaveOccurred())
+					want := expected(events, prices, r, loc)
+					g.Expect(got(report, r)).To(Equal(want), "%s, granularity %q, group by %v, filter %+v", zone, granularity, groupBy, f)
+				}
 			}
 		}
 	}
@@ -293,7 +318,7 @@ func TestRecordsPageThroughEveryCall(t *testing.T) {
 	for _, e := range events {
 		if !e.Time.Before(from) && e.Time.Before(to) && e.Project == "research" {
 			want[e.ID] = prices.Cost(pricing.Usage{Service: e.Service, Model: e.Model, InputTokens: e.InputTokens,
-				OutputTokens: e.OutputTokens, VideoSeconds: e.VideoSeconds}).Amount.String()
+				CachedInputTokens: e.CachedInputTokens, OutputTokens: e.OutputTokens, VideoSeconds: e.VideoSeconds}).Amount.String()
 		}
 	}
 	got := map[string]string{}

@@ -164,7 +164,13 @@ type RotationRequestStatus struct {
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 	// repeated is true when the request repeated a rotation ID: keyID is
-	// the key that rotation made, and key is empty.
+	// the key that rotation made, and key is empty. The key remembers the
+	// rotation IDs of its current key, its previous key and its last five
+	// retired keys; an older one rotates again.
 	// +optional
 	Repeated bool `json:"repeated,omitempty"`
+	// superseded is true when the repeated rotation's key has since been
+	// replaced by a later rotation: keyID is no longer the current key.
+	// +optional
+	Superseded bool `json:"superseded,omitempty"`
 }

@@ -41,6 +41,10 @@ type UsageRecord struct {
 	// what the call used.
 	InputTokens  int64 `json:"inputTokens"`
 	OutputTokens int64 `json:"outputTokens"`
+	// cachedInputTokens are the part of inputTokens read from a prompt
+	// cache.
+	// +optional
+	CachedInputTokens int64 `json:"cachedInputTokens,omitempty"`
 	// +optional
 	VideoSeconds int64 `json:"videoSeconds,omitempty"`
 	// +optional

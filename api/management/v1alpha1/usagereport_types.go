@@ -34,9 +34,12 @@ type UsageReportSpec struct {
 	StartTime metav1.Time `json:"startTime"`
 	EndTime   metav1.Time `json:"endTime"`
 
-	// granularity is the size of the time buckets: Hour, Day or Month.
-	// Empty means one bucket for the whole range. A report holds at most
-	// 2000 buckets.
+	// granularity is the size of the time buckets: Minute, Hour, Day or
+	// Month. Empty means one bucket for the whole range. A report holds at
+	// most 2000 buckets. Minute buckets are summed from the raw events,
+	// which are kept for a shorter time than the hourly sums (90 days by
+	// default): an hour whose raw events are gone counts whole in the
+	// minute it starts.
 	// +optional
 	Granularity Granularity `json:"granularity,omitempty"`
 
@@ -93,9 +96,10 @@ type Granularity string
 
 // Granularities.
 const (
-	GranularityHour  Granularity = "Hour"
-	GranularityDay   Granularity = "Day"
-	GranularityMonth Granularity = "Month"
+	GranularityMinute Granularity = "Minute"
+	GranularityHour   Granularity = "Hour"
+	GranularityDay    Granularity = "Day"
+	GranularityMonth  Granularity = "Month"
 )
 
 // Dimension is something usage can be grouped by.
@@ -179,6 +183,10 @@ type UsageFigures struct {
 	// inputTokens and outputTokens count tokens.
 	InputTokens  int64 `json:"inputTokens"`
 	OutputTokens int64 `json:"outputTokens"`
+	// cachedInputTokens are the part of inputTokens read from a prompt
+	// cache, priced at the cached input price where the model has one.
+	// +optional
+	CachedInputTokens int64 `json:"cachedInputTokens,omitempty"`
 	// videoSeconds counts seconds of generated video.
 	// +optional
 	VideoSeconds int64 `json:"videoSeconds,omitempty"`

@@ -1056,7 +1056,14 @@ func schema_platform_hub_api_management_v1alpha1_RotationRequestStatus(ref commo
 					},
 					"repeated": {
 						SchemaProps: spec.SchemaProps{
-							Description: "repeated is true when the request repeated a rotation ID: keyID is the key that rotation made, and key is empty.",
+							Description: "repeated is true when the request repeated a rotation ID: keyID is the key that rotation made, and key is empty. The key remembers the rotation IDs of its current key, its previous key and its last five retired keys; an older one rotates again.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"superseded": {
+						SchemaProps: spec.SchemaProps{
+							Description: "superseded is true when the repeated rotation's key has since been replaced by a later rotation: keyID is no longer the current key.",
 							Type:        []string{"boolean"},
 							Format:      "",
 						},
@@ -1149,6 +1156,13 @@ func schema_platform_hub_api_management_v1alpha1_UsageBucket(ref common.Referenc
 							Format:  "int64",
 						},
 					},
+					"cachedInputTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cachedInputTokens are the part of inputTokens read from a prompt cache, priced at the cached input price where the model has one.",
+							Type:        []string{"integer"},
+							Format:      "int64",
+						},
+					},
 					"videoSeconds": {
 						SchemaProps: spec.SchemaProps{
 							Description: "videoSeconds counts seconds of generated video.",
@@ -1215,6 +1229,13 @@ func schema_platform_hub_api_management_v1alpha1_UsageFigures(ref common.Referen
 							Default: 0,
 							Type:    []string{"integer"},
 							Format:  "int64",
+						},
+					},
+					"cachedInputTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cachedInputTokens are the part of inputTokens read from a prompt cache, priced at the cached input price where the model has one.",
+							Type:        []string{"integer"},
+							Format:      "int64",
 						},
 					},
 					"videoSeconds": {
@@ -1334,6 +1355,13 @@ func schema_platform_hub_api_management_v1alpha1_UsageRecord(ref common.Referenc
 							Default: 0,
 							Type:    []string{"integer"},
 							Format:  "int64",
+						},
+					},
+					"cachedInputTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cachedInputTokens are the part of inputTokens read from a prompt cache.",
+							Type:        []string{"integer"},
+							Format:      "int64",
 						},
 					},
 					"videoSeconds": {
@@ -1504,10 +1532,10 @@ func schema_platform_hub_api_management_v1alpha1_UsageReportSpec(ref common.Refe
 					},
 					"granularity": {
 						SchemaProps: spec.SchemaProps{
-							Description: "granularity is the size of the time buckets: Hour, Day or Month. Empty means one bucket for the whole range. A report holds at most 2000 buckets.\n\nPossible enum values:\n - `\"Day\"`\n - `\"Hour\"`\n - `\"Month\"`",
+							Description: "granularity is the size of the time buckets: Minute, Hour, Day or Month. Empty means one bucket for the whole range. A report holds at most 2000 buckets. Minute buckets are summed from the raw events, which are kept for a shorter time than the hourly sums (90 days by default): an hour whose raw events are gone counts whole in the minute it starts.\n\nPossible enum values:\n - `\"Day\"`\n - `\"Hour\"`\n - `\"Minute\"`\n - `\"Month\"`",
 							Type:        []string{"string"},
 							Format:      "",
-							Enum:        []interface{}{"Day", "Hour", "Month"},
+							Enum:        []interface{}{"Day", "Hour", "Minute", "Month"},
 						},
 					},
 					"timeZone": {
@@ -2999,6 +3027,13 @@ func schema_minimax_platform_hub_api_v1alpha1_ModelTokenPrice(ref common.Referen
 							Format:      "",
 						},
 					},
+					"cachedInputPer1MTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cachedInputPer1MTokens is the price of one million input tokens read from the prompt cache (OpenAI's cached input; Anthropic's cache reads). Unset, cached tokens cost the input price.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 					"outputPer1MTokens": {
 						SchemaProps: spec.SchemaProps{
 							Description: "outputPer1MTokens is the price of one million output (completion) tokens.",
@@ -3579,6 +3614,13 @@ func schema_minimax_platform_hub_api_v1alpha1_PreviousKey(ref common.ReferenceCa
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
 						},
 					},
+					"rotationTrigger": {
+						SchemaProps: spec.SchemaProps{
+							Description: "rotationTrigger is the spec.rotation.trigger that issued the previous key, when a rotation did: a repeated rotation request names it.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
 				},
 				Required: []string{"keyID", "digest", "validUntil"},
 			},
@@ -3945,6 +3987,13 @@ func schema_minimax_platform_hub_api_v1alpha1_RetiredKey(ref common.ReferenceCal
 						SchemaProps: spec.SchemaProps{
 							Description: "retiredAt is when the key stopped working: the end of its overlap window, a retirement by spec.rotation.retirePreviousKeyID, or the next rotation.",
 							Ref:         ref(v1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"rotationTrigger": {
+						SchemaProps: spec.SchemaProps{
+							Description: "rotationTrigger is the spec.rotation.trigger that issued the retired key, when a rotation did.",
+							Type:        []string{"string"},
+							Format:      "",
 						},
 					},
 				},
@@ -4686,6 +4735,13 @@ func schema_minimax_platform_hub_api_v1alpha1_TokenPrice(ref common.ReferenceCal
 						SchemaProps: spec.SchemaProps{
 							Description: "inputPer1MTokens is the price of one million input (prompt) tokens.",
 							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"cachedInputPer1MTokens": {
+						SchemaProps: spec.SchemaProps{
+							Description: "cachedInputPer1MTokens is the price of one million input tokens read from the prompt cache (OpenAI's cached input; Anthropic's cache reads). Unset, cached tokens cost the input price.",
 							Type:        []string{"string"},
 							Format:      "",
 						},

@@ -68,9 +68,7 @@ func (r *SpendingCapReconciler) BeginIngest() func(stored []usage.Event) {
 				if (e.project != "" && ev.Project != e.project) || ev.Time.Before(e.cycleStart) {
 					continue
 				}
-				u := pricing.Usage{Service: ev.Service, Model: ev.Model, InputTokens: ev.InputTokens, OutputTokens: ev.OutputTokens,
-					VideoSeconds: ev.VideoSeconds, StorageByteHours: ev.StorageByteHours}
-				e.spent = e.spent.Add(prices.Cost(u).Amount)
+				e.spent = e.spent.Add(prices.Cost(ev.PricingUsage()).Amount)
 				e.tokens = usage.SaturatingAdd(e.tokens, ev.InputTokens+ev.OutputTokens) // each at most 10^9
 			}
 		}
