@@ -70,7 +70,7 @@ func (m *multiFactorRequired[T]) check(ctx context.Context, obj T) error {
 	if org, ok := any(obj).(*hubv1.Organization); ok && req.Operation != admissionv1.Delete {
 		proposed = org.Spec.Security.MFA
 	}
-	if !enforced(inForce) && !enforced(proposed) {
+	if !inForce.Enforced() && !proposed.Enforced() {
 		return nil
 	}
 	r, err := m.requester(ctx)
@@ -82,10 +82,10 @@ func (m *multiFactorRequired[T]) check(ctx context.Context, obj T) error {
 	}
 	var what string
 	switch {
-	case covers(inForce, r.role):
+	case inForce.Covers(r.role):
 		what = fmt.Sprintf("the organization requires multi-factor authentication for the %s role "+
 			"(Organization %s, spec.security.mfa)", r.role, hubv1.OrganizationName)
-	case covers(proposed, r.role):
+	case proposed.Covers(r.role):
 		what = fmt.Sprintf("setting an MFA policy that covers your own role (%s) needs a sign-in with a second factor, "+
 			"so that the hub knows it can see one", r.role)
 	default:
@@ -116,20 +116,4 @@ func signInProblem(user string, extra map[string]authenticationv1.ExtraValue) st
 	}
 	return fmt.Sprintf("%s signed in with %s only: sign in again with a second factor "+
 		"(a kubectl OIDC plugin may need its cached token removed first)", user, strings.Join(methods, ", "))
-}
-
-func enforced(policy *hubv1.MFAPolicy) bool {
-	return policy != nil && policy.Enforcement != hubv1.MFANone
-}
-
-// covers says whether the policy binds a member with the role.
-func covers(policy *hubv1.MFAPolicy, role hubv1.Role) bool {
-	switch {
-	case !enforced(policy):
-		return false
-	case policy.Enforcement == hubv1.MFAAllMembers:
-		return true
-	default:
-		return slices.Contains(policy.Roles, role)
-	}
 }

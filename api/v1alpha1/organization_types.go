@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"slices"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -266,6 +268,22 @@ type MFAPolicy struct {
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=4
 	Roles []Role `json:"roles,omitempty"`
+}
+
+// Enforced says whether the policy asks anyone for a second factor; a nil
+// policy asks no one.
+func (p *MFAPolicy) Enforced() bool { return p != nil && p.Enforcement != MFANone }
+
+// Covers says whether the policy binds a member with the role.
+func (p *MFAPolicy) Covers(role Role) bool {
+	switch {
+	case !p.Enforced():
+		return false
+	case p.Enforcement == MFAAllMembers:
+		return true
+	default:
+		return slices.Contains(p.Roles, role)
+	}
 }
 
 // APIKeyPolicy limits the lifetime of API keys.

@@ -6,6 +6,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"flag"
 	"fmt"
 	"os"
@@ -25,6 +26,7 @@ import (
 	_ "time/tzdata"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/accounts"
 	"github.com/minimax/platform-hub/internal/apiserver"
 	"github.com/minimax/platform-hub/internal/dev"
 	"github.com/minimax/platform-hub/internal/egress"
@@ -125,12 +127,19 @@ func newManagerCommand() *cobra.Command {
 
 func newServerCommand() *cobra.Command {
 	opts := server.Options{Egress: &egress.Policy{}}
+	var sealingKeyFile string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run the usage server: ingest from gateways, the usage store, usage metrics (in a cluster)",
 		Args:  cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			ctx := ctrl.SetupSignalHandler()
+			if opts.DashboardAddr != "" {
+				var err error
+				if opts.DashboardSealingKey, err = readSealingKey(sealingKeyFile); err != nil {
+					return err
+				}
+			}
 			mgr, store, err := server.NewManager(ctx, ctrl.GetConfigOrDie(), opts)
 			if err != nil {
 				return err
@@ -157,12 +166,31 @@ func newServerCommand() *cobra.Command {
 	f.StringVar(&opts.DashboardURL, "dashboard-url", "", "Base URL of the dashboard, for the links in alerts (none when empty).")
 	f.StringVar(&opts.PublicURL, "public-url", "", "Base URL of invitation links, where people reach this server or the dashboard (default: --dashboard-url); without either, no invitation is sent.")
 	f.DurationVar(&opts.InvitationTTL, "invitation-ttl", 7*24*time.Hour, "How long an invitation link works.")
+	f.StringVar(&opts.DashboardAddr, "dashboard-listen-address", "", `Address of the dashboard, served with --tls-cert-dir's certificate; "" serves none. Set --public-url to where people reach it.`)
+	f.StringVar(&sealingKeyFile, "dashboard-sealing-key-file", "/etc/hub/dashboard/sealing-key", "File with the 32-byte key (raw, or base64) that seals dashboard accounts' second-factor secrets.")
 	f.BoolVar(&opts.TrustForwardedFor, "trust-forwarded-for", false, "Take invitation visitors' addresses (for per-client rate limits) from the last X-Forwarded-For entry; only behind one proxy, which appends it.")
 	f.DurationVar(&opts.AlertRetention, "alert-retention", server.DefaultAlertRetention, "How long alert history is kept.")
 	f.DurationVar(&opts.AlertRetryFor, "alert-retry-for", notify.DefaultRetryFor, "How long a failing alert delivery is retried before it is dead-lettered.")
 	f.BoolVar(&opts.LeaderElection, "leader-elect", true, "Elect one replica for work done once (retention, usage on status, alert delivery).")
 	f.StringVar(&opts.LeaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader-election lease (default: the pod's namespace).")
 	return cmd
+}
+
+// readSealingKey reads the dashboard's sealing key: 32 bytes, raw or in
+// base64 (as `head -c 32 /dev/urandom | base64` writes it).
+func readSealingKey(path string) ([]byte, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading the dashboard's sealing key: %w", err)
+	}
+	if len(raw) == accounts.SealingKeyLength {
+		return raw, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(raw)))
+	if err != nil || len(key) != accounts.SealingKeyLength {
+		return nil, fmt.Errorf("%s must hold %d bytes, raw or in base64 (head -c 32 /dev/urandom | base64)", path, accounts.SealingKeyLength)
+	}
+	return key, nil
 }
 
 func newAPIServerCommand() *cobra.Command {
@@ -262,6 +290,8 @@ To start from nothing, start a new state directory with --samples=false.`,
 	f.StringVar(&opts.ServerAddr, "server-address", "127.0.0.1:8090", "Address of the usage server (its API and invitation links).")
 	f.StringVar(&opts.ServerMetricsAddr, "server-metrics-address", "127.0.0.1:8091", "Address of the usage server's metrics endpoint.")
 	f.StringVar(&opts.APIServerAddr, "apiserver-address", "127.0.0.1:8443", "Address of the management API (reached through kube-apiserver's aggregator).")
+	f.StringVar(&opts.DashboardAddr, "dashboard-address", "127.0.0.1:8088", "Address of the dashboard (plain HTTP on loopback).")
+	f.StringVar(&opts.OwnerEmail, "owner-email", "owner@example.com", "Email of the first Owner, whose account-setup link is printed until used.")
 	f.BoolVar(&samples, "samples", true, "Apply the samples in config/samples on the first start of a state directory.")
 	return cmd
 }

@@ -64,8 +64,9 @@ type Store interface {
 	// session cookie; the store keeps only the token's digest.
 	CreateSession(ctx context.Context, s Session) (token string, err error)
 	// Session returns the session of a token and marks it seen now. A
-	// session unseen for longer than idle, or older than MaxSessionAge,
-	// has ended: it is deleted, and ErrNoSession returned.
+	// session unseen for longer than idle (PendingIdle at most while a
+	// stage of sign-in is left), or older than MaxSessionAge, has ended: it
+	// is deleted, and ErrNoSession returned.
 	Session(ctx context.Context, token string, idle time.Duration) (Session, error)
 	// EndSession ends the session of a token (signing out).
 	EndSession(ctx context.Context, token string) error
@@ -106,10 +107,23 @@ type Session struct {
 	// Role is the member's role when the session began: the dashboard
 	// ends a session whose member's role has changed since.
 	Role string
+	// Stage is how far sign-in has come: "" once it is done, else a step
+	// still to take (StageSecondFactor, StageEnrol). A session of a stage
+	// grants nothing else.
+	Stage string
 	// Created and LastSeen are when the session began and when it was
 	// last used.
 	Created, LastSeen time.Time
 }
+
+// Stages of a sign-in that is not done.
+const (
+	// StageSecondFactor: the password was right; a code is asked for.
+	StageSecondFactor = "second-factor"
+	// StageEnrol: the password was right, and the member must set up a
+	// second factor before anything else.
+	StageEnrol = "enrol"
+)
 
 // Errors.
 var (
@@ -126,6 +140,10 @@ const RecoveryCodes = 10
 // MaxSessionAge bounds a session whatever its activity: sign in again
 // once a day.
 const MaxSessionAge = 24 * time.Hour
+
+// PendingIdle is how long a sign-in may wait at a stage (between its
+// password and its second factor, say).
+const PendingIdle = 5 * time.Minute
 
 // touchEvery is how stale a session's last-seen time may get before a use
 // writes it: one write a minute per session, not one a request.
@@ -150,6 +168,7 @@ var schema = []string{
 		email TEXT NOT NULL,
 		methods TEXT NOT NULL,
 		role TEXT NOT NULL,
+		stage TEXT NOT NULL,
 		created BIGINT NOT NULL,
 		last_seen BIGINT NOT NULL)` + "%TABLE_OPTIONS%",
 	`CREATE INDEX IF NOT EXISTS dashboard_sessions_email ON dashboard_sessions (email)`,
@@ -433,9 +452,9 @@ func (s *sqlStore) CreateSession(ctx context.Context, sess Session) (string, err
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw)
 	now := s.now().UnixMicro()
-	_, err := s.db.ExecContext(ctx, fmt.Sprintf(`INSERT INTO dashboard_sessions (id, email, methods, role, created, last_seen)
-		VALUES (%s, %s, %s, %s, %s, %s)`, s.p(1), s.p(2), s.p(3), s.p(4), s.p(5), s.p(6)),
-		digest(token), hubv1.EmailKey(sess.Email), strings.Join(sess.Methods, " "), sess.Role, now, now)
+	_, err := s.db.ExecContext(ctx, fmt.Sprintf(`INSERT INTO dashboard_sessions (id, email, methods, role, stage, created, last_seen)
+		VALUES (%s, %s, %s, %s, %s, %s, %s)`, s.p(1), s.p(2), s.p(3), s.p(4), s.p(5), s.p(6), s.p(7)),
+		digest(token), hubv1.EmailKey(sess.Email), strings.Join(sess.Methods, " "), sess.Role, sess.Stage, now, now)
 	if err != nil {
 		return "", fmt.Errorf("starting a session: %w", err)
 	}
@@ -448,8 +467,8 @@ func (s *sqlStore) Session(ctx context.Context, token string, idle time.Duration
 	var sess Session
 	var methods string
 	var created, seen int64
-	err := s.db.QueryRowContext(ctx, "SELECT email, methods, role, created, last_seen FROM dashboard_sessions WHERE id = "+s.p(1),
-		id).Scan(&sess.Email, &methods, &sess.Role, &created, &seen)
+	err := s.db.QueryRowContext(ctx, "SELECT email, methods, role, stage, created, last_seen FROM dashboard_sessions WHERE id = "+
+		s.p(1), id).Scan(&sess.Email, &methods, &sess.Role, &sess.Stage, &created, &seen)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return Session{}, ErrNoSession
@@ -458,6 +477,9 @@ func (s *sqlStore) Session(ctx context.Context, token string, idle time.Duration
 	}
 	now := s.now()
 	sess.Methods, sess.Created, sess.LastSeen = strings.Fields(methods), time.UnixMicro(created), time.UnixMicro(seen)
+	if sess.Stage != "" {
+		idle = min(idle, PendingIdle)
+	}
 	if now.Sub(sess.LastSeen) > idle || now.Sub(sess.Created) > MaxSessionAge {
 		if _, err := s.db.ExecContext(ctx, "DELETE FROM dashboard_sessions WHERE id = "+s.p(1), id); err != nil {
 			return Session{}, fmt.Errorf("ending a session: %w", err)

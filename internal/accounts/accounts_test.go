@@ -144,7 +144,8 @@ var suite = []testpg.Case[fixture]{
 		g := NewWithT(t)
 		ctx := context.Background()
 		idle := 15 * time.Minute
-		token, err := f.CreateSession(ctx, accounts.Session{Email: "Dev@example.com", Methods: []string{"pwd", "otp", "mfa"}, Role: "Developer"})
+		token, err := f.CreateSession(ctx, accounts.Session{Email: "Dev@example.com", Methods: []string{"pwd", "otp", "mfa"}, Role: "Developer",
+			Stage: accounts.StageEnrol})
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(f.column(g, "SELECT id FROM dashboard_sessions")).NotTo(ContainElement(token), "only the token's digest is kept")
 		s, err := f.Session(ctx, token, idle)
@@ -152,6 +153,12 @@ var suite = []testpg.Case[fixture]{
 		g.Expect(s.Email).To(Equal("dev@example.com"))
 		g.Expect(s.Methods).To(Equal([]string{"pwd", "otp", "mfa"}))
 		g.Expect(s.Role).To(Equal("Developer"))
+		g.Expect(s.Stage).To(Equal(accounts.StageEnrol))
+		f.clock.Step(accounts.PendingIdle + time.Second)
+		_, err = f.Session(ctx, token, idle)
+		g.Expect(err).To(MatchError(accounts.ErrNoSession), "a sign-in left at a stage ends sooner")
+		token, err = f.CreateSession(ctx, accounts.Session{Email: "Dev@example.com", Methods: []string{"pwd", "otp", "mfa"}, Role: "Developer"})
+		g.Expect(err).NotTo(HaveOccurred())
 		// Each use within the idle time keeps it alive.
 		for range 3 {
 			f.clock.Step(14 * time.Minute)

@@ -58,6 +58,12 @@ type Options struct {
 	// APIServerAddr is where the management API listens (kube-apiserver's
 	// aggregator proxies to it); empty picks a free loopback port.
 	APIServerAddr string
+	// DashboardAddr is where the dashboard listens (plain HTTP on
+	// loopback); empty picks a free loopback port.
+	DashboardAddr string
+	// OwnerEmail is the email of the first Owner, whose account-setup link
+	// `hub dev` prints until it is used; default owner@example.com.
+	OwnerEmail string
 	// Out receives the instructions printed for the user.
 	Out io.Writer
 	// SkipSamples starts a new state directory without the samples, for
@@ -151,7 +157,11 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 	if err := startManagementAPI(rolesCtx, start, cluster, stateDir, opts); err != nil {
 		return err
 	}
-	printNextSteps(opts.Out, opts.StateDir, kubeconfig, opts)
+	ownerLink, err := firstOwnerLink(ctx, mgr.GetClient(), mgr.GetAPIReader(), opts)
+	if err != nil {
+		return err
+	}
+	printNextSteps(opts.Out, opts.StateDir, kubeconfig, opts, ownerLink)
 
 	select {
 	case <-ctx.Done():
@@ -163,7 +173,8 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 
 // pickFreeAddrs gives every address left empty a free loopback port.
 func (opts *Options) pickFreeAddrs() error {
-	for _, addr := range []*string{&opts.MetricsAddr, &opts.ServerAddr, &opts.ServerMetricsAddr, &opts.GatewayMetricsAddr, &opts.APIServerAddr} {
+	for _, addr := range []*string{&opts.MetricsAddr, &opts.ServerAddr, &opts.ServerMetricsAddr, &opts.GatewayMetricsAddr, &opts.APIServerAddr,
+		&opts.DashboardAddr} {
 		if *addr == "" {
 			var err error
 			if *addr, err = freeLoopbackAddr(); err != nil {
@@ -227,8 +238,13 @@ func startUsagePath(ctx context.Context, start func(string, func(context.Context
 		return modelServer.Serve(model)
 	})
 
+	sealingKey, err := dashboardSealingKey(stateDir)
+	if err != nil {
+		return "", err
+	}
 	serverMgr, store, err := server.NewManager(ctx, cluster.Config, server.Options{
-		StoreURL: "sqlite:" + filepath.Join(stateDir, "usage.db"), ListenAddr: serverAddr, PublicURL: "http://" + serverAddr,
+		StoreURL: "sqlite:" + filepath.Join(stateDir, "usage.db"), ListenAddr: serverAddr, PublicURL: "http://" + opts.DashboardAddr,
+		DashboardAddr: opts.DashboardAddr, DashboardSealingKey: sealingKey,
 		MetricsAddr: opts.ServerMetricsAddr, ProbeAddr: "0", EventRetention: 90 * 24 * time.Hour, RollupRetention: 400 * 24 * time.Hour,
 		Egress:                       devEgress(),
 		SkipControllerNameValidation: opts.SkipControllerNameValidation,
@@ -369,7 +385,7 @@ func recordAsApplied(obj *unstructured.Unstructured) error {
 	return nil
 }
 
-func printNextSteps(out io.Writer, stateDir, kubeconfig string, opts Options) {
+func printNextSteps(out io.Writer, stateDir, kubeconfig string, opts Options, ownerLink string) {
 	rel := kubeconfig
 	if r, err := filepath.Rel(mustGetwd(), kubeconfig); err == nil && !filepath.IsAbs(r) && len(r) < len(kubeconfig) {
 		rel = r
@@ -377,6 +393,8 @@ func printNextSteps(out io.Writer, stateDir, kubeconfig string, opts Options) {
 	fmt.Fprintf(out, `
 Platform Hub is running.
 
+  dashboard                        http://%[10]s
+%[11]s
   gateway (OpenAI-compatible API)  http://%[5]s/v1
   usage server (API, invitations)  http://%[6]s
   management API                   https://%[9]s, through kube-apiserver: kubectl explain usagereports
@@ -401,7 +419,7 @@ or export KUBECONFIG=%[2]s once.
 
 State is kept in %[4]s across restarts (delete it to start over). Press Ctrl-C to stop.
 `, rel, kubeconfig, opts.MetricsAddr, stateDir, opts.GatewayAddr, opts.ServerAddr, opts.ServerMetricsAddr, opts.GatewayMetricsAddr,
-		opts.APIServerAddr)
+		opts.APIServerAddr, opts.DashboardAddr, ownerLink)
 }
 
 func mustGetwd() string {

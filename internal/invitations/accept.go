@@ -52,40 +52,45 @@ type AcceptResponse struct {
 	Phase  hubv1.MemberPhase `json:"phase"`
 }
 
-type refusal struct {
-	code    int
-	message string
+// Refusal says why an invitation cannot be accepted, with the HTTP status
+// that answers it.
+type Refusal struct {
+	Code    int
+	Message string
 }
 
-// check finds the member an invitation link is for, and says why it cannot
-// be accepted, if it cannot.
-func (h *Handler) check(r *http.Request, name, token string) (*hubv1.Member, *refusal) {
+func (r *Refusal) Error() string { return r.Message }
+
+// Check finds the member an invitation link is for, and says why it cannot
+// be accepted, if it cannot (the member comes with some refusals: a used
+// or expired link).
+func (h *Handler) Check(ctx context.Context, name, token string) (*hubv1.Member, *Refusal) {
 	if name == "" || token == "" {
-		return nil, &refusal{http.StatusBadRequest, "the link is incomplete: it needs member and token; open the link from the invitation email as it is"}
+		return nil, &Refusal{http.StatusBadRequest, "the link is incomplete: it needs member and token; open the link from the invitation email as it is"}
 	}
 	// Nothing about a member is told to a caller without its token: an
 	// unknown member and a wrong token get the same answer. A used link is
 	// recognised by the digest kept as acceptedDigest.
-	invalid := &refusal{http.StatusForbidden, "this invitation link is not valid: a newer invitation replaced it, it was " +
+	invalid := &Refusal{http.StatusForbidden, "this invitation link is not valid: a newer invitation replaced it, it was " +
 		"already used, or it was changed; use the link of the latest invitation email"}
 	m := &hubv1.Member{}
-	if err := h.Reader.Get(r.Context(), client.ObjectKey{Name: name}, m); apierrors.IsNotFound(err) {
+	if err := h.Reader.Get(ctx, client.ObjectKey{Name: name}, m); apierrors.IsNotFound(err) {
 		return nil, invalid
 	} else if err != nil {
-		return nil, &refusal{http.StatusServiceUnavailable, "the invitation cannot be checked right now; try again in a moment"}
+		return nil, &Refusal{http.StatusServiceUnavailable, "the invitation cannot be checked right now; try again in a moment"}
 	}
 	s := &m.Status
 	digest := Digest(token)
 	switch {
 	case s.AcceptedAt != nil && s.AcceptedDigest != "" && subtle.ConstantTimeCompare([]byte(digest), []byte(s.AcceptedDigest)) == 1:
-		return m, &refusal{http.StatusConflict, fmt.Sprintf("this invitation was already accepted at %s; an invitation link works once",
+		return m, &Refusal{http.StatusConflict, fmt.Sprintf("this invitation was already accepted at %s; an invitation link works once",
 			s.AcceptedAt.UTC().Format(time.RFC3339))}
 	case s.InvitationDigest == "" || subtle.ConstantTimeCompare([]byte(digest), []byte(s.InvitationDigest)) != 1:
 		return m, invalid
 	case m.Spec.Disabled:
-		return m, &refusal{http.StatusForbidden, "this member is disabled; ask an Admin"}
+		return m, &Refusal{http.StatusForbidden, "this member is disabled; ask an Admin"}
 	case s.InvitationExpiresAt == nil || !h.Clock.Now().Before(s.InvitationExpiresAt.Time):
-		return m, &refusal{http.StatusGone, fmt.Sprintf("this invitation expired at %s; ask an Admin to send it again "+
+		return m, &Refusal{http.StatusGone, fmt.Sprintf("this invitation expired at %s; ask an Admin to send it again "+
 			"(spec.resendInvitation of Member %s)", expiry(s.InvitationExpiresAt), m.Name)}
 	}
 	return m, nil
@@ -110,7 +115,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	if !h.PerClient.Allow(r) || !h.Limiter.TryAccept() {
 		w.Header().Set("Retry-After", "1")
-		writeRefusal(w, &refusal{http.StatusTooManyRequests, "too many invitation requests; try again in a moment"})
+		writeRefusal(w, &Refusal{http.StatusTooManyRequests, "too many invitation requests; try again in a moment"})
 		return
 	}
 	switch r.Method {
@@ -137,11 +142,11 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 
 func (h *Handler) page(w http.ResponseWriter, r *http.Request) {
 	name, token := r.URL.Query().Get("member"), r.URL.Query().Get("token")
-	m, ref := h.check(r, name, token)
+	m, ref := h.Check(r.Context(), name, token)
 	data := map[string]string{"Member": name, "Token": token, "Action": AcceptPath}
 	code := http.StatusOK
 	if ref != nil {
-		data["Refusal"], code = ref.message, ref.code
+		data["Refusal"], code = ref.Message, ref.Code
 	} else {
 		data["Role"], data["Email"] = string(m.Spec.Role), m.Spec.Email
 	}
@@ -160,7 +165,7 @@ func (h *Handler) accept(w http.ResponseWriter, r *http.Request) {
 			Token  string `json:"token"`
 		}
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&body); err != nil {
-			writeRefusal(w, &refusal{http.StatusBadRequest, `the body must be JSON of the form {"member": "...", "token": "..."}`})
+			writeRefusal(w, &Refusal{http.StatusBadRequest, `the body must be JSON of the form {"member": "...", "token": "..."}`})
 			return
 		}
 		name, token = body.Member, body.Token
@@ -168,30 +173,37 @@ func (h *Handler) accept(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, 4096)
 		name, token = r.PostFormValue("member"), r.PostFormValue("token")
 	}
+	m, ref := h.Accept(r.Context(), name, token)
+	if ref != nil {
+		writeRefusal(w, ref)
+		return
+	}
+	writeJSON(w, http.StatusOK, AcceptResponse{Member: m.Name, Email: m.Spec.Email, Role: m.Spec.Role, Phase: hubv1.MemberActive})
+}
+
+// Accept checks an invitation and marks it accepted; the link then works
+// no more.
+func (h *Handler) Accept(ctx context.Context, name, token string) (*hubv1.Member, *Refusal) {
 	// Another writer of the member's status (the access controller, say)
 	// can win the race for the resource version: the invitation is checked
 	// again and the acceptance tried again, a few times, before the person
 	// is asked to retry.
 	for attempt := 1; ; attempt++ {
-		m, ref := h.check(r, name, token)
+		m, ref := h.Check(ctx, name, token)
 		if ref != nil {
-			writeRefusal(w, ref)
-			return
+			return m, ref
 		}
-		err := h.acceptMember(r.Context(), m)
+		err := h.acceptMember(ctx, m)
 		switch {
 		case err == nil:
-			writeJSON(w, http.StatusOK, AcceptResponse{Member: m.Name, Email: m.Spec.Email, Role: m.Spec.Role, Phase: hubv1.MemberActive})
-			return
+			return m, nil
 		case apierrors.IsConflict(err) && attempt < 3:
 			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond) // for the cache to see the other write
 			continue
 		case apierrors.IsConflict(err):
-			writeRefusal(w, &refusal{http.StatusConflict, "the invitation changed while it was being accepted; open the link again"})
-			return
+			return m, &Refusal{http.StatusConflict, "the invitation changed while it was being accepted; open the link again"}
 		}
-		writeRefusal(w, &refusal{http.StatusServiceUnavailable, "the invitation cannot be accepted right now; try again in a moment"})
-		return
+		return m, &Refusal{http.StatusServiceUnavailable, "the invitation cannot be accepted right now; try again in a moment"}
 	}
 }
 
@@ -205,8 +217,8 @@ func (h *Handler) acceptMember(ctx context.Context, m *hubv1.Member) error {
 	return WriteStatus(ctx, h.Client, m)
 }
 
-func writeRefusal(w http.ResponseWriter, ref *refusal) {
-	writeJSON(w, ref.code, map[string]any{"error": map[string]string{"message": ref.message}})
+func writeRefusal(w http.ResponseWriter, ref *Refusal) {
+	writeJSON(w, ref.Code, map[string]any{"error": map[string]string{"message": ref.Message}})
 }
 
 func writeJSON(w http.ResponseWriter, code int, body any) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"path/filepath"
 	"time"
 
 	"k8s.io/client-go/rest"
@@ -103,6 +102,13 @@ type Options struct {
 	PublicURL string
 	// InvitationTTL is how long an invitation link works; default 7 days.
 	InvitationTTL time.Duration
+	// DashboardAddr serves the dashboard (over TLS with CertDir's
+	// certificate); empty does not. Invitation links then belong to it:
+	// set PublicURL to where people reach it.
+	DashboardAddr string
+	// DashboardSealingKey (32 bytes) seals the second-factor secrets of
+	// dashboard accounts; needed with DashboardAddr.
+	DashboardSealingKey []byte
 }
 
 // DefaultAlertRetention keeps alert history for 12 months.
@@ -219,6 +225,9 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 	if err := setupCaps(mgr, s, opts); err != nil {
 		return nil, nil, err
 	}
+	if err := setupDashboard(mgr, stores, s, opts); err != nil {
+		return nil, nil, err
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, nil, err
 	}
@@ -260,8 +269,9 @@ func setupCaps(mgr ctrl.Manager, s *Server, opts Options) error {
 		PublicURL: opts.PublicURL, TTL: opts.InvitationTTL}).SetupWithManager(mgr); err != nil {
 		return err
 	}
-	s.Invitations = &invitations.Handler{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Clock: opts.Clock,
+	invites := &invitations.Handler{Reader: mgr.GetAPIReader(), Client: mgr.GetClient(), Clock: opts.Clock,
 		PerClient: perclient.NewLimiter(1, 10, 0, opts.TrustForwardedFor)}
+	s.Invitations = invites
 	outbox := &notify.Outbox{Client: mgr.GetClient(), Store: s.Alerts, HubNamespace: opts.HubNamespace, Wake: dispatcher.Wake}
 	expiry := &reconcilers.KeyExpiryReconciler{Client: mgr.GetClient(), Outbox: outbox, Clock: opts.Clock, DashboardURL: opts.DashboardURL}
 	if err := expiry.SetupWithManager(mgr); err != nil {
@@ -306,24 +316,8 @@ func (h *httpRunnable) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", h.addr, err)
 	}
-	srv := serving.NewServer(h.server.Handler(), serving.API)
-	errs := make(chan error, 1)
-	go func() {
-		if h.certDir != "" {
-			errs <- srv.ServeTLS(l, filepath.Join(h.certDir, "tls.crt"), filepath.Join(h.certDir, "tls.key"))
-		} else {
-			errs <- srv.Serve(l)
-		}
-	}()
 	h.server.Log.Info("Serving the usage API", "address", l.Addr().String(), "tls", h.certDir != "")
-	select {
-	case err := <-errs:
-		return err
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	return srv.Shutdown(shutdown)
+	return serving.Serve(ctx, serving.NewServer(h.server.Handler(), serving.API), l, h.certDir)
 }
 
 // retention rolls up the days that are over and prunes the store, hourly,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/minimax/platform-hub/internal/alertlog"
 	"github.com/minimax/platform-hub/internal/auditlog"
+	"github.com/minimax/platform-hub/internal/invitations"
 	"github.com/minimax/platform-hub/internal/metrics"
 	"github.com/minimax/platform-hub/internal/objects"
 	"github.com/minimax/platform-hub/internal/pricing"
@@ -62,7 +63,7 @@ type Server struct {
 	Caps CapTracker
 	// Invitations, when set, serves invitation links (GET shows, POST
 	// accepts) at invitations.AcceptPath.
-	Invitations http.Handler
+	Invitations *invitations.Handler
 
 	// Objects, when set, is the registry of upstream objects, served at
 	// ObjectsPath and ObjectOwnersPath.

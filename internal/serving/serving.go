@@ -5,10 +5,13 @@
 package serving
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 )
 
@@ -39,6 +42,10 @@ var Gateway = Timeouts{ReadHeader: 30 * time.Second, Read: 10 * time.Minute, Wri
 // waits at most 30 s for the answer.
 var Webhooks = Timeouts{Read: 10 * time.Second, Write: 30 * time.Second}
 
+// Dashboard is for the dashboard's pages and forms: small requests, pages
+// answered in well under a second.
+var Dashboard = Timeouts{ReadHeader: 10 * time.Second, Read: 30 * time.Second, Write: time.Minute, Idle: 2 * time.Minute}
+
 // Metrics is for metrics endpoints: a scrape is small and quick.
 var Metrics = Timeouts{Read: 30 * time.Second, Write: time.Minute}
 
@@ -53,6 +60,28 @@ func NewServer(h http.Handler, t Timeouts) *http.Server {
 		IdleTimeout:       t.Idle,
 		TLSNextProto:      map[string]func(*http.Server, *tls.Conn, http.Handler){},
 	}
+}
+
+// Serve serves on l until ctx ends, over TLS with certDir's tls.crt and
+// tls.key when certDir is set, then shuts down, giving requests under way
+// 30 seconds.
+func Serve(ctx context.Context, srv *http.Server, l net.Listener, certDir string) error {
+	errs := make(chan error, 1)
+	go func() {
+		if certDir != "" {
+			errs <- srv.ServeTLS(l, filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
+		} else {
+			errs <- srv.Serve(l)
+		}
+	}()
+	select {
+	case err := <-errs:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return srv.Shutdown(shutdown)
 }
 
 // WithDeadlines bounds each request h serves, for servers whose

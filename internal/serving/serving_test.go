@@ -73,7 +73,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 
 // TestEveryRoleHasBounds: the roles' bounds are all set.
 func TestEveryRoleHasBounds(t *testing.T) {
-	for name, b := range map[string]Timeouts{"API": API, "Gateway": Gateway} {
+	for name, b := range map[string]Timeouts{"API": API, "Gateway": Gateway, "Dashboard": Dashboard} {
 		if b.ReadHeader <= 0 || b.Read <= 0 || b.Write <= 0 || b.Idle <= 0 {
 			t.Errorf("%s: %+v", name, b)
 		}

@@ -1,0 +1,77 @@
+package dashboard
+
+import (
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"html/template"
+	"image/png"
+	"net/http"
+
+	"github.com/minimax/platform-hub/internal/accounts"
+)
+
+// enrolForm is what the second-factor setup page shows: the secret as a
+// QR code and as text, for an authenticator app.
+type enrolForm struct {
+	Required bool
+	Secret   string
+	QR       template.URL
+	Error    string
+	// RecoveryCodes are shown once, after the code is confirmed.
+	RecoveryCodes []string
+}
+
+// enrolPage gives the account a new TOTP secret (each visit a new one, so
+// a secret shown before is worth nothing until confirmed).
+func (s *Server) enrolPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	key, err := s.o.Accounts.StartTOTP(r.Context(), v.Session.Email, s.o.Issuer)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	img, err := key.Image(240, 240)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	form := enrolForm{Required: v.Session.Stage == accounts.StageEnrol, Secret: key.Secret(),
+		QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()))}
+	w.Header().Set("Cache-Control", "no-store")
+	s.render(w, r, http.StatusOK, "enrol", s.pageOf(v, ""), form)
+}
+
+// enrol confirms the secret with a code, shows the recovery codes once,
+// and finishes a sign-in that waited for it.
+func (s *Server) enrol(w http.ResponseWriter, r *http.Request, v *viewer) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	codes, err := s.o.Accounts.ConfirmTOTP(r.Context(), v.Session.Email, r.PostFormValue("code"))
+	if errors.Is(err, accounts.ErrWrongCode) {
+		s.render(w, r, http.StatusUnauthorized, "enrol-failed", s.pageOf(v, ""), enrolForm{Error: err.Error(),
+			Required: v.Session.Stage == accounts.StageEnrol})
+		return
+	}
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	// The second factor is now part of this sign-in: a new session says so.
+	token, err := s.o.Accounts.CreateSession(r.Context(), accounts.Session{Email: v.Session.Email, Methods: secondFactorMethods(),
+		Role: v.Session.Role})
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	if err := s.o.Accounts.EndSession(r.Context(), v.token); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	s.setSession(w, token)
+	w.Header().Set("Cache-Control", "no-store")
+	s.render(w, r, http.StatusOK, "recovery-codes", s.pageOf(v, ""), enrolForm{RecoveryCodes: codes})
+}

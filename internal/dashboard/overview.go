@@ -1,0 +1,138 @@
+package dashboard
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/access"
+)
+
+// module is an entry of the sidebar and its page, with the least role
+// that may open it (the module table; ARCHITECTURE.md's role →
+// access table). A module the role may not open is left out of the
+// sidebar, and its URL answers 403.
+type module struct {
+	Name string
+	// Pattern is the page's route; Link the sidebar's.
+	Pattern, Link string
+	Min           hubv1.Role
+	page          func(*Server, http.ResponseWriter, *http.Request, *viewer)
+}
+
+// modules are the dashboard's modules, in sidebar order.
+var modules = []module{
+	{Name: "Overview", Pattern: "/{$}", Link: "/", Min: hubv1.RoleViewer, page: (*Server).overview},
+}
+
+// module serves a module's page to signed-in members whose role may open
+// it.
+func (s *Server) module(m module) http.HandlerFunc {
+	return s.guarded(func(w http.ResponseWriter, r *http.Request, v *viewer) {
+		if !access.AtLeast(v.Role(), m.Min) {
+			s.render(w, r, http.StatusForbidden, "problem", s.pageOf(v, ""), problem{Code: http.StatusForbidden,
+				Message: m.Name + " is for the " + string(m.Min) + " role and above; your role is " + string(v.Role()) + "."})
+			return
+		}
+		m.page(s, w, r, v)
+	}, "")
+}
+
+// overviewData is what the overview shows.
+type overviewData struct {
+	Currency string
+	// Caps are the spending caps the member may see, fullest first.
+	Caps []capSummary
+	// ActiveKeys counts keys that work (Active or Rotating).
+	ActiveKeys int
+	// Members counts members by phase.
+	Members struct{ Active, Invited, Disabled int }
+	// Alerts are what needs attention: caps in Warning or Exceeded, and
+	// keys that expire within a week.
+	Alerts []string
+}
+
+type capSummary struct {
+	Name, Scope, Spent, Limit, State string
+	Percent                          int32
+}
+
+// expiringWithin is how soon a key's expiry makes an alert.
+const expiringWithin = 7 * 24 * time.Hour
+
+// overview shows this cycle's spend against the caps, the keys that work,
+// the team, and what needs attention. Viewers see the whole organization's
+// figures, as their role's RBAC lets them read.
+func (s *Server) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
+	ctx := r.Context()
+	data := overviewData{Currency: "USD"}
+	if org := s.organization(ctx); org != nil && org.Spec.Billing.Currency != "" {
+		data.Currency = org.Spec.Billing.Currency
+	}
+	var caps hubv1.SpendingCapList
+	var keys hubv1.APIKeyList
+	var members hubv1.MemberList
+	for _, list := range []client.ObjectList{&caps, &keys, &members} {
+		if err := s.o.Reader.List(ctx, list); err != nil {
+			s.unavailable(w, r, err)
+			return
+		}
+	}
+	data.addCaps(caps.Items)
+	data.addKeys(keys.Items, s.o.Clock.Now())
+	for _, m := range members.Items {
+		switch m.Status.Phase {
+		case hubv1.MemberActive:
+			data.Members.Active++
+		case hubv1.MemberDisabled:
+			data.Members.Disabled++
+		default:
+			data.Members.Invited++
+		}
+	}
+	s.render(w, r, http.StatusOK, "overview", s.pageOf(v, "/"), data)
+}
+
+// addCaps lists the caps, fullest first, with an alert for each in
+// Warning or Exceeded.
+func (d *overviewData) addCaps(caps []hubv1.SpendingCap) {
+	for _, c := range caps {
+		limit := "—"
+		if c.Spec.Limit != nil {
+			limit = string(*c.Spec.Limit)
+		}
+		d.Caps = append(d.Caps, capSummary{Name: c.Name, Scope: c.Namespace, Spent: orZero(string(c.Status.Spent)), Limit: limit,
+			State: string(c.Status.State), Percent: c.Status.Percent})
+		if c.Status.State == hubv1.CapWarning || c.Status.State == hubv1.CapExceeded {
+			d.Alerts = append(d.Alerts, fmt.Sprintf("Spending cap %s/%s is at %d%% (%s).", c.Namespace, c.Name,
+				c.Status.Percent, c.Status.State))
+		}
+	}
+	slices.SortFunc(d.Caps, func(a, b capSummary) int { return int(b.Percent - a.Percent) })
+}
+
+// addKeys counts the keys that work, with an alert for each that expires
+// within expiringWithin.
+func (d *overviewData) addKeys(keys []hubv1.APIKey, now time.Time) {
+	for _, k := range keys {
+		if k.Status.Phase != hubv1.KeyActive && k.Status.Phase != hubv1.KeyRotating {
+			continue
+		}
+		d.ActiveKeys++
+		if e := k.Status.ExpiresAt; e != nil && e.Sub(now) < expiringWithin {
+			d.Alerts = append(d.Alerts, "Key "+k.Namespace+"/"+k.Name+" expires on "+e.UTC().Format("2 Jan 2006 15:04 UTC")+".")
+		}
+	}
+}
+
+func orZero(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "0"
+	}
+	return s
+}

@@ -1,0 +1,217 @@
+package dashboard
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/accounts"
+)
+
+// signInForm is what the sign-in page shows.
+type signInForm struct {
+	Email, Next, Error string
+}
+
+func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
+	if v, err := s.current(r); err == nil {
+		http.Redirect(w, r, stagePath(v.Session.Stage), http.StatusSeeOther)
+		return
+	}
+	s.render(w, r, http.StatusOK, "signin", nil, signInForm{Next: localPath(r.URL.Query().Get("next"))})
+}
+
+// wrongPassword is the one answer to a wrong email, a wrong password, an
+// account without a password and a disabled member alike: the page tells
+// no one which emails have accounts.
+const wrongPassword = "The email or the password is not right."
+
+// signIn checks an email and a password. A member with a second factor is
+// then asked for a code; one the MFA policy covers, without a second
+// factor, must set one up first; anyone else is signed in.
+func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
+	form := signInForm{Email: r.PostFormValue("email"), Next: localPath(r.PostFormValue("next"))}
+	email, password := hubv1.EmailKey(form.Email), r.PostFormValue("password")
+	ctx := r.Context()
+	accountKey, addressKey := "account:"+email, "address:"+clientAddress(r)
+	wait, err := s.throttled(ctx, throttle{accountKey, accountFailures}, throttle{addressKey, addressFailures})
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	if wait > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		form.Error = fmt.Sprintf("Too many failed sign-ins. Try again in %s.", roundUp(wait))
+		s.render(w, r, http.StatusTooManyRequests, "signin", nil, form)
+		return
+	}
+	ok, err := s.o.Accounts.CheckPassword(ctx, email, password)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	m, err := s.memberByEmail(ctx, email)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	if !ok || m == nil || m.Spec.Disabled || m.Status.AcceptedAt == nil {
+		for _, key := range []string{accountKey, addressKey} {
+			if err := s.o.Accounts.RecordFailure(ctx, key, failureWindow); err != nil {
+				s.unavailable(w, r, err)
+				return
+			}
+		}
+		form.Error = wrongPassword
+		s.render(w, r, http.StatusUnauthorized, "signin", nil, form)
+		return
+	}
+	if err := s.o.Accounts.ClearFailures(ctx, accountKey); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	account, _, err := s.o.Accounts.Account(ctx, email)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	stage := ""
+	switch {
+	case !account.TOTPConfirmed.IsZero():
+		stage = accounts.StageSecondFactor
+	case s.mfaRequired(ctx, m.Spec.Role):
+		stage = accounts.StageEnrol
+	}
+	s.startSession(w, r, m, passwordMethods(), stage, form.Next)
+}
+
+// throttle is a key of sign-in failures and how many it may have.
+type throttle struct {
+	key   string
+	limit int
+}
+
+// throttled is the longest wait any of the keys must make.
+func (s *Server) throttled(ctx context.Context, keys ...throttle) (time.Duration, error) {
+	var longest time.Duration
+	for _, t := range keys {
+		wait, err := s.o.Accounts.Throttled(ctx, t.key, t.limit, failureWindow)
+		if err != nil {
+			return 0, err
+		}
+		longest = max(longest, wait)
+	}
+	return longest, nil
+}
+
+// The methods of a sign-in, as RFC 8176 names them: a password alone, or
+// with a one-time code (two factors, which "mfa" says to the MFA policy's
+// admission check).
+func passwordMethods() []string     { return []string{"pwd"} }
+func secondFactorMethods() []string { return []string{"pwd", "otp", "mfa"} }
+
+// startSession begins a session (after ending the request's, if any: a
+// new token at every step of sign-in, so a token seen before it proves
+// nothing after) and goes on to the stage's page, or to next.
+func (s *Server) startSession(w http.ResponseWriter, r *http.Request, m *hubv1.Member, methods []string, stage, next string) {
+	if old := s.token(r); old != "" {
+		if err := s.o.Accounts.EndSession(r.Context(), old); err != nil {
+			s.unavailable(w, r, err)
+			return
+		}
+	}
+	token, err := s.o.Accounts.CreateSession(r.Context(), accounts.Session{Email: m.Spec.Email, Methods: methods,
+		Role: string(m.Spec.Role), Stage: stage})
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	s.setSession(w, token)
+	target := stagePath(stage)
+	if stage == "" {
+		target = localPath(next)
+	}
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// codeForm is what the second-factor page shows.
+type codeForm struct{ Error string }
+
+func (s *Server) codePage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.render(w, r, http.StatusOK, "code", nil, codeForm{})
+}
+
+// code checks a second-factor code (TOTP, or a recovery code), counted
+// against the account's failures like a password.
+func (s *Server) code(w http.ResponseWriter, r *http.Request, v *viewer) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	ctx := r.Context()
+	key := "account:" + v.Session.Email
+	if wait, err := s.throttled(ctx, throttle{key, accountFailures}); err != nil || wait > 0 {
+		if err != nil {
+			s.unavailable(w, r, err)
+			return
+		}
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		s.render(w, r, http.StatusTooManyRequests, "code", nil, codeForm{Error: fmt.Sprintf("Too many wrong codes. Try again in %s.", roundUp(wait))})
+		return
+	}
+	err := s.o.Accounts.CheckSecondFactor(ctx, v.Session.Email, r.PostFormValue("code"))
+	if errors.Is(err, accounts.ErrWrongCode) {
+		if err := s.o.Accounts.RecordFailure(ctx, key, failureWindow); err != nil {
+			s.unavailable(w, r, err)
+			return
+		}
+		s.render(w, r, http.StatusUnauthorized, "code", nil, codeForm{Error: accounts.ErrWrongCode.Error()})
+		return
+	}
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	if err := s.o.Accounts.ClearFailures(ctx, key); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	s.startSession(w, r, v.Member, secondFactorMethods(), "", "/")
+}
+
+// signOut ends the session.
+func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
+	if token := s.token(r); token != "" {
+		if err := s.o.Accounts.EndSession(r.Context(), token); err != nil {
+			s.unavailable(w, r, err)
+			return
+		}
+	}
+	s.clearSession(w)
+	http.Redirect(w, r, "/signin", http.StatusSeeOther)
+}
+
+// clientAddress is the request's client address, for throttling. It is the
+// connection's peer: behind a proxy, every sign-in shares the proxy's
+// address, and only the per-account limit tells people apart.
+func clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// roundUp says a wait in whole minutes (or seconds, under a minute).
+func roundUp(d time.Duration) string {
+	if d < time.Minute {
+		return fmt.Sprintf("%d seconds", int(d.Seconds())+1)
+	}
+	m := int((d + time.Minute - 1) / time.Minute)
+	if m == 1 {
+		return "a minute"
+	}
+	return fmt.Sprintf("%d minutes", m)
+}

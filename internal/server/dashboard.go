@@ -1,0 +1,54 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/minimax/platform-hub/internal/accounts"
+	"github.com/minimax/platform-hub/internal/dashboard"
+	"github.com/minimax/platform-hub/internal/serving"
+)
+
+// The dashboard reads hub resources from the server's cache; its own sign-in
+// writes only Member status (invitations, above).
+// +kubebuilder:rbac:groups=hub.minimax.io,resources=members;spendingcaps;apikeys;organizations;projects,verbs=get;list;watch
+
+// setupDashboard serves the dashboard on every replica when it has an
+// address: its accounts and sessions live in the server's database.
+func setupDashboard(mgr ctrl.Manager, stores *Stores, s *Server, opts Options) error {
+	if opts.DashboardAddr == "" {
+		return nil
+	}
+	store, err := accounts.New(context.Background(), stores.DB, accounts.Options{SealingKey: opts.DashboardSealingKey, Clock: opts.Clock})
+	if err != nil {
+		return fmt.Errorf("the dashboard's accounts: %w", err)
+	}
+	d, err := dashboard.New(dashboard.Options{Accounts: store, Reader: mgr.GetClient(), Invitations: s.Invitations,
+		Clock: opts.Clock, Insecure: opts.CertDir == "", Log: ctrl.Log.WithName("dashboard")})
+	if err != nil {
+		return err
+	}
+	return mgr.Add(&dashboardRunnable{handler: d, addr: opts.DashboardAddr, certDir: opts.CertDir})
+}
+
+// dashboardRunnable serves the dashboard until the manager stops.
+type dashboardRunnable struct {
+	handler http.Handler
+	addr    string
+	certDir string
+}
+
+func (d *dashboardRunnable) NeedLeaderElection() bool { return false }
+
+func (d *dashboardRunnable) Start(ctx context.Context) error {
+	l, err := net.Listen("tcp", d.addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", d.addr, err)
+	}
+	ctrl.Log.WithName("dashboard").Info("Serving the dashboard", "address", l.Addr().String(), "tls", d.certDir != "")
+	return serving.Serve(ctx, serving.NewServer(d.handler, serving.Dashboard), l, d.certDir)
+}
