@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Installs the programs the tests run beside the project's own: PostgreSQL
-# (the usage store's second backend), Prometheus (the metrics tests) and curl
-# (the README walkthrough test), from Debian packages. Does nothing when they are present.
+# (the usage store's second backend), Prometheus (the metrics tests), curl
+# (the README walkthrough test) and Chromium (the dashboard's browser tests,
+# headless), from Debian packages. Does nothing when they are present.
 set -euo pipefail
 
 missing=()
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 pg_found=""
 for dir in /usr/lib/postgresql/*/bin; do
 	[ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ] && pg_found=1
