@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -47,6 +48,10 @@ type Options struct {
 	// Invitations checks and accepts invitation links, which create
 	// accounts.
 	Invitations *invitations.Handler
+	// Config is the dashboard's own access to kube-apiserver: it may
+	// impersonate members (and read), nothing else. Every write, and every
+	// read of the management API, is made as the signed-in member.
+	Config *rest.Config
 	// Clock tells the time; nil means the real clock.
 	Clock clock.PassiveClock
 	// Insecure leaves the Secure attribute off the session cookie: for a
@@ -60,6 +65,7 @@ type Options struct {
 // Server serves the dashboard.
 type Server struct {
 	o       Options
+	actAs   *actAs
 	modules []module
 	pages   map[string]*template.Template
 	handler http.Handler
@@ -83,7 +89,7 @@ func New(o Options) (*Server, error) {
 	if o.Issuer == "" {
 		o.Issuer = "Platform Hub"
 	}
-	s := &Server{o: o, pages: map[string]*template.Template{}}
+	s := &Server{o: o, pages: map[string]*template.Template{}, actAs: newActAs(o.Config)}
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
@@ -106,8 +112,12 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("POST "+invitations.AcceptPath, s.acceptInvitation)
 	s.modules = modules
 	for _, m := range s.modules {
-		mux.HandleFunc("GET "+m.Pattern, s.module(m))
+		mux.HandleFunc("GET "+m.Pattern, s.module(m, m.page))
 	}
+	keys := s.moduleNamed("API Keys")
+	mux.HandleFunc("POST /keys", s.module(keys, (*Server).generateKey))
+	mux.HandleFunc("GET /keys/{namespace}/{name}/revoke", s.module(keys, (*Server).revokePage))
+	mux.HandleFunc("POST /keys/{namespace}/{name}/revoke", s.module(keys, (*Server).revoke))
 	protect := http.NewCrossOriginProtection()
 	protect.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusForbidden, "This request came from another site, so the hub refused it. Use the dashboard's own pages.")

@@ -107,9 +107,7 @@ func invite(t *testing.T, g Gomega, name string, role hubv1.Role) string {
 	g.Expect(env.Client.Create(ctx, m)).To(Succeed())
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), m) })
 	token := "token-of-" + name + "-0123456789abcdef0123456789abcdef"
-	m.Status.InvitationDigest = invitations.Digest(token)
-	m.Status.InvitationExpiresAt = &metav1.Time{Time: clk.Now().Add(72 * time.Hour)}
-	g.Expect(invitations.WriteStatus(ctx, env.Client, m)).To(Succeed())
+	g.Expect(invitations.RecordSent(ctx, env.Client, env.Client, name, token, clk.Now(), clk.Now().Add(72*time.Hour))).To(Succeed())
 	u, err := url.Parse(invitations.Link("http://hub.example", name, token))
 	g.Expect(err).NotTo(HaveOccurred())
 	return u.RequestURI()

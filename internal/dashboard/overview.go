@@ -28,18 +28,29 @@ type module struct {
 // modules are the dashboard's modules, in sidebar order.
 var modules = []module{
 	{Name: "Overview", Pattern: "/{$}", Link: "/", Min: hubv1.RoleViewer, page: (*Server).overview},
+	{Name: "API Keys", Pattern: "/keys", Link: "/keys", Min: hubv1.RoleDeveloper, page: (*Server).keysPage},
 }
 
-// module serves a module's page to signed-in members whose role may open
-// it.
-func (s *Server) module(m module) http.HandlerFunc {
+// moduleNamed is the module of a name.
+func (s *Server) moduleNamed(name string) module {
+	for _, m := range s.modules {
+		if m.Name == name {
+			return m
+		}
+	}
+	panic("no module " + name)
+}
+
+// module serves h, a page of module m, to signed-in members whose role may
+// open m.
+func (s *Server) module(m module, h func(*Server, http.ResponseWriter, *http.Request, *viewer)) http.HandlerFunc {
 	return s.guarded(func(w http.ResponseWriter, r *http.Request, v *viewer) {
 		if !access.AtLeast(v.Role(), m.Min) {
 			s.render(w, r, http.StatusForbidden, "problem", s.pageOf(v, ""), problem{Code: http.StatusForbidden,
 				Message: m.Name + " is for the " + string(m.Min) + " role and above; your role is " + string(v.Role()) + "."})
 			return
 		}
-		m.page(s, w, r, v)
+		h(s, w, r, v)
 	}, "")
 }
 

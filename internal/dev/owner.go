@@ -11,7 +11,6 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -53,23 +52,12 @@ func firstOwnerLink(ctx context.Context, c client.Client, r client.Reader, opts 
 	if m.Status.AcceptedAt != nil {
 		return fmt.Sprintf("                                   sign in as %s", m.Spec.Email), nil
 	}
-	token, digest, err := invitations.NewToken()
+	token, _, err := invitations.NewToken()
 	if err != nil {
 		return "", err
 	}
-	// The access controller writes the new Member's status too: on a
-	// conflict, read it again and write again.
-	err = retry.RetryOnConflict(retry.DefaultBackoff, func() error {
-		if err := r.Get(ctx, client.ObjectKey{Name: ownerMember}, m); err != nil {
-			return err
-		}
-		now := time.Now()
-		m.Status.InvitationDigest, m.Status.InvitationFor = digest, m.Spec.ResendInvitation
-		m.Status.InvitationSentAt = &metav1.Time{Time: now.Truncate(time.Second)}
-		m.Status.InvitationExpiresAt = &metav1.Time{Time: now.Add(7 * 24 * time.Hour).Truncate(time.Second)}
-		return invitations.WriteStatus(ctx, c, m)
-	})
-	if err != nil {
+	now := time.Now()
+	if err := invitations.RecordSent(ctx, c, r, ownerMember, token, now, now.Add(7*24*time.Hour)); err != nil {
 		return "", fmt.Errorf("writing the first Owner's invitation: %w", err)
 	}
 	return fmt.Sprintf("  first Owner (%s), once:\n    %s", m.Spec.Email,

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -69,6 +71,24 @@ func WriteStatus(ctx context.Context, c client.Client, m *hubv1.Member) error {
 	}
 	statusapply.KeepConditions(owned, hubv1.InvitationSentCondition)
 	return statusapply.ApplyIfUnchanged(ctx, c, m, owned, statusapply.OwnerInvitations)
+}
+
+// RecordSent records the invitation of member name with token as sent at
+// sentAt, working until expiresAt, for a link handed over without email
+// (hub dev prints the first Owner's). A conflict with another writer of the
+// member's status (the access controller) reads the member again and
+// writes again.
+func RecordSent(ctx context.Context, c client.Client, r client.Reader, name, token string, sentAt, expiresAt time.Time) error {
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		m := &hubv1.Member{}
+		if err := r.Get(ctx, client.ObjectKey{Name: name}, m); err != nil {
+			return err
+		}
+		m.Status.InvitationDigest, m.Status.InvitationFor = Digest(token), m.Spec.ResendInvitation
+		m.Status.InvitationSentAt = &metav1.Time{Time: sentAt.Truncate(time.Second)}
+		m.Status.InvitationExpiresAt = &metav1.Time{Time: expiresAt.Truncate(time.Second)}
+		return WriteStatus(ctx, c, m)
+	})
 }
 
 // Link is the acceptance link of a member's invitation.

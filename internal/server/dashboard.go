@@ -14,8 +14,13 @@ import (
 )
 
 // The dashboard reads hub resources from the server's cache; its own sign-in
-// writes only Member status (invitations, above).
+// writes only Member status (invitations, above). Everything else it does
+// as the signed-in member, by impersonation: the member's name, the group
+// of every authenticated user, the sign-in's methods (for the MFA policy)
+// and the component (for the audit log).
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=members;spendingcaps;apikeys;organizations;projects,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=users;groups,verbs=impersonate
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=userextras/hub.minimax.io/amr;userextras/hub.minimax.io/via,verbs=impersonate
 
 // setupDashboard serves the dashboard on every replica when it has an
 // address: its accounts and sessions live in the server's database.
@@ -27,7 +32,7 @@ func setupDashboard(mgr ctrl.Manager, stores *Stores, s *Server, opts Options) e
 	if err != nil {
 		return fmt.Errorf("the dashboard's accounts: %w", err)
 	}
-	d, err := dashboard.New(dashboard.Options{Accounts: store, Reader: mgr.GetClient(), Invitations: s.Invitations,
+	d, err := dashboard.New(dashboard.Options{Accounts: store, Reader: mgr.GetClient(), Invitations: s.Invitations, Config: mgr.GetConfig(),
 		Clock: opts.Clock, Insecure: opts.CertDir == "", Log: ctrl.Log.WithName("dashboard")})
 	if err != nil {
 		return err

@@ -1,0 +1,160 @@
+package dev
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"github.com/pquerna/otp/totp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/invitations"
+)
+
+// browser is an HTTP client with cookies, following redirects.
+type browser struct {
+	g    Gomega
+	base string
+	c    *http.Client
+}
+
+func newBrowser(g Gomega, base string) *browser {
+	jar, _ := cookiejar.New(nil)
+	return &browser{g: g, base: base, c: &http.Client{Jar: jar}}
+}
+
+func (b *browser) do(req *http.Request, err error) (int, string) {
+	b.g.Expect(err).NotTo(HaveOccurred())
+	resp, err := b.c.Do(req)
+	b.g.Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	b.g.Expect(err).NotTo(HaveOccurred())
+	return resp.StatusCode, string(body)
+}
+
+func (b *browser) get(path string) (int, string) {
+	return b.do(http.NewRequest(http.MethodGet, b.base+path, nil))
+}
+
+func (b *browser) post(path string, form url.Values) (int, string) {
+	req, err := http.NewRequest(http.MethodPost, b.base+path, strings.NewReader(form.Encode()))
+	if req != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	return b.do(req, err)
+}
+
+// signUp follows an invitation link's path and creates the account; when
+// the page then asks for a second factor, it sets one up.
+func (b *browser) signUp(link, password string) {
+	u, err := url.Parse(link)
+	b.g.Expect(err).NotTo(HaveOccurred())
+	status, body := b.post(invitations.AcceptPath, url.Values{"member": {u.Query().Get("member")}, "token": {u.Query().Get("token")},
+		"password": {password}, "confirm": {password}})
+	b.g.Expect(status).To(Equal(http.StatusOK), body)
+	if secret := regexp.MustCompile(`<code class="secret">([A-Z2-7]+)</code>`).FindStringSubmatch(body); secret != nil {
+		code, err := totp.GenerateCode(secret[1], time.Now())
+		b.g.Expect(err).NotTo(HaveOccurred())
+		status, body = b.post("/account/second-factor", url.Values{"code": {code}})
+		b.g.Expect(status).To(Equal(http.StatusOK), body)
+	}
+}
+
+var newKeyPattern = regexp.MustCompile(`id="new-key" value="(mhub_[^"]+)"`)
+
+// TestDashboardKeys runs the whole hub and, as its first Owner, from the
+// link hub dev prints: creates the account (with the second factor the
+// sample policy asks Owners for), lists the sample key, generates a key and
+// sees it once (the gateway takes it; the list never shows it; the same
+// form again makes no second key), and revokes it (the gateway refuses it
+// then). A Viewer has no API Keys entry, and its URL answers 403.
+func TestDashboardKeys(t *testing.T) {
+	setTestLogger()
+	g := NewWithT(t)
+	stateDir := t.TempDir()
+	d := startDev(t, stateDir)
+	link := regexp.MustCompile(`http://127\.0\.0\.1:\d+/v1/invitations/accept\?\S+`).FindString(d.out.String())
+	g.Expect(link).NotTo(BeEmpty(), d.out.String())
+	base := link[:strings.Index(link, invitations.AcceptPath)]
+	owner := newBrowser(g, base)
+	owner.signUp(link, "the first owner's passphrase")
+
+	status, body := owner.get("/keys")
+	g.Expect(status).To(Equal(http.StatusOK))
+	g.Expect(body).To(ContainSubstring(`<a href="/keys" aria-current="page">API Keys</a>`))
+	g.Expect(body).To(ContainSubstring("support-bot"))
+
+	form := url.Values{"label": {"CI pipeline"}, "project": {"chatbot"}, "scope": {"Standard"}, "expiresAfter": {"30d"},
+		"idempotency": {"form-1"}}
+	status, body = owner.post("/keys", form)
+	g.Expect(status).To(Equal(http.StatusCreated), body)
+	match := newKeyPattern.FindStringSubmatch(body)
+	g.Expect(match).To(HaveLen(2), body)
+	key := match[1]
+	name := regexp.MustCompile(`Key (key-[a-z0-9]+) \(`).FindStringSubmatch(body)
+	g.Expect(name).To(HaveLen(2), body)
+
+	call := func(key string) int {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+d.gatewayAddr+"/v1/chat/completions",
+			strings.NewReader(`{"model":"MiniMax-M2","messages":[{"role":"user","content":"hi"}]}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	g.Eventually(func() int { return call(key) }, 20*time.Second, 200*time.Millisecond).Should(Equal(http.StatusOK))
+
+	_, body = owner.get("/keys")
+	g.Expect(body).To(ContainSubstring(name[1]))
+	g.Expect(body).To(ContainSubstring("CI pipeline"))
+	g.Expect(body).NotTo(ContainSubstring(key), "shown once")
+	status, body = owner.post("/keys", form)
+	g.Expect(status).To(Equal(http.StatusConflict))
+	g.Expect(body).To(ContainSubstring("a key is shown once only"))
+	g.Expect(body).NotTo(ContainSubstring(key))
+
+	status, body = owner.get("/keys/chatbot/" + name[1] + "/revoke")
+	g.Expect(status).To(Equal(http.StatusOK))
+	g.Expect(body).To(ContainSubstring("Revoke key " + name[1] + "?"))
+	status, body = owner.post("/keys/chatbot/"+name[1]+"/revoke", nil)
+	g.Expect(status).To(Equal(http.StatusOK))
+	g.Expect(body).To(ContainSubstring("Key " + name[1] + " is revoked"))
+	g.Eventually(func() int { return call(key) }, 20*time.Second, 200*time.Millisecond).Should(Equal(http.StatusUnauthorized))
+
+	// The changes are the owner's, made through the dashboard.
+	admin := clientFromKubeconfig(g, filepath.Join(stateDir, "kubeconfig"))
+	made := &hubv1.APIKey{}
+	g.Expect(admin.Get(context.Background(), client.ObjectKey{Namespace: "chatbot", Name: name[1]}, made)).To(Succeed())
+	g.Expect(made.Spec.Owner).To(Equal("owner@example.com"))
+	g.Expect(made.Spec.Revoked).To(BeTrue())
+
+	// A Viewer.
+	viewer := &hubv1.Member{ObjectMeta: metav1.ObjectMeta{Name: "viewer"}, Spec: hubv1.MemberSpec{Email: "viewer@example.com",
+		Role: hubv1.RoleViewer}}
+	g.Expect(admin.Create(context.Background(), viewer)).To(Succeed())
+	g.Expect(invitations.RecordSent(context.Background(), admin, admin, "viewer", "a-token-for-the-viewer-0123456789abcdef",
+		time.Now(), time.Now().Add(time.Hour))).To(Succeed())
+	v := newBrowser(g, base)
+	v.signUp(invitations.Link(base, "viewer", "a-token-for-the-viewer-0123456789abcdef"), "the viewer's passphrase")
+	_, body = v.get("/")
+	g.Expect(body).To(ContainSubstring("<h1>Overview</h1>"))
+	g.Expect(body).NotTo(ContainSubstring("API Keys"))
+	status, body = v.get("/keys")
+	g.Expect(status).To(Equal(http.StatusForbidden))
+	g.Expect(body).To(ContainSubstring("API Keys is for the Developer role and above; your role is Viewer."))
+	status, _ = v.post("/keys", form)
+	g.Expect(status).To(Equal(http.StatusForbidden))
+}
