@@ -118,6 +118,9 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("POST /keys", s.module(keys, (*Server).generateKey))
 	mux.HandleFunc("GET /keys/{namespace}/{name}/revoke", s.module(keys, (*Server).revokePage))
 	mux.HandleFunc("POST /keys/{namespace}/{name}/revoke", s.module(keys, (*Server).revoke))
+	mux.HandleFunc("GET /keys/{namespace}/{name}/rotate", s.module(keys, (*Server).rotatePage))
+	mux.HandleFunc("POST /keys/{namespace}/{name}/rotate", s.module(keys, (*Server).rotate))
+	mux.HandleFunc("POST /keys/{namespace}/{name}/retire", s.module(keys, (*Server).retire))
 	protect := http.NewCrossOriginProtection()
 	protect.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusForbidden, "This request came from another site, so the hub refused it. Use the dashboard's own pages.")

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"slices"
@@ -36,8 +37,9 @@ type keysData struct {
 type keyRow struct {
 	Namespace, Name, Label, Project, Scope, Status string
 	Created, LastUsed, Expires, Remaining          string
-	// Revocable is set while revoking means something.
-	Revocable bool
+	// Revocable is set while revoking (and rotating) means something;
+	// Retirable while a previous key still works.
+	Revocable, Retirable bool
 }
 
 // generateForm is the Generate Key form: what it asks, and an idempotency
@@ -87,6 +89,9 @@ func (s *Server) keysPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	if name := r.URL.Query().Get("revoked"); name != "" {
 		data.Notice = "Key " + name + " is revoked: it stops working within a second."
+	}
+	if name := r.URL.Query().Get("retired"); name != "" {
+		data.Notice = "The previous key of " + name + " is retired: only the new one works now."
 	}
 	s.render(w, r, http.StatusOK, "keys", s.pageOf(v, "/keys"), data)
 }
@@ -143,6 +148,7 @@ func rowOf(k *hubv1.APIKey, project string, now time.Time) keyRow {
 		row.Remaining = remaining(t.Sub(now))
 	}
 	row.Revocable = !k.Spec.Revoked
+	row.Retirable = k.Status.PreviousKey != nil && !k.Spec.Revoked
 	return row
 }
 
@@ -165,10 +171,19 @@ func newIdempotencyKey() string {
 	return base64.RawURLEncoding.EncodeToString(raw)
 }
 
+// newRotationID names a rotation made from the dashboard.
+func newRotationID() string {
+	raw := make([]byte, 10)
+	_, _ = rand.Read(raw)
+	return "dashboard-" + hex.EncodeToString(raw)
+}
+
 // newKeyData is what the show-once page shows.
 type newKeyData struct {
 	Key, KeyID, Name, Project string
 	Expires                   string
+	// PreviousKeyID works until PreviousUntil, after a rotation.
+	PreviousKeyID, PreviousUntil string
 }
 
 // generateKey makes a key through the management API, as the member: a key
@@ -223,8 +238,12 @@ func (s *Server) generateKey(w http.ResponseWriter, r *http.Request, v *viewer) 
 	s.render(w, r, http.StatusCreated, "key-created", s.pageOf(v, "/keys"), data)
 }
 
-// revokeData is what the revoke confirmation shows.
-type revokeData struct{ Namespace, Name, Label, Project string }
+// confirmData is what a confirmation page (revoke, rotate) shows.
+type confirmData struct {
+	Namespace, Name, Label, Project string
+	// RotationID makes the rotation form safe to send twice.
+	RotationID string
+}
 
 // revokePage asks to confirm a revocation.
 func (s *Server) revokePage(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -232,8 +251,84 @@ func (s *Server) revokePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if !ok {
 		return
 	}
-	s.render(w, r, http.StatusOK, "key-revoke", s.pageOf(v, "/keys"), revokeData{Namespace: key.Namespace, Name: key.Name,
+	s.render(w, r, http.StatusOK, "key-revoke", s.pageOf(v, "/keys"), confirmData{Namespace: key.Namespace, Name: key.Name,
 		Label: key.Spec.Label, Project: project})
+}
+
+// rotatePage asks to confirm a rotation, saying what happens to the key
+// in use.
+func (s *Server) rotatePage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	key, project, ok := s.visibleKey(w, r, v)
+	if !ok {
+		return
+	}
+	s.render(w, r, http.StatusOK, "key-rotate", s.pageOf(v, "/keys"), confirmData{Namespace: key.Namespace, Name: key.Name,
+		Label: key.Spec.Label, Project: project, RotationID: newRotationID()})
+}
+
+// rotate rotates a key through the management API, as the member, and
+// shows the new key once; the previous one works through the overlap.
+func (s *Server) rotate(w http.ResponseWriter, r *http.Request, v *viewer) {
+	key, project, ok := s.visibleKey(w, r, v)
+	if !ok {
+		return
+	}
+	as, err := s.asMember(r, v)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	req := &mgmtv1alpha1.RotationRequest{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, GenerateName: "rotate-"},
+		Spec: mgmtv1alpha1.RotationRequestSpec{APIKeyName: key.Name, RotationID: r.PostFormValue("rotationID")}}
+	if err := as.Create(r.Context(), req); err != nil {
+		code, message := refusal(err)
+		s.fail(w, r, code, message)
+		return
+	}
+	if req.Status.Key == "" {
+		s.fail(w, r, http.StatusConflict, fmt.Sprintf("This form rotated key %s already (to %s), and a key is shown once only. "+
+			"Rotate again if the new key was not kept.", key.Name, req.Status.KeyID))
+		return
+	}
+	data := newKeyData{Key: req.Status.Key, KeyID: req.Status.KeyID, Name: key.Name, Project: project, Expires: never,
+		PreviousKeyID: req.Status.PreviousKeyID}
+	if t := req.Status.ExpiresAt; t != nil {
+		data.Expires = t.UTC().Format("2 Jan 2006 15:04 UTC")
+	}
+	if t := req.Status.PreviousKeyValidUntil; t != nil {
+		data.PreviousUntil = t.UTC().Format("2 Jan 2006 15:04 UTC")
+	}
+	s.render(w, r, http.StatusCreated, "key-created", s.pageOf(v, "/keys"), data)
+}
+
+// retire ends a rotation's overlap now: the previous key stops working
+// (spec.rotation.retirePreviousKeyID, as the member).
+func (s *Server) retire(w http.ResponseWriter, r *http.Request, v *viewer) {
+	key, _, ok := s.visibleKey(w, r, v)
+	if !ok {
+		return
+	}
+	prev := key.Status.PreviousKey
+	if prev == nil {
+		http.Redirect(w, r, "/keys", http.StatusSeeOther)
+		return
+	}
+	as, err := s.asMember(r, v)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	patch := client.MergeFrom(key.DeepCopy())
+	if key.Spec.Rotation == nil {
+		key.Spec.Rotation = &hubv1.RotationSpec{}
+	}
+	key.Spec.Rotation.RetirePreviousKeyID = prev.KeyID
+	if err := as.Patch(r.Context(), key, patch); err != nil {
+		code, message := refusal(err)
+		s.fail(w, r, code, message)
+		return
+	}
+	http.Redirect(w, r, "/keys?retired="+key.Name, http.StatusSeeOther)
 }
 
 // revoke revokes a key, as the member (spec.revoked, for good).

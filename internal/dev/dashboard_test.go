@@ -77,7 +77,8 @@ var newKeyPattern = regexp.MustCompile(`id="new-key" value="(mhub_[^"]+)"`)
 // link hub dev prints: creates the account (with the second factor the
 // sample policy asks Owners for), lists the sample key, generates a key and
 // sees it once (the gateway takes it; the list never shows it; the same
-// form again makes no second key), and revokes it (the gateway refuses it
+// form again makes no second key), rotates it (the new key shown once, the
+// old one working until retired), and revokes it (the gateway refuses it
 // then). A Viewer has no API Keys entry, and its URL answers 403.
 func TestDashboardKeys(t *testing.T) {
 	setTestLogger()
@@ -125,6 +126,33 @@ func TestDashboardKeys(t *testing.T) {
 	g.Expect(status).To(Equal(http.StatusConflict))
 	g.Expect(body).To(ContainSubstring("a key is shown once only"))
 	g.Expect(body).NotTo(ContainSubstring(key))
+
+	// Rotating: the new key is shown once; the old one works through the
+	// overlap, until the owner retires it.
+	status, body = owner.get("/keys/chatbot/" + name[1] + "/rotate")
+	g.Expect(status).To(Equal(http.StatusOK))
+	rotationID := regexp.MustCompile(`name="rotationID" value="([a-z0-9-]+)"`).FindStringSubmatch(body)
+	g.Expect(rotationID).To(HaveLen(2), body)
+	status, body = owner.post("/keys/chatbot/"+name[1]+"/rotate", url.Values{"rotationID": {rotationID[1]}})
+	g.Expect(status).To(Equal(http.StatusCreated), body)
+	g.Expect(body).To(ContainSubstring("keeps working until"))
+	match = newKeyPattern.FindStringSubmatch(body)
+	g.Expect(match).To(HaveLen(2), body)
+	rotated := match[1]
+	g.Expect(rotated).NotTo(Equal(key))
+	g.Eventually(func() int { return call(rotated) }, 20*time.Second, 200*time.Millisecond).Should(Equal(http.StatusOK))
+	g.Expect(call(key)).To(Equal(http.StatusOK), "the previous key works through the overlap")
+	status, body = owner.post("/keys/chatbot/"+name[1]+"/rotate", url.Values{"rotationID": {rotationID[1]}})
+	g.Expect(status).To(Equal(http.StatusConflict), "the same rotation form again rotates nothing")
+	g.Expect(body).NotTo(ContainSubstring(rotated))
+	_, body = owner.get("/keys")
+	g.Expect(body).To(ContainSubstring("Retire the previous key"))
+	status, body = owner.post("/keys/chatbot/"+name[1]+"/retire", nil)
+	g.Expect(status).To(Equal(http.StatusOK))
+	g.Expect(body).To(ContainSubstring("only the new one works now"))
+	g.Eventually(func() int { return call(key) }, 20*time.Second, 200*time.Millisecond).Should(Equal(http.StatusUnauthorized))
+	g.Expect(call(rotated)).To(Equal(http.StatusOK))
+	key = rotated
 
 	status, body = owner.get("/keys/chatbot/" + name[1] + "/revoke")
 	g.Expect(status).To(Equal(http.StatusOK))
