@@ -89,21 +89,17 @@ func reportCSV(r *mgmtv1alpha1.UsageReport) [][]string {
 // recordsCSV is a page of usage records as CSV rows, a header first.
 func recordsCSV(l *mgmtv1alpha1.UsageRecordList) [][]string {
 	rows := make([][]string, 0, 1+len(l.Items))
-	rows = append(rows, strings.Split(recordColumns, ","))
-	for _, r := range l.Items {
-		rows = append(rows, []string{csvTime(r.Time), r.Name, r.Project, r.KeyID, r.Service, r.Endpoint, r.Model,
-			itoa(r.InputTokens), itoa(r.CachedInputTokens), itoa(r.OutputTokens), itoa(r.VideoSeconds), itoa(r.StorageByteHours),
-			strconv.Itoa(int(r.StatusCode)), r.Cost, r.Currency, strconv.FormatBool(r.Unpriced)})
+	rows = append(rows, mgmtv1alpha1.UsageRecordCSVHeader)
+	for i := range l.Items {
+		rows = append(rows, l.Items[i].CSVRow())
 	}
 	return rows
 }
 
-// The header rows: snake_case, as in the usage server's CSV.
+// The header row of reports: snake_case, as in the usage server's CSV.
 const (
 	reportColumns = "start_time,end_time,project,key_id,service,model,endpoint,member,calls,input_tokens," +
 		"cached_input_tokens,output_tokens,video_seconds,storage_byte_hours,cost,currency,unpriced_calls"
-	recordColumns = "time,id,project,key_id,service,endpoint,model,input_tokens,cached_input_tokens,output_tokens," +
-		"video_seconds,storage_byte_hours,status_code,cost,currency,unpriced"
 )
 
 func csvTime(t metav1.Time) string { return t.UTC().Format(time.RFC3339) }

@@ -114,7 +114,7 @@ func setRecordField(req *usagereport.RecordsRequest, field, value string) error 
 		}
 	case mgmtv1alpha1.FieldProject:
 		req.Filter.Project = value
-	case "keyID":
+	case mgmtv1alpha1.FieldKeyID:
 		req.Filter.KeyID = value
 	case "service":
 		req.Filter.Service = value

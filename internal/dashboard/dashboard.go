@@ -121,6 +121,8 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("GET /keys/{namespace}/{name}/rotate", s.module(keys, (*Server).rotatePage))
 	mux.HandleFunc("POST /keys/{namespace}/{name}/rotate", s.module(keys, (*Server).rotate))
 	mux.HandleFunc("POST /keys/{namespace}/{name}/retire", s.module(keys, (*Server).retire))
+	mux.HandleFunc("GET /keys/{namespace}/{name}", s.module(keys, (*Server).keyPage))
+	mux.HandleFunc("GET /keys/{namespace}/{name}/calls.csv", s.module(keys, (*Server).callsCSV))
 	protect := http.NewCrossOriginProtection()
 	protect.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusForbidden, "This request came from another site, so the hub refused it. Use the dashboard's own pages.")

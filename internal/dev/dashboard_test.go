@@ -2,6 +2,7 @@ package dev
 
 import (
 	"context"
+	"encoding/csv"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -17,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/invitations"
 )
@@ -117,6 +119,24 @@ func TestDashboardKeys(t *testing.T) {
 		return resp.StatusCode
 	}
 	g.Eventually(func() int { return call(key) }, 20*time.Second, 200*time.Millisecond).Should(Equal(http.StatusOK))
+	for range 3 {
+		g.Expect(call(key)).To(Equal(http.StatusOK))
+	}
+
+	// The key's call log: the four calls, on its page and as CSV, once
+	// the gateway has shipped them.
+	g.Eventually(func() int {
+		_, csvBody := owner.get("/keys/chatbot/" + name[1] + "/calls.csv")
+		rows, err := csv.NewReader(strings.NewReader(csvBody)).ReadAll()
+		g.Expect(err).NotTo(HaveOccurred(), csvBody)
+		g.Expect(rows[0]).To(Equal(mgmtv1alpha1.UsageRecordCSVHeader))
+		return len(rows) - 1
+	}, 30*time.Second, 500*time.Millisecond).Should(Equal(4))
+	status, body = owner.get("/keys/chatbot/" + name[1])
+	g.Expect(status).To(Equal(http.StatusOK))
+	g.Expect(strings.Count(body, "<td data-label=\"Endpoint\">/v1/chat/completions</td>")).To(Equal(4))
+	g.Expect(body).To(ContainSubstring("MiniMax-M2"))
+	g.Expect(body).NotTo(ContainSubstring(key))
 
 	_, body = owner.get("/keys")
 	g.Expect(body).To(ContainSubstring(name[1]))

@@ -50,7 +50,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 }
 
 // UsageRecordFields are the field selectors of UsageRecords.
-var UsageRecordFields = []string{FieldStartTime, FieldEndTime, FieldProject, "keyID", "service", "model", "endpoint"}
+var UsageRecordFields = []string{FieldStartTime, FieldEndTime, FieldProject, FieldKeyID, "service", "model", "endpoint"}
 
 // Field selectors that several listed kinds share: the range, and the
 // project.
@@ -58,6 +58,8 @@ const (
 	FieldStartTime = "startTime"
 	FieldEndTime   = "endTime"
 	FieldProject   = "project"
+	// FieldKeyID selects usage records by the public ID of their key.
+	FieldKeyID = "keyID"
 )
 
 // AuditEventFields are the field selectors of AuditEvents.
