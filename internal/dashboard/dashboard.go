@@ -123,6 +123,9 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("POST /keys/{namespace}/{name}/retire", s.module(keys, (*Server).retire))
 	mux.HandleFunc("GET /keys/{namespace}/{name}", s.module(keys, (*Server).keyPage))
 	mux.HandleFunc("GET /keys/{namespace}/{name}/calls.csv", s.module(keys, (*Server).callsCSV))
+	usage := s.moduleNamed("Usage")
+	mux.HandleFunc("GET /usage.csv", s.module(usage, (*Server).usageCSV))
+	mux.HandleFunc("GET /usage/calls", s.module(usage, (*Server).usageCalls))
 	protect := http.NewCrossOriginProtection()
 	protect.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, http.StatusForbidden, "This request came from another site, so the hub refused it. Use the dashboard's own pages.")

@@ -29,6 +29,7 @@ type module struct {
 var modules = []module{
 	{Name: "Overview", Pattern: "/{$}", Link: "/", Min: hubv1.RoleViewer, page: (*Server).overview},
 	{Name: "API Keys", Pattern: "/keys", Link: "/keys", Min: hubv1.RoleDeveloper, page: (*Server).keysPage},
+	{Name: "Usage", Pattern: "/usage", Link: "/usage", Min: hubv1.RoleViewer, page: (*Server).usagePage},
 }
 
 // moduleNamed is the module of a name.

@@ -47,7 +47,7 @@ type view struct {
 
 // parseTemplates parses each page with the layout.
 func (s *Server) parseTemplates() error {
-	layout, err := template.New("layout.html").ParseFS(templateFiles, "templates/layout.html")
+	layout, err := template.New("layout.html").Funcs(template.FuncMap{"lower": strings.ToLower}).ParseFS(templateFiles, "templates/layout.html")
 	if err != nil {
 		return err
 	}

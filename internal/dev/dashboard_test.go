@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -105,8 +106,9 @@ func TestDashboardKeys(t *testing.T) {
 	match := newKeyPattern.FindStringSubmatch(body)
 	g.Expect(match).To(HaveLen(2), body)
 	key := match[1]
-	name := regexp.MustCompile(`Key (key-[a-z0-9]+) \(`).FindStringSubmatch(body)
-	g.Expect(name).To(HaveLen(2), body)
+	name := regexp.MustCompile(`Key (key-[a-z0-9]+) \(([^)]+)\)`).FindStringSubmatch(body)
+	g.Expect(name).To(HaveLen(3), body)
+	keyID := name[2]
 
 	call := func(key string) int {
 		req, _ := http.NewRequest(http.MethodPost, "http://"+d.gatewayAddr+"/v1/chat/completions",
@@ -137,6 +139,35 @@ func TestDashboardKeys(t *testing.T) {
 	g.Expect(strings.Count(body, "<td data-label=\"Endpoint\">/v1/chat/completions</td>")).To(Equal(4))
 	g.Expect(body).To(ContainSubstring("MiniMax-M2"))
 	g.Expect(body).NotTo(ContainSubstring(key))
+
+	// Usage by key this cycle: the same four calls, in the page, in its
+	// CSV, and behind the row's drill-down link.
+	const view = "/usage?range=cycle&granularity=Day&group=KeyID"
+	status, body = owner.get(view)
+	g.Expect(status).To(Equal(http.StatusOK), body)
+	g.Expect(body).To(ContainSubstring(`<a href="/usage" aria-current="page">Usage</a>`))
+	g.Expect(body).To(ContainSubstring(keyID))
+	_, csvBody := owner.get("/usage.csv?range=cycle&granularity=Day&group=KeyID")
+	rows, err := csv.NewReader(strings.NewReader(csvBody)).ReadAll()
+	g.Expect(err).NotTo(HaveOccurred(), csvBody)
+	column := map[string]int{}
+	for i, c := range rows[0] {
+		column[c] = i
+	}
+	calls := 0
+	for _, row := range rows[1:] {
+		if row[column["key_id"]] == keyID {
+			n, err := strconv.Atoi(row[column["calls"]])
+			g.Expect(err).NotTo(HaveOccurred())
+			calls += n
+		}
+	}
+	g.Expect(calls).To(Equal(4), csvBody)
+	drill := regexp.MustCompile(`href="(/usage/calls\?[^"]*keyID=` + regexp.QuoteMeta(url.QueryEscape(keyID)) + `[^"]*)"`).FindStringSubmatch(body)
+	g.Expect(drill).To(HaveLen(2), body)
+	status, body = owner.get(strings.ReplaceAll(drill[1], "&amp;", "&"))
+	g.Expect(status).To(Equal(http.StatusOK), body)
+	g.Expect(strings.Count(body, "<td data-label=\"Endpoint\">/v1/chat/completions</td>")).To(Equal(4))
 
 	_, body = owner.get("/keys")
 	g.Expect(body).To(ContainSubstring(name[1]))
@@ -200,6 +231,10 @@ func TestDashboardKeys(t *testing.T) {
 	_, body = v.get("/")
 	g.Expect(body).To(ContainSubstring("<h1>Overview</h1>"))
 	g.Expect(body).NotTo(ContainSubstring("API Keys"))
+	g.Expect(body).To(ContainSubstring(`<a href="/usage">Usage</a>`))
+	status, body = v.get(view)
+	g.Expect(status).To(Equal(http.StatusOK), "a Viewer reads usage")
+	g.Expect(body).To(ContainSubstring(keyID))
 	status, body = v.get("/keys")
 	g.Expect(status).To(Equal(http.StatusForbidden))
 	g.Expect(body).To(ContainSubstring("API Keys is for the Developer role and above; your role is Viewer."))

@@ -1,0 +1,215 @@
+package dashboard
+
+import (
+	"net/http"
+	"net/url"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
+	"github.com/minimax/platform-hub/internal/billing"
+)
+
+// usageView is a Usage page's question, all of it in the URL so that a
+// view can be shared: the range, the bucket size, the grouping and a
+// project filter.
+type usageView struct {
+	// Range is "cycle" (the current billing cycle, the default), "24h",
+	// "7d" or "30d".
+	Range string
+	// Granularity is Hour, Day (the default) or Month.
+	Granularity string
+	// Group is Project (the default), KeyID or Model.
+	Group   string
+	Project string
+}
+
+var (
+	usageRanges        = []string{"cycle", "24h", "7d", "30d"}
+	usageGranularities = []string{string(mgmtv1alpha1.GranularityHour), string(mgmtv1alpha1.GranularityDay), string(mgmtv1alpha1.GranularityMonth)}
+	usageGroups        = []string{string(mgmtv1alpha1.DimensionProject), string(mgmtv1alpha1.DimensionKeyID), string(mgmtv1alpha1.DimensionModel)}
+)
+
+// viewOf reads a view from the URL, each value one of its choices.
+func viewOf(q url.Values) usageView {
+	pick := func(v string, choices []string) string {
+		for _, c := range choices {
+			if v == c {
+				return v
+			}
+		}
+		return choices[0]
+	}
+	v := usageView{Range: pick(q.Get("range"), usageRanges), Project: q.Get("project")}
+	v.Granularity = pick(q.Get("granularity"), []string{"Day", "Hour", "Month"})
+	v.Group = pick(q.Get("group"), usageGroups)
+	return v
+}
+
+// query is the view's URL query.
+func (v usageView) query() string {
+	q := url.Values{"range": {v.Range}, "granularity": {v.Granularity}, "group": {v.Group}}
+	if v.Project != "" {
+		q.Set("project", v.Project)
+	}
+	return q.Encode()
+}
+
+// usageData is what the Usage page shows.
+type usageData struct {
+	View                          usageView
+	Ranges, Granularities, Groups []string
+	Query                         string
+	From, To, Currency, TimeZone  string
+	Total                         mgmtv1alpha1.UsageFigures
+	Previous, SameDatesLastMonth  *mgmtv1alpha1.UsageFigures
+	Buckets                       []usageRow
+}
+
+// usageRow is a bucket of the report, with the link to its calls.
+type usageRow struct {
+	Start, Group string
+	mgmtv1alpha1.UsageFigures
+	// Calls drills down to the calls behind the row.
+	Calls string
+}
+
+// report asks the management API, as the member, for the view's report.
+func (s *Server) report(r *http.Request, v *viewer, view usageView, csv bool) (*mgmtv1alpha1.UsageReport, error) {
+	ctx := r.Context()
+	loc, startDay := time.UTC, 1
+	if org := s.organization(ctx); org != nil {
+		if l, err := time.LoadLocation(org.Spec.Billing.TimeZone); err == nil && org.Spec.Billing.TimeZone != "" {
+			loc = l
+		}
+		if org.Spec.Billing.CycleStartDay > 0 {
+			startDay = int(org.Spec.Billing.CycleStartDay)
+		}
+	}
+	now := s.o.Clock.Now()
+	to := now.Truncate(time.Hour).Add(time.Hour)
+	var from time.Time
+	switch view.Range {
+	case "24h":
+		from = to.Add(-24 * time.Hour)
+	case "7d":
+		from = to.AddDate(0, 0, -7)
+	case "30d":
+		from = to.AddDate(0, 0, -30)
+	default:
+		cycle := billing.CycleAt(now, startDay, loc)
+		from, to = cycle.Start, cycle.End
+	}
+	report := &mgmtv1alpha1.UsageReport{Spec: mgmtv1alpha1.UsageReportSpec{StartTime: metav1.NewTime(from), EndTime: metav1.NewTime(to),
+		Granularity: mgmtv1alpha1.Granularity(view.Granularity), TimeZone: loc.String(),
+		GroupBy: []mgmtv1alpha1.Dimension{mgmtv1alpha1.Dimension(view.Group)}, Compare: !csv, CSV: csv}}
+	if view.Project != "" {
+		report.Spec.Projects = []string{view.Project}
+	}
+	as, err := s.asMember(r, v)
+	if err != nil {
+		return nil, err
+	}
+	return report, as.Create(ctx, report)
+}
+
+// usagePage shows the view's report: totals against the period before
+// and the same dates last month, and each bucket with a link to its calls.
+// It refreshes itself every minute while open (htmx), and reads without
+// JavaScript.
+func (s *Server) usagePage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	view := viewOf(r.URL.Query())
+	report, err := s.report(r, v, view, false)
+	if err != nil {
+		code, message := refusal(err)
+		s.fail(w, r, code, message)
+		return
+	}
+	st := &report.Status
+	data := usageData{View: view, Ranges: usageRanges, Granularities: usageGranularities, Groups: usageGroups, Query: view.query(),
+		From: report.Spec.StartTime.UTC().Format(time.RFC3339), To: report.Spec.EndTime.UTC().Format(time.RFC3339),
+		Currency: st.Currency, TimeZone: st.TimeZone, Total: st.Total, Previous: st.Previous, SameDatesLastMonth: st.SameDatesLastMonth}
+	for _, b := range st.Buckets {
+		group := map[string]string{"Project": b.Project, "KeyID": b.KeyID, "Model": b.Model}[view.Group]
+		q := url.Values{"from": {b.StartTime.UTC().Format(time.RFC3339)}, "to": {b.EndTime.UTC().Format(time.RFC3339)}}
+		switch view.Group {
+		case "Project":
+			q.Set("project", b.Project)
+		case "KeyID":
+			q.Set("keyID", b.KeyID)
+		case "Model":
+			q.Set("model", b.Model)
+		}
+		if view.Project != "" {
+			q.Set("project", view.Project)
+		}
+		data.Buckets = append(data.Buckets, usageRow{Start: b.StartTime.In(locationOf(st.TimeZone)).Format("2 Jan 2006 15:04"),
+			Group: group, UsageFigures: b.UsageFigures, Calls: "/usage/calls?" + q.Encode()})
+	}
+	s.render(w, r, http.StatusOK, "usage", s.pageOf(v, "/usage"), data)
+}
+
+func locationOf(name string) *time.Location {
+	if loc, err := time.LoadLocation(name); err == nil {
+		return loc
+	}
+	return time.UTC
+}
+
+// usageCSV exports the view's report as CSV (the management API's
+// columns).
+func (s *Server) usageCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
+	report, err := s.report(r, v, viewOf(r.URL.Query()), true)
+	if err != nil {
+		code, message := refusal(err)
+		s.fail(w, r, code, message)
+		return
+	}
+	w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="usage.csv"`)
+	_, _ = w.Write([]byte(report.Status.CSV))
+}
+
+// callsData is what the drill-down shows: the calls behind a bucket.
+type callsData struct {
+	From, To, Filter string
+	Calls            []mgmtv1alpha1.UsageRecord
+	Next             string
+}
+
+// usageCalls lists the calls of a range and a group, a page at a time:
+// the management API's usage records, read as the member.
+func (s *Server) usageCalls(w http.ResponseWriter, r *http.Request, v *viewer) {
+	q := r.URL.Query()
+	fields := client.MatchingFields{mgmtv1alpha1.FieldStartTime: q.Get("from"), mgmtv1alpha1.FieldEndTime: q.Get("to")}
+	data := callsData{From: q.Get("from"), To: q.Get("to")}
+	for _, f := range []string{mgmtv1alpha1.FieldProject, mgmtv1alpha1.FieldKeyID, "model"} {
+		if value := q.Get(f); value != "" {
+			fields[f] = value
+			data.Filter += " " + f + " " + value
+		}
+	}
+	as, err := s.asMember(r, v)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	page := &mgmtv1alpha1.UsageRecordList{}
+	opts := []client.ListOption{fields, client.Limit(callsPageSize)}
+	if c := q.Get("continue"); c != "" {
+		opts = append(opts, client.Continue(c))
+	}
+	if err := as.List(r.Context(), page, opts...); err != nil {
+		code, message := refusal(err)
+		s.fail(w, r, code, message)
+		return
+	}
+	data.Calls = page.Items
+	if page.Continue != "" {
+		q.Set("continue", page.Continue)
+		data.Next = "/usage/calls?" + q.Encode()
+	}
+	s.render(w, r, http.StatusOK, "usage-calls", s.pageOf(v, "/usage"), data)
+}
