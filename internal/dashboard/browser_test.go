@@ -2,10 +2,6 @@ package dashboard_test
 
 import (
 	"context"
-	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,25 +13,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/testbrowser"
 )
-
-// chromium starts a headless Chromium (Debian's, which make test-deps
-// installs) and returns a browser context. Root in a container runs it
-// without its sandbox.
-func chromium(t *testing.T, g Gomega) context.Context {
-	path, err := exec.LookPath("chromium")
-	g.Expect(err).NotTo(HaveOccurred(), "Chromium is needed: run hack/install-test-deps.sh (make test does)")
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.Flag("headless", true),
-		chromedp.Flag("disable-gpu", true), chromedp.Flag("disable-dev-shm-usage", true))
-	if os.Geteuid() == 0 {
-		opts = append(opts, chromedp.NoSandbox)
-	}
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancel := chromedp.NewContext(alloc)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 2*time.Minute)
-	t.Cleanup(func() { cancelTimeout(); cancel(); cancelAlloc() })
-	return ctx
-}
 
 // withCapAndKey gives the overview something to show: a project with a
 // key (issued by the manager's controller) and a cap at 83% (the status
@@ -64,12 +43,6 @@ func withCapAndKey(t *testing.T, g Gomega) {
 	}, 20*time.Second, 100*time.Millisecond).Should(Equal(hubv1.KeyActive))
 }
 
-// viewports are the sizes pages must fit: desktop, tablet, phone.
-var viewports = []struct {
-	name          string
-	width, height int64
-}{{"desktop", 1280, 800}, {"tablet", 820, 1180}, {"phone", 390, 844}}
-
 // TestInABrowser: in headless Chromium, an invited Admin creates their
 // account, sets up the second factor the policy asks for, and reaches the
 // overview, which fits desktop, tablet and phone screens without
@@ -81,7 +54,7 @@ func TestInABrowser(t *testing.T) {
 	s := newSite(t, g)
 	link := invite(t, g, "browser", hubv1.RoleAdmin)
 	withCapAndKey(t, g)
-	ctx := chromium(t, g)
+	ctx := testbrowser.Start(t)
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 	text := func(sel string) string {
 		v, err := chromedp.Run(ctx, chromedp.Text(css(sel)))
@@ -116,18 +89,7 @@ func TestInABrowser(t *testing.T) {
 	g.Expect(text("h1")).To(Equal("Overview"))
 	g.Expect(text("ul.alerts")).To(ContainSubstring("Spending cap chatbot/monthly-budget is at 83% (Warning)."))
 
-	dir := os.Getenv("DASHBOARD_SCREENSHOTS")
-	for _, v := range viewports {
-		g.Expect(chromedp.Do(ctx, chromedp.EmulateViewport(v.width, v.height), chromedp.Reload(),
-			chromedp.WaitVisible(css("nav.sidebar")))).To(Succeed())
-		g.Expect(fits()).To(BeTrue(), "%s: the overview scrolls sideways", v.name)
-		shot, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(len(shot)).To(BeNumerically(">", 1000))
-		if dir != "" {
-			g.Expect(os.WriteFile(filepath.Join(dir, fmt.Sprintf("dashboard-overview-%s.png", v.name)), shot, 0o644)).To(Succeed())
-		}
-	}
+	testbrowser.CheckFits(t, ctx, s.url, "/", "overview", "nav.sidebar")
 
 	// Signing out in the browser; the sign-in page fits a phone too.
 	g.Expect(chromedp.Do(ctx, chromedp.Click(css(`nav.sidebar button[type="submit"]`)), chromedp.WaitVisible(css("#password")))).To(Succeed())

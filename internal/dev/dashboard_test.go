@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	. "github.com/onsi/gomega"
 	"github.com/pquerna/otp/totp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -22,6 +23,7 @@ import (
 	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/invitations"
+	"github.com/minimax/platform-hub/internal/testbrowser"
 )
 
 // browser is an HTTP client with cookies, following redirects.
@@ -59,8 +61,9 @@ func (b *browser) post(path string, form url.Values) (int, string) {
 }
 
 // signUp follows an invitation link's path and creates the account; when
-// the page then asks for a second factor, it sets one up.
-func (b *browser) signUp(link, password string) {
+// the page then asks for a second factor, it sets one up, and returns the
+// recovery codes.
+func (b *browser) signUp(link, password string) []string {
 	u, err := url.Parse(link)
 	b.g.Expect(err).NotTo(HaveOccurred())
 	status, body := b.post(invitations.AcceptPath, url.Values{"member": {u.Query().Get("member")}, "token": {u.Query().Get("token")},
@@ -72,6 +75,12 @@ func (b *browser) signUp(link, password string) {
 		status, body = b.post("/account/second-factor", url.Values{"code": {code}})
 		b.g.Expect(status).To(Equal(http.StatusOK), body)
 	}
+	found := regexp.MustCompile(`<code>([a-z2-7]{5}-[a-z2-7]{5})</code>`).FindAllStringSubmatch(body, -1)
+	codes := make([]string, 0, len(found))
+	for _, m := range found {
+		codes = append(codes, m[1])
+	}
+	return codes
 }
 
 var newKeyPattern = regexp.MustCompile(`id="new-key" value="(mhub_[^"]+)"`)
@@ -92,7 +101,8 @@ func TestDashboardKeys(t *testing.T) {
 	g.Expect(link).NotTo(BeEmpty(), d.out.String())
 	base := link[:strings.Index(link, invitations.AcceptPath)]
 	owner := newBrowser(g, base)
-	owner.signUp(link, "the first owner's passphrase")
+	recovery := owner.signUp(link, "the first owner's passphrase")
+	g.Expect(recovery).To(HaveLen(10))
 
 	status, body := owner.get("/keys")
 	g.Expect(status).To(Equal(http.StatusOK))
@@ -219,6 +229,22 @@ func TestDashboardKeys(t *testing.T) {
 	g.Expect(admin.Get(context.Background(), client.ObjectKey{Namespace: "chatbot", Name: name[1]}, made)).To(Succeed())
 	g.Expect(made.Spec.Owner).To(Equal("owner@example.com"))
 	g.Expect(made.Spec.Revoked).To(BeTrue())
+
+	// In headless Chromium, signed in with a recovery code: the overview,
+	// the keys and usage fit desktop, tablet and phone screens.
+	ctx := testbrowser.Start(t)
+	g.Expect(chromedp.Do(ctx, chromedp.Navigate(base+"/signin"),
+		chromedp.SendKeys(chromedp.CSS("#email"), "owner@example.com"),
+		chromedp.SendKeys(chromedp.CSS("#password"), "the first owner's passphrase"),
+		chromedp.Submit(chromedp.CSS("#password")),
+		chromedp.WaitVisible(chromedp.CSS("#code")),
+		chromedp.SendKeys(chromedp.CSS("#code"), recovery[0]),
+		chromedp.Submit(chromedp.CSS("#code")),
+		chromedp.WaitVisible(chromedp.CSS("nav.sidebar")),
+	)).To(Succeed())
+	testbrowser.CheckFits(t, ctx, base, "/", "overview", "nav.sidebar")
+	testbrowser.CheckFits(t, ctx, base, "/keys", "keys", "nav.sidebar")
+	testbrowser.CheckFits(t, ctx, base, "/usage?range=cycle&granularity=Day&group=KeyID", "usage", "#report")
 
 	// A Viewer.
 	viewer := &hubv1.Member{ObjectMeta: metav1.ObjectMeta{Name: "viewer"}, Spec: hubv1.MemberSpec{Email: "viewer@example.com",
