@@ -18,11 +18,13 @@ import (
 	. "github.com/onsi/gomega"
 	"github.com/pquerna/otp/totp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/invitations"
+	"github.com/minimax/platform-hub/internal/scheme"
 	"github.com/minimax/platform-hub/internal/testbrowser"
 )
 
@@ -229,6 +231,28 @@ func TestDashboardKeys(t *testing.T) {
 	g.Expect(admin.Get(context.Background(), client.ObjectKey{Namespace: "chatbot", Name: name[1]}, made)).To(Succeed())
 	g.Expect(made.Spec.Owner).To(Equal("owner@example.com"))
 	g.Expect(made.Spec.Revoked).To(BeTrue())
+	// The audit log has the owner's writes: the key made through the
+	// management API, its rotation, and its revocation through the
+	// dashboard.
+	cfg, err := clientcmd.BuildConfigFromFlags("", filepath.Join(stateDir, "kubeconfig"))
+	g.Expect(err).NotTo(HaveOccurred())
+	withManagement := scheme.New()
+	g.Expect(mgmtv1alpha1.AddToScheme(withManagement)).To(Succeed())
+	history, err := client.New(cfg, client.Options{Scheme: withManagement})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func() []string {
+		var events mgmtv1alpha1.AuditEventList
+		if err := history.List(context.Background(), &events, client.MatchingFields{"object.name": name[1]}); err != nil {
+			return []string{err.Error()}
+		}
+		var seen []string
+		for _, e := range events.Items {
+			seen = append(seen, e.Action+" by "+e.Actor+" via "+e.Via)
+		}
+		return seen
+	}, 30*time.Second, 500*time.Millisecond).Should(And(
+		ContainElement("create by owner@example.com via management-api"),
+		ContainElement("update by owner@example.com via dashboard")))
 
 	// In headless Chromium, signed in with a recovery code: the overview,
 	// the keys and usage fit desktop, tablet and phone screens.
