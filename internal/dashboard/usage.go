@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"time"
@@ -66,6 +67,53 @@ type usageData struct {
 	Total                         mgmtv1alpha1.UsageFigures
 	Previous, SameDatesLastMonth  *mgmtv1alpha1.UsageFigures
 	Buckets                       []usageRow
+	// Chart is the buckets as the usage chart draws them, JSON.
+	Chart string
+}
+
+// usageChart is the chart's data: calls per bucket for each group, with
+// the drill-down link of each point (static/usage.js draws it).
+type usageChart struct {
+	// From and To are the report's range, Unix seconds: the x axis.
+	From int64 `json:"from"`
+	To   int64 `json:"to"`
+	// X are the buckets' starts, Unix seconds.
+	X      []int64       `json:"x"`
+	Series []chartSeries `json:"series"`
+}
+
+type chartSeries struct {
+	Label  string   `json:"label"`
+	Values []int64  `json:"values"`
+	Links  []string `json:"links"`
+}
+
+// chartOf lays the rows out for the chart: a series per group, a point per
+// bucket start (zero, linking nowhere, where a group had no usage).
+func chartOf(rows []usageRow, starts []int64, from, to time.Time) string {
+	chart := usageChart{From: from.Unix(), To: to.Unix(), X: []int64{}, Series: []chartSeries{}}
+	index := map[int64]int{}
+	for _, t := range starts {
+		if _, ok := index[t]; !ok {
+			index[t] = len(chart.X)
+			chart.X = append(chart.X, t)
+		}
+	}
+	series := map[string]int{}
+	for i, row := range rows {
+		k, ok := series[row.Group]
+		if !ok {
+			k = len(chart.Series)
+			series[row.Group] = k
+			chart.Series = append(chart.Series, chartSeries{Label: row.Group, Values: make([]int64, len(chart.X)),
+				Links: make([]string, len(chart.X))})
+		}
+		x := index[starts[i]]
+		chart.Series[k].Values[x] += row.UsageFigures.Calls
+		chart.Series[k].Links[x] = row.Calls
+	}
+	raw, _ := json.Marshal(chart)
+	return string(raw)
 }
 
 // usageRow is a bucket of the report, with the link to its calls.
@@ -131,7 +179,9 @@ func (s *Server) usagePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	data := usageData{View: view, Ranges: usageRanges, Granularities: usageGranularities, Groups: usageGroups, Query: view.query(),
 		From: report.Spec.StartTime.UTC().Format(time.RFC3339), To: report.Spec.EndTime.UTC().Format(time.RFC3339),
 		Currency: st.Currency, TimeZone: st.TimeZone, Total: st.Total, Previous: st.Previous, SameDatesLastMonth: st.SameDatesLastMonth}
+	starts := make([]int64, 0, len(st.Buckets))
 	for _, b := range st.Buckets {
+		starts = append(starts, b.StartTime.Unix())
 		group := map[string]string{"Project": b.Project, "KeyID": b.KeyID, "Model": b.Model}[view.Group]
 		q := url.Values{"from": {b.StartTime.UTC().Format(time.RFC3339)}, "to": {b.EndTime.UTC().Format(time.RFC3339)}}
 		switch view.Group {
@@ -148,6 +198,7 @@ func (s *Server) usagePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 		data.Buckets = append(data.Buckets, usageRow{Start: b.StartTime.In(locationOf(st.TimeZone)).Format("2 Jan 2006 15:04"),
 			Group: group, UsageFigures: b.UsageFigures, Calls: "/usage/calls?" + q.Encode()})
 	}
+	data.Chart = chartOf(data.Buckets, starts, report.Spec.StartTime.Time, report.Spec.EndTime.Time)
 	s.render(w, r, http.StatusOK, "usage", s.pageOf(v, "/usage"), data)
 }
 

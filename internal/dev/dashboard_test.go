@@ -270,6 +270,36 @@ func TestDashboardKeys(t *testing.T) {
 	testbrowser.CheckFits(t, ctx, base, "/keys", "keys", "nav.sidebar")
 	testbrowser.CheckFits(t, ctx, base, "/usage?range=cycle&granularity=Day&group=KeyID", "usage", "#report")
 
+	// Clicking a point of the usage chart opens the calls behind it.
+	g.Expect(chromedp.Do(ctx, chromedp.EmulateViewport(1280, 800), chromedp.Navigate(base+view),
+		chromedp.WaitVisible(chromedp.CSS("#usage-chart canvas")))).To(Succeed())
+	point, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]any](`(() => {
+		const el = document.getElementById("usage-chart"), u = el.usagePlot, chart = JSON.parse(el.dataset.chart);
+		for (let k = 0; k < chart.series.length; k++) {
+			for (let i = 0; i < chart.x.length; i++) {
+				if (chart.series[k].links[i]) {
+					const r = u.over.getBoundingClientRect();
+					return {x: r.left + u.valToPos(chart.x[i], "x"), y: r.top + u.valToPos(chart.series[k].values[i], "y"),
+						link: chart.series[k].links[i]};
+				}
+			}
+		}
+		return null;
+	})()`))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(point).NotTo(BeNil())
+	x, y := point["x"].(float64), point["y"].(float64)
+	// The pointer moves there first, as a person's does: the chart follows
+	// it to know the point.
+	g.Expect(chromedp.Do(ctx, chromedp.MouseEvent(chromedp.MouseMoved, x, y), chromedp.MouseClickXY(x, y),
+		chromedp.WaitVisible(chromedp.CSS(`p a[href="/usage"]`)))).To(Succeed())
+	location, err := chromedp.Run(ctx, chromedp.Location())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(location).To(Equal(base + point["link"].(string)))
+	heading, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("h1")))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(heading).To(Equal("Calls"))
+
 	// A Viewer.
 	viewer := &hubv1.Member{ObjectMeta: metav1.ObjectMeta{Name: "viewer"}, Spec: hubv1.MemberSpec{Email: "viewer@example.com",
 		Role: hubv1.RoleViewer}}
