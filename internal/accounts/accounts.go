@@ -20,6 +20,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"time"
 
@@ -187,6 +188,22 @@ type sqlStore struct {
 	// dummy is a hash of nothing, checked against when there is no
 	// account, so that its absence takes as long as a wrong password.
 	dummy string
+	// hashing bounds the password hashes computed at once: each takes
+	// HashParams.Memory, and sign-ins need no authentication.
+	hashing chan struct{}
+}
+
+// hash runs f, a password hash, when a slot is free, or fails when ctx
+// ends first.
+func (s *sqlStore) hash(ctx context.Context, f func()) error {
+	select {
+	case s.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.hashing }()
+	f()
+	return nil
 }
 
 // Options configure a Store.
@@ -210,7 +227,8 @@ func New(ctx context.Context, db *sqldb.DB, o Options) (Store, error) {
 	if err := db.Migrate(ctx, "dashboard accounts", schema, nil); err != nil {
 		return nil, err
 	}
-	s := &sqlStore{db: db, p: db.D.Placeholder, seal: seal, clock: o.Clock, params: o.HashParams}
+	s := &sqlStore{db: db, p: db.D.Placeholder, seal: seal, clock: o.Clock, params: o.HashParams,
+		hashing: make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))}
 	if s.clock == nil {
 		s.clock = clock.RealClock{}
 	}
@@ -230,7 +248,11 @@ func (s *sqlStore) SetPassword(ctx context.Context, email, password string) erro
 	if err := CheckPasswordPolicy(password); err != nil {
 		return err
 	}
-	hash, err := hashPassword(password, s.params)
+	var hash string
+	var err error
+	if herr := s.hash(ctx, func() { hash, err = hashPassword(password, s.params) }); herr != nil {
+		return herr
+	}
 	if err != nil {
 		return err
 	}
@@ -252,10 +274,13 @@ func (s *sqlStore) CheckPassword(ctx context.Context, email, password string) (b
 		return false, fmt.Errorf("reading the account of %s: %w", email, err)
 	}
 	if hash == "" {
-		_, _ = verifyPassword(password, s.dummy)
-		return false, nil
+		hash = s.dummy // no account: as long as a wrong password
 	}
-	return verifyPassword(password, hash)
+	var ok bool
+	if herr := s.hash(ctx, func() { ok, err = verifyPassword(password, hash) }); herr != nil {
+		return false, herr
+	}
+	return ok && hash != s.dummy, err
 }
 
 // Account implements Store.

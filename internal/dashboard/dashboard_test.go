@@ -30,6 +30,7 @@ import (
 	"github.com/minimax/platform-hub/internal/accounts"
 	"github.com/minimax/platform-hub/internal/dashboard"
 	"github.com/minimax/platform-hub/internal/invitations"
+	"github.com/minimax/platform-hub/internal/perclient"
 	"github.com/minimax/platform-hub/internal/sqldb"
 	"github.com/minimax/platform-hub/internal/testenv"
 )
@@ -59,15 +60,19 @@ type site struct {
 	store  accounts.Store
 }
 
-func newSite(t *testing.T, g Gomega) *site {
+func newSite(t *testing.T, g Gomega, change ...func(*dashboard.Options)) *site {
 	db, err := sqldb.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "hub.db"))
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = db.Close() })
 	store, err := accounts.New(context.Background(), db, accounts.Options{SealingKey: []byte("0123456789abcdef0123456789abcdef"),
 		Clock: clk, HashParams: accounts.HashParams{Time: 1, Memory: 8 * 1024, Threads: 1}})
 	g.Expect(err).NotTo(HaveOccurred())
-	d, err := dashboard.New(dashboard.Options{Accounts: store, Reader: env.Client, Clock: clk, Insecure: true,
-		Invitations: &invitations.Handler{Reader: env.Client, Client: env.Client, Clock: clk}})
+	o := dashboard.Options{Accounts: store, Reader: env.Client, Clock: clk, Insecure: true,
+		Invitations: &invitations.Handler{Reader: env.Client, Client: env.Client, Clock: clk}}
+	for _, c := range change {
+		c(&o)
+	}
+	d, err := dashboard.New(o)
 	g.Expect(err).NotTo(HaveOccurred())
 	srv := httptest.NewServer(d)
 	t.Cleanup(srv.Close)
@@ -334,4 +339,25 @@ func TestVendoredAssetsAreThePinnedOnes(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(string(versions)).To(ContainSubstring("htmx.org@2.0.11: sha512-"))
 	g.Expect(string(versions)).To(ContainSubstring("uplot@1.6.32: sha512-"))
+}
+
+// TestInvitationLinksAreBounded: invitation pages need no sign-in and read
+// from the API server, so each client's requests are bounded, as on the
+// usage server's own invitation endpoint.
+func TestInvitationLinksAreBounded(t *testing.T) {
+	g := NewWithT(t)
+	s := newSite(t, g, func(o *dashboard.Options) {
+		o.Invitations.PerClient = perclient.NewLimiter(0.001, 2, 0, false)
+	})
+	link := invite(t, g, "bounded", hubv1.RoleViewer)
+	for range 2 {
+		status, _ := s.get(g, link)
+		g.Expect(status).To(Equal(http.StatusOK))
+	}
+	resp, err := s.client.Get(s.url + link)
+	g.Expect(err).NotTo(HaveOccurred())
+	status, body := read(g, resp)
+	g.Expect(status).To(Equal(http.StatusTooManyRequests))
+	g.Expect(resp.Header.Get("Retry-After")).To(Equal("1"))
+	g.Expect(body).To(ContainSubstring("Too many invitation requests"))
 }

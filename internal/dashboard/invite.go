@@ -19,6 +19,9 @@ type inviteForm struct {
 // creating the account. It changes nothing: mail scanners open links
 // before people do.
 func (s *Server) invitationPage(w http.ResponseWriter, r *http.Request) {
+	if !s.invitationAllowed(w, r) {
+		return
+	}
 	form := inviteForm{Member: r.URL.Query().Get("member"), Token: r.URL.Query().Get("token")}
 	m, ref := s.o.Invitations.Check(r.Context(), form.Member, form.Token)
 	code := http.StatusOK
@@ -32,12 +35,26 @@ func (s *Server) invitationPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, code, "invitation", nil, form)
 }
 
+// invitationAllowed answers 429 to a request beyond the invitation links'
+// bounds (per client and overall: the pages need no sign-in).
+func (s *Server) invitationAllowed(w http.ResponseWriter, r *http.Request) bool {
+	if s.o.Invitations.Allow(r) {
+		return true
+	}
+	w.Header().Set("Retry-After", "1")
+	s.fail(w, r, http.StatusTooManyRequests, "Too many invitation requests from your address. Try again in a moment.")
+	return false
+}
+
 // acceptInvitation creates the account: the password is checked against
 // the policy first, so that a refused password leaves the link usable; it
 // is set before the invitation is marked accepted, so that an acceptance
 // never leaves a member without a way in (a failed acceptance leaves the
 // link usable, and using it again sets the password again).
 func (s *Server) acceptInvitation(w http.ResponseWriter, r *http.Request) {
+	if !s.invitationAllowed(w, r) {
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	form := inviteForm{Member: r.PostFormValue("member"), Token: r.PostFormValue("token")}
 	password := r.PostFormValue("password")

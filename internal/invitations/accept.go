@@ -103,8 +103,11 @@ func expiry(t *metav1.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-// ServeHTTP answers GET (the page) and POST (accept).
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// Allow says whether r is within the bounds of invitation requests (its
+// client's, and all clients' together). ServeHTTP checks it, and so must
+// every other server of invitation links (the dashboard): they need no
+// authentication, and each reads from the API server.
+func (h *Handler) Allow(r *http.Request) bool {
 	h.once.Do(func() {
 		if h.PerClient == nil {
 			h.PerClient = perclient.NewLimiter(1, 10, 0, false)
@@ -113,7 +116,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.Limiter = flowcontrol.NewTokenBucketRateLimiter(100, 200)
 		}
 	})
-	if !h.PerClient.Allow(r) || !h.Limiter.TryAccept() {
+	return h.PerClient.Allow(r) && h.Limiter.TryAccept()
+}
+
+// ServeHTTP answers GET (the page) and POST (accept).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !h.Allow(r) {
 		w.Header().Set("Retry-After", "1")
 		writeRefusal(w, &Refusal{http.StatusTooManyRequests, "too many invitation requests; try again in a moment"})
 		return
