@@ -69,6 +69,10 @@ type Store interface {
 	// stage of sign-in is left), or older than MaxSessionAge, has ended: it
 	// is deleted, and ErrNoSession returned.
 	Session(ctx context.Context, token string, idle time.Duration) (Session, error)
+	// Peek is Session without marking it seen: for requests a page makes
+	// on its own (a report refreshing itself), which must not keep an idle
+	// session alive.
+	Peek(ctx context.Context, token string, idle time.Duration) (Session, error)
 	// EndSession ends the session of a token (signing out).
 	EndSession(ctx context.Context, token string) error
 	// EndSessionsOf ends every session of an account, and says how many
@@ -81,6 +85,12 @@ type Store interface {
 	// RecordFailure counts a failed sign-in for key, in a window that
 	// starts with the first failure.
 	RecordFailure(ctx context.Context, key string, window time.Duration) error
+	// Attempt counts an attempt for key before it is checked, in one
+	// statement, and says how long to wait when the count is past limit:
+	// requests sent at once cannot all slip under the limit, as a check
+	// followed by a count would let them. ClearFailures forgets the
+	// attempts once a sign-in succeeds.
+	Attempt(ctx context.Context, key string, limit int, window time.Duration) (retryAfter time.Duration, err error)
 	// ClearFailures forgets key's failures (a sign-in succeeded).
 	ClearFailures(ctx context.Context, key string) error
 }
@@ -339,6 +349,7 @@ func (s *sqlStore) StartTOTP(ctx context.Context, email, issuer string) (*otp.Ke
 // ConfirmTOTP implements Store.
 func (s *sqlStore) ConfirmTOTP(ctx context.Context, email, code string) ([]string, error) {
 	account := hubv1.EmailKey(email)
+	code = strings.ReplaceAll(strings.TrimSpace(code), " ", "")
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, err
@@ -360,10 +371,16 @@ func (s *sqlStore) ConfirmTOTP(ctx context.Context, email, code string) ([]strin
 	if !ok {
 		return nil, ErrWrongCode
 	}
-	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE dashboard_accounts SET totp_secret = totp_pending, totp_pending = '',
-		totp_confirmed = %s, totp_last_step = %s, updated = %s WHERE email = %s`, s.p(1), s.p(2), s.p(3), s.p(4)),
-		s.now().UnixMicro(), step, s.now().UnixMicro(), account); err != nil {
+	// Only the secret read: a confirmation of the same secret at the same
+	// moment (a form sent twice) finds it gone, and changes nothing.
+	res, err := tx.ExecContext(ctx, fmt.Sprintf(`UPDATE dashboard_accounts SET totp_secret = totp_pending, totp_pending = '',
+		totp_confirmed = %s, totp_last_step = %s, updated = %s WHERE email = %s AND totp_pending = %s`, s.p(1), s.p(2), s.p(3), s.p(4), s.p(5)),
+		s.now().UnixMicro(), step, s.now().UnixMicro(), account, pending)
+	if err != nil {
 		return nil, fmt.Errorf("confirming the second factor of %s: %w", email, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return nil, ErrWrongCode
 	}
 	codes, err := s.replaceRecoveryCodes(ctx, tx, account)
 	if err != nil {
@@ -488,6 +505,15 @@ func (s *sqlStore) CreateSession(ctx context.Context, sess Session) (string, err
 
 // Session implements Store.
 func (s *sqlStore) Session(ctx context.Context, token string, idle time.Duration) (Session, error) {
+	return s.session(ctx, token, idle, true)
+}
+
+// Peek implements Store.
+func (s *sqlStore) Peek(ctx context.Context, token string, idle time.Duration) (Session, error) {
+	return s.session(ctx, token, idle, false)
+}
+
+func (s *sqlStore) session(ctx context.Context, token string, idle time.Duration, touch bool) (Session, error) {
 	id := digest(token)
 	var sess Session
 	var methods string
@@ -511,7 +537,7 @@ func (s *sqlStore) Session(ctx context.Context, token string, idle time.Duration
 		}
 		return Session{}, ErrNoSession
 	}
-	if now.Sub(sess.LastSeen) >= touchEvery {
+	if touch && now.Sub(sess.LastSeen) >= touchEvery {
 		if _, err := s.db.ExecContext(ctx, fmt.Sprintf("UPDATE dashboard_sessions SET last_seen = %s WHERE id = %s", s.p(1), s.p(2)),
 			now.UnixMicro(), id); err != nil {
 			return Session{}, fmt.Errorf("marking a session seen: %w", err)
@@ -559,17 +585,34 @@ func (s *sqlStore) Throttled(ctx context.Context, key string, limit int, window 
 
 // RecordFailure implements Store.
 func (s *sqlStore) RecordFailure(ctx context.Context, key string, window time.Duration) error {
+	_, _, err := s.count(ctx, key, window)
+	return err
+}
+
+// Attempt implements Store.
+func (s *sqlStore) Attempt(ctx context.Context, key string, limit int, window time.Duration) (time.Duration, error) {
+	n, start, err := s.count(ctx, key, window)
+	if err != nil || n <= int64(limit) {
+		return 0, err
+	}
+	return max(time.UnixMicro(start).Add(window).Sub(s.now()), time.Second), nil
+}
+
+// count adds one to key's count in its window (a new window when the last
+// one is over), and returns the count and when the window started.
+func (s *sqlStore) count(ctx context.Context, key string, window time.Duration) (n, start int64, err error) {
 	now := s.now()
 	expired := now.Add(-window).UnixMicro()
-	_, err := s.db.ExecContext(ctx, fmt.Sprintf(`INSERT INTO dashboard_signin_failures (throttle_key, window_start, failures)
+	err = s.db.QueryRowContext(ctx, fmt.Sprintf(`INSERT INTO dashboard_signin_failures (throttle_key, window_start, failures)
 		VALUES (%s, %s, 1) ON CONFLICT (throttle_key) DO UPDATE SET
 		failures = CASE WHEN dashboard_signin_failures.window_start <= %s THEN 1 ELSE dashboard_signin_failures.failures + 1 END,
 		window_start = CASE WHEN dashboard_signin_failures.window_start <= %s THEN excluded.window_start
-			ELSE dashboard_signin_failures.window_start END`, s.p(1), s.p(2), s.p(3), s.p(4)), key, now.UnixMicro(), expired, expired)
+			ELSE dashboard_signin_failures.window_start END
+		RETURNING failures, window_start`, s.p(1), s.p(2), s.p(3), s.p(4)), key, now.UnixMicro(), expired, expired).Scan(&n, &start)
 	if err != nil {
-		return fmt.Errorf("counting a sign-in failure: %w", err)
+		return 0, 0, fmt.Errorf("counting a sign-in attempt: %w", err)
 	}
-	return nil
+	return n, start, nil
 }
 
 // ClearFailures implements Store.

@@ -165,7 +165,11 @@ var suite = []testpg.Case[fixture]{
 			_, err = f.Session(ctx, token, idle)
 			g.Expect(err).NotTo(HaveOccurred())
 		}
-		f.clock.Step(idle + time.Second)
+		// A peek (a page refreshing itself) is not activity.
+		f.clock.Step(10 * time.Minute)
+		_, err = f.Peek(ctx, token, idle)
+		g.Expect(err).NotTo(HaveOccurred())
+		f.clock.Step(idle - 10*time.Minute + time.Second)
 		_, err = f.Session(ctx, token, idle)
 		g.Expect(err).To(MatchError(accounts.ErrNoSession))
 		_, err = f.Session(ctx, "made-up", idle)
@@ -223,6 +227,17 @@ var suite = []testpg.Case[fixture]{
 		g.Expect(f.ClearFailures(ctx, "account:dev@example.com")).To(Succeed())
 		wait, _ = f.Throttled(ctx, "account:dev@example.com", 1, window)
 		g.Expect(wait).To(BeZero())
+		// Attempts are counted as they are made: the third of a limit of
+		// two waits, whatever it turns out to be.
+		for i := range 3 {
+			wait, err := f.Attempt(ctx, "account:ops@example.com", 2, window)
+			g.Expect(err).NotTo(HaveOccurred())
+			if i < 2 {
+				g.Expect(wait).To(BeZero())
+			} else {
+				g.Expect(wait).To(Equal(window))
+			}
+		}
 	}},
 }
 

@@ -59,7 +59,10 @@ type Options struct {
 	Insecure bool
 	// Issuer names the hub in authenticator apps ("Platform Hub").
 	Issuer string
-	Log    logr.Logger
+	// TrustForwardedFor takes clients' addresses (for throttling) from the
+	// last X-Forwarded-For entry: only behind one proxy, which appends it.
+	TrustForwardedFor bool
+	Log               logr.Logger
 }
 
 // Server serves the dashboard.

@@ -192,6 +192,11 @@ func TestInvitationToOverview(t *testing.T) {
 	g.Expect(body).To(ContainSubstring("admin@example.com"))
 	g.Expect(body).To(ContainSubstring(`<a href="/" aria-current="page">Overview</a>`))
 
+	// A session alone cannot replace the second factor.
+	status, body = s.get(g, "/account/second-factor")
+	g.Expect(status).To(Equal(http.StatusConflict))
+	g.Expect(body).To(ContainSubstring("Your second factor is set up already"))
+
 	// The link worked once.
 	status, body = s.get(g, link)
 	g.Expect(status).To(Equal(http.StatusConflict))
@@ -222,11 +227,19 @@ func TestInvitationToOverview(t *testing.T) {
 	g.Expect(status).To(Equal(http.StatusOK))
 	g.Expect(body).To(ContainSubstring("<h1>Overview</h1>"))
 
-	// Idle for longer than the Organization allows: signed out.
+	// Idle for longer than the Organization allows: signed out. The Usage
+	// report refreshing itself meanwhile is not activity.
 	clk.Step(14 * time.Minute)
 	_, body = s.get(g, "/")
 	g.Expect(body).To(ContainSubstring("<h1>Overview</h1>"), "within the idle time")
-	clk.Step(15*time.Minute + time.Second)
+	clk.Step(14 * time.Minute)
+	refresh, _ := http.NewRequest(http.MethodGet, s.url+"/usage", nil)
+	refresh.Header.Set("HX-Request", "true")
+	refresh.Header.Set("HX-Trigger", "report")
+	resp, err := s.client.Do(refresh)
+	g.Expect(err).NotTo(HaveOccurred())
+	_, _ = read(g, resp)
+	clk.Step(time.Minute + time.Second)
 	_, body = s.get(g, "/")
 	g.Expect(body).To(ContainSubstring("Sign in to Platform Hub"), "idle for longer than 15 minutes")
 
@@ -360,4 +373,31 @@ func TestInvitationLinksAreBounded(t *testing.T) {
 	g.Expect(status).To(Equal(http.StatusTooManyRequests))
 	g.Expect(resp.Header.Get("Retry-After")).To(Equal("1"))
 	g.Expect(body).To(ContainSubstring("Too many invitation requests"))
+}
+
+// TestCodesAreThrottledAcrossPasswords: the right password does not reset
+// the count of wrong codes, so the second factor cannot be guessed by
+// signing in again between guesses; attempts are counted before they are
+// checked.
+func TestCodesAreThrottledAcrossPasswords(t *testing.T) {
+	g := NewWithT(t)
+	requireMFA(t, g)
+	s := newSite(t, g)
+	link := invite(t, g, "guesser", hubv1.RoleDeveloper)
+	token := strings.TrimPrefix(regexp.MustCompile(`token=([^&]+)`).FindString(link), "token=")
+	_, body := s.post(g, invitations.AcceptPath, url.Values{"member": {"guesser"}, "token": {token},
+		"password": {"a guessable passphrase"}, "confirm": {"a guessable passphrase"}})
+	secret := secretPattern.FindStringSubmatch(body)
+	g.Expect(secret).To(HaveLen(2), body)
+	status, _ := s.post(g, "/account/second-factor", url.Values{"code": {code(g, secret[1])}})
+	g.Expect(status).To(Equal(http.StatusOK))
+	_, _ = s.post(g, "/signout", nil)
+	for range 5 { // a password and a wrong code: two attempts each
+		_, body = s.post(g, "/signin", url.Values{"email": {"guesser@example.com"}, "password": {"a guessable passphrase"}})
+		g.Expect(body).To(ContainSubstring("Enter your code"))
+		status, _ = s.post(g, "/signin/code", url.Values{"code": {"000000"}})
+		g.Expect(status).To(Equal(http.StatusUnauthorized))
+	}
+	status, body = s.post(g, "/signin", url.Values{"email": {"guesser@example.com"}, "password": {"a guessable passphrase"}})
+	g.Expect(status).To(Equal(http.StatusTooManyRequests), body)
 }

@@ -25,6 +25,9 @@ type enrolForm struct {
 // enrolPage gives the account a new TOTP secret (each visit a new one, so
 // a secret shown before is worth nothing until confirmed).
 func (s *Server) enrolPage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.mayEnrol(w, r, v) {
+		return
+	}
 	key, err := s.o.Accounts.StartTOTP(r.Context(), v.Session.Email, s.o.Issuer)
 	if err != nil {
 		s.unavailable(w, r, err)
@@ -46,9 +49,29 @@ func (s *Server) enrolPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	s.render(w, r, http.StatusOK, "enrol", s.pageOf(v, ""), form)
 }
 
+// mayEnrol refuses to replace a second factor that is set up: a session
+// alone (a cookie someone took) must not bind another authenticator.
+// Replacing one, with the current code, comes with the Settings module.
+func (s *Server) mayEnrol(w http.ResponseWriter, r *http.Request, v *viewer) bool {
+	account, _, err := s.o.Accounts.Account(r.Context(), v.Session.Email)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return false
+	}
+	if !account.TOTPConfirmed.IsZero() {
+		s.render(w, r, http.StatusConflict, "problem", s.pageOf(v, ""), problem{Code: http.StatusConflict,
+			Message: "Your second factor is set up already. If you lost it, sign in with a recovery code."})
+		return false
+	}
+	return true
+}
+
 // enrol confirms the secret with a code, shows the recovery codes once,
 // and finishes a sign-in that waited for it.
 func (s *Server) enrol(w http.ResponseWriter, r *http.Request, v *viewer) {
+	if !s.mayEnrol(w, r, v) {
+		return
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	codes, err := s.o.Accounts.ConfirmTOTP(r.Context(), v.Session.Email, r.PostFormValue("code"))
 	if errors.Is(err, accounts.ErrWrongCode) {

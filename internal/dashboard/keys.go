@@ -117,10 +117,11 @@ func (s *Server) keys(r *http.Request, v *viewer) (*keysData, error) {
 			return nil, err
 		}
 		for _, k := range keys.Items {
-			if data.Filter.Status != "" && string(k.Status.Phase) != data.Filter.Status {
+			row := rowOf(&k, project, now)
+			if data.Filter.Status != "" && row.Status != data.Filter.Status {
 				continue
 			}
-			data.Keys = append(data.Keys, rowOf(&k, project, now))
+			data.Keys = append(data.Keys, row)
 		}
 	}
 	slices.Sort(data.Projects)

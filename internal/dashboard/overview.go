@@ -96,7 +96,12 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
 		}
 	}
 	data.addCaps(caps.Items)
-	data.addKeys(keys.Items, s.o.Clock.Now())
+	visible, err := s.keyProjects(r, v)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	data.addKeys(keys.Items, visible, s.o.Clock.Now())
 	for _, m := range members.Items {
 		switch m.Status.Phase {
 		case hubv1.MemberActive:
@@ -128,15 +133,21 @@ func (d *overviewData) addCaps(caps []hubv1.SpendingCap) {
 	slices.SortFunc(d.Caps, func(a, b capSummary) int { return int(b.Percent - a.Percent) })
 }
 
-// addKeys counts the keys that work, with an alert for each that expires
-// within expiringWithin.
-func (d *overviewData) addKeys(keys []hubv1.APIKey, now time.Time) {
+// addKeys counts the organization's keys that work (a figure every role
+// may see), with an alert for each that expires within expiringWithin
+// among the keys the member may see (visible: project → namespace), whose
+// names their role lets them read.
+func (d *overviewData) addKeys(keys []hubv1.APIKey, visible map[string]string, now time.Time) {
+	namespaces := map[string]bool{}
+	for _, ns := range visible {
+		namespaces[ns] = true
+	}
 	for _, k := range keys {
 		if k.Status.Phase != hubv1.KeyActive && k.Status.Phase != hubv1.KeyRotating {
 			continue
 		}
 		d.ActiveKeys++
-		if e := k.Status.ExpiresAt; e != nil && e.Sub(now) < expiringWithin {
+		if e := k.Status.ExpiresAt; e != nil && e.Sub(now) < expiringWithin && namespaces[k.Namespace] {
 			d.Alerts = append(d.Alerts, "Key "+k.Namespace+"/"+k.Name+" expires on "+e.UTC().Format("2 Jan 2006 15:04 UTC")+".")
 		}
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"path"
 	"slices"
+	"strings"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/accounts"
@@ -70,7 +72,11 @@ func (s *Server) current(r *http.Request) (*viewer, error) {
 	if token == "" {
 		return nil, errSignedOut
 	}
-	sess, err := s.o.Accounts.Session(r.Context(), token, s.idleTimeout(r.Context()))
+	read := s.o.Accounts.Session
+	if r.Header.Get("HX-Request") == "true" && r.Header.Get("HX-Trigger") == refreshingReport {
+		read = s.o.Accounts.Peek // the page refreshing itself is not the member's activity
+	}
+	sess, err := read(r.Context(), token, s.idleTimeout(r.Context()))
 	if errors.Is(err, accounts.ErrNoSession) {
 		return nil, errSignedOut
 	}
@@ -140,13 +146,29 @@ func (s *Server) toSignIn(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/signin?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 }
 
-// localPath keeps a next= target on this site: a path, not a URL to
-// elsewhere (an open redirect).
+// refreshingReport is the id of the Usage page's report, whose own
+// refreshes (htmx's HX-Trigger names it) do not count as activity.
+const refreshingReport = "report"
+
+// localPath keeps a next= target on this site: a path, never a URL to
+// elsewhere (an open redirect). Browsers read a backslash as a slash, and
+// http.Redirect cleans the path ("/./\\evil.com" becomes "/\\evil.com",
+// that is "//evil.com"), so the path is cleaned here first, and any
+// backslash or control character refuses it.
 func localPath(next string) string {
-	u, err := url.Parse(next)
-	if err != nil || next == "" || u.IsAbs() || u.Host != "" || len(next) < 1 || next[0] != '/' || (len(next) > 1 && next[1] == '/') ||
-		(len(next) > 1 && next[1] == '\\') {
+	if next == "" || strings.ContainsAny(next, "\\\x00\r\n\t") {
 		return "/"
 	}
-	return next
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") {
+		return "/"
+	}
+	clean := path.Clean(u.Path)
+	if strings.HasPrefix(clean, "//") {
+		return "/"
+	}
+	if u.RawQuery != "" {
+		clean += "?" + u.RawQuery
+	}
+	return clean
 }

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/accounts"
+	"github.com/minimax/platform-hub/internal/perclient"
 )
 
 // signInForm is what the sign-in page shows.
@@ -38,8 +38,8 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	form := signInForm{Email: r.PostFormValue("email"), Next: localPath(r.PostFormValue("next"))}
 	email, password := hubv1.EmailKey(form.Email), r.PostFormValue("password")
 	ctx := r.Context()
-	accountKey, addressKey := "account:"+email, "address:"+clientAddress(r)
-	wait, err := s.throttled(ctx, throttle{accountKey, accountFailures}, throttle{addressKey, addressFailures})
+	accountKey, addressKey := "account:"+email, "address:"+s.clientAddress(r)
+	wait, err := s.attempt(ctx, accountKey, addressKey)
 	if err != nil {
 		s.unavailable(w, r, err)
 		return
@@ -61,18 +61,12 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok || m == nil || m.Spec.Disabled || m.Status.AcceptedAt == nil {
-		for _, key := range []string{accountKey, addressKey} {
-			if err := s.o.Accounts.RecordFailure(ctx, key, failureWindow); err != nil {
-				s.unavailable(w, r, err)
-				return
-			}
+		if err := s.o.Accounts.RecordFailure(ctx, addressKey, failureWindow); err != nil {
+			s.unavailable(w, r, err)
+			return
 		}
 		form.Error = wrongPassword
 		s.render(w, r, http.StatusUnauthorized, "signin", nil, form)
-		return
-	}
-	if err := s.o.Accounts.ClearFailures(ctx, accountKey); err != nil {
-		s.unavailable(w, r, err)
 		return
 	}
 	account, _, err := s.o.Accounts.Account(ctx, email)
@@ -87,26 +81,27 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	case s.mfaRequired(ctx, m.Spec.Role):
 		stage = accounts.StageEnrol
 	}
+	// The account's attempts are forgiven only once sign-in is done: a
+	// right password must not reset the count of wrong codes.
+	if stage == "" {
+		if err := s.o.Accounts.ClearFailures(ctx, accountKey); err != nil {
+			s.unavailable(w, r, err)
+			return
+		}
+	}
 	s.startSession(w, r, m, passwordMethods(), stage, form.Next)
 }
 
-// throttle is a key of sign-in failures and how many it may have.
-type throttle struct {
-	key   string
-	limit int
-}
-
-// throttled is the longest wait any of the keys must make.
-func (s *Server) throttled(ctx context.Context, keys ...throttle) (time.Duration, error) {
-	var longest time.Duration
-	for _, t := range keys {
-		wait, err := s.o.Accounts.Throttled(ctx, t.key, t.limit, failureWindow)
-		if err != nil {
-			return 0, err
-		}
-		longest = max(longest, wait)
+// attempt counts a sign-in attempt (a password, or a code) against the
+// account, before it is checked, in one statement, so that attempts sent
+// at once cannot all pass under the limit; and checks the address's
+// failures. It returns the longer wait of the two.
+func (s *Server) attempt(ctx context.Context, accountKey, addressKey string) (time.Duration, error) {
+	address, err := s.o.Accounts.Throttled(ctx, addressKey, addressFailures, failureWindow)
+	if err != nil || address > 0 {
+		return address, err
 	}
-	return longest, nil
+	return s.o.Accounts.Attempt(ctx, accountKey, accountFailures, failureWindow)
 }
 
 // The methods of a sign-in, as RFC 8176 names them: a password alone, or
@@ -151,8 +146,8 @@ func (s *Server) codePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 func (s *Server) code(w http.ResponseWriter, r *http.Request, v *viewer) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	ctx := r.Context()
-	key := "account:" + v.Session.Email
-	if wait, err := s.throttled(ctx, throttle{key, accountFailures}); err != nil || wait > 0 {
+	key, addressKey := "account:"+v.Session.Email, "address:"+s.clientAddress(r)
+	if wait, err := s.attempt(ctx, key, addressKey); err != nil || wait > 0 {
 		if err != nil {
 			s.unavailable(w, r, err)
 			return
@@ -163,7 +158,7 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	err := s.o.Accounts.CheckSecondFactor(ctx, v.Session.Email, r.PostFormValue("code"))
 	if errors.Is(err, accounts.ErrWrongCode) {
-		if err := s.o.Accounts.RecordFailure(ctx, key, failureWindow); err != nil {
+		if err := s.o.Accounts.RecordFailure(ctx, addressKey, failureWindow); err != nil {
 			s.unavailable(w, r, err)
 			return
 		}
@@ -193,15 +188,11 @@ func (s *Server) signOut(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/signin", http.StatusSeeOther)
 }
 
-// clientAddress is the request's client address, for throttling. It is the
-// connection's peer: behind a proxy, every sign-in shares the proxy's
-// address, and only the per-account limit tells people apart.
-func clientAddress(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// clientAddress is the request's client address, for throttling: the
+// connection's peer, or behind one proxy that appends it, the last
+// X-Forwarded-For entry (Options.TrustForwardedFor).
+func (s *Server) clientAddress(r *http.Request) string {
+	return perclient.Address(r, s.o.TrustForwardedFor).String()
 }
 
 // roundUp says a wait in whole minutes (or seconds, under a minute).

@@ -33,7 +33,7 @@ func setupDashboard(mgr ctrl.Manager, stores *Stores, s *Server, opts Options) e
 		return fmt.Errorf("the dashboard's accounts: %w", err)
 	}
 	d, err := dashboard.New(dashboard.Options{Accounts: store, Reader: mgr.GetClient(), Invitations: s.Invitations, Config: mgr.GetConfig(),
-		Clock: opts.Clock, Insecure: opts.CertDir == "", Log: ctrl.Log.WithName("dashboard")})
+		Clock: opts.Clock, Insecure: opts.CertDir == "", TrustForwardedFor: opts.TrustForwardedFor, Log: ctrl.Log.WithName("dashboard")})
 	if err != nil {
 		return err
 	}
