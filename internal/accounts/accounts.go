@@ -93,6 +93,13 @@ type Store interface {
 	Attempt(ctx context.Context, key string, limit int, window time.Duration) (retryAfter time.Duration, err error)
 	// ClearFailures forgets key's failures (a sign-in succeeded).
 	ClearFailures(ctx context.Context, key string) error
+
+	// Prune deletes what can be of no more use at now: sessions older than
+	// MaxSessionAge (ended, however busy), and counts of failures whose
+	// window started a day or more ago (longer than any window). A session
+	// or a count is otherwise deleted only when it is next presented, and
+	// most never are.
+	Prune(ctx context.Context, now time.Time) error
 }
 
 // Account is what an account has set up.
@@ -619,6 +626,16 @@ func (s *sqlStore) count(ctx context.Context, key string, window time.Duration) 
 func (s *sqlStore) ClearFailures(ctx context.Context, key string) error {
 	if _, err := s.db.ExecContext(ctx, "DELETE FROM dashboard_signin_failures WHERE throttle_key = "+s.p(1), key); err != nil {
 		return fmt.Errorf("clearing sign-in failures: %w", err)
+	}
+	return nil
+}
+
+// Prune implements Store.
+func (s *sqlStore) Prune(ctx context.Context, now time.Time) error {
+	_, err1 := s.db.ExecContext(ctx, "DELETE FROM dashboard_sessions WHERE created < "+s.p(1), now.Add(-MaxSessionAge).UnixMicro())
+	_, err2 := s.db.ExecContext(ctx, "DELETE FROM dashboard_signin_failures WHERE window_start < "+s.p(1), now.Add(-24*time.Hour).UnixMicro())
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("pruning dashboard sessions: %w", err)
 	}
 	return nil
 }

@@ -200,6 +200,16 @@ var suite = []testpg.Case[fixture]{
 		g.Expect(err).To(MatchError(accounts.ErrNoSession))
 		_, err = f.Session(ctx, c, idle)
 		g.Expect(err).NotTo(HaveOccurred(), "another member's session stays")
+
+		// Pruning deletes sessions no one will present again, and stale
+		// failure counts; a session in use stays.
+		g.Expect(f.RecordFailure(ctx, "address:192.0.2.9", time.Minute)).To(Succeed())
+		f.clock.Step(accounts.MaxSessionAge - time.Minute)
+		_, _ = f.CreateSession(ctx, accounts.Session{Email: "new@example.com", Role: "Viewer"})
+		f.clock.Step(2 * time.Minute)
+		g.Expect(f.Prune(ctx, f.clock.Now())).To(Succeed())
+		g.Expect(f.column(g, "SELECT email FROM dashboard_sessions")).To(Equal([]string{"new@example.com"}))
+		g.Expect(f.column(g, "SELECT throttle_key FROM dashboard_signin_failures")).To(BeEmpty())
 	}},
 	{Name: "failed sign-ins are throttled within a window", Run: func(t *testing.T, f fixture) {
 		g := NewWithT(t)

@@ -32,6 +32,7 @@ func setupDashboard(mgr ctrl.Manager, stores *Stores, s *Server, opts Options) e
 	if err != nil {
 		return fmt.Errorf("the dashboard's accounts: %w", err)
 	}
+	stores.Accounts = store // for retention
 	d, err := dashboard.New(dashboard.Options{Accounts: store, Reader: mgr.GetClient(), Invitations: s.Invitations, Config: mgr.GetConfig(),
 		Clock: opts.Clock, Insecure: opts.CertDir == "", TrustForwardedFor: opts.TrustForwardedFor, Log: ctrl.Log.WithName("dashboard")})
 	if err != nil {

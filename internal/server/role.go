@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
+	"github.com/minimax/platform-hub/internal/accounts"
 	"github.com/minimax/platform-hub/internal/alertlog"
 	"github.com/minimax/platform-hub/internal/auditlog"
 	"github.com/minimax/platform-hub/internal/egress"
@@ -122,6 +123,9 @@ type Stores struct {
 	Alerts  alertlog.Store
 	Audit   auditlog.Store
 	Objects objects.Store
+	// Accounts is the dashboard's accounts and sessions, when the server
+	// serves the dashboard (its sealing key comes with that).
+	Accounts accounts.Store
 }
 
 // OpenStores opens the database a URL names ("sqlite:<path>" or a
@@ -346,6 +350,11 @@ func (r *retention) Start(ctx context.Context) error {
 		}
 		if err := r.stores.Audit.PruneAudit(ctx, now.Add(-r.audit)); err != nil && ctx.Err() == nil {
 			log.Error(err, "Pruning the audit log")
+		}
+		if r.stores.Accounts != nil {
+			if err := r.stores.Accounts.Prune(ctx, now); err != nil && ctx.Err() == nil {
+				log.Error(err, "Pruning dashboard sessions")
+			}
 		}
 		select {
 		case <-ctx.Done():
