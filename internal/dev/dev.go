@@ -172,14 +172,24 @@ func Run(ctx context.Context, opts Options) (retErr error) {
 }
 
 // pickFreeAddrs gives every address left empty a free loopback port.
+// The ports are held until all are picked, so that no two addresses get
+// the same one (the kernel may hand out a port just closed again).
 func (opts *Options) pickFreeAddrs() error {
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			_ = l.Close()
+		}
+	}()
 	for _, addr := range []*string{&opts.MetricsAddr, &opts.ServerAddr, &opts.ServerMetricsAddr, &opts.GatewayMetricsAddr, &opts.APIServerAddr,
 		&opts.DashboardAddr} {
 		if *addr == "" {
-			var err error
-			if *addr, err = freeLoopbackAddr(); err != nil {
-				return err
+			l, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				return fmt.Errorf("finding a free port: %w", err)
 			}
+			held = append(held, l)
+			*addr = l.Addr().String()
 		}
 	}
 	return nil
@@ -425,17 +435,6 @@ State is kept in %[4]s across restarts (delete it to start over). Press Ctrl-C t
 func mustGetwd() string {
 	wd, _ := os.Getwd()
 	return wd
-}
-
-// freeLoopbackAddr returns a loopback address with a port that was free a
-// moment ago.
-func freeLoopbackAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("finding a free port: %w", err)
-	}
-	defer func() { _ = l.Close() }()
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(l.Addr().(*net.TCPAddr).Port)), nil
 }
 
 // devEgress lets NotificationChannel webhooks reach receivers on the
