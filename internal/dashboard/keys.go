@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -305,12 +306,38 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request, v *viewer) {
 // retire ends a rotation's overlap now: the previous key stops working
 // (spec.rotation.retirePreviousKeyID, as the member).
 func (s *Server) retire(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.changeKey(w, r, v, "retired", func(key *hubv1.APIKey) bool {
+		prev := key.Status.PreviousKey
+		if prev == nil {
+			return false
+		}
+		if key.Spec.Rotation == nil {
+			key.Spec.Rotation = &hubv1.RotationSpec{}
+		}
+		key.Spec.Rotation.RetirePreviousKeyID = prev.KeyID
+		return true
+	})
+}
+
+// revoke revokes a key, as the member (spec.revoked, for good).
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request, v *viewer) {
+	s.changeKey(w, r, v, "revoked", func(key *hubv1.APIKey) bool {
+		key.Spec.Revoked = true
+		return true
+	})
+}
+
+// changeKey applies change to the spec of the key the URL names (one the
+// member may see), as the member, by a merge patch, and goes back to the
+// keys with the notice named by done; a change that reports nothing to do
+// goes back without one.
+func (s *Server) changeKey(w http.ResponseWriter, r *http.Request, v *viewer, done string, change func(*hubv1.APIKey) bool) {
 	key, _, ok := s.visibleKey(w, r, v)
 	if !ok {
 		return
 	}
-	prev := key.Status.PreviousKey
-	if prev == nil {
+	patch := client.MergeFrom(key.DeepCopy())
+	if !change(key) {
 		http.Redirect(w, r, "/keys", http.StatusSeeOther)
 		return
 	}
@@ -319,38 +346,12 @@ func (s *Server) retire(w http.ResponseWriter, r *http.Request, v *viewer) {
 		s.unavailable(w, r, err)
 		return
 	}
-	patch := client.MergeFrom(key.DeepCopy())
-	if key.Spec.Rotation == nil {
-		key.Spec.Rotation = &hubv1.RotationSpec{}
-	}
-	key.Spec.Rotation.RetirePreviousKeyID = prev.KeyID
 	if err := as.Patch(r.Context(), key, patch); err != nil {
 		code, message := refusal(err)
 		s.fail(w, r, code, message)
 		return
 	}
-	http.Redirect(w, r, "/keys?retired="+key.Name, http.StatusSeeOther)
-}
-
-// revoke revokes a key, as the member (spec.revoked, for good).
-func (s *Server) revoke(w http.ResponseWriter, r *http.Request, v *viewer) {
-	key, _, ok := s.visibleKey(w, r, v)
-	if !ok {
-		return
-	}
-	as, err := s.asMember(r, v)
-	if err != nil {
-		s.unavailable(w, r, err)
-		return
-	}
-	patch := client.MergeFrom(key.DeepCopy())
-	key.Spec.Revoked = true
-	if err := as.Patch(r.Context(), key, patch); err != nil {
-		code, message := refusal(err)
-		s.fail(w, r, code, message)
-		return
-	}
-	http.Redirect(w, r, "/keys?revoked="+key.Name, http.StatusSeeOther)
+	http.Redirect(w, r, "/keys?"+done+"="+url.QueryEscape(key.Name), http.StatusSeeOther)
 }
 
 // visibleKey reads the key the URL names, when the member may see it; it
