@@ -38,11 +38,12 @@ type AccessReconciler struct {
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=members;groups,verbs=get;list;watch
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=members/status;groups/status,verbs=get;patch
 // The manager may create RBAC objects, but change, delete, bind and escalate
-// only the four roles and their bindings: it can grant nothing else, such as
-// cluster-admin. (create cannot be limited by name in RBAC.)
+// only the four roles, the provisioner's (access.Provisioner) and their
+// bindings: it can grant nothing else, such as cluster-admin. (create cannot
+// be limited by name in RBAC.)
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings;rolebindings,verbs=get;list;watch;create
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=update;patch;delete;escalate;bind,resourceNames=platform-hub:owner;platform-hub:admin;platform-hub:developer;platform-hub:viewer
-// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings;rolebindings,verbs=update;patch;delete,resourceNames=platform-hub:owner;platform-hub:admin;platform-hub:developer;platform-hub:viewer
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles,verbs=update;patch;delete;escalate;bind,resourceNames=platform-hub:owner;platform-hub:admin;platform-hub:developer;platform-hub:viewer;platform-hub:provisioner
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterrolebindings;rolebindings,verbs=update;patch;delete,resourceNames=platform-hub:owner;platform-hub:admin;platform-hub:developer;platform-hub:viewer;platform-hub:provisioner
 
 // apiKeyOwnerIndex indexes APIKeys by spec.owner.
 const apiKeyOwnerIndex = "spec.owner"

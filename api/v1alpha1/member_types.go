@@ -40,6 +40,14 @@ type MemberSpec struct {
 	ResendInvitation string `json:"resendInvitation,omitempty"`
 }
 
+// ProvisionedByAnnotation on a Member says what created it other than a
+// person: ProvisionedBySSO for just-in-time provisioning at a first single
+// sign-on. Such a Member is sent no invitation; signing in accepts it.
+const (
+	ProvisionedByAnnotation = "hub.minimax.io/provisioned-by"
+	ProvisionedBySSO        = "sso"
+)
+
 // MemberPhase is where a member is.
 // +kubebuilder:validation:Enum=Invited;Active;Disabled
 type MemberPhase string

@@ -138,16 +138,40 @@ func Higher(a, b hubv1.Role) hubv1.Role {
 // AtLeast tells whether role r includes what role min may do.
 func AtLeast(r, minimum hubv1.Role) bool { return rank(r) >= rank(minimum) }
 
-// ClusterRoles are the four roles' ClusterRoles.
+// Provisioner is the Kubernetes username the dashboard acts as, by
+// impersonation, to create the Member of a person's first single sign-on
+// when the Organization's just-in-time provisioning is on. Its ClusterRole
+// and binding, of the same name, let it create Members and nothing else;
+// admission refuses it an Owner, as it refuses anyone who is not one. The
+// audit log names it as the creator of each such Member.
+const Provisioner = "platform-hub:provisioner"
+
+// provisionerLabel is the AccessLabel value of the provisioner's role and
+// binding.
+const provisionerLabel = "provisioner"
+
+// ClusterRoles are the four roles' ClusterRoles, and the provisioner's.
 func ClusterRoles() []rbacv1.ClusterRole {
-	out := make([]rbacv1.ClusterRole, 0, len(Roles))
+	out := make([]rbacv1.ClusterRole, 0, len(Roles)+1)
 	for _, r := range Roles {
 		out = append(out, rbacv1.ClusterRole{
 			ObjectMeta: metav1.ObjectMeta{Name: ClusterRoleName(r), Labels: map[string]string{hubv1.AccessLabel: string(r)}},
 			Rules:      Rules(r),
 		})
 	}
-	return out
+	return append(out, rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: Provisioner, Labels: map[string]string{hubv1.AccessLabel: provisionerLabel}},
+		Rules:      []rbacv1.PolicyRule{hub([]string{create}, "members")},
+	})
+}
+
+// provisionerBinding grants the provisioner its ClusterRole.
+func provisionerBinding() rbacv1.ClusterRoleBinding {
+	return rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: Provisioner, Labels: map[string]string{hubv1.AccessLabel: provisionerLabel}},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: Provisioner},
+		Subjects:   subjects([]string{Provisioner}),
+	}
 }
 
 // Team is what the bindings are computed from.
@@ -172,8 +196,8 @@ type Bindings struct {
 	ProjectRoles map[string][]hubv1.ProjectRole
 }
 
-// Desired computes the bindings: each enabled member gets their
-// organization role everywhere; a Developer or Viewer also gets, in each
+// Desired computes the bindings: the provisioner's, always; each enabled
+// member gets their organization role everywhere; a Developer or Viewer also gets, in each
 // project that grants them more (directly or through a group), that role in
 // the project's namespace. Admins and Owners need no project bindings.
 func (t *Team) Desired() Bindings {
@@ -221,6 +245,7 @@ func (t *Team) Desired() Bindings {
 			})
 		}
 	}
+	out.Cluster = append(out.Cluster, provisionerBinding())
 	keys := make([][2]string, 0, len(namespaced))
 	for k := range namespaced {
 		keys = append(keys, k)

@@ -57,7 +57,8 @@ func TestDesiredBindings(t *testing.T) {
 		"platform-hub:owner":  {"oidc:ann@example.com"},
 		"platform-hub:admin":  {"oidc:bob@example.com"},
 		"platform-hub:viewer": {"oidc:cy@example.com", "oidc:di@example.com"},
-	}), "a disabled member gets nothing; a Developer reads the overview everywhere")
+		access.Provisioner:    {access.Provisioner},
+	}), "a disabled member gets nothing; a Developer reads the overview everywhere; the provisioner is always bound")
 	namespaced := map[string][]string{}
 	for _, r := range b.Namespaced {
 		namespaced[r.Namespace+" "+r.Name] = users(r.Subjects)
@@ -107,4 +108,17 @@ func TestLeastRole(t *testing.T) {
 			t.Errorf("LeastRole(%s, %s, %s) = %q, %v; want %q, %v", c.group, c.resource, c.verb, got, ok, c.want, c.ok)
 		}
 	}
+}
+
+func TestProvisionerCreatesMembersOnly(t *testing.T) {
+	g := NewWithT(t)
+	var found bool
+	for _, r := range access.ClusterRoles() {
+		if r.Name == access.Provisioner {
+			found = true
+			g.Expect(r.Rules).To(Equal([]rbacv1.PolicyRule{{APIGroups: []string{"hub.minimax.io"}, Resources: []string{"members"},
+				Verbs: []string{"create"}}}))
+		}
+	}
+	g.Expect(found).To(BeTrue())
 }

@@ -199,7 +199,7 @@ var schema = []string{
 type sqlStore struct {
 	db     *sqldb.DB
 	p      func(int) string
-	seal   *sealer
+	seal   *Sealer
 	clock  clock.PassiveClock
 	params HashParams
 	// dummy is a hash of nothing, checked against when there is no
@@ -237,7 +237,7 @@ type Options struct {
 
 // New returns the store in db, creating its tables if needed.
 func New(ctx context.Context, db *sqldb.DB, o Options) (Store, error) {
-	seal, err := newSealer(o.SealingKey)
+	seal, err := NewSealer(o.SealingKey)
 	if err != nil {
 		return nil, err
 	}
@@ -340,7 +340,7 @@ func (s *sqlStore) StartTOTP(ctx context.Context, email, issuer string) (*otp.Ke
 	if err != nil {
 		return nil, err
 	}
-	sealed, err := s.seal.seal(account, key.Secret())
+	sealed, err := s.seal.Seal(account, key.Secret())
 	if err != nil {
 		return nil, err
 	}
@@ -370,7 +370,7 @@ func (s *sqlStore) ConfirmTOTP(ctx context.Context, email, code string) ([]strin
 	if err != nil {
 		return nil, fmt.Errorf("reading the second factor of %s: %w", email, err)
 	}
-	secret, err := s.seal.open(account, pending)
+	secret, err := s.seal.Open(account, pending)
 	if err != nil {
 		return nil, err
 	}
@@ -436,7 +436,7 @@ func (s *sqlStore) CheckSecondFactor(ctx context.Context, email, code string) er
 		return fmt.Errorf("reading the second factor of %s: %w", email, err)
 	}
 	if len(code) == int(otp.DigitsSix) {
-		secret, err := s.seal.open(account, sealed)
+		secret, err := s.seal.Open(account, sealed)
 		if err != nil {
 			return err
 		}

@@ -13,13 +13,15 @@ import (
 // secrets, in bytes (AES-256).
 const SealingKeyLength = 32
 
-// sealer encrypts the secrets the store must read back (TOTP seeds) with
-// AES-256-GCM, so that a copy of the database alone does not give them
-// away. Each sealed value is bound to its account (the email is the
-// additional data), so a value copied onto another account does not open.
-type sealer struct{ aead cipher.AEAD }
+// Sealer encrypts secrets that must be read back (TOTP seeds in the store,
+// the dashboard's single sign-on state in a cookie) with AES-256-GCM, so
+// that a copy of the database, or a cookie, alone does not give them away.
+// Each sealed value is bound to a context (the additional data: an
+// account's email, or a use), so a value copied elsewhere does not open.
+type Sealer struct{ aead cipher.AEAD }
 
-func newSealer(key []byte) (*sealer, error) {
+// NewSealer returns a Sealer of a key of SealingKeyLength bytes.
+func NewSealer(key []byte) (*Sealer, error) {
 	if len(key) != SealingKeyLength {
 		return nil, fmt.Errorf("the sealing key must be %d bytes, not %d", SealingKeyLength, len(key))
 	}
@@ -31,27 +33,29 @@ func newSealer(key []byte) (*sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sealer{aead: aead}, nil
+	return &Sealer{aead: aead}, nil
 }
 
-// seal encrypts plaintext for account, as base64 of nonce then ciphertext.
-func (s *sealer) seal(account, plaintext string) (string, error) {
+// Seal encrypts plaintext for a context, as unpadded base64 (RFC 4648
+// section 4) of a random nonce then the ciphertext.
+func (s *Sealer) Seal(context, plaintext string) (string, error) {
 	nonce := make([]byte, s.aead.NonceSize())
 	if _, err := rand.Read(nonce); err != nil {
 		return "", err
 	}
-	sealed := s.aead.Seal(nonce, nonce, []byte(plaintext), []byte(account))
+	sealed := s.aead.Seal(nonce, nonce, []byte(plaintext), []byte(context))
 	return base64.RawStdEncoding.EncodeToString(sealed), nil
 }
 
-// open decrypts what seal made for account.
-func (s *sealer) open(account, sealed string) (string, error) {
+// Open decrypts what Seal made for the same context; an error says the
+// value is malformed, or was sealed for another context or key.
+func (s *Sealer) Open(context, sealed string) (string, error) {
 	raw, err := base64.RawStdEncoding.DecodeString(sealed)
 	if err != nil || len(raw) < s.aead.NonceSize() {
 		return "", errors.New("a sealed secret is malformed")
 	}
 	n := s.aead.NonceSize()
-	plain, err := s.aead.Open(nil, raw[:n], raw[n:], []byte(account))
+	plain, err := s.aead.Open(nil, raw[:n], raw[n:], []byte(context))
 	if err != nil {
 		return "", errors.New("a sealed secret does not open with this sealing key (was the key changed?)")
 	}

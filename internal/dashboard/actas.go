@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 
 	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
+	"github.com/minimax/platform-hub/internal/access"
 	"github.com/minimax/platform-hub/internal/identity"
 	"github.com/minimax/platform-hub/internal/scheme"
 )
@@ -48,6 +49,20 @@ func newActAs(config *rest.Config) *actAs {
 // (the Organization's username prefix and the email), every authenticated
 // user's group, and the sign-in's methods.
 func (a *actAs) client(v *viewer, usernamePrefix string) (client.Client, error) {
+	return a.as(rest.ImpersonationConfig{UserName: usernamePrefix + v.Member.Spec.Email, Groups: []string{"system:authenticated"},
+		Extra: map[string][]string{identity.AMRExtra: v.Session.Methods, identity.ViaExtra: {ViaDashboard}}})
+}
+
+// provisioner acts as access.Provisioner, which may create Members and
+// nothing else: for just-in-time provisioning, when no member is signed
+// in yet.
+func (a *actAs) provisioner() (client.Client, error) {
+	return a.as(rest.ImpersonationConfig{UserName: access.Provisioner, Groups: []string{"system:authenticated"},
+		Extra: map[string][]string{identity.ViaExtra: {ViaDashboard}}})
+}
+
+// as is a client of kube-apiserver that impersonates who.
+func (a *actAs) as(who rest.ImpersonationConfig) (client.Client, error) {
 	if a.config == nil {
 		return nil, errNoWrites
 	}
@@ -61,7 +76,6 @@ func (a *actAs) client(v *viewer, usernamePrefix string) (client.Client, error) 
 		return nil, a.err
 	}
 	cfg := rest.CopyConfig(a.config)
-	cfg.Impersonate = rest.ImpersonationConfig{UserName: usernamePrefix + v.Member.Spec.Email, Groups: []string{"system:authenticated"},
-		Extra: map[string][]string{identity.AMRExtra: v.Session.Methods, identity.ViaExtra: {ViaDashboard}}}
+	cfg.Impersonate = who
 	return client.New(cfg, client.Options{Scheme: a.scheme, Mapper: a.mapper})
 }

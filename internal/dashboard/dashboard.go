@@ -1,6 +1,8 @@
 // Package dashboard is the hub's web UI: people sign in (a password and a
 // second factor, or an invitation that creates their account), and move
-// through the modules their role may open in a left sidebar.
+// through the modules their role may open in a left sidebar. Single sign-on
+// with the Organization's OpenID Connect provider signs people in too, and
+// can create their Member on first sign-in (sso.go).
 //
 // Pages are rendered on the server with html/template and read without
 // JavaScript; htmx and uPlot, vendored from the npm registry at pinned
@@ -17,6 +19,7 @@ package dashboard
 import (
 	"context"
 	"embed"
+	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -62,7 +65,22 @@ type Options struct {
 	// TrustForwardedFor takes clients' addresses (for throttling) from the
 	// last X-Forwarded-For entry: only behind one proxy, which appends it.
 	TrustForwardedFor bool
-	Log               logr.Logger
+	// SealingKey (accounts.SealingKeyLength bytes, the accounts store's)
+	// seals the state of a single sign-on under way into a cookie.
+	SealingKey []byte
+	// Secrets reads the OIDC client secret (get only, not from a cache)
+	// in HubNamespace, the hub's own namespace.
+	Secrets      client.Reader
+	HubNamespace string
+	// URL is where people reach the dashboard (https://hub.example.com),
+	// for the redirect URI registered with the identity provider; empty
+	// means the request's own host.
+	URL string
+	// SSOClient calls the identity provider; nil means a client with a
+	// 10-second timeout that trusts the system's roots (SSL_CERT_FILE
+	// adds a private CA).
+	SSOClient *http.Client
+	Log       logr.Logger
 }
 
 // Server serves the dashboard.
@@ -72,6 +90,9 @@ type Server struct {
 	modules []module
 	pages   map[string]*template.Template
 	handler http.Handler
+	// sealer seals single sign-on state; providers caches OIDC discovery.
+	sealer    *accounts.Sealer
+	providers providers
 }
 
 // Sign-in throttling: failures allowed per account and per client address
@@ -96,6 +117,10 @@ func New(o Options) (*Server, error) {
 	if err := s.parseTemplates(); err != nil {
 		return nil, err
 	}
+	var err error
+	if s.sealer, err = accounts.NewSealer(o.SealingKey); err != nil {
+		return nil, fmt.Errorf("the dashboard's sealing key: %w", err)
+	}
 	static, err := fs.Sub(staticFiles, "static")
 	if err != nil {
 		return nil, err
@@ -104,6 +129,8 @@ func New(o Options) (*Server, error) {
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler(static)))
 	mux.HandleFunc("GET /signin", s.signInPage)
 	mux.HandleFunc("POST /signin", s.signIn)
+	mux.HandleFunc("GET "+ssoPath, s.startSSO)
+	mux.HandleFunc("GET "+ssoCallbackPath, s.ssoCallback)
 	mux.HandleFunc("GET /signin/code", s.guarded(s.codePage, accounts.StageSecondFactor))
 	mux.HandleFunc("POST /signin/code", s.guarded(s.code, accounts.StageSecondFactor))
 	// Members the policy covers set up a second factor before anything

@@ -20,7 +20,12 @@ type enrolForm struct {
 	Error    string
 	// RecoveryCodes are shown once, after the code is confirmed.
 	RecoveryCodes []string
+	// Next is the page to go on to.
+	Next string
 }
+
+// Retry is the link to a new secret, keeping next.
+func (f enrolForm) Retry() string { return withNext("/account/second-factor", f.Next) }
 
 // enrolPage gives the account a new TOTP secret (each visit a new one, so
 // a secret shown before is worth nothing until confirmed).
@@ -43,7 +48,7 @@ func (s *Server) enrolPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 		s.unavailable(w, r, err)
 		return
 	}
-	form := enrolForm{Required: v.Session.Stage == accounts.StageEnrol, Secret: key.Secret(),
+	form := enrolForm{Required: v.Session.Stage == accounts.StageEnrol, Secret: key.Secret(), Next: localPath(r.URL.Query().Get("next")),
 		QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()))}
 	w.Header().Set("Cache-Control", "no-store")
 	s.render(w, r, http.StatusOK, "enrol", s.pageOf(v, ""), form)
@@ -75,7 +80,7 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request, v *viewer) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	codes, err := s.o.Accounts.ConfirmTOTP(r.Context(), v.Session.Email, r.PostFormValue("code"))
 	if errors.Is(err, accounts.ErrWrongCode) {
-		s.render(w, r, http.StatusUnauthorized, "enrol-failed", s.pageOf(v, ""), enrolForm{Error: err.Error(),
+		s.render(w, r, http.StatusUnauthorized, "enrol-failed", s.pageOf(v, ""), enrolForm{Error: err.Error(), Next: localPath(r.PostFormValue("next")),
 			Required: v.Session.Stage == accounts.StageEnrol})
 		return
 	}
@@ -84,7 +89,7 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	// The second factor is now part of this sign-in: a new session says so.
-	token, err := s.o.Accounts.CreateSession(r.Context(), accounts.Session{Email: v.Session.Email, Methods: secondFactorMethods(),
+	token, err := s.o.Accounts.CreateSession(r.Context(), accounts.Session{Email: v.Session.Email, Methods: withSecondFactor(v.Session.Methods),
 		Role: v.Session.Role})
 	if err != nil {
 		s.unavailable(w, r, err)
@@ -96,5 +101,5 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	s.setSession(w, token)
 	w.Header().Set("Cache-Control", "no-store")
-	s.render(w, r, http.StatusOK, "recovery-codes", s.pageOf(v, ""), enrolForm{RecoveryCodes: codes})
+	s.render(w, r, http.StatusOK, "recovery-codes", s.pageOf(v, ""), enrolForm{RecoveryCodes: codes, Next: localPath(r.PostFormValue("next"))})
 }

@@ -139,6 +139,14 @@ func stagePath(stage string) string {
 	return "/"
 }
 
+// withNext is target with a next= page (one that is not the overview).
+func withNext(target, next string) string {
+	if next == "" || next == "/" {
+		return target
+	}
+	return target + "?" + url.Values{"next": {next}}.Encode()
+}
+
 // toSignIn sends a browser to the sign-in page, to come back to the page
 // it asked for.
 func (s *Server) toSignIn(w http.ResponseWriter, r *http.Request) {

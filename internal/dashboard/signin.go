@@ -5,24 +5,33 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/accounts"
+	"github.com/minimax/platform-hub/internal/identity"
 	"github.com/minimax/platform-hub/internal/perclient"
 )
 
 // signInForm is what the sign-in page shows.
 type signInForm struct {
 	Email, Next, Error string
+	// SSO offers single sign-on.
+	SSO bool
 }
+
+// SSOLink is the page's link to single sign-on, keeping next.
+func (f signInForm) SSOLink() string { return ssoLink(f.Next) }
 
 func (s *Server) signInPage(w http.ResponseWriter, r *http.Request) {
 	if v, err := s.current(r); err == nil {
 		http.Redirect(w, r, stagePath(v.Session.Stage), http.StatusSeeOther)
 		return
 	}
-	s.render(w, r, http.StatusOK, "signin", nil, signInForm{Next: localPath(r.URL.Query().Get("next"))})
+	s.render(w, r, http.StatusOK, "signin", nil, signInForm{Next: localPath(r.URL.Query().Get("next")), SSO: s.ssoEnabled(r.Context())})
 }
 
 // wrongPassword is the one answer to a wrong email, a wrong password, an
@@ -35,7 +44,7 @@ const wrongPassword = "The email or the password is not right."
 // factor, must set one up first; anyone else is signed in.
 func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
-	form := signInForm{Email: r.PostFormValue("email"), Next: localPath(r.PostFormValue("next"))}
+	form := signInForm{Email: r.PostFormValue("email"), Next: localPath(r.PostFormValue("next")), SSO: s.ssoEnabled(r.Context())}
 	email, password := hubv1.EmailKey(form.Email), r.PostFormValue("password")
 	ctx := r.Context()
 	accountKey, addressKey := "account:"+email, "address:"+s.clientAddress(r)
@@ -104,11 +113,23 @@ func (s *Server) attempt(ctx context.Context, accountKey, addressKey string) (ti
 	return s.o.Accounts.Attempt(ctx, accountKey, accountFailures, failureWindow)
 }
 
-// The methods of a sign-in, as RFC 8176 names them: a password alone, or
-// with a one-time code (two factors, which "mfa" says to the MFA policy's
-// admission check).
-func passwordMethods() []string     { return []string{"pwd"} }
-func secondFactorMethods() []string { return []string{"pwd", "otp", "mfa"} }
+// The methods of a sign-in, as RFC 8176 names them: a password ("pwd") or
+// single sign-on ("fed") alone, or with a one-time code: two factors,
+// which "mfa" says to the MFA policy's admission check.
+func passwordMethods() []string { return []string{"pwd"} }
+
+// withSecondFactor adds the hub's one-time code to a first factor's
+// methods.
+func withSecondFactor(first []string) []string {
+	out := slices.DeleteFunc(slices.Clone(first), func(m string) bool { return m == "otp" || m == "mfa" })
+	return append(out, "otp", "mfa")
+}
+
+// multiFactor says whether methods prove two factors, as the MFA policy's
+// admission check reads them.
+func multiFactor(methods []string) bool {
+	return identity.MultiFactor(map[string]authenticationv1.ExtraValue{identity.AMRExtra: methods})
+}
 
 // startSession begins a session (after ending the request's, if any: a
 // new token at every step of sign-in, so a token seen before it proves
@@ -127,18 +148,18 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, m *hubv1.M
 		return
 	}
 	s.setSession(w, token)
-	target := stagePath(stage)
-	if stage == "" {
-		target = localPath(next)
+	target := localPath(next)
+	if stage != "" {
+		target = withNext(stagePath(stage), target) // the page asked for comes after the last step
 	}
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 // codeForm is what the second-factor page shows.
-type codeForm struct{ Error string }
+type codeForm struct{ Error, Next string }
 
 func (s *Server) codePage(w http.ResponseWriter, r *http.Request, v *viewer) {
-	s.render(w, r, http.StatusOK, "code", nil, codeForm{})
+	s.render(w, r, http.StatusOK, "code", nil, codeForm{Next: localPath(r.URL.Query().Get("next"))})
 }
 
 // code checks a second-factor code (TOTP, or a recovery code), counted
@@ -153,7 +174,8 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request, v *viewer) {
 			return
 		}
 		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
-		s.render(w, r, http.StatusTooManyRequests, "code", nil, codeForm{Error: fmt.Sprintf("Too many wrong codes. Try again in %s.", roundUp(wait))})
+		s.render(w, r, http.StatusTooManyRequests, "code", nil, codeForm{Next: localPath(r.PostFormValue("next")),
+			Error: fmt.Sprintf("Too many wrong codes. Try again in %s.", roundUp(wait))})
 		return
 	}
 	err := s.o.Accounts.CheckSecondFactor(ctx, v.Session.Email, r.PostFormValue("code"))
@@ -162,7 +184,7 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request, v *viewer) {
 			s.unavailable(w, r, err)
 			return
 		}
-		s.render(w, r, http.StatusUnauthorized, "code", nil, codeForm{Error: accounts.ErrWrongCode.Error()})
+		s.render(w, r, http.StatusUnauthorized, "code", nil, codeForm{Error: accounts.ErrWrongCode.Error(), Next: localPath(r.PostFormValue("next"))})
 		return
 	}
 	if err != nil {
@@ -173,7 +195,7 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request, v *viewer) {
 		s.unavailable(w, r, err)
 		return
 	}
-	s.startSession(w, r, v.Member, secondFactorMethods(), "", "/")
+	s.startSession(w, r, v.Member, withSecondFactor(v.Session.Methods), "", localPath(r.PostFormValue("next")))
 }
 
 // signOut ends the session.

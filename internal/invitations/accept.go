@@ -14,6 +14,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/flowcontrol"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -213,6 +214,23 @@ func (h *Handler) Accept(ctx context.Context, name, token string) (*hubv1.Member
 		}
 		return m, &Refusal{http.StatusServiceUnavailable, "the invitation cannot be accepted right now; try again in a moment"}
 	}
+}
+
+// AcceptSignedIn marks member name's invitation accepted without its link:
+// the person signed in with single sign-on, whose provider vouched for
+// the email. Any link out works no more. A conflict with another writer of
+// the status reads the member again and writes again.
+func (h *Handler) AcceptSignedIn(ctx context.Context, name string) error {
+	return retry.RetryOnConflict(retry.DefaultBackoff, func() error {
+		m := &hubv1.Member{}
+		if err := h.Reader.Get(ctx, client.ObjectKey{Name: name}, m); err != nil {
+			return err
+		}
+		if m.Status.AcceptedAt != nil {
+			return nil
+		}
+		return h.acceptMember(ctx, m)
+	})
 }
 
 // acceptMember marks a checked invitation accepted: the digest goes, so the

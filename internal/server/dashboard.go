@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -8,16 +9,19 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/accounts"
 	"github.com/minimax/platform-hub/internal/dashboard"
 	"github.com/minimax/platform-hub/internal/serving"
 )
 
-// The dashboard reads hub resources from the server's cache; its own sign-in
-// writes only Member status (invitations, above). Everything else it does
-// as the signed-in member, by impersonation: the member's name, the group
-// of every authenticated user, the sign-in's methods (for the MFA policy)
-// and the component (for the audit log).
+// The dashboard reads hub resources from the server's cache, and the OIDC
+// client secret from the hub's namespace (the server's Role there); its own
+// sign-in writes only Member status (invitations, above). Everything else
+// it does as the signed-in member, by impersonation: the member's name, the
+// group of every authenticated user, the sign-in's methods (for the MFA
+// policy) and the component (for the audit log). Members made at a first
+// single sign-on are created as access.Provisioner, which may do that only.
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=members;spendingcaps;apikeys;organizations;projects,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=users;groups,verbs=impersonate
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=userextras/hub.minimax.io/amr;userextras/hub.minimax.io/via,verbs=impersonate
@@ -33,8 +37,11 @@ func setupDashboard(mgr ctrl.Manager, stores *Stores, s *Server, opts Options) e
 		return fmt.Errorf("the dashboard's accounts: %w", err)
 	}
 	stores.Accounts = store // for retention
+	url := cmp.Or(opts.DashboardURL, opts.PublicURL)
+	hubNamespace := cmp.Or(opts.HubNamespace, hubv1.DefaultHubNamespace)
 	d, err := dashboard.New(dashboard.Options{Accounts: store, Reader: mgr.GetClient(), Invitations: s.Invitations, Config: mgr.GetConfig(),
-		Clock: opts.Clock, Insecure: opts.CertDir == "", TrustForwardedFor: opts.TrustForwardedFor, Log: ctrl.Log.WithName("dashboard")})
+		Clock: opts.Clock, Insecure: opts.CertDir == "", TrustForwardedFor: opts.TrustForwardedFor, SealingKey: opts.DashboardSealingKey,
+		Secrets: mgr.GetAPIReader(), HubNamespace: hubNamespace, URL: url, Log: ctrl.Log.WithName("dashboard")})
 	if err != nil {
 		return err
 	}

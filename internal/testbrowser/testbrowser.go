@@ -27,7 +27,8 @@ var Viewports = []Viewport{{"desktop", 1280, 800}, {"tablet", 820, 1180}, {"phon
 
 // Start starts a headless Chromium for t and returns its context; it is
 // stopped when t ends. Root (in a container) runs it without its sandbox.
-func Start(t *testing.T) context.Context {
+// flags add to the defaults.
+func Start(t *testing.T, flags ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path, err := exec.LookPath("chromium")
 	if err != nil {
@@ -38,6 +39,7 @@ func Start(t *testing.T) context.Context {
 	if os.Geteuid() == 0 {
 		opts = append(opts, chromedp.NoSandbox)
 	}
+	opts = append(opts, flags...)
 	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(alloc)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)

@@ -50,7 +50,8 @@ func (r *InvitationReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	}
 	s := &m.Status
 	sent := s.InvitationSentAt != nil && s.InvitationDigest != "" && s.InvitationFor == m.Spec.ResendInvitation
-	if m.Spec.Disabled || s.AcceptedAt != nil || sent || !m.DeletionTimestamp.IsZero() {
+	provisioned := m.Annotations[hubv1.ProvisionedByAnnotation] == hubv1.ProvisionedBySSO // signing in accepts it
+	if m.Spec.Disabled || s.AcceptedAt != nil || sent || provisioned || !m.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
 	if r.PublicURL == "" {
