@@ -61,6 +61,11 @@ type Store interface {
 	// ErrWrongCode.
 	CheckSecondFactor(ctx context.Context, email, code string) error
 
+	// SetTimeZone sets the account's time zone (an IANA name, checked by
+	// the caller; empty for none), creating the account if needed: a
+	// member who signs in with single sign-on may have no other setting.
+	SetTimeZone(ctx context.Context, email, name string) error
+
 	// CreateSession starts a session and returns its token, for the
 	// session cookie; the store keeps only the token's digest.
 	CreateSession(ctx context.Context, s Session) (token string, err error)
@@ -132,6 +137,10 @@ type Session struct {
 	// Created and LastSeen are when the session began and when it was
 	// last used.
 	Created, LastSeen time.Time
+	// TimeZone is the account's time zone, an IANA name ("Europe/Berlin"),
+	// as SetTimeZone set it; empty when the member chose none. Read with
+	// the session; CreateSession ignores it.
+	TimeZone string
 }
 
 // Stages of a sign-in that is not done.
@@ -175,6 +184,7 @@ var schema = []string{
 		totp_pending TEXT NOT NULL DEFAULT '',
 		totp_confirmed BIGINT NOT NULL DEFAULT 0,
 		totp_last_step BIGINT NOT NULL DEFAULT 0,
+		time_zone TEXT NOT NULL DEFAULT '',
 		updated BIGINT NOT NULL)` + "%TABLE_OPTIONS%",
 	`CREATE TABLE IF NOT EXISTS dashboard_recovery_codes (
 		email TEXT NOT NULL,
@@ -195,6 +205,9 @@ var schema = []string{
 		window_start BIGINT NOT NULL,
 		failures BIGINT NOT NULL)` + "%TABLE_OPTIONS%",
 }
+
+// addedColumns are those added since the tables' first release.
+var addedColumns = []sqldb.Column{{Table: "dashboard_accounts", Name: "time_zone", Definition: "TEXT NOT NULL DEFAULT ''"}}
 
 type sqlStore struct {
 	db     *sqldb.DB
@@ -241,7 +254,7 @@ func New(ctx context.Context, db *sqldb.DB, o Options) (Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := db.Migrate(ctx, "dashboard accounts", schema, nil); err != nil {
+	if err := db.Migrate(ctx, "dashboard accounts", schema, addedColumns); err != nil {
 		return nil, err
 	}
 	s := &sqlStore{db: db, p: db.D.Placeholder, seal: seal, clock: o.Clock, params: o.HashParams,
@@ -493,6 +506,17 @@ func (s *sqlStore) replaceRecoveryCodes(ctx context.Context, tx *sql.Tx, account
 // normalCode is a recovery code as stored: lower case, without the dash.
 func normalCode(code string) string { return strings.ToLower(strings.ReplaceAll(code, "-", "")) }
 
+// SetTimeZone implements Store.
+func (s *sqlStore) SetTimeZone(ctx context.Context, email, name string) error {
+	_, err := s.db.ExecContext(ctx, fmt.Sprintf(`INSERT INTO dashboard_accounts (email, time_zone, updated) VALUES (%s, %s, %s)
+		ON CONFLICT (email) DO UPDATE SET time_zone = excluded.time_zone, updated = excluded.updated`, s.p(1), s.p(2), s.p(3)),
+		hubv1.EmailKey(email), name, s.now().UnixMicro())
+	if err != nil {
+		return fmt.Errorf("setting the time zone of %s: %w", email, err)
+	}
+	return nil
+}
+
 // CreateSession implements Store.
 func (s *sqlStore) CreateSession(ctx context.Context, sess Session) (string, error) {
 	raw := make([]byte, 32)
@@ -525,8 +549,11 @@ func (s *sqlStore) session(ctx context.Context, token string, idle time.Duration
 	var sess Session
 	var methods string
 	var created, seen int64
-	err := s.db.QueryRowContext(ctx, "SELECT email, methods, role, stage, created, last_seen FROM dashboard_sessions WHERE id = "+
-		s.p(1), id).Scan(&sess.Email, &methods, &sess.Role, &sess.Stage, &created, &seen)
+	// The account's preferences come along: every page shows times in
+	// the member's zone.
+	err := s.db.QueryRowContext(ctx, `SELECT s.email, s.methods, s.role, s.stage, s.created, s.last_seen, COALESCE(a.time_zone, '')
+		FROM dashboard_sessions s LEFT JOIN dashboard_accounts a ON a.email = s.email WHERE s.id = `+s.p(1), id).Scan(
+		&sess.Email, &methods, &sess.Role, &sess.Stage, &created, &seen, &sess.TimeZone)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return Session{}, ErrNoSession

@@ -56,6 +56,39 @@ func (f fixture) column(g Gomega, query string) []string {
 }
 
 var suite = []testpg.Case[fixture]{
+	{Name: "a session carries its account's time zone; an older table gains the column", Run: func(t *testing.T, f fixture) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		token, err := f.CreateSession(ctx, accounts.Session{Email: "sso@example.com", Methods: []string{"fed"}, Role: "Viewer"})
+		g.Expect(err).NotTo(HaveOccurred())
+		sess, err := f.Session(ctx, token, time.Hour)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(sess.TimeZone).To(BeEmpty(), "no account yet")
+		g.Expect(f.SetTimeZone(ctx, "SSO@example.com", "Asia/Kolkata")).To(Succeed())
+		sess, err = f.Session(ctx, token, time.Hour)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(sess.TimeZone).To(Equal("Asia/Kolkata"))
+		ok, err := f.CheckPassword(ctx, "sso@example.com", "")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(ok).To(BeFalse(), "an account made for a setting has no password")
+
+		// The table as first released, with an account in it.
+		_, err = f.db.ExecContext(ctx, "DROP TABLE dashboard_accounts")
+		g.Expect(err).NotTo(HaveOccurred())
+		_, err = f.db.ExecContext(ctx, `CREATE TABLE dashboard_accounts (email TEXT PRIMARY KEY, password_hash TEXT NOT NULL DEFAULT '',
+			totp_secret TEXT NOT NULL DEFAULT '', totp_pending TEXT NOT NULL DEFAULT '', totp_confirmed BIGINT NOT NULL DEFAULT 0,
+			totp_last_step BIGINT NOT NULL DEFAULT 0, updated BIGINT NOT NULL)`)
+		g.Expect(err).NotTo(HaveOccurred())
+		_, err = f.db.ExecContext(ctx, "INSERT INTO dashboard_accounts (email, updated) VALUES ('sso@example.com', 1)")
+		g.Expect(err).NotTo(HaveOccurred())
+		upgraded, err := open(ctx, f.db)
+		g.Expect(err).NotTo(HaveOccurred())
+		sess, err = upgraded.Session(ctx, token, time.Hour)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(sess.TimeZone).To(BeEmpty())
+		g.Expect(upgraded.SetTimeZone(ctx, "sso@example.com", "Europe/Berlin")).To(Succeed())
+		g.Expect(f.column(g, "SELECT time_zone FROM dashboard_accounts")).To(Equal([]string{"Europe/Berlin"}))
+	}},
 	{Name: "passwords are checked, never stored, and must be long enough", Run: func(t *testing.T, f fixture) {
 		g := NewWithT(t)
 		ctx := context.Background()

@@ -16,23 +16,24 @@ import (
 	"github.com/minimax/platform-hub/internal/testbrowser"
 )
 
-// withCapAndKey gives the overview something to show: a project with a
-// key (issued by the manager's controller) and a cap at 83% (the status
-// the usage server would write).
-func withCapAndKey(t *testing.T, g Gomega) {
+// withCapAndKey gives the overview something to show: a project of the
+// name with a key, support-bot (issued by the manager's controller), and a
+// cap at 83% (the status the usage server would write). A project's name
+// is used once per run: its namespace outlives it.
+func withCapAndKey(t *testing.T, g Gomega, name string) {
 	ctx := context.Background()
-	project := &hubv1.Project{ObjectMeta: metav1.ObjectMeta{Name: "chatbot"}, Spec: hubv1.ProjectSpec{DisplayName: "Support chatbot"}}
+	project := &hubv1.Project{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: hubv1.ProjectSpec{DisplayName: "Support chatbot"}}
 	g.Expect(env.Client.Create(ctx, project)).To(Succeed())
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), project) })
 	g.Eventually(func() string {
 		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(project), project)
 		return project.Status.Namespace
 	}, 20*time.Second, 100*time.Millisecond).ShouldNot(BeEmpty())
-	key := &hubv1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: "chatbot", Name: "support-bot"},
+	key := &hubv1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: "support-bot"},
 		Spec: hubv1.APIKeySpec{Label: "Support assistant (production)", Scope: hubv1.ScopeStandard, Owner: "browser@example.com"}}
 	g.Expect(env.Client.Create(ctx, key)).To(Succeed())
 	limit := hubv1.Amount("100.00")
-	cap := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: "chatbot", Name: "monthly-budget"},
+	cap := &hubv1.SpendingCap{ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: "monthly-budget"},
 		Spec: hubv1.SpendingCapSpec{Limit: &limit, Enforcement: hubv1.CapAlertOnly}}
 	g.Expect(env.Client.Create(ctx, cap)).To(Succeed())
 	cap.Status = hubv1.SpendingCapStatus{Spent: "83.20", Percent: 83, State: hubv1.CapWarning}
@@ -53,7 +54,7 @@ func TestInABrowser(t *testing.T) {
 	requireMFA(t, g)
 	s := newSite(t, g)
 	link := invite(t, g, "browser", hubv1.RoleAdmin)
-	withCapAndKey(t, g)
+	withCapAndKey(t, g, "chatbot")
 	ctx := testbrowser.Start(t)
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
 	text := func(sel string) string {

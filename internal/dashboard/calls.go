@@ -28,7 +28,7 @@ func (s *Server) keyPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	if !ok {
 		return
 	}
-	data := keyData{Row: rowOf(key, project, s.o.Clock.Now())}
+	data := keyData{Row: rowOf(v, key, project, s.o.Clock.Now())}
 	if key.Status.KeyID != "" {
 		page, err := s.calls(r, v, key.Status.KeyID, callsPageSize, r.URL.Query().Get("continue"))
 		if err != nil {

@@ -138,6 +138,8 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("GET /account/second-factor", s.guarded(s.enrolPage, accounts.StageEnrol, ""))
 	mux.HandleFunc("POST /account/second-factor", s.guarded(s.enrol, accounts.StageEnrol, ""))
 	mux.HandleFunc("POST /signout", s.signOut)
+	mux.HandleFunc("GET /account", s.guarded(s.accountPage, ""))
+	mux.HandleFunc("POST /account/time-zone", s.guarded(s.setTimeZone, ""))
 	mux.HandleFunc("GET "+invitations.AcceptPath, s.invitationPage)
 	mux.HandleFunc("POST "+invitations.AcceptPath, s.acceptInvitation)
 	s.modules = modules

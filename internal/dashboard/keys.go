@@ -118,7 +118,7 @@ func (s *Server) keys(r *http.Request, v *viewer) (*keysData, error) {
 			return nil, err
 		}
 		for _, k := range keys.Items {
-			row := rowOf(&k, project, now)
+			row := rowOf(v, &k, project, now)
 			if data.Filter.Status != "" && row.Status != data.Filter.Status {
 				continue
 			}
@@ -130,7 +130,8 @@ func (s *Server) keys(r *http.Request, v *viewer) (*keysData, error) {
 	return data, nil
 }
 
-func rowOf(k *hubv1.APIKey, project string, now time.Time) keyRow {
+// rowOf is a key's row in the list, its times in v's zone.
+func rowOf(v *viewer, k *hubv1.APIKey, project string, now time.Time) keyRow {
 	row := keyRow{Namespace: k.Namespace, Name: k.Name, Label: k.Spec.Label, Project: project, Scope: string(k.Spec.Scope),
 		Status: string(k.Status.Phase), Created: "—", LastUsed: never, Expires: never, Remaining: "—"}
 	if row.Scope == "" {
@@ -140,13 +141,13 @@ func rowOf(k *hubv1.APIKey, project string, now time.Time) keyRow {
 		row.Status = string(hubv1.KeyPending)
 	}
 	if t := k.Status.CreatedAt; t != nil {
-		row.Created = t.UTC().Format("2 Jan 2006")
+		row.Created = v.date(t.Time)
 	}
 	if t := k.Status.LastUsedAt; t != nil {
-		row.LastUsed = t.UTC().Format("2 Jan 2006 15:04 UTC")
+		row.LastUsed = v.moment(t.Time)
 	}
 	if t := k.Status.ExpiresAt; t != nil {
-		row.Expires = t.UTC().Format("2 Jan 2006")
+		row.Expires = v.date(t.Time)
 		row.Remaining = remaining(t.Sub(now))
 	}
 	row.Revocable = !k.Spec.Revoked
@@ -235,7 +236,7 @@ func (s *Server) generateKey(w http.ResponseWriter, r *http.Request, v *viewer) 
 	}
 	data := newKeyData{Key: req.Status.Key, KeyID: req.Status.KeyID, Name: req.Status.APIKeyName, Project: form.Project, Expires: never}
 	if t := req.Status.ExpiresAt; t != nil {
-		data.Expires = t.UTC().Format("2 Jan 2006 15:04 UTC")
+		data.Expires = v.moment(t.Time)
 	}
 	s.render(w, r, http.StatusCreated, "key-created", s.pageOf(v, "/keys"), data)
 }
@@ -295,10 +296,10 @@ func (s *Server) rotate(w http.ResponseWriter, r *http.Request, v *viewer) {
 	data := newKeyData{Key: req.Status.Key, KeyID: req.Status.KeyID, Name: key.Name, Project: project, Expires: never,
 		PreviousKeyID: req.Status.PreviousKeyID}
 	if t := req.Status.ExpiresAt; t != nil {
-		data.Expires = t.UTC().Format("2 Jan 2006 15:04 UTC")
+		data.Expires = v.moment(t.Time)
 	}
 	if t := req.Status.PreviousKeyValidUntil; t != nil {
-		data.PreviousUntil = t.UTC().Format("2 Jan 2006 15:04 UTC")
+		data.PreviousUntil = v.moment(t.Time)
 	}
 	s.render(w, r, http.StatusCreated, "key-created", s.pageOf(v, "/keys"), data)
 }

@@ -101,7 +101,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
 		s.unavailable(w, r, err)
 		return
 	}
-	data.addKeys(keys.Items, visible, s.o.Clock.Now())
+	data.addKeys(v, keys.Items, visible, s.o.Clock.Now())
 	for _, m := range members.Items {
 		switch m.Status.Phase {
 		case hubv1.MemberActive:
@@ -137,7 +137,7 @@ func (d *overviewData) addCaps(caps []hubv1.SpendingCap) {
 // may see), with an alert for each that expires within expiringWithin
 // among the keys the member may see (visible: project → namespace), whose
 // names their role lets them read.
-func (d *overviewData) addKeys(keys []hubv1.APIKey, visible map[string]string, now time.Time) {
+func (d *overviewData) addKeys(v *viewer, keys []hubv1.APIKey, visible map[string]string, now time.Time) {
 	namespaces := map[string]bool{}
 	for _, ns := range visible {
 		namespaces[ns] = true
@@ -148,7 +148,7 @@ func (d *overviewData) addKeys(keys []hubv1.APIKey, visible map[string]string, n
 		}
 		d.ActiveKeys++
 		if e := k.Status.ExpiresAt; e != nil && e.Sub(now) < expiringWithin && namespaces[k.Namespace] {
-			d.Alerts = append(d.Alerts, "Key "+k.Namespace+"/"+k.Name+" expires on "+e.UTC().Format("2 Jan 2006 15:04 UTC")+".")
+			d.Alerts = append(d.Alerts, "Key "+k.Namespace+"/"+k.Name+" expires on "+v.moment(e.Time)+".")
 		}
 	}
 }

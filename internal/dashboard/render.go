@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/minimax/platform-hub/internal/access"
 )
@@ -16,7 +17,17 @@ import (
 type page struct {
 	Email, Role string
 	Modules     []moduleLink
+	// Zone is where the member reads times.
+	Zone *time.Location
+	// Current is the path of the module shown, or of the account page.
+	Current string
 }
+
+// Time formats an instant to the second in the member's time zone.
+func (p *page) Time(t time.Time) string { return t.In(p.Zone).Format("2006-01-02 15:04:05") }
+
+// ZoneName names the member's time zone, for column headings.
+func (p *page) ZoneName() string { return p.Zone.String() }
 
 // moduleLink is an entry of the sidebar.
 type moduleLink struct {
@@ -30,7 +41,7 @@ func (s *Server) pageOf(v *viewer, path string) *page {
 	if v == nil || v.Session.Stage != "" {
 		return nil
 	}
-	p := &page{Email: v.Member.Spec.Email, Role: string(v.Role())}
+	p := &page{Email: v.Member.Spec.Email, Role: string(v.Role()), Zone: v.Zone, Current: path}
 	for _, m := range s.modules {
 		if access.AtLeast(v.Role(), m.Min) {
 			p.Modules = append(p.Modules, moduleLink{Name: m.Name, Path: m.Link, Current: m.Link == path})

@@ -8,6 +8,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/accounts"
@@ -55,7 +56,9 @@ func (s *Server) token(r *http.Request) string {
 type viewer struct {
 	Member  *hubv1.Member
 	Session accounts.Session
-	token   string
+	// Zone is where the member reads times (account.go).
+	Zone  *time.Location
+	token string
 }
 
 // Role is the member's role.
@@ -93,7 +96,7 @@ func (s *Server) current(r *http.Request) (*viewer, error) {
 		}
 		return nil, errSignedOut
 	}
-	return &viewer{Member: m, Session: sess, token: token}, nil
+	return &viewer{Member: m, Session: sess, Zone: s.zone(r.Context(), sess.TimeZone), token: token}, nil
 }
 
 // memberByEmail finds the Member of an email (nil when none).

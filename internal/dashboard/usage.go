@@ -125,6 +125,8 @@ type usageRow struct {
 }
 
 // report asks the management API, as the member, for the view's report.
+// The billing cycle is the Organization's (its time zone and start day);
+// buckets are the member's days and hours, in their time zone.
 func (s *Server) report(r *http.Request, v *viewer, view usageView, csv bool) (*mgmtv1alpha1.UsageReport, error) {
 	ctx := r.Context()
 	loc, startDay := time.UTC, 1
@@ -151,7 +153,7 @@ func (s *Server) report(r *http.Request, v *viewer, view usageView, csv bool) (*
 		from, to = cycle.Start, cycle.End
 	}
 	report := &mgmtv1alpha1.UsageReport{Spec: mgmtv1alpha1.UsageReportSpec{StartTime: metav1.NewTime(from), EndTime: metav1.NewTime(to),
-		Granularity: mgmtv1alpha1.Granularity(view.Granularity), TimeZone: loc.String(),
+		Granularity: mgmtv1alpha1.Granularity(view.Granularity), TimeZone: v.Zone.String(),
 		GroupBy: []mgmtv1alpha1.Dimension{mgmtv1alpha1.Dimension(view.Group)}, Compare: !csv, CSV: csv}}
 	if view.Project != "" {
 		report.Spec.Projects = []string{view.Project}
@@ -177,7 +179,7 @@ func (s *Server) usagePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	st := &report.Status
 	data := usageData{View: view, Ranges: usageRanges, Granularities: usageGranularities, Groups: usageGroups, Query: view.query(),
-		From: report.Spec.StartTime.UTC().Format(time.RFC3339), To: report.Spec.EndTime.UTC().Format(time.RFC3339),
+		From: v.moment(report.Spec.StartTime.Time), To: v.moment(report.Spec.EndTime.Time),
 		Currency: st.Currency, TimeZone: st.TimeZone, Total: st.Total, Previous: st.Previous, SameDatesLastMonth: st.SameDatesLastMonth}
 	starts := make([]int64, 0, len(st.Buckets))
 	for _, b := range st.Buckets {
@@ -235,7 +237,7 @@ type callsData struct {
 func (s *Server) usageCalls(w http.ResponseWriter, r *http.Request, v *viewer) {
 	q := r.URL.Query()
 	fields := client.MatchingFields{mgmtv1alpha1.FieldStartTime: q.Get("from"), mgmtv1alpha1.FieldEndTime: q.Get("to")}
-	data := callsData{From: q.Get("from"), To: q.Get("to")}
+	data := callsData{From: v.instant(q.Get("from")), To: v.instant(q.Get("to"))}
 	for _, f := range []string{mgmtv1alpha1.FieldProject, mgmtv1alpha1.FieldKeyID, "model"} {
 		if value := q.Get(f); value != "" {
 			fields[f] = value
