@@ -9,6 +9,7 @@ import (
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	mgmtv1alpha1 "github.com/minimax/platform-hub/api/management/v1alpha1"
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/access"
 )
@@ -67,6 +68,36 @@ type overviewData struct {
 	// Alerts are what needs attention: caps in Warning or Exceeded, and
 	// keys that expire within a week.
 	Alerts []string
+	// Recent is the last week's usage; nil, with RecentError, when the
+	// usage report cannot be read (the rest of the page can).
+	Recent      *recentUsage
+	RecentError string
+}
+
+// recentUsage is the overview's chart: the last seven days' calls, by day
+// and project.
+type recentUsage struct {
+	Total mgmtv1alpha1.UsageFigures
+	// Chart is the Usage page's chart data (static/usage.js draws it).
+	Chart    string
+	Currency string
+	// Link opens the same view on the Usage page.
+	Link string
+}
+
+// recentView is the overview chart's question.
+var recentView = usageView{Range: "7d", Granularity: string(mgmtv1alpha1.GranularityDay), Group: string(mgmtv1alpha1.DimensionProject)}
+
+// recentUsage reads the last week's report as the member. A failure is the
+// chart's only: the overview's other figures come from the cache.
+func (s *Server) recentUsage(r *http.Request, v *viewer, d *overviewData) {
+	report, err := s.report(r, v, recentView, reportOnly)
+	if err != nil {
+		_, d.RecentError = refusal(err)
+		return
+	}
+	_, chart := usageRows(recentView, report)
+	d.Recent = &recentUsage{Total: report.Status.Total, Chart: chart, Currency: report.Status.Currency, Link: "/usage?" + recentView.query()}
 }
 
 type capSummary struct {
@@ -112,6 +143,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
 			data.Members.Invited++
 		}
 	}
+	s.recentUsage(r, v, &data)
 	s.render(w, r, http.StatusOK, "overview", s.pageOf(v, "/"), data)
 }
 

@@ -124,10 +124,19 @@ type usageRow struct {
 	Calls string
 }
 
+// What a report comes with, besides the view's buckets.
+type reportExtras int
+
+const (
+	reportOnly        reportExtras = iota
+	reportComparisons              // the period before, and the same dates last month
+	reportCSV                      // the report as CSV
+)
+
 // report asks the management API, as the member, for the view's report.
 // The billing cycle is the Organization's (its time zone and start day);
 // buckets are the member's days and hours, in their time zone.
-func (s *Server) report(r *http.Request, v *viewer, view usageView, csv bool) (*mgmtv1alpha1.UsageReport, error) {
+func (s *Server) report(r *http.Request, v *viewer, view usageView, extras reportExtras) (*mgmtv1alpha1.UsageReport, error) {
 	ctx := r.Context()
 	loc, startDay := time.UTC, 1
 	if org := s.organization(ctx); org != nil {
@@ -154,7 +163,7 @@ func (s *Server) report(r *http.Request, v *viewer, view usageView, csv bool) (*
 	}
 	report := &mgmtv1alpha1.UsageReport{Spec: mgmtv1alpha1.UsageReportSpec{StartTime: metav1.NewTime(from), EndTime: metav1.NewTime(to),
 		Granularity: mgmtv1alpha1.Granularity(view.Granularity), TimeZone: v.Zone.String(),
-		GroupBy: []mgmtv1alpha1.Dimension{mgmtv1alpha1.Dimension(view.Group)}, Compare: !csv, CSV: csv}}
+		GroupBy: []mgmtv1alpha1.Dimension{mgmtv1alpha1.Dimension(view.Group)}, Compare: extras == reportComparisons, CSV: extras == reportCSV}}
 	if view.Project != "" {
 		report.Spec.Projects = []string{view.Project}
 	}
@@ -171,7 +180,7 @@ func (s *Server) report(r *http.Request, v *viewer, view usageView, csv bool) (*
 // JavaScript.
 func (s *Server) usagePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	view := viewOf(r.URL.Query())
-	report, err := s.report(r, v, view, false)
+	report, err := s.report(r, v, view, reportComparisons)
 	if err != nil {
 		code, message := refusal(err)
 		s.fail(w, r, code, message)
@@ -181,6 +190,14 @@ func (s *Server) usagePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	data := usageData{View: view, Ranges: usageRanges, Granularities: usageGranularities, Groups: usageGroups, Query: view.query(),
 		From: v.moment(report.Spec.StartTime.Time), To: v.moment(report.Spec.EndTime.Time),
 		Currency: st.Currency, TimeZone: st.TimeZone, Total: st.Total, Previous: st.Previous, SameDatesLastMonth: st.SameDatesLastMonth}
+	data.Buckets, data.Chart = usageRows(view, report)
+	s.render(w, r, http.StatusOK, "usage", s.pageOf(v, "/usage"), data)
+}
+
+// usageRows are a report's buckets as the page's rows, each with the link
+// to its calls, and as the chart's data.
+func usageRows(view usageView, report *mgmtv1alpha1.UsageReport) (rows []usageRow, chart string) {
+	st := &report.Status
 	starts := make([]int64, 0, len(st.Buckets))
 	for _, b := range st.Buckets {
 		starts = append(starts, b.StartTime.Unix())
@@ -197,11 +214,10 @@ func (s *Server) usagePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 		if view.Project != "" {
 			q.Set("project", view.Project)
 		}
-		data.Buckets = append(data.Buckets, usageRow{Start: b.StartTime.In(locationOf(st.TimeZone)).Format("2 Jan 2006 15:04"),
+		rows = append(rows, usageRow{Start: b.StartTime.In(locationOf(st.TimeZone)).Format("2 Jan 2006 15:04"),
 			Group: group, UsageFigures: b.UsageFigures, Calls: "/usage/calls?" + q.Encode()})
 	}
-	data.Chart = chartOf(data.Buckets, starts, report.Spec.StartTime.Time, report.Spec.EndTime.Time)
-	s.render(w, r, http.StatusOK, "usage", s.pageOf(v, "/usage"), data)
+	return rows, chartOf(rows, starts, report.Spec.StartTime.Time, report.Spec.EndTime.Time)
 }
 
 func locationOf(name string) *time.Location {
@@ -214,7 +230,7 @@ func locationOf(name string) *time.Location {
 // usageCSV exports the view's report as CSV (the management API's
 // columns).
 func (s *Server) usageCSV(w http.ResponseWriter, r *http.Request, v *viewer) {
-	report, err := s.report(r, v, viewOf(r.URL.Query()), true)
+	report, err := s.report(r, v, viewOf(r.URL.Query()), reportCSV)
 	if err != nil {
 		code, message := refusal(err)
 		s.fail(w, r, code, message)

@@ -266,6 +266,11 @@ func TestDashboardKeys(t *testing.T) {
 		chromedp.Submit(chromedp.CSS("#code")),
 		chromedp.WaitVisible(chromedp.CSS("nav.sidebar")),
 	)).To(Succeed())
+	// The overview's chart of the last week draws the calls made above.
+	g.Expect(chromedp.Do(ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("#usage-chart canvas")))).To(Succeed())
+	recent, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`section[aria-labelledby="recent"] .figure`)))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(recent).To(MatchRegexp(`^[1-9][0-9]*$`))
 	testbrowser.CheckFits(t, ctx, base, "/", "overview", "nav.sidebar")
 	testbrowser.CheckFits(t, ctx, base, "/keys", "keys", "nav.sidebar")
 	testbrowser.CheckFits(t, ctx, base, "/usage?range=cycle&granularity=Day&group=KeyID", "usage", "#report")
