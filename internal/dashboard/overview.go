@@ -22,14 +22,34 @@ type module struct {
 	Name string
 	// Pattern is the page's route; Link the sidebar's.
 	Pattern, Link string
-	Min           hubv1.Role
-	page          func(*Server, http.ResponseWriter, *http.Request, *viewer)
+	// Min is the least role that opens the module; with InProjects, a
+	// role a project grants counts too (the module shows that project's
+	// things only), as in ARCHITECTURE.md's access table: Developer+
+	// (assigned projects).
+	Min        hubv1.Role
+	InProjects bool
+	page       func(*Server, http.ResponseWriter, *http.Request, *viewer)
+}
+
+// mayOpen says whether v's roles open module m.
+func (v *viewer) mayOpen(m module) bool {
+	if access.AtLeast(v.Role(), m.Min) {
+		return true
+	}
+	if m.InProjects {
+		for _, p := range v.Member.Status.Projects {
+			if access.AtLeast(p.Role, m.Min) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // modules are the dashboard's modules, in sidebar order.
 var modules = []module{
 	{Name: "Overview", Pattern: "/{$}", Link: "/", Min: hubv1.RoleViewer, page: (*Server).overview},
-	{Name: "API Keys", Pattern: "/keys", Link: "/keys", Min: hubv1.RoleDeveloper, page: (*Server).keysPage},
+	{Name: "API Keys", Pattern: "/keys", Link: "/keys", Min: hubv1.RoleDeveloper, InProjects: true, page: (*Server).keysPage},
 	{Name: "Usage", Pattern: "/usage", Link: "/usage", Min: hubv1.RoleViewer, page: (*Server).usagePage},
 }
 
@@ -47,9 +67,13 @@ func (s *Server) moduleNamed(name string) module {
 // open m.
 func (s *Server) module(m module, h func(*Server, http.ResponseWriter, *http.Request, *viewer)) http.HandlerFunc {
 	return s.guarded(func(w http.ResponseWriter, r *http.Request, v *viewer) {
-		if !access.AtLeast(v.Role(), m.Min) {
+		if !v.mayOpen(m) {
+			where := ""
+			if m.InProjects {
+				where = ", in the organization or in a project"
+			}
 			s.render(w, r, http.StatusForbidden, "problem", s.pageOf(v, ""), problem{Code: http.StatusForbidden,
-				Message: m.Name + " is for the " + string(m.Min) + " role and above; your role is " + string(v.Role()) + "."})
+				Message: m.Name + " is for the " + string(m.Min) + " role and above" + where + "; your role is " + string(v.Role()) + "."})
 			return
 		}
 		h(s, w, r, v)

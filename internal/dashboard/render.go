@@ -8,8 +8,6 @@ import (
 	"net/http"
 	"strings"
 	"time"
-
-	"github.com/minimax/platform-hub/internal/access"
 )
 
 // page is what the layout needs of a signed-in member: who they are and
@@ -43,7 +41,7 @@ func (s *Server) pageOf(v *viewer, path string) *page {
 	}
 	p := &page{Email: v.Member.Spec.Email, Role: string(v.Role()), Zone: v.Zone, Current: path}
 	for _, m := range s.modules {
-		if access.AtLeast(v.Role(), m.Min) {
+		if v.mayOpen(m) {
 			p.Modules = append(p.Modules, moduleLink{Name: m.Name, Path: m.Link, Current: m.Link == path})
 		}
 	}
