@@ -66,6 +66,16 @@ type Store interface {
 	// member who signs in with single sign-on may have no other setting.
 	SetTimeZone(ctx context.Context, email, name string) error
 
+	// AddPasskey adds a passkey to an account, creating the account if
+	// needed. The account's first second factor comes with RecoveryCodes
+	// fresh recovery codes, returned once; later ones return none.
+	AddPasskey(ctx context.Context, email string, p Passkey) (recoveryCodes []string, err error)
+	// Passkeys lists an account's passkeys, oldest first.
+	Passkeys(ctx context.Context, email string) ([]Passkey, error)
+	// PasskeyUsed records a sign-in with a passkey: its updated record
+	// (the authenticator's signature counter) and the time.
+	PasskeyUsed(ctx context.Context, email, id string, credential []byte) error
+
 	// CreateSession starts a session and returns its token, for the
 	// session cookie; the store keeps only the token's digest.
 	CreateSession(ctx context.Context, s Session) (token string, err error)
@@ -117,6 +127,8 @@ type Account struct {
 	TOTPConfirmed time.Time
 	// RecoveryCodesLeft counts the recovery codes not yet used.
 	RecoveryCodesLeft int
+	// Passkeys counts the account's passkeys.
+	Passkeys int
 }
 
 // Session is a signed-in member's session.
@@ -191,6 +203,14 @@ var schema = []string{
 		code_hash TEXT NOT NULL,
 		used BIGINT NOT NULL DEFAULT 0,
 		PRIMARY KEY (email, code_hash))` + "%TABLE_OPTIONS%",
+	`CREATE TABLE IF NOT EXISTS dashboard_passkeys (
+		email TEXT NOT NULL,
+		id TEXT NOT NULL,
+		name TEXT NOT NULL,
+		credential TEXT NOT NULL,
+		created BIGINT NOT NULL,
+		last_used BIGINT NOT NULL DEFAULT 0,
+		PRIMARY KEY (email, id))` + "%TABLE_OPTIONS%",
 	`CREATE TABLE IF NOT EXISTS dashboard_sessions (
 		id TEXT PRIMARY KEY,
 		email TEXT NOT NULL,
@@ -330,8 +350,8 @@ func (s *sqlStore) Account(ctx context.Context, email string) (Account, bool, er
 	if confirmed != 0 {
 		a.TOTPConfirmed = time.UnixMicro(confirmed).UTC()
 	}
-	err = s.db.QueryRowContext(ctx, "SELECT COUNT(*) FROM dashboard_recovery_codes WHERE used = 0 AND email = "+s.p(1),
-		a.Email).Scan(&a.RecoveryCodesLeft)
+	err = s.db.QueryRowContext(ctx, fmt.Sprintf(`SELECT (SELECT COUNT(*) FROM dashboard_recovery_codes WHERE used = 0 AND email = %s),
+		(SELECT COUNT(*) FROM dashboard_passkeys WHERE email = %s)`, s.p(1), s.p(2)), a.Email, a.Email).Scan(&a.RecoveryCodesLeft, &a.Passkeys)
 	if err != nil {
 		return a, false, fmt.Errorf("reading the recovery codes of %s: %w", email, err)
 	}
@@ -442,13 +462,16 @@ func (s *sqlStore) CheckSecondFactor(ctx context.Context, email, code string) er
 	var last int64
 	err = tx.QueryRowContext(ctx, "SELECT totp_secret, totp_last_step FROM dashboard_accounts WHERE email = "+s.p(1),
 		account).Scan(&sealed, &last)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && sealed == "") {
+	if errors.Is(err, sql.ErrNoRows) {
 		return ErrWrongCode
 	}
 	if err != nil {
 		return fmt.Errorf("reading the second factor of %s: %w", email, err)
 	}
 	if len(code) == int(otp.DigitsSix) {
+		if sealed == "" {
+			return ErrWrongCode // no authenticator app (a passkey's account has recovery codes only)
+		}
 		secret, err := s.seal.Open(account, sealed)
 		if err != nil {
 			return err

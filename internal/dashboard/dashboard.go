@@ -137,6 +137,8 @@ func New(o Options) (*Server, error) {
 	// else; others may from their account.
 	mux.HandleFunc("GET /account/second-factor", s.guarded(s.enrolPage, accounts.StageEnrol, ""))
 	mux.HandleFunc("POST /account/second-factor", s.guarded(s.enrol, accounts.StageEnrol, ""))
+	mux.HandleFunc("POST /signin/passkey", s.guarded(s.passkeySignIn, accounts.StageSecondFactor))
+	mux.HandleFunc("POST /account/passkeys", s.guarded(s.addPasskey, accounts.StageEnrol, ""))
 	mux.HandleFunc("POST /signout", s.signOut)
 	mux.HandleFunc("GET /account", s.guarded(s.accountPage, ""))
 	mux.HandleFunc("POST /account/time-zone", s.guarded(s.setTimeZone, ""))

@@ -22,6 +22,9 @@ type enrolForm struct {
 	RecoveryCodes []string
 	// Next is the page to go on to.
 	Next string
+	// Passkey is the options of a passkey's registration, JSON, when the
+	// dashboard's address allows passkeys (static/passkey.js reads them).
+	Passkey string
 }
 
 // Retry is the link to a new secret, keeping next.
@@ -49,7 +52,8 @@ func (s *Server) enrolPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	form := enrolForm{Required: v.Session.Stage == accounts.StageEnrol, Secret: key.Secret(), Next: localPath(r.URL.Query().Get("next")),
-		QR: template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()))}
+		Passkey: s.offerPasskey(w, r, v.Session.Email, true),
+		QR:      template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()))}
 	w.Header().Set("Cache-Control", "no-store")
 	s.render(w, r, http.StatusOK, "enrol", s.pageOf(v, ""), form)
 }
@@ -63,7 +67,7 @@ func (s *Server) mayEnrol(w http.ResponseWriter, r *http.Request, v *viewer) boo
 		s.unavailable(w, r, err)
 		return false
 	}
-	if !account.TOTPConfirmed.IsZero() {
+	if account.HasSecondFactor() {
 		s.render(w, r, http.StatusConflict, "problem", s.pageOf(v, ""), problem{Code: http.StatusConflict,
 			Message: "Your second factor is set up already. If you lost it, sign in with a recovery code."})
 		return false
@@ -88,8 +92,13 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request, v *viewer) {
 		s.unavailable(w, r, err)
 		return
 	}
-	// The second factor is now part of this sign-in: a new session says so.
-	token, err := s.o.Accounts.CreateSession(r.Context(), accounts.Session{Email: v.Session.Email, Methods: withSecondFactor(v.Session.Methods),
+	s.enrolled(w, r, v, withSecondFactor(v.Session.Methods, "otp"), codes, localPath(r.PostFormValue("next")))
+}
+
+// enrolled finishes setting up a second factor: a new session says the
+// sign-in has it now (methods), and the recovery codes show, once.
+func (s *Server) enrolled(w http.ResponseWriter, r *http.Request, v *viewer, methods, codes []string, next string) {
+	token, err := s.o.Accounts.CreateSession(r.Context(), accounts.Session{Email: v.Session.Email, Methods: methods,
 		Role: v.Session.Role})
 	if err != nil {
 		s.unavailable(w, r, err)
@@ -101,5 +110,5 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	s.setSession(w, token)
 	w.Header().Set("Cache-Control", "no-store")
-	s.render(w, r, http.StatusOK, "recovery-codes", s.pageOf(v, ""), enrolForm{RecoveryCodes: codes, Next: localPath(r.PostFormValue("next"))})
+	s.render(w, r, http.StatusOK, "recovery-codes", s.pageOf(v, ""), enrolForm{RecoveryCodes: codes, Next: next})
 }

@@ -85,7 +85,7 @@ func (s *Server) signIn(w http.ResponseWriter, r *http.Request) {
 	}
 	stage := ""
 	switch {
-	case !account.TOTPConfirmed.IsZero():
+	case account.HasSecondFactor():
 		stage = accounts.StageSecondFactor
 	case s.mfaRequired(ctx, m.Spec.Role):
 		stage = accounts.StageEnrol
@@ -118,11 +118,12 @@ func (s *Server) attempt(ctx context.Context, accountKey, addressKey string) (ti
 // which "mfa" says to the MFA policy's admission check.
 func passwordMethods() []string { return []string{"pwd"} }
 
-// withSecondFactor adds the hub's one-time code to a first factor's
+// withSecondFactor adds the hub's second factor, as its RFC 8176 method
+// ("otp" for a code, "hwk" or "swk" for a passkey), to a first factor's
 // methods.
-func withSecondFactor(first []string) []string {
-	out := slices.DeleteFunc(slices.Clone(first), func(m string) bool { return m == "otp" || m == "mfa" })
-	return append(out, "otp", "mfa")
+func withSecondFactor(first []string, method string) []string {
+	out := slices.DeleteFunc(slices.Clone(first), func(m string) bool { return m == "otp" || m == "hwk" || m == "swk" || m == "mfa" })
+	return append(out, method, "mfa")
 }
 
 // multiFactor says whether methods prove two factors, as the MFA policy's
@@ -156,10 +157,51 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, m *hubv1.M
 }
 
 // codeForm is what the second-factor page shows.
-type codeForm struct{ Error, Next string }
+type codeForm struct {
+	Error, Next string
+	// TOTP says the account has an authenticator app (else the code field
+	// takes recovery codes only).
+	TOTP bool
+	// Passkey is the passkey ceremony's options, JSON, when the account
+	// has passkeys (static/passkey.js reads them).
+	Passkey string
+}
 
 func (s *Server) codePage(w http.ResponseWriter, r *http.Request, v *viewer) {
-	s.render(w, r, http.StatusOK, "code", nil, codeForm{Next: localPath(r.URL.Query().Get("next"))})
+	s.renderCode(w, r, v, http.StatusOK, codeForm{Next: localPath(r.URL.Query().Get("next"))})
+}
+
+// renderCode shows the second-factor page: the code field, and the
+// account's passkeys, with a new challenge, when it has some.
+func (s *Server) renderCode(w http.ResponseWriter, r *http.Request, v *viewer, status int, form codeForm) {
+	account, _, err := s.o.Accounts.Account(r.Context(), v.Session.Email)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	form.TOTP = !account.TOTPConfirmed.IsZero()
+	if account.Passkeys > 0 {
+		form.Passkey = s.offerPasskey(w, r, v.Session.Email, false)
+	}
+	s.render(w, r, status, "code", nil, form)
+}
+
+// secondFactorAttempt counts a second factor's attempt (secondFactor's
+// throttling, as for a password), and answers when the account or the
+// address must wait; it says whether to go on.
+func (s *Server) secondFactorAttempt(w http.ResponseWriter, r *http.Request, v *viewer, key, addressKey, next string) bool {
+	wait, err := s.attempt(r.Context(), key, addressKey)
+	if err != nil {
+		s.unavailable(w, r, err)
+		return false
+	}
+	if wait > 0 {
+		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
+		s.renderCode(w, r, v, http.StatusTooManyRequests, codeForm{Next: next,
+			Error: fmt.Sprintf("Too many failed attempts. Try again in %s.", roundUp(wait))})
+		return false
+	}
+	return true
 }
 
 // code checks a second-factor code (TOTP, or a recovery code), counted
@@ -167,15 +209,9 @@ func (s *Server) codePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 func (s *Server) code(w http.ResponseWriter, r *http.Request, v *viewer) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	ctx := r.Context()
+	next := localPath(r.PostFormValue("next"))
 	key, addressKey := "account:"+v.Session.Email, "address:"+s.clientAddress(r)
-	if wait, err := s.attempt(ctx, key, addressKey); err != nil || wait > 0 {
-		if err != nil {
-			s.unavailable(w, r, err)
-			return
-		}
-		w.Header().Set("Retry-After", fmt.Sprint(int(wait.Seconds())+1))
-		s.render(w, r, http.StatusTooManyRequests, "code", nil, codeForm{Next: localPath(r.PostFormValue("next")),
-			Error: fmt.Sprintf("Too many wrong codes. Try again in %s.", roundUp(wait))})
+	if !s.secondFactorAttempt(w, r, v, key, addressKey, next) {
 		return
 	}
 	err := s.o.Accounts.CheckSecondFactor(ctx, v.Session.Email, r.PostFormValue("code"))
@@ -184,7 +220,7 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request, v *viewer) {
 			s.unavailable(w, r, err)
 			return
 		}
-		s.render(w, r, http.StatusUnauthorized, "code", nil, codeForm{Error: accounts.ErrWrongCode.Error(), Next: localPath(r.PostFormValue("next"))})
+		s.renderCode(w, r, v, http.StatusUnauthorized, codeForm{Error: accounts.ErrWrongCode.Error(), Next: next})
 		return
 	}
 	if err != nil {
@@ -195,7 +231,7 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request, v *viewer) {
 		s.unavailable(w, r, err)
 		return
 	}
-	s.startSession(w, r, v.Member, withSecondFactor(v.Session.Methods), "", localPath(r.PostFormValue("next")))
+	s.startSession(w, r, v.Member, withSecondFactor(v.Session.Methods, "otp"), "", next)
 }
 
 // signOut ends the session.

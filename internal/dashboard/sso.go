@@ -243,7 +243,7 @@ func (s *Server) finishSSO(w http.ResponseWriter, r *http.Request, m *hubv1.Memb
 	stage := ""
 	switch {
 	case multiFactor(methods):
-	case !account.TOTPConfirmed.IsZero():
+	case account.HasSecondFactor():
 		stage = accounts.StageSecondFactor
 	case s.mfaRequired(ctx, m.Spec.Role):
 		stage = accounts.StageEnrol
