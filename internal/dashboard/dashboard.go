@@ -157,6 +157,7 @@ func New(o Options) (*Server, error) {
 	mux.HandleFunc("POST /keys/{namespace}/{name}/retire", s.module(keys, (*Server).retire))
 	mux.HandleFunc("GET /keys/{namespace}/{name}", s.module(keys, (*Server).keyPage))
 	mux.HandleFunc("GET /keys/{namespace}/{name}/calls.csv", s.module(keys, (*Server).callsCSV))
+	mux.HandleFunc("GET /overview/usage", s.module(s.moduleNamed("Overview"), (*Server).overviewUsage))
 	usage := s.moduleNamed("Usage")
 	mux.HandleFunc("GET /usage.csv", s.module(usage, (*Server).usageCSV))
 	mux.HandleFunc("GET /usage/calls", s.module(usage, (*Server).usageCalls))

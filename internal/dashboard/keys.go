@@ -62,7 +62,7 @@ var keyStatuses = []hubv1.APIKeyPhase{hubv1.KeyPending, hubv1.KeyActive, hubv1.K
 // keeps).
 func (s *Server) keyProjects(r *http.Request, v *viewer) (map[string]string, error) {
 	var projects hubv1.ProjectList
-	if err := s.o.Reader.List(r.Context(), &projects); err != nil {
+	if err := s.o.Reader.List(r.Context(), &projects, readOnly); err != nil {
 		return nil, err
 	}
 	granted := map[string]bool{}
@@ -114,7 +114,7 @@ func (s *Server) keys(r *http.Request, v *viewer) (*keysData, error) {
 			continue
 		}
 		var keys hubv1.APIKeyList
-		if err := s.o.Reader.List(r.Context(), &keys, client.InNamespace(ns)); err != nil {
+		if err := s.o.Reader.List(r.Context(), &keys, client.InNamespace(ns), readOnly); err != nil {
 			return nil, err
 		}
 		for _, k := range keys.Items {

@@ -92,10 +92,17 @@ type overviewData struct {
 	// Alerts are what needs attention: caps in Warning or Exceeded, and
 	// keys that expire within a week.
 	Alerts []string
-	// Recent is the last week's usage; nil, with RecentError, when the
-	// usage report cannot be read (the rest of the page can).
+	// RecentLink opens the last week's usage; the overview loads it in
+	// (overviewUsage), so that the cached figures show at once.
+	RecentLink string
+}
+
+// overviewUsageData is the overview's usage section: the last week's
+// usage, or, with RecentError, why it cannot be read.
+type overviewUsageData struct {
 	Recent      *recentUsage
 	RecentError string
+	RecentLink  string
 }
 
 // recentUsage is the overview's chart: the last seven days' calls, by day
@@ -112,16 +119,21 @@ type recentUsage struct {
 // recentView is the overview chart's question.
 var recentView = usageView{Range: "7d", Granularity: string(mgmtv1alpha1.GranularityDay), Group: string(mgmtv1alpha1.DimensionProject)}
 
-// recentUsage reads the last week's report as the member. A failure is the
-// chart's only: the overview's other figures come from the cache.
-func (s *Server) recentUsage(r *http.Request, v *viewer, d *overviewData) {
-	report, err := s.report(r, v, recentView, reportOnly)
-	if err != nil {
+// recentLink is the Usage page of the overview's chart.
+var recentLink = "/usage?" + recentView.query()
+
+// overviewUsage serves the overview's usage section, which the overview
+// loads after it shows (htmx); without JavaScript the overview links to the
+// Usage page instead. A failure is the section's only.
+func (s *Server) overviewUsage(w http.ResponseWriter, r *http.Request, v *viewer) {
+	d := overviewUsageData{RecentLink: recentLink}
+	if report, err := s.report(r, v, recentView, reportOnly); err != nil {
 		_, d.RecentError = refusal(err)
-		return
+	} else {
+		_, chart := usageRows(recentView, report)
+		d.Recent = &recentUsage{Total: report.Status.Total, Chart: chart, Currency: report.Status.Currency, Link: recentLink}
 	}
-	_, chart := usageRows(recentView, report)
-	d.Recent = &recentUsage{Total: report.Status.Total, Chart: chart, Currency: report.Status.Currency, Link: "/usage?" + recentView.query()}
+	s.render(w, r, http.StatusOK, "overview-usage", s.pageOf(v, "/"), d)
 }
 
 type capSummary struct {
@@ -145,7 +157,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
 	var keys hubv1.APIKeyList
 	var members hubv1.MemberList
 	for _, list := range []client.ObjectList{&caps, &keys, &members} {
-		if err := s.o.Reader.List(ctx, list); err != nil {
+		if err := s.o.Reader.List(ctx, list, readOnly); err != nil {
 			s.unavailable(w, r, err)
 			return
 		}
@@ -167,7 +179,7 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
 			data.Members.Invited++
 		}
 	}
-	s.recentUsage(r, v, &data)
+	data.RecentLink = recentLink
 	s.render(w, r, http.StatusOK, "overview", s.pageOf(v, "/"), data)
 }
 

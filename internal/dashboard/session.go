@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/accounts"
 )
@@ -102,16 +104,21 @@ func (s *Server) current(r *http.Request) (*viewer, error) {
 // memberByEmail finds the Member of an email (nil when none).
 func (s *Server) memberByEmail(ctx context.Context, email string) (*hubv1.Member, error) {
 	var members hubv1.MemberList
-	if err := s.o.Reader.List(ctx, &members); err != nil {
+	if err := s.o.Reader.List(ctx, &members, readOnly); err != nil {
 		return nil, err
 	}
 	for i := range members.Items {
 		if hubv1.SameEmail(members.Items[i].Spec.Email, email) {
-			return &members.Items[i], nil
+			return members.Items[i].DeepCopy(), nil // the request's own copy
 		}
 	}
 	return nil, nil
 }
+
+// readOnly lists the cache's own objects, not copies: for pages that only
+// read what they list (the overview lists every key, cap and member on
+// each request). Nothing listed with it may be changed.
+var readOnly = client.UnsafeDisableDeepCopy
 
 // guarded serves h to sessions at one of the stages (accounts.Stage…; ""
 // for a finished sign-in). Others go where their stage is, or to sign in.

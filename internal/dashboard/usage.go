@@ -1,9 +1,12 @@
 package dashboard
 
 import (
+	"cmp"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -112,8 +115,46 @@ func chartOf(rows []usageRow, starts []int64, from, to time.Time) string {
 		chart.Series[k].Values[x] += row.UsageFigures.Calls
 		chart.Series[k].Links[x] = row.Calls
 	}
+	chart.Series = topSeries(chart.Series, len(chart.X))
 	raw, _ := json.Marshal(chart)
 	return string(raw)
+}
+
+// chartSeriesShown is how many lines a chart draws: more cannot be told
+// apart. The groups with the most calls get their own line; the rest share
+// one, whose points open no calls (the table lists each group's).
+const chartSeriesShown = 8
+
+// topSeries keeps the chartSeriesShown-1 series with the most calls, in
+// their order, and sums the others into one.
+func topSeries(series []chartSeries, points int) []chartSeries {
+	if len(series) <= chartSeriesShown {
+		return series
+	}
+	total := func(s chartSeries) (n int64) {
+		for _, v := range s.Values {
+			n += v
+		}
+		return n
+	}
+	order := make([]int, len(series))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(total(series[b]), total(series[a])) })
+	keep := order[:chartSeriesShown-1]
+	slices.Sort(keep)
+	out := make([]chartSeries, 0, chartSeriesShown)
+	for _, i := range keep {
+		out = append(out, series[i])
+	}
+	other := chartSeries{Label: fmt.Sprintf("%d others", len(series)-len(keep)), Values: make([]int64, points), Links: make([]string, points)}
+	for _, i := range order[chartSeriesShown-1:] {
+		for x, v := range series[i].Values {
+			other.Values[x] += v
+		}
+	}
+	return append(out, other)
 }
 
 // usageRow is a bucket of the report, with the link to its calls.

@@ -322,7 +322,7 @@ func TestDashboardKeys(t *testing.T) {
 	g.Expect(body).To(ContainSubstring(keyID))
 	status, body = v.get("/keys")
 	g.Expect(status).To(Equal(http.StatusForbidden))
-	g.Expect(body).To(ContainSubstring("API Keys is for the Developer role and above; your role is Viewer."))
+	g.Expect(body).To(ContainSubstring("API Keys is for the Developer role and above, in the organization or in a project; your role is Viewer."))
 	status, _ = v.post("/keys", form)
 	g.Expect(status).To(Equal(http.StatusForbidden))
 }

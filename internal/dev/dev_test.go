@@ -118,7 +118,7 @@ type runningDev struct {
 }
 
 // startDev runs the hub in the background and waits until it says it runs.
-func startDev(t *testing.T, stateDir string) *runningDev {
+func startDev(t testing.TB, stateDir string) *runningDev {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	d := &runningDev{out: &testlog.Buffer{}, done: make(chan error, 1), gatewayAddr: freeAddr(t)}
@@ -154,7 +154,7 @@ func clientFromKubeconfig(g Gomega, path string) client.Client {
 	return c
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
