@@ -279,6 +279,12 @@ func TestAdmissionRulesByRole(t *testing.T) {
 	prefixPatch := client.MergeFrom(org.DeepCopy())
 	org.Spec.Security.UsernamePrefix = "oidc:"
 	refusedWith(g, a.Patch(ctx, org.DeepCopy(), prefixPatch), "changing the username prefix needs the Owner role")
+	// Single sign-on's provider vouches for every email, an Owner's too.
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(org), org)).To(Succeed())
+	ssoPatch := client.MergeFrom(org.DeepCopy())
+	org.Spec.Security.SSO = &hubv1.SSOPolicy{OIDC: &hubv1.OIDCProvider{IssuerURL: "https://idp.example", ClientID: "hub",
+		ClientSecretRef: hubv1.SecretKeyRef{Name: "oidc", Key: "secret"}}}
+	refusedWith(g, a.Patch(ctx, org.DeepCopy(), ssoPatch), "spec.security.sso: Forbidden: changing single sign-on needs the Owner role")
 	g.Eventually(func() error {
 		o2 := &hubv1.Organization{}
 		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(org), o2); err != nil {

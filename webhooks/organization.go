@@ -32,8 +32,10 @@ func (v *OrganizationValidator) ValidateCreate(_ context.Context, org *hubv1.Org
 // Owner.
 func (v *OrganizationValidator) ValidateUpdate(ctx context.Context, old, org *hubv1.Organization) (admission.Warnings, error) {
 	// The plan, the username prefix (which re-keys every binding, so
-	// changing it could lock the Owners out) and the MFA policy (an Admin
-	// could otherwise lift what binds the Owners) are the Owners'.
+	// changing it could lock the Owners out), the MFA policy (an Admin
+	// could otherwise lift what binds the Owners) and single sign-on (whose
+	// provider vouches for every member's email, an Owner's included, and
+	// can report a second factor) are the Owners'.
 	ownerOnly := []struct {
 		changed bool
 		path    *field.Path
@@ -44,6 +46,8 @@ func (v *OrganizationValidator) ValidateUpdate(ctx context.Context, old, org *hu
 			"changing the username prefix"},
 		{!equality.Semantic.DeepEqual(old.Spec.Security.MFA, org.Spec.Security.MFA), field.NewPath("spec", "security", "mfa"),
 			"changing the MFA policy"},
+		{!equality.Semantic.DeepEqual(old.Spec.Security.SSO, org.Spec.Security.SSO), field.NewPath("spec", "security", "sso"),
+			"changing single sign-on"},
 	}
 	for _, o := range ownerOnly {
 		if !o.changed {

@@ -48,6 +48,12 @@ const (
 	ProvisionedBySSO        = "sso"
 )
 
+// OIDCClientSecretLabel marks, with "true", a Secret in the hub's namespace
+// that the dashboard may send to the Organization's identity provider as
+// its OIDC client secret (spec.security.sso.oidc.clientSecretRef): no
+// other Secret of that namespace leaves it that way.
+const OIDCClientSecretLabel = "hub.minimax.io/oidc-client-secret"
+
 // MemberPhase is where a member is.
 // +kubebuilder:validation:Enum=Invited;Active;Disabled
 type MemberPhase string

@@ -66,9 +66,11 @@ type Store interface {
 	// member who signs in with single sign-on may have no other setting.
 	SetTimeZone(ctx context.Context, email, name string) error
 
-	// AddPasskey adds a passkey to an account, creating the account if
-	// needed. The account's first second factor comes with RecoveryCodes
-	// fresh recovery codes, returned once; later ones return none.
+	// AddPasskey adds a passkey to an account as its second factor,
+	// creating the account if needed, with RecoveryCodes fresh recovery
+	// codes, returned once. An account with a second factor already (TOTP
+	// or a passkey) gets ErrHasSecondFactor: a session alone must not bind
+	// another authenticator.
 	AddPasskey(ctx context.Context, email string, p Passkey) (recoveryCodes []string, err error)
 	// Passkeys lists an account's passkeys, oldest first.
 	Passkeys(ctx context.Context, email string) ([]Passkey, error)
@@ -171,6 +173,9 @@ var (
 	// ErrWrongCode: a second-factor code is wrong, already used, or
 	// there is no second factor to check it against.
 	ErrWrongCode = errors.New("the code is not right: check the time on your device, and use a code once")
+	// ErrHasSecondFactor: the account has a second factor already, and
+	// AddPasskey adds none beside it.
+	ErrHasSecondFactor = errors.New("the account has a second factor already")
 )
 
 // RecoveryCodes is how many recovery codes an account gets.

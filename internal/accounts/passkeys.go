@@ -38,27 +38,31 @@ func (s *sqlStore) AddPasskey(ctx context.Context, email string, p Passkey) ([]s
 	}
 	defer func() { _ = tx.Rollback() }()
 	now := s.now().UnixMicro()
+	// Writing the account's row first holds it (PostgreSQL locks the row;
+	// SQLite writes one transaction at a time): a second registration at
+	// the same moment waits, then sees this one.
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`INSERT INTO dashboard_accounts (email, updated) VALUES (%s, %s)
-		ON CONFLICT (email) DO NOTHING`, s.p(1), s.p(2)), account, now); err != nil {
+		ON CONFLICT (email) DO UPDATE SET updated = excluded.updated`, s.p(1), s.p(2)), account, now); err != nil {
 		return nil, fmt.Errorf("adding a passkey to %s: %w", email, err)
 	}
-	// Whether the account had a second factor, read in the transaction
-	// that adds this one: the first one comes with recovery codes.
+	// A passkey is the account's first second factor, or none: another
+	// beside one needs the current one (the Settings module).
 	var confirmed int64
 	var passkeys int
 	if err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT totp_confirmed, (SELECT COUNT(*) FROM dashboard_passkeys WHERE email = %s)
 		FROM dashboard_accounts WHERE email = %s`, s.p(1), s.p(2)), account, account).Scan(&confirmed, &passkeys); err != nil {
 		return nil, fmt.Errorf("adding a passkey to %s: %w", email, err)
 	}
+	if confirmed != 0 || passkeys != 0 {
+		return nil, ErrHasSecondFactor
+	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`INSERT INTO dashboard_passkeys (email, id, name, credential, created, last_used)
 		VALUES (%s, %s, %s, %s, %s, 0)`, s.p(1), s.p(2), s.p(3), s.p(4), s.p(5)), account, p.ID, p.Name, string(p.Credential), now); err != nil {
 		return nil, fmt.Errorf("adding a passkey to %s: %w", email, err)
 	}
-	var codes []string
-	if confirmed == 0 && passkeys == 0 {
-		if codes, err = s.replaceRecoveryCodes(ctx, tx, account); err != nil {
-			return nil, err
-		}
+	codes, err := s.replaceRecoveryCodes(ctx, tx, account)
+	if err != nil {
+		return nil, err
 	}
 	return codes, tx.Commit()
 }

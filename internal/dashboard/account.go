@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -40,14 +41,25 @@ func (s *Server) organizationZone(ctx context.Context) *time.Location {
 	return time.UTC
 }
 
-// loadZone loads an IANA time zone; "Local" (the server's zone, which
-// means nothing to the reader) is not one.
+// loadZone loads an IANA time zone, once per name (each page asks);
+// "Local" (the server's zone, which means nothing to the reader) is not
+// one.
 func loadZone(name string) (*time.Location, error) {
 	if strings.EqualFold(name, "Local") {
 		return nil, errNotAZone
 	}
-	return time.LoadLocation(name)
+	if loc, ok := zones.Load(name); ok {
+		return loc.(*time.Location), nil
+	}
+	loc, err := time.LoadLocation(name)
+	if err == nil && len(name) <= 64 {
+		zones.Store(name, loc)
+	}
+	return loc, err
 }
+
+// zones caches loaded time zones by name (there are a few hundred).
+var zones sync.Map
 
 var errNotAZone = errors.New("not an IANA time zone")
 

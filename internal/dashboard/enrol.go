@@ -52,7 +52,7 @@ func (s *Server) enrolPage(w http.ResponseWriter, r *http.Request, v *viewer) {
 		return
 	}
 	form := enrolForm{Required: v.Session.Stage == accounts.StageEnrol, Secret: key.Secret(), Next: localPath(r.URL.Query().Get("next")),
-		Passkey: s.offerPasskey(w, r, v.Session.Email, true),
+		Passkey: s.offerPasskey(w, r, v, true),
 		QR:      template.URL("data:image/png;base64," + base64.StdEncoding.EncodeToString(buf.Bytes()))}
 	w.Header().Set("Cache-Control", "no-store")
 	s.render(w, r, http.StatusOK, "enrol", s.pageOf(v, ""), form)

@@ -59,6 +59,12 @@ var errNoPasskeys = errors.New("passkeys need the dashboard at a domain name, ov
 // request reached it.
 func (s *Server) relyingParty(r *http.Request) (*webauthn.WebAuthn, error) {
 	base := s.baseURL(r)
+	if s.o.Insecure {
+		// Loopback HTTP (hub dev): the host the browser used, so that
+		// http://localhost:8088 has passkeys though the hub's URL names
+		// 127.0.0.1.
+		base = "http://" + r.Host
+	}
 	u, err := url.Parse(base)
 	if err != nil || u.Hostname() == "" || isIP(u.Hostname()) {
 		return nil, errNoPasskeys
@@ -95,10 +101,12 @@ func (s *Server) passkeyUserOf(ctx context.Context, email string) (passkeyUser, 
 }
 
 // offerPasskey begins a ceremony (registration when register, else a
-// sign-in) for the page about to be shown: it returns the options for the
-// page's form, JSON, and seals the ceremony's state into the cookie. An
-// empty result offers no passkey.
-func (s *Server) offerPasskey(w http.ResponseWriter, r *http.Request, email string, register bool) string {
+// sign-in) for the page about to be shown to v: it returns the options for
+// the page's form, JSON, and seals the ceremony's state into the cookie,
+// bound to v's session (ceremonySealContext). An empty result offers no
+// passkey.
+func (s *Server) offerPasskey(w http.ResponseWriter, r *http.Request, v *viewer, register bool) string {
+	email := v.Session.Email
 	rp, err := s.relyingParty(r)
 	if err != nil {
 		return ""
@@ -127,8 +135,8 @@ func (s *Server) offerPasskey(w http.ResponseWriter, r *http.Request, email stri
 	state, err := json.Marshal(session)
 	if err == nil {
 		var sealed string
-		if sealed, err = s.sealer.Seal(passkeySealContext+" "+u.email, string(state)); err == nil {
-			http.SetCookie(w, &http.Cookie{Name: passkeyCookie, Value: sealed, Path: "/", MaxAge: int(passkeyTimeout.Seconds()),
+		if sealed, err = s.sealer.Seal(ceremonySealContext(v, register), string(state)); err == nil {
+			http.SetCookie(w, &http.Cookie{Name: s.hostCookie(passkeyCookie), Value: sealed, Path: "/", MaxAge: int(passkeyTimeout.Seconds()),
 				HttpOnly: true, Secure: !s.o.Insecure, SameSite: http.SameSiteLaxMode})
 		}
 	}
@@ -140,14 +148,22 @@ func (s *Server) offerPasskey(w http.ResponseWriter, r *http.Request, email stri
 	return string(raw)
 }
 
-// passkeySession opens the ceremony state the page's cookie carries, for
-// the email it was sealed for.
-func (s *Server) passkeySession(r *http.Request, email string) (webauthn.SessionData, bool) {
-	c, err := r.Cookie(passkeyCookie)
+// ceremonySealContext binds a ceremony's sealed state to its kind and to
+// the session that began it: an answer captured with its cookie does not
+// work in another session, even of the same account.
+func ceremonySealContext(v *viewer, register bool) string {
+	sum := sha256.Sum256([]byte(v.token))
+	return fmt.Sprintf("%s register=%t %s %x", passkeySealContext, register, v.Session.Email, sum[:16])
+}
+
+// passkeySession opens the ceremony state the page's cookie carries, if it
+// was sealed for v's session and this kind of ceremony.
+func (s *Server) passkeySession(r *http.Request, v *viewer, register bool) (webauthn.SessionData, bool) {
+	c, err := r.Cookie(s.hostCookie(passkeyCookie))
 	if err != nil {
 		return webauthn.SessionData{}, false
 	}
-	raw, err := s.sealer.Open(passkeySealContext+" "+email, c.Value)
+	raw, err := s.sealer.Open(ceremonySealContext(v, register), c.Value)
 	if err != nil {
 		return webauthn.SessionData{}, false
 	}
@@ -156,7 +172,7 @@ func (s *Server) passkeySession(r *http.Request, email string) (webauthn.Session
 }
 
 func (s *Server) endPasskeyCeremony(w http.ResponseWriter) {
-	http.SetCookie(w, &http.Cookie{Name: passkeyCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: !s.o.Insecure,
+	http.SetCookie(w, &http.Cookie{Name: s.hostCookie(passkeyCookie), Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: !s.o.Insecure,
 		SameSite: http.SameSiteLaxMode})
 }
 
@@ -189,7 +205,7 @@ func (s *Server) addPasskey(w http.ResponseWriter, r *http.Request, v *viewer) {
 		refuse("Passkeys cannot be used at this address: " + err.Error() + ".")
 		return
 	}
-	session, ok := s.passkeySession(r, v.Session.Email)
+	session, ok := s.passkeySession(r, v, true)
 	s.endPasskeyCeremony(w)
 	if !ok {
 		refuse("This passkey setup took too long, or began in another tab. Try again.")
@@ -218,6 +234,10 @@ func (s *Server) addPasskey(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	codes, err := s.o.Accounts.AddPasskey(r.Context(), v.Session.Email, accounts.Passkey{
 		ID: base64.RawURLEncoding.EncodeToString(credential.ID), Name: "Passkey added " + v.date(s.o.Clock.Now()), Credential: record})
+	if errors.Is(err, accounts.ErrHasSecondFactor) {
+		refuse("Your second factor is set up already.")
+		return
+	}
 	if err != nil {
 		s.unavailable(w, r, err)
 		return
@@ -235,7 +255,7 @@ func (s *Server) passkeySignIn(w http.ResponseWriter, r *http.Request, v *viewer
 	if !s.secondFactorAttempt(w, r, v, key, addressKey, next) {
 		return
 	}
-	session, ok := s.passkeySession(r, v.Session.Email)
+	session, ok := s.passkeySession(r, v, false)
 	s.endPasskeyCeremony(w)
 	rp, err := s.relyingParty(r)
 	var credential *webauthn.Credential
@@ -246,6 +266,11 @@ func (s *Server) passkeySignIn(w http.ResponseWriter, r *http.Request, v *viewer
 			var u passkeyUser
 			if u, byID, err = s.passkeyUserOf(ctx, v.Session.Email); err == nil {
 				credential, err = rp.ValidateLogin(u, session, parsed)
+			}
+			if err == nil && credential.Authenticator.CloneWarning {
+				// The signature counter went back: two copies of the key
+				// exist (W3C Web Authentication, section 6.1.1).
+				err = errors.New("the passkey's signature counter went back: it may have been copied")
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -30,6 +31,16 @@ func (s *Server) cookieName() string {
 		return insecureSessionCookie
 	}
 	return sessionCookie
+}
+
+// hostCookie is a cookie's name with the __Host- prefix when the dashboard
+// is on HTTPS (the cookie is then Secure, for the whole origin, and set by
+// no other host).
+func (s *Server) hostCookie(name string) string {
+	if s.o.Insecure {
+		return name
+	}
+	return "__Host-" + name
 }
 
 // setSession sets the session cookie: HttpOnly (no script reads it),
@@ -178,15 +189,19 @@ func localPath(next string) string {
 		return "/"
 	}
 	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") {
-		return "/"
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, "/") ||
+		strings.IndexFunc(u.Path, func(r rune) bool { return r == '\\' || unicode.IsControl(r) }) >= 0 {
+		return "/" // the decoded path too: %5C is a backslash once a redirect decodes it
 	}
 	clean := path.Clean(u.Path)
 	if strings.HasPrefix(clean, "//") {
 		return "/"
 	}
+	// Escaped again, so that the result reads the same when it comes back
+	// (a redirect, a form): localPath(localPath(x)) == localPath(x).
+	out := (&url.URL{Path: clean}).EscapedPath()
 	if u.RawQuery != "" {
-		clean += "?" + u.RawQuery
+		out += "?" + u.RawQuery
 	}
-	return clean
+	return out
 }

@@ -21,9 +21,18 @@ func TestLocalPath(t *testing.T) {
 		"keys":                  "/",
 		"/%2F%2Fevil.example":   "/evil.example",
 		"/ok\r\nLocation: x":    "/",
+		"/%5Cevil.example":      "/",
+		"/%5cevil.example":      "/",
+		"/%09/evil.example":     "/",
+		"/%255Cevil.example":    "/%255Cevil.example",
+		"/keys/a%20b":           "/keys/a%20b",
 	} {
-		if got := localPath(next); got != want {
+		got := localPath(next)
+		if got != want {
 			t.Errorf("localPath(%q) = %q, want %q", next, got, want)
+		}
+		if again := localPath(got); again != got {
+			t.Errorf("localPath(localPath(%q)) = %q, not %q: a second pass decodes once more", next, again, got)
 		}
 	}
 }

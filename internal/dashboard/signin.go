@@ -181,7 +181,7 @@ func (s *Server) renderCode(w http.ResponseWriter, r *http.Request, v *viewer, s
 	}
 	form.TOTP = !account.TOTPConfirmed.IsZero()
 	if account.Passkeys > 0 {
-		form.Passkey = s.offerPasskey(w, r, v.Session.Email, false)
+		form.Passkey = s.offerPasskey(w, r, v, false)
 	}
 	s.render(w, r, status, "code", nil, form)
 }

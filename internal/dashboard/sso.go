@@ -47,8 +47,9 @@ import (
 const (
 	ssoPath         = "/signin/sso"
 	ssoCallbackPath = "/signin/sso/callback"
-	// ssoCookie carries the sealed state of a sign-in under way; it is
-	// sent only to the callback.
+	// ssoCookie carries the sealed state of a sign-in under way (the
+	// __Host- prefix where the dashboard is on HTTPS: no sibling host can
+	// set it).
 	ssoCookie = "hub-sso"
 	// ssoTimeout is how long a person has at the provider.
 	ssoTimeout = 10 * time.Minute
@@ -167,7 +168,7 @@ func (s *Server) startSSO(w http.ResponseWriter, r *http.Request) {
 	}
 	// SameSite=Lax: the provider's redirect back is a top-level GET from
 	// another site, which Lax lets through and Strict would not.
-	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: sealed, Path: ssoCallbackPath, MaxAge: int(ssoTimeout.Seconds()),
+	http.SetCookie(w, &http.Cookie{Name: s.hostCookie(ssoCookie), Value: sealed, Path: "/", MaxAge: int(ssoTimeout.Seconds()),
 		HttpOnly: true, Secure: !s.o.Insecure, SameSite: http.SameSiteLaxMode})
 	target := s.oauth2Config(r, p, settings, "").AuthCodeURL(st.State, oidc.Nonce(st.Nonce), oauth2.S256ChallengeOption(st.Verifier))
 	http.Redirect(w, r, target, http.StatusFound)
@@ -181,7 +182,7 @@ func (s *Server) startSSO(w http.ResponseWriter, r *http.Request) {
 // just-in-time provisioning is on.
 func (s *Server) ssoCallback(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	http.SetCookie(w, &http.Cookie{Name: ssoCookie, Value: "", Path: ssoCallbackPath, MaxAge: -1, HttpOnly: true,
+	http.SetCookie(w, &http.Cookie{Name: s.hostCookie(ssoCookie), Value: "", Path: "/", MaxAge: -1, HttpOnly: true,
 		Secure: !s.o.Insecure, SameSite: http.SameSiteLaxMode})
 	st, ok := s.openSSOState(r)
 	if !ok {
@@ -189,13 +190,15 @@ func (s *Server) ssoCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	if e := q.Get("error"); e != "" {
-		s.ssoRefused(w, r, http.StatusUnauthorized, fmt.Sprintf("Your identity provider did not sign you in (%s). %s",
-			e, q.Get("error_description")))
-		return
-	}
 	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(st.State)) != 1 {
 		s.ssoRefused(w, r, http.StatusBadRequest, "This sign-in answer does not belong to this browser's sign-in. Sign in again.")
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		// The provider's own description goes to the log: the page shows
+		// no text a link could put there.
+		s.o.Log.Info("The identity provider did not sign a person in", "error", e, "description", q.Get("error_description"))
+		s.ssoRefused(w, r, http.StatusUnauthorized, fmt.Sprintf("Your identity provider did not sign you in (%s).", oauthErrorCode(e)))
 		return
 	}
 	policy, settings := s.oidcSettings(ctx)
@@ -254,7 +257,7 @@ func (s *Server) finishSSO(w http.ResponseWriter, r *http.Request, m *hubv1.Memb
 // openSSOState opens the callback's cookie; ok is false when it is
 // missing, forged, sealed with another key, or expired.
 func (s *Server) openSSOState(r *http.Request) (ssoState, bool) {
-	c, err := r.Cookie(ssoCookie)
+	c, err := r.Cookie(s.hostCookie(ssoCookie))
 	if err != nil {
 		return ssoState{}, false
 	}
@@ -336,8 +339,10 @@ func readClaims(idToken *oidc.IDToken, names hubv1.OIDCClaims) (*ssoClaims, erro
 		return nil, &ssoRefusal{fmt.Sprintf("Your identity provider did not say your email address (claim %q). "+
 			"Ask an Admin to check the Organization's spec.security.sso.oidc.claims.email.", emailClaim)}
 	}
-	var verified *bool
-	if v, ok := all["email_verified"]; ok && json.Unmarshal(v, &verified) == nil && verified != nil && !*verified {
+	// A provider that says anything but true of email_verified has not
+	// vouched for the address. One that leaves the claim out (Microsoft
+	// Entra ID does) vouches by sending it: the Owners chose the provider.
+	if v, ok := all["email_verified"]; ok && string(v) != "true" && string(v) != `"true"` {
 		return nil, &ssoRefusal{"Your identity provider has not verified your email address, so the hub cannot " +
 			"tell it is yours. Verify it with your provider, then sign in again."}
 	}
@@ -358,6 +363,13 @@ func (s *Server) clientSecret(ctx context.Context, ref hubv1.SecretKeyRef) (stri
 	secret := &corev1.Secret{}
 	if err := s.o.Secrets.Get(ctx, client.ObjectKey{Namespace: s.o.HubNamespace, Name: ref.Name}, secret); err != nil {
 		return "", fmt.Errorf("reading the OIDC client secret %s/%s: %w", s.o.HubNamespace, ref.Name, err)
+	}
+	// The provider receives the secret: only a Secret the cluster's
+	// operators marked for it may go there, not any Secret of the hub's
+	// namespace an Organization names.
+	if secret.Labels[hubv1.OIDCClientSecretLabel] != "true" {
+		return "", fmt.Errorf("the Secret %s/%s is not labelled %s=true, which marks a Secret the dashboard may send "+
+			"to the identity provider as its client secret", s.o.HubNamespace, ref.Name, hubv1.OIDCClientSecretLabel)
 	}
 	v, ok := secret.Data[ref.Key]
 	if !ok || len(v) == 0 {
@@ -412,7 +424,15 @@ func (s *Server) provision(ctx context.Context, role hubv1.Role, claims *ssoClai
 	}
 	err = as.Create(ctx, m)
 	if apierrors.IsAlreadyExists(err) {
-		err = nil // a sign-in at the same moment made it
+		// A sign-in at the same moment made it; or another Member has the
+		// name, and a longer digest makes another.
+		if other := (&hubv1.Member{}); s.o.Reader.Get(ctx, client.ObjectKey{Name: m.Name}, other) == nil && !hubv1.SameEmail(other.Spec.Email, claims.Email) {
+			m.Name, m.ResourceVersion = memberNameOfLength(claims.Email, 8), ""
+			err = as.Create(ctx, m)
+		}
+		if apierrors.IsAlreadyExists(err) {
+			err = nil
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("creating the member of %s by just-in-time provisioning: %w", claims.Email, err)
@@ -449,7 +469,10 @@ func (s *Server) knownGroups(ctx context.Context, names []string) []string {
 // memberName is the Member name of a provisioned email: its local part,
 // made a DNS label, and a digest of the whole address, so that two emails
 // alike in their local part get two names, and one email always the same.
-func memberName(email string) string {
+func memberName(email string) string { return memberNameOfLength(email, 3) }
+
+// memberNameOfLength is memberName with a digest of n bytes.
+func memberNameOfLength(email string, n int) string {
 	email = hubv1.EmailKey(email)
 	local, _, _ := strings.Cut(email, "@")
 	var b strings.Builder
@@ -467,9 +490,18 @@ func memberName(email string) string {
 	}
 	sum := sha256.Sum256([]byte(email))
 	if name == "" {
-		return "sso-" + hex.EncodeToString(sum[:4])
+		return "sso-" + hex.EncodeToString(sum[:n+1])
 	}
-	return name + "-" + hex.EncodeToString(sum[:3])
+	return name + "-" + hex.EncodeToString(sum[:n])
+}
+
+// oauthErrorCode keeps an OAuth 2.0 error code (RFC 6749 section 4.1.2.1:
+// printable ASCII, no quote or backslash) short; anything else is "error".
+func oauthErrorCode(e string) string {
+	if len(e) > 64 || strings.IndexFunc(e, func(r rune) bool { return r < 0x20 || r > 0x7e || r == '"' || r == '\\' }) >= 0 {
+		return "error"
+	}
+	return e
 }
 
 // ssoRefused shows the sign-in page with why single sign-on did not sign

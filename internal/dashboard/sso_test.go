@@ -65,6 +65,8 @@ func (p *idp) client() *http.Client {
 type person struct {
 	email    string
 	verified bool
+	// verifiedAs, when set, is the raw JSON of email_verified.
+	verifiedAs string
 	groups   []string
 	// amr are the provider's authentication methods (RFC 8176).
 	amr []string
@@ -77,13 +79,20 @@ func (u person) Userinfo([]string) ([]byte, error) {
 }
 
 func (u person) Claims(_ []string, base *mockoidc.IDTokenClaims) (jwt.Claims, error) {
-	return &personClaims{IDTokenClaims: base, Email: u.email, EmailVerified: u.verified, Groups: u.groups, AMR: u.amr}, nil
+	verified := json.RawMessage("false")
+	switch {
+	case u.verifiedAs != "":
+		verified = json.RawMessage(u.verifiedAs)
+	case u.verified:
+		verified = json.RawMessage("true")
+	}
+	return &personClaims{IDTokenClaims: base, Email: u.email, EmailVerified: verified, Groups: u.groups, AMR: u.amr}, nil
 }
 
 type personClaims struct {
 	*mockoidc.IDTokenClaims
-	Email         string   `json:"email"`
-	EmailVerified bool     `json:"email_verified"`
+	Email         string          `json:"email"`
+	EmailVerified json.RawMessage `json:"email_verified"`
 	Groups        []string `json:"groups,omitempty"`
 	AMR           []string `json:"amr,omitempty"`
 }
@@ -96,7 +105,8 @@ func ssoOrganization(t *testing.T, g Gomega, p *idp, jit *hubv1.JITProvisioning)
 	if err := env.Client.Create(ctx, ns); !apierrors.IsAlreadyExists(err) {
 		g.Expect(err).NotTo(HaveOccurred())
 	}
-	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: hubv1.DefaultHubNamespace, Name: "hub-sso"},
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: hubv1.DefaultHubNamespace, Name: "hub-sso",
+		Labels: map[string]string{hubv1.OIDCClientSecretLabel: "true"}},
 		Data: map[string][]byte{"client-secret": []byte(p.ClientSecret)}}
 	g.Expect(env.Client.Create(ctx, secret)).To(Succeed())
 	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), secret) })
@@ -217,7 +227,26 @@ func TestSingleSignOn(t *testing.T) {
 	code, body = s.get(g, "/signin/sso/callback?"+url.Values{"state": {request.Get("state")}, "error": {"access_denied"},
 		"error_description": {"The user said no."}}.Encode())
 	g.Expect(code).To(Equal(http.StatusUnauthorized), body)
-	g.Expect(body).To(ContainSubstring("Your identity provider did not sign you in (access_denied). The user said no."))
+	g.Expect(body).To(ContainSubstring("Your identity provider did not sign you in (access_denied)."))
+	g.Expect(body).NotTo(ContainSubstring("The user said no."), "no text of a link's on the page")
+	request = begin()
+	code, body = s.get(g, "/signin/sso/callback?"+url.Values{"state": {"forged"}, "error": {"access_denied"}}.Encode())
+	g.Expect(code).To(Equal(http.StatusBadRequest), "the state is checked first")
+	g.Expect(body).To(ContainSubstring("does not belong to this browser"))
+
+	// Only a Secret marked for it is sent to the provider.
+	fresh()
+	unmarked := &corev1.Secret{}
+	g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: hubv1.DefaultHubNamespace, Name: "hub-sso"}, unmarked)).To(Succeed())
+	unmarked.Labels = nil
+	g.Expect(env.Client.Update(ctx, unmarked)).To(Succeed())
+	p.QueueUser(person{email: "jane.doe@example.com", verified: true})
+	code, _ = s.get(g, "/signin/sso")
+	g.Expect(code).To(Equal(http.StatusBadGateway))
+	g.Expect(env.Client.Get(ctx, client.ObjectKeyFromObject(unmarked), unmarked)).To(Succeed())
+	unmarked.Labels = map[string]string{hubv1.OIDCClientSecretLabel: "true"}
+	g.Expect(env.Client.Update(ctx, unmarked)).To(Succeed())
+	fresh()
 
 	// A provider that has not verified the email is not believed.
 	fresh()
@@ -225,6 +254,11 @@ func TestSingleSignOn(t *testing.T) {
 	code, body = s.get(g, "/signin/sso")
 	g.Expect(code).To(Equal(http.StatusUnauthorized))
 	g.Expect(body).To(ContainSubstring("has not verified your email"))
+	g.Expect(memberOf(g, "mallory@example.com")).To(BeNil())
+	fresh()
+	p.QueueUser(person{email: "mallory@example.com", verifiedAs: `"no"`})
+	code, _ = s.get(g, "/signin/sso")
+	g.Expect(code).To(Equal(http.StatusUnauthorized), "anything but true is not verified")
 	g.Expect(memberOf(g, "mallory@example.com")).To(BeNil())
 
 	// Without just-in-time provisioning, only members sign in; an invited
