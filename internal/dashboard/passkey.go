@@ -245,6 +245,32 @@ func (s *Server) addPasskey(w http.ResponseWriter, r *http.Request, v *viewer) {
 	s.enrolled(w, r, v, withSecondFactor(v.Session.Methods, passkeyMethod(credential)), codes, next)
 }
 
+// verifyAssertion checks a sign-in's passkey answer (the form's
+// credential) against the ceremony and v's passkeys, and returns the
+// passkey as it is after the sign-in, and v's passkeys by ID.
+func (s *Server) verifyAssertion(r *http.Request, v *viewer, session webauthn.SessionData) (*webauthn.Credential,
+	map[string]accounts.Passkey, error) {
+	rp, err := s.relyingParty(r)
+	if err != nil {
+		return nil, nil, err
+	}
+	parsed, err := protocol.ParseCredentialRequestResponseBytes([]byte(r.PostFormValue("credential")))
+	if err != nil {
+		return nil, nil, err
+	}
+	u, byID, err := s.passkeyUserOf(r.Context(), v.Session.Email)
+	if err != nil {
+		return nil, nil, err
+	}
+	credential, err := rp.ValidateLogin(u, session, parsed)
+	if err == nil && credential.Authenticator.CloneWarning {
+		// The signature counter went back: two copies of the key exist
+		// (W3C Web Authentication, section 6.1.1).
+		err = errors.New("the passkey's signature counter went back: it may have been copied")
+	}
+	return credential, byID, err
+}
+
 // passkeySignIn checks the passkey a sign-in's second step answered with,
 // counted against the account's failures like a code.
 func (s *Server) passkeySignIn(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -257,23 +283,7 @@ func (s *Server) passkeySignIn(w http.ResponseWriter, r *http.Request, v *viewer
 	}
 	session, ok := s.passkeySession(r, v, false)
 	s.endPasskeyCeremony(w)
-	rp, err := s.relyingParty(r)
-	var credential *webauthn.Credential
-	var byID map[string]accounts.Passkey
-	if ok && err == nil {
-		var parsed *protocol.ParsedCredentialAssertionData
-		if parsed, err = protocol.ParseCredentialRequestResponseBytes([]byte(r.PostFormValue("credential"))); err == nil {
-			var u passkeyUser
-			if u, byID, err = s.passkeyUserOf(ctx, v.Session.Email); err == nil {
-				credential, err = rp.ValidateLogin(u, session, parsed)
-			}
-			if err == nil && credential.Authenticator.CloneWarning {
-				// The signature counter went back: two copies of the key
-				// exist (W3C Web Authentication, section 6.1.1).
-				err = errors.New("the passkey's signature counter went back: it may have been copied")
-			}
-		}
-	}
+	credential, byID, err := s.verifyAssertion(r, v, session)
 	if !ok || err != nil {
 		if err != nil {
 			s.o.Log.Info("A passkey sign-in did not verify", "error", err.Error())

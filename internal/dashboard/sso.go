@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -342,7 +343,7 @@ func readClaims(idToken *oidc.IDToken, names hubv1.OIDCClaims) (*ssoClaims, erro
 	// A provider that says anything but true of email_verified has not
 	// vouched for the address. One that leaves the claim out (Microsoft
 	// Entra ID does) vouches by sending it: the Owners chose the provider.
-	if v, ok := all["email_verified"]; ok && string(v) != "true" && string(v) != `"true"` {
+	if v, ok := all["email_verified"]; ok && !vouched(v) {
 		return nil, &ssoRefusal{"Your identity provider has not verified your email address, so the hub cannot " +
 			"tell it is yours. Verify it with your provider, then sign in again."}
 	}
@@ -353,6 +354,17 @@ func readClaims(idToken *oidc.IDToken, names hubv1.OIDCClaims) (*ssoClaims, erro
 		_ = json.Unmarshal(v, &out.AMR)
 	}
 	return out, nil
+}
+
+// vouched says whether an email_verified claim is true: the JSON boolean,
+// or the string some providers send.
+func vouched(raw json.RawMessage) bool {
+	var b bool
+	if json.Unmarshal(raw, &b) == nil {
+		return b
+	}
+	var s string
+	return json.Unmarshal(raw, &s) == nil && strings.EqualFold(s, strconv.FormatBool(true))
 }
 
 // clientSecret reads the OIDC client secret from the hub's namespace.

@@ -67,7 +67,7 @@ type person struct {
 	verified bool
 	// verifiedAs, when set, is the raw JSON of email_verified.
 	verifiedAs string
-	groups   []string
+	groups     []string
 	// amr are the provider's authentication methods (RFC 8176).
 	amr []string
 }
@@ -93,8 +93,8 @@ type personClaims struct {
 	*mockoidc.IDTokenClaims
 	Email         string          `json:"email"`
 	EmailVerified json.RawMessage `json:"email_verified"`
-	Groups        []string `json:"groups,omitempty"`
-	AMR           []string `json:"amr,omitempty"`
+	Groups        []string        `json:"groups,omitempty"`
+	AMR           []string        `json:"amr,omitempty"`
 }
 
 // ssoOrganization sets the Organization's single sign-on to the provider,
@@ -229,7 +229,7 @@ func TestSingleSignOn(t *testing.T) {
 	g.Expect(code).To(Equal(http.StatusUnauthorized), body)
 	g.Expect(body).To(ContainSubstring("Your identity provider did not sign you in (access_denied)."))
 	g.Expect(body).NotTo(ContainSubstring("The user said no."), "no text of a link's on the page")
-	request = begin()
+	begin()
 	code, body = s.get(g, "/signin/sso/callback?"+url.Values{"state": {"forged"}, "error": {"access_denied"}}.Encode())
 	g.Expect(code).To(Equal(http.StatusBadRequest), "the state is checked first")
 	g.Expect(body).To(ContainSubstring("does not belong to this browser"))
