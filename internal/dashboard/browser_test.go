@@ -22,13 +22,7 @@ import (
 // is used once per run: its namespace outlives it.
 func withCapAndKey(t *testing.T, g Gomega, name string) {
 	ctx := context.Background()
-	project := &hubv1.Project{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: hubv1.ProjectSpec{DisplayName: "Support chatbot"}}
-	g.Expect(env.Client.Create(ctx, project)).To(Succeed())
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), project) })
-	g.Eventually(func() string {
-		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(project), project)
-		return project.Status.Namespace
-	}, 20*time.Second, 100*time.Millisecond).ShouldNot(BeEmpty())
+	newProject(t, g, name, hubv1.ProjectSpec{DisplayName: "Support chatbot"})
 	key := &hubv1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: name, Name: "support-bot"},
 		Spec: hubv1.APIKeySpec{Label: "Support assistant (production)", Scope: hubv1.ScopeStandard, Owner: "browser@example.com"}}
 	g.Expect(env.Client.Create(ctx, key)).To(Succeed())
@@ -44,6 +38,28 @@ func withCapAndKey(t *testing.T, g Gomega, name string) {
 	}, 20*time.Second, 100*time.Millisecond).Should(Equal(hubv1.KeyActive))
 }
 
+// newProject creates a project of the name and waits for its namespace
+// (the manager's), which it returns. A project's name is used once per
+// run: its namespace outlives it.
+func newProject(t *testing.T, g Gomega, name string, spec hubv1.ProjectSpec) string {
+	ctx := context.Background()
+	project := &hubv1.Project{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: spec}
+	g.Expect(env.Client.Create(ctx, project)).To(Succeed())
+	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), project) })
+	g.Eventually(func() string {
+		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(project), project)
+		return project.Status.Namespace
+	}, 20*time.Second, 100*time.Millisecond).ShouldNot(BeEmpty())
+	return project.Status.Namespace
+}
+
+// textOf is the trimmed text of the first element a CSS selector finds.
+func textOf(ctx context.Context, g Gomega, sel string) string {
+	v, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+	g.Expect(err).NotTo(HaveOccurred(), sel)
+	return strings.TrimSpace(v)
+}
+
 // TestInABrowser: in headless Chromium, an invited Admin creates their
 // account, sets up the second factor the policy asks for, and reaches the
 // overview, which fits desktop, tablet and phone screens without
@@ -57,11 +73,7 @@ func TestInABrowser(t *testing.T) {
 	withCapAndKey(t, g, "chatbot")
 	ctx := testbrowser.Start(t)
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
-	text := func(sel string) string {
-		v, err := chromedp.Run(ctx, chromedp.Text(css(sel)))
-		g.Expect(err).NotTo(HaveOccurred(), sel)
-		return strings.TrimSpace(v)
-	}
+	text := func(sel string) string { return textOf(ctx, g, sel) }
 	fits := func() bool {
 		v, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.documentElement.scrollWidth <= window.innerWidth`))
 		g.Expect(err).NotTo(HaveOccurred())

@@ -9,7 +9,6 @@ import (
 
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 )
@@ -18,17 +17,10 @@ import (
 // with a key named after it. A project's name is used once per run: its
 // namespace outlives it.
 func projectWithKey(t *testing.T, g Gomega, name string, grants ...hubv1.ProjectAccess) {
-	ctx := context.Background()
-	project := &hubv1.Project{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: hubv1.ProjectSpec{DisplayName: name, Access: grants}}
-	g.Expect(env.Client.Create(ctx, project)).To(Succeed())
-	t.Cleanup(func() { _ = env.Client.Delete(context.Background(), project) })
-	g.Eventually(func() string {
-		_ = env.Client.Get(ctx, client.ObjectKeyFromObject(project), project)
-		return project.Status.Namespace
-	}, 20*time.Second, 100*time.Millisecond).ShouldNot(BeEmpty())
-	key := &hubv1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: project.Status.Namespace, Name: name + "-key"},
+	ns := newProject(t, g, name, hubv1.ProjectSpec{DisplayName: name, Access: grants})
+	key := &hubv1.APIKey{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-key"},
 		Spec: hubv1.APIKeySpec{Label: "Key of " + name, Scope: hubv1.ScopeStandard, Owner: "lead@example.com"}}
-	g.Expect(env.Client.Create(ctx, key)).To(Succeed())
+	g.Expect(env.Client.Create(context.Background(), key)).To(Succeed())
 }
 
 // TestKeysOfAssignedProjects: a Developer sees the keys of the projects

@@ -30,11 +30,7 @@ func TestPasskeysInABrowser(t *testing.T) {
 	link := invite(t, g, "keyholder", hubv1.RoleDeveloper)
 	ctx := testbrowser.Start(t)
 	css := func(sel string) chromedp.CSS { return chromedp.CSS(sel) }
-	text := func(sel string) string {
-		v, err := chromedp.Run(ctx, chromedp.Text(css(sel)))
-		g.Expect(err).NotTo(HaveOccurred(), sel)
-		return strings.TrimSpace(v)
-	}
+	text := func(sel string) string { return textOf(ctx, g, sel) }
 
 	g.Expect(chromedp.Do(ctx, chromedp.Navigate(base+link))).To(Succeed())
 	_, err := chromedp.Call(ctx, webauthn.Enable, webauthn.EnableParams{})
