@@ -69,6 +69,12 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	busy    map[string]bool
 	workers sync.WaitGroup
+	// finished numbers each worker's end (seq), by channel: a pass whose
+	// read of the outbox is older than a channel's last worker's end holds
+	// a stale queue for it (alerts since delivered), and leaves it to the
+	// next pass, which that worker's end wakes.
+	seq      uint64
+	finished map[string]uint64
 }
 
 // +kubebuilder:rbac:groups=hub.minimax.io,resources=notificationchannels,verbs=get;list;watch
@@ -84,6 +90,7 @@ func (d *Dispatcher) init() {
 	d.once.Do(func() {
 		d.wake = make(chan struct{}, 1)
 		d.busy = map[string]bool{}
+		d.finished = map[string]uint64{}
 	})
 }
 
@@ -123,6 +130,9 @@ func (d *Dispatcher) Start(ctx context.Context) error {
 // its due alerts in order until one fails. It does not wait for them.
 func (d *Dispatcher) Dispatch(ctx context.Context) error {
 	d.init()
+	d.mu.Lock()
+	readAt := d.seq
+	d.mu.Unlock()
 	pending, err := d.Store.PendingDeliveries(ctx)
 	if err != nil {
 		return err
@@ -139,7 +149,7 @@ func (d *Dispatcher) Dispatch(ctx context.Context) error {
 	for _, channel := range order {
 		queue := byChannel[channel]
 		d.mu.Lock()
-		if d.busy[channel] || queue[0].NextAttempt.After(now) {
+		if d.busy[channel] || d.finished[channel] > readAt || queue[0].NextAttempt.After(now) {
 			d.mu.Unlock()
 			continue
 		}
@@ -151,6 +161,8 @@ func (d *Dispatcher) Dispatch(ctx context.Context) error {
 			defer func() {
 				d.mu.Lock()
 				delete(d.busy, channel)
+				d.seq++
+				d.finished[channel] = d.seq
 				d.mu.Unlock()
 				d.Wake() // alerts may have been recorded for it meanwhile
 			}()
