@@ -288,12 +288,7 @@ func (s *Server) passkeySignIn(w http.ResponseWriter, r *http.Request, v *viewer
 		if err != nil {
 			s.o.Log.Info("A passkey sign-in did not verify", "error", err.Error())
 		}
-		if err := s.o.Accounts.RecordFailure(ctx, addressKey, failureWindow); err != nil {
-			s.unavailable(w, r, err)
-			return
-		}
-		s.renderCode(w, r, v, http.StatusUnauthorized, codeForm{Next: next,
-			Error: "The passkey did not sign you in. Try it again, or enter a code."})
+		s.secondFactorFailed(w, r, v, addressKey, next, "The passkey did not sign you in. Try it again, or enter a code.")
 		return
 	}
 	id := base64.RawURLEncoding.EncodeToString(credential.ID)

@@ -204,6 +204,16 @@ func (s *Server) secondFactorAttempt(w http.ResponseWriter, r *http.Request, v *
 	return true
 }
 
+// secondFactorFailed counts a wrong second factor against the address (the
+// account's attempt is counted already) and asks again, saying why.
+func (s *Server) secondFactorFailed(w http.ResponseWriter, r *http.Request, v *viewer, addressKey, next, message string) {
+	if err := s.o.Accounts.RecordFailure(r.Context(), addressKey, failureWindow); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
+	s.renderCode(w, r, v, http.StatusUnauthorized, codeForm{Error: message, Next: next})
+}
+
 // code checks a second-factor code (TOTP, or a recovery code), counted
 // against the account's failures like a password.
 func (s *Server) code(w http.ResponseWriter, r *http.Request, v *viewer) {
@@ -216,11 +226,7 @@ func (s *Server) code(w http.ResponseWriter, r *http.Request, v *viewer) {
 	}
 	err := s.o.Accounts.CheckSecondFactor(ctx, v.Session.Email, r.PostFormValue("code"))
 	if errors.Is(err, accounts.ErrWrongCode) {
-		if err := s.o.Accounts.RecordFailure(ctx, addressKey, failureWindow); err != nil {
-			s.unavailable(w, r, err)
-			return
-		}
-		s.renderCode(w, r, v, http.StatusUnauthorized, codeForm{Error: accounts.ErrWrongCode.Error(), Next: next})
+		s.secondFactorFailed(w, r, v, addressKey, next, accounts.ErrWrongCode.Error())
 		return
 	}
 	if err != nil {
