@@ -213,8 +213,8 @@ func NewManager(ctx context.Context, cfg *rest.Config, opts Options) (ctrl.Manag
 		return nil, nil, fmt.Errorf("--alert-retention must be at least %v (a billing cycle, and --alert-retry-for), not %v",
 			least, opts.AlertRetention)
 	}
-	if err := mgr.Add(&retention{stores: stores, events: opts.EventRetention, rollups: opts.RollupRetention, alerts: opts.AlertRetention,
-		audit: opts.AlertRetention}); err != nil {
+	if err := mgr.Add(&retention{stores: stores, client: mgr.GetClient(), events: opts.EventRetention, rollups: opts.RollupRetention,
+		alerts: opts.AlertRetention, audit: opts.AlertRetention}); err != nil {
 		return nil, nil, err
 	}
 	if err := mgr.Add(&StatusWriter{
@@ -325,10 +325,26 @@ func (h *httpRunnable) Start(ctx context.Context) error {
 }
 
 // retention rolls up the days that are over and prunes the store, hourly,
-// on the leader only.
+// on the leader only. Days are rolled up in UTC and in the Organization's
+// billing zone, read at each pass.
 type retention struct {
 	stores                         *Stores
+	client                         client.Reader
 	events, rollups, alerts, audit time.Duration
+}
+
+// billingZone is the Organization's billing time zone, or nil when there
+// is none (or it names no zone; admission refuses that).
+func (r *retention) billingZone(ctx context.Context) *time.Location {
+	org := &hubv1.Organization{}
+	if err := r.client.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err != nil {
+		return nil
+	}
+	loc, err := time.LoadLocation(org.Spec.Billing.TimeZone)
+	if err != nil {
+		return nil
+	}
+	return loc
 }
 
 func (r *retention) NeedLeaderElection() bool { return true }
@@ -339,7 +355,7 @@ func (r *retention) Start(ctx context.Context) error {
 	defer ticker.Stop()
 	for {
 		now := time.Now()
-		if err := r.stores.Usage.RollUpDays(ctx, now); err != nil && ctx.Err() == nil {
+		if err := r.stores.Usage.RollUpDays(ctx, now, r.billingZone(ctx)); err != nil && ctx.Err() == nil {
 			log.Error(err, "Rolling up usage by day")
 		}
 		if err := r.stores.Usage.Prune(ctx, now.Add(-r.events), now.Add(-r.rollups)); err != nil && ctx.Err() == nil {

@@ -5,56 +5,65 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/minimax/platform-hub/internal/sqldb"
 )
 
-// The daily rollups (usage_daily) are the hourly rollups summed by UTC day,
-// for the days that are over. Long reports read them instead of 24 times as
-// many hourly rows: a 30-day report by project and model over 10 million
-// events went from 484 ms to a few milliseconds (docs/usage-store.md).
+// The daily rollups are the hourly rollups summed by day, for the days that
+// are over: per key by UTC day (usage_daily), and per project by day in
+// each UTC offset that usage_day_offsets lists (usage_project_daily). Long
+// reports read them instead of 24 times as many hourly rows
+// (docs/usage-store.md).
 //
 // Days are rolled up once they are over (RollUpDays, hourly, by the server's
-// leader), not on every ingest, which stays as fast as it was. usage_meta
-// records how far: days before daily_rollups_before are in usage_daily,
-// whole, and later ones are read from the hourly rollups. An event that
-// arrives late, for a day already rolled up, is added to its day by a
-// trigger on usage_hourly. A trigger, rather than code in Insert, so that
-// every writer keeps the days, whatever its version: during a rolling
-// upgrade with several server replicas on PostgreSQL, one still running an
-// older version would otherwise write hours that their days never see.
+// leader), not on every ingest, which stays as fast as it was. How far is
+// recorded: for per-key days in usage_meta (daily_rollups_before), for
+// per-project days in usage_day_offsets, one bound per offset. Days before
+// the bound are in the daily rollups, whole; later ones are read from the
+// hourly rollups. An event that arrives late, for a day already rolled up,
+// is added to its days by triggers. The per-project hourly rollups are kept
+// by a trigger on the per-key ones too. Triggers, rather than code in
+// Insert, so that every writer keeps them, whatever its version: during a
+// rolling upgrade with several server replicas on PostgreSQL, one still
+// running an older version would otherwise write hours that the other
+// rollups never see.
 //
 // Rolling up and the triggers' check of how far days are rolled up cannot
-// race: rolling up keeps writers of usage_hourly out for its transaction
-// (SQLite: one writer at a time; PostgreSQL: a table lock that waits for
-// writers that have begun), so an hour is either in usage_hourly before the
-// days are summed, or written after their new bound is committed, and then
-// added by its trigger.
+// race: rolling up keeps writers of usage_hourly (and so of
+// usage_project_hourly, which only its triggers write) out for its
+// transaction (SQLite: one writer at a time; PostgreSQL: a table lock that
+// waits for writers that have begun), so an hour is either in the hourly
+// rollups before the days are summed, or written after their new bound is
+// committed, and then added by its trigger.
 
 // dailyTriggersVersion is the version of the triggers below; usage_meta
 // records the one the database has, and a start with a newer one replaces
-// them.
-const dailyTriggersVersion = 1
+// them. Version 2 added the per-project rollups, which the start that
+// installs it fills from the per-key hourly rollups.
+const dailyTriggersVersion = 2
 
 // Names in usage_meta.
 const (
 	// metaDailyTriggers is the version of the triggers.
 	metaDailyTriggers = "daily_triggers_version"
 	// metaDailyRollupsBefore is the UTC midnight (Unix seconds) before
-	// which days are in usage_daily.
+	// which per-key days are in usage_daily.
 	metaDailyRollupsBefore = "daily_rollups_before"
 )
 
-// rollupKeyColumns are the columns that key a rollup, besides its time.
-const rollupKeyColumns = "project, key_id, service, model, endpoint"
+// dayOffsetsSchema creates the table of the UTC offsets (seconds east) in
+// whose days per-project usage is rolled up, each with the midnight (Unix
+// seconds) before which its days are in usage_project_daily; 0 until its
+// first roll-up.
+var dayOffsetsSchema = []string{`CREATE TABLE IF NOT EXISTS usage_day_offsets (
+		utc_offset BIGINT PRIMARY KEY,
+		rolled_up_before BIGINT NOT NULL)` + "%TABLE_OPTIONS%"}
 
-// keepDailyRollups creates the triggers that add late hours to their days,
-// or replaces them with a newer version.
-func (s *sqlStore) keepDailyRollups(ctx context.Context) error {
+// keepRollupTriggers creates the triggers that keep the per-project hourly
+// rollups and add late hours to their days, or replaces them with a newer
+// version; a database that had no per-project rollups gets them filled.
+func (s *sqlStore) keepRollupTriggers(ctx context.Context) error {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -69,12 +78,30 @@ func (s *sqlStore) keepDailyRollups(ctx context.Context) error {
 	if err != nil || version >= dailyTriggersVersion {
 		return err
 	}
+	if err := s.lockForWrites(ctx, tx); err != nil {
+		return err
+	}
 	late := "NEW.hour < (SELECT value FROM usage_meta WHERE name = '" + metaDailyRollupsBefore + "')"
-	stmts := s.d.RowTrigger("usage_hourly_late_insert", "usage_hourly", "INSERT", late, addToDaySQL(false))
-	stmts = append(stmts, s.d.RowTrigger("usage_hourly_late_update", "usage_hourly", "UPDATE", late, addToDaySQL(true))...)
+	lateForOffsets := "NEW.hour < (SELECT MAX(rolled_up_before) FROM usage_day_offsets)"
+	stmts := slices.Concat(
+		s.d.RowTrigger("usage_hourly_late_insert", "usage_hourly", "INSERT", late, addToDaySQL(false)),
+		s.d.RowTrigger("usage_hourly_late_update", "usage_hourly", "UPDATE", late, addToDaySQL(true)),
+		s.d.RowTrigger("usage_hourly_project_insert", "usage_hourly", "INSERT", "1 = 1", addToProjectHourSQL(false)),
+		s.d.RowTrigger("usage_hourly_project_update", "usage_hourly", "UPDATE", "1 = 1", addToProjectHourSQL(true)),
+		s.d.RowTrigger("usage_project_hourly_late_insert", "usage_project_hourly", "INSERT", lateForOffsets, addToProjectDaysSQL(false)),
+		s.d.RowTrigger("usage_project_hourly_late_update", "usage_project_hourly", "UPDATE", lateForOffsets, addToProjectDaysSQL(true)),
+	)
+	// Filled first: creating a trigger on a table locks it until the
+	// transaction ends, and the fill prepares its statements on other
+	// connections, which would wait for that lock.
+	if version < 2 {
+		if err := s.fillProjectHours(ctx, tx); err != nil {
+			return fmt.Errorf("filling the per-project usage rollups: %w", err)
+		}
+	}
 	for _, stmt := range stmts {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("creating the daily usage rollups' triggers: %w", err)
+			return fmt.Errorf("creating the usage rollups' triggers: %w", err)
 		}
 	}
 	if err := s.setMeta(ctx, tx, metaDailyTriggers, dailyTriggersVersion); err != nil {
@@ -83,46 +110,232 @@ func (s *sqlStore) keepDailyRollups(ctx context.Context) error {
 	return tx.Commit()
 }
 
-// RollUpDays implements Store. Each day is rolled up in a transaction of
-// its own, so that writers wait for one day's work at most, and what is
-// done stays done if a later day fails.
-func (s *sqlStore) RollUpDays(ctx context.Context, before time.Time) error {
-	end := before.Unix() - before.Unix()%secondsPerDay
-	for {
-		done, err := s.rollUpNextDay(ctx, end)
-		if err != nil || done {
+// lockForWrites keeps writers of usage_hourly out until tx ends, on
+// databases with concurrent writers.
+func (s *sqlStore) lockForWrites(ctx context.Context, tx *sql.Tx) error {
+	if s.d.LockForWrites == "" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(s.d.LockForWrites, "usage_hourly")); err != nil {
+		return fmt.Errorf("locking the usage rollups: %w", err)
+	}
+	return nil
+}
+
+// fillProjectHours sums the per-key hourly rollups into the per-project
+// ones, a UTC day at a time (in Go when a sum would overflow the
+// database's integers, as every sum here).
+func (s *sqlStore) fillProjectHours(ctx context.Context, tx *sql.Tx) error {
+	var first, last sql.NullInt64
+	if err := tx.QueryRowContext(ctx, "SELECT MIN(hour), MAX(hour) FROM usage_hourly").Scan(&first, &last); err != nil || !first.Valid {
+		return err
+	}
+	p := s.d.Placeholder
+	group := strings.Join(projectHourlyRollups.groupColumns(), ", ")
+	where := "hour >= " + p(1) + " AND hour < " + p(2)
+	summed := "SELECT hour, " + group + ", " + sumsOf(totalsColumns) + " FROM usage_hourly WHERE " + where + " GROUP BY hour, " + group
+	raw := "SELECT hour, " + group + ", " + totalsColumns + " FROM usage_hourly WHERE " + where
+	for day := first.Int64 - first.Int64%secondsPerDay; day <= last.Int64; day += secondsPerDay {
+		sums := map[rollupKey]Totals{}
+		err := s.sumRows(ctx, tx, summed, raw, []any{day, day + secondsPerDay}, 4, func(hour int64, g []string, t Totals) {
+			sums[projectHourlyRollups.keyOf(hour, 0, g)] = t
+		})
+		if err != nil {
+			return err
+		}
+		if err := s.upsertRollups(ctx, tx, projectHourlyRollups, sums); err != nil {
 			return err
 		}
 	}
+	return nil
 }
 
-// rollUpNextDay rolls up the first day not rolled up yet, if it ends at or
-// before end (a UTC midnight, Unix seconds). done says that no such day is
-// left.
-func (s *sqlStore) rollUpNextDay(ctx context.Context, end int64) (done bool, err error) {
+// daySeries is one series of daily rollups: the days of offset (seconds
+// east of UTC) summed from source into target.
+type daySeries struct {
+	source, target rollupTable
+	offset         int64
+}
+
+// perKeyDays are the per-key UTC days.
+var perKeyDays = daySeries{source: hourlyRollups, target: dailyRollups}
+
+// perProjectDays are the per-project days of a UTC offset.
+func perProjectDays(offset int64) daySeries {
+	return daySeries{source: projectHourlyRollups, target: projectDailyRollups, offset: offset}
+}
+
+// dayStart is the start (Unix seconds) of the series' day that holds t.
+func (d daySeries) dayStart(t int64) int64 {
+	return t - ((t+d.offset)%secondsPerDay+secondsPerDay)%secondsPerDay
+}
+
+// rolledUpBefore reads the bound of the series' days rolled up (0: none).
+func (s *sqlStore) rolledUpBefore(ctx context.Context, q querier, d daySeries) (int64, error) {
+	if !d.target.offsets {
+		return s.metaValue(ctx, q, metaDailyRollupsBefore)
+	}
+	var v int64
+	err := q.QueryRowContext(ctx, "SELECT rolled_up_before FROM usage_day_offsets WHERE utc_offset = "+s.d.Placeholder(1), d.offset).Scan(&v)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, fmt.Errorf("reading how far usage is rolled up by day: %w", err)
+	}
+	return v, nil
+}
+
+// setRolledUpBefore records the bound of the series' days rolled up.
+func (s *sqlStore) setRolledUpBefore(ctx context.Context, tx *sql.Tx, d daySeries, v int64) error {
+	if !d.target.offsets {
+		return s.setMeta(ctx, tx, metaDailyRollupsBefore, v)
+	}
+	p := s.d.Placeholder
+	if _, err := tx.ExecContext(ctx, "UPDATE usage_day_offsets SET rolled_up_before = "+p(1)+" WHERE utc_offset = "+p(2), v, d.offset); err != nil {
+		return fmt.Errorf("recording how far usage is rolled up by day: %w", err)
+	}
+	return nil
+}
+
+// RollUpDays implements Store. Each day is rolled up in a transaction of
+// its own, so that writers wait for one day's work at most, and what is
+// done stays done if a later day fails.
+func (s *sqlStore) RollUpDays(ctx context.Context, before time.Time, zones ...*time.Location) error {
+	offsets := DayOffsets(before, zones...)
+	if err := s.keepDayOffsets(ctx, offsets); err != nil {
+		return err
+	}
+	series := []daySeries{perKeyDays}
+	for _, o := range offsets {
+		series = append(series, perProjectDays(o))
+	}
+	for _, d := range series {
+		end := d.dayStart(before.Unix())
+		for {
+			done, err := s.rollUpNextDay(ctx, d, end)
+			if err != nil {
+				return err
+			}
+			if done {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// DayOffsets are the UTC offsets (seconds east) whose days per-project
+// usage is rolled up in, for zones around t: UTC, and each offset each zone
+// has in the year before and after t that is a whole number of hours (the
+// hourly rollups cannot make days that start on a half hour, such as
+// Asia/Kolkata's, +05:30: those are read from hours and raw events).
+func DayOffsets(t time.Time, zones ...*time.Location) []int64 {
+	offsets := []int64{0}
+	for _, z := range zones {
+		if z == nil {
+			continue
+		}
+		for d := -366; d <= 366; d++ {
+			_, off := t.AddDate(0, 0, d).In(z).Zone()
+			if o := int64(off); o%3600 == 0 && !slices.Contains(offsets, o) {
+				offsets = append(offsets, o)
+			}
+		}
+	}
+	slices.Sort(offsets)
+	return offsets
+}
+
+// keepDayOffsets makes usage_day_offsets list offsets: an offset added
+// starts with no days rolled up (and no rows left from an earlier time it
+// was listed), an offset no longer asked for loses its days. It keeps
+// writers out meanwhile, so that no trigger adds to days of an offset
+// being added or removed.
+func (s *sqlStore) keepDayOffsets(ctx context.Context, offsets []int64) error {
+	rows, err := s.db.QueryContext(ctx, "SELECT utc_offset FROM usage_day_offsets")
+	if err != nil {
+		return fmt.Errorf("reading the usage rollups' day offsets: %w", err)
+	}
+	var have []int64
+	for rows.Next() {
+		var o int64
+		if err := rows.Scan(&o); err != nil {
+			_ = rows.Close()
+			return err
+		}
+		have = append(have, o)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return fmt.Errorf("reading the usage rollups' day offsets: %w", err)
+	}
+	slices.Sort(have)
+	if slices.Equal(have, offsets) {
+		return nil
+	}
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := s.lockForWrites(ctx, tx); err != nil {
+		return err
+	}
+	p := s.d.Placeholder
+	for _, o := range have {
+		if !slices.Contains(offsets, o) {
+			if err := s.dropDayOffset(ctx, tx, o); err != nil {
+				return err
+			}
+		}
+	}
+	for _, o := range offsets {
+		if slices.Contains(have, o) {
+			continue
+		}
+		if err := s.dropDayOffset(ctx, tx, o); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "INSERT INTO usage_day_offsets (utc_offset, rolled_up_before) VALUES ("+p(1)+", 0)", o); err != nil {
+			return fmt.Errorf("adding a day offset to the usage rollups: %w", err)
+		}
+	}
+	return tx.Commit()
+}
+
+// dropDayOffset deletes an offset and its days.
+func (s *sqlStore) dropDayOffset(ctx context.Context, tx *sql.Tx, offset int64) error {
+	p := s.d.Placeholder
+	_, err1 := tx.ExecContext(ctx, "DELETE FROM usage_day_offsets WHERE utc_offset = "+p(1), offset)
+	_, err2 := tx.ExecContext(ctx, "DELETE FROM usage_project_daily WHERE utc_offset = "+p(1), offset)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("removing a day offset from the usage rollups: %w", err)
+	}
+	return nil
+}
+
+// rollUpNextDay rolls up the first day of d not rolled up yet, if it ends
+// at or before end (a midnight of d, Unix seconds). done says that no such
+// day is left.
+func (s *sqlStore) rollUpNextDay(ctx context.Context, d daySeries, end int64) (done bool, err error) {
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("rolling up usage by day: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	if s.d.LockForWrites != "" {
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf(s.d.LockForWrites, "usage_hourly")); err != nil {
-			return false, fmt.Errorf("rolling up usage by day: %w", err)
-		}
+	if err := s.lockForWrites(ctx, tx); err != nil {
+		return false, err
 	}
-	day, err := s.metaValue(ctx, tx, metaDailyRollupsBefore)
+	day, err := s.rolledUpBefore(ctx, tx, d)
 	if err != nil {
 		return false, err
 	}
 	next := day + secondsPerDay
 	if day == 0 { // the first time: from the first hour there is
 		var first sql.NullInt64
-		if err := tx.QueryRowContext(ctx, "SELECT MIN(hour) FROM usage_hourly").Scan(&first); err != nil {
+		if err := tx.QueryRowContext(ctx, "SELECT MIN(hour) FROM "+d.source.name).Scan(&first); err != nil {
 			return false, fmt.Errorf("rolling up usage by day: %w", err)
 		}
 		day, next = end, end // none: every day before end is empty
 		if first.Valid && first.Int64 < end {
-			day = first.Int64 - first.Int64%secondsPerDay
+			day = d.dayStart(first.Int64)
 			next = day + secondsPerDay
 		}
 	}
@@ -130,42 +343,61 @@ func (s *sqlStore) rollUpNextDay(ctx context.Context, end int64) (done bool, err
 		return true, nil
 	}
 	if day < next {
-		if err := s.rollUpDay(ctx, tx, day); err != nil {
-			return false, fmt.Errorf("rolling up usage of %s: %w", time.Unix(day, 0).UTC().Format(time.DateOnly), err)
+		if err := s.rollUpDay(ctx, tx, d, day); err != nil {
+			return false, fmt.Errorf("rolling up usage of the day from %s: %w", time.Unix(day, 0).UTC().Format(time.RFC3339), err)
 		}
 	}
-	if err := s.setMeta(ctx, tx, metaDailyRollupsBefore, next); err != nil {
+	if err := s.setRolledUpBefore(ctx, tx, d, next); err != nil {
 		return false, err
 	}
 	return next >= end, tx.Commit()
 }
 
-// rollUpDay adds the hourly rollups of the UTC day that starts at day to
-// the daily rollups.
-func (s *sqlStore) rollUpDay(ctx context.Context, tx *sql.Tx, day int64) error {
+// rollUpDay adds the hourly rollups of d's day that starts at day to its
+// daily rollups.
+func (s *sqlStore) rollUpDay(ctx context.Context, tx *sql.Tx, d daySeries, day int64) error {
 	p := s.d.Placeholder
+	group := strings.Join(d.source.groupColumns(), ", ")
 	where := "hour >= " + p(1) + " AND hour < " + p(2)
-	summed := "SELECT 0, " + rollupKeyColumns + ", " + sumsOf(totalsColumns) + " FROM usage_hourly WHERE " + where +
-		" GROUP BY " + rollupKeyColumns
-	raw := "SELECT 0, " + rollupKeyColumns + ", " + totalsColumns + " FROM usage_hourly WHERE " + where
+	summed := "SELECT 0, " + group + ", " + sumsOf(totalsColumns) + " FROM " + d.source.name + " WHERE " + where + " GROUP BY " + group
+	raw := "SELECT 0, " + group + ", " + totalsColumns + " FROM " + d.source.name + " WHERE " + where
 	sums := map[rollupKey]Totals{}
-	err := s.sumRows(ctx, tx, summed, raw, []any{day, day + secondsPerDay}, 5, func(_ int64, g []string, t Totals) {
-		sums[rollupKey{start: day, project: g[0], keyID: g[1], service: g[2], model: g[3], endpoint: g[4]}] = t
+	err := s.sumRows(ctx, tx, summed, raw, []any{day, day + secondsPerDay}, len(d.source.groupColumns()), func(_ int64, g []string, t Totals) {
+		sums[d.target.keyOf(day, d.offset, g)] = t
 	})
 	if err != nil {
 		return err
 	}
-	return s.upsertRollups(ctx, tx, dailyRollups, sums)
+	return s.upsertRollups(ctx, tx, d.target, sums)
 }
 
-// dailyRollupsBefore is the UTC midnight before which days are in the
-// daily rollups (the zero time if none are).
-func (s *sqlStore) dailyRollupsBefore(ctx context.Context) (time.Time, error) {
-	v, err := s.metaValue(ctx, s.db, metaDailyRollupsBefore)
-	if err != nil || v == 0 {
-		return time.Time{}, err
+// dayBound is how far the days of one offset are rolled up.
+type dayBound struct{ offset, before int64 }
+
+// dayBounds are how far each series of days a level of rollups has is
+// rolled up.
+func (s *sqlStore) dayBounds(ctx context.Context, daily rollupTable) ([]dayBound, error) {
+	if !daily.offsets {
+		v, err := s.metaValue(ctx, s.db, metaDailyRollupsBefore)
+		if err != nil || v == 0 {
+			return nil, err
+		}
+		return []dayBound{{0, v}}, nil
 	}
-	return time.Unix(v, 0).UTC(), nil
+	rows, err := s.db.QueryContext(ctx, "SELECT utc_offset, rolled_up_before FROM usage_day_offsets WHERE rolled_up_before > 0")
+	if err != nil {
+		return nil, fmt.Errorf("reading how far usage is rolled up by day: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	var out []dayBound
+	for rows.Next() {
+		var b dayBound
+		if err := rows.Scan(&b.offset, &b.before); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
 }
 
 // metaValue reads a value of usage_meta; a missing one is 0.
@@ -189,76 +421,106 @@ func (s *sqlStore) setMeta(ctx context.Context, tx *sql.Tx, name string, v int64
 	return nil
 }
 
-// lockDays locks the days already rolled up that the batch's hourly rollups
-// will add to, in key order, creating those that are missing, before any
-// hourly row is written (on databases with concurrent writers). Otherwise
-// two writers of late hours of one day would each lock an hour and then, in
-// its trigger, the day, and could deadlock. Batches of the current day,
-// which is not rolled up, lock nothing here.
-func (s *sqlStore) lockDays(ctx context.Context, tx *sql.Tx, rollups map[rollupKey]Totals) error {
+// lockForTriggers locks, in a fixed order, the rows that the triggers of
+// a batch's hourly rollups will add to, before any hourly row is written
+// (on databases with concurrent writers): the per-key days and per-project
+// days already rolled up that late hours add to, then the per-project
+// hours. Otherwise two writers would each lock an hourly row and then, in
+// its triggers, rows the other holds, and could deadlock. The rows of
+// each table are locked in key order; a batch of the current day locks
+// only its per-project hours.
+func (s *sqlStore) lockForTriggers(ctx context.Context, tx *sql.Tx, rollups map[rollupKey]Totals) error {
 	if !s.d.ConcurrentWriters {
 		return nil
 	}
-	rolledUp, err := s.metaValue(ctx, tx, metaDailyRollupsBefore)
+	type seriesBound struct {
+		d      daySeries
+		before int64
+	}
+	keyed, err := s.rolledUpBefore(ctx, tx, perKeyDays)
 	if err != nil {
 		return err
 	}
-	days := map[rollupKey]bool{}
+	bounds := []seriesBound{{perKeyDays, keyed}}
+	offsets, err := s.dayBounds(ctx, projectDailyRollups)
+	if err != nil {
+		return err
+	}
+	for _, b := range offsets {
+		bounds = append(bounds, seriesBound{perProjectDays(b.offset), b.before})
+	}
+	days := map[rollupTable]map[rollupKey]bool{dailyRollups: {}, projectDailyRollups: {}}
+	hours := map[rollupKey]bool{}
 	for k := range rollups {
-		if k.start < rolledUp {
-			k.start -= k.start % secondsPerDay
-			days[k] = true
+		project := rollupKey{start: k.start, project: k.project, service: k.service, model: k.model, endpoint: k.endpoint}
+		hours[project] = true
+		for _, b := range bounds {
+			if k.start >= b.before {
+				continue
+			}
+			day := k
+			if !b.d.target.perKey {
+				day = project
+			}
+			day.start, day.offset = b.d.dayStart(k.start), b.d.offset
+			days[b.d.target][day] = true
 		}
 	}
-	keys := slices.SortedFunc(maps.Keys(days), rollupKey.compare)
-	for _, chunk := range sqldb.SplitBatch(keys) {
-		stmt, err := s.prepared(ctx, "lock-days", len(chunk), lockDaysSQL)
-		if err != nil {
+	for _, step := range []struct {
+		table rollupTable
+		rows  map[rollupKey]bool
+	}{{dailyRollups, days[dailyRollups]}, {projectDailyRollups, days[projectDailyRollups]}, {projectHourlyRollups, hours}} {
+		if err := s.lockRollups(ctx, tx, step.table, step.rows); err != nil {
 			return err
-		}
-		args := make([]any, 0, len(chunk)*6)
-		for _, k := range chunk {
-			args = append(args, k.start, k.project, k.keyID, k.service, k.model, k.endpoint)
-		}
-		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("locking daily usage rollups: %w", err)
 		}
 	}
 	return nil
 }
 
-// lockDaysSQL inserts days with zero figures, or, for a day that is there,
-// updates it to itself: either way, the row is locked.
-func lockDaysSQL(s *sqlStore, rows int) string {
-	zeros := strings.Repeat(", 0", len(strings.Split(totalsColumns, ", ")))
-	var b strings.Builder
-	b.WriteString("INSERT INTO usage_daily (day, " + rollupKeyColumns + ", " + totalsColumns + ") VALUES ")
-	for i := range rows {
-		if i > 0 {
-			b.WriteString(",")
+// figuresSQL are the triggers' figures of the row NEW: for an update, what
+// it grew by since OLD (rollups only grow: never negative).
+func figuresSQL(update bool) []string {
+	cols := strings.Split(totalsColumns, ", ")
+	for i, c := range cols {
+		cols[i] = "NEW." + c
+		if update {
+			cols[i] += " - OLD." + c
 		}
-		var key strings.Builder
-		s.values(&key, i*6, 6) // "(day, project, …)"
-		b.WriteString(strings.TrimSuffix(key.String(), ")") + zeros + ")")
 	}
-	b.WriteString(" ON CONFLICT (day, " + rollupKeyColumns + ") DO UPDATE SET calls = usage_daily.calls")
-	return b.String()
+	return cols
 }
 
-// addToDaySQL is the triggers' statement: add the hourly row NEW (for an
-// update, what it grew by since OLD) to its day.
+// addToDaySQL is a trigger's statement: add the per-key hourly row NEW to
+// its UTC day.
 func addToDaySQL(update bool) string {
-	cols := strings.Split(rollupKeyColumns+", "+totalsColumns, ", ")
-	keys := len(strings.Split(rollupKeyColumns, ", "))
-	values := make([]string, 0, 1+len(cols))
-	values = append(values, "NEW.hour - NEW.hour % 86400")
-	for i, c := range cols {
-		v := "NEW." + c
-		if update && i >= keys {
-			v += " - OLD." + c // rollups only grow: never negative
-		}
-		values = append(values, v)
-	}
-	return "INSERT INTO usage_daily (day, " + rollupKeyColumns + ", " + totalsColumns + ") VALUES (" +
+	values := slices.Concat([]string{"NEW.hour - NEW.hour % 86400"}, prefixed("NEW.", dailyRollups.groupColumns()), figuresSQL(update))
+	return "INSERT INTO usage_daily (" + strings.Join(dailyRollups.keyColumns(), ", ") + ", " + totalsColumns + ") VALUES (" +
 		strings.Join(values, ", ") + ")" + onConflictAdd(dailyRollups)
+}
+
+// addToProjectHourSQL is a trigger's statement: add the per-key hourly row
+// NEW to its project's hour.
+func addToProjectHourSQL(update bool) string {
+	values := slices.Concat([]string{"NEW.hour"}, prefixed("NEW.", projectHourlyRollups.groupColumns()), figuresSQL(update))
+	return "INSERT INTO usage_project_hourly (" + strings.Join(projectHourlyRollups.keyColumns(), ", ") + ", " + totalsColumns +
+		") VALUES (" + strings.Join(values, ", ") + ")" + onConflictAdd(projectHourlyRollups)
+}
+
+// addToProjectDaysSQL is a trigger's statement: add the per-project hourly
+// row NEW to its day in each offset whose days are rolled up past it.
+func addToProjectDaysSQL(update bool) string {
+	values := slices.Concat([]string{"NEW.hour - (NEW.hour + o.utc_offset) % 86400", "o.utc_offset"},
+		prefixed("NEW.", projectDailyRollups.groupColumns()), figuresSQL(update))
+	return "INSERT INTO usage_project_daily (" + strings.Join(projectDailyRollups.keyColumns(), ", ") + ", " + totalsColumns +
+		") SELECT " + strings.Join(values, ", ") + " FROM usage_day_offsets o WHERE NEW.hour < o.rolled_up_before" +
+		onConflictAdd(projectDailyRollups)
+}
+
+// prefixed is each of names after prefix.
+func prefixed(prefix string, names []string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = prefix + n
+	}
+	return out
 }

@@ -117,13 +117,20 @@ var integritySuite = []storeCase{
 			}
 			events = append(events, event(fmt.Sprintf("e%d", i), at, "p1", fmt.Sprintf("k%d", i%3), "m", int64(1+i%5), 1))
 		}
+		locations := make([]*time.Location, 0, len(zones))
+		for _, name := range zones {
+			loc, err := time.LoadLocation(name)
+			g.Expect(err).NotTo(HaveOccurred())
+			locations = append(locations, loc)
+		}
 		for i := 0; i < len(events); i += 1000 {
 			_, err := s.Insert(ctx, events[i:i+1000])
 			g.Expect(err).NotTo(HaveOccurred())
 			if i == 1000 {
 				// The last batch comes late for the days before the
-				// middle of the span, already rolled up.
-				g.Expect(s.RollUpDays(ctx, start.Add(span/2))).To(Succeed())
+				// middle of the span, already rolled up, per key in UTC
+				// and per project in every whole-hour offset of zones.
+				g.Expect(s.RollUpDays(ctx, start.Add(span/2), locations...)).To(Succeed())
 			}
 		}
 		count := func(from, to time.Time) (n int64) {
@@ -151,6 +158,8 @@ var integritySuite = []storeCase{
 				for c := first; c.Start.Before(start.Add(span)); c = billing.CycleAt(c.End, day, loc) {
 					got := sum(usage.Query{From: c.Start, To: c.End, GroupBy: []usage.Dimension{usage.ByKeyID}})
 					g.Expect(got).To(Equal(count(c.Start, c.End)), "%s, cycle from %s", name, c.Start)
+					g.Expect(sum(usage.Query{From: c.Start, To: c.End, Granularity: usage.Day, Location: loc})).To(Equal(got),
+						"%s, cycle from %s, per project by day", name, c.Start)
 					covered += got
 				}
 				g.Expect(covered).To(BeEquivalentTo(len(events)), "%s: every event in one cycle", name)
@@ -202,6 +211,50 @@ var integritySuite = []storeCase{
 		// Pruning rollups keeps the day that holds the first hour kept.
 		g.Expect(s.Prune(ctx, time.Time{}, day.Add(12*time.Hour))).To(Succeed())
 		g.Expect(days(day.Add(-30*24*time.Hour), day.Add(2*24*time.Hour))).To(Equal(map[string]int64{"2026-09-01": 101, "2026-09-02": 10}))
+	}},
+	{"days of the billing zone come from the per-project daily rollups, which follow every write", func(t *testing.T, s usage.Store) {
+		g := NewWithT(t)
+		ctx := context.Background()
+		shanghai, err := time.LoadLocation("Asia/Shanghai") // +08:00: its days start at 16:00 UTC
+		g.Expect(err).NotTo(HaveOccurred())
+		day := time.Date(2026, 9, 1, 0, 0, 0, 0, shanghai)
+		insert := func(events ...usage.Event) {
+			_, err := s.Insert(ctx, events)
+			g.Expect(err).NotTo(HaveOccurred())
+		}
+		insert(event("a", day.Add(10*time.Hour), "p1", "k1", "m", 1, 0), event("b", day.Add(30*time.Hour), "p1", "k2", "m", 10, 0),
+			event("x", day.Add(10*time.Hour), "p2", "k3", "m", 10000, 0))
+		g.Expect(s.RollUpDays(ctx, day.Add(2*24*time.Hour+time.Hour), shanghai)).To(Succeed())
+		// Late events for days rolled up: the same hour and key again (an
+		// update of both hourly rollups), the same hour by another key (a
+		// new per-key row, an update of the project's), and a day long
+		// past.
+		insert(event("c", day.Add(10*time.Hour+time.Minute), "p1", "k1", "m", 100, 0))
+		insert(event("c2", day.Add(10*time.Hour+2*time.Minute), "p1", "k9", "m", 10000000, 0))
+		insert(event("d", day.Add(-20*24*time.Hour), "p1", "k2", "m", 1000, 0))
+		g.Expect(s.RollUpDays(ctx, day.Add(2*24*time.Hour), shanghai)).To(Succeed(), "again: nothing to add")
+		days := func(from, to time.Time) map[string]int64 {
+			buckets, err := s.Aggregate(ctx, usage.Query{From: from, To: to, Granularity: usage.Day, Location: shanghai,
+				Filter: usage.Filter{Project: "p1"}})
+			g.Expect(err).NotTo(HaveOccurred())
+			out := map[string]int64{}
+			for _, b := range buckets {
+				out[b.Start.In(shanghai).Format(time.DateOnly)] = b.InputTokens
+			}
+			return out
+		}
+		g.Expect(days(day.Add(-30*24*time.Hour), day.Add(2*24*time.Hour))).To(Equal(map[string]int64{
+			"2026-08-12": 1000, "2026-09-01": 10000101, "2026-09-02": 10}))
+		// Pruning the hours before the afternoon of 1 September (Shanghai)
+		// leaves that day whole only in its daily rollup: its figures
+		// there prove the day is read from it.
+		g.Expect(s.Prune(ctx, time.Time{}, day.Add(12*time.Hour))).To(Succeed())
+		g.Expect(days(day.Add(-30*24*time.Hour), day.Add(2*24*time.Hour))).To(Equal(map[string]int64{
+			"2026-09-01": 10000101, "2026-09-02": 10}))
+		// A zone no longer asked for loses its days: the day is then read
+		// from the hours left.
+		g.Expect(s.RollUpDays(ctx, day.Add(2*24*time.Hour))).To(Succeed())
+		g.Expect(days(day, day.Add(2*24*time.Hour))).To(Equal(map[string]int64{"2026-09-02": 10}))
 	}},
 	{"minute buckets come from raw events; an hour whose events are pruned counts whole in the minute it starts", func(t *testing.T, s usage.Store) {
 		g := NewWithT(t)

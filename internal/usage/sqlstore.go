@@ -44,11 +44,13 @@ var eventSchema = []string{
 	`CREATE INDEX IF NOT EXISTS usage_events_ts ON usage_events (ts)`,
 }
 
-// rollupSchema creates the tables of rollups: the hourly ones, and the
-// hourly ones summed by UTC day, for the days that are over (daily.go).
-// Per-project questions (dashboards, caps) are the common filter, with an
-// index each; anything else scans the periods of the range.
-var rollupSchema = slices.Concat(hourlyRollups.schema(), dailyRollups.schema())
+// rollupSchema creates the tables of rollups (rollups.go): per key and per
+// project, hourly, and the hourly ones summed by day for the days that are
+// over (daily.go). Per-project questions (dashboards, caps) are the common
+// filter, with an index each; anything else scans the periods of the
+// range.
+var rollupSchema = slices.Concat(hourlyRollups.schema(), dailyRollups.schema(), projectHourlyRollups.schema(),
+	projectDailyRollups.schema(), dayOffsetsSchema)
 
 // keySchema creates the tables of keys and of the store itself.
 var keySchema = []string{
@@ -119,7 +121,7 @@ func newStore(ctx context.Context, db *sqldb.DB, own bool) (*sqlStore, error) {
 		return nil, err
 	}
 	s := &sqlStore{db: db, d: db.D, own: own}
-	if err := s.keepDailyRollups(ctx); err != nil {
+	if err := s.keepRollupTriggers(ctx); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -232,7 +234,7 @@ func (s *sqlStore) insert(ctx context.Context, events []Event, findDuplicates bo
 			activity[a] = e.Time
 		}
 	}
-	if err := s.lockDays(ctx, tx, rollups); err != nil {
+	if err := s.lockForTriggers(ctx, tx, rollups); err != nil {
 		return nil, err
 	}
 	if err := s.upsertRollups(ctx, tx, hourlyRollups, rollups); err != nil {
@@ -322,82 +324,6 @@ func insertEventsSQL(returning bool) func(s *sqlStore, rows int) string {
 	}
 }
 
-// rollupKey keys a rollup: the start of its hour or day (Unix seconds),
-// then rollupKeyColumns.
-type rollupKey struct {
-	start                                    int64
-	project, keyID, service, model, endpoint string
-}
-
-func (k rollupKey) compare(o rollupKey) int {
-	return cmp.Or(cmp.Compare(k.start, o.start), strings.Compare(k.project, o.project), strings.Compare(k.keyID, o.keyID),
-		strings.Compare(k.service, o.service), strings.Compare(k.model, o.model), strings.Compare(k.endpoint, o.endpoint))
-}
-
-// rollupTable is a table of rollups: its name, and the column of the start
-// of its periods.
-type rollupTable struct{ name, start string }
-
-// The rollup tables.
-var (
-	hourlyRollups = rollupTable{"usage_hourly", "hour"}
-	dailyRollups  = rollupTable{"usage_daily", "day"}
-)
-
-// schema creates the table and its index by project.
-func (t rollupTable) schema() []string {
-	return []string{
-		`CREATE TABLE IF NOT EXISTS ` + t.name + ` (
-		` + t.start + ` BIGINT NOT NULL,
-		project TEXT NOT NULL,
-		key_id TEXT NOT NULL,
-		service TEXT NOT NULL,
-		model TEXT NOT NULL,
-		endpoint TEXT NOT NULL,
-		calls BIGINT NOT NULL,
-		input_tokens BIGINT NOT NULL,
-		cached_input_tokens BIGINT NOT NULL DEFAULT 0,
-		output_tokens BIGINT NOT NULL,
-		video_seconds BIGINT NOT NULL,
-		storage_byte_hours BIGINT NOT NULL,
-		PRIMARY KEY (` + t.start + `, project, key_id, service, model, endpoint))` + "%TABLE_OPTIONS%",
-		`CREATE INDEX IF NOT EXISTS ` + t.name + `_project_` + t.start + ` ON ` + t.name + ` (project, ` + t.start + `)`,
-	}
-}
-
-// upsertRollups adds sums to a table of rollups. Rows are written in key
-// order, so concurrent writers (server replicas on PostgreSQL) take row
-// locks in the same order and cannot deadlock.
-func (s *sqlStore) upsertRollups(ctx context.Context, tx *sql.Tx, table rollupTable, rollups map[rollupKey]Totals) error {
-	keys := make([]rollupKey, 0, len(rollups))
-	for k := range rollups {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, rollupKey.compare)
-	for _, chunk := range sqldb.SplitBatch(keys) {
-		stmt, err := s.prepared(ctx, table.name, len(chunk), upsertRollupsSQL(table))
-		if err != nil {
-			return err
-		}
-		args := make([]any, 0, len(chunk)*rollupColumns)
-		for _, k := range chunk {
-			t := rollups[k]
-			args = append(args, k.start, k.project, k.keyID, k.service, k.model, k.endpoint,
-				t.Calls, t.InputTokens, t.CachedInputTokens, t.OutputTokens, t.VideoSeconds, t.StorageByteHours)
-		}
-		if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
-			return fmt.Errorf("updating usage rollups: %w", err)
-		}
-	}
-	return nil
-}
-
-// totalsColumns are the rollups' sums, in the order of Totals.
-const totalsColumns = "calls, input_tokens, cached_input_tokens, output_tokens, video_seconds, storage_byte_hours"
-
-// rollupColumns is the number of columns an upsert of rollups writes.
-const rollupColumns = 12
-
 func upsertActivitySQL(s *sqlStore, rows int) string {
 	var b strings.Builder
 	b.WriteString("INSERT INTO usage_key_activity (project, key_id, last_ts, updated) VALUES ")
@@ -411,30 +337,6 @@ func upsertActivitySQL(s *sqlStore, rows int) string {
 		last_ts = ` + s.d.Greatest + `(usage_key_activity.last_ts, excluded.last_ts),
 		updated = excluded.updated`)
 	return b.String()
-}
-
-func upsertRollupsSQL(table rollupTable) func(s *sqlStore, rows int) string {
-	return func(s *sqlStore, rows int) string {
-		var b strings.Builder
-		b.WriteString("INSERT INTO " + table.name + " (" + table.start + ", " + rollupKeyColumns + ", " + totalsColumns + ") VALUES ")
-		for i := range rows {
-			if i > 0 {
-				b.WriteString(",")
-			}
-			s.values(&b, i*rollupColumns, rollupColumns)
-		}
-		return b.String() + onConflictAdd(table)
-	}
-}
-
-// onConflictAdd ends an insert of rollups: a rollup already there gains
-// the figures, saturating.
-func onConflictAdd(table rollupTable) string {
-	sums := strings.Split(totalsColumns, ", ")
-	for i, c := range sums {
-		sums[i] = c + " = " + saturatingSum(table.name+"."+c, "excluded."+c)
-	}
-	return " ON CONFLICT (" + table.start + ", " + rollupKeyColumns + ") DO UPDATE SET " + strings.Join(sums, ", ")
 }
 
 // maxInt64SQL is math.MaxInt64 as an SQL literal (a bigint in both
@@ -635,9 +537,11 @@ func (s *sqlStore) Prune(ctx context.Context, eventsBefore, rollupsBefore time.T
 	_, err1 := s.db.ExecContext(ctx, "DELETE FROM usage_events WHERE ts < "+p(1), eventsBefore.UnixMicro())
 	hour := rollupsBefore.UTC().Truncate(time.Hour).Unix()
 	_, err2 := s.db.ExecContext(ctx, "DELETE FROM usage_hourly WHERE hour < "+p(1), hour)
-	// The day that holds the first hour kept stays whole.
-	_, err3 := s.db.ExecContext(ctx, "DELETE FROM usage_daily WHERE day < "+p(1), hour-hour%secondsPerDay)
-	if err := errors.Join(err1, err2, err3); err != nil {
+	_, err3 := s.db.ExecContext(ctx, "DELETE FROM usage_project_hourly WHERE hour < "+p(1), hour)
+	// A day that holds the first hour kept stays whole.
+	_, err4 := s.db.ExecContext(ctx, "DELETE FROM usage_daily WHERE day < "+p(1), hour-hour%secondsPerDay)
+	_, err5 := s.db.ExecContext(ctx, "DELETE FROM usage_project_daily WHERE day <= "+p(1), hour-secondsPerDay)
+	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
 		return fmt.Errorf("pruning usage: %w", err)
 	}
 	return nil

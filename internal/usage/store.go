@@ -29,12 +29,15 @@ type Store interface {
 	// the time of its latest event among them, and when they were stored.
 	LastUsed(ctx context.Context, since time.Time) ([]KeyActivity, error)
 
-	// RollUpDays sums the hourly rollups of the UTC days that end at or
-	// before before, and not summed yet, into daily rollups, which long
-	// reports then read. Usage that arrives later for those days is added
-	// to them as it is stored. The server's leader calls it hourly; until
-	// it has, reports read hours, and answer the same.
-	RollUpDays(ctx context.Context, before time.Time) error
+	// RollUpDays sums the hourly rollups of the days that end at or before
+	// before, and are not summed yet, into daily rollups, which long
+	// reports then read: per key by UTC day, and per project by day in UTC
+	// and in each whole-hour offset that zones have around before (see
+	// DayOffsets; days of offsets no longer asked for are dropped). Usage
+	// that arrives later for those days is added to them as it is stored.
+	// The server's leader calls it hourly with the organization's billing
+	// zone; until it has, reports read hours, and answer the same.
+	RollUpDays(ctx context.Context, before time.Time, zones ...*time.Location) error
 
 	// Prune deletes raw events before eventsBefore and rollups before
 	// rollupsBefore (retention).

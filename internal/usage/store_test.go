@@ -281,6 +281,20 @@ var storeSuite = []storeCase{
 		g := NewWithT(t)
 		ctx := context.Background()
 		const writers, perWriter = 6, 300
+		// The days are rolled up already, per key and per project in
+		// Shanghai: every event is late, so each batch also adds to days
+		// through triggers. Each writer's keys use the models in another
+		// order, so that writers' per-key rows, written in key order, would
+		// reach the per-project rows in different orders.
+		mine := func(w, i int) usage.Event {
+			return event(fmt.Sprintf("w%d-%d", w, i), t0.Add(time.Duration(i)*time.Minute), "p1", fmt.Sprintf("k%d-%d", w, i%7),
+				fmt.Sprintf("m%d", (i+w)%3), 1, 2)
+		}
+		shanghai, err := time.LoadLocation("Asia/Shanghai")
+		g.Expect(err).NotTo(HaveOccurred())
+		_, err = s.Insert(ctx, []usage.Event{event("first", t0.Add(-24*time.Hour), "p1", "k0", "m0", 0, 0)})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(s.RollUpDays(ctx, t0.Add(2*24*time.Hour), shanghai)).To(Succeed())
 		var wg sync.WaitGroup
 		errs := make(chan error, writers)
 		for w := range writers {
@@ -291,11 +305,11 @@ var storeSuite = []storeCase{
 				// neighbour's, as retries after a timeout would.
 				batch := make([]usage.Event, 0, perWriter+perWriter/2)
 				for i := range perWriter {
-					batch = append(batch, event(fmt.Sprintf("w%d-%d", w, i), t0.Add(time.Duration(i)*time.Minute), "p1", fmt.Sprintf("k%d", i%7), "m", 1, 2))
+					batch = append(batch, mine(w, i))
 				}
 				for i := range perWriter / 2 {
 					n := (w + 1) % writers
-					batch = append(batch, event(fmt.Sprintf("w%d-%d", n, i), t0.Add(time.Duration(i)*time.Minute), "p1", fmt.Sprintf("k%d", i%7), "m", 1, 2))
+					batch = append(batch, mine(n, i))
 				}
 				for _, chunk := range [][]usage.Event{batch[:200], batch[200:]} {
 					if _, err := s.Insert(ctx, chunk); err != nil {
@@ -310,6 +324,20 @@ var storeSuite = []storeCase{
 		for err := range errs {
 			g.Expect(err).NotTo(HaveOccurred())
 		}
-		g.Expect(total(g, s)).To(Equal(usage.Totals{Calls: writers * perWriter, InputTokens: writers * perWriter, OutputTokens: 2 * writers * perWriter}))
+		want := usage.Totals{Calls: writers*perWriter + 1, InputTokens: writers * perWriter, OutputTokens: 2 * writers * perWriter}
+		g.Expect(total(g, s)).To(Equal(want))
+		for _, q := range []usage.Query{
+			{Granularity: usage.Day, Location: shanghai},                        // per project, Shanghai days
+			{Granularity: usage.Day, GroupBy: []usage.Dimension{usage.ByKeyID}}, // per key, UTC days
+		} {
+			q.From, q.To = t0.Add(-48*time.Hour), t0.Add(48*time.Hour)
+			buckets, err := s.Aggregate(ctx, q)
+			g.Expect(err).NotTo(HaveOccurred())
+			var sum usage.Totals
+			for _, b := range buckets {
+				sum.Add(b.Totals)
+			}
+			g.Expect(sum).To(Equal(want), "%+v", q)
+		}
 	}},
 }
