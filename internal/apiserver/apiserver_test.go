@@ -271,7 +271,7 @@ func (e *env) runWithInput(user, input string, args ...string) (string, error) {
 			return "", err
 		}
 	}
-	cmd := exec.Command(e.kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	cmd := exec.Command(e.kubectl, append([]string{"--kubeconfig", kubeconfig, "--cache-dir", e.kubectlCache()}, args...)...)
 	cmd.Stdin = strings.NewReader(input)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
@@ -319,6 +319,24 @@ func TestUsageReportThroughTheAggregator(t *testing.T) {
 	g.Expect(report.Status.Buckets).To(HaveLen(2))
 	g.Expect(report.Status.Buckets[0].Project).To(Equal("chatbot"))
 	g.Expect(report.Status.Buckets[0].Cost).To(Equal("0.0009"))
+
+	// The costliest project keeps its buckets; the other is summed into
+	// the others, and named so in the CSV.
+	out, err = e.runWithInput("viewer@example.com", reportYAML+"  topGroups: 1\n  csv: true\n", "create", "-f", "-", "-o", "json")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	top := &mgmtv1alpha1.UsageReport{}
+	g.Expect(json.Unmarshal([]byte(out), top)).To(Succeed(), out)
+	g.Expect(top.Status.OtherGroups).To(BeEquivalentTo(1))
+	g.Expect(top.Status.Total).To(Equal(report.Status.Total))
+	g.Expect(top.Status.Buckets).To(HaveLen(2))
+	g.Expect(top.Status.Buckets[0].Project).To(Equal("chatbot"))
+	g.Expect(top.Status.Buckets[1].Others).To(BeTrue())
+	g.Expect(top.Status.Buckets[1].Project).To(BeEmpty())
+	g.Expect(top.Status.Buckets[1].Cost).To(Equal("0.0006"))
+	g.Expect(top.Status.CSV).To(ContainSubstring(",(others),,,,,,1,2000,"))
+	out, err = e.runWithInput("viewer@example.com", reportYAML+"  topGroups: -1\n", "create", "--validate=false", "-f", "-")
+	g.Expect(err).To(HaveOccurred())
+	g.Expect(out).To(ContainSubstring("spec.topGroups"))
 
 	// Asked for a Table, the answer is the totals as columns.
 	hc, err := rest.HTTPClientFor(e.cluster.Config)
@@ -447,6 +465,12 @@ func (e *env) apiKey(g Gomega, namespace, name, owner string, scope hubv1.APIKey
 	return k, key.Reveal()
 }
 
+// kubectlCache is the environment's own kubectl cache: kubectl keys its
+// discovery cache by host and port, and a port another test's server had
+// would otherwise answer with that server's resources ("member" read as
+// the hub's Member instead of the management API's).
+func (e *env) kubectlCache() string { return filepath.Join(e.dir, "kubectl-cache") }
+
 // direct runs kubectl against the management API itself, not through
 // kube-apiserver, with a bearer token: what a tool outside the cluster does.
 func (e *env) direct(token, input string, args ...string) (string, error) {
@@ -454,7 +478,7 @@ func (e *env) direct(token, input string, args ...string) (string, error) {
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		return "", err
 	}
-	cmd := exec.Command(e.kubectl, append([]string{"--kubeconfig", empty, "--server", "https://" + e.api.ListenAddr,
+	cmd := exec.Command(e.kubectl, append([]string{"--kubeconfig", empty, "--cache-dir", e.kubectlCache(), "--server", "https://" + e.api.ListenAddr,
 		"--certificate-authority", filepath.Join(e.dir, "ca.crt"), "--token", token}, args...)...)
 	cmd.Stdin = strings.NewReader(input)
 	out, err := cmd.CombinedOutput()

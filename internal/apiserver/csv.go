@@ -78,12 +78,40 @@ func reportCSV(r *mgmtv1alpha1.UsageReport) [][]string {
 	rows := make([][]string, 0, 1+len(r.Status.Buckets))
 	rows = append(rows, strings.Split(reportColumns, ","))
 	for _, b := range r.Status.Buckets {
+		if b.Others {
+			b = othersRow(b, r.Spec.GroupBy)
+		}
 		rows = append(rows, []string{csvTime(b.StartTime), csvTime(b.EndTime), b.Project, b.KeyID, b.Service, b.Model,
 			b.Endpoint, b.Member, itoa(b.Calls), itoa(b.InputTokens), itoa(b.CachedInputTokens), itoa(b.OutputTokens),
 			itoa(b.VideoSeconds),
 			itoa(b.StorageByteHours), b.Cost, r.Status.Currency, itoa(b.UnpricedCalls)})
 	}
 	return rows
+}
+
+// othersLabel stands, in a CSV, for the groups topGroups summed.
+const othersLabel = "(others)"
+
+// othersRow is the bucket of the others with othersLabel in the columns of
+// the dimensions grouped by, so that a CSV row names what it sums.
+func othersRow(b mgmtv1alpha1.UsageBucket, dims []mgmtv1alpha1.Dimension) mgmtv1alpha1.UsageBucket {
+	for _, d := range dims {
+		switch d {
+		case mgmtv1alpha1.DimensionProject:
+			b.Project = othersLabel
+		case mgmtv1alpha1.DimensionKeyID:
+			b.KeyID = othersLabel
+		case mgmtv1alpha1.DimensionService:
+			b.Service = othersLabel
+		case mgmtv1alpha1.DimensionModel:
+			b.Model = othersLabel
+		case mgmtv1alpha1.DimensionEndpoint:
+			b.Endpoint = othersLabel
+		case mgmtv1alpha1.DimensionMember:
+			b.Member = othersLabel
+		}
+	}
+	return b
 }
 
 // recordsCSV is a page of usage records as CSV rows, a header first.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/shopspring/decimal"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -69,7 +70,10 @@ type usageData struct {
 	From, To, Currency, TimeZone  string
 	Total                         mgmtv1alpha1.UsageFigures
 	Previous, SameDatesLastMonth  *mgmtv1alpha1.UsageFigures
-	Buckets                       []usageRow
+	// Periods has a row per bucket, GroupRows a row per group (the
+	// costliest first), leaving MoreGroups out.
+	Periods, GroupRows []usageRow
+	MoreGroups         int
 	// Chart is the buckets as the usage chart draws them, JSON.
 	Chart string
 }
@@ -92,8 +96,10 @@ type chartSeries struct {
 }
 
 // chartOf lays the rows out for the chart: a series per group, a point per
-// bucket start (zero, linking nowhere, where a group had no usage).
-func chartOf(rows []usageRow, starts []int64, from, to time.Time) string {
+// bucket start (zero, linking nowhere, where a group had no usage). Rows of
+// the others (the groups the report summed, otherGroups of them) join the
+// chart's line of others.
+func chartOf(rows []usageRow, starts []int64, from, to time.Time, otherGroups int) string {
 	chart := usageChart{From: from.Unix(), To: to.Unix(), X: []int64{}, Series: []chartSeries{}}
 	index := map[int64]int{}
 	for _, t := range starts {
@@ -103,7 +109,13 @@ func chartOf(rows []usageRow, starts []int64, from, to time.Time) string {
 		}
 	}
 	series := map[string]int{}
+	rest := make([]int64, len(chart.X))
 	for i, row := range rows {
+		x := index[starts[i]]
+		if row.Others {
+			rest[x] += row.UsageFigures.Calls
+			continue
+		}
 		k, ok := series[row.Group]
 		if !ok {
 			k = len(chart.Series)
@@ -111,11 +123,10 @@ func chartOf(rows []usageRow, starts []int64, from, to time.Time) string {
 			chart.Series = append(chart.Series, chartSeries{Label: row.Group, Values: make([]int64, len(chart.X)),
 				Links: make([]string, len(chart.X))})
 		}
-		x := index[starts[i]]
 		chart.Series[k].Values[x] += row.UsageFigures.Calls
 		chart.Series[k].Links[x] = row.Calls
 	}
-	chart.Series = topSeries(chart.Series, len(chart.X))
+	chart.Series = topSeries(chart.Series, rest, otherGroups)
 	raw, _ := json.Marshal(chart)
 	return string(raw)
 }
@@ -126,9 +137,10 @@ func chartOf(rows []usageRow, starts []int64, from, to time.Time) string {
 const chartSeriesShown = 8
 
 // topSeries keeps the chartSeriesShown-1 series with the most calls, in
-// their order, and sums the others into one.
-func topSeries(series []chartSeries, points int) []chartSeries {
-	if len(series) <= chartSeriesShown {
+// their order, and sums the others into one, with rest: the calls at each
+// point of restGroups groups already summed.
+func topSeries(series []chartSeries, rest []int64, restGroups int) []chartSeries {
+	if len(series) <= chartSeriesShown && restGroups == 0 {
 		return series
 	}
 	total := func(s chartSeries) (n int64) {
@@ -142,14 +154,15 @@ func topSeries(series []chartSeries, points int) []chartSeries {
 		order[i] = i
 	}
 	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(total(series[b]), total(series[a])) })
-	keep := order[:chartSeriesShown-1]
+	keep := slices.Clone(order[:min(len(order), chartSeriesShown-1)])
 	slices.Sort(keep)
 	out := make([]chartSeries, 0, chartSeriesShown)
 	for _, i := range keep {
 		out = append(out, series[i])
 	}
-	other := chartSeries{Label: fmt.Sprintf("%d others", len(series)-len(keep)), Values: make([]int64, points), Links: make([]string, points)}
-	for _, i := range order[chartSeriesShown-1:] {
+	other := chartSeries{Label: fmt.Sprintf("%d others", len(series)-len(keep)+restGroups), Values: slices.Clone(rest),
+		Links: make([]string, len(rest))}
+	for _, i := range order[len(keep):] {
 		for x, v := range series[i].Values {
 			other.Values[x] += v
 		}
@@ -160,6 +173,9 @@ func topSeries(series []chartSeries, points int) []chartSeries {
 // usageRow is a bucket of the report, with the link to its calls.
 type usageRow struct {
 	Start, Group string
+	// Others is set on a row of the groups the report summed; it has no
+	// group, and no link.
+	Others bool
 	mgmtv1alpha1.UsageFigures
 	// Calls drills down to the calls behind the row.
 	Calls string
@@ -190,14 +206,24 @@ func (s *Server) report(r *http.Request, v *viewer, view usageView, extras repor
 	}
 	now := s.o.Clock.Now()
 	to := now.Truncate(time.Hour).Add(time.Hour)
+	// The last 7 and 30 days are whole days in the member's zone, today
+	// the last of them, as a chart by day draws them; by hour they are
+	// the hours up to now.
+	lastDays := func(n int) time.Time {
+		if view.Granularity == string(mgmtv1alpha1.GranularityHour) {
+			return to.AddDate(0, 0, -n)
+		}
+		today := now.In(v.Zone)
+		return time.Date(today.Year(), today.Month(), today.Day()-(n-1), 0, 0, 0, 0, v.Zone)
+	}
 	var from time.Time
 	switch view.Range {
 	case "24h":
 		from = to.Add(-24 * time.Hour)
 	case "7d":
-		from = to.AddDate(0, 0, -7)
+		from = lastDays(7)
 	case "30d":
-		from = to.AddDate(0, 0, -30)
+		from = lastDays(30)
 	default:
 		cycle := billing.CycleAt(now, startDay, loc)
 		from, to = cycle.Start, cycle.End
@@ -205,6 +231,11 @@ func (s *Server) report(r *http.Request, v *viewer, view usageView, extras repor
 	report := &mgmtv1alpha1.UsageReport{Spec: mgmtv1alpha1.UsageReportSpec{StartTime: metav1.NewTime(from), EndTime: metav1.NewTime(to),
 		Granularity: mgmtv1alpha1.Granularity(view.Granularity), TimeZone: v.Zone.String(),
 		GroupBy: []mgmtv1alpha1.Dimension{mgmtv1alpha1.Dimension(view.Group)}, Compare: extras == reportComparisons, CSV: extras == reportCSV}}
+	if extras != reportCSV {
+		// The page lists the costliest groups and sums the rest: so does
+		// its report, which stays small whatever the number of groups.
+		report.Spec.TopGroups = groupRowsShown
+	}
 	if view.Project != "" {
 		report.Spec.Projects = []string{view.Project}
 	}
@@ -231,34 +262,108 @@ func (s *Server) usagePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	data := usageData{View: view, Ranges: usageRanges, Granularities: usageGranularities, Groups: usageGroups, Query: view.query(),
 		From: v.moment(report.Spec.StartTime.Time), To: v.moment(report.Spec.EndTime.Time),
 		Currency: st.Currency, TimeZone: st.TimeZone, Total: st.Total, Previous: st.Previous, SameDatesLastMonth: st.SameDatesLastMonth}
-	data.Buckets, data.Chart = usageRows(view, report)
+	rows, chart := usageRows(view, report)
+	data.Chart = chart
+	data.Periods, data.GroupRows, data.MoreGroups = usageTables(view, report, rows)
 	s.render(w, r, http.StatusOK, "usage", s.pageOf(v, "/usage"), data)
 }
 
-// usageRows are a report's buckets as the page's rows, each with the link
-// to its calls, and as the chart's data.
+// usageRows are a report's buckets as rows, each with the link to its
+// calls, and as the chart's data.
 func usageRows(view usageView, report *mgmtv1alpha1.UsageReport) (rows []usageRow, chart string) {
 	st := &report.Status
 	starts := make([]int64, 0, len(st.Buckets))
+	zone := locationOf(st.TimeZone)
 	for _, b := range st.Buckets {
 		starts = append(starts, b.StartTime.Unix())
-		group := map[string]string{"Project": b.Project, "KeyID": b.KeyID, "Model": b.Model}[view.Group]
-		q := url.Values{"from": {b.StartTime.UTC().Format(time.RFC3339)}, "to": {b.EndTime.UTC().Format(time.RFC3339)}}
-		switch view.Group {
-		case "Project":
-			q.Set("project", b.Project)
-		case "KeyID":
-			q.Set("keyID", b.KeyID)
-		case "Model":
-			q.Set("model", b.Model)
+		row := usageRow{Start: b.StartTime.In(zone).Format("2 Jan 2006 15:04"), UsageFigures: b.UsageFigures, Others: b.Others}
+		if !b.Others {
+			row.Group = view.groupOf(b)
+			row.Calls = view.callsLink(b.StartTime.Time, b.EndTime.Time, row.Group)
 		}
-		if view.Project != "" {
-			q.Set("project", view.Project)
-		}
-		rows = append(rows, usageRow{Start: b.StartTime.In(locationOf(st.TimeZone)).Format("2 Jan 2006 15:04"),
-			Group: group, UsageFigures: b.UsageFigures, Calls: "/usage/calls?" + q.Encode()})
+		rows = append(rows, row)
 	}
-	return rows, chartOf(rows, starts, report.Spec.StartTime.Time, report.Spec.EndTime.Time)
+	return rows, chartOf(rows, starts, report.Spec.StartTime.Time, report.Spec.EndTime.Time, int(st.OtherGroups))
+}
+
+// groupOf is the bucket's value of the view's group.
+func (v usageView) groupOf(b mgmtv1alpha1.UsageBucket) string {
+	return map[string]string{"Project": b.Project, "KeyID": b.KeyID, "Model": b.Model}[v.Group]
+}
+
+// callsLink is the drill-down to the calls of [from, to), of group (all
+// groups when empty) and of the view's project.
+func (v usageView) callsLink(from, to time.Time, group string) string {
+	q := url.Values{"from": {from.UTC().Format(time.RFC3339)}, "to": {to.UTC().Format(time.RFC3339)}}
+	if group != "" {
+		q.Set(map[string]string{"Project": "project", "KeyID": "keyID", "Model": "model"}[v.Group], group)
+	}
+	if v.Project != "" {
+		q.Set("project", v.Project)
+	}
+	return "/usage/calls?" + q.Encode()
+}
+
+// groupRowsShown is how many groups the page's table of groups lists, the
+// costliest first; the CSV has them all.
+const groupRowsShown = 50
+
+// usageTables are the page's two tables, both bounded whatever the number
+// of groups: a row per bucket (every group summed), and a row per group
+// (the whole range), the costliest first, at most groupRowsShown of them.
+// more is how many groups the second leaves out.
+func usageTables(view usageView, report *mgmtv1alpha1.UsageReport, rows []usageRow) (periods, groups []usageRow, more int) {
+	st := &report.Status
+	type sum struct {
+		row  usageRow
+		cost decimal.Decimal
+	}
+	fold := func(into map[string]*sum, order *[]string, key string, r usageRow, init func() usageRow) {
+		s, ok := into[key]
+		if !ok {
+			s = &sum{row: init()}
+			into[key] = s
+			*order = append(*order, key)
+		}
+		s.row.UsageFigures.Calls += r.UsageFigures.Calls
+		s.row.InputTokens += r.InputTokens
+		s.row.CachedInputTokens += r.CachedInputTokens
+		s.row.OutputTokens += r.OutputTokens
+		s.row.VideoSeconds += r.VideoSeconds
+		s.row.StorageByteHours += r.StorageByteHours
+		s.row.UnpricedCalls += r.UnpricedCalls
+		if c, err := decimal.NewFromString(r.Cost); err == nil {
+			s.cost = s.cost.Add(c)
+		}
+	}
+	byStart, byGroup := map[string]*sum{}, map[string]*sum{}
+	var starts, names []string
+	for i, r := range rows {
+		b := st.Buckets[i]
+		fold(byStart, &starts, r.Start, r, func() usageRow {
+			return usageRow{Start: r.Start, Calls: view.callsLink(b.StartTime.Time, b.EndTime.Time, "")}
+		})
+		if r.Others {
+			continue
+		}
+		fold(byGroup, &names, r.Group, r, func() usageRow {
+			return usageRow{Group: r.Group, Calls: view.callsLink(report.Spec.StartTime.Time, report.Spec.EndTime.Time, r.Group)}
+		})
+	}
+	done := func(s *sum) usageRow {
+		s.row.Cost = s.cost.String()
+		return s.row
+	}
+	for _, k := range starts {
+		periods = append(periods, done(byStart[k]))
+	}
+	slices.SortStableFunc(names, func(a, b string) int {
+		return cmp.Or(byGroup[b].cost.Cmp(byGroup[a].cost), cmp.Compare(byGroup[b].row.UsageFigures.Calls, byGroup[a].row.UsageFigures.Calls))
+	})
+	for _, k := range names[:min(len(names), groupRowsShown)] {
+		groups = append(groups, done(byGroup[k]))
+	}
+	return periods, groups, len(names) - len(groups) + int(st.OtherGroups)
 }
 
 func locationOf(name string) *time.Location {

@@ -509,7 +509,7 @@ func addToProjectHourSQL(update bool) string {
 // addToProjectDaysSQL is a trigger's statement: add the per-project hourly
 // row NEW to its day in each offset whose days are rolled up past it.
 func addToProjectDaysSQL(update bool) string {
-	values := slices.Concat([]string{"NEW.hour - (NEW.hour + o.utc_offset) % 86400", "o.utc_offset"},
+	values := slices.Concat([]string{"o.utc_offset", "NEW.hour - (NEW.hour + o.utc_offset) % 86400"},
 		prefixed("NEW.", projectDailyRollups.groupColumns()), figuresSQL(update))
 	return "INSERT INTO usage_project_daily (" + strings.Join(projectDailyRollups.keyColumns(), ", ") + ", " + totalsColumns +
 		") SELECT " + strings.Join(values, ", ") + " FROM usage_day_offsets o WHERE NEW.hour < o.rolled_up_before" +

@@ -37,7 +37,7 @@ type rollupKey struct {
 }
 
 func (k rollupKey) compare(o rollupKey) int {
-	return cmp.Or(cmp.Compare(k.start, o.start), cmp.Compare(k.offset, o.offset), strings.Compare(k.project, o.project),
+	return cmp.Or(cmp.Compare(k.offset, o.offset), cmp.Compare(k.start, o.start), strings.Compare(k.project, o.project),
 		strings.Compare(k.keyID, o.keyID), strings.Compare(k.service, o.service), strings.Compare(k.model, o.model),
 		strings.Compare(k.endpoint, o.endpoint))
 }
@@ -77,21 +77,25 @@ func (t rollupTable) groupColumns() []string {
 }
 
 // keyColumns are the columns of the table's primary key, in order.
+//
+// The offset comes first: a query reads one offset's days, and the rows
+// then lie in the order it groups them (day, then group), so the database
+// sums them as it reads them instead of sorting them first.
 func (t rollupTable) keyColumns() []string {
-	cols := []string{t.start}
+	var cols []string
 	if t.offsets {
 		cols = append(cols, "utc_offset")
 	}
-	return append(cols, t.groupColumns()...)
+	return append(append(cols, t.start), t.groupColumns()...)
 }
 
 // keyValues are k's values of keyColumns.
 func (t rollupTable) keyValues(k rollupKey) []any {
-	v := []any{k.start}
+	var v []any
 	if t.offsets {
 		v = append(v, k.offset)
 	}
-	v = append(v, k.project)
+	v = append(v, k.start, k.project)
 	if t.perKey {
 		v = append(v, k.keyID)
 	}

@@ -12,6 +12,7 @@
 package usagereport
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -59,6 +60,13 @@ type Request struct {
 	// Compare adds the figures of the period just before and of the same
 	// dates one month earlier.
 	Compare bool `json:"compare,omitempty"`
+	// TopGroups, when above zero, keeps the buckets of the TopGroups
+	// groups with the highest cost over the range (then the most calls,
+	// then the first in group order); every other group's usage is summed,
+	// bucket by bucket, into one bucket with Others set and no group
+	// values. Total and the comparisons are unchanged. A chart of a
+	// thousand projects asks for its lines so: the answer stays small.
+	TopGroups int `json:"topGroups,omitempty"`
 }
 
 // Filter narrows a report: each non-empty list keeps usage whose value is
@@ -105,6 +113,9 @@ type Bucket struct {
 	End   time.Time `json:"end"`
 	// Group holds the value of each grouped dimension.
 	Group map[usage.Dimension]string `json:"group,omitempty"`
+	// Others is set on the bucket that sums the groups TopGroups left out;
+	// it has no Group.
+	Others bool `json:"others,omitempty"`
 	Figures
 }
 
@@ -113,8 +124,10 @@ type Report struct {
 	// Currency is the organization's currency (ISO 4217), for every cost.
 	Currency string `json:"currency"`
 	// Buckets are in time order, and within a time bucket in the order of
-	// their group values.
+	// their group values (the others last).
 	Buckets []Bucket `json:"buckets"`
+	// OtherGroups is how many groups TopGroups summed into the others.
+	OtherGroups int `json:"otherGroups,omitempty"`
 	// Total sums the whole range.
 	Total Figures `json:"total"`
 	// Previous is the period of the same length just before the range, and
@@ -184,6 +197,9 @@ func (r *Request) validateGranularity() error {
 	default:
 		return &InvalidError{"granularity", fmt.Sprintf("must be minute, hour, day or month, not %q", r.Granularity)}
 	}
+	if r.TopGroups < 0 {
+		return &InvalidError{"topGroups", fmt.Sprintf("must be 0 (every group) or more, not %d", r.TopGroups)}
+	}
 	if step > 0 && r.To.Sub(r.From)/step > MaxBuckets {
 		return &InvalidError{"granularity", fmt.Sprintf("the range holds more than %d %s buckets; ask for a coarser granularity or a shorter range",
 			MaxBuckets, r.Granularity)}
@@ -205,6 +221,9 @@ func Build(ctx context.Context, store usage.Store, prices *pricing.PriceList, cu
 	}
 	report := &Report{Currency: currency, Buckets: buckets}
 	report.Total = sum(buckets)
+	if r.TopGroups > 0 && len(r.GroupBy) > 0 {
+		report.Buckets, report.OtherGroups = topGroups(buckets, r.GroupBy, r.TopGroups)
+	}
 	if r.Compare {
 		whole := r
 		whole.Granularity, whole.GroupBy = "", nil
@@ -426,4 +445,59 @@ func keyOwners(ctx context.Context, store usage.Store, r Request, raw []usage.Bu
 		}
 	}
 	return store.KeyOwners(ctx, ids)
+}
+
+// topGroups keeps the buckets of the n groups with the highest cost over
+// all buckets (then the most calls, then the first in group order), and
+// sums the others' into one bucket per time bucket, after the kept ones of
+// that time. It returns how many groups it summed.
+func topGroups(buckets []Bucket, dims []usage.Dimension, n int) ([]Bucket, int) {
+	type rank struct {
+		cost  decimal.Decimal
+		calls int64
+	}
+	ranks := map[string]*rank{}
+	var groups []string
+	for _, b := range buckets {
+		k := groupKey(dims, b.Group)
+		r, ok := ranks[k]
+		if !ok {
+			r = &rank{}
+			ranks[k] = r
+			groups = append(groups, k)
+		}
+		r.cost = r.cost.Add(decimal.RequireFromString(b.Cost))
+		r.calls += b.Calls
+	}
+	if len(groups) <= n {
+		return buckets, 0
+	}
+	slices.SortStableFunc(groups, func(a, b string) int {
+		return cmp.Or(ranks[b].cost.Cmp(ranks[a].cost), cmp.Compare(ranks[b].calls, ranks[a].calls), strings.Compare(a, b))
+	})
+	kept := make(map[string]bool, n)
+	for _, k := range groups[:n] {
+		kept[k] = true
+	}
+	out := make([]Bucket, 0, len(buckets))
+	var others []Bucket // the current time bucket's, to fold
+	flush := func() {
+		if len(others) > 0 {
+			folded := sum(others)
+			out = append(out, Bucket{Start: others[0].Start, End: others[0].End, Others: true, Figures: folded})
+			others = others[:0]
+		}
+	}
+	for i, b := range buckets {
+		if i > 0 && !b.Start.Equal(buckets[i-1].Start) {
+			flush()
+		}
+		if kept[groupKey(dims, b.Group)] {
+			out = append(out, b)
+		} else {
+			others = append(others, b)
+		}
+	}
+	flush()
+	return out, len(groups) - n
 }

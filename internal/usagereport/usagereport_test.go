@@ -69,7 +69,7 @@ func fixture(t *testing.T, g Gomega) (usage.Store, *pricing.PriceList, []usage.E
 	// the events are stored: the rest of theirs come late.
 	_, err = store.Insert(context.Background(), events[:2000])
 	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(store.RollUpDays(context.Background(), time.Date(2026, 10, 26, 0, 0, 0, 0, time.UTC))).To(Succeed())
+	g.Expect(store.RollUpDays(context.Background(), time.Date(2026, 10, 26, 0, 0, 0, 0, time.UTC), berlin)).To(Succeed())
 	_, err = store.Insert(context.Background(), events[2000:])
 	g.Expect(err).NotTo(HaveOccurred())
 	// Alice owns two keys, Bob two; the fifth has no recorded owner.
@@ -254,6 +254,48 @@ func TestDayBucketsFollowTheZone(t *testing.T) {
 	g.Expect(report.Currency).To(Equal("USD"))
 }
 
+// TestTopGroupsSumTheOthers: with topGroups, the costliest groups keep
+// their buckets and the others are summed per bucket; nothing is lost.
+func TestTopGroupsSumTheOthers(t *testing.T) {
+	g := NewWithT(t)
+	store, prices, _ := fixture(t, g)
+	r := usagereport.Request{From: time.Date(2026, 10, 23, 0, 0, 0, 0, berlin), To: time.Date(2026, 10, 27, 0, 0, 0, 0, berlin),
+		Granularity: usage.Day, TimeZone: "Europe/Berlin", GroupBy: []usage.Dimension{usage.ByModel}}
+	all, err := usagereport.Build(context.Background(), store, prices, "USD", r)
+	g.Expect(err).NotTo(HaveOccurred())
+	r.TopGroups = 1
+	top, err := usagereport.Build(context.Background(), store, prices, "USD", r)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(top.OtherGroups).To(Equal(3), "four models: one kept")
+	g.Expect(top.Total).To(Equal(all.Total))
+	costs := map[string]decimal.Decimal{}
+	for _, b := range all.Buckets {
+		costs[b.Group[usage.ByModel]] = costs[b.Group[usage.ByModel]].Add(decimal.RequireFromString(b.Cost))
+	}
+	g.Expect(costs["MiniMax-Hailuo-02"].GreaterThan(costs["MiniMax-M2"])).To(BeTrue(), "the fixture's costliest is video")
+	g.Expect(top.Buckets).To(HaveLen(8), "four days, each the kept model and the others")
+	for i, b := range top.Buckets {
+		if i%2 == 0 {
+			g.Expect(b.Group).To(Equal(map[usage.Dimension]string{usage.ByModel: "MiniMax-Hailuo-02"}))
+			g.Expect(b.Others).To(BeFalse())
+			continue
+		}
+		g.Expect(b.Others).To(BeTrue())
+		g.Expect(b.Group).To(BeNil())
+		g.Expect(b.Start).To(Equal(top.Buckets[i-1].Start))
+		var calls int64
+		cost := decimal.Zero
+		for _, a := range all.Buckets {
+			if a.Start.Equal(b.Start) && a.Group[usage.ByModel] != "MiniMax-Hailuo-02" {
+				calls += a.Calls
+				cost = cost.Add(decimal.RequireFromString(a.Cost))
+			}
+		}
+		g.Expect(b.Calls).To(Equal(calls))
+		g.Expect(b.Cost).To(Equal(cost.String()))
+	}
+}
+
 // TestBadRequestsNameTheField: every refusal names the field to change.
 func TestBadRequestsNameTheField(t *testing.T) {
 	g := NewWithT(t)
@@ -264,6 +306,7 @@ func TestBadRequestsNameTheField(t *testing.T) {
 		"granularity":        {From: now, To: now.AddDate(1, 0, 0), Granularity: usage.Hour},
 		"groupBy[1]":         {From: now, To: now.Add(time.Hour), GroupBy: []usage.Dimension{usage.ByModel, "owner"}},
 		"filter.projects[1]": {From: now, To: now.Add(time.Hour), Filter: usagereport.Filter{Projects: []string{"chatbot", ""}}},
+		"topGroups":          {From: now, To: now.Add(time.Hour), TopGroups: -1},
 	} {
 		_, err := r.Validate()
 		var invalid *usagereport.InvalidError

@@ -83,6 +83,15 @@ type UsageReportSpec struct {
 	// +optional
 	Compare bool `json:"compare,omitempty"`
 
+	// topGroups, when above zero, keeps the buckets of the topGroups groups
+	// with the highest cost over the range (then the most calls); every
+	// other group's usage is summed, bucket by bucket, into one bucket
+	// with others set and no group values. total and the comparisons are
+	// unchanged. A chart of a thousand projects asks for its lines so.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	TopGroups int32 `json:"topGroups,omitempty"`
+
 	// csv adds status.csv: the buckets as CSV, for a spreadsheet, with
 	// kubectl create -f report.yaml -o jsonpath='{.status.csv}'. Clients
 	// that can send Accept: text/csv get the same CSV as the whole answer.
@@ -132,6 +141,10 @@ type UsageReportStatus struct {
 	// +listType=atomic
 	Buckets []UsageBucket `json:"buckets,omitempty"`
 
+	// otherGroups is how many groups topGroups summed into the others.
+	// +optional
+	OtherGroups int32 `json:"otherGroups,omitempty"`
+
 	// total sums the whole range.
 	// +optional
 	Total UsageFigures `json:"total,omitzero"`
@@ -172,6 +185,10 @@ type UsageBucket struct {
 	// Member; empty for keys whose owner the usage server has not recorded.
 	// +optional
 	Member string `json:"member,omitempty"`
+	// others is set on the bucket that sums the groups topGroups left
+	// out; it has no group values.
+	// +optional
+	Others bool `json:"others,omitempty"`
 
 	UsageFigures `json:",inline"`
 }

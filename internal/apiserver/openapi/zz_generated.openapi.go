@@ -1133,6 +1133,13 @@ func schema_platform_hub_api_management_v1alpha1_UsageBucket(ref common.Referenc
 							Format:      "",
 						},
 					},
+					"others": {
+						SchemaProps: spec.SchemaProps{
+							Description: "others is set on the bucket that sums the groups topGroups left out; it has no group values.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
 					"calls": {
 						SchemaProps: spec.SchemaProps{
 							Description: "calls counts API calls.",
@@ -1682,6 +1689,13 @@ func schema_platform_hub_api_management_v1alpha1_UsageReportSpec(ref common.Refe
 							Format:      "",
 						},
 					},
+					"topGroups": {
+						SchemaProps: spec.SchemaProps{
+							Description: "topGroups, when above zero, keeps the buckets of the topGroups groups with the highest cost over the range (then the most calls); every other group's usage is summed, bucket by bucket, into one bucket with others set and no group values. total and the comparisons are unchanged. A chart of a thousand projects asks for its lines so.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
 					"csv": {
 						SchemaProps: spec.SchemaProps{
 							Description: "csv adds status.csv: the buckets as CSV, for a spreadsheet, with kubectl create -f report.yaml -o jsonpath='{.status.csv}'. Clients that can send Accept: text/csv get the same CSV as the whole answer.",
@@ -1735,6 +1749,13 @@ func schema_platform_hub_api_management_v1alpha1_UsageReportStatus(ref common.Re
 									},
 								},
 							},
+						},
+					},
+					"otherGroups": {
+						SchemaProps: spec.SchemaProps{
+							Description: "otherGroups is how many groups topGroups summed into the others.",
+							Type:        []string{"integer"},
+							Format:      "int32",
 						},
 					},
 					"total": {
