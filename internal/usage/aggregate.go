@@ -283,6 +283,9 @@ func (s *sqlStore) sumDailyRollups(ctx context.Context, q Query, groupCols []str
 	if len(days) == 0 {
 		return nil
 	}
+	if daily == projectDailyRollups {
+		return s.sumCachedDays(ctx, q, groupCols, days, acc)
+	}
 	where, args := s.filterSQL(daysSQL(daily.start, daily.offsets, days), nil, q.Filter)
 	keys := strings.Join(append([]string{daily.start}, groupCols...), ", ")
 	summed := fmt.Sprintf(`SELECT %s, %s FROM %s WHERE %s GROUP BY %s`, keys, sumsOf(totalsColumns), daily.name, where, keys)

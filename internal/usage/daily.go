@@ -1,10 +1,12 @@
 package usage
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -40,8 +42,10 @@ import (
 // dailyTriggersVersion is the version of the triggers below; usage_meta
 // records the one the database has, and a start with a newer one replaces
 // them. Version 2 added the per-project rollups, which the start that
-// installs it fills from the per-key hourly rollups.
-const dailyTriggersVersion = 2
+// installs it fills from the per-key hourly rollups; version 3, the
+// versions of per-project days (daycache.go), which it gives the days
+// there are.
+const dailyTriggersVersion = 3
 
 // Names in usage_meta.
 const (
@@ -88,8 +92,10 @@ func (s *sqlStore) keepRollupTriggers(ctx context.Context) error {
 		s.d.RowTrigger("usage_hourly_late_update", "usage_hourly", "UPDATE", late, addToDaySQL(true)),
 		s.d.RowTrigger("usage_hourly_project_insert", "usage_hourly", "INSERT", "1 = 1", addToProjectHourSQL(false)),
 		s.d.RowTrigger("usage_hourly_project_update", "usage_hourly", "UPDATE", "1 = 1", addToProjectHourSQL(true)),
-		s.d.RowTrigger("usage_project_hourly_late_insert", "usage_project_hourly", "INSERT", lateForOffsets, addToProjectDaysSQL(false)),
-		s.d.RowTrigger("usage_project_hourly_late_update", "usage_project_hourly", "UPDATE", lateForOffsets, addToProjectDaysSQL(true)),
+		s.d.RowTrigger("usage_project_hourly_late_insert", "usage_project_hourly", "INSERT", lateForOffsets,
+			addToProjectDaysSQL(false)+"; "+bumpDayVersionsSQL),
+		s.d.RowTrigger("usage_project_hourly_late_update", "usage_project_hourly", "UPDATE", lateForOffsets,
+			addToProjectDaysSQL(true)+"; "+bumpDayVersionsSQL),
 	)
 	// Filled first: creating a trigger on a table locks it until the
 	// transaction ends, and the fill prepares its statements on other
@@ -97,6 +103,12 @@ func (s *sqlStore) keepRollupTriggers(ctx context.Context) error {
 	if version < 2 {
 		if err := s.fillProjectHours(ctx, tx); err != nil {
 			return fmt.Errorf("filling the per-project usage rollups: %w", err)
+		}
+	}
+	if version < 3 {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO usage_project_day_versions (utc_offset, day, version)
+			SELECT DISTINCT utc_offset, day, 1 FROM usage_project_daily WHERE TRUE ON CONFLICT (utc_offset, day) DO NOTHING`); err != nil {
+			return fmt.Errorf("recording the versions of usage days: %w", err)
 		}
 	}
 	for _, stmt := range stmts {
@@ -305,7 +317,8 @@ func (s *sqlStore) dropDayOffset(ctx context.Context, tx *sql.Tx, offset int64) 
 	p := s.d.Placeholder
 	_, err1 := tx.ExecContext(ctx, "DELETE FROM usage_day_offsets WHERE utc_offset = "+p(1), offset)
 	_, err2 := tx.ExecContext(ctx, "DELETE FROM usage_project_daily WHERE utc_offset = "+p(1), offset)
-	if err := errors.Join(err1, err2); err != nil {
+	_, err3 := tx.ExecContext(ctx, "DELETE FROM usage_project_day_versions WHERE utc_offset = "+p(1), offset)
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return fmt.Errorf("removing a day offset from the usage rollups: %w", err)
 	}
 	return nil
@@ -368,6 +381,11 @@ func (s *sqlStore) rollUpDay(ctx context.Context, tx *sql.Tx, d daySeries, day i
 	if err != nil {
 		return err
 	}
+	if d.target.offsets {
+		if err := s.bumpDayVersion(ctx, tx, d.offset, day); err != nil {
+			return err
+		}
+	}
 	return s.upsertRollups(ctx, tx, d.target, sums)
 }
 
@@ -424,11 +442,11 @@ func (s *sqlStore) setMeta(ctx context.Context, tx *sql.Tx, name string, v int64
 // lockForTriggers locks, in a fixed order, the rows that the triggers of
 // a batch's hourly rollups will add to, before any hourly row is written
 // (on databases with concurrent writers): the per-key days and per-project
-// days already rolled up that late hours add to, then the per-project
-// hours. Otherwise two writers would each lock an hourly row and then, in
-// its triggers, rows the other holds, and could deadlock. The rows of
-// each table are locked in key order; a batch of the current day locks
-// only its per-project hours.
+// days already rolled up that late hours add to, the versions of those
+// per-project days, then the per-project hours. Otherwise two writers
+// would each lock an hourly row and then, in its triggers, rows the other
+// holds, and could deadlock. The rows of each table are locked in key
+// order; a batch of the current day locks only its per-project hours.
 func (s *sqlStore) lockForTriggers(ctx context.Context, tx *sql.Tx, rollups map[rollupKey]Totals) error {
 	if !s.d.ConcurrentWriters {
 		return nil
@@ -466,15 +484,23 @@ func (s *sqlStore) lockForTriggers(ctx context.Context, tx *sql.Tx, rollups map[
 			days[b.d.target][day] = true
 		}
 	}
-	for _, step := range []struct {
-		table rollupTable
-		rows  map[rollupKey]bool
-	}{{dailyRollups, days[dailyRollups]}, {projectDailyRollups, days[projectDailyRollups]}, {projectHourlyRollups, hours}} {
-		if err := s.lockRollups(ctx, tx, step.table, step.rows); err != nil {
-			return err
-		}
+	if err := s.lockRollups(ctx, tx, dailyRollups, days[dailyRollups]); err != nil {
+		return err
 	}
-	return nil
+	if err := s.lockRollups(ctx, tx, projectDailyRollups, days[projectDailyRollups]); err != nil {
+		return err
+	}
+	versions := map[cachedDayKey]bool{}
+	for k := range days[projectDailyRollups] {
+		versions[cachedDayKey{k.offset, k.start}] = true
+	}
+	sorted := slices.SortedFunc(maps.Keys(versions), func(a, b cachedDayKey) int {
+		return cmp.Or(cmp.Compare(a.offset, b.offset), cmp.Compare(a.day, b.day))
+	})
+	if err := s.lockDayVersions(ctx, tx, sorted); err != nil {
+		return err
+	}
+	return s.lockRollups(ctx, tx, projectHourlyRollups, hours)
 }
 
 // figuresSQL are the triggers' figures of the row NEW: for an update, what

@@ -15,6 +15,7 @@ import (
 
 	"github.com/minimax/platform-hub/internal/billing"
 	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/testpg"
 	"github.com/minimax/platform-hub/internal/usage"
 )
 
@@ -225,14 +226,6 @@ var integritySuite = []storeCase{
 		insert(event("a", day.Add(10*time.Hour), "p1", "k1", "m", 1, 0), event("b", day.Add(30*time.Hour), "p1", "k2", "m", 10, 0),
 			event("x", day.Add(10*time.Hour), "p2", "k3", "m", 10000, 0))
 		g.Expect(s.RollUpDays(ctx, day.Add(2*24*time.Hour+time.Hour), shanghai)).To(Succeed())
-		// Late events for days rolled up: the same hour and key again (an
-		// update of both hourly rollups), the same hour by another key (a
-		// new per-key row, an update of the project's), and a day long
-		// past.
-		insert(event("c", day.Add(10*time.Hour+time.Minute), "p1", "k1", "m", 100, 0))
-		insert(event("c2", day.Add(10*time.Hour+2*time.Minute), "p1", "k9", "m", 10000000, 0))
-		insert(event("d", day.Add(-20*24*time.Hour), "p1", "k2", "m", 1000, 0))
-		g.Expect(s.RollUpDays(ctx, day.Add(2*24*time.Hour), shanghai)).To(Succeed(), "again: nothing to add")
 		days := func(from, to time.Time) map[string]int64 {
 			buckets, err := s.Aggregate(ctx, usage.Query{From: from, To: to, Granularity: usage.Day, Location: shanghai,
 				Filter: usage.Filter{Project: "p1"}})
@@ -243,11 +236,24 @@ var integritySuite = []storeCase{
 			}
 			return out
 		}
+		// Read once, the days are cached: what follows must reach the
+		// cache too.
+		g.Expect(days(day.Add(-30*24*time.Hour), day.Add(2*24*time.Hour))).To(Equal(map[string]int64{"2026-09-01": 1, "2026-09-02": 10}))
+		// Late events for days rolled up: the same hour and key again (an
+		// update of both hourly rollups), the same hour by another key (a
+		// new per-key row, an update of the project's), and a day long
+		// past.
+		insert(event("c", day.Add(10*time.Hour+time.Minute), "p1", "k1", "m", 100, 0))
+		g.Expect(days(day.Add(-30*24*time.Hour), day.Add(2*24*time.Hour))).To(Equal(map[string]int64{"2026-09-01": 101, "2026-09-02": 10}))
+		insert(event("c2", day.Add(10*time.Hour+2*time.Minute), "p1", "k9", "m", 10000000, 0))
+		insert(event("d", day.Add(-20*24*time.Hour), "p1", "k2", "m", 1000, 0))
+		g.Expect(s.RollUpDays(ctx, day.Add(2*24*time.Hour), shanghai)).To(Succeed(), "again: nothing to add")
 		g.Expect(days(day.Add(-30*24*time.Hour), day.Add(2*24*time.Hour))).To(Equal(map[string]int64{
 			"2026-08-12": 1000, "2026-09-01": 10000101, "2026-09-02": 10}))
 		// Pruning the hours before the afternoon of 1 September (Shanghai)
 		// leaves that day whole only in its daily rollup: its figures
-		// there prove the day is read from it.
+		// there prove the day is read from it. The day of 12 August is
+		// pruned, from the cache too.
 		g.Expect(s.Prune(ctx, time.Time{}, day.Add(12*time.Hour))).To(Succeed())
 		g.Expect(days(day.Add(-30*24*time.Hour), day.Add(2*24*time.Hour))).To(Equal(map[string]int64{
 			"2026-09-01": 10000101, "2026-09-02": 10}))
@@ -440,6 +446,46 @@ func TestOlderSchemaIsUpgraded(t *testing.T) {
 			s2, err := reopen()
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(s2.Close()).To(Succeed())
+		})
+	}
+}
+
+// TestDayCacheSeesOtherReplicas: two stores on one database (two server
+// replicas) each cache days; a late event one stores reaches the other's
+// next read.
+func TestDayCacheSeesOtherReplicas(t *testing.T) {
+	shanghai, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, db := range testpg.Databases(pg) {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := context.Background()
+			shared := db(t)
+			writer, err := usage.New(ctx, shared)
+			g.Expect(err).NotTo(HaveOccurred())
+			reader, err := usage.New(ctx, shared)
+			g.Expect(err).NotTo(HaveOccurred())
+			day := time.Date(2026, 9, 1, 0, 0, 0, 0, shanghai)
+			_, err = writer.Insert(ctx, []usage.Event{event("a", day.Add(time.Hour), "p1", "k1", "m", 1, 0)})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(writer.RollUpDays(ctx, day.Add(3*24*time.Hour), shanghai)).To(Succeed())
+			read := func() int64 {
+				buckets, err := reader.Aggregate(ctx, usage.Query{From: day, To: day.Add(2 * 24 * time.Hour), Granularity: usage.Day,
+					Location: shanghai})
+				g.Expect(err).NotTo(HaveOccurred())
+				var n int64
+				for _, b := range buckets {
+					n += b.InputTokens
+				}
+				return n
+			}
+			g.Expect(read()).To(BeEquivalentTo(1))
+			g.Expect(read()).To(BeEquivalentTo(1), "from the cache")
+			_, err = writer.Insert(ctx, []usage.Event{event("b", day.Add(2*time.Hour), "p2", "k2", "m", 10, 0)})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(read()).To(BeEquivalentTo(11))
 		})
 	}
 }
