@@ -174,14 +174,14 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // usageDB puts the benchmark's usage store at path: seeded (several
 // minutes), or copied from $HUB_BENCH_USAGE_DB when that file exists, which
 // a seeding then fills for the next run. Events are spread over the 30 days
-// before the seeding: a copy some hours old shows the same load.
+// before the seeding; a copy is first brought up to now at the same rate.
 func usageDB(b *testing.B, g Gomega, path string, now time.Time) {
 	cached := os.Getenv("HUB_BENCH_USAGE_DB")
 	if cached != "" {
 		if _, err := os.Stat(cached); err == nil {
-			// Brought up to this version's schema and rolled up first, in
-			// place, as the server's leader would at its start: once.
-			rollUp(g, cached, now)
+			// Brought up to this version's schema and to now first, in
+			// place: once.
+			catchUp(b, g, cached, now)
 			g.Expect(copyFile(cached, path)).To(Succeed())
 			b.Logf("usage store copied from %s", cached)
 			return
@@ -218,35 +218,57 @@ func seedUsage(b *testing.B, g Gomega, path string, now time.Time) {
 	store, err := usage.OpenSQLite(ctx, path)
 	g.Expect(err).NotTo(HaveOccurred())
 	start := now.Add(-benchDays * 24 * time.Hour)
-	span := now.Sub(start)
 	started := time.Now()
-	events := make([]usage.Event, benchEventsBatch)
-	for offset := 0; offset < benchEvents; offset += benchEventsBatch {
-		for i := range events {
-			j := offset + i
-			events[i] = usage.Event{
-				ID: fmt.Sprintf("ev-%010d", j), Time: start.Add(time.Duration(int64(span) / benchEvents * int64(j))),
-				Project: fmt.Sprintf("p-%04d", j%benchProjects), KeyID: fmt.Sprintf("key%07d", j%(benchProjects*keysPerProject)),
-				Service: pricing.Chat, Endpoint: []string{"/v1/chat/completions", "/v1/embeddings", "/v1/responses"}[j%3],
-				Model: fmt.Sprintf("model-%d", j%5), InputTokens: int64(100 + j%1000), OutputTokens: int64(50 + j%500), StatusCode: 200,
-			}
-		}
-		_, err := store.Insert(ctx, events)
-		g.Expect(err).NotTo(HaveOccurred())
-	}
+	insertBenchEvents(g, store, "ev", start, benchEvents)
 	g.Expect(store.Close()).To(Succeed())
-	rollUp(g, path, now)
+	catchUp(b, g, path, now)
 	b.Logf("seeded %d events in %v", benchEvents, time.Since(started).Round(time.Second))
 }
 
-// rollUp rolls up the days of the usage store at path that are over, in UTC
-// and in the sample Organization's zone, as the server's leader does
-// hourly.
-func rollUp(g Gomega, path string, now time.Time) {
+// benchEventEvery is the time between two of the benchmark's events.
+const benchEventEvery = benchDays * 24 * time.Hour / benchEvents
+
+// insertBenchEvents stores n events, one every benchEventEvery from start,
+// spread over the projects, keys, models and endpoints as the seeding
+// spreads them, with IDs that start with prefix.
+func insertBenchEvents(g Gomega, store usage.Store, prefix string, start time.Time, n int) {
+	for offset := 0; offset < n; offset += benchEventsBatch {
+		events := make([]usage.Event, 0, benchEventsBatch)
+		for j := offset; j < min(n, offset+benchEventsBatch); j++ {
+			events = append(events, usage.Event{
+				ID: fmt.Sprintf("%s-%010d", prefix, j), Time: start.Add(benchEventEvery * time.Duration(j)),
+				Project: fmt.Sprintf("p-%04d", j%benchProjects), KeyID: fmt.Sprintf("key%07d", j%(benchProjects*keysPerProject)),
+				Service: pricing.Chat, Endpoint: []string{"/v1/chat/completions", "/v1/embeddings", "/v1/responses"}[j%3],
+				Model: fmt.Sprintf("model-%d", j%5), InputTokens: int64(100 + j%1000), OutputTokens: int64(50 + j%500), StatusCode: 200,
+			})
+		}
+		_, err := store.Insert(context.Background(), events)
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+}
+
+// catchUp brings the usage store at path up to now, as a live hub's would
+// be: the events of the hours since its last one, at the seeding's rate
+// (so that today's hours are as busy as the seeded ones), and the days
+// that are over rolled up, in UTC and in the sample Organization's zone,
+// as the server's leader does hourly.
+func catchUp(b *testing.B, g Gomega, path string, now time.Time) {
 	ctx := context.Background()
 	store, err := usage.OpenSQLite(ctx, path)
 	g.Expect(err).NotTo(HaveOccurred())
 	defer func() { _ = store.Close() }()
+	keys, err := store.LastUsed(ctx, time.Time{})
+	g.Expect(err).NotTo(HaveOccurred())
+	var last time.Time
+	for _, k := range keys {
+		if k.Last.After(last) {
+			last = k.Last
+		}
+	}
+	if n := int(now.Sub(last) / benchEventEvery); n > 1 && !last.IsZero() {
+		insertBenchEvents(g, store, fmt.Sprintf("up%d", last.Unix()), last.Add(benchEventEvery), n-1)
+		b.Logf("usage store brought up to now: %d events since %s", n-1, last.Format(time.RFC3339))
+	}
 	zone, err := time.LoadLocation("Asia/Shanghai")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(store.RollUpDays(ctx, now, zone)).To(Succeed())

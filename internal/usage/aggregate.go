@@ -310,8 +310,14 @@ func (s *sqlStore) sumRollups(ctx context.Context, q Query, groupCols []string, 
 		}
 		from = d.to
 	}
+	if hourly == projectHourlyRollups {
+		var err error
+		if gaps, err = s.sumClosedHours(ctx, q, groupCols, plan, gaps, acc); err != nil {
+			return err
+		}
+	}
 	if len(gaps) == 0 {
-		return nil // all of it came from the daily rollups
+		return nil // all of it came from the daily rollups, or the cache
 	}
 	where, args := s.filterSQL(daysSQL(hourly.start, false, gaps)+plan.notFromRollups(q.From), nil, q.Filter)
 	keys := strings.Join(append([]string{hourly.start}, groupCols...), ", ")
@@ -320,6 +326,45 @@ func (s *sqlStore) sumRollups(ctx context.Context, q Query, groupCols []string, 
 	return s.sumRows(ctx, s.db, summed, raw, args, len(groupCols), func(hour int64, group []string, t Totals) {
 		acc.add(bucketStart(time.Unix(hour, 0), q), group, t)
 	})
+}
+
+// sumClosedHours adds the closed per-project hours of gaps (through the
+// period cache), except the hours the rollups must not give, and returns
+// the parts of gaps left: the hours not closed yet.
+func (s *sqlStore) sumClosedHours(ctx context.Context, q Query, groupCols []string, plan *hourPlan, gaps []dayRun,
+	acc *bucketSet) ([]dayRun, error) {
+	closed, err := s.metaValue(ctx, s.db, metaHoursClosedBefore)
+	if err != nil {
+		return nil, err
+	}
+	skip := map[int64]bool{}
+	for _, h := range plan.split {
+		if !h.fromRollup || h.start.Before(q.From) {
+			skip[h.start.Unix()] = true
+		}
+	}
+	var open, cached []dayRun
+	for _, g := range gaps {
+		for h := g.from; h < min(g.to, closed); h += 3600 {
+			if skip[h] {
+				continue
+			}
+			if n := len(cached); n > 0 && cached[n-1].to == h {
+				cached[n-1].to += 3600
+			} else {
+				cached = append(cached, dayRun{from: h, to: h + 3600})
+			}
+		}
+		if g.to > closed {
+			open = append(open, dayRun{from: max(g.from, closed), to: g.to})
+		}
+	}
+	for _, run := range cached {
+		if err := s.sumCached(ctx, q, groupCols, projectHours, run, acc); err != nil {
+			return nil, err
+		}
+	}
+	return open, nil
 }
 
 // maxSegmentsPerQuery bounds the parts of split hours one query sums, and

@@ -43,9 +43,9 @@ import (
 // records the one the database has, and a start with a newer one replaces
 // them. Version 2 added the per-project rollups, which the start that
 // installs it fills from the per-key hourly rollups; version 3, the
-// versions of per-project days (daycache.go), which it gives the days
-// there are.
-const dailyTriggersVersion = 3
+// versions of per-project days (periodcache.go), which it gives the days
+// there are; version 4, the versions of closed per-project hours.
+const dailyTriggersVersion = 4
 
 // Names in usage_meta.
 const (
@@ -87,6 +87,7 @@ func (s *sqlStore) keepRollupTriggers(ctx context.Context) error {
 	}
 	late := "NEW.hour < (SELECT value FROM usage_meta WHERE name = '" + metaDailyRollupsBefore + "')"
 	lateForOffsets := "NEW.hour < (SELECT MAX(rolled_up_before) FROM usage_day_offsets)"
+	closedHour := "NEW.hour < (SELECT value FROM usage_meta WHERE name = '" + metaHoursClosedBefore + "')"
 	stmts := slices.Concat(
 		s.d.RowTrigger("usage_hourly_late_insert", "usage_hourly", "INSERT", late, addToDaySQL(false)),
 		s.d.RowTrigger("usage_hourly_late_update", "usage_hourly", "UPDATE", late, addToDaySQL(true)),
@@ -96,6 +97,8 @@ func (s *sqlStore) keepRollupTriggers(ctx context.Context) error {
 			addToProjectDaysSQL(false)+"; "+bumpDayVersionsSQL),
 		s.d.RowTrigger("usage_project_hourly_late_update", "usage_project_hourly", "UPDATE", lateForOffsets,
 			addToProjectDaysSQL(true)+"; "+bumpDayVersionsSQL),
+		s.d.RowTrigger("usage_project_hourly_closed_insert", "usage_project_hourly", "INSERT", closedHour, bumpHourVersionSQL),
+		s.d.RowTrigger("usage_project_hourly_closed_update", "usage_project_hourly", "UPDATE", closedHour, bumpHourVersionSQL),
 	)
 	// Filled first: creating a trigger on a table locks it until the
 	// transaction ends, and the fill prepares its statements on other
@@ -231,7 +234,7 @@ func (s *sqlStore) RollUpDays(ctx context.Context, before time.Time, zones ...*t
 			}
 		}
 	}
-	return nil
+	return s.closeHours(ctx, before.Unix()-before.Unix()%3600)
 }
 
 // DayOffsets are the UTC offsets (seconds east) whose days per-project
@@ -443,7 +446,8 @@ func (s *sqlStore) setMeta(ctx context.Context, tx *sql.Tx, name string, v int64
 // a batch's hourly rollups will add to, before any hourly row is written
 // (on databases with concurrent writers): the per-key days and per-project
 // days already rolled up that late hours add to, the versions of those
-// per-project days, then the per-project hours. Otherwise two writers
+// per-project days and of the closed hours written, then the per-project
+// hours. Otherwise two writers
 // would each lock an hourly row and then, in its triggers, rows the other
 // holds, and could deadlock. The rows of each table are locked in key
 // order; a batch of the current day locks only its per-project hours.
@@ -490,17 +494,39 @@ func (s *sqlStore) lockForTriggers(ctx context.Context, tx *sql.Tx, rollups map[
 	if err := s.lockRollups(ctx, tx, projectDailyRollups, days[projectDailyRollups]); err != nil {
 		return err
 	}
-	versions := map[cachedDayKey]bool{}
-	for k := range days[projectDailyRollups] {
-		versions[cachedDayKey{k.offset, k.start}] = true
+	closed, err := s.metaValue(ctx, tx, metaHoursClosedBefore)
+	if err != nil {
+		return err
 	}
-	sorted := slices.SortedFunc(maps.Keys(versions), func(a, b cachedDayKey) int {
-		return cmp.Or(cmp.Compare(a.offset, b.offset), cmp.Compare(a.day, b.day))
-	})
-	if err := s.lockDayVersions(ctx, tx, sorted); err != nil {
+	if err := s.lockVersions(ctx, tx, versionsWritten(days[projectDailyRollups], hours, closed)); err != nil {
 		return err
 	}
 	return s.lockRollups(ctx, tx, projectHourlyRollups, hours)
+}
+
+// versionsWritten are the periods whose versions the triggers will bump
+// for writes to these per-project days and hours (those before closed),
+// in the order lockVersions takes them: days by offset and start, then
+// hours.
+func versionsWritten(days, hours map[rollupKey]bool, closed int64) []periodKey {
+	versions := map[periodKey]bool{}
+	for k := range days {
+		versions[periodKey{offset: k.offset, day: k.start}] = true
+	}
+	for k := range hours {
+		if k.start < closed {
+			versions[periodKey{hours: true, day: k.start}] = true
+		}
+	}
+	rank := func(hours bool) int {
+		if hours {
+			return 1
+		}
+		return 0
+	}
+	return slices.SortedFunc(maps.Keys(versions), func(a, b periodKey) int {
+		return cmp.Or(cmp.Compare(rank(a.hours), rank(b.hours)), cmp.Compare(a.offset, b.offset), cmp.Compare(a.day, b.day))
+	})
 }
 
 // figuresSQL are the triggers' figures of the row NEW: for an update, what

@@ -451,8 +451,8 @@ func TestOlderSchemaIsUpgraded(t *testing.T) {
 }
 
 // TestDayCacheSeesOtherReplicas: two stores on one database (two server
-// replicas) each cache days; a late event one stores reaches the other's
-// next read.
+// replicas) each cache days and closed hours; a late event one stores
+// reaches the other's next read.
 func TestDayCacheSeesOtherReplicas(t *testing.T) {
 	shanghai, err := time.LoadLocation("Asia/Shanghai")
 	if err != nil {
@@ -481,11 +481,27 @@ func TestDayCacheSeesOtherReplicas(t *testing.T) {
 				}
 				return n
 			}
+			// Hour buckets read closed hours, which are cached too.
+			hours := func() int64 {
+				buckets, err := reader.Aggregate(ctx, usage.Query{From: day, To: day.Add(4 * time.Hour), Granularity: usage.Hour})
+				g.Expect(err).NotTo(HaveOccurred())
+				var n int64
+				for _, b := range buckets {
+					n += b.InputTokens
+				}
+				return n
+			}
 			g.Expect(read()).To(BeEquivalentTo(1))
 			g.Expect(read()).To(BeEquivalentTo(1), "from the cache")
+			g.Expect(hours()).To(BeEquivalentTo(1))
+			g.Expect(hours()).To(BeEquivalentTo(1), "from the cache")
 			_, err = writer.Insert(ctx, []usage.Event{event("b", day.Add(2*time.Hour), "p2", "k2", "m", 10, 0)})
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(read()).To(BeEquivalentTo(11))
+			g.Expect(hours()).To(BeEquivalentTo(11))
+			_, err = writer.Insert(ctx, []usage.Event{event("c", day.Add(time.Hour+time.Minute), "p1", "k1", "m", 100, 0)})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(hours()).To(BeEquivalentTo(111), "an hour already written to, and cached, written again")
 		})
 	}
 }

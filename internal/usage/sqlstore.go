@@ -50,7 +50,7 @@ var eventSchema = []string{
 // filter, with an index each; anything else scans the periods of the
 // range.
 var rollupSchema = slices.Concat(hourlyRollups.schema(), dailyRollups.schema(), projectHourlyRollups.schema(),
-	projectDailyRollups.schema(), dayOffsetsSchema, dayVersionsSchema)
+	projectDailyRollups.schema(), dayOffsetsSchema, versionsSchema)
 
 // keySchema creates the tables of keys and of the store itself.
 var keySchema = []string{
@@ -108,8 +108,8 @@ type sqlStore struct {
 	d  sqldb.Dialect
 	// own is set when closing the store closes the database.
 	own bool
-	// days caches per-project days (daycache.go).
-	days dayCache
+	// periods caches per-project days and closed hours (periodcache.go).
+	periods periodCache
 }
 
 // New returns the usage store in db, creating its tables if needed.
@@ -544,7 +544,8 @@ func (s *sqlStore) Prune(ctx context.Context, eventsBefore, rollupsBefore time.T
 	_, err4 := s.db.ExecContext(ctx, "DELETE FROM usage_daily WHERE day < "+p(1), hour-hour%secondsPerDay)
 	_, err5 := s.db.ExecContext(ctx, "DELETE FROM usage_project_daily WHERE day <= "+p(1), hour-secondsPerDay)
 	_, err6 := s.db.ExecContext(ctx, "DELETE FROM usage_project_day_versions WHERE day <= "+p(1), hour-secondsPerDay)
-	if err := errors.Join(err1, err2, err3, err4, err5, err6); err != nil {
+	_, err7 := s.db.ExecContext(ctx, "DELETE FROM usage_project_hour_versions WHERE hour < "+p(1), hour)
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
 		return fmt.Errorf("pruning usage: %w", err)
 	}
 	return nil

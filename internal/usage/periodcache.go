@@ -1,0 +1,364 @@
+package usage
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The period cache keeps per-project days and closed hours in memory, as
+// read from usage_project_daily and usage_project_hourly. A day that is
+// over, or an hour the server's leader has closed (hourly: the hours
+// before the current one), changes only when usage arrives late for it,
+// or when it is pruned or its day's offset dropped, and each of these
+// bumps its version (usage_project_day_versions, usage_project_hour_versions)
+// in the same transaction, through the same triggers. A query reads the
+// versions of its periods first (a row each) and then only the periods
+// whose version it has not cached; a period without a version is read from
+// the database each time. Readers on other replicas see a late write once
+// it is committed, as they would without the cache. A dashboard's month by
+// project (about 3,000 rows a day at 1,000 projects) and today's hours are
+// then summed in Go in milliseconds instead of read again.
+
+// versionsSchema creates the tables of the versions of per-project days
+// and closed hours.
+var versionsSchema = []string{`CREATE TABLE IF NOT EXISTS usage_project_day_versions (
+		utc_offset BIGINT NOT NULL,
+		day BIGINT NOT NULL,
+		version BIGINT NOT NULL,
+		PRIMARY KEY (utc_offset, day))` + "%TABLE_OPTIONS%",
+	`CREATE TABLE IF NOT EXISTS usage_project_hour_versions (
+		hour BIGINT PRIMARY KEY,
+		version BIGINT NOT NULL)` + "%TABLE_OPTIONS%"}
+
+// metaHoursClosedBefore names, in usage_meta, the UTC hour (Unix seconds)
+// before which per-project hours are closed: a write to one bumps its
+// version.
+const metaHoursClosedBefore = "project_hours_closed_before"
+
+// cachedPeriods is one kind of cached period: per-project days of an
+// offset, or per-project hours.
+type cachedPeriods struct {
+	table    rollupTable
+	versions string // the table of their versions
+	hours    bool
+	offset   int64 // of days
+}
+
+// periodsOfDays are the per-project days of offset.
+func periodsOfDays(offset int64) cachedPeriods {
+	return cachedPeriods{table: projectDailyRollups, versions: "usage_project_day_versions", offset: offset}
+}
+
+// projectHours are the per-project closed hours.
+var projectHours = cachedPeriods{table: projectHourlyRollups, versions: "usage_project_hour_versions", hours: true}
+
+// length is a period's, in seconds.
+func (c cachedPeriods) length() int64 {
+	if c.hours {
+		return 3600
+	}
+	return secondsPerDay
+}
+
+// where is the SQL condition on a table of theirs (rows or versions) of
+// the periods of runs.
+func (c cachedPeriods) where(runs []dayRun) string {
+	return daysSQL(c.table.start, !c.hours, runs)
+}
+
+// maxCachedRows bounds the rows the period cache holds (about 100 bytes
+// each): 500,000 are about 160 days of 1,000 projects with three models.
+// The periods used longest ago go first.
+const maxCachedRows = 500_000
+
+// periodCache is a store's cache of per-project days and closed hours.
+// Safe for concurrent use.
+type periodCache struct {
+	mu    sync.Mutex
+	days  map[periodKey]*cachedPeriod
+	rows  int
+	clock int64 // counts reads, for evicting the least recently used
+	// names interns the group values, which repeat from day to day.
+	names map[string]string
+}
+
+// periodKey keys a cached period: its start and, for a day, its
+// offset.
+type periodKey struct {
+	hours       bool
+	offset, day int64
+}
+
+type cachedPeriod struct {
+	version, used int64
+	rows          []periodRow
+}
+
+// periodRow is a row of usage_project_daily: its group and its figures.
+type periodRow struct {
+	project, service, model, endpoint string
+	t                                 Totals
+}
+
+// value is the row's value of a column of the per-project rollups.
+func (r *periodRow) value(col string) string {
+	switch col {
+	case dimensionColumns[ByProject]:
+		return r.project
+	case dimensionColumns[ByService]:
+		return r.service
+	case dimensionColumns[ByModel]:
+		return r.model
+	}
+	return r.endpoint
+}
+
+// matches tells whether the row passes f (per-project filters only).
+func (r *periodRow) matches(f Filter) bool {
+	return (f.Project == "" || f.Project == r.project) && (f.Service == "" || f.Service == r.service) &&
+		(f.Model == "" || f.Model == r.model) && (f.Endpoint == "" || f.Endpoint == r.endpoint)
+}
+
+// sumCachedDays adds the per-project days of runs to acc, from the cache
+// where it holds their current version.
+func (s *sqlStore) sumCachedDays(ctx context.Context, q Query, groupCols []string, runs []dayRun, acc *bucketSet) error {
+	for _, run := range runs {
+		if err := s.sumCached(ctx, q, groupCols, periodsOfDays(run.offset), run, acc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sumCached adds the periods of c in run to acc, from the cache where it
+// holds their current version.
+func (s *sqlStore) sumCached(ctx context.Context, q Query, groupCols []string, c cachedPeriods, run dayRun, acc *bucketSet) error {
+	group := make([]string, len(groupCols))
+	add := func(start int64, rows []periodRow) {
+		bucket := bucketStart(time.Unix(start, 0), q)
+		for i := range rows {
+			r := &rows[i]
+			if !r.matches(q.Filter) {
+				continue
+			}
+			for j, col := range groupCols {
+				group[j] = r.value(col)
+			}
+			acc.add(bucket, group, r.t)
+		}
+	}
+	versions, err := s.periodVersions(ctx, c, run)
+	if err != nil {
+		return err
+	}
+	var missing []int64
+	for start := run.from; start < run.to; start += c.length() {
+		if rows, ok := s.periods.get(periodKey{c.hours, c.offset, start}, versions); ok {
+			add(start, rows)
+		} else {
+			missing = append(missing, start)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	loaded, err := s.readPeriods(ctx, c, missing)
+	if err != nil {
+		return err
+	}
+	for _, start := range missing {
+		add(start, loaded[start])
+		if v, ok := versions[start]; ok {
+			s.periods.put(periodKey{c.hours, c.offset, start}, v, loaded[start])
+		}
+	}
+	return nil
+}
+
+// periodVersions reads the versions of the periods of c in run.
+func (s *sqlStore) periodVersions(ctx context.Context, c cachedPeriods, run dayRun) (map[int64]int64, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+c.table.start+", version FROM "+c.versions+" WHERE "+c.where([]dayRun{run}))
+	if err != nil {
+		return nil, fmt.Errorf("reading the versions of usage periods: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	versions := map[int64]int64{}
+	for rows.Next() {
+		var start, v int64
+		if err := rows.Scan(&start, &v); err != nil {
+			return nil, err
+		}
+		versions[start] = v
+	}
+	return versions, rows.Err()
+}
+
+// readPeriods reads the rows of the periods of c that start at starts (in
+// order), by start.
+func (s *sqlStore) readPeriods(ctx context.Context, c cachedPeriods, starts []int64) (map[int64][]periodRow, error) {
+	var runs []dayRun
+	for _, d := range starts {
+		if n := len(runs); n > 0 && runs[n-1].to == d {
+			runs[n-1].to += c.length()
+		} else {
+			runs = append(runs, dayRun{c.offset, d, d + c.length()})
+		}
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT "+c.table.start+", project, service, model, endpoint, "+totalsColumns+
+		" FROM "+c.table.name+" WHERE "+c.where(runs))
+	if err != nil {
+		return nil, fmt.Errorf("reading usage periods: %w", err)
+	}
+	defer func() { _ = rows.Close() }()
+	out := map[int64][]periodRow{}
+	for rows.Next() {
+		var start int64
+		var r periodRow
+		t := &r.t
+		if err := rows.Scan(&start, &r.project, &r.service, &r.model, &r.endpoint,
+			&t.Calls, &t.InputTokens, &t.CachedInputTokens, &t.OutputTokens, &t.VideoSeconds, &t.StorageByteHours); err != nil {
+			return nil, fmt.Errorf("reading usage periods: %w", err)
+		}
+		out[start] = append(out[start], r)
+	}
+	return out, rows.Err()
+}
+
+// get returns the cached rows of a day if the cache holds the version
+// versions give; a day whose version changed or is gone is dropped.
+func (c *periodCache) get(k periodKey, versions map[int64]int64) ([]periodRow, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.days[k]
+	if !ok {
+		return nil, false
+	}
+	if v, ok := versions[k.day]; !ok || v != d.version {
+		c.rows -= len(d.rows)
+		delete(c.days, k)
+		return nil, false
+	}
+	c.clock++
+	d.used = c.clock
+	return d.rows, true
+}
+
+// put caches the rows of a day at a version, evicting the days used
+// longest ago while the cache would hold too many rows.
+func (c *periodCache) put(k periodKey, version int64, rows []periodRow) {
+	if len(rows) > maxCachedRows {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.days == nil {
+		c.days, c.names = map[periodKey]*cachedPeriod{}, map[string]string{}
+	}
+	if old, ok := c.days[k]; ok {
+		c.rows -= len(old.rows)
+		delete(c.days, k)
+	}
+	for c.rows+len(rows) > maxCachedRows {
+		var oldest periodKey
+		first := true
+		for key, d := range c.days {
+			if first || d.used < c.days[oldest].used {
+				oldest, first = key, false
+			}
+		}
+		c.rows -= len(c.days[oldest].rows)
+		delete(c.days, oldest)
+	}
+	kept := make([]periodRow, len(rows))
+	for i, r := range rows {
+		r.project, r.service, r.model, r.endpoint = c.intern(r.project), c.intern(r.service), c.intern(r.model), c.intern(r.endpoint)
+		kept[i] = r
+	}
+	c.clock++
+	c.days[k] = &cachedPeriod{version: version, used: c.clock, rows: kept}
+	c.rows += len(kept)
+}
+
+func (c *periodCache) intern(s string) string {
+	if v, ok := c.names[s]; ok {
+		return v
+	}
+	s = strings.Clone(s)
+	c.names[s] = s
+	return s
+}
+
+// bumpDayVersionsSQL is the statement that bumps the version of each day
+// of the per-project rollups that the per-project hourly row NEW adds to
+// (the triggers' second statement).
+const bumpDayVersionsSQL = "INSERT INTO usage_project_day_versions (utc_offset, day, version) " +
+	"SELECT o.utc_offset, NEW.hour - (NEW.hour + o.utc_offset) % 86400, 1 FROM usage_day_offsets o " +
+	"WHERE NEW.hour < o.rolled_up_before ON CONFLICT (utc_offset, day) DO UPDATE SET version = usage_project_day_versions.version + 1"
+
+// bumpHourVersionSQL is the statement that bumps the version of the
+// closed per-project hour NEW (the triggers' statement).
+const bumpHourVersionSQL = "INSERT INTO usage_project_hour_versions (hour, version) VALUES (NEW.hour, 1) " +
+	"ON CONFLICT (hour) DO UPDATE SET version = usage_project_hour_versions.version + 1"
+
+// closeHours closes the per-project hours before before (a UTC hour):
+// each gets a version, and a write to it from now on bumps it. It keeps
+// writers out meanwhile, so that no hour is written between.
+func (s *sqlStore) closeHours(ctx context.Context, before int64) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := s.lockForWrites(ctx, tx); err != nil {
+		return err
+	}
+	closed, err := s.metaValue(ctx, tx, metaHoursClosedBefore)
+	if err != nil || closed >= before {
+		return err
+	}
+	p := s.d.Placeholder
+	_, err = tx.ExecContext(ctx, "INSERT INTO usage_project_hour_versions (hour, version) SELECT DISTINCT hour, 1 FROM usage_project_hourly "+
+		"WHERE hour >= "+p(1)+" AND hour < "+p(2)+" ON CONFLICT (hour) DO NOTHING", closed, before)
+	if err != nil {
+		return fmt.Errorf("closing usage hours: %w", err)
+	}
+	if err := s.setMeta(ctx, tx, metaHoursClosedBefore, before); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// bumpDayVersion bumps the version of one day, in tx.
+func (s *sqlStore) bumpDayVersion(ctx context.Context, tx *sql.Tx, offset, day int64) error {
+	p := s.d.Placeholder
+	_, err := tx.ExecContext(ctx, "INSERT INTO usage_project_day_versions (utc_offset, day, version) VALUES ("+p(1)+", "+p(2)+
+		", 1) ON CONFLICT (utc_offset, day) DO UPDATE SET version = usage_project_day_versions.version + 1", offset, day)
+	if err != nil {
+		return fmt.Errorf("recording a change of a usage day: %w", err)
+	}
+	return nil
+}
+
+// lockVersions locks the versions of periods (days, then hours, each in
+// order), creating those that are missing (see lockForTriggers).
+func (s *sqlStore) lockVersions(ctx context.Context, tx *sql.Tx, periods []periodKey) error {
+	p := s.d.Placeholder
+	for _, d := range periods {
+		var err error
+		if d.hours {
+			_, err = tx.ExecContext(ctx, "INSERT INTO usage_project_hour_versions (hour, version) VALUES ("+p(1)+
+				", 0) ON CONFLICT (hour) DO UPDATE SET version = usage_project_hour_versions.version", d.day)
+		} else {
+			_, err = tx.ExecContext(ctx, "INSERT INTO usage_project_day_versions (utc_offset, day, version) VALUES ("+p(1)+", "+p(2)+
+				", 0) ON CONFLICT (utc_offset, day) DO UPDATE SET version = usage_project_day_versions.version", d.offset, d.day)
+		}
+		if err != nil {
+			return fmt.Errorf("locking the versions of usage periods: %w", err)
+		}
+	}
+	return nil
+}
