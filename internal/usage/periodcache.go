@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -104,17 +105,18 @@ type periodRow struct {
 	t                                 Totals
 }
 
-// value is the row's value of a column of the per-project rollups.
-func (r *periodRow) value(col string) string {
-	switch col {
-	case dimensionColumns[ByProject]:
-		return r.project
-	case dimensionColumns[ByService]:
-		return r.service
-	case dimensionColumns[ByModel]:
-		return r.model
+// values are the row's group values, in the order of
+// projectHourlyRollups.groupColumns.
+func (r *periodRow) values() [4]string { return [4]string{r.project, r.service, r.model, r.endpoint} }
+
+// groupIndexes are the positions in periodRow.values of groupCols.
+func groupIndexes(groupCols []string) []int {
+	cols := projectHourlyRollups.groupColumns()
+	out := make([]int, len(groupCols))
+	for i, c := range groupCols {
+		out[i] = slices.Index(cols, c)
 	}
-	return r.endpoint
+	return out
 }
 
 // matches tells whether the row passes f (per-project filters only).
@@ -138,6 +140,7 @@ func (s *sqlStore) sumCachedDays(ctx context.Context, q Query, groupCols []strin
 // holds their current version.
 func (s *sqlStore) sumCached(ctx context.Context, q Query, groupCols []string, c cachedPeriods, run dayRun, acc *bucketSet) error {
 	group := make([]string, len(groupCols))
+	indexes := groupIndexes(groupCols)
 	add := func(start int64, rows []periodRow) {
 		bucket := bucketStart(time.Unix(start, 0), q)
 		for i := range rows {
@@ -145,8 +148,9 @@ func (s *sqlStore) sumCached(ctx context.Context, q Query, groupCols []string, c
 			if !r.matches(q.Filter) {
 				continue
 			}
-			for j, col := range groupCols {
-				group[j] = r.value(col)
+			values := r.values()
+			for j, at := range indexes {
+				group[j] = values[at]
 			}
 			acc.add(bucket, group, r.t)
 		}
