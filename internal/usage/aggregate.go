@@ -3,8 +3,8 @@ package usage
 import (
 	"cmp"
 	"context"
-	"encoding/binary"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
