@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -340,7 +341,9 @@ func usageTables(view usageView, report *mgmtv1alpha1.UsageReport, rows []usageR
 	var starts, names []string
 	for i, r := range rows {
 		b := st.Buckets[i]
-		fold(byStart, &starts, r.Start, r, func() usageRow {
+		// By the bucket's instant: two hours a DST change gives one local
+		// name are two rows.
+		fold(byStart, &starts, strconv.FormatInt(b.StartTime.Unix(), 10), r, func() usageRow {
 			return usageRow{Start: r.Start, Calls: view.callsLink(b.StartTime.Time, b.EndTime.Time, "")}
 		})
 		if r.Others {

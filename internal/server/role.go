@@ -6,6 +6,8 @@ import (
 	"net"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -15,6 +17,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/go-logr/logr"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
 	"github.com/minimax/platform-hub/internal/accounts"
@@ -333,18 +337,35 @@ type retention struct {
 	events, rollups, alerts, audit time.Duration
 }
 
-// billingZone is the Organization's billing time zone, or nil when there
-// is none (or it names no zone; admission refuses that).
-func (r *retention) billingZone(ctx context.Context) *time.Location {
+// billingZone is the Organization's billing time zone: nil when there is
+// no Organization, or it names no zone (admission refuses that). It fails
+// when the Organization cannot be read: the pass then leaves the days as
+// they are, rather than drop the zone's days and roll them all up again
+// at the next.
+func (r *retention) billingZone(ctx context.Context) (*time.Location, error) {
 	org := &hubv1.Organization{}
 	if err := r.client.Get(ctx, client.ObjectKey{Name: hubv1.OrganizationName}, org); err != nil {
-		return nil
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, err
 	}
-	loc, err := time.LoadLocation(org.Spec.Billing.TimeZone)
+	if loc, err := time.LoadLocation(org.Spec.Billing.TimeZone); err == nil {
+		return loc, nil
+	}
+	return nil, nil // not a zone: admission refuses it
+}
+
+// rollUp rolls up the days that are over, in UTC and the billing zone.
+func (r *retention) rollUp(ctx context.Context, now time.Time, log logr.Logger) {
+	zone, err := r.billingZone(ctx)
 	if err != nil {
-		return nil
+		log.Error(err, "Reading the Organization's billing zone; usage days are rolled up at the next pass")
+		return
 	}
-	return loc
+	if err := r.stores.Usage.RollUpDays(ctx, now, zone); err != nil && ctx.Err() == nil {
+		log.Error(err, "Rolling up usage by day")
+	}
 }
 
 func (r *retention) NeedLeaderElection() bool { return true }
@@ -355,9 +376,7 @@ func (r *retention) Start(ctx context.Context) error {
 	defer ticker.Stop()
 	for {
 		now := time.Now()
-		if err := r.stores.Usage.RollUpDays(ctx, now, r.billingZone(ctx)); err != nil && ctx.Err() == nil {
-			log.Error(err, "Rolling up usage by day")
-		}
+		r.rollUp(ctx, now, log)
 		if err := r.stores.Usage.Prune(ctx, now.Add(-r.events), now.Add(-r.rollups)); err != nil && ctx.Err() == nil {
 			log.Error(err, "Pruning usage")
 		}

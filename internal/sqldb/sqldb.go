@@ -52,6 +52,11 @@ type Dialect struct {
 	// ends. SQLite needs none: its transactions here are immediate, and
 	// one writes at a time.
 	LockForWrites string
+	// LockAsWriter, when set, is the statement (with %s for the table)
+	// that takes the lock a writer of a table takes, before it writes:
+	// writers do not wait for each other, but wait for, or hold off, a
+	// transaction that holds LockForWrites.
+	LockAsWriter string
 	// RowTrigger returns the statements that (re)create the trigger name,
 	// which runs stmt after each row that event (INSERT or UPDATE) writes
 	// into table, when the condition when holds for it. Both read the row
@@ -72,6 +77,7 @@ var (
 		ColumnExists:      "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
 		ConcurrentWriters: true,
 		LockForWrites:     "LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE",
+		LockAsWriter:      "LOCK TABLE %s IN ROW EXCLUSIVE MODE",
 		// A PostgreSQL trigger runs a function; each trigger here has its
 		// own, of the same name, which checks the condition (a trigger's
 		// WHEN may not hold a subquery).

@@ -68,7 +68,7 @@ func (s *sqlStore) Aggregate(ctx context.Context, q Query) ([]Bucket, error) {
 	}
 	acc := &bucketSet{q: q, index: map[string]int{}}
 	level := levelOf(q)
-	bounds, err := s.dayBounds(ctx, level.daily)
+	bounds, err := s.dayBounds(ctx, s.db, level.daily)
 	if err != nil {
 		return nil, err
 	}
@@ -284,7 +284,7 @@ func (s *sqlStore) sumDailyRollups(ctx context.Context, q Query, groupCols []str
 	if len(days) == 0 {
 		return nil
 	}
-	if daily == projectDailyRollups {
+	if daily == projectDailyRollups && cacheable(q, days, secondsPerDay, maxCachedDaysPerQuery) {
 		return s.sumCachedDays(ctx, q, groupCols, days, acc)
 	}
 	where, args := s.filterSQL(daysSQL(daily.start, daily.offsets, days), nil, q.Filter)
@@ -359,6 +359,9 @@ func (s *sqlStore) sumClosedHours(ctx context.Context, q Query, groupCols []stri
 		if g.to > closed {
 			open = append(open, dayRun{from: max(g.from, closed), to: g.to})
 		}
+	}
+	if !cacheable(q, cached, 3600, maxCachedHoursPerQuery) {
+		return gaps, nil
 	}
 	for _, run := range cached {
 		if err := s.sumCached(ctx, q, groupCols, projectHours, run, acc); err != nil {

@@ -320,7 +320,9 @@ func (s *sqlStore) dropDayOffset(ctx context.Context, tx *sql.Tx, offset int64) 
 	p := s.d.Placeholder
 	_, err1 := tx.ExecContext(ctx, "DELETE FROM usage_day_offsets WHERE utc_offset = "+p(1), offset)
 	_, err2 := tx.ExecContext(ctx, "DELETE FROM usage_project_daily WHERE utc_offset = "+p(1), offset)
-	_, err3 := tx.ExecContext(ctx, "DELETE FROM usage_project_day_versions WHERE utc_offset = "+p(1), offset)
+	// Versions are bumped, never deleted: a day rolled up again later must
+	// not find its old version, which a cache may still hold.
+	_, err3 := tx.ExecContext(ctx, "UPDATE usage_project_day_versions SET version = version + 1 WHERE utc_offset = "+p(1), offset)
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return fmt.Errorf("removing a day offset from the usage rollups: %w", err)
 	}
@@ -397,15 +399,15 @@ type dayBound struct{ offset, before int64 }
 
 // dayBounds are how far each series of days a level of rollups has is
 // rolled up.
-func (s *sqlStore) dayBounds(ctx context.Context, daily rollupTable) ([]dayBound, error) {
+func (s *sqlStore) dayBounds(ctx context.Context, q querier, daily rollupTable) ([]dayBound, error) {
 	if !daily.offsets {
-		v, err := s.metaValue(ctx, s.db, metaDailyRollupsBefore)
+		v, err := s.metaValue(ctx, q, metaDailyRollupsBefore)
 		if err != nil || v == 0 {
 			return nil, err
 		}
 		return []dayBound{{0, v}}, nil
 	}
-	rows, err := s.db.QueryContext(ctx, "SELECT utc_offset, rolled_up_before FROM usage_day_offsets WHERE rolled_up_before > 0")
+	rows, err := q.QueryContext(ctx, "SELECT utc_offset, rolled_up_before FROM usage_day_offsets WHERE rolled_up_before > 0")
 	if err != nil {
 		return nil, fmt.Errorf("reading how far usage is rolled up by day: %w", err)
 	}
@@ -455,6 +457,15 @@ func (s *sqlStore) lockForTriggers(ctx context.Context, tx *sql.Tx, rollups map[
 	if !s.d.ConcurrentWriters {
 		return nil
 	}
+	// The lock a writer of usage_hourly takes, first: a roll-up, a change
+	// of offsets or the closing of hours (which hold LockForWrites) is
+	// then either over, and its bounds are read below, or waits for this
+	// batch; it never holds the table while waiting for rows held here.
+	if s.d.LockAsWriter != "" {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(s.d.LockAsWriter, "usage_hourly")); err != nil {
+			return fmt.Errorf("locking the usage rollups: %w", err)
+		}
+	}
 	type seriesBound struct {
 		d      daySeries
 		before int64
@@ -464,7 +475,7 @@ func (s *sqlStore) lockForTriggers(ctx context.Context, tx *sql.Tx, rollups map[
 		return err
 	}
 	bounds := []seriesBound{{perKeyDays, keyed}}
-	offsets, err := s.dayBounds(ctx, projectDailyRollups)
+	offsets, err := s.dayBounds(ctx, tx, projectDailyRollups)
 	if err != nil {
 		return err
 	}

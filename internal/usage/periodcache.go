@@ -3,6 +3,7 @@ package usage
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -123,6 +124,28 @@ func groupIndexes(groupCols []string) []int {
 func (r *periodRow) matches(f Filter) bool {
 	return (f.Project == "" || f.Project == r.project) && (f.Service == "" || f.Service == r.service) &&
 		(f.Model == "" || f.Model == r.model) && (f.Endpoint == "" || f.Endpoint == r.endpoint)
+}
+
+// Limits on what a query reads through the period cache. A query of one
+// project reads its rows through the rollups' (project, start) index
+// instead (a spending cap's, every minute), and a longer one would push
+// out of the cache what dashboards read.
+const (
+	maxCachedDaysPerQuery  = 93 // a quarter
+	maxCachedHoursPerQuery = 48
+)
+
+// cacheable tells whether q reads runs (of periods of length seconds)
+// through the period cache.
+func cacheable(q Query, runs []dayRun, length int64, most int) bool {
+	if q.Project != "" {
+		return false
+	}
+	var n int64
+	for _, r := range runs {
+		n += (r.to - r.from) / length
+	}
+	return n <= int64(most)
 }
 
 // sumCachedDays adds the per-project days of runs to acc, from the cache
@@ -331,6 +354,40 @@ func (s *sqlStore) closeHours(ctx context.Context, before int64) error {
 		return fmt.Errorf("closing usage hours: %w", err)
 	}
 	if err := s.setMeta(ctx, tx, metaHoursClosedBefore, before); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// metaPeriodsPrunedBefore names, in usage_meta, the UTC hour (Unix
+// seconds) before which the versions of per-project periods were bumped
+// for their pruning.
+const metaPeriodsPrunedBefore = "project_periods_pruned_before"
+
+// bumpPruned bumps the versions of the per-project hours before hour, and
+// of the days that end by then, that were pruned since the last call.
+// Versions are never deleted, so that a period written again after its
+// pruning (usage older than retention, arriving late) never finds a
+// version a cache still holds.
+func (s *sqlStore) bumpPruned(ctx context.Context, hour int64) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	prev, err := s.metaValue(ctx, tx, metaPeriodsPrunedBefore)
+	if err != nil || prev >= hour {
+		return err
+	}
+	p := s.d.Placeholder
+	_, err1 := tx.ExecContext(ctx, "UPDATE usage_project_hour_versions SET version = version + 1 WHERE hour >= "+p(1)+
+		" AND hour < "+p(2), prev, hour)
+	_, err2 := tx.ExecContext(ctx, "UPDATE usage_project_day_versions SET version = version + 1 WHERE day > "+p(1)+
+		" AND day <= "+p(2), prev-secondsPerDay, hour-secondsPerDay)
+	if err := errors.Join(err1, err2); err != nil {
+		return fmt.Errorf("recording the pruning of usage periods: %w", err)
+	}
+	if err := s.setMeta(ctx, tx, metaPeriodsPrunedBefore, hour); err != nil {
 		return err
 	}
 	return tx.Commit()

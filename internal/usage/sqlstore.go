@@ -543,9 +543,7 @@ func (s *sqlStore) Prune(ctx context.Context, eventsBefore, rollupsBefore time.T
 	// A day that holds the first hour kept stays whole.
 	_, err4 := s.db.ExecContext(ctx, "DELETE FROM usage_daily WHERE day < "+p(1), hour-hour%secondsPerDay)
 	_, err5 := s.db.ExecContext(ctx, "DELETE FROM usage_project_daily WHERE day <= "+p(1), hour-secondsPerDay)
-	_, err6 := s.db.ExecContext(ctx, "DELETE FROM usage_project_day_versions WHERE day <= "+p(1), hour-secondsPerDay)
-	_, err7 := s.db.ExecContext(ctx, "DELETE FROM usage_project_hour_versions WHERE hour < "+p(1), hour)
-	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7); err != nil {
+	if err := errors.Join(err1, err2, err3, err4, err5, s.bumpPruned(ctx, hour)); err != nil {
 		return fmt.Errorf("pruning usage: %w", err)
 	}
 	return nil
