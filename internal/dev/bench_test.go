@@ -110,7 +110,9 @@ func BenchmarkDashboardPages(b *testing.B) {
 	cycle := billing.CycleAt(now, 1, zone)
 	to := now.Truncate(time.Hour).Add(time.Hour)
 	today := now.In(zone)
-	lastDays := func(n int) time.Time { return time.Date(today.Year(), today.Month(), today.Day()-(n-1), 0, 0, 0, 0, zone) }
+	lastDays := func(n int) time.Time {
+		return time.Date(today.Year(), today.Month(), today.Day()-(n-1), 0, 0, 0, 0, zone)
+	}
 	const reportName = "its report from the management API"
 	figures := []struct {
 		name, metric   string

@@ -137,6 +137,24 @@ func (s *sqlStore) lockForWrites(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
+// whileWritersWait runs fn in a transaction that keeps writers of
+// usage_hourly out (lockForWrites), and commits what fn did unless it
+// fails.
+func (s *sqlStore) whileWritersWait(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := s.lockForWrites(ctx, tx); err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
 // fillProjectHours sums the per-key hourly rollups into the per-project
 // ones, a UTC day at a time (in Go when a sum would overflow the
 // database's integers, as every sum here).
@@ -285,34 +303,28 @@ func (s *sqlStore) keepDayOffsets(ctx context.Context, offsets []int64) error {
 	if slices.Equal(have, offsets) {
 		return nil
 	}
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
-	if err := s.lockForWrites(ctx, tx); err != nil {
-		return err
-	}
-	p := s.d.Placeholder
-	for _, o := range have {
-		if !slices.Contains(offsets, o) {
+	return s.whileWritersWait(ctx, func(tx *sql.Tx) error {
+		for _, o := range have {
+			if !slices.Contains(offsets, o) {
+				if err := s.dropDayOffset(ctx, tx, o); err != nil {
+					return err
+				}
+			}
+		}
+		for _, o := range offsets {
+			if slices.Contains(have, o) {
+				continue
+			}
 			if err := s.dropDayOffset(ctx, tx, o); err != nil {
 				return err
 			}
+			if _, err := tx.ExecContext(ctx, "INSERT INTO usage_day_offsets (utc_offset, rolled_up_before) VALUES ("+
+				s.d.Placeholder(1)+", 0)", o); err != nil {
+				return fmt.Errorf("adding a day offset to the usage rollups: %w", err)
+			}
 		}
-	}
-	for _, o := range offsets {
-		if slices.Contains(have, o) {
-			continue
-		}
-		if err := s.dropDayOffset(ctx, tx, o); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, "INSERT INTO usage_day_offsets (utc_offset, rolled_up_before) VALUES ("+p(1)+", 0)", o); err != nil {
-			return fmt.Errorf("adding a day offset to the usage rollups: %w", err)
-		}
-	}
-	return tx.Commit()
+		return nil
+	})
 }
 
 // dropDayOffset deletes an offset and its days.
@@ -333,42 +345,36 @@ func (s *sqlStore) dropDayOffset(ctx context.Context, tx *sql.Tx, offset int64) 
 // at or before end (a midnight of d, Unix seconds). done says that no such
 // day is left.
 func (s *sqlStore) rollUpNextDay(ctx context.Context, d daySeries, end int64) (done bool, err error) {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return false, fmt.Errorf("rolling up usage by day: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	if err := s.lockForWrites(ctx, tx); err != nil {
-		return false, err
-	}
-	day, err := s.rolledUpBefore(ctx, tx, d)
-	if err != nil {
-		return false, err
-	}
-	next := day + secondsPerDay
-	if day == 0 { // the first time: from the first hour there is
-		var first sql.NullInt64
-		if err := tx.QueryRowContext(ctx, "SELECT MIN(hour) FROM "+d.source.name).Scan(&first); err != nil {
-			return false, fmt.Errorf("rolling up usage by day: %w", err)
+	err = s.whileWritersWait(ctx, func(tx *sql.Tx) error {
+		day, err := s.rolledUpBefore(ctx, tx, d)
+		if err != nil {
+			return err
 		}
-		day, next = end, end // none: every day before end is empty
-		if first.Valid && first.Int64 < end {
-			day = d.dayStart(first.Int64)
-			next = day + secondsPerDay
+		next := day + secondsPerDay
+		if day == 0 { // the first time: from the first hour there is
+			var first sql.NullInt64
+			if err := tx.QueryRowContext(ctx, "SELECT MIN(hour) FROM "+d.source.name).Scan(&first); err != nil {
+				return fmt.Errorf("rolling up usage by day: %w", err)
+			}
+			day, next = end, end // none: every day before end is empty
+			if first.Valid && first.Int64 < end {
+				day = d.dayStart(first.Int64)
+				next = day + secondsPerDay
+			}
 		}
-	}
-	if next > end {
-		return true, nil
-	}
-	if day < next {
-		if err := s.rollUpDay(ctx, tx, d, day); err != nil {
-			return false, fmt.Errorf("rolling up usage of the day from %s: %w", time.Unix(day, 0).UTC().Format(time.RFC3339), err)
+		if next > end {
+			done = true
+			return nil
 		}
-	}
-	if err := s.setRolledUpBefore(ctx, tx, d, next); err != nil {
-		return false, err
-	}
-	return next >= end, tx.Commit()
+		if day < next {
+			if err := s.rollUpDay(ctx, tx, d, day); err != nil {
+				return fmt.Errorf("rolling up usage of the day from %s: %w", time.Unix(day, 0).UTC().Format(time.RFC3339), err)
+			}
+		}
+		done = next >= end
+		return s.setRolledUpBefore(ctx, tx, d, next)
+	})
+	return done && err == nil, err
 }
 
 // rollUpDay adds the hourly rollups of d's day that starts at day to its

@@ -335,28 +335,19 @@ const bumpHourVersionSQL = "INSERT INTO usage_project_hour_versions (hour, versi
 // each gets a version, and a write to it from now on bumps it. It keeps
 // writers out meanwhile, so that no hour is written between.
 func (s *sqlStore) closeHours(ctx context.Context, before int64) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = tx.Rollback() }()
-	if err := s.lockForWrites(ctx, tx); err != nil {
-		return err
-	}
-	closed, err := s.metaValue(ctx, tx, metaHoursClosedBefore)
-	if err != nil || closed >= before {
-		return err
-	}
-	p := s.d.Placeholder
-	_, err = tx.ExecContext(ctx, "INSERT INTO usage_project_hour_versions (hour, version) SELECT DISTINCT hour, 1 FROM usage_project_hourly "+
-		"WHERE hour >= "+p(1)+" AND hour < "+p(2)+" ON CONFLICT (hour) DO NOTHING", closed, before)
-	if err != nil {
-		return fmt.Errorf("closing usage hours: %w", err)
-	}
-	if err := s.setMeta(ctx, tx, metaHoursClosedBefore, before); err != nil {
-		return err
-	}
-	return tx.Commit()
+	return s.whileWritersWait(ctx, func(tx *sql.Tx) error {
+		closed, err := s.metaValue(ctx, tx, metaHoursClosedBefore)
+		if err != nil || closed >= before {
+			return err
+		}
+		p := s.d.Placeholder
+		_, err = tx.ExecContext(ctx, "INSERT INTO usage_project_hour_versions (hour, version) SELECT DISTINCT hour, 1 FROM usage_project_hourly "+
+			"WHERE hour >= "+p(1)+" AND hour < "+p(2)+" ON CONFLICT (hour) DO NOTHING", closed, before)
+		if err != nil {
+			return fmt.Errorf("closing usage hours: %w", err)
+		}
+		return s.setMeta(ctx, tx, metaHoursClosedBefore, before)
+	})
 }
 
 // metaPeriodsPrunedBefore names, in usage_meta, the UTC hour (Unix
