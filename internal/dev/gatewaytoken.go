@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -28,33 +29,34 @@ const hubNamespace = "hub-system"
 // usage (as config/gateway does in a cluster) and returns a token source
 // that asks for a fresh token before the last one expires.
 func gatewayToken(ctx context.Context, cluster *devcluster.Cluster) (func() (string, error), error) {
-	return serviceAccountToken(ctx, cluster, "hub-gateway", "hub-usage-ingest", gateway.ServerRules()...)
+	return serviceAccountToken(ctx, cluster.Config, "hub-gateway", "hub-usage-ingest", gateway.ServerRules()...)
 }
 
 // managerToken does the same for the manager, which posts the audit log (as
 // config/rbac does).
 func managerToken(ctx context.Context, cluster *devcluster.Cluster) (func() (string, error), error) {
-	return serviceAccountToken(ctx, cluster, "hub-manager", "hub-audit-writer",
+	return serviceAccountToken(ctx, cluster.Config, "hub-manager", "hub-audit-writer",
 		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"auditevents"}, Verbs: []string{"create"}})
 }
 
 // apiserverToken does the same for the management API, which asks the
 // usage server for reports (as config/apiserver does).
 func apiserverToken(ctx context.Context, cluster *devcluster.Cluster) (func() (string, error), error) {
-	return serviceAccountToken(ctx, cluster, "hub-apiserver", "hub-usage-reports",
+	return serviceAccountToken(ctx, cluster.Config, "hub-apiserver", "hub-usage-reports",
 		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagereports"}, Verbs: []string{"create"}},
 		rbacv1.PolicyRule{APIGroups: []string{hubv1.GroupVersion.Group}, Resources: []string{"usagerecords", "auditevents", "alerts"}, Verbs: []string{"list"}})
 }
 
 // serviceAccountToken sets up ServiceAccount account in the hub's namespace
 // with ClusterRole role, which grants rules (on the hub's virtual
-// resources), and returns a token source for it.
-func serviceAccountToken(ctx context.Context, cluster *devcluster.Cluster, account, role string, rules ...rbacv1.PolicyRule) (func() (string, error), error) {
-	c, err := client.New(cluster.Config, client.Options{Scheme: scheme.New()})
+// resources), as the administrator cfg names, and returns a token source
+// for it.
+func serviceAccountToken(ctx context.Context, cfg *rest.Config, account, role string, rules ...rbacv1.PolicyRule) (func() (string, error), error) {
+	c, err := client.New(cfg, client.Options{Scheme: scheme.New()})
 	if err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(cluster.Config)
+	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -68,18 +68,26 @@ type PriceList struct {
 	fineTuneDef   *decimal.Decimal
 	fineTune      map[string]decimal.Decimal
 	storagePerGBM *decimal.Decimal
+	// fineTuneUnits are the models' own fine-tuning prices in whole
+	// units, for Sum (tokenPrice.units for chat).
+	fineTuneUnits map[string]*tokenUnits
 }
 
 // tokenPrice is per million tokens; cachedInput is input unless the price
-// list names a cached input price.
-type tokenPrice struct{ input, cachedInput, output decimal.Decimal }
+// list names a cached input price. units are the same prices in whole
+// units, for Sum, or nil when they do not fit.
+type tokenPrice struct {
+	input, cachedInput, output decimal.Decimal
+	units                      *tokenUnits
+}
 
 // New parses a price list. A nil list prices nothing: every usage is unpriced.
 func New(list *hubv1.PriceList) (*PriceList, error) {
 	p := &PriceList{
-		chat:     map[string]tokenPrice{},
-		video:    map[string]decimal.Decimal{},
-		fineTune: map[string]decimal.Decimal{},
+		chat:          map[string]tokenPrice{},
+		video:         map[string]decimal.Decimal{},
+		fineTune:      map[string]decimal.Decimal{},
+		fineTuneUnits: map[string]*tokenUnits{},
 	}
 	if list == nil {
 		return p, nil
@@ -115,6 +123,7 @@ func New(list *hubv1.PriceList) (*PriceList, error) {
 		}
 		p.storagePerGBM = &d
 	}
+	p.countInUnits()
 	return p, nil
 }
 

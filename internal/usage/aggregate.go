@@ -36,9 +36,48 @@ var dimensionColumns = map[Dimension]string{
 // order q lists them in, so that the database reads rows in the order it
 // groups them (a third faster than sorting them first).
 func (s *sqlStore) Aggregate(ctx context.Context, q Query) ([]Bucket, error) {
+	q, groupCols, err := inColumnOrder(q)
+	if err != nil {
+		return nil, err
+	}
+	if !q.From.Before(q.To) {
+		return nil, nil
+	}
+	acc := &bucketSet{q: q, index: map[string]int{}}
+	if err := s.sum(ctx, q, groupCols, acc); err != nil {
+		return nil, err
+	}
+	return acc.sorted(), nil
+}
+
+// Sum adds up q as Aggregate does, and hands the sums to fn in parts as it
+// reads them, in no order.
+func (s *sqlStore) Sum(ctx context.Context, q Query, fn func(start time.Time, group []string, t Totals)) error {
+	sorted, groupCols, err := inColumnOrder(q)
+	if err != nil {
+		return err
+	}
+	// The parts come grouped in column order; fn gets q's.
+	at := make([]int, len(q.GroupBy))
+	for i, d := range q.GroupBy {
+		at[i] = slices.Index(sorted.GroupBy, d)
+	}
+	group := make([]string, len(at))
+	return s.sum(ctx, sorted, groupCols, sinkFunc(func(start time.Time, values []string, t Totals) {
+		for i, j := range at {
+			group[i] = values[j]
+		}
+		fn(start, group, t)
+	}))
+}
+
+// inColumnOrder checks q's dimensions and returns q with them in the order
+// of the rollups' columns, which are its group columns, and its defaults
+// set.
+func inColumnOrder(q Query) (Query, []string, error) {
 	for _, d := range q.GroupBy {
 		if _, ok := dimensionColumns[d]; !ok {
-			return nil, fmt.Errorf("unknown dimension %q", d)
+			return q, nil, fmt.Errorf("unknown dimension %q", d)
 		}
 	}
 	q.GroupBy = slices.Clone(q.GroupBy)
@@ -49,41 +88,54 @@ func (s *sqlStore) Aggregate(ctx context.Context, q Query) ([]Bucket, error) {
 	for _, d := range q.GroupBy {
 		groupCols = append(groupCols, dimensionColumns[d])
 	}
-	if !q.From.Before(q.To) {
-		return nil, nil
-	}
 	if q.Location == nil {
 		q.Location = time.UTC
 	}
+	return q, groupCols, nil
+}
+
+// sum adds up q, whose GroupBy is in column order (inColumnOrder), into
+// acc.
+func (s *sqlStore) sum(ctx context.Context, q Query, groupCols []string, acc sink) error {
+	if !q.From.Before(q.To) {
+		return nil
+	}
 	if q.Granularity == Minute {
-		return s.aggregateMinutes(ctx, q, groupCols)
+		return s.sumMinutes(ctx, q, groupCols, acc)
 	}
 	plan := planHours(q)
 	if len(plan.split) > 0 {
 		horizon, err := s.eventsPrunedBefore(ctx)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		plan.resolve(horizon)
 	}
-	acc := &bucketSet{q: q, index: map[string]int{}}
 	level := levelOf(q)
 	bounds, err := s.dayBounds(ctx, s.db, level.daily)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	days := plan.wholeDays(q, bounds)
 	if err := s.sumDailyRollups(ctx, q, groupCols, level.daily, days, acc); err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.sumRollups(ctx, q, groupCols, level.hourly, plan, days, acc); err != nil {
-		return nil, err
+		return err
 	}
-	if err := s.sumSplitHours(ctx, q, groupCols, plan, acc); err != nil {
-		return nil, err
-	}
-	return acc.sorted(), nil
+	return s.sumSplitHours(ctx, q, groupCols, plan, acc)
 }
+
+// sink receives a query's sums, in parts: group holds the values of the
+// query's GroupBy, and is reused between calls.
+type sink interface {
+	add(start time.Time, group []string, t Totals)
+}
+
+// sinkFunc is a function as a sink.
+type sinkFunc func(start time.Time, group []string, t Totals)
+
+func (f sinkFunc) add(start time.Time, group []string, t Totals) { f(start, group, t) }
 
 // hourPlan says where the usage of each UTC hour that meets a query's range
 // comes from.
@@ -280,7 +332,7 @@ func daysSQL(col string, offsets bool, runs []dayRun) string {
 }
 
 // sumDailyRollups adds the daily rollups of the whole days.
-func (s *sqlStore) sumDailyRollups(ctx context.Context, q Query, groupCols []string, daily rollupTable, days []dayRun, acc *bucketSet) error {
+func (s *sqlStore) sumDailyRollups(ctx context.Context, q Query, groupCols []string, daily rollupTable, days []dayRun, acc sink) error {
 	if len(days) == 0 {
 		return nil
 	}
@@ -299,7 +351,7 @@ func (s *sqlStore) sumDailyRollups(ctx context.Context, q Query, groupCols []str
 // sumRollups adds the hourly rollups of the hours that come whole from
 // them, except the whole days the daily rollups gave.
 func (s *sqlStore) sumRollups(ctx context.Context, q Query, groupCols []string, hourly rollupTable, plan *hourPlan, days []dayRun,
-	acc *bucketSet) error {
+	acc sink) error {
 	// The hours between the days, as ranges the database finds in its
 	// index (a condition of not being in the days would have it read
 	// every hour of the range).
@@ -333,7 +385,7 @@ func (s *sqlStore) sumRollups(ctx context.Context, q Query, groupCols []string, 
 // period cache), except the hours the rollups must not give, and returns
 // the parts of gaps left: the hours not closed yet.
 func (s *sqlStore) sumClosedHours(ctx context.Context, q Query, groupCols []string, plan *hourPlan, gaps []dayRun,
-	acc *bucketSet) ([]dayRun, error) {
+	acc sink) ([]dayRun, error) {
 	closed, err := s.metaValue(ctx, s.db, metaHoursClosedBefore)
 	if err != nil {
 		return nil, err
@@ -378,7 +430,7 @@ const maxSegmentsPerQuery = 200
 // sumSplitHours adds the parts of the split hours, summed from raw events,
 // and the pruned split hours that start in the range (from their rollups,
 // which sumRollups already gave).
-func (s *sqlStore) sumSplitHours(ctx context.Context, q Query, groupCols []string, plan *hourPlan, acc *bucketSet) error {
+func (s *sqlStore) sumSplitHours(ctx context.Context, q Query, groupCols []string, plan *hourPlan, acc sink) error {
 	type segment struct{ from, to time.Time }
 	var segments []segment
 	for _, h := range plan.split {
@@ -441,16 +493,15 @@ type querier interface {
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-// aggregateMinutes answers a query of minute buckets: from raw events, by
-// the minute of each, except for the hours whose raw events may be pruned,
+// sumMinutes adds up a query of minute buckets: from raw events, by the
+// minute of each, except for the hours whose raw events may be pruned,
 // which count whole from their rollups in the minute they start (and in
 // the range that holds that minute).
-func (s *sqlStore) aggregateMinutes(ctx context.Context, q Query, groupCols []string) ([]Bucket, error) {
+func (s *sqlStore) sumMinutes(ctx context.Context, q Query, groupCols []string, acc sink) error {
 	horizon, err := s.eventsPrunedBefore(ctx)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	acc := &bucketSet{q: q, index: map[string]int{}}
 	// Hours from rollups: those that start in the range, before the first
 	// whole hour of raw events.
 	firstRaw := horizon.Truncate(time.Hour)
@@ -467,12 +518,12 @@ func (s *sqlStore) aggregateMinutes(ctx context.Context, q Query, groupCols []st
 			plan.end += 3600 // the hour that holds the range's end starts in it
 		}
 		if err := s.sumRollups(ctx, q, groupCols, levelOf(q).hourly, plan, nil, acc); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	from := laterOf(q.From, firstRaw)
 	if !from.Before(q.To) {
-		return acc.sorted(), nil
+		return nil
 	}
 	minute := "ts / 60000000"
 	args := []any{from.UnixMicro(), q.To.UnixMicro()}
@@ -485,13 +536,9 @@ func (s *sqlStore) aggregateMinutes(ctx context.Context, q Query, groupCols []st
 	summed := fmt.Sprintf(`SELECT %s%s, COUNT(*), %s FROM usage_events WHERE %s GROUP BY %s`,
 		minute, groups, sumsOf(eventTotalsColumns), where, ordinals)
 	raw := fmt.Sprintf(`SELECT %s%s, 1, %s FROM usage_events WHERE %s`, minute, groups, eventTotalsColumns, where)
-	err = s.sumRows(ctx, s.db, summed, raw, args, len(groupCols), func(m int64, group []string, t Totals) {
+	return s.sumRows(ctx, s.db, summed, raw, args, len(groupCols), func(m int64, group []string, t Totals) {
 		acc.add(time.Unix(m*60, 0).UTC(), group, t)
 	})
-	if err != nil {
-		return nil, err
-	}
-	return acc.sorted(), nil
 }
 
 // sumRows runs summed (on db), a query of rows (key, group values..., then the

@@ -253,8 +253,14 @@ func (e *Event) PricingUsage() pricing.Usage {
 // PricingUsage is the usage of a bucket grouped by service and model, as
 // the price list takes it.
 func (b *Bucket) PricingUsage() pricing.Usage {
-	return pricing.Usage{Service: pricing.Service(b.Group[ByService]), Model: b.Group[ByModel],
-		InputTokens: b.InputTokens, CachedInputTokens: b.CachedInputTokens, OutputTokens: b.OutputTokens, VideoSeconds: b.VideoSeconds, StorageByteHours: b.StorageByteHours}
+	return b.Totals.PricingUsage(pricing.Service(b.Group[ByService]), b.Group[ByModel])
+}
+
+// PricingUsage is the usage of totals of one model of one service, as the
+// price list takes it.
+func (t Totals) PricingUsage(service pricing.Service, model string) pricing.Usage {
+	return pricing.Usage{Service: service, Model: model, InputTokens: t.InputTokens, CachedInputTokens: t.CachedInputTokens,
+		OutputTokens: t.OutputTokens, VideoSeconds: t.VideoSeconds, StorageByteHours: t.StorageByteHours}
 }
 
 // CapTotals is a Hard spending cap's usage in its billing cycle, as the

@@ -464,8 +464,9 @@ func TestDayCacheSeesOtherReplicas(t *testing.T) {
 			shared := db(t)
 			writer, err := usage.New(ctx, shared)
 			g.Expect(err).NotTo(HaveOccurred())
-			reader, err := usage.New(ctx, shared)
+			store, err := usage.New(ctx, shared)
 			g.Expect(err).NotTo(HaveOccurred())
+			reader := sumChecked{store, t}
 			day := time.Date(2026, 9, 1, 0, 0, 0, 0, shanghai)
 			_, err = writer.Insert(ctx, []usage.Event{event("a", day.Add(time.Hour), "p1", "k1", "m", 1, 0)})
 			g.Expect(err).NotTo(HaveOccurred())
@@ -494,10 +495,26 @@ func TestDayCacheSeesOtherReplicas(t *testing.T) {
 			g.Expect(read()).To(BeEquivalentTo(1), "from the cache")
 			g.Expect(hours()).To(BeEquivalentTo(1))
 			g.Expect(hours()).To(BeEquivalentTo(1), "from the cache")
+			// The same periods by project (rows folded into a shape of
+			// the cache) and filtered by model (every row).
+			byProject := func(model string) map[string]int64 {
+				buckets, err := reader.Aggregate(ctx, usage.Query{From: day, To: day.Add(2 * 24 * time.Hour), Granularity: usage.Day,
+					Location: shanghai, GroupBy: []usage.Dimension{usage.ByProject}, Filter: usage.Filter{Model: model}})
+				g.Expect(err).NotTo(HaveOccurred())
+				out := map[string]int64{}
+				for _, b := range buckets {
+					out[b.Group[usage.ByProject]] += b.InputTokens
+				}
+				return out
+			}
+			g.Expect(byProject("")).To(Equal(map[string]int64{"p1": 1}))
+			g.Expect(byProject("m")).To(Equal(map[string]int64{"p1": 1}))
 			_, err = writer.Insert(ctx, []usage.Event{event("b", day.Add(2*time.Hour), "p2", "k2", "m", 10, 0)})
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(read()).To(BeEquivalentTo(11))
 			g.Expect(hours()).To(BeEquivalentTo(11))
+			g.Expect(byProject("")).To(Equal(map[string]int64{"p1": 1, "p2": 10}))
+			g.Expect(byProject("m")).To(Equal(map[string]int64{"p1": 1, "p2": 10}))
 			_, err = writer.Insert(ctx, []usage.Event{event("c", day.Add(time.Hour+time.Minute), "p1", "k1", "m", 100, 0)})
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(hours()).To(BeEquivalentTo(111), "an hour already written to, and cached, written again")

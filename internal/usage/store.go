@@ -20,6 +20,14 @@ type Store interface {
 	// Aggregate sums usage over [q.From, q.To) per time bucket and group.
 	Aggregate(ctx context.Context, q Query) ([]Bucket, error)
 
+	// Sum adds up usage as Aggregate does, but hands the sums to fn in
+	// parts as it reads them, in no order: a bucket's usage may come in
+	// several parts (from days, hours and raw events) that the caller adds
+	// up. group holds the values of q.GroupBy in q's order, and is reused
+	// between calls. A caller that folds the buckets further (a usage
+	// report) saves building and sorting them.
+	Sum(ctx context.Context, q Query, fn func(start time.Time, group []string, t Totals)) error
+
 	// Events calls fn for every stored event that matches f, in time order,
 	// streaming (memory does not grow with the number of events).
 	Events(ctx context.Context, f EventFilter, fn func(Event) error) error

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -33,11 +35,62 @@ func TestStore(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					tc.run(t, s)
+					tc.run(t, sumChecked{s, t})
 				})
 			}
 		})
 	}
+}
+
+// sumChecked is a store whose Aggregate also asks Sum for the same query
+// and checks that its parts add up to the same buckets, so that every
+// query of the suite checks Sum too.
+type sumChecked struct {
+	usage.Store
+	t *testing.T
+}
+
+func (s sumChecked) Aggregate(ctx context.Context, q usage.Query) ([]usage.Bucket, error) {
+	s.t.Helper()
+	buckets, err := s.Store.Aggregate(ctx, q)
+	if err != nil {
+		return buckets, err
+	}
+	key := func(start time.Time, group []string) string {
+		return fmt.Sprintf("%d %q", start.UnixNano(), group)
+	}
+	want := map[string]usage.Totals{}
+	for _, b := range buckets {
+		group := make([]string, len(q.GroupBy))
+		for i, d := range q.GroupBy {
+			group[i] = b.Group[d]
+		}
+		want[key(b.Start, group)] = b.Totals
+	}
+	// Asked with its dimensions in the reverse order too, Sum gives the
+	// values in that order.
+	reversed := q
+	reversed.GroupBy = slices.Clone(q.GroupBy)
+	slices.Reverse(reversed.GroupBy)
+	for i, q := range []usage.Query{q, reversed} {
+		got := map[string]usage.Totals{}
+		err = s.Sum(ctx, q, func(start time.Time, group []string, t usage.Totals) {
+			group = slices.Clone(group)
+			if i == 1 {
+				slices.Reverse(group)
+			}
+			sum := got[key(start, group)]
+			sum.Add(t)
+			got[key(start, group)] = sum
+		})
+		if err != nil {
+			s.t.Fatalf("Sum(%+v): %v", q, err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			s.t.Fatalf("Sum(%+v) adds up to\n%v\nAggregate answers\n%v", q, got, want)
+		}
+	}
+	return buckets, nil
 }
 
 var t0 = time.Date(2026, 11, 27, 10, 15, 0, 0, time.UTC)

@@ -14,12 +14,11 @@ package usagereport
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/shopspring/decimal"
 
 	"github.com/minimax/platform-hub/internal/pricing"
 	"github.com/minimax/platform-hub/internal/usage"
@@ -215,15 +214,15 @@ func Build(ctx context.Context, store usage.Store, prices *pricing.PriceList, cu
 	if err != nil {
 		return nil, err
 	}
-	buckets, err := build(ctx, store, prices, r, r.From, r.To, loc)
+	rows, err := build(ctx, store, prices, r, r.From, r.To, loc)
 	if err != nil {
 		return nil, err
 	}
-	report := &Report{Currency: currency, Buckets: buckets}
-	report.Total = sum(buckets)
+	report := &Report{Currency: currency, Total: sum(rows)}
 	if r.TopGroups > 0 && len(r.GroupBy) > 0 {
-		report.Buckets, report.OtherGroups = topGroups(buckets, r.GroupBy, r.TopGroups)
+		rows, report.OtherGroups = topGroups(rows, r.TopGroups)
 	}
+	report.Buckets = buckets(rows, r.GroupBy)
 	if r.Compare {
 		whole := r
 		whole.Granularity, whole.GroupBy = "", nil
@@ -241,72 +240,169 @@ func Build(ctx context.Context, store usage.Store, prices *pricing.PriceList, cu
 	return report, nil
 }
 
-// build sums [from, to) into the buckets and groups r asks for.
-func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r Request, from, to time.Time, loc *time.Location) ([]Bucket, error) {
+// row is a bucket of a report while it is built: its group values are
+// joined into one string, each followed by a NUL (the store refuses
+// control characters in them), and its cost is a running pricing.Sum, made
+// a decimal string only for the buckets the report shows.
+type row struct {
+	start, end time.Time
+	group      string
+	others     bool
+	totals     usage.Totals
+	unpriced   int64
+	cost       pricing.Sum
+}
+
+// add adds o's figures to r.
+func (r *row) add(o *row) {
+	r.totals.Add(o.totals)
+	r.unpriced = usage.SaturatingAdd(r.unpriced, o.unpriced)
+	r.cost.AddSum(o.cost)
+}
+
+// build sums [from, to) into the buckets and groups r asks for, in time
+// order, then in the order of their group values.
+func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r Request, from, to time.Time, loc *time.Location) ([]row, error) {
 	q, keep := storeQuery(r, from, to, loc)
-	raw, err := store.Aggregate(ctx, q)
+	parts, err := sumParts(ctx, store, q)
 	if err != nil {
 		return nil, err
 	}
-	if len(raw) > maxRows {
+	at := func(d usage.Dimension) int { return slices.Index(q.GroupBy, d) }
+	var owners map[string]string
+	if slices.Contains(r.GroupBy, ByMember) {
+		if owners, err = keyOwners(ctx, store, parts, at(usage.ByKeyID)); err != nil {
+			return nil, err
+		}
+	}
+	// Where each of the report's dimensions, and of its filters of
+	// several values, is among the store's (a member is its key's).
+	groupAt := make([]int, len(r.GroupBy))
+	for i, d := range r.GroupBy {
+		groupAt[i] = at(d)
+		if d == ByMember {
+			groupAt[i] = at(usage.ByKeyID)
+		}
+	}
+	keepAt := map[int]map[string]bool{}
+	for d, values := range keep {
+		keepAt[at(d)] = values
+	}
+	service, model := at(usage.ByService), at(usage.ByModel)
+
+	// Each of the store's buckets is priced whole, then folded into the
+	// report's bucket of its start and group, keyed as sumParts keys.
+	index := make(map[string]int, len(parts.buckets))
+	var rows []row
+	var key []byte
+	for i := range parts.buckets {
+		b := &parts.buckets[i]
+		values := parts.values[b.values : b.values+len(q.GroupBy)]
+		if !keptValues(values, keepAt) {
+			continue
+		}
+		key = binary.BigEndian.AppendUint64(key[:0], uint64(b.start.UnixNano()))
+		for j, v := range groupAt {
+			if r.GroupBy[j] == ByMember {
+				key = append(key, owners[values[v]]...)
+			} else {
+				key = append(key, values[v]...)
+			}
+			key = append(key, 0)
+		}
+		n, ok := index[string(key)]
+		if !ok {
+			// The store's first bucket starts at its hour, day or month;
+			// the report's starts where the range does.
+			n = len(rows)
+			index[string(key)] = n
+			rows = append(rows, row{start: laterOf(b.start, from), end: bucketEnd(b.start, r.Granularity, to, loc), group: string(key[8:])})
+		}
+		out := &rows[n]
+		out.totals.Add(b.totals)
+		if _, unpriced := prices.Add(&out.cost, b.totals.PricingUsage(pricing.Service(values[service]), values[model])); unpriced {
+			out.unpriced = usage.SaturatingAdd(out.unpriced, b.totals.Calls)
+		}
+	}
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Or(a.start.Compare(b.start), strings.Compare(a.group, b.group)) })
+	return rows, nil
+}
+
+// storeBuckets are a store query's buckets, as sumParts adds them up.
+type storeBuckets struct {
+	buckets []storeBucket
+	// values hold the buckets' group values, those of the query's
+	// GroupBy from storeBucket.values on.
+	values []string
+}
+
+type storeBucket struct {
+	start  time.Time
+	values int
+	totals usage.Totals
+}
+
+// sumParts adds up the store's parts of q into its buckets (a bucket is
+// priced whole: a price that divides, per minute of video or per
+// gigabyte-month, rounds its quotient), refusing more than maxRows of
+// them.
+func sumParts(ctx context.Context, store usage.Store, q usage.Query) (*storeBuckets, error) {
+	out := &storeBuckets{}
+	index := map[string]int{}
+	var key []byte
+	tooMany := false
+	err := store.Sum(ctx, q, func(start time.Time, group []string, t usage.Totals) {
+		key = binary.BigEndian.AppendUint64(key[:0], uint64(start.UnixNano()))
+		for _, v := range group {
+			key = append(append(key, v...), 0)
+		}
+		n, ok := index[string(key)]
+		if !ok {
+			if len(out.buckets) == maxRows {
+				tooMany = true
+				return
+			}
+			n = len(out.buckets)
+			index[string(key)] = n
+			out.buckets = append(out.buckets, storeBucket{start: start, values: len(out.values)})
+			out.values = append(out.values, group...)
+		}
+		out.buckets[n].totals.Add(t)
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case tooMany:
 		return nil, &InvalidError{"groupBy", fmt.Sprintf("the report would sum more than %d groups; group by fewer dimensions, "+
 			"filter, or ask for a coarser granularity or a shorter range", maxRows)}
 	}
-	owners, err := keyOwners(ctx, store, r, raw)
-	if err != nil {
-		return nil, err
-	}
-	type key struct {
-		start int64 // Unix nanoseconds: hashed faster than a time.Time
-		group string
-	}
-	folded := map[key]*Bucket{}
-	// Costs are summed as decimals and written once per bucket.
-	amounts := map[key]decimal.Decimal{}
-	var order []key
-	for _, b := range raw {
-		if !kept(b.Group, keep) {
-			continue
-		}
-		group := map[usage.Dimension]string{}
-		for _, d := range r.GroupBy {
-			if d == ByMember {
-				group[d] = owners[b.Group[usage.ByKeyID]]
-				continue
-			}
-			group[d] = b.Group[d]
-		}
-		k := key{b.Start.UnixNano(), groupKey(r.GroupBy, group)}
-		out := folded[k]
-		if out == nil {
-			// The store's first bucket starts at its hour, day or month;
-			// the report's starts where the range does.
-			start := b.Start
-			if start.Before(from) {
-				start = from
-			}
-			out = &Bucket{Start: start, End: bucketEnd(b.Start, r.Granularity, to, loc)}
-			if len(group) > 0 {
-				out.Group = group
-			}
-			folded[k] = out
-			order = append(order, k)
-		}
-		cost := prices.Cost(b.PricingUsage())
-		out.Add(b.Totals)
-		if cost.Unpriced {
-			out.UnpricedCalls = usage.SaturatingAdd(out.UnpricedCalls, b.Calls)
-		}
-		amounts[k] = amounts[k].Add(cost.Amount)
-	}
-	slices.SortFunc(order, func(a, b key) int { return cmp.Or(cmp.Compare(a.start, b.start), strings.Compare(a.group, b.group)) })
-	out := make([]Bucket, 0, len(order))
-	for _, k := range order {
-		b := folded[k]
-		b.Cost = amounts[k].String()
-		out = append(out, *b)
-	}
 	return out, nil
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return b
+	}
+	return a
+}
+
+// buckets are the report's buckets of rows, grouped by dims.
+func buckets(rows []row, dims []usage.Dimension) []Bucket {
+	out := make([]Bucket, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		out[i] = Bucket{Start: r.start, End: r.end, Others: r.others,
+			Figures: Figures{Totals: r.totals, Cost: r.cost.Decimal().String(), UnpricedCalls: r.unpriced}}
+		if len(dims) > 0 && !r.others {
+			out[i].Group = make(map[usage.Dimension]string, len(dims))
+			values := r.group
+			for _, d := range dims {
+				value, rest, _ := strings.Cut(values, "\x00")
+				out[i].Group[d], values = value, rest
+			}
+		}
+	}
+	return out
 }
 
 // storeQuery is the store's query for r over [from, to): grouped by
@@ -345,35 +441,24 @@ func storeQuery(r Request, from, to time.Time, loc *time.Location) (usage.Query,
 	return q, keep
 }
 
-func sum(buckets []Bucket) Figures {
-	total := Figures{Cost: "0"}
-	amount := decimal.Zero
-	for _, b := range buckets {
-		total.Add(b.Totals)
-		total.UnpricedCalls = usage.SaturatingAdd(total.UnpricedCalls, b.UnpricedCalls)
-		amount = amount.Add(decimal.RequireFromString(b.Cost))
+// sum is the figures of rows together.
+func sum(rows []row) Figures {
+	var total row
+	for i := range rows {
+		total.add(&rows[i])
 	}
-	total.Cost = amount.String()
-	return total
+	return Figures{Totals: total.totals, Cost: total.cost.Decimal().String(), UnpricedCalls: total.unpriced}
 }
 
-// kept tells whether a group's values pass the filters of several values.
-func kept(group map[usage.Dimension]string, keep map[usage.Dimension]map[string]bool) bool {
-	for d, values := range keep {
-		if !values[group[d]] {
+// keptValues tells whether a group's values pass the filters of several
+// values, given by the position of the value they filter.
+func keptValues(values []string, keep map[int]map[string]bool) bool {
+	for at, allowed := range keep {
+		if !allowed[values[at]] {
 			return false
 		}
 	}
 	return true
-}
-
-func groupKey(dims []usage.Dimension, group map[usage.Dimension]string) string {
-	var b strings.Builder
-	for _, d := range dims {
-		b.WriteString(group[d])
-		b.WriteByte(0)
-	}
-	return b.String()
 }
 
 // bucketEnd is where the bucket that starts at start ends, within the range.
@@ -426,15 +511,13 @@ func monthEarlier(t time.Time, loc *time.Location) time.Time {
 	return time.Date(firstOfPrevious.Year(), firstOfPrevious.Month(), min(day, lastDay), hour, minute, second, t.Nanosecond(), loc)
 }
 
-// keyOwners is the owner of each key ID in raw, when r groups by member.
-func keyOwners(ctx context.Context, store usage.Store, r Request, raw []usage.Bucket) (map[string]string, error) {
-	if !slices.Contains(r.GroupBy, ByMember) {
-		return nil, nil
-	}
+// keyOwners is the owner of each key ID of the buckets, whose values hold
+// it at keyAt.
+func keyOwners(ctx context.Context, store usage.Store, parts *storeBuckets, keyAt int) (map[string]string, error) {
 	seen := map[string]bool{}
 	ids := []string{}
-	for _, b := range raw {
-		if id := b.Group[usage.ByKeyID]; !seen[id] {
+	for _, b := range parts.buckets {
+		if id := parts.values[b.values+keyAt]; !seen[id] {
 			seen[id] = true
 			ids = append(ids, id)
 		}
@@ -442,57 +525,61 @@ func keyOwners(ctx context.Context, store usage.Store, r Request, raw []usage.Bu
 	return store.KeyOwners(ctx, ids)
 }
 
-// topGroups keeps the buckets of the n groups with the highest cost over
-// all buckets (then the most calls, then the first in group order), and
-// sums the others' into one bucket per time bucket, after the kept ones of
-// that time. It returns how many groups it summed.
-func topGroups(buckets []Bucket, dims []usage.Dimension, n int) ([]Bucket, int) {
+// topGroups keeps the rows of the n groups with the highest cost over all
+// rows (then the most calls, then the first in group order), and sums the
+// others' into one row per time bucket, after the kept ones of that time.
+// It returns how many groups it summed.
+func topGroups(rows []row, n int) ([]row, int) {
 	type rank struct {
-		cost  decimal.Decimal
+		cost  pricing.Sum
 		calls int64
 	}
-	ranks := map[string]*rank{}
+	index := map[string]int{}
 	var groups []string
-	for _, b := range buckets {
-		k := groupKey(dims, b.Group)
-		r, ok := ranks[k]
+	var ranks []rank
+	for i := range rows {
+		at, ok := index[rows[i].group]
 		if !ok {
-			r = &rank{}
-			ranks[k] = r
-			groups = append(groups, k)
+			at = len(ranks)
+			index[rows[i].group] = at
+			groups, ranks = append(groups, rows[i].group), append(ranks, rank{})
 		}
-		r.cost = r.cost.Add(decimal.RequireFromString(b.Cost))
-		r.calls += b.Calls
+		ranks[at].cost.AddSum(rows[i].cost)
+		ranks[at].calls += rows[i].totals.Calls
 	}
 	if len(groups) <= n {
-		return buckets, 0
+		return rows, 0
 	}
-	slices.SortStableFunc(groups, func(a, b string) int {
-		return cmp.Or(ranks[b].cost.Cmp(ranks[a].cost), cmp.Compare(ranks[b].calls, ranks[a].calls), strings.Compare(a, b))
+	order := make([]int, len(groups))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		return cmp.Or(ranks[b].cost.Cmp(ranks[a].cost), cmp.Compare(ranks[b].calls, ranks[a].calls), strings.Compare(groups[a], groups[b]))
 	})
 	kept := make(map[string]bool, n)
-	for _, k := range groups[:n] {
-		kept[k] = true
+	for _, i := range order[:n] {
+		kept[groups[i]] = true
 	}
-	out := make([]Bucket, 0, len(buckets))
-	var others []Bucket // the current time bucket's, to fold
-	flush := func() {
-		if len(others) > 0 {
-			folded := sum(others)
-			out = append(out, Bucket{Start: others[0].Start, End: others[0].End, Others: true, Figures: folded})
-			others = others[:0]
+	out := make([]row, 0, n*len(rows)/len(groups)+1)
+	var others *row // the current time bucket's
+	for i := range rows {
+		r := &rows[i]
+		if others != nil && !r.start.Equal(others.start) {
+			out = append(out, *others)
+			others = nil
 		}
+		if kept[r.group] {
+			out = append(out, *r)
+			continue
+		}
+		if others == nil {
+			others = &row{start: r.start, end: r.end, others: true}
+		}
+		others.add(r)
 	}
-	for i, b := range buckets {
-		if i > 0 && !b.Start.Equal(buckets[i-1].Start) {
-			flush()
-		}
-		if kept[groupKey(dims, b.Group)] {
-			out = append(out, b)
-		} else {
-			others = append(others, b)
-		}
+	if others != nil {
+		out = append(out, *others)
 	}
-	flush()
 	return out, len(groups) - n
 }
