@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"testing"
@@ -66,7 +67,8 @@ const (
 // (a page of tens of seconds cannot take a hundred), and is reported as p99
 // over the runs taken and as the ratio to its baseline of the same run (the
 // machines are noisy). Set HUB_BENCH_USAGE_DB to a file to keep the seeded
-// usage store between runs.
+// usage store between runs, and HUB_BENCH_CPUPROFILE to a file for a CPU
+// profile of the hub while the figures are taken.
 func BenchmarkDashboardPages(b *testing.B) {
 	setTestLogger()
 	g := NewWithT(b)
@@ -140,6 +142,17 @@ func BenchmarkDashboardPages(b *testing.B) {
 			report(lastDays(30), to, true)},
 	}
 	b.ResetTimer()
+	if path := os.Getenv("HUB_BENCH_CPUPROFILE"); path != "" {
+		// The figures' part only, not the seeding (go test's -cpuprofile
+		// covers both).
+		out, err := os.Create(path)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(pprof.StartCPUProfile(out)).To(Succeed())
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = out.Close()
+		}()
+	}
 	for range b.N {
 		for _, f := range figures {
 			pg := p99Of(f.page)

@@ -59,6 +59,19 @@ func (p *PriceList) Add(s *Sum, u Usage) (defaulted, unpriced bool) {
 	return c.Defaulted, c.Unpriced
 }
 
+// Additive tells whether the cost of usage of a model of a service adds
+// up: whether the cost of two usages together is the sum of their costs,
+// to the last digit, with the same flags, for usage whose cached input
+// tokens are within its input tokens (as stored usage always is, and so
+// its sums). So it is for a price per token
+// (chat, fine-tuning), which multiplies; not for video and storage, whose
+// prices divide and round the quotient, nor for unpriced usage, whose
+// calls count as unpriced only when it has tokens. A sum of the first kind
+// may be priced in parts.
+func (p *PriceList) Additive(s Service, model string) bool {
+	return (s == Chat || s == FineTuning) && p.Priced(s, model)
+}
+
 // addUnits adds a*x + b*y + c*z units of 10^unit to s, and tells whether
 // they fit (when they do not, s is unchanged).
 func (s *Sum) addUnits(unit int32, a uint64, x int64, b uint64, y int64, c uint64, z int64) bool {

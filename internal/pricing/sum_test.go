@@ -130,3 +130,47 @@ func TestSumCountsSmallChatCostsInUnits(t *testing.T) {
 		t.Fatalf("the costs of two models add up to %+v (%s), want 0.273017 in units", total, total.Decimal())
 	}
 }
+
+// TestAdditiveCostsAddUp checks Additive's promise on random price lists:
+// for usage it says adds up, the cost of two usages together is the sum of
+// their costs, with the same flags.
+func TestAdditiveCostsAddUp(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	additive := 0
+	for range 200 {
+		p := randomPrices(t, r)
+		for range 200 {
+			a, b := randomUsage(r), randomUsage(r)
+			b.Service, b.Model = a.Service, a.Model
+			if !p.Additive(a.Service, a.Model) {
+				continue
+			}
+			additive++
+			// Counts small enough that the sum fits in an int64, and cached
+			// input within the input, as stored usage is.
+			for _, u := range []*Usage{&a, &b} {
+				u.InputTokens, u.OutputTokens, u.CachedInputTokens = u.InputTokens>>2, u.OutputTokens>>2, min(u.CachedInputTokens, u.InputTokens)>>2
+				u.VideoSeconds, u.StorageByteHours = u.VideoSeconds>>2, u.StorageByteHours>>2
+			}
+			both := Usage{Service: a.Service, Model: a.Model, InputTokens: a.InputTokens + b.InputTokens,
+				OutputTokens: a.OutputTokens + b.OutputTokens, CachedInputTokens: a.CachedInputTokens + b.CachedInputTokens,
+				VideoSeconds: a.VideoSeconds + b.VideoSeconds, StorageByteHours: a.StorageByteHours + b.StorageByteHours}
+			ca, cb, cab := p.Cost(a), p.Cost(b), p.Cost(both)
+			if !cab.Amount.Equal(ca.Amount.Add(cb.Amount)) || cab.Unpriced != ca.Unpriced || cab.Defaulted != ca.Defaulted {
+				t.Fatalf("%+v and %+v cost %+v and %+v apart, %+v together", a, b, ca, cb, cab)
+			}
+		}
+	}
+	if additive == 0 {
+		t.Fatal("no usage was additive")
+	}
+	// Video divides: the costs of two usages do not always add up.
+	p := samplePrices(t)
+	if p.Additive(Video, "Hailuo-02") || p.Additive(Storage, "") || p.Additive(Chat, "unpriced") && !p.Priced(Chat, "unpriced") {
+		t.Fatal("video, storage or unpriced usage is said to add up")
+	}
+	one := p.Cost(Usage{Service: Video, Model: "Hailuo-02", VideoSeconds: 1}).Amount
+	if three := p.Cost(Usage{Service: Video, Model: "Hailuo-02", VideoSeconds: 3}).Amount; three.Equal(one.Add(one).Add(one)) {
+		t.Fatalf("one second of video costs %s, three cost %s: the example no longer shows rounding", one, three)
+	}
+}

@@ -14,7 +14,6 @@ package usagereport
 import (
 	"cmp"
 	"context"
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -240,171 +239,6 @@ func Build(ctx context.Context, store usage.Store, prices *pricing.PriceList, cu
 	return report, nil
 }
 
-// row is a bucket of a report while it is built: its group values are
-// joined into one string, each followed by a NUL (the store refuses
-// control characters in them), and its cost is a running pricing.Sum, made
-// a decimal string only for the buckets the report shows.
-type row struct {
-	start, end time.Time
-	group      string
-	others     bool
-	totals     usage.Totals
-	unpriced   int64
-	cost       pricing.Sum
-}
-
-// add adds o's figures to r.
-func (r *row) add(o *row) {
-	r.totals.Add(o.totals)
-	r.unpriced = usage.SaturatingAdd(r.unpriced, o.unpriced)
-	r.cost.AddSum(o.cost)
-}
-
-// build sums [from, to) into the buckets and groups r asks for, in time
-// order, then in the order of their group values.
-func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r Request, from, to time.Time, loc *time.Location) ([]row, error) {
-	q, keep := storeQuery(r, from, to, loc)
-	parts, err := sumParts(ctx, store, q)
-	if err != nil {
-		return nil, err
-	}
-	at := func(d usage.Dimension) int { return slices.Index(q.GroupBy, d) }
-	var owners map[string]string
-	if slices.Contains(r.GroupBy, ByMember) {
-		if owners, err = keyOwners(ctx, store, parts, at(usage.ByKeyID)); err != nil {
-			return nil, err
-		}
-	}
-	// Where each of the report's dimensions, and of its filters of
-	// several values, is among the store's (a member is its key's).
-	groupAt := make([]int, len(r.GroupBy))
-	for i, d := range r.GroupBy {
-		groupAt[i] = at(d)
-		if d == ByMember {
-			groupAt[i] = at(usage.ByKeyID)
-		}
-	}
-	keepAt := map[int]map[string]bool{}
-	for d, values := range keep {
-		keepAt[at(d)] = values
-	}
-	service, model := at(usage.ByService), at(usage.ByModel)
-
-	// Each of the store's buckets is priced whole, then folded into the
-	// report's bucket of its start and group, keyed as sumParts keys.
-	index := make(map[string]int, len(parts.buckets))
-	var rows []row
-	var key []byte
-	for i := range parts.buckets {
-		b := &parts.buckets[i]
-		values := parts.values[b.values : b.values+len(q.GroupBy)]
-		if !keptValues(values, keepAt) {
-			continue
-		}
-		key = binary.BigEndian.AppendUint64(key[:0], uint64(b.start.UnixNano()))
-		for j, v := range groupAt {
-			if r.GroupBy[j] == ByMember {
-				key = append(key, owners[values[v]]...)
-			} else {
-				key = append(key, values[v]...)
-			}
-			key = append(key, 0)
-		}
-		n, ok := index[string(key)]
-		if !ok {
-			// The store's first bucket starts at its hour, day or month;
-			// the report's starts where the range does.
-			n = len(rows)
-			index[string(key)] = n
-			rows = append(rows, row{start: laterOf(b.start, from), end: bucketEnd(b.start, r.Granularity, to, loc), group: string(key[8:])})
-		}
-		out := &rows[n]
-		out.totals.Add(b.totals)
-		if _, unpriced := prices.Add(&out.cost, b.totals.PricingUsage(pricing.Service(values[service]), values[model])); unpriced {
-			out.unpriced = usage.SaturatingAdd(out.unpriced, b.totals.Calls)
-		}
-	}
-	slices.SortFunc(rows, func(a, b row) int { return cmp.Or(a.start.Compare(b.start), strings.Compare(a.group, b.group)) })
-	return rows, nil
-}
-
-// storeBuckets are a store query's buckets, as sumParts adds them up.
-type storeBuckets struct {
-	buckets []storeBucket
-	// values hold the buckets' group values, those of the query's
-	// GroupBy from storeBucket.values on.
-	values []string
-}
-
-type storeBucket struct {
-	start  time.Time
-	values int
-	totals usage.Totals
-}
-
-// sumParts adds up the store's parts of q into its buckets (a bucket is
-// priced whole: a price that divides, per minute of video or per
-// gigabyte-month, rounds its quotient), refusing more than maxRows of
-// them.
-func sumParts(ctx context.Context, store usage.Store, q usage.Query) (*storeBuckets, error) {
-	out := &storeBuckets{}
-	index := map[string]int{}
-	var key []byte
-	tooMany := false
-	err := store.Sum(ctx, q, func(start time.Time, group []string, t usage.Totals) {
-		key = binary.BigEndian.AppendUint64(key[:0], uint64(start.UnixNano()))
-		for _, v := range group {
-			key = append(append(key, v...), 0)
-		}
-		n, ok := index[string(key)]
-		if !ok {
-			if len(out.buckets) == maxRows {
-				tooMany = true
-				return
-			}
-			n = len(out.buckets)
-			index[string(key)] = n
-			out.buckets = append(out.buckets, storeBucket{start: start, values: len(out.values)})
-			out.values = append(out.values, group...)
-		}
-		out.buckets[n].totals.Add(t)
-	})
-	switch {
-	case err != nil:
-		return nil, err
-	case tooMany:
-		return nil, &InvalidError{"groupBy", fmt.Sprintf("the report would sum more than %d groups; group by fewer dimensions, "+
-			"filter, or ask for a coarser granularity or a shorter range", maxRows)}
-	}
-	return out, nil
-}
-
-func laterOf(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return b
-	}
-	return a
-}
-
-// buckets are the report's buckets of rows, grouped by dims.
-func buckets(rows []row, dims []usage.Dimension) []Bucket {
-	out := make([]Bucket, len(rows))
-	for i := range rows {
-		r := &rows[i]
-		out[i] = Bucket{Start: r.start, End: r.end, Others: r.others,
-			Figures: Figures{Totals: r.totals, Cost: r.cost.Decimal().String(), UnpricedCalls: r.unpriced}}
-		if len(dims) > 0 && !r.others {
-			out[i].Group = make(map[usage.Dimension]string, len(dims))
-			values := r.group
-			for _, d := range dims {
-				value, rest, _ := strings.Cut(values, "\x00")
-				out[i].Group[d], values = value, rest
-			}
-		}
-	}
-	return out
-}
-
 // storeQuery is the store's query for r over [from, to): grouped by
 // service and model (prices apply per model) and the dimensions r asks for.
 // The store filters on one value per dimension; a filter of several values
@@ -439,26 +273,6 @@ func storeQuery(r Request, from, to time.Time, loc *time.Location) (usage.Query,
 	}
 	q.GroupBy = dims
 	return q, keep
-}
-
-// sum is the figures of rows together.
-func sum(rows []row) Figures {
-	var total row
-	for i := range rows {
-		total.add(&rows[i])
-	}
-	return Figures{Totals: total.totals, Cost: total.cost.Decimal().String(), UnpricedCalls: total.unpriced}
-}
-
-// keptValues tells whether a group's values pass the filters of several
-// values, given by the position of the value they filter.
-func keptValues(values []string, keep map[int]map[string]bool) bool {
-	for at, allowed := range keep {
-		if !allowed[values[at]] {
-			return false
-		}
-	}
-	return true
 }
 
 // bucketEnd is where the bucket that starts at start ends, within the range.
@@ -509,20 +323,6 @@ func monthEarlier(t time.Time, loc *time.Location) time.Time {
 	lastDay := firstOfPrevious.AddDate(0, 1, -1).Day()
 	hour, minute, second := t.Clock()
 	return time.Date(firstOfPrevious.Year(), firstOfPrevious.Month(), min(day, lastDay), hour, minute, second, t.Nanosecond(), loc)
-}
-
-// keyOwners is the owner of each key ID of the buckets, whose values hold
-// it at keyAt.
-func keyOwners(ctx context.Context, store usage.Store, parts *storeBuckets, keyAt int) (map[string]string, error) {
-	seen := map[string]bool{}
-	ids := []string{}
-	for _, b := range parts.buckets {
-		if id := parts.values[b.values+keyAt]; !seen[id] {
-			seen[id] = true
-			ids = append(ids, id)
-		}
-	}
-	return store.KeyOwners(ctx, ids)
 }
 
 // topGroups keeps the rows of the n groups with the highest cost over all

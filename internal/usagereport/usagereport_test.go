@@ -350,6 +350,43 @@ func TestReportSizeIsBounded(t *testing.T) {
 	g.Expect(invalid.Field).To(Equal("groupBy"))
 }
 
+// TestDividedPricesPriceBucketsWhole: a price that divides (video, per
+// minute) rounds its quotient, so a bucket is priced whole, whatever parts
+// the store sums it from (here two hours, one second of video each, in one
+// day), while token prices add up part by part.
+func TestDividedPricesPriceBucketsWhole(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	store, err := usage.OpenSQLite(ctx, filepath.Join(t.TempDir(), "usage.db"))
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = store.Close() })
+	prices, err := pricing.New(&hubv1.PriceList{Video: &hubv1.VideoPricing{DefaultPerMinute: ptrAmount("0.45")},
+		Chat: &hubv1.TokenPricing{Default: &hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20"}}})
+	g.Expect(err).NotTo(HaveOccurred())
+	day := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	var events []usage.Event
+	for i, at := range []time.Duration{time.Hour, 5 * time.Hour} {
+		events = append(events,
+			usage.Event{ID: fmt.Sprintf("v%d", i), Time: day.Add(at), Project: "p", KeyID: "Key0000001", StatusCode: 200,
+				Service: pricing.Video, Endpoint: "/v1/video_generation", Model: "MiniMax-Hailuo-02", VideoSeconds: 1},
+			usage.Event{ID: fmt.Sprintf("c%d", i), Time: day.Add(at), Project: "p", KeyID: "Key0000001", StatusCode: 200,
+				Service: pricing.Chat, Endpoint: "/v1/chat/completions", Model: "MiniMax-M2", InputTokens: 333, OutputTokens: 77})
+	}
+	_, err = store.Insert(ctx, events)
+	g.Expect(err).NotTo(HaveOccurred())
+	cost := func(u pricing.Usage) decimal.Decimal { return prices.Cost(u).Amount }
+	video := cost(pricing.Usage{Service: pricing.Video, Model: "MiniMax-Hailuo-02", VideoSeconds: 2})
+	g.Expect(video.Equal(cost(pricing.Usage{Service: pricing.Video, Model: "MiniMax-Hailuo-02", VideoSeconds: 1}).Mul(decimal.NewFromInt(2)))).
+		To(BeFalse(), "the example must round: two seconds priced whole cost other than twice one second")
+	chat := cost(pricing.Usage{Service: pricing.Chat, Model: "MiniMax-M2", InputTokens: 666, OutputTokens: 154})
+	for _, groupBy := range [][]usage.Dimension{nil, {usage.ByProject}, {usage.ByService}} {
+		report, err := usagereport.Build(ctx, store, prices, "USD", usagereport.Request{From: day, To: day.AddDate(0, 0, 1),
+			Granularity: usage.Day, GroupBy: groupBy})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(report.Total.Cost).To(Equal(video.Add(chat).String()), "grouped by %v", groupBy)
+	}
+}
+
 // TestRecordsPageThroughEveryCall: pages of records, read on with each
 // page's token, hold every stored call of the range once, in time order,
 // each priced as it is alone.

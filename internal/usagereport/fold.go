@@ -1,0 +1,262 @@
+package usagereport
+
+import (
+	"cmp"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/minimax/platform-hub/internal/pricing"
+	"github.com/minimax/platform-hub/internal/usage"
+)
+
+// A report is folded from the store's sums as they stream in (Store.Sum):
+// each part of a bucket of the store's query (grouped by service and model
+// besides the report's dimensions) goes into the report's bucket of its
+// start and group. Usage whose cost adds up (token prices:
+// pricing.PriceList.Additive) is priced part by part; any other is first
+// summed per store bucket and priced whole, since a price that divides (per
+// minute of video, per gigabyte-month) rounds its quotient. Either way the
+// costs are those of the store's buckets, to the last digit.
+
+// row is a bucket of a report while it is built: its group values are
+// joined into one string, each followed by a NUL (the store refuses
+// control characters in them), and its cost is a running pricing.Sum, made
+// a decimal string only for the buckets the report shows.
+type row struct {
+	start, end time.Time
+	group      string
+	others     bool
+	totals     usage.Totals
+	unpriced   int64
+	cost       pricing.Sum
+}
+
+// add adds o's figures to r.
+func (r *row) add(o *row) {
+	r.totals.Add(o.totals)
+	r.unpriced = usage.SaturatingAdd(r.unpriced, o.unpriced)
+	r.cost.AddSum(o.cost)
+}
+
+// build sums [from, to) into the buckets and groups r asks for, in time
+// order, then in the order of their group values.
+func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r Request, from, to time.Time, loc *time.Location) ([]row, error) {
+	q, keep := storeQuery(r, from, to, loc)
+	f := newFolder(prices, r, q, keep, from, to, loc)
+	var err error
+	if slices.Contains(r.GroupBy, ByMember) {
+		// Keys fold into their owners, known once every key is.
+		err = store.Sum(ctx, q, f.whole.add)
+		if err == nil {
+			f.owners, err = keyOwners(ctx, store, &f.whole, f.keyAt)
+		}
+	} else {
+		err = store.Sum(ctx, q, f.part)
+	}
+	if err != nil {
+		return nil, err
+	}
+	f.priceWhole()
+	if f.tooMany() {
+		return nil, &InvalidError{"groupBy", fmt.Sprintf("the report would sum more than %d groups; group by fewer dimensions, "+
+			"filter, or ask for a coarser granularity or a shorter range", maxRows)}
+	}
+	slices.SortFunc(f.rows, func(a, b row) int { return cmp.Or(a.start.Compare(b.start), strings.Compare(a.group, b.group)) })
+	return f.rows, nil
+}
+
+// folder folds the store's parts into a report's rows.
+type folder struct {
+	prices         *pricing.PriceList
+	r              Request
+	from, to       time.Time
+	loc            *time.Location
+	dims           int // the store's group values
+	service, model int // positions among them
+	keyAt          int
+	groupAt        []int // of each of r.GroupBy (a member's: its key's)
+	keepAt         map[int]map[string]bool
+	owners         map[string]string // key IDs' owners, when r groups by member
+	index          map[string]int    // rows by key: start, then group
+	rows           []row
+	key            []byte
+	whole          storeBuckets // parts priced whole
+}
+
+func newFolder(prices *pricing.PriceList, r Request, q usage.Query, keep map[usage.Dimension]map[string]bool, from, to time.Time,
+	loc *time.Location) *folder {
+	at := func(d usage.Dimension) int { return slices.Index(q.GroupBy, d) }
+	f := &folder{prices: prices, r: r, from: from, to: to, loc: loc, dims: len(q.GroupBy), service: at(usage.ByService), model: at(usage.ByModel),
+		keyAt: at(usage.ByKeyID), groupAt: make([]int, len(r.GroupBy)), keepAt: map[int]map[string]bool{}, index: map[string]int{},
+		whole: storeBuckets{index: map[string]int{}}}
+	for i, d := range r.GroupBy {
+		f.groupAt[i] = at(d)
+		if d == ByMember {
+			f.groupAt[i] = f.keyAt
+		}
+	}
+	for d, values := range keep {
+		f.keepAt[at(d)] = values
+	}
+	return f
+}
+
+// part folds one part of a store bucket: values are the store's group
+// values.
+func (f *folder) part(start time.Time, values []string, t usage.Totals) {
+	if f.tooMany() || !keptValues(values, f.keepAt) {
+		return
+	}
+	service, model := pricing.Service(values[f.service]), values[f.model]
+	if !f.prices.Additive(service, model) {
+		f.whole.add(start, values, t)
+		return
+	}
+	out := f.row(start, values)
+	out.totals.Add(t)
+	f.prices.Add(&out.cost, t.PricingUsage(service, model))
+}
+
+// priceWhole folds the store buckets summed whole, each priced whole.
+func (f *folder) priceWhole() {
+	for i := range f.whole.buckets {
+		b := &f.whole.buckets[i]
+		values := f.whole.values[b.values : b.values+f.dims]
+		if f.tooMany() || !keptValues(values, f.keepAt) {
+			continue
+		}
+		out := f.row(b.start, values)
+		out.totals.Add(b.totals)
+		if _, unpriced := f.prices.Add(&out.cost, b.totals.PricingUsage(pricing.Service(values[f.service]), values[f.model])); unpriced {
+			out.unpriced = usage.SaturatingAdd(out.unpriced, b.totals.Calls)
+		}
+	}
+}
+
+// row is the report's row of a store bucket's start and group values.
+func (f *folder) row(start time.Time, values []string) *row {
+	f.key = binary.BigEndian.AppendUint64(f.key[:0], uint64(start.UnixNano()))
+	for i, at := range f.groupAt {
+		if f.r.GroupBy[i] == ByMember {
+			f.key = append(f.key, f.owners[values[at]]...)
+		} else {
+			f.key = append(f.key, values[at]...)
+		}
+		f.key = append(f.key, 0)
+	}
+	n, ok := f.index[string(f.key)]
+	if !ok {
+		// The store's first bucket starts at its hour, day or month; the
+		// report's starts where the range does.
+		key := string(f.key)
+		n = len(f.rows)
+		f.index[key] = n
+		f.rows = append(f.rows, row{start: laterOf(start, f.from), end: bucketEnd(start, f.r.Granularity, f.to, f.loc), group: key[8:]})
+	}
+	return &f.rows[n]
+}
+
+// tooMany tells whether the rows and the buckets summed whole have
+// reached maxRows: the report stops growing, and is refused.
+func (f *folder) tooMany() bool {
+	return len(f.rows)+len(f.whole.buckets) > maxRows
+}
+
+// storeBuckets adds up parts into the store's buckets.
+type storeBuckets struct {
+	index   map[string]int // by key: start, then group values
+	buckets []storeBucket
+	// values hold the buckets' group values, a bucket's from
+	// storeBucket.values on.
+	values []string
+	key    []byte
+}
+
+type storeBucket struct {
+	start  time.Time
+	values int
+	totals usage.Totals
+}
+
+// add adds a part to its bucket, past maxRows buckets no more.
+func (s *storeBuckets) add(start time.Time, group []string, t usage.Totals) {
+	s.key = binary.BigEndian.AppendUint64(s.key[:0], uint64(start.UnixNano()))
+	for _, v := range group {
+		s.key = append(append(s.key, v...), 0)
+	}
+	n, ok := s.index[string(s.key)]
+	if !ok {
+		if len(s.buckets) > maxRows {
+			return
+		}
+		n = len(s.buckets)
+		s.index[string(s.key)] = n
+		s.buckets = append(s.buckets, storeBucket{start: start, values: len(s.values)})
+		s.values = append(s.values, group...)
+	}
+	s.buckets[n].totals.Add(t)
+}
+
+func laterOf(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return b
+	}
+	return a
+}
+
+// buckets are the report's buckets of rows, grouped by dims.
+func buckets(rows []row, dims []usage.Dimension) []Bucket {
+	out := make([]Bucket, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		out[i] = Bucket{Start: r.start, End: r.end, Others: r.others,
+			Figures: Figures{Totals: r.totals, Cost: r.cost.Decimal().String(), UnpricedCalls: r.unpriced}}
+		if len(dims) > 0 && !r.others {
+			out[i].Group = make(map[usage.Dimension]string, len(dims))
+			values := r.group
+			for _, d := range dims {
+				value, rest, _ := strings.Cut(values, "\x00")
+				out[i].Group[d], values = value, rest
+			}
+		}
+	}
+	return out
+}
+
+// sum is the figures of rows together.
+func sum(rows []row) Figures {
+	var total row
+	for i := range rows {
+		total.add(&rows[i])
+	}
+	return Figures{Totals: total.totals, Cost: total.cost.Decimal().String(), UnpricedCalls: total.unpriced}
+}
+
+// keptValues tells whether a group's values pass the filters of several
+// values, given by the position of the value they filter.
+func keptValues(values []string, keep map[int]map[string]bool) bool {
+	for at, allowed := range keep {
+		if !allowed[values[at]] {
+			return false
+		}
+	}
+	return true
+}
+
+// keyOwners is the owner of each key ID of the buckets, whose values hold
+// it at keyAt.
+func keyOwners(ctx context.Context, store usage.Store, parts *storeBuckets, keyAt int) (map[string]string, error) {
+	seen := map[string]bool{}
+	ids := []string{}
+	for _, b := range parts.buckets {
+		if id := parts.values[b.values+keyAt]; !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return store.KeyOwners(ctx, ids)
+}
