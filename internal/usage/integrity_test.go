@@ -528,6 +528,31 @@ func TestDayCacheSeesOtherReplicas(t *testing.T) {
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(writer.RollUpDays(ctx, day.Add(3*24*time.Hour), shanghai)).To(Succeed())
 			g.Expect(read()).To(BeEquivalentTo(1111))
+
+			// A day not rolled up yet reads its closed hours, summed
+			// together as one span; a late event in one of them reaches the
+			// reader.
+			today := day.Add(5 * 24 * time.Hour)
+			for i, tokens := range []int64{1, 2, 4} {
+				_, err = writer.Insert(ctx, []usage.Event{event(fmt.Sprintf("t%d", i), today.Add(time.Duration(i+1)*time.Hour), "p1", "k1", "m", tokens, 0)})
+				g.Expect(err).NotTo(HaveOccurred())
+			}
+			g.Expect(writer.RollUpDays(ctx, today.Add(5*time.Hour), shanghai)).To(Succeed())
+			sofar := func() map[string]int64 {
+				buckets, err := reader.Aggregate(ctx, usage.Query{From: today, To: today.Add(24 * time.Hour), Granularity: usage.Day,
+					Location: shanghai, GroupBy: []usage.Dimension{usage.ByProject}})
+				g.Expect(err).NotTo(HaveOccurred())
+				out := map[string]int64{}
+				for _, b := range buckets {
+					out[b.Group[usage.ByProject]] += b.InputTokens
+				}
+				return out
+			}
+			g.Expect(sofar()).To(Equal(map[string]int64{"p1": 7}))
+			g.Expect(sofar()).To(Equal(map[string]int64{"p1": 7}), "from the cache")
+			_, err = writer.Insert(ctx, []usage.Event{event("t9", today.Add(2*time.Hour+time.Minute), "p2", "k2", "m", 10, 0)})
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(sofar()).To(Equal(map[string]int64{"p1": 7, "p2": 10}))
 		})
 	}
 }

@@ -3,8 +3,10 @@ package usage
 import (
 	"context"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
 	"sync"
@@ -96,12 +98,17 @@ type periodCache struct {
 }
 
 // periodKey keys a cached period: its start and, for a day, its
-// offset.
+// offset. A span of closed hours summed together has its end too, and the
+// shape it is summed in.
 type periodKey struct {
 	hours       bool
 	offset, day int64
+	to          int64
+	sh          shape
 }
 
+// cachedPeriod is a cached period's rows at a version (a span's: the
+// fingerprint of its hours' versions).
 type cachedPeriod struct {
 	version, used int64
 	rows          []periodRow
@@ -246,30 +253,99 @@ func (s *sqlStore) sumCached(ctx context.Context, q Query, groupCols []string, c
 	if err != nil {
 		return err
 	}
-	var missing []int64
-	for start := run.from; start < run.to; start += c.length() {
-		if rows, ok := s.periods.get(periodKey{c.hours, c.offset, start}, versions, sh); ok {
-			add(start, rows)
-		} else {
-			missing = append(missing, start)
-		}
-	}
-	if len(missing) == 0 {
-		return nil
-	}
-	loaded, err := s.readPeriods(ctx, c, missing)
+	// Closed hours that fall in one bucket (today's, in a report by day)
+	// are added as one span, summed once while their versions hold.
+	spans := s.hourSpans(q, c, run, versions, sh)
+	rows, err := s.periodRows(ctx, c, run, versions, sh, spans)
 	if err != nil {
 		return err
 	}
-	for _, start := range missing {
-		v, cached := versions[start]
-		if !cached {
-			add(start, loaded[start])
-			continue
+	for start := run.from; start < run.to; start += c.length() {
+		if rows, ok := rows[start]; ok {
+			add(start, rows)
 		}
-		add(start, s.periods.put(periodKey{c.hours, c.offset, start}, v, loaded[start], sh))
 	}
 	return nil
+}
+
+// periodRows are the rows of the periods of c in run, in shape sh, by
+// start: from the cache where it holds their version, else from the
+// database. A span's hours are summed together under its first hour,
+// cached as one while their versions hold.
+func (s *sqlStore) periodRows(ctx context.Context, c cachedPeriods, run dayRun, versions map[int64]int64, sh shape,
+	spans map[int64]span) (map[int64][]periodRow, error) {
+	out := map[int64][]periodRow{}
+	var missing []int64
+	for start := run.from; start < run.to; {
+		if sp, ok := spans[start]; ok {
+			if rows, ok := s.periods.get(sp.key, map[int64]int64{start: sp.fingerprint}, allColumns); ok {
+				out[start] = rows
+				delete(spans, start) // summed already
+				start = sp.key.to
+				continue
+			}
+		}
+		if rows, ok := s.periods.get(periodKey{hours: c.hours, offset: c.offset, day: start}, versions, sh); ok {
+			out[start] = rows
+		} else {
+			missing = append(missing, start)
+		}
+		start += c.length()
+	}
+	if len(missing) > 0 {
+		loaded, err := s.readPeriods(ctx, c, missing)
+		if err != nil {
+			return nil, err
+		}
+		for _, start := range missing {
+			out[start] = loaded[start]
+			if v, ok := versions[start]; ok {
+				out[start] = s.periods.put(periodKey{hours: c.hours, offset: c.offset, day: start}, v, loaded[start], sh)
+			}
+		}
+	}
+	for first, sp := range spans {
+		var parts []periodRow
+		for h := first; h < sp.key.to; h += c.length() {
+			parts = append(parts, out[h]...)
+			delete(out, h)
+		}
+		out[first] = s.periods.putSpan(sp.key, sp.fingerprint, fold(parts, sh))
+	}
+	return out, nil
+}
+
+// span is a run of two or more closed hours that fall in one bucket, each
+// with a version: it is summed, and cached, as one.
+type span struct {
+	key         periodKey
+	fingerprint int64
+}
+
+// hourSpans are the spans of the closed hours of run, by first hour, for
+// a query of buckets longer than an hour; a period's rows in shape sh.
+func (s *sqlStore) hourSpans(q Query, c cachedPeriods, run dayRun, versions map[int64]int64, sh shape) map[int64]span {
+	if !c.hours || q.Granularity == Hour || q.Granularity == Minute {
+		return nil
+	}
+	spans := map[int64]span{}
+	for first := run.from; first < run.to; {
+		bucket := bucketStart(time.Unix(first, 0), q)
+		end := first
+		fingerprint := fnv.New64a()
+		for ; end < run.to; end += 3600 {
+			v, ok := versions[end]
+			if !ok || !bucketStart(time.Unix(end, 0), q).Equal(bucket) {
+				break
+			}
+			_ = binary.Write(fingerprint, binary.BigEndian, [2]int64{end, v})
+		}
+		if end-first >= 2*3600 {
+			spans[first] = span{key: periodKey{hours: true, day: first, to: end, sh: sh}, fingerprint: int64(fingerprint.Sum64())}
+		}
+		first = max(end, first+3600)
+	}
+	return spans
 }
 
 // periodVersions reads the versions of the periods of c in run.
@@ -387,6 +463,27 @@ func (c *periodCache) put(k periodKey, version int64, rows []periodRow, sh shape
 	folded := fold(kept, sh)
 	c.keepFolded(k, d, sh, folded)
 	return folded
+}
+
+// putSpan caches the rows of a span of hours summed together (in its
+// shape) at the fingerprint of its hours' versions, and returns them.
+func (c *periodCache) putSpan(k periodKey, fingerprint int64, rows []periodRow) []periodRow {
+	if len(rows) > maxCachedRows {
+		return rows
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.days == nil {
+		c.days, c.names = map[periodKey]*cachedPeriod{}, map[string]string{}
+	}
+	if _, ok := c.days[k]; ok {
+		c.drop(k)
+	}
+	c.makeRoom(len(rows))
+	c.clock++
+	c.days[k] = &cachedPeriod{version: fingerprint, used: c.clock, rows: rows}
+	c.rows += len(rows)
+	return rows
 }
 
 // keepFolded keeps rows folded into sh beside the period d of k, if d is

@@ -44,7 +44,7 @@ func (r *row) add(o *row) {
 
 // build sums [from, to) into the buckets and groups r asks for, in time
 // order, then in the order of their group values.
-func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r Request, from, to time.Time, loc *time.Location) ([]row, error) {
+func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r Request, from, to time.Time, loc *time.Location) ([]*row, error) {
 	q, keep := storeQuery(r, from, to, loc)
 	f := newFolder(prices, r, q, keep, from, to, loc)
 	var err error
@@ -65,8 +65,14 @@ func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r 
 		return nil, &InvalidError{"groupBy", fmt.Sprintf("the report would sum more than %d groups; group by fewer dimensions, "+
 			"filter, or ask for a coarser granularity or a shorter range", maxRows)}
 	}
-	slices.SortFunc(f.rows, func(a, b row) int { return cmp.Or(a.start.Compare(b.start), strings.Compare(a.group, b.group)) })
-	return f.rows, nil
+	rows := make([]*row, 0, f.count)
+	for _, chunk := range f.chunks {
+		for i := range chunk {
+			rows = append(rows, &chunk[i])
+		}
+	}
+	slices.SortFunc(rows, func(a, b *row) int { return cmp.Or(a.start.Compare(b.start), strings.Compare(a.group, b.group)) })
+	return rows, nil
 }
 
 // folder folds the store's parts into a report's rows.
@@ -81,18 +87,23 @@ type folder struct {
 	groupAt        []int // of each of r.GroupBy (a member's: its key's)
 	keepAt         map[int]map[string]bool
 	owners         map[string]string // key IDs' owners, when r groups by member
-	index          map[string]int    // rows by key: start, then group
-	rows           []row
-	key            []byte
-	whole          storeBuckets // parts priced whole
+	// Rows are kept in chunks, which never move (a month of a thousand
+	// projects is 30,000 rows), by start and group.
+	chunks [][]row
+	count  int
+	index  map[rowKey]*row
+	groups map[string]string // the groups' strings, one each
+	key    []byte
+	whole  storeBuckets // parts priced whole
 }
 
 func newFolder(prices *pricing.PriceList, r Request, q usage.Query, keep map[usage.Dimension]map[string]bool, from, to time.Time,
 	loc *time.Location) *folder {
 	at := func(d usage.Dimension) int { return slices.Index(q.GroupBy, d) }
 	f := &folder{prices: prices, r: r, from: from, to: to, loc: loc, dims: len(q.GroupBy), service: at(usage.ByService), model: at(usage.ByModel),
-		keyAt: at(usage.ByKeyID), groupAt: make([]int, len(r.GroupBy)), keepAt: map[int]map[string]bool{}, index: map[string]int{},
-		whole: storeBuckets{index: map[string]int{}}}
+		keyAt: at(usage.ByKeyID), groupAt: make([]int, len(r.GroupBy)), keepAt: map[int]map[string]bool{}, index: map[rowKey]*row{},
+		groups: map[string]string{},
+		whole:  storeBuckets{index: map[string]int{}}}
 	for i, d := range r.GroupBy {
 		f.groupAt[i] = at(d)
 		if d == ByMember {
@@ -137,9 +148,19 @@ func (f *folder) priceWhole() {
 	}
 }
 
+// rowKey keys a row: the store's start of its bucket, in Unix
+// nanoseconds, and its group.
+type rowKey struct {
+	start int64
+	group string
+}
+
+// rowChunk is how many rows a chunk holds.
+const rowChunk = 1024
+
 // row is the report's row of a store bucket's start and group values.
 func (f *folder) row(start time.Time, values []string) *row {
-	f.key = binary.BigEndian.AppendUint64(f.key[:0], uint64(start.UnixNano()))
+	f.key = f.key[:0]
 	for i, at := range f.groupAt {
 		if f.r.GroupBy[i] == ByMember {
 			f.key = append(f.key, f.owners[values[at]]...)
@@ -148,22 +169,32 @@ func (f *folder) row(start time.Time, values []string) *row {
 		}
 		f.key = append(f.key, 0)
 	}
-	n, ok := f.index[string(f.key)]
+	group, ok := f.groups[string(f.key)]
 	if !ok {
-		// The store's first bucket starts at its hour, day or month; the
-		// report's starts where the range does.
-		key := string(f.key)
-		n = len(f.rows)
-		f.index[key] = n
-		f.rows = append(f.rows, row{start: laterOf(start, f.from), end: bucketEnd(start, f.r.Granularity, f.to, f.loc), group: key[8:]})
+		group = string(f.key)
+		f.groups[group] = group
 	}
-	return &f.rows[n]
+	k := rowKey{start.UnixNano(), group}
+	if r, ok := f.index[k]; ok {
+		return r
+	}
+	if n := len(f.chunks); n == 0 || len(f.chunks[n-1]) == rowChunk {
+		f.chunks = append(f.chunks, make([]row, 0, rowChunk))
+	}
+	chunk := &f.chunks[len(f.chunks)-1]
+	// The store's first bucket starts at its hour, day or month; the
+	// report's starts where the range does.
+	*chunk = append(*chunk, row{start: laterOf(start, f.from), end: bucketEnd(start, f.r.Granularity, f.to, f.loc), group: group})
+	r := &(*chunk)[len(*chunk)-1]
+	f.index[k] = r
+	f.count++
+	return r
 }
 
 // tooMany tells whether the rows and the buckets summed whole have
 // reached maxRows: the report stops growing, and is refused.
 func (f *folder) tooMany() bool {
-	return len(f.rows)+len(f.whole.buckets) > maxRows
+	return f.count+len(f.whole.buckets) > maxRows
 }
 
 // storeBuckets adds up parts into the store's buckets.
@@ -209,10 +240,9 @@ func laterOf(a, b time.Time) time.Time {
 }
 
 // buckets are the report's buckets of rows, grouped by dims.
-func buckets(rows []row, dims []usage.Dimension) []Bucket {
+func buckets(rows []*row, dims []usage.Dimension) []Bucket {
 	out := make([]Bucket, len(rows))
-	for i := range rows {
-		r := &rows[i]
+	for i, r := range rows {
 		out[i] = Bucket{Start: r.start, End: r.end, Others: r.others,
 			Figures: Figures{Totals: r.totals, Cost: r.cost.Decimal().String(), UnpricedCalls: r.unpriced}}
 		if len(dims) > 0 && !r.others {
@@ -228,10 +258,10 @@ func buckets(rows []row, dims []usage.Dimension) []Bucket {
 }
 
 // sum is the figures of rows together.
-func sum(rows []row) Figures {
+func sum(rows []*row) Figures {
 	var total row
-	for i := range rows {
-		total.add(&rows[i])
+	for _, r := range rows {
+		total.add(r)
 	}
 	return Figures{Totals: total.totals, Cost: total.cost.Decimal().String(), UnpricedCalls: total.unpriced}
 }

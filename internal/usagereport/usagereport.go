@@ -329,7 +329,7 @@ func monthEarlier(t time.Time, loc *time.Location) time.Time {
 // rows (then the most calls, then the first in group order), and sums the
 // others' into one row per time bucket, after the kept ones of that time.
 // It returns how many groups it summed.
-func topGroups(rows []row, n int) ([]row, int) {
+func topGroups(rows []*row, n int) ([]*row, int) {
 	type rank struct {
 		cost  pricing.Sum
 		calls int64
@@ -337,15 +337,15 @@ func topGroups(rows []row, n int) ([]row, int) {
 	index := map[string]int{}
 	var groups []string
 	var ranks []rank
-	for i := range rows {
-		at, ok := index[rows[i].group]
+	for _, r := range rows {
+		at, ok := index[r.group]
 		if !ok {
 			at = len(ranks)
-			index[rows[i].group] = at
-			groups, ranks = append(groups, rows[i].group), append(ranks, rank{})
+			index[r.group] = at
+			groups, ranks = append(groups, r.group), append(ranks, rank{})
 		}
-		ranks[at].cost.AddSum(rows[i].cost)
-		ranks[at].calls += rows[i].totals.Calls
+		ranks[at].cost.AddSum(r.cost)
+		ranks[at].calls += r.totals.Calls
 	}
 	if len(groups) <= n {
 		return rows, 0
@@ -361,16 +361,15 @@ func topGroups(rows []row, n int) ([]row, int) {
 	for _, i := range order[:n] {
 		kept[groups[i]] = true
 	}
-	out := make([]row, 0, n*len(rows)/len(groups)+1)
+	out := make([]*row, 0, n*len(rows)/len(groups)+1)
 	var others *row // the current time bucket's
-	for i := range rows {
-		r := &rows[i]
+	for _, r := range rows {
 		if others != nil && !r.start.Equal(others.start) {
-			out = append(out, *others)
+			out = append(out, others)
 			others = nil
 		}
 		if kept[r.group] {
-			out = append(out, *r)
+			out = append(out, r)
 			continue
 		}
 		if others == nil {
@@ -379,7 +378,7 @@ func topGroups(rows []row, n int) ([]row, int) {
 		others.add(r)
 	}
 	if others != nil {
-		out = append(out, *others)
+		out = append(out, others)
 	}
 	return out, len(groups) - n
 }

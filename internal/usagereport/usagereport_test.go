@@ -364,7 +364,7 @@ func TestDividedPricesPriceBucketsWhole(t *testing.T) {
 		Chat: &hubv1.TokenPricing{Default: &hubv1.TokenPrice{InputPer1MTokens: "0.30", OutputPer1MTokens: "1.20"}}})
 	g.Expect(err).NotTo(HaveOccurred())
 	day := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
-	var events []usage.Event
+	events := make([]usage.Event, 0, 4)
 	for i, at := range []time.Duration{time.Hour, 5 * time.Hour} {
 		events = append(events,
 			usage.Event{ID: fmt.Sprintf("v%d", i), Time: day.Add(at), Project: "p", KeyID: "Key0000001", StatusCode: 200,
