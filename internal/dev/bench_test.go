@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"runtime/pprof"
 	"slices"
 	"strings"
@@ -180,10 +181,15 @@ type timing struct {
 	p99, median  time.Duration
 	runs, failed int
 	lastErr      error
+	// gcs counts the hub's garbage collections during the runs (the hub
+	// runs in this process), and heap is its live heap after them.
+	gcs  uint32
+	heap uint64
 }
 
 func (t timing) String() string {
-	out := fmt.Sprintf("p99 %v, median %v over %d runs", t.p99.Round(100*time.Microsecond), t.median.Round(100*time.Microsecond), t.runs)
+	out := fmt.Sprintf("p99 %v, median %v over %d runs (%d GCs, heap %d MB)", t.p99.Round(100*time.Microsecond),
+		t.median.Round(100*time.Microsecond), t.runs, t.gcs, t.heap>>20)
 	if t.failed > 0 {
 		out += fmt.Sprintf(", %d failed (%v)", t.failed, t.lastErr)
 	}
@@ -196,6 +202,8 @@ func (t timing) String() string {
 func p99Of(f func() error) timing {
 	_ = f()
 	var t timing
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
 	var times []time.Duration
 	deadline := time.Now().Add(benchBudget)
 	for len(times) < benchRuns && (len(times) < 3 || time.Now().Before(deadline)) {
@@ -205,6 +213,8 @@ func p99Of(f func() error) timing {
 		}
 		times = append(times, time.Since(start))
 	}
+	runtime.ReadMemStats(&after)
+	t.gcs, t.heap = after.NumGC-before.NumGC, after.HeapAlloc
 	slices.Sort(times)
 	t.p99, t.median, t.runs = times[(len(times)*99-1)/100], times[len(times)/2], len(times)
 	return t

@@ -27,12 +27,12 @@ import (
 // control characters in them), and its cost is a running pricing.Sum, made
 // a decimal string only for the buckets the report shows.
 type row struct {
-	start, end time.Time
-	group      string
-	others     bool
-	totals     usage.Totals
-	unpriced   int64
-	cost       pricing.Sum
+	start    time.Time // where the range starts, in its first bucket
+	group    string
+	others   bool
+	totals   usage.Totals
+	unpriced int64
+	cost     pricing.Sum
 }
 
 // add adds o's figures to r.
@@ -184,7 +184,7 @@ func (f *folder) row(start time.Time, values []string) *row {
 	chunk := &f.chunks[len(f.chunks)-1]
 	// The store's first bucket starts at its hour, day or month; the
 	// report's starts where the range does.
-	*chunk = append(*chunk, row{start: laterOf(start, f.from), end: bucketEnd(start, f.r.Granularity, f.to, f.loc), group: group})
+	*chunk = append(*chunk, row{start: laterOf(start, f.from), group: group})
 	r := &(*chunk)[len(*chunk)-1]
 	f.index[k] = r
 	f.count++
@@ -239,11 +239,12 @@ func laterOf(a, b time.Time) time.Time {
 	return a
 }
 
-// buckets are the report's buckets of rows, grouped by dims.
-func buckets(rows []*row, dims []usage.Dimension) []Bucket {
+// buckets are the report's buckets of rows, grouped by dims, in ranges
+// that end by to (loc's days and months).
+func buckets(rows []*row, dims []usage.Dimension, g usage.Granularity, to time.Time, loc *time.Location) []Bucket {
 	out := make([]Bucket, len(rows))
 	for i, r := range rows {
-		out[i] = Bucket{Start: r.start, End: r.end, Others: r.others,
+		out[i] = Bucket{Start: r.start, End: bucketEnd(r.start, g, to, loc), Others: r.others,
 			Figures: Figures{Totals: r.totals, Cost: r.cost.Decimal().String(), UnpricedCalls: r.unpriced}}
 		if len(dims) > 0 && !r.others {
 			out[i].Group = make(map[usage.Dimension]string, len(dims))

@@ -221,7 +221,7 @@ func Build(ctx context.Context, store usage.Store, prices *pricing.PriceList, cu
 	if r.TopGroups > 0 && len(r.GroupBy) > 0 {
 		rows, report.OtherGroups = topGroups(rows, r.TopGroups)
 	}
-	report.Buckets = buckets(rows, r.GroupBy)
+	report.Buckets = buckets(rows, r.GroupBy, r.Granularity, r.To, loc)
 	if r.Compare {
 		whole := r
 		whole.Granularity, whole.GroupBy = "", nil
@@ -275,14 +275,16 @@ func storeQuery(r Request, from, to time.Time, loc *time.Location) (usage.Query,
 	return q, keep
 }
 
-// bucketEnd is where the bucket that starts at start ends, within the range.
+// bucketEnd is where the bucket that holds start ends, within the range:
+// start is the bucket's start, or the range's where it starts inside the
+// first bucket (minute and hour buckets are UTC's).
 func bucketEnd(start time.Time, g usage.Granularity, to time.Time, loc *time.Location) time.Time {
 	var end time.Time
 	switch g {
 	case usage.Minute:
-		end = start.Add(time.Minute)
+		end = start.Truncate(time.Minute).Add(time.Minute)
 	case usage.Hour:
-		end = start.Add(time.Hour)
+		end = start.Truncate(time.Hour).Add(time.Hour)
 	case usage.Day:
 		s := start.In(loc)
 		end = time.Date(s.Year(), s.Month(), s.Day()+1, 0, 0, 0, 0, loc)
@@ -373,7 +375,7 @@ func topGroups(rows []*row, n int) ([]*row, int) {
 			continue
 		}
 		if others == nil {
-			others = &row{start: r.start, end: r.end, others: true}
+			others = &row{start: r.start, others: true}
 		}
 		others.add(r)
 	}

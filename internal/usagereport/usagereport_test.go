@@ -254,6 +254,40 @@ func TestDayBucketsFollowTheZone(t *testing.T) {
 	g.Expect(report.Currency).To(Equal("USD"))
 }
 
+// TestBucketsEndWithinTheRange: a range that starts and ends inside
+// minute and hour buckets has its first bucket start where it starts and
+// end where the UTC minute or hour does, and its last end where it ends.
+func TestBucketsEndWithinTheRange(t *testing.T) {
+	g := NewWithT(t)
+	store, prices, _ := fixture(t, g)
+	from := time.Date(2026, 10, 24, 10, 30, 30, 0, time.UTC)
+	for _, c := range []struct {
+		granularity usage.Granularity
+		step        time.Duration
+	}{{usage.Minute, time.Minute}, {usage.Hour, time.Hour}} {
+		to := from.Add(40*c.step + c.step/4)
+		report, err := usagereport.Build(context.Background(), store, prices, "USD",
+			usagereport.Request{From: from, To: to, Granularity: c.granularity, TimeZone: "Asia/Kolkata"})
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(report.Buckets).NotTo(BeEmpty())
+		if c.granularity == usage.Hour { // every hour of the fixture has calls
+			g.Expect(report.Buckets[0].Start).To(BeTemporally("==", from), "the first bucket starts with the range")
+		}
+		for i, b := range report.Buckets {
+			want := b.Start.Truncate(c.step).Add(c.step)
+			if b.Start.Truncate(c.step).Equal(from.Truncate(c.step)) {
+				g.Expect(b.Start).To(BeTemporally("==", from), "%s: the first bucket starts with the range", c.granularity)
+			} else {
+				g.Expect(b.Start).To(BeTemporally("==", b.Start.Truncate(c.step)), "%s: bucket %d starts on the %s", c.granularity, i, c.granularity)
+			}
+			if want.After(to) {
+				want = to
+			}
+			g.Expect(b.End).To(BeTemporally("==", want), "%s: bucket %d", c.granularity, i)
+		}
+	}
+}
+
 // TestTopGroupsSumTheOthers: with topGroups, the costliest groups keep
 // their buckets and the others are summed per bucket; nothing is lost.
 func TestTopGroupsSumTheOthers(t *testing.T) {
