@@ -68,8 +68,9 @@ const (
 // (a page of tens of seconds cannot take a hundred), and is reported as p99
 // over the runs taken and as the ratio to its baseline of the same run (the
 // machines are noisy). Set HUB_BENCH_USAGE_DB to a file to keep the seeded
-// usage store between runs, and HUB_BENCH_CPUPROFILE to a file for a CPU
-// profile of the hub while the figures are taken.
+// usage store between runs, HUB_BENCH_CPUPROFILE to a file for a CPU
+// profile of the hub while the figures are taken, and
+// HUB_BENCH_HEAPPROFILE for its heap after them.
 func BenchmarkDashboardPages(b *testing.B) {
 	setTestLogger()
 	g := NewWithT(b)
@@ -151,6 +152,14 @@ func BenchmarkDashboardPages(b *testing.B) {
 		g.Expect(pprof.StartCPUProfile(out)).To(Succeed())
 		defer func() {
 			pprof.StopCPUProfile()
+			_ = out.Close()
+		}()
+	}
+	if path := os.Getenv("HUB_BENCH_HEAPPROFILE"); path != "" {
+		defer func() {
+			out, err := os.Create(path)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(pprof.Lookup("heap").WriteTo(out, 0)).To(Succeed())
 			_ = out.Close()
 		}()
 	}

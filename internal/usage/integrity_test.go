@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -549,10 +550,78 @@ func TestDayCacheSeesOtherReplicas(t *testing.T) {
 				return out
 			}
 			g.Expect(sofar()).To(Equal(map[string]int64{"p1": 7}))
+			hits := usage.SpanHits(store)
 			g.Expect(sofar()).To(Equal(map[string]int64{"p1": 7}), "from the cache")
+			g.Expect(usage.SpanHits(store)).To(BeNumerically(">", hits), "the hours read as one span, from the cache")
 			_, err = writer.Insert(ctx, []usage.Event{event("t9", today.Add(2*time.Hour+time.Minute), "p2", "k2", "m", 10, 0)})
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(sofar()).To(Equal(map[string]int64{"p1": 7, "p2": 10}))
+		})
+	}
+}
+
+// TestPeriodCacheUnderConcurrentQueries: queries of several shapes read
+// the same cached days and spans of hours at once while late events
+// arrive (the race detector watches the cache); once the writes stop,
+// every shape answers what a store with an empty cache answers.
+func TestPeriodCacheUnderConcurrentQueries(t *testing.T) {
+	shanghai, err := time.LoadLocation("Asia/Shanghai")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, db := range testpg.Databases(pg) {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			ctx := context.Background()
+			shared := db(t)
+			store, err := usage.New(ctx, shared)
+			g.Expect(err).NotTo(HaveOccurred())
+			day := time.Date(2026, 9, 1, 0, 0, 0, 0, shanghai)
+			var events []usage.Event
+			for i := range 200 {
+				events = append(events, event(fmt.Sprintf("e%d", i), day.Add(time.Duration(i)*37*time.Minute), fmt.Sprintf("p%d", i%7),
+					fmt.Sprintf("k%d", i%11), fmt.Sprintf("m%d", i%3), int64(i), 1))
+			}
+			_, err = store.Insert(ctx, events)
+			g.Expect(err).NotTo(HaveOccurred())
+			// Days before the fourth are rolled up, the fourth's hours up
+			// to 20:00 closed.
+			g.Expect(store.RollUpDays(ctx, day.Add(3*24*time.Hour+20*time.Hour), shanghai)).To(Succeed())
+			queries := []usage.Query{
+				{GroupBy: []usage.Dimension{usage.ByProject}},
+				{GroupBy: []usage.Dimension{usage.ByModel, usage.ByProject}},
+				{},
+				{Filter: usage.Filter{Model: "m1"}, GroupBy: []usage.Dimension{usage.ByProject}},
+			}
+			for i := range queries {
+				queries[i].From, queries[i].To, queries[i].Granularity, queries[i].Location = day, day.Add(4*24*time.Hour), usage.Day, shanghai
+			}
+			var wg sync.WaitGroup
+			for w := range 4 {
+				wg.Go(func() {
+					for i := range 20 {
+						if _, err := store.Aggregate(ctx, queries[(w+i)%len(queries)]); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				})
+			}
+			for i := range 10 {
+				late := event(fmt.Sprintf("late%d", i), day.Add(time.Duration(i)*7*time.Hour), "p1", "k1", "m1", 1000, 1)
+				_, err := store.Insert(ctx, []usage.Event{late})
+				g.Expect(err).NotTo(HaveOccurred())
+			}
+			wg.Wait()
+			fresh, err := usage.New(ctx, shared)
+			g.Expect(err).NotTo(HaveOccurred())
+			for _, q := range queries {
+				want, err := fresh.Aggregate(ctx, q)
+				g.Expect(err).NotTo(HaveOccurred())
+				got, err := store.Aggregate(ctx, q)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(got).To(Equal(want), "%+v", q)
+			}
 		})
 	}
 }

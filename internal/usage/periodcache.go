@@ -95,6 +95,8 @@ type periodCache struct {
 	clock int64 // counts reads, for evicting the least recently used
 	// names interns the group values, which repeat from day to day.
 	names map[string]string
+	// spanHits counts the spans read from the cache (for tests).
+	spanHits int64
 }
 
 // periodKey keys a cached period: its start and, for a day, its
@@ -414,6 +416,9 @@ func (c *periodCache) get(k periodKey, versions map[int64]int64, sh shape) ([]pe
 	}
 	c.clock++
 	d.used = c.clock
+	if k.to != 0 {
+		c.spanHits++
+	}
 	if sh == allColumns {
 		c.mu.Unlock()
 		return d.rows, true

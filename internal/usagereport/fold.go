@@ -89,12 +89,13 @@ type folder struct {
 	owners         map[string]string // key IDs' owners, when r groups by member
 	// Rows are kept in chunks, which never move (a month of a thousand
 	// projects is 30,000 rows), by start and group.
-	chunks [][]row
-	count  int
-	index  map[rowKey]*row
-	groups map[string]string // the groups' strings, one each
-	key    []byte
-	whole  storeBuckets // parts priced whole
+	chunks   [][]row
+	count    int
+	partRows int // made by parts priced as they come
+	index    map[rowKey]*row
+	groups   map[string]string // the groups' strings, one each
+	key      []byte
+	whole    storeBuckets // parts priced whole
 }
 
 func newFolder(prices *pricing.PriceList, r Request, q usage.Query, keep map[usage.Dimension]map[string]bool, from, to time.Time,
@@ -127,7 +128,9 @@ func (f *folder) part(start time.Time, values []string, t usage.Totals) {
 		f.whole.add(start, values, t)
 		return
 	}
+	rows := f.count
 	out := f.row(start, values)
+	f.partRows += f.count - rows
 	out.totals.Add(t)
 	f.prices.Add(&out.cost, t.PricingUsage(service, model))
 }
@@ -137,7 +140,7 @@ func (f *folder) priceWhole() {
 	for i := range f.whole.buckets {
 		b := &f.whole.buckets[i]
 		values := f.whole.values[b.values : b.values+f.dims]
-		if f.tooMany() || !keptValues(values, f.keepAt) {
+		if !keptValues(values, f.keepAt) {
 			continue
 		}
 		out := f.row(b.start, values)
@@ -191,10 +194,11 @@ func (f *folder) row(start time.Time, values []string) *row {
 	return r
 }
 
-// tooMany tells whether the rows and the buckets summed whole have
-// reached maxRows: the report stops growing, and is refused.
+// tooMany tells whether the rows of usage priced in parts and the store
+// buckets summed whole (which make at most as many rows) are more than
+// maxRows: the report stops growing, and is refused.
 func (f *folder) tooMany() bool {
-	return f.count+len(f.whole.buckets) > maxRows
+	return f.partRows+len(f.whole.buckets) > maxRows
 }
 
 // storeBuckets adds up parts into the store's buckets.

@@ -35,8 +35,9 @@ const (
 	MaxFilterValues = 100
 )
 
-// maxRows is the most groups (over all buckets, before folding the service
-// and model every group is priced by) a report may sum; a variable for
+// maxRows bounds what a report holds while it is built: its rows (a group
+// in a bucket) of usage priced part by part, plus the store's buckets
+// (grouped by service and model too) of usage priced whole; a variable for
 // tests.
 var maxRows = 50000
 

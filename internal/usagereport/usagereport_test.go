@@ -382,6 +382,22 @@ func TestReportSizeIsBounded(t *testing.T) {
 	var invalid *usagereport.InvalidError
 	g.Expect(errors.As(err, &invalid)).To(BeTrue(), "%v", err)
 	g.Expect(invalid.Field).To(Equal("groupBy"))
+
+	// By member, every store bucket (by key, service and model) is summed
+	// before its key is folded into its owner: the bound is on them, each
+	// counted once. A report of exactly as many is answered, one more is
+	// refused.
+	r.Granularity, r.GroupBy = usage.Day, []usage.Dimension{usagereport.ByMember}
+	loc := mustZone(r.TimeZone)
+	storeBuckets, err := store.Aggregate(context.Background(), usage.Query{From: r.From, To: r.To, Granularity: usage.Day, Location: loc,
+		GroupBy: []usage.Dimension{usage.ByService, usage.ByModel, usage.ByKeyID}})
+	g.Expect(err).NotTo(HaveOccurred())
+	usagereport.SetMaxRows(len(storeBuckets))
+	_, err = usagereport.Build(context.Background(), store, prices, "USD", r)
+	g.Expect(err).NotTo(HaveOccurred(), "%d store buckets, at the bound", len(storeBuckets))
+	usagereport.SetMaxRows(len(storeBuckets) - 1)
+	_, err = usagereport.Build(context.Background(), store, prices, "USD", r)
+	g.Expect(errors.As(err, &invalid)).To(BeTrue(), "%v", err)
 }
 
 // TestDividedPricesPriceBucketsWhole: a price that divides (video, per
