@@ -577,7 +577,7 @@ func TestPeriodCacheUnderConcurrentQueries(t *testing.T) {
 			store, err := usage.New(ctx, shared)
 			g.Expect(err).NotTo(HaveOccurred())
 			day := time.Date(2026, 9, 1, 0, 0, 0, 0, shanghai)
-			var events []usage.Event
+			events := make([]usage.Event, 0, 200)
 			for i := range 200 {
 				events = append(events, event(fmt.Sprintf("e%d", i), day.Add(time.Duration(i)*37*time.Minute), fmt.Sprintf("p%d", i%7),
 					fmt.Sprintf("k%d", i%11), fmt.Sprintf("m%d", i%3), int64(i), 1))
