@@ -322,7 +322,7 @@ func TestUsageReportThroughTheAggregator(t *testing.T) {
 
 	// The costliest project keeps its buckets; the other is summed into
 	// the others, and named so in the CSV.
-	out, err = e.runWithInput("viewer@example.com", reportYAML+"  topGroups: 1\n  csv: true\n", "create", "-f", "-", "-o", "json")
+	out, err = e.runWithInput("viewer@example.com", reportYAML+"  topGroups: 1\n  groupTotals: 1\n  csv: true\n", "create", "-f", "-", "-o", "json")
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	top := &mgmtv1alpha1.UsageReport{}
 	g.Expect(json.Unmarshal([]byte(out), top)).To(Succeed(), out)
@@ -334,6 +334,12 @@ func TestUsageReportThroughTheAggregator(t *testing.T) {
 	g.Expect(top.Status.Buckets[1].Project).To(BeEmpty())
 	g.Expect(top.Status.Buckets[1].Cost).To(Equal("0.0006"))
 	g.Expect(top.Status.CSV).To(ContainSubstring(",(others),,,,,,1,2000,"))
+	// And the costliest project's totals over the whole range, of two.
+	g.Expect(top.Status.GroupCount).To(BeEquivalentTo(2))
+	g.Expect(top.Status.GroupTotals).To(HaveLen(1))
+	g.Expect(top.Status.GroupTotals[0].Project).To(Equal("chatbot"))
+	g.Expect(top.Status.GroupTotals[0].StartTime).To(Equal(top.Spec.StartTime))
+	g.Expect(top.Status.GroupTotals[0].Cost).To(Equal("0.0009"))
 	out, err = e.runWithInput("viewer@example.com", reportYAML+"  topGroups: -1\n", "create", "--validate=false", "-f", "-")
 	g.Expect(err).To(HaveOccurred())
 	g.Expect(out).To(ContainSubstring("spec.topGroups"))

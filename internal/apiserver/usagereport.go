@@ -84,7 +84,7 @@ func (r *usageReports) request(ctx context.Context, spec *mgmtv1alpha1.UsageRepo
 	path := field.NewPath("spec")
 	var errs field.ErrorList
 	req := usagereport.Request{From: spec.StartTime.Time, To: spec.EndTime.Time, TimeZone: spec.TimeZone, Compare: spec.Compare,
-		TopGroups: int(spec.TopGroups),
+		TopGroups: int(spec.TopGroups), GroupTotals: int(spec.GroupTotals),
 		Filter: usagereport.Filter{Projects: spec.Projects, KeyIDs: spec.KeyIDs, Services: spec.Services, Models: spec.Models,
 			Endpoints: spec.Endpoints, Members: spec.Members}}
 	switch spec.Granularity {
@@ -152,14 +152,10 @@ func specPath(requestField string) *field.Path {
 }
 
 func reportStatus(r *usagereport.Report, zone string) mgmtv1alpha1.UsageReportStatus {
-	s := mgmtv1alpha1.UsageReportStatus{Currency: r.Currency, TimeZone: zone, Total: figures(r.Total), OtherGroups: int32(r.OtherGroups)}
-	s.Buckets = make([]mgmtv1alpha1.UsageBucket, 0, len(r.Buckets))
-	for _, b := range r.Buckets {
-		s.Buckets = append(s.Buckets, mgmtv1alpha1.UsageBucket{
-			StartTime: metav1.NewTime(b.Start.UTC()), EndTime: metav1.NewTime(b.End.UTC()),
-			Project: b.Group[usage.ByProject], KeyID: b.Group[usage.ByKeyID], Service: b.Group[usage.ByService],
-			Model: b.Group[usage.ByModel], Endpoint: b.Group[usage.ByEndpoint], Member: b.Group[usagereport.ByMember],
-			Others: b.Others, UsageFigures: figures(b.Figures)})
+	s := mgmtv1alpha1.UsageReportStatus{Currency: r.Currency, TimeZone: zone, Total: figures(r.Total), OtherGroups: int32(r.OtherGroups),
+		Buckets: usageBuckets(r.Buckets), GroupCount: int32(r.GroupCount)}
+	if len(r.GroupTotals) > 0 {
+		s.GroupTotals = usageBuckets(r.GroupTotals)
 	}
 	if r.Previous != nil {
 		p := figures(*r.Previous)
@@ -170,6 +166,18 @@ func reportStatus(r *usagereport.Report, zone string) mgmtv1alpha1.UsageReportSt
 		s.SameDatesLastMonth = &l
 	}
 	return s
+}
+
+func usageBuckets(in []usagereport.Bucket) []mgmtv1alpha1.UsageBucket {
+	out := make([]mgmtv1alpha1.UsageBucket, 0, len(in))
+	for _, b := range in {
+		out = append(out, mgmtv1alpha1.UsageBucket{
+			StartTime: metav1.NewTime(b.Start.UTC()), EndTime: metav1.NewTime(b.End.UTC()),
+			Project: b.Group[usage.ByProject], KeyID: b.Group[usage.ByKeyID], Service: b.Group[usage.ByService],
+			Model: b.Group[usage.ByModel], Endpoint: b.Group[usage.ByEndpoint], Member: b.Group[usagereport.ByMember],
+			Others: b.Others, UsageFigures: figures(b.Figures)})
+	}
+	return out
 }
 
 func figures(f usagereport.Figures) mgmtv1alpha1.UsageFigures {

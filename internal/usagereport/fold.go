@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/minimax/platform-hub/internal/pricing"
@@ -42,9 +43,10 @@ func (r *row) add(o *row) {
 	r.cost.AddSum(o.cost)
 }
 
-// build sums [from, to) into the buckets and groups r asks for, in time
-// order, then in the order of their group values.
-func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r Request, from, to time.Time, loc *time.Location) ([]*row, error) {
+// build sums [from, to) into the buckets and groups r asks for: the set's
+// rows, sorted in time order, then in the order of their group values.
+// Release the set when done with its rows.
+func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r Request, from, to time.Time, loc *time.Location) (*rowSet, error) {
 	q, keep := storeQuery(r, from, to, loc)
 	f := newFolder(prices, r, q, keep, from, to, loc)
 	var err error
@@ -57,22 +59,77 @@ func build(ctx context.Context, store usage.Store, prices *pricing.PriceList, r 
 	} else {
 		err = store.Sum(ctx, q, f.part)
 	}
-	if err != nil {
-		return nil, err
-	}
-	f.priceWhole()
-	if f.tooMany() {
-		return nil, &InvalidError{"groupBy", fmt.Sprintf("the report would sum more than %d groups; group by fewer dimensions, "+
-			"filter, or ask for a coarser granularity or a shorter range", maxRows)}
-	}
-	rows := make([]*row, 0, f.count)
-	for _, chunk := range f.chunks {
-		for i := range chunk {
-			rows = append(rows, &chunk[i])
+	if err == nil {
+		f.priceWhole()
+		if f.tooMany() {
+			err = &InvalidError{"groupBy", fmt.Sprintf("the report would sum more than %d groups; group by fewer dimensions, "+
+				"filter, or ask for a coarser granularity or a shorter range", maxRows)}
 		}
 	}
-	slices.SortFunc(rows, func(a, b *row) int { return cmp.Or(a.start.Compare(b.start), strings.Compare(a.group, b.group)) })
-	return rows, nil
+	if err != nil {
+		f.set.release()
+		return nil, err
+	}
+	f.set.sort()
+	return f.set, nil
+}
+
+// rowSet holds a report's rows while it is built: in chunks that never
+// move (a month of a thousand projects is 30,000 rows), indexed by their
+// store bucket's start and group, whose strings are interned. Reports
+// reuse sets (rowSets): each would otherwise leave megabytes of garbage,
+// and collecting it is what a busy server's slowest reports wait on.
+type rowSet struct {
+	chunks [][]row
+	count  int
+	index  map[rowKey]*row
+	groups map[string]string
+	// rows are the rows sorted, after sort.
+	rows []*row
+}
+
+var rowSets = sync.Pool{New: func() any { return &rowSet{index: map[rowKey]*row{}, groups: map[string]string{}} }}
+
+// newRowSet is an empty set, reused when one was released.
+func newRowSet() *rowSet { return rowSets.Get().(*rowSet) }
+
+// add adds r to the set, where it stays.
+func (s *rowSet) add(k rowKey, r row) *row {
+	at := s.count / rowChunk
+	if at == len(s.chunks) {
+		s.chunks = append(s.chunks, make([]row, 0, rowChunk))
+	}
+	chunk := &s.chunks[at]
+	*chunk = append(*chunk, r)
+	s.count++
+	out := &(*chunk)[len(*chunk)-1]
+	s.index[k] = out
+	return out
+}
+
+// sort lists the rows in time order, then in the order of their group
+// values.
+func (s *rowSet) sort() {
+	for _, chunk := range s.chunks {
+		for i := range chunk {
+			s.rows = append(s.rows, &chunk[i])
+		}
+	}
+	slices.SortFunc(s.rows, func(a, b *row) int { return cmp.Or(a.start.Compare(b.start), strings.Compare(a.group, b.group)) })
+}
+
+// release empties the set for another report; nothing may use its rows
+// after.
+func (s *rowSet) release() {
+	for i := range s.chunks {
+		clear(s.chunks[i]) // no pointers into the report kept alive
+		s.chunks[i] = s.chunks[i][:0]
+	}
+	clear(s.rows)
+	s.rows, s.count = s.rows[:0], 0
+	clear(s.index)
+	clear(s.groups)
+	rowSets.Put(s)
 }
 
 // folder folds the store's parts into a report's rows.
@@ -87,24 +144,18 @@ type folder struct {
 	groupAt        []int // of each of r.GroupBy (a member's: its key's)
 	keepAt         map[int]map[string]bool
 	owners         map[string]string // key IDs' owners, when r groups by member
-	// Rows are kept in chunks, which never move (a month of a thousand
-	// projects is 30,000 rows), by start and group.
-	chunks   [][]row
-	count    int
-	partRows int // made by parts priced as they come
-	index    map[rowKey]*row
-	groups   map[string]string // the groups' strings, one each
-	key      []byte
-	whole    storeBuckets // parts priced whole
+	set            *rowSet
+	partRows       int // made by parts priced as they come
+	key            []byte
+	whole          storeBuckets // parts priced whole
 }
 
 func newFolder(prices *pricing.PriceList, r Request, q usage.Query, keep map[usage.Dimension]map[string]bool, from, to time.Time,
 	loc *time.Location) *folder {
 	at := func(d usage.Dimension) int { return slices.Index(q.GroupBy, d) }
 	f := &folder{prices: prices, r: r, from: from, to: to, loc: loc, dims: len(q.GroupBy), service: at(usage.ByService), model: at(usage.ByModel),
-		keyAt: at(usage.ByKeyID), groupAt: make([]int, len(r.GroupBy)), keepAt: map[int]map[string]bool{}, index: map[rowKey]*row{},
-		groups: map[string]string{},
-		whole:  storeBuckets{index: map[string]int{}}}
+		keyAt: at(usage.ByKeyID), groupAt: make([]int, len(r.GroupBy)), keepAt: map[int]map[string]bool{}, set: newRowSet(),
+		whole: storeBuckets{index: map[string]int{}}}
 	for i, d := range r.GroupBy {
 		f.groupAt[i] = at(d)
 		if d == ByMember {
@@ -128,9 +179,9 @@ func (f *folder) part(start time.Time, values []string, t usage.Totals) {
 		f.whole.add(start, values, t)
 		return
 	}
-	rows := f.count
+	rows := f.set.count
 	out := f.row(start, values)
-	f.partRows += f.count - rows
+	f.partRows += f.set.count - rows
 	out.totals.Add(t)
 	f.prices.Add(&out.cost, t.PricingUsage(service, model))
 }
@@ -172,26 +223,18 @@ func (f *folder) row(start time.Time, values []string) *row {
 		}
 		f.key = append(f.key, 0)
 	}
-	group, ok := f.groups[string(f.key)]
+	group, ok := f.set.groups[string(f.key)]
 	if !ok {
 		group = string(f.key)
-		f.groups[group] = group
+		f.set.groups[group] = group
 	}
 	k := rowKey{start.UnixNano(), group}
-	if r, ok := f.index[k]; ok {
+	if r, ok := f.set.index[k]; ok {
 		return r
 	}
-	if n := len(f.chunks); n == 0 || len(f.chunks[n-1]) == rowChunk {
-		f.chunks = append(f.chunks, make([]row, 0, rowChunk))
-	}
-	chunk := &f.chunks[len(f.chunks)-1]
 	// The store's first bucket starts at its hour, day or month; the
 	// report's starts where the range does.
-	*chunk = append(*chunk, row{start: laterOf(start, f.from), group: group})
-	r := &(*chunk)[len(*chunk)-1]
-	f.index[k] = r
-	f.count++
-	return r
+	return f.set.add(k, row{start: laterOf(start, f.from), group: group})
 }
 
 // tooMany tells whether the rows of usage priced in parts and the store

@@ -66,6 +66,12 @@ type Request struct {
 	// values. Total and the comparisons are unchanged. A chart of a
 	// thousand projects asks for its lines so: the answer stays small.
 	TopGroups int `json:"topGroups,omitempty"`
+	// GroupTotals, when above zero, adds to the report the whole range's
+	// figures of the GroupTotals groups with the highest cost, ranked as
+	// TopGroups ranks them, and how many groups the range holds. A table
+	// of a thousand projects asks for its rows so, and a chart can ask for
+	// fewer lines (TopGroups) in the same report.
+	GroupTotals int `json:"groupTotals,omitempty"`
 }
 
 // Filter narrows a report: each non-empty list keeps usage whose value is
@@ -127,6 +133,12 @@ type Report struct {
 	Buckets []Bucket `json:"buckets"`
 	// OtherGroups is how many groups TopGroups summed into the others.
 	OtherGroups int `json:"otherGroups,omitempty"`
+	// GroupTotals, with Request.GroupTotals, are the whole range's figures
+	// of the costliest groups, the costliest first: each a bucket from the
+	// range's start to its end. GroupCount is how many groups had usage in
+	// the range.
+	GroupTotals []Bucket `json:"groupTotals,omitempty"`
+	GroupCount  int      `json:"groupCount,omitempty"`
 	// Total sums the whole range.
 	Total Figures `json:"total"`
 	// Previous is the period of the same length just before the range, and
@@ -199,6 +211,9 @@ func (r *Request) validateGranularity() error {
 	if r.TopGroups < 0 {
 		return &InvalidError{"topGroups", fmt.Sprintf("must be 0 (every group) or more, not %d", r.TopGroups)}
 	}
+	if r.GroupTotals < 0 {
+		return &InvalidError{"groupTotals", fmt.Sprintf("must be 0 (none) or more, not %d", r.GroupTotals)}
+	}
 	if step > 0 && r.To.Sub(r.From)/step > MaxBuckets {
 		return &InvalidError{"granularity", fmt.Sprintf("the range holds more than %d %s buckets; ask for a coarser granularity or a shorter range",
 			MaxBuckets, r.Granularity)}
@@ -214,28 +229,42 @@ func Build(ctx context.Context, store usage.Store, prices *pricing.PriceList, cu
 	if err != nil {
 		return nil, err
 	}
-	rows, err := build(ctx, store, prices, r, r.From, r.To, loc)
+	set, err := build(ctx, store, prices, r, r.From, r.To, loc)
 	if err != nil {
 		return nil, err
 	}
+	defer set.release()
+	rows := set.rows
 	report := &Report{Currency: currency, Total: sum(rows)}
-	if r.TopGroups > 0 && len(r.GroupBy) > 0 {
-		rows, report.OtherGroups = topGroups(rows, r.TopGroups)
+	if r.GroupTotals > 0 || r.TopGroups > 0 && len(r.GroupBy) > 0 {
+		ranked := rankGroups(rows, r.From)
+		if r.GroupTotals > 0 {
+			report.GroupCount = len(ranked)
+			report.GroupTotals = buckets(ranked[:min(len(ranked), r.GroupTotals)], r.GroupBy, "", r.To, loc)
+		}
+		if r.TopGroups > 0 && len(r.GroupBy) > 0 {
+			rows, report.OtherGroups = topGroups(rows, ranked, r.TopGroups)
+		}
 	}
 	report.Buckets = buckets(rows, r.GroupBy, r.Granularity, r.To, loc)
 	if r.Compare {
 		whole := r
 		whole.Granularity, whole.GroupBy = "", nil
-		previous, err := build(ctx, store, prices, whole, r.From.Add(-r.To.Sub(r.From)), r.From, loc)
-		if err != nil {
-			return nil, err
+		for _, c := range []struct {
+			from, to time.Time
+			into     **Figures
+		}{
+			{r.From.Add(-r.To.Sub(r.From)), r.From, &report.Previous},
+			{monthEarlier(r.From, loc), monthEarlier(r.To, loc), &report.SameDatesLastMonth},
+		} {
+			set, err := build(ctx, store, prices, whole, c.from, c.to, loc)
+			if err != nil {
+				return nil, err
+			}
+			figures := sum(set.rows)
+			set.release()
+			*c.into = &figures
 		}
-		lastMonth, err := build(ctx, store, prices, whole, monthEarlier(r.From, loc), monthEarlier(r.To, loc), loc)
-		if err != nil {
-			return nil, err
-		}
-		p, l := sum(previous), sum(lastMonth)
-		report.Previous, report.SameDatesLastMonth = &p, &l
 	}
 	return report, nil
 }
@@ -328,43 +357,43 @@ func monthEarlier(t time.Time, loc *time.Location) time.Time {
 	return time.Date(firstOfPrevious.Year(), firstOfPrevious.Month(), min(day, lastDay), hour, minute, second, t.Nanosecond(), loc)
 }
 
-// topGroups keeps the rows of the n groups with the highest cost over all
-// rows (then the most calls, then the first in group order), and sums the
-// others' into one row per time bucket, after the kept ones of that time.
-// It returns how many groups it summed.
-func topGroups(rows []*row, n int) ([]*row, int) {
-	type rank struct {
-		cost  pricing.Sum
-		calls int64
-	}
+// rankGroups sums each group's rows into one row that starts at from,
+// and ranks them: the highest cost first, then the most calls, then the
+// first in group order.
+func rankGroups(rows []*row, from time.Time) []*row {
 	index := map[string]int{}
-	var groups []string
-	var ranks []rank
+	var groups []row
 	for _, r := range rows {
 		at, ok := index[r.group]
 		if !ok {
-			at = len(ranks)
+			at = len(groups)
 			index[r.group] = at
-			groups, ranks = append(groups, r.group), append(ranks, rank{})
+			groups = append(groups, row{start: from, group: r.group})
 		}
-		ranks[at].cost.AddSum(r.cost)
-		ranks[at].calls += r.totals.Calls
+		groups[at].add(r)
 	}
-	if len(groups) <= n {
+	ranked := make([]*row, len(groups))
+	for i := range groups {
+		ranked[i] = &groups[i]
+	}
+	slices.SortFunc(ranked, func(a, b *row) int {
+		return cmp.Or(b.cost.Cmp(a.cost), cmp.Compare(b.totals.Calls, a.totals.Calls), strings.Compare(a.group, b.group))
+	})
+	return ranked
+}
+
+// topGroups keeps the rows of the first n groups of ranked (rankGroups),
+// and sums the others' into one row per time bucket, after the kept ones of
+// that time. It returns how many groups it summed.
+func topGroups(rows, ranked []*row, n int) ([]*row, int) {
+	if len(ranked) <= n {
 		return rows, 0
 	}
-	order := make([]int, len(groups))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int {
-		return cmp.Or(ranks[b].cost.Cmp(ranks[a].cost), cmp.Compare(ranks[b].calls, ranks[a].calls), strings.Compare(groups[a], groups[b]))
-	})
 	kept := make(map[string]bool, n)
-	for _, i := range order[:n] {
-		kept[groups[i]] = true
+	for _, g := range ranked[:n] {
+		kept[g.group] = true
 	}
-	out := make([]*row, 0, n*len(rows)/len(groups)+1)
+	out := make([]*row, 0, n*len(rows)/len(ranked)+1)
 	var others *row // the current time bucket's
 	for _, r := range rows {
 		if others != nil && !r.start.Equal(others.start) {
@@ -383,5 +412,5 @@ func topGroups(rows []*row, n int) ([]*row, int) {
 	if others != nil {
 		out = append(out, others)
 	}
-	return out, len(groups) - n
+	return out, len(ranked) - n
 }

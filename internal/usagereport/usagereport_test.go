@@ -330,6 +330,60 @@ func TestTopGroupsSumTheOthers(t *testing.T) {
 	}
 }
 
+// TestGroupTotalsSumTheWholeRange: with groupTotals, the report adds each
+// of the costliest groups' figures over the whole range, ranked as
+// topGroups ranks them, and how many groups there are; its buckets are
+// those topGroups alone asks for.
+func TestGroupTotalsSumTheWholeRange(t *testing.T) {
+	g := NewWithT(t)
+	store, prices, _ := fixture(t, g)
+	r := usagereport.Request{From: time.Date(2026, 10, 23, 0, 0, 0, 0, berlin), To: time.Date(2026, 10, 27, 0, 0, 0, 0, berlin),
+		Granularity: usage.Day, TimeZone: "Europe/Berlin", GroupBy: []usage.Dimension{usage.ByModel}}
+	all, err := usagereport.Build(context.Background(), store, prices, "USD", r)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(all.GroupTotals).To(BeNil(), "only when asked")
+	type sums struct {
+		totals usage.Totals
+		cost   decimal.Decimal
+	}
+	want := map[string]*sums{}
+	for _, b := range all.Buckets {
+		m := b.Group[usage.ByModel]
+		if want[m] == nil {
+			want[m] = &sums{}
+		}
+		want[m].totals.Add(b.Totals)
+		want[m].cost = want[m].cost.Add(decimal.RequireFromString(b.Cost))
+	}
+	g.Expect(want).To(HaveLen(4))
+
+	r.TopGroups = 1
+	top, err := usagereport.Build(context.Background(), store, prices, "USD", r)
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, n := range []int{2, 4, 10} {
+		r.GroupTotals = n
+		report, err := usagereport.Build(context.Background(), store, prices, "USD", r)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(report.Buckets).To(Equal(top.Buckets), "groupTotals leaves the buckets as topGroups cut them")
+		g.Expect(report.OtherGroups).To(Equal(3))
+		g.Expect(report.GroupCount).To(Equal(4))
+		g.Expect(report.GroupTotals).To(HaveLen(min(n, 4)))
+		for i, b := range report.GroupTotals {
+			m := b.Group[usage.ByModel]
+			g.Expect(want).To(HaveKey(m))
+			g.Expect(b.Start).To(BeTemporally("==", r.From))
+			g.Expect(b.End).To(BeTemporally("==", r.To))
+			g.Expect(b.Totals).To(Equal(want[m].totals), m)
+			g.Expect(b.Cost).To(Equal(want[m].cost.String()), m)
+			if i > 0 {
+				before := decimal.RequireFromString(report.GroupTotals[i-1].Cost)
+				g.Expect(before.GreaterThanOrEqual(decimal.RequireFromString(b.Cost))).To(BeTrue(), "the costliest first")
+			}
+		}
+		g.Expect(report.GroupTotals[0].Group).To(Equal(top.Buckets[0].Group), "the group topGroups keeps is the first")
+	}
+}
+
 // TestBadRequestsNameTheField: every refusal names the field to change.
 func TestBadRequestsNameTheField(t *testing.T) {
 	g := NewWithT(t)
@@ -341,6 +395,7 @@ func TestBadRequestsNameTheField(t *testing.T) {
 		"groupBy[1]":         {From: now, To: now.Add(time.Hour), GroupBy: []usage.Dimension{usage.ByModel, "owner"}},
 		"filter.projects[1]": {From: now, To: now.Add(time.Hour), Filter: usagereport.Filter{Projects: []string{"chatbot", ""}}},
 		"topGroups":          {From: now, To: now.Add(time.Hour), TopGroups: -1},
+		"groupTotals":        {From: now, To: now.Add(time.Hour), GroupTotals: -1},
 	} {
 		_, err := r.Validate()
 		var invalid *usagereport.InvalidError

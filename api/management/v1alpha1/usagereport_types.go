@@ -92,6 +92,15 @@ type UsageReportSpec struct {
 	// +kubebuilder:validation:Minimum=0
 	TopGroups int32 `json:"topGroups,omitempty"`
 
+	// groupTotals, when above zero, adds status.groupTotals: the whole
+	// range's figures of the groupTotals groups with the highest cost
+	// (then the most calls), the costliest first, and status.groupCount.
+	// A table of a thousand projects asks for its rows so, while topGroups
+	// keeps the buckets to a chart's few lines.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	GroupTotals int32 `json:"groupTotals,omitempty"`
+
 	// csv adds status.csv: the buckets as CSV, for a spreadsheet, with
 	// kubectl create -f report.yaml -o jsonpath='{.status.csv}'. Clients
 	// that can send Accept: text/csv get the same CSV as the whole answer.
@@ -144,6 +153,16 @@ type UsageReportStatus struct {
 	// otherGroups is how many groups topGroups summed into the others.
 	// +optional
 	OtherGroups int32 `json:"otherGroups,omitempty"`
+
+	// groupTotals, with spec.groupTotals, holds a bucket per group for the
+	// whole range (startTime to endTime), of the costliest groups, the
+	// costliest first; groupCount is how many groups had usage in the
+	// range, those listed and those not.
+	// +optional
+	// +listType=atomic
+	GroupTotals []UsageBucket `json:"groupTotals,omitempty"`
+	// +optional
+	GroupCount int32 `json:"groupCount,omitempty"`
 
 	// total sums the whole range.
 	// +optional

@@ -590,6 +590,13 @@ func (in *UsageReportStatus) DeepCopyInto(out *UsageReportStatus) {
 			(*in)[i].DeepCopyInto(&(*out)[i])
 		}
 	}
+	if in.GroupTotals != nil {
+		in, out := &in.GroupTotals, &out.GroupTotals
+		*out = make([]UsageBucket, len(*in))
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
+	}
 	out.Total = in.Total
 	if in.Previous != nil {
 		in, out := &in.Previous, &out.Previous

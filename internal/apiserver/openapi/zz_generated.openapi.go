@@ -1696,6 +1696,13 @@ func schema_platform_hub_api_management_v1alpha1_UsageReportSpec(ref common.Refe
 							Format:      "int32",
 						},
 					},
+					"groupTotals": {
+						SchemaProps: spec.SchemaProps{
+							Description: "groupTotals, when above zero, adds status.groupTotals: the whole range's figures of the groupTotals groups with the highest cost (then the most calls), the costliest first, and status.groupCount. A table of a thousand projects asks for its rows so, while topGroups keeps the buckets to a chart's few lines.",
+							Type:        []string{"integer"},
+							Format:      "int32",
+						},
+					},
 					"csv": {
 						SchemaProps: spec.SchemaProps{
 							Description: "csv adds status.csv: the buckets as CSV, for a spreadsheet, with kubectl create -f report.yaml -o jsonpath='{.status.csv}'. Clients that can send Accept: text/csv get the same CSV as the whole answer.",
@@ -1756,6 +1763,30 @@ func schema_platform_hub_api_management_v1alpha1_UsageReportStatus(ref common.Re
 							Description: "otherGroups is how many groups topGroups summed into the others.",
 							Type:        []string{"integer"},
 							Format:      "int32",
+						},
+					},
+					"groupTotals": {
+						VendorExtensible: spec.VendorExtensible{
+							Extensions: spec.Extensions{
+								"x-kubernetes-list-type": "atomic",
+							},
+						},
+						SchemaProps: spec.SchemaProps{
+							Description: "groupTotals, with spec.groupTotals, holds a bucket per group for the whole range (startTime to endTime), of the costliest groups, the costliest first; groupCount is how many groups had usage in the range, those listed and those not.",
+							Type:        []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.UsageBucket{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+					"groupCount": {
+						SchemaProps: spec.SchemaProps{
+							Type:   []string{"integer"},
+							Format: "int32",
 						},
 					},
 					"total": {
