@@ -127,7 +127,7 @@ var recentLink = "/usage?" + recentView.query()
 // Usage page instead. A failure is the section's only.
 func (s *Server) overviewUsage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	d := overviewUsageData{RecentLink: recentLink}
-	if report, err := s.report(r, v, recentView, reportOnly); err != nil {
+	if report, err := s.report(r, v, recentView, reportChart); err != nil {
 		_, d.RecentError = refusal(err)
 	} else {
 		_, chart := usageRows(recentView, report)

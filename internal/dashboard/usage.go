@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -133,13 +132,16 @@ func chartOf(rows []usageRow, starts []int64, from, to time.Time, otherGroups in
 }
 
 // chartSeriesShown is how many lines a chart draws: more cannot be told
-// apart. The groups with the most calls get their own line; the rest share
-// one, whose points open no calls (the table lists each group's).
+// apart. The report's costliest groups get their own line (its topGroups);
+// the rest share one, whose points open no calls (the table lists each
+// group's).
 const chartSeriesShown = 8
 
 // topSeries keeps the chartSeriesShown-1 series with the most calls, in
 // their order, and sums the others into one, with rest: the calls at each
-// point of restGroups groups already summed.
+// point of restGroups groups already summed. The report keeps no more
+// groups than that, so it is its costliest that keep their lines; a report
+// of more (a different topGroups) is still drawn in chartSeriesShown lines.
 func topSeries(series []chartSeries, rest []int64, restGroups int) []chartSeries {
 	if len(series) <= chartSeriesShown && restGroups == 0 {
 		return series
@@ -186,9 +188,15 @@ type usageRow struct {
 type reportExtras int
 
 const (
-	reportOnly        reportExtras = iota
-	reportComparisons              // the period before, and the same dates last month
-	reportCSV                      // the report as CSV
+	// reportChart is a chart's: the buckets of the costliest groups, a
+	// line each, and the others summed.
+	reportChart reportExtras = iota
+	// reportPage is the Usage page's: the chart's, with the period before
+	// and the same dates last month, and the totals of the groups its
+	// table lists.
+	reportPage
+	// reportCSV is every bucket, as CSV.
+	reportCSV
 )
 
 // report asks the management API, as the member, for the view's report.
@@ -231,11 +239,15 @@ func (s *Server) report(r *http.Request, v *viewer, view usageView, extras repor
 	}
 	report := &mgmtv1alpha1.UsageReport{Spec: mgmtv1alpha1.UsageReportSpec{StartTime: metav1.NewTime(from), EndTime: metav1.NewTime(to),
 		Granularity: mgmtv1alpha1.Granularity(view.Granularity), TimeZone: v.Zone.String(),
-		GroupBy: []mgmtv1alpha1.Dimension{mgmtv1alpha1.Dimension(view.Group)}, Compare: extras == reportComparisons, CSV: extras == reportCSV}}
+		GroupBy: []mgmtv1alpha1.Dimension{mgmtv1alpha1.Dimension(view.Group)}, Compare: extras == reportPage, CSV: extras == reportCSV}}
 	if extras != reportCSV {
-		// The page lists the costliest groups and sums the rest: so does
-		// its report, which stays small whatever the number of groups.
-		report.Spec.TopGroups = groupRowsShown
+		// A chart draws the costliest groups and sums the rest, and the
+		// page's table lists the costliest groups' totals: so does the
+		// report, which stays small whatever the number of groups.
+		report.Spec.TopGroups = chartSeriesShown - 1
+	}
+	if extras == reportPage {
+		report.Spec.GroupTotals = groupRowsShown
 	}
 	if view.Project != "" {
 		report.Spec.Projects = []string{view.Project}
@@ -253,7 +265,7 @@ func (s *Server) report(r *http.Request, v *viewer, view usageView, extras repor
 // JavaScript.
 func (s *Server) usagePage(w http.ResponseWriter, r *http.Request, v *viewer) {
 	view := viewOf(r.URL.Query())
-	report, err := s.report(r, v, view, reportComparisons)
+	report, err := s.report(r, v, view, reportPage)
 	if err != nil {
 		code, message := refusal(err)
 		s.fail(w, r, code, message)
@@ -311,20 +323,25 @@ const groupRowsShown = 50
 
 // usageTables are the page's two tables, both bounded whatever the number
 // of groups: a row per bucket (every group summed), and a row per group
-// (the whole range), the costliest first, at most groupRowsShown of them.
-// more is how many groups the second leaves out.
+// (the whole range), the costliest first, as many as the report's group
+// totals (groupRowsShown). more is how many groups the second leaves out.
 func usageTables(view usageView, report *mgmtv1alpha1.UsageReport, rows []usageRow) (periods, groups []usageRow, more int) {
 	st := &report.Status
 	type sum struct {
 		row  usageRow
 		cost decimal.Decimal
 	}
-	fold := func(into map[string]*sum, order *[]string, key string, r usageRow, init func() usageRow) {
-		s, ok := into[key]
+	byStart := map[int64]*sum{}
+	var starts []int64
+	for i, r := range rows {
+		b := st.Buckets[i]
+		// By the bucket's instant: two hours a DST change gives one local
+		// name are two rows.
+		s, ok := byStart[b.StartTime.Unix()]
 		if !ok {
-			s = &sum{row: init()}
-			into[key] = s
-			*order = append(*order, key)
+			s = &sum{row: usageRow{Start: r.Start, Calls: view.callsLink(b.StartTime.Time, b.EndTime.Time, "")}}
+			byStart[b.StartTime.Unix()] = s
+			starts = append(starts, b.StartTime.Unix())
 		}
 		s.row.UsageFigures.Calls += r.UsageFigures.Calls
 		s.row.InputTokens += r.InputTokens
@@ -337,36 +354,17 @@ func usageTables(view usageView, report *mgmtv1alpha1.UsageReport, rows []usageR
 			s.cost = s.cost.Add(c)
 		}
 	}
-	byStart, byGroup := map[string]*sum{}, map[string]*sum{}
-	var starts, names []string
-	for i, r := range rows {
-		b := st.Buckets[i]
-		// By the bucket's instant: two hours a DST change gives one local
-		// name are two rows.
-		fold(byStart, &starts, strconv.FormatInt(b.StartTime.Unix(), 10), r, func() usageRow {
-			return usageRow{Start: r.Start, Calls: view.callsLink(b.StartTime.Time, b.EndTime.Time, "")}
-		})
-		if r.Others {
-			continue
-		}
-		fold(byGroup, &names, r.Group, r, func() usageRow {
-			return usageRow{Group: r.Group, Calls: view.callsLink(report.Spec.StartTime.Time, report.Spec.EndTime.Time, r.Group)}
-		})
-	}
-	done := func(s *sum) usageRow {
-		s.row.Cost = s.cost.String()
-		return s.row
-	}
 	for _, k := range starts {
-		periods = append(periods, done(byStart[k]))
+		s := byStart[k]
+		s.row.Cost = s.cost.String()
+		periods = append(periods, s.row)
 	}
-	slices.SortStableFunc(names, func(a, b string) int {
-		return cmp.Or(byGroup[b].cost.Cmp(byGroup[a].cost), cmp.Compare(byGroup[b].row.UsageFigures.Calls, byGroup[a].row.UsageFigures.Calls))
-	})
-	for _, k := range names[:min(len(names), groupRowsShown)] {
-		groups = append(groups, done(byGroup[k]))
+	for _, b := range st.GroupTotals {
+		group := view.groupOf(b)
+		groups = append(groups, usageRow{Group: group, UsageFigures: b.UsageFigures,
+			Calls: view.callsLink(report.Spec.StartTime.Time, report.Spec.EndTime.Time, group)})
 	}
-	return periods, groups, len(names) - len(groups) + int(st.OtherGroups)
+	return periods, groups, int(st.GroupCount) - len(groups)
 }
 
 func locationOf(name string) *time.Location {

@@ -53,8 +53,8 @@ func TestChartKeepsTheBusiestGroups(t *testing.T) {
 }
 
 // TestUsageTablesStayBounded: a report of many groups is shown as a row
-// per day (every group summed) and the costliest groups, whatever their
-// number; the figures add up to the report's.
+// per day (every group summed, the others too) and the report's totals of
+// the costliest groups, whatever their number.
 func TestUsageTablesStayBounded(t *testing.T) {
 	g := NewWithT(t)
 	from := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
@@ -75,6 +75,12 @@ func TestUsageTablesStayBounded(t *testing.T) {
 		EndTime: metav1.NewTime(from.AddDate(0, 0, 1)), Others: true, UsageFigures: mgmtv1alpha1.UsageFigures{Calls: 5, Cost: "1000"}}},
 		report.Status.Buckets[120:]...)...)
 	report.Status.OtherGroups = 5
+	// The costliest groups' totals, as the report ranks them.
+	for p := 124; p > 124-groupRowsShown; p-- {
+		report.Status.GroupTotals = append(report.Status.GroupTotals, mgmtv1alpha1.UsageBucket{StartTime: report.Spec.StartTime,
+			EndTime: report.Spec.EndTime, Project: fmt.Sprintf("p-%03d", p), UsageFigures: mgmtv1alpha1.UsageFigures{Calls: 3, Cost: fmt.Sprintf("%d.75", p)}})
+	}
+	report.Status.GroupCount = 125
 	rows, _ := usageRows(view, report)
 	periods, groups, more := usageTables(view, report, rows)
 	g.Expect(periods).To(HaveLen(3))
@@ -84,10 +90,10 @@ func TestUsageTablesStayBounded(t *testing.T) {
 	g.Expect(periods[1].UsageFigures.Calls).To(BeEquivalentTo(120))
 	g.Expect(periods[0].Calls).To(Equal("/usage/calls?from=2026-11-01T00%3A00%3A00Z&to=2026-11-02T00%3A00%3A00Z"))
 	g.Expect(groups).To(HaveLen(groupRowsShown))
-	g.Expect(more).To(Equal(120-groupRowsShown+5), "the groups left out here and those the report summed")
-	g.Expect(groups[0].Group).To(Equal("p-119"), "the costliest first")
-	g.Expect(groups[0].Cost).To(Equal("357.75"))
+	g.Expect(more).To(Equal(125-groupRowsShown), "the groups the report has but does not list")
+	g.Expect(groups[0].Group).To(Equal("p-124"), "in the report's order, the costliest first")
+	g.Expect(groups[0].Cost).To(Equal("124.75"))
 	g.Expect(groups[0].UsageFigures.Calls).To(BeEquivalentTo(3))
-	g.Expect(groups[0].Calls).To(Equal("/usage/calls?from=2026-11-01T00%3A00%3A00Z&project=p-119&to=2026-11-04T00%3A00%3A00Z"))
-	g.Expect(groups[groupRowsShown-1].Group).To(Equal("p-070"))
+	g.Expect(groups[0].Calls).To(Equal("/usage/calls?from=2026-11-01T00%3A00%3A00Z&project=p-124&to=2026-11-04T00%3A00%3A00Z"))
+	g.Expect(groups[groupRowsShown-1].Group).To(Equal("p-075"))
 }
