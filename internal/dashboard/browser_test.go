@@ -101,6 +101,7 @@ func TestInABrowser(t *testing.T) {
 	g.Expect(chromedp.Do(ctx, chromedp.Click(css("a.button")), chromedp.WaitVisible(css("nav.sidebar")))).To(Succeed())
 	g.Expect(text("h1")).To(Equal("Overview"))
 	g.Expect(text("ul.alerts")).To(ContainSubstring("Spending cap chatbot/monthly-budget is at 83% (Warning)."))
+	g.Expect(text(`section[aria-labelledby="keys"] p.figure`)).NotTo(Equal("0"), "support-bot works, and the informer has it")
 
 	testbrowser.CheckFits(t, ctx, s.url, "/", "overview", "nav.sidebar")
 

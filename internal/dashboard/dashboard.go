@@ -19,6 +19,7 @@ package dashboard
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -28,6 +29,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	hubv1 "github.com/minimax/platform-hub/api/v1alpha1"
@@ -48,6 +50,9 @@ type Options struct {
 	// Reader reads hub resources (Members, the Organization, Projects,
 	// APIKeys, SpendingCaps), from an informer cache.
 	Reader client.Reader
+	// Informers is the cache behind Reader (a manager's, which may start
+	// later): the overview keeps its key figures from the APIKey informer.
+	Informers cache.Informers
 	// Invitations checks and accepts invitation links, which create
 	// accounts.
 	Invitations *invitations.Handler
@@ -93,6 +98,8 @@ type Server struct {
 	// sealer seals single sign-on state; providers caches OIDC discovery.
 	sealer    *accounts.Sealer
 	providers providers
+	// keyFigures are the overview's figures of every key.
+	keyFigures *keyFigures
 }
 
 // Sign-in throttling: failures allowed per account and per client address
@@ -120,6 +127,12 @@ func New(o Options) (*Server, error) {
 	var err error
 	if s.sealer, err = accounts.NewSealer(o.SealingKey); err != nil {
 		return nil, fmt.Errorf("the dashboard's sealing key: %w", err)
+	}
+	if o.Informers == nil {
+		return nil, errors.New("the dashboard needs Options.Informers, the cache behind Options.Reader")
+	}
+	if s.keyFigures, err = watchKeyFigures(context.Background(), o.Informers); err != nil {
+		return nil, fmt.Errorf("watching the keys for the overview: %w", err)
 	}
 	static, err := fs.Sub(staticFiles, "static")
 	if err != nil {

@@ -69,7 +69,7 @@ func newSite(t *testing.T, g Gomega, change ...func(*dashboard.Options)) *site {
 	store, err := accounts.New(context.Background(), db, accounts.Options{SealingKey: sealingKey,
 		Clock: clk, HashParams: accounts.HashParams{Time: 1, Memory: 8 * 1024, Threads: 1}})
 	g.Expect(err).NotTo(HaveOccurred())
-	o := dashboard.Options{Accounts: store, Reader: env.Client, Clock: clk, Insecure: true, SealingKey: sealingKey,
+	o := dashboard.Options{Accounts: store, Reader: env.Client, Informers: env.Cache, Clock: clk, Insecure: true, SealingKey: sealingKey,
 		Invitations: &invitations.Handler{Reader: env.Client, Client: env.Client, Clock: clk}}
 	for _, c := range change {
 		c(&o)

@@ -154,9 +154,8 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
 		data.Currency = org.Spec.Billing.Currency
 	}
 	var caps hubv1.SpendingCapList
-	var keys hubv1.APIKeyList
 	var members hubv1.MemberList
-	for _, list := range []client.ObjectList{&caps, &keys, &members} {
+	for _, list := range []client.ObjectList{&caps, &members} {
 		if err := s.o.Reader.List(ctx, list, readOnly); err != nil {
 			s.unavailable(w, r, err)
 			return
@@ -168,7 +167,10 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request, v *viewer) {
 		s.unavailable(w, r, err)
 		return
 	}
-	data.addKeys(v, keys.Items, visible, s.o.Clock.Now())
+	if err := data.addKeys(v, s.keyFigures, visible, s.o.Clock.Now()); err != nil {
+		s.unavailable(w, r, err)
+		return
+	}
 	for _, m := range members.Items {
 		switch m.Status.Phase {
 		case hubv1.MemberActive:
@@ -204,21 +206,21 @@ func (d *overviewData) addCaps(caps []hubv1.SpendingCap) {
 // addKeys counts the organization's keys that work (a figure every role
 // may see), with an alert for each that expires within expiringWithin
 // among the keys the member may see (visible: project → namespace), whose
-// names their role lets them read.
-func (d *overviewData) addKeys(v *viewer, keys []hubv1.APIKey, visible map[string]string, now time.Time) {
+// names their role lets them read; the soonest first.
+func (d *overviewData) addKeys(v *viewer, keys *keyFigures, visible map[string]string, now time.Time) error {
 	namespaces := map[string]bool{}
 	for _, ns := range visible {
 		namespaces[ns] = true
 	}
-	for _, k := range keys {
-		if k.Status.Phase != hubv1.KeyActive && k.Status.Phase != hubv1.KeyRotating {
-			continue
-		}
-		d.ActiveKeys++
-		if e := k.Status.ExpiresAt; e != nil && e.Sub(now) < expiringWithin && namespaces[k.Namespace] {
-			d.Alerts = append(d.Alerts, "Key "+k.Namespace+"/"+k.Name+" expires on "+v.moment(e.Time)+".")
-		}
+	count, expiring, err := keys.working(namespaces, now.Add(expiringWithin))
+	if err != nil {
+		return err
 	}
+	d.ActiveKeys = count
+	for _, k := range expiring {
+		d.Alerts = append(d.Alerts, "Key "+k.name.Namespace+"/"+k.name.Name+" expires on "+v.moment(k.at)+".")
+	}
+	return nil
 }
 
 func orZero(s string) string {

@@ -39,7 +39,7 @@ func setupDashboard(mgr ctrl.Manager, stores *Stores, s *Server, opts Options) e
 	stores.Accounts = store // for retention
 	url := cmp.Or(opts.DashboardURL, opts.PublicURL)
 	hubNamespace := cmp.Or(opts.HubNamespace, hubv1.DefaultHubNamespace)
-	d, err := dashboard.New(dashboard.Options{Accounts: store, Reader: mgr.GetClient(), Invitations: s.Invitations, Config: mgr.GetConfig(),
+	d, err := dashboard.New(dashboard.Options{Accounts: store, Reader: mgr.GetClient(), Informers: mgr.GetCache(), Invitations: s.Invitations, Config: mgr.GetConfig(),
 		Clock: opts.Clock, Insecure: opts.CertDir == "", TrustForwardedFor: opts.TrustForwardedFor, SealingKey: opts.DashboardSealingKey,
 		Secrets: mgr.GetAPIReader(), HubNamespace: hubNamespace, URL: url, Log: ctrl.Log.WithName("dashboard")})
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/minimax/platform-hub/config"
@@ -29,6 +30,8 @@ type Env struct {
 	Cluster   *devcluster.Cluster
 	Client    client.Client
 	Clientset *kubernetes.Clientset
+	// Cache is the manager's informer cache.
+	Cache cache.Cache
 
 	stopManager func()
 }
@@ -66,6 +69,7 @@ func Start(clk clock.PassiveClock) (_ *Env, err error) {
 	if err != nil {
 		return nil, err
 	}
+	e.Cache = mgr.GetCache()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
