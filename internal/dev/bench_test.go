@@ -70,7 +70,8 @@ const (
 // machines are noisy). Set HUB_BENCH_USAGE_DB to a file to keep the seeded
 // usage store between runs, HUB_BENCH_CPUPROFILE to a file for a CPU
 // profile of the hub while the figures are taken, and
-// HUB_BENCH_HEAPPROFILE for its heap after them.
+// HUB_BENCH_HEAPPROFILE for its heap after them (and before them, at the
+// path with .before).
 func BenchmarkDashboardPages(b *testing.B) {
 	setTestLogger()
 	g := NewWithT(b)
