@@ -131,7 +131,11 @@ func New(o Options) (*Server, error) {
 	if o.Informers == nil {
 		return nil, errors.New("the dashboard needs Options.Informers, the cache behind Options.Reader")
 	}
-	if s.keyFigures, err = watchKeyFigures(context.Background(), o.Informers); err != nil {
+	// Before the cache starts this only adds the informer; after, it waits
+	// for the informer's first list.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if s.keyFigures, err = watchKeyFigures(ctx, o.Informers); err != nil {
 		return nil, fmt.Errorf("watching the keys for the overview: %w", err)
 	}
 	static, err := fs.Sub(staticFiles, "static")

@@ -327,11 +327,7 @@ const groupRowsShown = 50
 // totals (groupRowsShown). more is how many groups the second leaves out.
 func usageTables(view usageView, report *mgmtv1alpha1.UsageReport, rows []usageRow) (periods, groups []usageRow, more int) {
 	st := &report.Status
-	type sum struct {
-		row  usageRow
-		cost decimal.Decimal
-	}
-	byStart := map[int64]*sum{}
+	byStart := map[int64]*figureSum{}
 	var starts []int64
 	for i, r := range rows {
 		b := st.Buckets[i]
@@ -339,32 +335,86 @@ func usageTables(view usageView, report *mgmtv1alpha1.UsageReport, rows []usageR
 		// name are two rows.
 		s, ok := byStart[b.StartTime.Unix()]
 		if !ok {
-			s = &sum{row: usageRow{Start: r.Start, Calls: view.callsLink(b.StartTime.Time, b.EndTime.Time, "")}}
+			s = &figureSum{row: usageRow{Start: r.Start, Calls: view.callsLink(b.StartTime.Time, b.EndTime.Time, "")}}
 			byStart[b.StartTime.Unix()] = s
 			starts = append(starts, b.StartTime.Unix())
 		}
-		s.row.UsageFigures.Calls += r.UsageFigures.Calls
-		s.row.InputTokens += r.InputTokens
-		s.row.CachedInputTokens += r.CachedInputTokens
-		s.row.OutputTokens += r.OutputTokens
-		s.row.VideoSeconds += r.VideoSeconds
-		s.row.StorageByteHours += r.StorageByteHours
-		s.row.UnpricedCalls += r.UnpricedCalls
-		if c, err := decimal.NewFromString(r.Cost); err == nil {
-			s.cost = s.cost.Add(c)
-		}
+		s.add(r.UsageFigures)
 	}
 	for _, k := range starts {
-		s := byStart[k]
-		s.row.Cost = s.cost.String()
-		periods = append(periods, s.row)
+		periods = append(periods, byStart[k].done())
 	}
-	for _, b := range st.GroupTotals {
+	totals, count := st.GroupTotals, int(st.GroupCount)
+	if count == 0 {
+		totals, count = groupTotalsOf(view, st)
+	}
+	for _, b := range totals {
 		group := view.groupOf(b)
 		groups = append(groups, usageRow{Group: group, UsageFigures: b.UsageFigures,
 			Calls: view.callsLink(report.Spec.StartTime.Time, report.Spec.EndTime.Time, group)})
 	}
-	return periods, groups, int(st.GroupCount) - len(groups)
+	return periods, groups, count - len(groups)
+}
+
+// groupTotalsOf sums the report's buckets by group, the costliest first,
+// and counts its groups, those summed into the others too: the table's
+// rows when the report has no group totals, as from a management API that
+// predates spec.groupTotals, during an upgrade. The table then lists the
+// chart's groups only.
+func groupTotalsOf(view usageView, st *mgmtv1alpha1.UsageReportStatus) ([]mgmtv1alpha1.UsageBucket, int) {
+	byGroup := map[string]*figureSum{}
+	var names []string
+	for _, b := range st.Buckets {
+		if b.Others {
+			continue
+		}
+		group := view.groupOf(b)
+		s, ok := byGroup[group]
+		if !ok {
+			s = &figureSum{bucket: b}
+			s.bucket.UsageFigures = mgmtv1alpha1.UsageFigures{}
+			byGroup[group] = s
+			names = append(names, group)
+		}
+		s.add(b.UsageFigures)
+	}
+	slices.SortStableFunc(names, func(a, b string) int {
+		return cmp.Or(byGroup[b].cost.Cmp(byGroup[a].cost), cmp.Compare(byGroup[b].row.UsageFigures.Calls, byGroup[a].row.UsageFigures.Calls))
+	})
+	totals := make([]mgmtv1alpha1.UsageBucket, 0, min(len(names), groupRowsShown))
+	for _, g := range names[:min(len(names), groupRowsShown)] {
+		s := byGroup[g]
+		s.bucket.UsageFigures = s.done().UsageFigures
+		totals = append(totals, s.bucket)
+	}
+	return totals, len(names) + int(st.OtherGroups)
+}
+
+// figureSum adds up figures into a table's row (and the bucket it stands
+// for, when a group's), with their cost as a decimal.
+type figureSum struct {
+	row    usageRow
+	bucket mgmtv1alpha1.UsageBucket
+	cost   decimal.Decimal
+}
+
+func (s *figureSum) add(f mgmtv1alpha1.UsageFigures) {
+	s.row.UsageFigures.Calls += f.Calls
+	s.row.InputTokens += f.InputTokens
+	s.row.CachedInputTokens += f.CachedInputTokens
+	s.row.OutputTokens += f.OutputTokens
+	s.row.VideoSeconds += f.VideoSeconds
+	s.row.StorageByteHours += f.StorageByteHours
+	s.row.UnpricedCalls += f.UnpricedCalls
+	if c, err := decimal.NewFromString(f.Cost); err == nil {
+		s.cost = s.cost.Add(c)
+	}
+}
+
+// done is the row, with its cost.
+func (s *figureSum) done() usageRow {
+	s.row.Cost = s.cost.String()
+	return s.row
 }
 
 func locationOf(name string) *time.Location {

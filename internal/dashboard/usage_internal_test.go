@@ -96,4 +96,17 @@ func TestUsageTablesStayBounded(t *testing.T) {
 	g.Expect(groups[0].UsageFigures.Calls).To(BeEquivalentTo(3))
 	g.Expect(groups[0].Calls).To(Equal("/usage/calls?from=2026-11-01T00%3A00%3A00Z&project=p-124&to=2026-11-04T00%3A00%3A00Z"))
 	g.Expect(groups[groupRowsShown-1].Group).To(Equal("p-075"))
+
+	// A management API that predates groupTotals leaves them out: the
+	// table sums the buckets' groups instead, the costliest first.
+	report.Status.GroupTotals, report.Status.GroupCount = nil, 0
+	_, groups, more = usageTables(view, report, rows)
+	g.Expect(groups).To(HaveLen(groupRowsShown))
+	g.Expect(more).To(Equal(120-groupRowsShown+5), "the groups left out here and those the report summed")
+	g.Expect(groups[0].Group).To(Equal("p-119"))
+	g.Expect(groups[0].Cost).To(Equal("357.75"), "119.25 on each of three days")
+	g.Expect(groups[0].UsageFigures.Calls).To(BeEquivalentTo(3))
+	g.Expect(groups[0].InputTokens).To(BeEquivalentTo(3 * 119))
+	g.Expect(groups[0].Calls).To(Equal("/usage/calls?from=2026-11-01T00%3A00%3A00Z&project=p-119&to=2026-11-04T00%3A00%3A00Z"))
+	g.Expect(groups[groupRowsShown-1].Group).To(Equal("p-070"))
 }
