@@ -288,15 +288,22 @@ func TestBucketsEndWithinTheRange(t *testing.T) {
 	}
 }
 
-// TestTopGroupsSumTheOthers: with topGroups, the costliest groups keep
-// their buckets and the others are summed per bucket; nothing is lost.
-func TestTopGroupsSumTheOthers(t *testing.T) {
-	g := NewWithT(t)
+// byModelOverFourDays is the fixture's report of four days by model,
+// every group kept, and its request, for a test to ask it otherwise.
+func byModelOverFourDays(t *testing.T, g Gomega) (usage.Store, *pricing.PriceList, usagereport.Request, *usagereport.Report) {
 	store, prices, _ := fixture(t, g)
 	r := usagereport.Request{From: time.Date(2026, 10, 23, 0, 0, 0, 0, berlin), To: time.Date(2026, 10, 27, 0, 0, 0, 0, berlin),
 		Granularity: usage.Day, TimeZone: "Europe/Berlin", GroupBy: []usage.Dimension{usage.ByModel}}
 	all, err := usagereport.Build(context.Background(), store, prices, "USD", r)
 	g.Expect(err).NotTo(HaveOccurred())
+	return store, prices, r, all
+}
+
+// TestTopGroupsSumTheOthers: with topGroups, the costliest groups keep
+// their buckets and the others are summed per bucket; nothing is lost.
+func TestTopGroupsSumTheOthers(t *testing.T) {
+	g := NewWithT(t)
+	store, prices, r, all := byModelOverFourDays(t, g)
 	r.TopGroups = 1
 	top, err := usagereport.Build(context.Background(), store, prices, "USD", r)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -336,11 +343,7 @@ func TestTopGroupsSumTheOthers(t *testing.T) {
 // those topGroups alone asks for.
 func TestGroupTotalsSumTheWholeRange(t *testing.T) {
 	g := NewWithT(t)
-	store, prices, _ := fixture(t, g)
-	r := usagereport.Request{From: time.Date(2026, 10, 23, 0, 0, 0, 0, berlin), To: time.Date(2026, 10, 27, 0, 0, 0, 0, berlin),
-		Granularity: usage.Day, TimeZone: "Europe/Berlin", GroupBy: []usage.Dimension{usage.ByModel}}
-	all, err := usagereport.Build(context.Background(), store, prices, "USD", r)
-	g.Expect(err).NotTo(HaveOccurred())
+	store, prices, r, all := byModelOverFourDays(t, g)
 	g.Expect(all.GroupTotals).To(BeNil(), "only when asked")
 	type sums struct {
 		totals usage.Totals
